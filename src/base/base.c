@@ -1,0 +1,258 @@
+#include "base.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+void
+fatal(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	fputs("imapferry: fatal: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+	abort();
+}
+
+void *
+xmalloc(size_t size)
+{
+	void *p = malloc(size == 0 ? 1 : size);
+
+	if (p == NULL)
+		fatal("out of memory allocating %zu bytes", size);
+	return p;
+}
+
+void *
+xcalloc(size_t n, size_t size)
+{
+	void *p = calloc(n == 0 ? 1 : n, size == 0 ? 1 : size);
+
+	if (p == NULL)
+		fatal("out of memory allocating %zu x %zu bytes", n, size);
+	return p;
+}
+
+void *
+xrealloc(void *ptr, size_t size)
+{
+	void *p = realloc(ptr, size == 0 ? 1 : size);
+
+	if (p == NULL)
+		fatal("out of memory reallocating %zu bytes", size);
+	return p;
+}
+
+void *
+xreallocarray(void *ptr, size_t n, size_t size)
+{
+	if (size != 0 && n > SIZE_MAX / size)
+		fatal("allocation overflow: %zu x %zu", n, size);
+	return xrealloc(ptr, n * size);
+}
+
+char *
+xstrdup(const char *s)
+{
+	return xstrndup(s, strlen(s));
+}
+
+char *
+xstrndup(const char *s, size_t n)
+{
+	char *p = xmalloc(n + 1);
+
+	memcpy(p, s, n);
+	p[n] = '\0';
+	return p;
+}
+
+char *
+xasprintf(const char *fmt, ...)
+{
+	va_list ap, ap2;
+	int n;
+	char *p;
+
+	va_start(ap, fmt);
+	va_copy(ap2, ap);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		fatal("xasprintf: bad format");
+	p = xmalloc((size_t)n + 1);
+	vsnprintf(p, (size_t)n + 1, fmt, ap2);
+	va_end(ap2);
+	return p;
+}
+
+bool
+str_to_u64(const char *s, size_t len, uint64_t max, uint64_t *value_r)
+{
+	uint64_t v = 0;
+
+	if (len == 0)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		unsigned d;
+
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		d = (unsigned)(s[i] - '0');
+		if (v > (max - d) / 10)
+			return false;
+		v = v * 10 + d;
+	}
+	*value_r = v;
+	return true;
+}
+
+bool
+str_to_u64z(const char *s, uint64_t max, uint64_t *value_r)
+{
+	return str_to_u64(s, strlen(s), max, value_r);
+}
+
+static int
+lc(int c)
+{
+	return (c >= 'A' && c <= 'Z') ? c + 32 : c;
+}
+
+bool
+str_ieqn(const char *a, const char *b, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		if (lc((unsigned char)a[i]) != lc((unsigned char)b[i]))
+			return false;
+		if (a[i] == '\0')
+			return true;
+	}
+	return true;
+}
+
+bool
+str_ieq(const char *a, const char *b)
+{
+	size_t la = strlen(a);
+
+	return la == strlen(b) && str_ieqn(a, b, la);
+}
+
+bool
+str_has_iprefix(const char *s, const char *prefix)
+{
+	size_t lp = strlen(prefix);
+
+	return strlen(s) >= lp && str_ieqn(s, prefix, lp);
+}
+
+size_t
+str_copy(char *dst, const char *src, size_t dstsize)
+{
+	size_t len = strlen(src);
+
+	if (dstsize > 0) {
+		size_t n = len < dstsize - 1 ? len : dstsize - 1;
+		memcpy(dst, src, n);
+		dst[n] = '\0';
+	}
+	return len;
+}
+
+uint64_t
+time_mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+double
+time_mono_sec(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static _Thread_local char err_storage[1024];
+
+const char *
+err_set(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err_storage, sizeof(err_storage), fmt, ap);
+	va_end(ap);
+	return err_storage;
+}
+
+int
+file_read_small(const char *path, size_t max_size, bool strip_nl,
+                char **data_r, const char **error_r)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	char *data;
+	size_t len = 0;
+
+	if (fd < 0) {
+		*error_r = err_set("%s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) < 0 || (size_t)st.st_size > max_size) {
+		*error_r = err_set("%s: unreadable or larger than %zu bytes",
+		                   path, max_size);
+		close(fd);
+		return -1;
+	}
+	data = xmalloc(max_size + 1);
+	for (;;) {
+		ssize_t n = read(fd, data + len, max_size - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			*error_r = err_set("%s: %s", path, strerror(errno));
+			free(data);
+			close(fd);
+			return -1;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+		if (len == max_size)
+			break;
+	}
+	close(fd);
+	data[len] = '\0';
+	if (strip_nl)
+		while (len > 0 && (data[len - 1] == '\n' || data[len - 1] == '\r'))
+			data[--len] = '\0';
+	*data_r = data;
+	return 0;
+}
+
+void
+secret_free(char **secret)
+{
+	if (*secret == NULL)
+		return;
+	volatile char *p = *secret;
+	while (*p != '\0')
+		*p++ = '\0';
+	XFREE(*secret);
+}

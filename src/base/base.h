@@ -1,0 +1,63 @@
+/* base.h: allocation, attributes and small helpers shared by every module.
+ * Depends on libc only. */
+#ifndef IMAPFERRY_BASE_H
+#define IMAPFERRY_BASE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define ATTR_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#define ATTR_WARN_UNUSED __attribute__((warn_unused_result))
+#define ATTR_NORETURN __attribute__((noreturn))
+#define N_ELEMENTS(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Allocators: out of memory aborts (this is a tool, not a library). */
+void *xmalloc(size_t size);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *ptr, size_t size);
+/* xreallocarray: overflow-checked n*size; aborts on overflow. */
+void *xreallocarray(void *ptr, size_t n, size_t size);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+/* Returns a newly allocated formatted string; the caller owns it. */
+char *xasprintf(const char *fmt, ...) ATTR_PRINTF(1, 2);
+ATTR_NORETURN void fatal(const char *fmt, ...) ATTR_PRINTF(1, 2);
+
+/* Frees *p and sets it to NULL. */
+#define XFREE(p) do { free(p); (p) = NULL; } while (0)
+
+/* Parses a decimal unsigned number of exactly len bytes (no sign, no
+ * spaces). Returns false on empty input, a non-digit, or overflow past max. */
+bool str_to_u64(const char *s, size_t len, uint64_t max, uint64_t *value_r);
+/* Same for a NUL-terminated string. */
+bool str_to_u64z(const char *s, uint64_t max, uint64_t *value_r);
+
+/* Case-insensitive ASCII comparisons (locale independent). */
+bool str_ieq(const char *a, const char *b);
+bool str_ieqn(const char *a, const char *b, size_t len);
+bool str_has_iprefix(const char *s, const char *prefix);
+
+/* Copies src into dst (size dstsize), always NUL-terminating when dstsize>0.
+ * Returns strlen(src); truncation when the result >= dstsize. */
+size_t str_copy(char *dst, const char *src, size_t dstsize);
+
+/* Monotonic time in milliseconds and wall-clock seconds. */
+uint64_t time_mono_ms(void);
+double time_mono_sec(void);
+
+/* Reads a whole small file (at most max_size bytes) into a new
+ * NUL-terminated string; trailing CR/LF stripped when strip_nl.
+ * Returns 0, or -1 with *error_r set (static or per-thread storage). */
+int file_read_small(const char *path, size_t max_size, bool strip_nl,
+                    char **data_r, const char **error_r);
+
+/* Overwrites a secret with zeros before freeing it. */
+void secret_free(char **secret);
+
+/* Per-thread error message storage for "-1 + *error_r" returns whose text
+ * is formatted. The returned pointer stays valid until the next call of
+ * err_set() in the same thread. */
+const char *err_set(const char *fmt, ...) ATTR_PRINTF(1, 2);
+
+#endif

@@ -1,0 +1,20 @@
+/* mutf7.h: modified UTF-7 for mailbox names (RFC 3501 5.1.3). */
+#ifndef IMAPFERRY_IMAP_MUTF7_H
+#define IMAPFERRY_IMAP_MUTF7_H
+
+#include "base.h"
+#include "buf.h"
+
+/* Encodes UTF-8 (len bytes) into modified UTF-7, appended to out.
+ * Returns 0, or -1 if the input is not valid UTF-8 (or contains NUL) or
+ * out's cap is hit. */
+int mutf7_encode(const char *utf8, size_t len, struct buf *out) ATTR_WARN_UNUSED;
+/* Decodes modified UTF-7 into UTF-8, appended to out. Strict: rejects
+ * non-printable bytes, bad base64, non-zero padding bits, unpaired
+ * surrogates, encoded printable ASCII, adjacent encoded runs, NUL.
+ * Returns 0 or -1. */
+int mutf7_decode(const char *mutf7, size_t len, struct buf *out) ATTR_WARN_UNUSED;
+/* True if s is valid modified UTF-7 (per mutf7_decode). */
+bool mutf7_is_valid(const char *s, size_t len);
+
+#endif
