@@ -256,3 +256,33 @@ secret_free(char **secret)
 		*p++ = '\0';
 	XFREE(*secret);
 }
+
+char *
+base64_encode(const void *data, size_t len)
+{
+	static const char tbl[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	const unsigned char *in = data;
+	char *out = xmalloc((len + 2) / 3 * 4 + 1), *o = out;
+	size_t i;
+
+	for (i = 0; i + 2 < len; i += 3) {
+		*o++ = tbl[in[i] >> 2];
+		*o++ = tbl[((in[i] & 3) << 4) | (in[i + 1] >> 4)];
+		*o++ = tbl[((in[i + 1] & 15) << 2) | (in[i + 2] >> 6)];
+		*o++ = tbl[in[i + 2] & 63];
+	}
+	if (i < len) {
+		*o++ = tbl[in[i] >> 2];
+		if (i + 1 < len) {
+			*o++ = tbl[((in[i] & 3) << 4) | (in[i + 1] >> 4)];
+			*o++ = tbl[(in[i + 1] & 15) << 2];
+		} else {
+			*o++ = tbl[(in[i] & 3) << 4];
+			*o++ = '=';
+		}
+		*o++ = '=';
+	}
+	*o = '\0';
+	return out;
+}

@@ -60,4 +60,8 @@ void secret_free(char **secret);
  * err_set() in the same thread. */
 const char *err_set(const char *fmt, ...) ATTR_PRINTF(1, 2);
 
+/* Base64 (RFC 4648, with padding) of len bytes, appended as text to a new
+ * NUL-terminated string the caller owns. */
+char *base64_encode(const void *data, size_t len);
+
 #endif

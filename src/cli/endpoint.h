@@ -1,0 +1,34 @@
+/* endpoint.h: parsing of the SRC/DST arguments of the command line:
+ *   imap://USER@HOST[:PORT][?tls=none|starttls=require|compress=yes]
+ *   imaps://USER@HOST[:PORT]
+ *   maildir:PATH[?flavor=dovecot|courier]
+ * USER may be "alice*master" (Dovecot master login) and may carry
+ * ";AUTH=PLAIN" / ";AUTH=LOGIN" / ";AUTH=XOAUTH2"; %XX escapes are decoded
+ * (alice%40example.org). Passwords never come from the URL. */
+#ifndef IMAPFERRY_CLI_ENDPOINT_H
+#define IMAPFERRY_CLI_ENDPOINT_H
+
+#include "client.h"
+
+enum endpoint_kind { ENDPOINT_IMAP, ENDPOINT_MAILDIR };
+
+struct endpoint {
+	enum endpoint_kind kind;
+	/* IMAP: strings below are owned by the endpoint */
+	struct imap_client_options imap;
+	char *host, *port, *user, *password, *authzid;
+	/* MAILDIR */
+	char *path;
+	char *flavor;
+	char *url;            /* as given, for messages (never has a password) */
+};
+
+/* Parses url into ep (zeroed first). Returns 0 or -1 with *error_r. */
+int endpoint_parse(const char *url, struct endpoint *ep, const char **error_r);
+/* Loads the password: from password_file if not NULL, else from the
+ * environment variable env_name. Returns 0 or -1 with *error_r. */
+int endpoint_load_password(struct endpoint *ep, const char *password_file,
+                           const char *env_name, const char **error_r);
+void endpoint_free(struct endpoint *ep);
+
+#endif
