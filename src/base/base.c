@@ -193,11 +193,14 @@ static _Thread_local char err_storage[1024];
 const char *
 err_set(const char *fmt, ...)
 {
+	char tmp[sizeof(err_storage)];
 	va_list ap;
 
+	/* through tmp: an argument may point into err_storage itself */
 	va_start(ap, fmt);
-	vsnprintf(err_storage, sizeof(err_storage), fmt, ap);
+	vsnprintf(tmp, sizeof(tmp), fmt, ap);
 	va_end(ap);
+	memcpy(err_storage, tmp, sizeof(tmp));
 	return err_storage;
 }
 

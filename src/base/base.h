@@ -24,6 +24,10 @@ char *xstrndup(const char *s, size_t n);
 char *xasprintf(const char *fmt, ...) ATTR_PRINTF(1, 2);
 ATTR_NORETURN void fatal(const char *fmt, ...) ATTR_PRINTF(1, 2);
 
+/* Discards a result on purpose (a cast to void does not silence
+ * ATTR_WARN_UNUSED in GCC). */
+static inline void ignore_result(int r) { (void)r; }
+
 /* Frees *p and sets it to NULL. */
 #define XFREE(p) do { free(p); (p) = NULL; } while (0)
 

@@ -16,6 +16,7 @@ usage(FILE *f)
 	      "\n"
 	      "commands:\n"
 	      "  ls URL             list a server's capabilities, namespaces and folders\n"
+	      "  copy SRC DST       copy an account, incrementally (see copy --help)\n"
 	      "\n"
 	      "URL: imap://USER@HOST[:PORT] (STARTTLS when offered; ?tls=none for plain,\n"
 	      "     ?starttls=require to insist), imaps://USER@HOST[:PORT] (implicit TLS).\n"
@@ -107,6 +108,8 @@ main(int argc, char **argv)
 	}
 	if (strcmp(cmd, "ls") == 0)
 		return cmd_ls(argc - 1, argv + 1);
+	if (strcmp(cmd, "copy") == 0)
+		return cmd_copy(argc - 1, argv + 1);
 	fprintf(stderr, "imapferry: unknown command '%s'\n", cmd);
 	usage(stderr);
 	return 2;

@@ -1063,10 +1063,14 @@ imap_client_connect(const struct imap_client_options *o,
 
 		if (imap_client_simple(c, "COMPRESS DEFLATE", error_r) < 0)
 			goto fail;
-		if (c->roff < c->rlen) {
-			*error_r = err_set("%s: data after COMPRESS reply", c->host);
+		/* compressed data may follow the OK in the same read */
+		if (c->roff < c->rlen &&
+		    net_conn_unread(c->conn, c->rbuf + c->roff, c->rlen - c->roff,
+		                    &error) < 0) {
+			*error_r = err_set("%s", error);
 			goto fail;
 		}
+		c->roff = c->rlen = 0;
 		if (net_conn_start_compress(c->conn, &error) < 0) {
 			*error_r = err_set("%s", error);
 			goto fail;
@@ -1126,7 +1130,7 @@ imap_client_logout(struct imap_client **clientp)
 
 		imap_cmd_add(cmd, "LOGOUT");
 		imap_cmd_submit(cmd, NULL, NULL);
-		(void)imap_client_run(c, &error);
+		ignore_result(imap_client_run(c, &error));
 	}
 	imap_client_free(clientp);
 }

@@ -172,6 +172,8 @@ imap_account_inventory(struct imap_client *c, unsigned flags,
 			imap_cmd_add(cmd, " (MESSAGES UIDVALIDITY UIDNEXT");
 			if ((flags & IMAP_INV_SIZE) && status_size)
 				imap_cmd_add(cmd, " SIZE");
+			if (imap_client_has_cap(c, "CONDSTORE"))
+				imap_cmd_add(cmd, " HIGHESTMODSEQ");
 			imap_cmd_add(cmd, ")");
 			imap_cmd_submit(cmd, status_done, &ic);
 		}

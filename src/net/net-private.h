@@ -75,8 +75,8 @@ int net_transport_send(struct net_conn *conn, const struct iovec *iov,
 ssize_t net_transport_recv(struct net_conn *conn, void *data, size_t len,
                            const char **error_r) ATTR_WARN_UNUSED;
 
-/* Marks the connection broken with this message (copied) and returns the
- * copy for *error_r. */
+/* Marks the connection broken with msg (copied; the first message wins)
+ * and returns that message in err_set() storage for *error_r. */
 const char *net_conn_set_broken(struct net_conn *conn, const char *msg);
 
 /* TLS (tls.c). */

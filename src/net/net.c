@@ -28,21 +28,23 @@ fmt_secs(char *dst, size_t size, int ms)
 	return dst;
 }
 
-const char *
-net_conn_set_broken(struct net_conn *conn, const char *msg)
-{
-	/* msg may be err_set() storage; copy before anyone reuses it. */
-	if (!conn->broken) {
-		str_copy(conn->broken_msg, msg, sizeof(conn->broken_msg));
-		conn->broken = true;
-	}
-	return conn->broken_msg;
-}
-
 static const char *
 broken_error(struct net_conn *conn)
 {
 	return err_set("%s", conn->broken_msg);
+}
+
+const char *
+net_conn_set_broken(struct net_conn *conn, const char *msg)
+{
+	/* msg is usually err_set() storage: copy it out first, then hand
+	 * back err_set() storage again, never a pointer into conn (the
+	 * caller may close conn before reporting). */
+	if (!conn->broken) {
+		str_copy(conn->broken_msg, msg, sizeof(conn->broken_msg));
+		conn->broken = true;
+	}
+	return broken_error(conn);
 }
 
 ssize_t

@@ -46,17 +46,38 @@ struct net_conn *net_conn_from_fd(int fd, const char *host,
                                   const struct net_options *opts);
 
 /* Starts TLS on a plain connection (STARTTLS, after the server's OK).
- * Any buffered unread plaintext input is an error (injection attack).
+ * Any buffered unread plaintext input is an error (injection attack):
+ * bytes given back with net_conn_unread(), or bytes already waiting in the
+ * socket (the server must not speak before the ClientHello). net_conn_read()
+ * returns everything available, so a caller that read past the tagged OK
+ * must give the rest back with net_conn_unread() (or fail by itself).
+ * Flushes queued output first. On failure the connection is unusable.
  * Returns 0 or -1 with *error_r. */
 int net_conn_start_tls(struct net_conn *conn, const char **error_r) ATTR_WARN_UNUSED;
 
 /* Starts raw DEFLATE (RFC 4978) in both directions, after the server's OK
- * to COMPRESS DEFLATE. Returns 0 or -1 with *error_r. */
+ * to COMPRESS DEFLATE. Output queued but not yet sent is compressed too.
+ * The server may send compressed data right behind its OK: if the caller
+ * read past the OK, it gives those bytes back with net_conn_unread()
+ * before this call and they are decompressed first.
+ * Returns 0 or -1 with *error_r. */
 int net_conn_start_compress(struct net_conn *conn, const char **error_r) ATTR_WARN_UNUSED;
 
-/* Reads up to len bytes of (decrypted, decompressed) input. Flushes pending
- * output first. Returns the number of bytes read (>0), 0 on orderly EOF,
- * or -1 with *error_r on error or timeout. */
+/* Gives back len bytes the caller read but did not consume; the next
+ * net_conn_read() calls return them before anything new. Given back
+ * before net_conn_start_compress(), they are taken as compressed input;
+ * before net_conn_start_tls(), they make it fail (see there). Bytes are
+ * copied (at most 1 MiB pending). Returns 0 or -1 with *error_r. */
+int net_conn_unread(struct net_conn *conn, const void *data, size_t len,
+                    const char **error_r) ATTR_WARN_UNUSED;
+
+/* Reads up to len (> 0) bytes of (decrypted, decompressed) input into
+ * data, straight from the socket/TLS/zlib without an extra copy: use a
+ * large buffer (64 KiB) for speed. Flushes pending output first. Returns
+ * the number of bytes read (>0) as soon as any are available, 0 on EOF
+ * (a missing TLS close_notify counts as EOF), or -1 with *error_r on error
+ * or timeout ("timeout after N s reading from HOST"). After an error the
+ * connection is unusable: every later call fails with the same text. */
 ssize_t net_conn_read(struct net_conn *conn, void *data, size_t len,
                       const char **error_r) ATTR_WARN_UNUSED;
 
@@ -69,7 +90,7 @@ int net_conn_write(struct net_conn *conn, const void *data, size_t len,
  * Returns 0 or -1 with *error_r. */
 int net_conn_flush(struct net_conn *conn, const char **error_r) ATTR_WARN_UNUSED;
 
-/* Bytes queued but not yet sent. */
+/* Bytes queued but not yet handed to the compressor/TLS/socket. */
 size_t net_conn_output_pending(const struct net_conn *conn);
 
 bool net_conn_is_tls(const struct net_conn *conn);
@@ -80,7 +101,9 @@ const char *net_conn_describe(const struct net_conn *conn);
 uint64_t net_conn_bytes_in(const struct net_conn *conn);
 uint64_t net_conn_bytes_out(const struct net_conn *conn);
 
-/* Shuts TLS down if active, closes the socket, frees, sets *conn to NULL. */
+/* Shuts TLS down if active (one non-blocking close_notify, no waiting),
+ * closes the socket, frees, sets *conn to NULL. Output not flushed is
+ * discarded. NULL *conn is fine. */
 void net_conn_close(struct net_conn **conn);
 
 #endif

@@ -1,0 +1,128 @@
+#include "mqueue.h"
+
+#include <stdlib.h>
+#include <unistd.h>
+
+void
+cmsg_free(struct cmsg **msgp)
+{
+	struct cmsg *m = *msgp;
+
+	if (m == NULL)
+		return;
+	free(m->flags);
+	free(m->data);
+	if (m->fd >= 0)
+		close(m->fd);
+	free(m);
+	*msgp = NULL;
+}
+
+static uint64_t
+mem_cost(const struct cmsg *m)
+{
+	return m->data != NULL ? m->size : 0;
+}
+
+void
+mqueue_init(struct mqueue *q, size_t max_count, uint64_t max_mem_bytes)
+{
+	q->head = q->tail = NULL;
+	q->count = 0;
+	q->mem_bytes = 0;
+	q->max_count = max_count;
+	q->max_mem_bytes = max_mem_bytes;
+	q->closed = q->aborted = false;
+	pthread_mutex_init(&q->lock, NULL);
+	pthread_cond_init(&q->changed, NULL);
+}
+
+void
+mqueue_deinit(struct mqueue *q)
+{
+	struct cmsg *m, *next;
+
+	for (m = q->head; m != NULL; m = next) {
+		next = m->next;
+		cmsg_free(&m);
+	}
+	q->head = q->tail = NULL;
+	pthread_cond_destroy(&q->changed);
+	pthread_mutex_destroy(&q->lock);
+}
+
+int
+mqueue_push(struct mqueue *q, struct cmsg *msg)
+{
+	pthread_mutex_lock(&q->lock);
+	/* An oversized message is let in when the queue is empty, so it
+	 * cannot wait forever. */
+	while (!q->aborted && q->count > 0 &&
+	       (q->count >= q->max_count ||
+	        q->mem_bytes + mem_cost(msg) > q->max_mem_bytes))
+		pthread_cond_wait(&q->changed, &q->lock);
+	if (q->aborted) {
+		pthread_mutex_unlock(&q->lock);
+		cmsg_free(&msg);
+		return -1;
+	}
+	msg->next = NULL;
+	if (q->tail != NULL)
+		q->tail->next = msg;
+	else
+		q->head = msg;
+	q->tail = msg;
+	q->count++;
+	q->mem_bytes += mem_cost(msg);
+	pthread_cond_broadcast(&q->changed);
+	pthread_mutex_unlock(&q->lock);
+	return 0;
+}
+
+struct cmsg *
+mqueue_pop_batch(struct mqueue *q, size_t max_count, uint64_t max_bytes)
+{
+	struct cmsg *first = NULL, **tailp = &first;
+	size_t n = 0;
+	uint64_t bytes = 0;
+
+	pthread_mutex_lock(&q->lock);
+	while (q->head == NULL && !q->closed)
+		pthread_cond_wait(&q->changed, &q->lock);
+	while (q->head != NULL && n < max_count &&
+	       (n == 0 || bytes + q->head->size <= max_bytes)) {
+		struct cmsg *m = q->head;
+
+		q->head = m->next;
+		if (q->head == NULL)
+			q->tail = NULL;
+		q->count--;
+		q->mem_bytes -= mem_cost(m);
+		bytes += m->size;
+		m->next = NULL;
+		*tailp = m;
+		tailp = &m->next;
+		n++;
+	}
+	pthread_cond_broadcast(&q->changed);
+	pthread_mutex_unlock(&q->lock);
+	return first;
+}
+
+void
+mqueue_close(struct mqueue *q)
+{
+	pthread_mutex_lock(&q->lock);
+	q->closed = true;
+	pthread_cond_broadcast(&q->changed);
+	pthread_mutex_unlock(&q->lock);
+}
+
+void
+mqueue_abort(struct mqueue *q)
+{
+	pthread_mutex_lock(&q->lock);
+	q->aborted = true;
+	pthread_cond_broadcast(&q->changed);
+	pthread_mutex_unlock(&q->lock);
+}

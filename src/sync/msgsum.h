@@ -1,0 +1,52 @@
+/* msgsum.h: per-message summaries of a selected folder, fetched in one
+ * pipelined pass: UID, flags, INTERNALDATE, RFC822.SIZE, a fingerprint
+ * (SHA-256 over the Message-ID/Date/From/To/Subject header fields, size and
+ * INTERNALDATE) and, on request, the SHA-256 of the whole body (streamed,
+ * never held in memory). Used to find copies without state (dedupe) and
+ * by verify. */
+#ifndef IMAPFERRY_SYNC_MSGSUM_H
+#define IMAPFERRY_SYNC_MSGSUM_H
+
+#include "client.h"
+
+struct msgsum {
+	uint32_t uid;
+	char *flags;              /* canonical, owned */
+	int64_t internaldate;
+	uint64_t size;
+	char *message_id;         /* value of Message-ID, owned, or NULL */
+	unsigned char fp[32];     /* fingerprint */
+	unsigned char body_sha[32];
+	bool have_fp, have_body;
+};
+
+struct msgsum_list {
+	struct msgsum *items;     /* sorted by uid */
+	size_t count, alloc;
+};
+
+enum msgsum_what {
+	MSGSUM_FLAGS = 1 << 0,
+	MSGSUM_META  = 1 << 1,    /* INTERNALDATE, RFC822.SIZE */
+	MSGSUM_FP    = 1 << 2,    /* fingerprint (implies META) */
+	MSGSUM_BODY  = 1 << 3,    /* SHA-256 of BODY.PEEK[] */
+};
+
+/* Fetches summaries of uidset ("1:*" or "4,7:9") in the selected folder,
+ * appending to list (sorted by uid afterwards). Returns 0 or -1 with
+ * *error_r (connection failure; a failed FETCH is also -1). */
+int msgsum_fetch(struct imap_client *client, const char *uidset,
+                 unsigned what, struct msgsum_list *list,
+                 const char **error_r) ATTR_WARN_UNUSED;
+void msgsum_list_free(struct msgsum_list *list);
+/* Binary search by uid; NULL if absent. */
+struct msgsum *msgsum_find(const struct msgsum_list *list, uint32_t uid);
+/* Lower-case hex of 32 bytes into out (65 bytes). */
+void msgsum_hex(const unsigned char d[32], char out[static 65]);
+
+/* Computes the fingerprint from a header-fields literal. */
+void msgsum_fingerprint(const char *hdr, size_t len, uint64_t size,
+                        int64_t internaldate, unsigned char fp_r[32],
+                        char **message_id_r);
+
+#endif

@@ -1,0 +1,268 @@
+#include "verify.h"
+
+#include "flags.h"
+#include "log.h"
+#include "mailboxes.h"
+#include "msgsum.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *
+verify_kind_name(enum verify_kind kind)
+{
+	static const char *names[] = {
+		"folder_missing", "missing", "extra", "size", "internaldate",
+		"flags", "message_id", "body", "error",
+	};
+
+	return names[kind];
+}
+
+static void
+add_diff(struct verify_report *r, enum verify_kind kind, const char *sf,
+         const char *df, uint32_t su, uint32_t du, const char *fmt, ...)
+    ATTR_PRINTF(7, 8);
+
+static void
+add_diff(struct verify_report *r, enum verify_kind kind, const char *sf,
+         const char *df, uint32_t su, uint32_t du, const char *fmt, ...)
+{
+	struct verify_diff *d;
+	va_list ap;
+	char tmp[1024];
+
+	if (r->count == r->alloc) {
+		r->alloc = r->alloc == 0 ? 16 : r->alloc * 2;
+		r->diffs = xreallocarray(r->diffs, r->alloc, sizeof(*r->diffs));
+	}
+	d = &r->diffs[r->count++];
+	d->kind = kind;
+	d->src_folder = xstrdup(sf);
+	d->dst_folder = xstrdup(df != NULL ? df : "");
+	d->src_uid = su;
+	d->dst_uid = du;
+	va_start(ap, fmt);
+	vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	va_end(ap);
+	d->detail = xstrdup(tmp);
+}
+
+void
+verify_report_free(struct verify_report *r)
+{
+	for (size_t i = 0; i < r->count; i++) {
+		free(r->diffs[i].src_folder);
+		free(r->diffs[i].dst_folder);
+		free(r->diffs[i].detail);
+	}
+	free(r->diffs);
+	memset(r, 0, sizeof(*r));
+}
+
+static void
+compare_pair(struct verify_report *r, const char *sf, const char *df,
+             const struct msgsum *s, const struct msgsum *d, bool deep)
+{
+	r->matched++;
+	if (s->size != d->size)
+		add_diff(r, VERIFY_SIZE, sf, df, s->uid, d->uid,
+		         "source %" PRIu64 " bytes, target %" PRIu64, s->size, d->size);
+	if (s->internaldate != d->internaldate)
+		add_diff(r, VERIFY_DATE, sf, df, s->uid, d->uid,
+		         "source %" PRId64 ", target %" PRId64, s->internaldate,
+		         d->internaldate);
+	if (strcmp(s->flags, d->flags) != 0)
+		add_diff(r, VERIFY_FLAGS, sf, df, s->uid, d->uid,
+		         "source (%s), target (%s)", s->flags, d->flags);
+	if ((s->message_id == NULL) != (d->message_id == NULL) ||
+	    (s->message_id != NULL && strcmp(s->message_id, d->message_id) != 0))
+		add_diff(r, VERIFY_MESSAGE_ID, sf, df, s->uid, d->uid,
+		         "source %s, target %s",
+		         s->message_id ? s->message_id : "(none)",
+		         d->message_id ? d->message_id : "(none)");
+	if (deep && (!s->have_body || !d->have_body ||
+	             memcmp(s->body_sha, d->body_sha, 32) != 0)) {
+		char hs[65], hd[65];
+
+		msgsum_hex(s->body_sha, hs);
+		msgsum_hex(d->body_sha, hd);
+		add_diff(r, VERIFY_BODY, sf, df, s->uid, d->uid,
+		         "SHA-256 source %s, target %s", hs, hd);
+	}
+}
+
+static int
+select_and_sum(struct imap_client *c, const char *name, unsigned what,
+               struct msgsum_list *list, const char **error_r)
+{
+	if (imap_client_select(c, name, true, error_r) < 0)
+		return -1;
+	if (imap_client_mailbox(c)->exists == 0)
+		return 0;
+	return msgsum_fetch(c, "1:*", what, list, error_r);
+}
+
+static void
+verify_folder(struct imap_client *src, struct imap_client *dst,
+              const struct verify_options *o, const char *sf, const char *df,
+              struct verify_report *r)
+{
+	unsigned what = MSGSUM_FLAGS | MSGSUM_FP | (o->deep ? MSGSUM_BODY : 0);
+	struct msgsum_list sl = { 0 }, dl = { 0 };
+	struct state_folder st;
+	struct state_msg *map = NULL;
+	size_t n_map = 0;
+	bool found = false, *dused = NULL, *sused = NULL;
+	const char *error;
+
+	if (select_and_sum(src, sf, what, &sl, &error) < 0) {
+		add_diff(r, VERIFY_ERROR, sf, df, 0, 0, "source: %s", error);
+		goto out;
+	}
+	if (select_and_sum(dst, df, what, &dl, &error) < 0) {
+		add_diff(r, VERIFY_ERROR, sf, df, 0, 0, "target: %s", error);
+		goto out;
+	}
+	r->folders++;
+	r->messages += sl.count;
+	dused = xcalloc(dl.count + 1, sizeof(bool));
+	sused = xcalloc(sl.count + 1, sizeof(bool));
+	if (o->db != NULL && o->account != NULL &&
+	    state_folder_get(o->db, o->account, sf, &st, &found, &error) == 0 &&
+	    found) {
+		if (st.src_uidvalidity == imap_client_mailbox(src)->uidvalidity &&
+		    state_msgs_load(o->db, st.id, &map, &n_map, &error) < 0)
+			n_map = 0;
+		state_folder_free(&st);
+	}
+	/* pairs the state knows */
+	for (size_t i = 0; i < n_map; i++) {
+		struct msgsum *s = msgsum_find(&sl, map[i].src_uid);
+		struct msgsum *d = map[i].dst_uid != 0 ?
+		                   msgsum_find(&dl, map[i].dst_uid) : NULL;
+
+		if (s == NULL)
+			continue;   /* gone on the source since */
+		if (d == NULL && map[i].dst_uid != 0) {
+			add_diff(r, VERIFY_MISSING, sf, df, s->uid, map[i].dst_uid,
+			         "target UID %" PRIu32 " is gone", map[i].dst_uid);
+			sused[s - sl.items] = true;
+			continue;
+		}
+		if (d == NULL)
+			continue;
+		sused[s - sl.items] = true;
+		dused[d - dl.items] = true;
+		compare_pair(r, sf, df, s, d, o->deep);
+	}
+	/* the rest by fingerprint */
+	for (size_t i = 0; i < sl.count; i++) {
+		bool paired = false;
+
+		if (sused[i])
+			continue;
+		for (size_t k = 0; k < dl.count && !paired; k++) {
+			if (dused[k] || memcmp(sl.items[i].fp, dl.items[k].fp, 32) != 0)
+				continue;
+			dused[k] = true;
+			paired = true;
+			compare_pair(r, sf, df, &sl.items[i], &dl.items[k], o->deep);
+		}
+		if (!paired)
+			add_diff(r, VERIFY_MISSING, sf, df, sl.items[i].uid, 0,
+			         "%" PRIu64 " bytes, Message-ID %s", sl.items[i].size,
+			         sl.items[i].message_id ? sl.items[i].message_id : "(none)");
+	}
+	for (size_t k = 0; k < dl.count; k++)
+		if (!dused[k])
+			add_diff(r, VERIFY_EXTRA, sf, df, 0, dl.items[k].uid,
+			         "%" PRIu64 " bytes, Message-ID %s", dl.items[k].size,
+			         dl.items[k].message_id ? dl.items[k].message_id : "(none)");
+out:
+	state_msgs_free(&map, n_map);
+	free(dused);
+	free(sused);
+	msgsum_list_free(&sl);
+	msgsum_list_free(&dl);
+}
+
+int
+verify_account(const struct imap_client_options *src_opts,
+               const struct imap_client_options *dst_opts,
+               const struct verify_options *o, struct verify_report *r,
+               const char **error_r)
+{
+	struct imap_client *src = NULL, *dst = NULL;
+	struct imap_account_info si, di;
+	int ret = -1;
+
+	memset(r, 0, sizeof(*r));
+	if (imap_client_connect(src_opts, &src, NULL, error_r) < 0) {
+		*error_r = err_set("source: %s", *error_r);
+		return -1;
+	}
+	if (imap_client_connect(dst_opts, &dst, NULL, error_r) < 0) {
+		*error_r = err_set("target: %s", *error_r);
+		imap_client_free(&src);
+		return -1;
+	}
+	if (imap_account_inventory(src, 0, &si, error_r) < 0) {
+		imap_client_free(&src);
+		imap_client_free(&dst);
+		return -1;
+	}
+	if (imap_account_inventory(dst, 0, &di, error_r) < 0) {
+		imap_account_info_free(&si);
+		imap_client_free(&src);
+		imap_client_free(&dst);
+		return -1;
+	}
+	for (size_t i = 0; i < di.count; i++) {
+		unsigned su = di.boxes[i].attrs & IMAP_MBOX_SPECIAL_USE_MASK;
+		for (unsigned bit = 1; su != 0 && bit != 0; bit <<= 1)
+			if (su & bit)
+				foldermap_set_dst_special(o->fm, bit, di.boxes[i].name);
+	}
+	for (size_t i = 0; i < si.count; i++) {
+		const struct imap_mailbox_info *box = &si.boxes[i];
+		struct foldermap_result res;
+		const char *error;
+		bool exists = false;
+
+		if (!box->selectable)
+			continue;
+		if (foldermap_map(o->fm, box->name, box->name_len, box->attrs, &res,
+		                  &error) < 0) {
+			add_diff(r, VERIFY_ERROR, box->name, NULL, 0, 0, "%s", error);
+			continue;
+		}
+		if (!res.excluded) {
+			for (size_t k = 0; k < di.count && !exists; k++)
+				exists = strcmp(di.boxes[k].name, res.dst_wire) == 0 ||
+				         (str_ieq(res.dst_wire, "INBOX") &&
+				          str_ieq(di.boxes[k].name, "INBOX"));
+			if (!exists)
+				add_diff(r, VERIFY_FOLDER_MISSING, box->name, res.dst_wire,
+				         0, 0, "%" PRIu32 " messages on the source",
+				         box->messages);
+			else
+				verify_folder(src, dst, o, box->name, res.dst_wire, r);
+		}
+		foldermap_result_free(&res);
+		if (imap_client_is_dead(src) || imap_client_is_dead(dst)) {
+			*error_r = err_set("connection lost during verification");
+			goto out;
+		}
+	}
+	ret = 0;
+out:
+	imap_account_info_free(&si);
+	imap_account_info_free(&di);
+	imap_client_logout(&src);
+	imap_client_logout(&dst);
+	return ret;
+}
