@@ -1,5 +1,5 @@
 /* copy.c: imapferry copy SRC DST: one account, incrementally. */
-#include "cli.h"
+#include "pair.h"
 
 #include "buf.h"
 #include "copy.h"
@@ -16,36 +16,9 @@
 #include <string.h>
 
 enum {
-	OPT_SRC_PWFILE = OPT_FIRST_LOCAL, OPT_DST_PWFILE, OPT_SRC_AUTHZID,
-	OPT_DST_AUTHZID, OPT_STATE, OPT_INCLUDE, OPT_EXCLUDE, OPT_MAP,
-	OPT_DELETE_MISSING, OPT_SKIP_DELETED, OPT_DRY_RUN, OPT_NO_SUBS,
-	OPT_FETCH_BATCH, OPT_APPEND_DEPTH, OPT_SPOOL_DIR,
+	OPT_DELETE_MISSING = OPT_PAIR_LAST, OPT_SKIP_DELETED, OPT_DRY_RUN,
+	OPT_NO_SUBS, OPT_FETCH_BATCH, OPT_APPEND_DEPTH, OPT_SPOOL_DIR,
 };
-
-/* The side of the pair a namespace/separator comes from: asks the server
- * once (cheap: CAPABILITY is known, NAMESPACE + LIST "" "") . */
-static int
-probe_side(const struct endpoint *ep, struct foldermap_side *side,
-           char **prefix_r, const char **error_r)
-{
-	struct imap_client *c;
-	struct imap_account_info info;
-
-	if (imap_client_connect(&ep->imap, &c, NULL, error_r) < 0)
-		return -1;
-	if (imap_account_inventory(c, 0, &info, error_r) < 0) {
-		imap_client_free(&c);
-		return -1;
-	}
-	*prefix_r = xstrdup(info.ns_count[0] > 0 ? info.ns[0][0].prefix : "");
-	side->prefix = *prefix_r;
-	side->separator = info.separator;
-	if (side->separator == '\0' && info.ns_count[0] > 0)
-		side->separator = info.ns[0][0].delimiter;
-	imap_account_info_free(&info);
-	imap_client_logout(&c);
-	return 0;
-}
 
 static void
 print_summary(const struct copy_stats *st, bool json, bool dry_run)
@@ -93,14 +66,7 @@ cmd_copy(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		CLI_COMMON_LONGOPTS,
-		{ "src-password-file", required_argument, NULL, OPT_SRC_PWFILE },
-		{ "dst-password-file", required_argument, NULL, OPT_DST_PWFILE },
-		{ "src-authzid", required_argument, NULL, OPT_SRC_AUTHZID },
-		{ "dst-authzid", required_argument, NULL, OPT_DST_AUTHZID },
-		{ "state", required_argument, NULL, OPT_STATE },
-		{ "include", required_argument, NULL, OPT_INCLUDE },
-		{ "exclude", required_argument, NULL, OPT_EXCLUDE },
-		{ "map", required_argument, NULL, OPT_MAP },
+		CLI_PAIR_LONGOPTS,
 		{ "delete-missing", no_argument, NULL, OPT_DELETE_MISSING },
 		{ "skip-deleted", no_argument, NULL, OPT_SKIP_DELETED },
 		{ "dry-run", no_argument, NULL, OPT_DRY_RUN },
@@ -114,36 +80,20 @@ cmd_copy(int argc, char **argv)
 	struct cli_common common = { 0 };
 	struct copy_options o = { 0 };
 	struct copy_stats st;
-	const char *src_pw = NULL, *dst_pw = NULL, *src_zid = NULL, *dst_zid = NULL;
-	const char *state_path = NULL, *error;
-	const char **includes = xcalloc((size_t)argc + 1, sizeof(char *));
-	const char **excludes = xcalloc((size_t)argc + 1, sizeof(char *));
-	const char **maps = xcalloc((size_t)argc + 1, sizeof(char *));
-	size_t n_inc = 0, n_exc = 0, n_map = 0;
-	struct endpoint src, dst;
-	struct foldermap_side sside = { 0 }, dside = { 0 };
-	char *sprefix = NULL, *dprefix = NULL, *account = NULL, *default_state = NULL;
+	struct cli_pair pair;
+	const char *state_path, *error;
 	struct state_db *db = NULL;
 	int opt, ret, status = 1;
 	uint64_t v;
 
-	memset(&src, 0, sizeof(src));
-	memset(&dst, 0, sizeof(dst));
+	cli_pair_init(&pair, argc);
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
 		if ((ret = cli_common_option(&common, opt, optarg)) < 0)
 			goto usage;
-		if (ret > 0)
+		if (ret > 0 || cli_pair_option(&pair, opt, optarg) > 0)
 			continue;
 		switch (opt) {
-		case OPT_SRC_PWFILE: src_pw = optarg; break;
-		case OPT_DST_PWFILE: dst_pw = optarg; break;
-		case OPT_SRC_AUTHZID: src_zid = optarg; break;
-		case OPT_DST_AUTHZID: dst_zid = optarg; break;
-		case OPT_STATE: state_path = optarg; break;
-		case OPT_INCLUDE: includes[n_inc++] = optarg; break;
-		case OPT_EXCLUDE: excludes[n_exc++] = optarg; break;
-		case OPT_MAP: maps[n_map++] = optarg; break;
 		case OPT_DELETE_MISSING: o.delete_missing = true; break;
 		case OPT_SKIP_DELETED: o.skip_deleted = true; break;
 		case OPT_DRY_RUN: o.dry_run = true; break;
@@ -161,12 +111,7 @@ cmd_copy(int argc, char **argv)
 			break;
 		case 'h':
 			puts("usage: imapferry copy [options] SRC DST\n"
-			     "  --src-password-file F / --dst-password-file F\n"
-			     "      (else $IMAPFERRY_SRC_PASSWORD / $IMAPFERRY_DST_PASSWORD)\n"
-			     "  --src-authzid ID / --dst-authzid ID   admin login on behalf of ID\n"
-			     "  --state FILE          state database (default under ~/.local/state)\n"
-			     "  --include RE / --exclude RE   folders to copy (regex on the name)\n"
-			     "  --map 'OLD=NEW'       rename folders (regex, \\1..\\9)\n"
+			     CLI_PAIR_HELP
 			     "  --delete-missing      expunge on the target what the source lost\n"
 			     "  --skip-deleted        do not copy messages flagged \\Deleted\n"
 			     "  --dry-run             show what would be done\n"
@@ -180,67 +125,21 @@ cmd_copy(int argc, char **argv)
 	}
 	if (optind + 2 != argc)
 		goto usage;
-	if (endpoint_parse(argv[optind], &src, &error) < 0 ||
-	    endpoint_parse(argv[optind + 1], &dst, &error) < 0) {
-		fprintf(stderr, "imapferry: %s\n", error);
-		status = 2;
+	if ((status = cli_pair_setup(&pair, &common, argv[optind],
+	                             argv[optind + 1])) != 0)
 		goto out;
-	}
-	if (src.kind != ENDPOINT_IMAP || dst.kind != ENDPOINT_IMAP) {
-		fprintf(stderr, "imapferry: copy: maildir: endpoints are not "
-		                "supported yet\n");
-		status = 2;
+	status = 1;
+	if (cli_pair_state_path(&pair, &state_path) < 0)
 		goto out;
-	}
-	if (endpoint_load_password(&src, src_pw, "IMAPFERRY_SRC_PASSWORD", &error) < 0 ||
-	    endpoint_load_password(&dst, dst_pw, "IMAPFERRY_DST_PASSWORD", &error) < 0) {
-		fprintf(stderr, "imapferry: %s\n", error);
-		status = 2;
-		goto out;
-	}
-	cli_apply_common(&common, &src);
-	cli_apply_common(&common, &dst);
-	if (src_zid != NULL)
-		src.imap.authzid = src.authzid = xstrdup(src_zid);
-	if (dst_zid != NULL)
-		dst.imap.authzid = dst.authzid = xstrdup(dst_zid);
-	src.imap.label = "src";
-	dst.imap.label = "dst";
-
-	if (probe_side(&src, &sside, &sprefix, &error) < 0 ||
-	    probe_side(&dst, &dside, &dprefix, &error) < 0) {
-		fprintf(stderr, "imapferry: %s\n", error);
-		goto out;
-	}
-	o.fm = foldermap_new(&sside, &dside);
-	for (size_t i = 0; i < n_inc; i++)
-		if (foldermap_add_include(o.fm, includes[i], &error) < 0)
-			goto bad_rule;
-	for (size_t i = 0; i < n_exc; i++)
-		if (foldermap_add_exclude(o.fm, excludes[i], &error) < 0)
-			goto bad_rule;
-	for (size_t i = 0; i < n_map; i++)
-		if (foldermap_add_rule(o.fm, maps[i], &error) < 0)
-			goto bad_rule;
-
-	account = xasprintf("%s%s%s -> %s%s%s", src.url, src_zid ? " as " : "",
-	                    src_zid ? src_zid : "", dst.url, dst_zid ? " as " : "",
-	                    dst_zid ? dst_zid : "");
-	o.account = account;
-	if (state_path == NULL) {
-		state_path = default_state = state_default_path(src.url, dst.url,
-		                                                &error);
-		if (state_path == NULL) {
-			fprintf(stderr, "imapferry: %s (use --state FILE)\n", error);
-			goto out;
-		}
-	}
 	if (state_open(state_path, &db, &error) < 0) {
 		fprintf(stderr, "imapferry: %s\n", error);
 		goto out;
 	}
-	log_info("copying %s -> %s (state %s)", src.url, dst.url, state_path);
-	if (copy_account(&src.imap, &dst.imap, db, &o, &st, &error) < 0) {
+	o.fm = pair.fm;
+	o.account = pair.account;
+	log_info("copying %s -> %s (state %s)", pair.src.url, pair.dst.url,
+	         state_path);
+	if (copy_account(&pair.src.imap, &pair.dst.imap, db, &o, &st, &error) < 0) {
 		fprintf(stderr, "imapferry: stopped: %s\n", error);
 		print_summary(&st, common.json, o.dry_run);
 		goto out;
@@ -248,25 +147,11 @@ cmd_copy(int argc, char **argv)
 	print_summary(&st, common.json, o.dry_run);
 	status = (st.failed == 0 && st.folders_failed == 0) ? 0 : 1;
 	goto out;
-bad_rule:
-	fprintf(stderr, "imapferry: %s\n", error);
-	status = 2;
-	goto out;
 usage:
 	fprintf(stderr, "usage: imapferry copy [options] SRC DST (see --help)\n");
 	status = 2;
 out:
 	state_close(&db);
-	if (o.fm != NULL)
-		foldermap_free(&o.fm);
-	endpoint_free(&src);
-	endpoint_free(&dst);
-	free(sprefix);
-	free(dprefix);
-	free(account);
-	free(default_state);
-	free(includes);
-	free(excludes);
-	free(maps);
+	cli_pair_free(&pair);
 	return status;
 }

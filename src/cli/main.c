@@ -17,6 +17,7 @@ usage(FILE *f)
 	      "commands:\n"
 	      "  ls URL             list a server's capabilities, namespaces and folders\n"
 	      "  copy SRC DST       copy an account, incrementally (see copy --help)\n"
+	      "  verify SRC DST     compare an account on two servers (see verify --help)\n"
 	      "\n"
 	      "URL: imap://USER@HOST[:PORT] (STARTTLS when offered; ?tls=none for plain,\n"
 	      "     ?starttls=require to insist), imaps://USER@HOST[:PORT] (implicit TLS).\n"
@@ -110,6 +111,8 @@ main(int argc, char **argv)
 		return cmd_ls(argc - 1, argv + 1);
 	if (strcmp(cmd, "copy") == 0)
 		return cmd_copy(argc - 1, argv + 1);
+	if (strcmp(cmd, "verify") == 0)
+		return cmd_verify(argc - 1, argv + 1);
 	fprintf(stderr, "imapferry: unknown command '%s'\n", cmd);
 	usage(stderr);
 	return 2;

@@ -28,6 +28,10 @@ struct imap_parser_limits {
 	uint64_t max_literal;     /* any literal, streamed or not; 0: 4 GiB */
 	unsigned max_depth;       /* list nesting; 0: 32 */
 	size_t max_tokens;        /* tokens in one response; 0: 2,000,000 */
+	/* in-memory literals of one response together; 0: 16 MiB (never
+	 * less than max_literal_mem). Bounds a response made of many small
+	 * literals. */
+	size_t max_literal_mem_total;
 };
 
 /* Receives literals above max_literal_mem. begin() returns an opaque
@@ -39,7 +43,17 @@ struct imap_parser_limits {
  * IMAP_VALUE_STREAMED value; ownership of the handle stays with the sink:
  * after the response has been consumed, the parser calls release() on every
  * streamed handle of that response (at the next feed or on free), unless
- * imap_value_steal_stream() took it. */
+ * imap_value_steal_stream() took it.
+ *
+ * Precisely, per handle: begin, data* (chunks as they arrive, never
+ * byte by byte), then exactly one of
+ *   - end() once the literal is complete AND the whole response parsed
+ *     (end() is deferred to the response's final line), later followed by
+ *     release() unless stolen; or
+ *   - abort() (no end(), no release()) when the response fails for any
+ *     reason, the parser is reset/freed mid-response, or data()/end()
+ *     itself returned -1.
+ * A failed response never exposes its handles. */
 struct imap_literal_sink {
 	void *(*begin)(void *ctx, uint64_t size);
 	int (*data)(void *ctx, void *handle, const void *data, size_t len);
@@ -58,7 +72,11 @@ enum imap_parse_result {
 /* Creates a parser; limits may be NULL for the defaults. */
 struct imap_parser *imap_parser_new(const struct imap_parser_limits *limits);
 void imap_parser_free(struct imap_parser **parser);
-/* The sink struct is copied. NULL removes it. */
+/* The sink struct is copied. NULL removes it. Takes effect at once. Like
+ * a feed, it ends the lifetime of the response returned last (its streamed
+ * handles are released to the old sink). Switching while a streamed
+ * literal of an unfinished response is open aborts it and fails the
+ * parser ("literal sink changed in the middle of a response"). */
 void imap_parser_set_sink(struct imap_parser *parser,
                           const struct imap_literal_sink *sink);
 /* Forgets any partial response (aborting an open streamed literal). */

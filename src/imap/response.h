@@ -54,7 +54,11 @@ enum imap_code_type {
 
 struct imap_resp_code {
 	enum imap_code_type type;
-	const char *name;         /* the code atom as sent, e.g. "UIDNEXT" */
+	const char *name;         /* the code atom as sent, e.g. "UIDNEXT";
+	                             "" for NONE. A known code whose args do
+	                             not fit (e.g. [UIDNEXT abc]) is OTHER;
+	                             args that do not tokenize are one ATOM
+	                             holding the raw text */
 	uint64_t num;
 	uint32_t uidvalidity;
 	const char *set1, *set2;  /* sequence sets as text, e.g. "4:7,9" */
@@ -186,10 +190,13 @@ enum imap_fetch_item {
 #define IMAP_FETCH_MAX_SECTIONS 4
 
 struct imap_fetch_body {
-	const char *section;      /* "" for BODY[], "HEADER.FIELDS (MESSAGE-ID)" ... */
+	const char *section;      /* "" for BODY[], "HEADER.FIELDS (MESSAGE-ID)" ...
+	                             (case as sent); "RFC822", "RFC822.HEADER",
+	                             "RFC822.TEXT" for those items */
 	uint32_t origin;          /* <origin> of a partial fetch, else 0 */
 	bool binary;              /* BINARY[...] */
-	const struct imap_value *value; /* STRING, NIL or STREAMED */
+	const struct imap_value *value; /* STRING (quoted or in-memory
+	                             literal: use len), NIL or STREAMED */
 };
 
 struct imap_fetch {
@@ -213,7 +220,7 @@ struct imap_response {
 	struct imap_resp_code code;
 	const char *text;         /* human-readable text ("" if none); also
 	                             the continuation's text */
-	enum imap_untagged_type type;
+	enum imap_untagged_type type; /* UNTAGGED; STATE for TAGGED */
 	union {
 		uint32_t number;
 		struct imap_strlist capability; /* CAPABILITY, ENABLED */
@@ -229,7 +236,8 @@ struct imap_response {
 		} vanished;
 	} u;
 	/* every token after "* " (untagged) for types the caller wants to look
-	 * at itself (ID, OTHER) or debugging */
+	 * at itself (ID, OTHER) or debugging; empty for status responses
+	 * (their only tokens are the code's args) and continuations */
 	const struct imap_value *raw;
 	size_t raw_count;
 };

@@ -42,7 +42,7 @@ enum foldermap_via {
 
 struct foldermap_result {
 	char *logical;         /* source logical name (UTF-8, '/'-separated),
-	                        * owned; NULL only when FAILED early */
+	                        * owned; may be NULL when FAILED */
 	char *dst_wire;        /* destination wire name (mUTF-7), owned;
 	                        * NULL if excluded or failed */
 	bool excluded;

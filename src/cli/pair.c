@@ -1,0 +1,152 @@
+#include "pair.h"
+
+#include "mailboxes.h"
+#include "state.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void
+cli_pair_init(struct cli_pair *p, int argc)
+{
+	memset(p, 0, sizeof(*p));
+	p->includes = xcalloc((size_t)argc + 1, sizeof(char *));
+	p->excludes = xcalloc((size_t)argc + 1, sizeof(char *));
+	p->maps = xcalloc((size_t)argc + 1, sizeof(char *));
+}
+
+int
+cli_pair_option(struct cli_pair *p, int opt, const char *arg)
+{
+	switch (opt) {
+	case OPT_SRC_PWFILE: p->src_pw = arg; return 1;
+	case OPT_DST_PWFILE: p->dst_pw = arg; return 1;
+	case OPT_SRC_AUTHZID: p->src_zid = arg; return 1;
+	case OPT_DST_AUTHZID: p->dst_zid = arg; return 1;
+	case OPT_STATE: p->state_path = arg; return 1;
+	case OPT_INCLUDE: p->includes[p->n_inc++] = arg; return 1;
+	case OPT_EXCLUDE: p->excludes[p->n_exc++] = arg; return 1;
+	case OPT_MAP: p->maps[p->n_map++] = arg; return 1;
+	default: return 0;
+	}
+}
+
+/* Asks the server for its personal namespace prefix and separator. */
+static int
+probe_side(const struct endpoint *ep, struct foldermap_side *side,
+           char **prefix_r, const char **error_r)
+{
+	struct imap_client *c;
+	struct imap_account_info info;
+
+	if (imap_client_connect(&ep->imap, &c, NULL, error_r) < 0)
+		return -1;
+	if (imap_account_inventory(c, 0, &info, error_r) < 0) {
+		imap_client_free(&c);
+		return -1;
+	}
+	*prefix_r = xstrdup(info.ns_count[0] > 0 ? info.ns[0][0].prefix : "");
+	side->prefix = *prefix_r;
+	side->separator = info.separator;
+	if (side->separator == '\0' && info.ns_count[0] > 0)
+		side->separator = info.ns[0][0].delimiter;
+	imap_account_info_free(&info);
+	imap_client_logout(&c);
+	return 0;
+}
+
+int
+cli_pair_setup(struct cli_pair *p, const struct cli_common *common,
+               const char *src_url, const char *dst_url)
+{
+	struct foldermap_side sside = { 0 }, dside = { 0 };
+	const char *error;
+
+	if (endpoint_parse(src_url, &p->src, &error) < 0 ||
+	    endpoint_parse(dst_url, &p->dst, &error) < 0) {
+		fprintf(stderr, "imapferry: %s\n", error);
+		return 2;
+	}
+	if (p->src.kind != ENDPOINT_IMAP || p->dst.kind != ENDPOINT_IMAP) {
+		fprintf(stderr, "imapferry: maildir: endpoints are not supported "
+		                "by this command yet\n");
+		return 2;
+	}
+	if (endpoint_load_password(&p->src, p->src_pw, "IMAPFERRY_SRC_PASSWORD",
+	                           &error) < 0 ||
+	    endpoint_load_password(&p->dst, p->dst_pw, "IMAPFERRY_DST_PASSWORD",
+	                           &error) < 0) {
+		fprintf(stderr, "imapferry: %s\n", error);
+		return 2;
+	}
+	cli_apply_common(common, &p->src);
+	cli_apply_common(common, &p->dst);
+	if (p->src_zid != NULL)
+		p->src.imap.authzid = p->src.authzid = xstrdup(p->src_zid);
+	if (p->dst_zid != NULL)
+		p->dst.imap.authzid = p->dst.authzid = xstrdup(p->dst_zid);
+	p->src.imap.label = "src";
+	p->dst.imap.label = "dst";
+	if (probe_side(&p->src, &sside, &p->sprefix, &error) < 0) {
+		fprintf(stderr, "imapferry: source: %s\n", error);
+		return 1;
+	}
+	if (probe_side(&p->dst, &dside, &p->dprefix, &error) < 0) {
+		fprintf(stderr, "imapferry: target: %s\n", error);
+		return 1;
+	}
+	p->fm = foldermap_new(&sside, &dside);
+	for (size_t i = 0; i < p->n_inc; i++)
+		if (foldermap_add_include(p->fm, p->includes[i], &error) < 0)
+			goto bad_rule;
+	for (size_t i = 0; i < p->n_exc; i++)
+		if (foldermap_add_exclude(p->fm, p->excludes[i], &error) < 0)
+			goto bad_rule;
+	for (size_t i = 0; i < p->n_map; i++)
+		if (foldermap_add_rule(p->fm, p->maps[i], &error) < 0)
+			goto bad_rule;
+	p->account = xasprintf("%s%s%s -> %s%s%s", p->src.url,
+	                       p->src_zid ? " as " : "", p->src_zid ? p->src_zid : "",
+	                       p->dst.url, p->dst_zid ? " as " : "",
+	                       p->dst_zid ? p->dst_zid : "");
+	return 0;
+bad_rule:
+	fprintf(stderr, "imapferry: %s\n", error);
+	return 2;
+}
+
+int
+cli_pair_state_path(struct cli_pair *p, const char **path_r)
+{
+	const char *error;
+
+	if (p->state_path == NULL) {
+		p->default_state = state_default_path(p->src.url, p->dst.url, &error);
+		if (p->default_state == NULL) {
+			fprintf(stderr, "imapferry: %s (use --state FILE)\n", error);
+			return -1;
+		}
+		p->state_path = p->default_state;
+	}
+	*path_r = p->state_path;
+	return 0;
+}
+
+void
+cli_pair_free(struct cli_pair *p)
+{
+	if (p->fm != NULL)
+		foldermap_free(&p->fm);
+	endpoint_free(&p->src);
+	endpoint_free(&p->dst);
+	free(p->sprefix);
+	free(p->dprefix);
+	free(p->account);
+	free(p->default_state);
+	free(p->includes);
+	free(p->excludes);
+	free(p->maps);
+	memset(p, 0, sizeof(*p));
+}

@@ -1,0 +1,56 @@
+/* pair.h: what copy and verify share: a SRC/DST pair of endpoints with
+ * their passwords and admin identities, the folder map, the state key. */
+#ifndef IMAPFERRY_CLI_PAIR_H
+#define IMAPFERRY_CLI_PAIR_H
+
+#include "cli.h"
+#include "foldermap.h"
+
+struct cli_pair {
+	struct endpoint src, dst;
+	const char *src_pw, *dst_pw, *src_zid, *dst_zid;
+	const char *state_path;
+	const char **includes, **excludes, **maps;
+	size_t n_inc, n_exc, n_map;
+	struct foldermap *fm;
+	char *sprefix, *dprefix, *account, *default_state;
+};
+
+enum {
+	OPT_SRC_PWFILE = OPT_FIRST_LOCAL, OPT_DST_PWFILE, OPT_SRC_AUTHZID,
+	OPT_DST_AUTHZID, OPT_STATE, OPT_INCLUDE, OPT_EXCLUDE, OPT_MAP,
+	OPT_PAIR_LAST,
+};
+
+#define CLI_PAIR_LONGOPTS \
+	{ "src-password-file", required_argument, NULL, OPT_SRC_PWFILE }, \
+	{ "dst-password-file", required_argument, NULL, OPT_DST_PWFILE }, \
+	{ "src-authzid", required_argument, NULL, OPT_SRC_AUTHZID }, \
+	{ "dst-authzid", required_argument, NULL, OPT_DST_AUTHZID }, \
+	{ "state", required_argument, NULL, OPT_STATE }, \
+	{ "include", required_argument, NULL, OPT_INCLUDE }, \
+	{ "exclude", required_argument, NULL, OPT_EXCLUDE }, \
+	{ "map", required_argument, NULL, OPT_MAP }
+
+#define CLI_PAIR_HELP \
+	"  --src-password-file F / --dst-password-file F\n" \
+	"      (else $IMAPFERRY_SRC_PASSWORD / $IMAPFERRY_DST_PASSWORD)\n" \
+	"  --src-authzid ID / --dst-authzid ID   admin login on behalf of ID\n" \
+	"  --state FILE          state database (default under ~/.local/state)\n" \
+	"  --include RE / --exclude RE   folders to copy (regex on the name)\n" \
+	"  --map 'OLD=NEW'       rename folders (regex, \\1..\\9)\n"
+
+void cli_pair_init(struct cli_pair *p, int argc);
+/* Consumes a pair option; returns 1 if consumed, 0 if not one. */
+int cli_pair_option(struct cli_pair *p, int opt, const char *arg);
+/* Parses the two URLs, loads passwords, applies common options, asks both
+ * servers for their namespace and separator and builds the folder map.
+ * Returns 0, or the exit status to use (message printed). */
+int cli_pair_setup(struct cli_pair *p, const struct cli_common *common,
+                   const char *src_url, const char *dst_url);
+/* Resolves the state path (default when not given). Returns 0 or -1
+ * (message printed). */
+int cli_pair_state_path(struct cli_pair *p, const char **path_r);
+void cli_pair_free(struct cli_pair *p);
+
+#endif

@@ -1,0 +1,1113 @@
+/* state.c: the SQLite state database. See state.h for the contract.
+ *
+ * Every statement is prepared once per handle (lazily, on first use) and
+ * kept in db->stmts; after each use it is reset, never finalized, so hot
+ * paths (state_msg_put() in a batch) only bind and step. */
+#include "state.h"
+#include "state-private.h"
+
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* PRAGMA application_id: "ifer". Tells our files from other SQLite files. */
+#define STATE_APPLICATION_ID 0x69666572
+#define STATE_BUSY_TIMEOUT_MS 30000
+/* UPSERT needs 3.24, RETURNING 3.35. */
+#define STATE_MIN_SQLITE 3035000
+
+enum stmt {
+	STMT_BEGIN,
+	STMT_BEGIN_READ,
+	STMT_COMMIT,
+	STMT_ROLLBACK,
+	STMT_FOLDER_GET,
+	STMT_FOLDER_PUT,
+	STMT_FOLDER_LIST,
+	STMT_FOLDER_CLEAR,
+	STMT_FOLDER_DELETE,
+	STMT_MSG_COUNT,
+	STMT_MSG_LOAD,
+	STMT_MSG_PUT,
+	STMT_MSG_SET_FLAGS,
+	STMT_MSG_DELETE,
+	STMT_FAILURE_PUT,
+	STMT_FAILURE_CLEAR,
+	STMT_FAILURE_LIST,
+	STMT_META_SET,
+	STMT_META_DELETE,
+	STMT_META_GET,
+	STMT_COUNT
+};
+
+#define FOLDER_COLUMNS \
+	"id, account, src_name, src_uidvalidity, dst_name, dst_uidvalidity, " \
+	"src_highestmodseq, src_uidnext, dst_uidnext, complete"
+
+static const char *const stmt_sql[STMT_COUNT] = {
+	[STMT_BEGIN] = "BEGIN IMMEDIATE",
+	[STMT_BEGIN_READ] = "BEGIN DEFERRED",
+	[STMT_COMMIT] = "COMMIT",
+	[STMT_ROLLBACK] = "ROLLBACK",
+	[STMT_FOLDER_GET] =
+	    "SELECT " FOLDER_COLUMNS " FROM folder"
+	    " WHERE account = ?1 AND src_name = ?2",
+	[STMT_FOLDER_PUT] =
+	    "INSERT INTO folder (account, src_name, src_uidvalidity, dst_name,"
+	    " dst_uidvalidity, src_highestmodseq, src_uidnext, dst_uidnext,"
+	    " complete) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+	    " ON CONFLICT (account, src_name) DO UPDATE SET"
+	    " src_uidvalidity = excluded.src_uidvalidity,"
+	    " dst_name = excluded.dst_name,"
+	    " dst_uidvalidity = excluded.dst_uidvalidity,"
+	    " src_highestmodseq = excluded.src_highestmodseq,"
+	    " src_uidnext = excluded.src_uidnext,"
+	    " dst_uidnext = excluded.dst_uidnext,"
+	    " complete = excluded.complete"
+	    " RETURNING id",
+	[STMT_FOLDER_LIST] =
+	    "SELECT " FOLDER_COLUMNS " FROM folder WHERE account = ?1"
+	    " ORDER BY src_name",
+	[STMT_FOLDER_CLEAR] = "DELETE FROM msg WHERE folder_id = ?1",
+	[STMT_FOLDER_DELETE] = "DELETE FROM folder WHERE id = ?1",
+	/* Bytes of all strings incl. their NULs, for the one allocation. */
+	[STMT_MSG_COUNT] =
+	    "SELECT count(*), coalesce(sum(length(CAST(flags AS BLOB)) + 1 +"
+	    " coalesce(length(CAST(fingerprint AS BLOB)) + 1, 0)), 0)"
+	    " FROM msg WHERE folder_id = ?1",
+	[STMT_MSG_LOAD] =
+	    "SELECT src_uid, dst_uid, flags, size, internaldate, fingerprint"
+	    " FROM msg WHERE folder_id = ?1 ORDER BY src_uid",
+	[STMT_MSG_PUT] =
+	    "INSERT INTO msg (folder_id, src_uid, dst_uid, flags, size,"
+	    " internaldate, fingerprint) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+	    " ON CONFLICT (folder_id, src_uid) DO UPDATE SET"
+	    " dst_uid = excluded.dst_uid, flags = excluded.flags,"
+	    " size = excluded.size, internaldate = excluded.internaldate,"
+	    " fingerprint = excluded.fingerprint",
+	[STMT_MSG_SET_FLAGS] =
+	    "UPDATE msg SET flags = ?3 WHERE folder_id = ?1 AND src_uid = ?2",
+	[STMT_MSG_DELETE] =
+	    "DELETE FROM msg WHERE folder_id = ?1 AND src_uid = ?2",
+	[STMT_FAILURE_PUT] =
+	    "INSERT INTO failure (account, folder, src_uid, scope, reason,"
+	    " last_time, attempts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1)"
+	    " ON CONFLICT (account, folder, src_uid) DO UPDATE SET"
+	    " scope = excluded.scope, reason = excluded.reason,"
+	    " last_time = excluded.last_time, attempts = attempts + 1",
+	[STMT_FAILURE_CLEAR] =
+	    "DELETE FROM failure WHERE account = ?1 AND folder = ?2"
+	    " AND src_uid = ?3",
+	[STMT_FAILURE_LIST] =
+	    "SELECT account, folder, src_uid, scope, reason, last_time, attempts"
+	    " FROM failure WHERE ?1 IS NULL OR account = ?1"
+	    " ORDER BY account, folder, src_uid",
+	[STMT_META_SET] =
+	    "INSERT INTO meta (key, value) VALUES (?1, ?2)"
+	    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+	[STMT_META_DELETE] = "DELETE FROM meta WHERE key = ?1",
+	[STMT_META_GET] = "SELECT value FROM meta WHERE key = ?1",
+};
+
+/* Version 1. Unsigned 64-bit values (size, modseq) are stored as the
+ * signed integer with the same bits. */
+static const char schema_v1[] =
+	"CREATE TABLE folder ("
+	" id INTEGER PRIMARY KEY,"
+	" account TEXT NOT NULL,"
+	" src_name TEXT NOT NULL,"
+	" src_uidvalidity INTEGER NOT NULL,"
+	" dst_name TEXT NOT NULL,"
+	" dst_uidvalidity INTEGER NOT NULL,"
+	" src_highestmodseq INTEGER NOT NULL,"
+	" src_uidnext INTEGER NOT NULL,"
+	" dst_uidnext INTEGER NOT NULL,"
+	" complete INTEGER NOT NULL,"
+	" UNIQUE (account, src_name));"
+	"CREATE TABLE msg ("
+	" folder_id INTEGER NOT NULL REFERENCES folder (id) ON DELETE CASCADE,"
+	" src_uid INTEGER NOT NULL,"
+	" dst_uid INTEGER NOT NULL,"
+	" flags TEXT NOT NULL,"
+	" size INTEGER NOT NULL,"
+	" internaldate INTEGER NOT NULL,"
+	" fingerprint TEXT,"
+	" PRIMARY KEY (folder_id, src_uid)) WITHOUT ROWID;"
+	"CREATE TABLE failure ("
+	" account TEXT NOT NULL,"
+	" folder TEXT NOT NULL,"
+	" src_uid INTEGER NOT NULL,"
+	" scope INTEGER NOT NULL,"
+	" reason TEXT NOT NULL,"
+	" last_time INTEGER NOT NULL,"
+	" attempts INTEGER NOT NULL,"
+	" PRIMARY KEY (account, folder, src_uid)) WITHOUT ROWID;"
+	"CREATE TABLE meta ("
+	" key TEXT PRIMARY KEY,"
+	" value TEXT NOT NULL) WITHOUT ROWID;";
+
+struct state_db {
+	sqlite3 *db;
+	char *path;
+	sqlite3_stmt *stmts[STMT_COUNT];
+};
+
+/* Formats the error of the last failed SQLite call: "state: what: msg".
+ * rc is that call's result code. */
+static const char *
+db_error(struct state_db *db, const char *what, int rc)
+{
+	const char *msg = sqlite3_errmsg(db->db);
+	int sys = sqlite3_system_errno(db->db);
+	bool full = (rc & 0xff) == SQLITE_FULL;
+
+	/* SQLite maps ENOSPC on write() to SQLITE_FULL, but not on fsync()
+	 * or mmap of the shm file, nor a full quota. */
+	if ((rc & 0xff) == SQLITE_IOERR) {
+		full = sys == ENOSPC;
+#ifdef EDQUOT
+		full = full || sys == EDQUOT;
+#endif
+	}
+	if (full)
+		return err_set("state: %s: disk full (%s)", what, msg);
+	return err_set("state: %s: %s", what, msg);
+}
+
+/* Returns the cached statement id, prepared on first use, or NULL with
+ * *error_r. The statement is reset and ready for binding. */
+static sqlite3_stmt *
+stmt_get(struct state_db *db, enum stmt id, const char *what,
+         const char **error_r)
+{
+	int rc;
+
+	if (db->stmts[id] != NULL)
+		return db->stmts[id];
+	rc = sqlite3_prepare_v3(db->db, stmt_sql[id], -1,
+	                        SQLITE_PREPARE_PERSISTENT, &db->stmts[id], NULL);
+	if (rc != SQLITE_OK) {
+		*error_r = db_error(db, what, rc);
+		db->stmts[id] = NULL;
+		return NULL;
+	}
+	return db->stmts[id];
+}
+
+/* Steps a statement that returns no rows (or whose rows are not needed)
+ * to completion and resets it. Returns 0 or -1 with *error_r. */
+static int
+stmt_run(struct state_db *db, sqlite3_stmt *stmt, const char *what,
+         const char **error_r)
+{
+	int rc;
+
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
+		;
+	if (rc != SQLITE_DONE) {
+		*error_r = db_error(db, what, rc);
+		sqlite3_reset(stmt);
+		return -1;
+	}
+	sqlite3_reset(stmt);
+	return 0;
+}
+
+/* Runs a cached statement without parameters. */
+static int
+exec_cached(struct state_db *db, enum stmt id, const char *what,
+            const char **error_r)
+{
+	sqlite3_stmt *stmt = stmt_get(db, id, what, error_r);
+
+	if (stmt == NULL)
+		return -1;
+	return stmt_run(db, stmt, what, error_r);
+}
+
+/* Binding fails only on a wrong index (a bug) or out of memory; a failed
+ * binding leaves NULL, which a NOT NULL column then rejects at step. So
+ * the results of sqlite3_bind_*() are not checked one by one. Strings are
+ * bound SQLITE_STATIC: the statement is always stepped and reset before
+ * the caller's string can go away. */
+static void
+bind_text(sqlite3_stmt *stmt, int idx, const char *s)
+{
+	if (s == NULL)
+		sqlite3_bind_null(stmt, idx);
+	else
+		sqlite3_bind_text(stmt, idx, s, -1, SQLITE_STATIC);
+}
+
+static void
+bind_int(sqlite3_stmt *stmt, int idx, int64_t v)
+{
+	sqlite3_bind_int64(stmt, idx, v);
+}
+
+/* Copies text column i; NULL stays NULL unless not_null. */
+static char *
+col_strdup(sqlite3_stmt *stmt, int i, bool not_null)
+{
+	const unsigned char *s = sqlite3_column_text(stmt, i);
+
+	if (s == NULL)
+		return not_null ? xstrdup("") : NULL;
+	return xstrndup((const char *)s, (size_t)sqlite3_column_bytes(stmt, i));
+}
+
+static int
+require_transaction(struct state_db *db, const char *what,
+                    const char **error_r)
+{
+	if (!sqlite3_get_autocommit(db->db))
+		return 0;
+	*error_r = err_set("state: %s: called outside a transaction "
+	                   "(call state_begin() first)", what);
+	return -1;
+}
+
+/* Runs sql (no parameters, one-time setup) for state_open(). */
+static int
+open_exec(struct state_db *db, const char *sql, const char *what,
+          const char **error_r)
+{
+	int rc = sqlite3_exec(db->db, sql, NULL, NULL, NULL);
+
+	if (rc != SQLITE_OK) {
+		*error_r = err_set("state: opening %s: %s: %s%s", db->path, what,
+		                   (rc & 0xff) == SQLITE_FULL ? "disk full: " : "",
+		                   sqlite3_errmsg(db->db));
+		return -1;
+	}
+	return 0;
+}
+
+/* Reads a PRAGMA returning one integer. */
+static int
+open_pragma_int(struct state_db *db, const char *sql, const char *what,
+                int64_t *value_r, const char **error_r)
+{
+	sqlite3_stmt *stmt;
+	int rc;
+
+	rc = sqlite3_prepare_v2(db->db, sql, -1, &stmt, NULL);
+	if (rc == SQLITE_OK) {
+		rc = sqlite3_step(stmt);
+		if (rc == SQLITE_ROW) {
+			*value_r = sqlite3_column_int64(stmt, 0);
+			rc = SQLITE_OK;
+		} else if (rc == SQLITE_DONE) {
+			*value_r = 0;
+			rc = SQLITE_OK;
+		}
+	}
+	if (rc != SQLITE_OK)
+		*error_r = err_set("state: opening %s: %s: %s", db->path, what,
+		                   sqlite3_errmsg(db->db));
+	sqlite3_finalize(stmt);
+	return rc == SQLITE_OK ? 0 : -1;
+}
+
+/* Switches to WAL; the first statement that reads the file, so this is
+ * where a file that is not a database fails. */
+static int
+open_wal(struct state_db *db, const char **error_r)
+{
+	sqlite3_stmt *stmt;
+	const unsigned char *mode = NULL;
+	int rc;
+
+	rc = sqlite3_prepare_v2(db->db, "PRAGMA journal_mode = WAL", -1,
+	                        &stmt, NULL);
+	if (rc == SQLITE_OK) {
+		rc = sqlite3_step(stmt);
+		if (rc == SQLITE_ROW) {
+			mode = sqlite3_column_text(stmt, 0);
+			rc = SQLITE_OK;
+		}
+	}
+	if (rc != SQLITE_OK) {
+		*error_r = err_set("state: opening %s: %s", db->path,
+		                   sqlite3_errmsg(db->db));
+	} else if (mode == NULL || strcmp((const char *)mode, "wal") != 0) {
+		*error_r = err_set("state: opening %s: cannot use WAL journal "
+		                   "(file system without shared memory?): "
+		                   "journal mode is %s", db->path,
+		                   mode == NULL ? "unknown" : (const char *)mode);
+		rc = SQLITE_ERROR;
+	}
+	sqlite3_finalize(stmt);
+	return rc == SQLITE_OK ? 0 : -1;
+}
+
+/* Checks the schema inside a write transaction (so two processes opening
+ * a new file do not both create it), creating it in an empty file. */
+static int
+open_schema_locked(struct state_db *db, const char **error_r)
+{
+	int64_t version, app_id, objects;
+	char sql[128];
+
+	if (open_pragma_int(db, "PRAGMA user_version", "reading schema version",
+	                    &version, error_r) < 0 ||
+	    open_pragma_int(db, "PRAGMA application_id",
+	                    "reading application id", &app_id, error_r) < 0 ||
+	    open_pragma_int(db, "SELECT count(*) FROM sqlite_schema",
+	                    "reading schema", &objects, error_r) < 0)
+		return -1;
+
+	if (version == 0 && app_id == 0 && objects == 0) {
+		if (open_exec(db, schema_v1, "creating schema", error_r) < 0)
+			return -1;
+		snprintf(sql, sizeof(sql), "PRAGMA application_id = %d;"
+		         "PRAGMA user_version = %d", STATE_APPLICATION_ID,
+		         STATE_SCHEMA_VERSION);
+		return open_exec(db, sql, "setting schema version", error_r);
+	}
+	if (app_id != STATE_APPLICATION_ID) {
+		*error_r = err_set("state: opening %s: not an imapferry state "
+		                   "database (another program's SQLite file)",
+		                   db->path);
+		return -1;
+	}
+	if (version > STATE_SCHEMA_VERSION) {
+		*error_r = err_set("state: opening %s: schema version %" PRId64
+		                   " is newer than this imapferry supports (%d); "
+		                   "use a newer imapferry", db->path, version,
+		                   STATE_SCHEMA_VERSION);
+		return -1;
+	}
+	if (version < 1) {
+		*error_r = err_set("state: opening %s: invalid schema version %"
+		                   PRId64, db->path, version);
+		return -1;
+	}
+	/* Migrations from older versions go here, one step per version. */
+	return 0;
+}
+
+static int
+open_schema(struct state_db *db, const char **error_r)
+{
+	int64_t version, app_id;
+
+	/* Fast path without the write lock: an up-to-date file. */
+	if (open_pragma_int(db, "PRAGMA user_version", "reading schema version",
+	                    &version, error_r) < 0 ||
+	    open_pragma_int(db, "PRAGMA application_id",
+	                    "reading application id", &app_id, error_r) < 0)
+		return -1;
+	if (version == STATE_SCHEMA_VERSION && app_id == STATE_APPLICATION_ID)
+		return 0;
+
+	if (open_exec(db, "BEGIN IMMEDIATE", "locking for schema check",
+	              error_r) < 0)
+		return -1;
+	if (open_schema_locked(db, error_r) < 0) {
+		(void)sqlite3_exec(db->db, "ROLLBACK", NULL, NULL, NULL);
+		return -1;
+	}
+	if (open_exec(db, "COMMIT", "committing schema", error_r) < 0) {
+		(void)sqlite3_exec(db->db, "ROLLBACK", NULL, NULL, NULL);
+		return -1;
+	}
+	return 0;
+}
+
+int
+state_open(const char *path, struct state_db **db_r, const char **error_r)
+{
+	struct state_db *db;
+	int fd, rc;
+
+	*db_r = NULL;
+	if (sqlite3_libversion_number() < STATE_MIN_SQLITE) {
+		*error_r = err_set("state: SQLite %s is too old (need 3.35)",
+		                   sqlite3_libversion());
+		return -1;
+	}
+	/* Create the file ourselves for mode 0600 (SQLite would use 0644);
+	 * SQLite gives the -wal and -shm files the database file's mode. */
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd == -1) {
+		*error_r = err_set("state: opening %s: %s", path,
+		                   strerror(errno));
+		return -1;
+	}
+	close(fd);
+
+	db = xcalloc(1, sizeof(*db));
+	db->path = xstrdup(path);
+	/* NOMUTEX: one handle per thread, so no per-call locking. */
+	rc = sqlite3_open_v2(path, &db->db,
+	                     SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		*error_r = err_set("state: opening %s: %s", path,
+		                   db->db != NULL ? sqlite3_errmsg(db->db) :
+		                   sqlite3_errstr(rc));
+		goto fail;
+	}
+	sqlite3_extended_result_codes(db->db, 1);
+	sqlite3_busy_timeout(db->db, STATE_BUSY_TIMEOUT_MS);
+
+	if (open_wal(db, error_r) < 0 ||
+	    open_exec(db, "PRAGMA synchronous = NORMAL", "setting synchronous",
+	              error_r) < 0 ||
+	    open_exec(db, "PRAGMA foreign_keys = ON", "enabling foreign keys",
+	              error_r) < 0 ||
+	    open_schema(db, error_r) < 0)
+		goto fail;
+	*db_r = db;
+	return 0;
+fail:
+	state_close(&db);
+	return -1;
+}
+
+void
+state_close(struct state_db **dbp)
+{
+	struct state_db *db = *dbp;
+
+	if (db == NULL)
+		return;
+	for (size_t i = 0; i < STMT_COUNT; i++)
+		sqlite3_finalize(db->stmts[i]);
+	/* Rolls back an open transaction. close_v2 cannot fail with BUSY. */
+	sqlite3_close_v2(db->db);
+	free(db->path);
+	free(db);
+	*dbp = NULL;
+}
+
+int
+state_begin(struct state_db *db, const char **error_r)
+{
+	if (!sqlite3_get_autocommit(db->db)) {
+		*error_r = err_set("state: beginning a transaction: "
+		                   "a transaction is already open");
+		return -1;
+	}
+	return exec_cached(db, STMT_BEGIN, "beginning a transaction", error_r);
+}
+
+int
+state_commit(struct state_db *db, const char **error_r)
+{
+	if (sqlite3_get_autocommit(db->db)) {
+		*error_r = err_set("state: committing: no transaction is open");
+		return -1;
+	}
+	return exec_cached(db, STMT_COMMIT, "committing", error_r);
+}
+
+void
+state_rollback(struct state_db *db)
+{
+	const char *error = "";
+
+	/* SQLite rolls back by itself after some errors (SQLITE_FULL,
+	 * SQLITE_IOERR); then there is nothing left to do. */
+	if (sqlite3_get_autocommit(db->db))
+		return;
+	if (exec_cached(db, STMT_ROLLBACK, "rolling back", &error) < 0)
+		log_warn("%s", error);
+}
+
+bool
+state_in_transaction(struct state_db *db)
+{
+	return !sqlite3_get_autocommit(db->db);
+}
+
+/* Fills f from a row of FOLDER_COLUMNS. */
+static void
+folder_from_row(sqlite3_stmt *stmt, struct state_folder *f)
+{
+	f->id = sqlite3_column_int64(stmt, 0);
+	f->account = col_strdup(stmt, 1, true);
+	f->src_name = col_strdup(stmt, 2, true);
+	f->src_uidvalidity = (uint32_t)sqlite3_column_int64(stmt, 3);
+	f->dst_name = col_strdup(stmt, 4, true);
+	f->dst_uidvalidity = (uint32_t)sqlite3_column_int64(stmt, 5);
+	f->src_highestmodseq = (uint64_t)sqlite3_column_int64(stmt, 6);
+	f->src_uidnext = (uint32_t)sqlite3_column_int64(stmt, 7);
+	f->dst_uidnext = (uint32_t)sqlite3_column_int64(stmt, 8);
+	f->complete = sqlite3_column_int64(stmt, 9) != 0;
+}
+
+int
+state_folder_get(struct state_db *db, const char *account,
+                 const char *src_name, struct state_folder *f_r,
+                 bool *found_r, const char **error_r)
+{
+	const char *what = "reading folder";
+	sqlite3_stmt *stmt;
+	int rc;
+
+	memset(f_r, 0, sizeof(*f_r));
+	*found_r = false;
+	if ((stmt = stmt_get(db, STMT_FOLDER_GET, what, error_r)) == NULL)
+		return -1;
+	bind_text(stmt, 1, account);
+	bind_text(stmt, 2, src_name);
+	rc = sqlite3_step(stmt);
+	if (rc == SQLITE_ROW) {
+		folder_from_row(stmt, f_r);
+		*found_r = true;
+	} else if (rc != SQLITE_DONE) {
+		*error_r = db_error(db, what, rc);
+		sqlite3_reset(stmt);
+		return -1;
+	}
+	sqlite3_reset(stmt);
+	return 0;
+}
+
+int
+state_folder_put(struct state_db *db, struct state_folder *f,
+                 const char **error_r)
+{
+	const char *what = "storing folder";
+	sqlite3_stmt *stmt;
+	int64_t id = 0;
+	int rc;
+
+	if ((stmt = stmt_get(db, STMT_FOLDER_PUT, what, error_r)) == NULL)
+		return -1;
+	bind_text(stmt, 1, f->account);
+	bind_text(stmt, 2, f->src_name);
+	bind_int(stmt, 3, f->src_uidvalidity);
+	bind_text(stmt, 4, f->dst_name != NULL ? f->dst_name : "");
+	bind_int(stmt, 5, f->dst_uidvalidity);
+	bind_int(stmt, 6, (int64_t)f->src_highestmodseq);
+	bind_int(stmt, 7, f->src_uidnext);
+	bind_int(stmt, 8, f->dst_uidnext);
+	bind_int(stmt, 9, f->complete ? 1 : 0);
+	/* RETURNING gives the id for both the insert and the update. The
+	 * changes are made at the first step; step to the end anyway so an
+	 * autocommit statement commits before the reset. */
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
+		id = sqlite3_column_int64(stmt, 0);
+	if (rc != SQLITE_DONE) {
+		*error_r = db_error(db, what, rc);
+		sqlite3_reset(stmt);
+		return -1;
+	}
+	sqlite3_reset(stmt);
+	f->id = id;
+	return 0;
+}
+
+void
+state_folder_free(struct state_folder *f)
+{
+	free(f->account);
+	free(f->src_name);
+	free(f->dst_name);
+	memset(f, 0, sizeof(*f));
+}
+
+int
+state_folder_list(struct state_db *db, const char *account,
+                  struct state_folder **folders_r, size_t *count_r,
+                  const char **error_r)
+{
+	const char *what = "listing folders";
+	struct state_folder *folders = NULL;
+	size_t count = 0, alloc = 0;
+	sqlite3_stmt *stmt;
+	int rc;
+
+	*folders_r = NULL;
+	*count_r = 0;
+	if ((stmt = stmt_get(db, STMT_FOLDER_LIST, what, error_r)) == NULL)
+		return -1;
+	bind_text(stmt, 1, account);
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		if (count == alloc) {
+			alloc = alloc == 0 ? 16 : alloc * 2;
+			folders = xreallocarray(folders, alloc, sizeof(*folders));
+		}
+		folder_from_row(stmt, &folders[count++]);
+	}
+	if (rc != SQLITE_DONE) {
+		*error_r = db_error(db, what, rc);
+		sqlite3_reset(stmt);
+		state_folder_list_free(&folders, count);
+		return -1;
+	}
+	sqlite3_reset(stmt);
+	*folders_r = folders;
+	*count_r = count;
+	return 0;
+}
+
+void
+state_folder_list_free(struct state_folder **folders, size_t count)
+{
+	if (*folders == NULL)
+		return;
+	for (size_t i = 0; i < count; i++)
+		state_folder_free(&(*folders)[i]);
+	XFREE(*folders);
+}
+
+/* Runs a cached statement whose only parameter ?1 is an id. */
+static int
+exec_with_id(struct state_db *db, enum stmt id, int64_t value,
+             const char *what, const char **error_r)
+{
+	sqlite3_stmt *stmt = stmt_get(db, id, what, error_r);
+
+	if (stmt == NULL)
+		return -1;
+	bind_int(stmt, 1, value);
+	return stmt_run(db, stmt, what, error_r);
+}
+
+int
+state_folder_clear_messages(struct state_db *db, int64_t folder_id,
+                            const char **error_r)
+{
+	return exec_with_id(db, STMT_FOLDER_CLEAR, folder_id,
+	                    "clearing message mappings", error_r);
+}
+
+int
+state_folder_delete(struct state_db *db, int64_t folder_id,
+                    const char **error_r)
+{
+	/* The messages go with ON DELETE CASCADE. */
+	return exec_with_id(db, STMT_FOLDER_DELETE, folder_id,
+	                    "deleting folder", error_r);
+}
+
+/* Ends the read snapshot state_msgs_load() opened, if it opened one. */
+static void
+load_end(struct state_db *db, bool own_txn)
+{
+	const char *error;
+
+	if (own_txn && !sqlite3_get_autocommit(db->db) &&
+	    exec_cached(db, STMT_COMMIT, "ending read", &error) < 0) {
+		log_warn("%s", error);
+		state_rollback(db);
+	}
+}
+
+int
+state_msgs_load(struct state_db *db, int64_t folder_id,
+                struct state_msg **msgs_r, size_t *count_r,
+                const char **error_r)
+{
+	const char *what = "loading message mappings";
+	/* Outside the caller's transaction, the count and the rows must come
+	 * from one snapshot: another process may write in between. */
+	bool own_txn = sqlite3_get_autocommit(db->db) != 0;
+	struct state_msg *msgs = NULL;
+	sqlite3_stmt *stmt;
+	int64_t rows, str_bytes;
+	size_t n = 0, arena_size, arena_used = 0;
+	char *arena;
+	int rc;
+
+	*msgs_r = NULL;
+	*count_r = 0;
+	if (own_txn &&
+	    exec_cached(db, STMT_BEGIN_READ, what, error_r) < 0)
+		return -1;
+
+	if ((stmt = stmt_get(db, STMT_MSG_COUNT, what, error_r)) == NULL)
+		goto fail;
+	bind_int(stmt, 1, folder_id);
+	rc = sqlite3_step(stmt);
+	if (rc != SQLITE_ROW) {
+		*error_r = db_error(db, what, rc);
+		sqlite3_reset(stmt);
+		goto fail;
+	}
+	rows = sqlite3_column_int64(stmt, 0);
+	str_bytes = sqlite3_column_int64(stmt, 1);
+	sqlite3_reset(stmt);
+	if (rows == 0) {
+		load_end(db, own_txn);
+		return 0;
+	}
+	if (rows < 0 || str_bytes < 0 ||
+	    (uint64_t)rows > SIZE_MAX / 2 / sizeof(*msgs) ||
+	    (uint64_t)str_bytes > SIZE_MAX / 2) {
+		*error_r = err_set("state: %s: implausible size", what);
+		goto fail;
+	}
+
+	/* One block: the array, then every string. */
+	arena_size = (size_t)str_bytes;
+	msgs = xmalloc((size_t)rows * sizeof(*msgs) + arena_size);
+	arena = (char *)(msgs + rows);
+
+	if ((stmt = stmt_get(db, STMT_MSG_LOAD, what, error_r)) == NULL)
+		goto fail;
+	bind_int(stmt, 1, folder_id);
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		struct state_msg *m = &msgs[n];
+		const unsigned char *flags, *fp;
+		size_t flags_len, fp_len;
+
+		flags = sqlite3_column_text(stmt, 2);
+		flags_len = (size_t)sqlite3_column_bytes(stmt, 2);
+		fp = sqlite3_column_text(stmt, 5);
+		fp_len = (size_t)sqlite3_column_bytes(stmt, 5);
+		if (n == (size_t)rows ||
+		    arena_size - arena_used < flags_len + 1 +
+		    (fp != NULL ? fp_len + 1 : 0)) {
+			/* Impossible inside one snapshot. */
+			*error_r = err_set("state: %s: table changed while "
+			                   "reading", what);
+			sqlite3_reset(stmt);
+			goto fail;
+		}
+		m->src_uid = (uint32_t)sqlite3_column_int64(stmt, 0);
+		m->dst_uid = (uint32_t)sqlite3_column_int64(stmt, 1);
+		m->size = (uint64_t)sqlite3_column_int64(stmt, 3);
+		m->internaldate = sqlite3_column_int64(stmt, 4);
+		m->flags = arena + arena_used;
+		if (flags_len > 0)
+			memcpy(m->flags, flags, flags_len);
+		m->flags[flags_len] = '\0';
+		arena_used += flags_len + 1;
+		m->fingerprint = NULL;
+		if (fp != NULL) {
+			m->fingerprint = arena + arena_used;
+			memcpy(m->fingerprint, fp, fp_len);
+			m->fingerprint[fp_len] = '\0';
+			arena_used += fp_len + 1;
+		}
+		n++;
+	}
+	if (rc != SQLITE_DONE) {
+		*error_r = db_error(db, what, rc);
+		sqlite3_reset(stmt);
+		goto fail;
+	}
+	sqlite3_reset(stmt);
+	if (n != (size_t)rows) {
+		*error_r = err_set("state: %s: table changed while reading",
+		                   what);
+		goto fail;
+	}
+	load_end(db, own_txn);
+	*msgs_r = msgs;
+	*count_r = n;
+	return 0;
+fail:
+	free(msgs);
+	if (own_txn)
+		state_rollback(db);
+	return -1;
+}
+
+void
+state_msgs_free(struct state_msg **msgs, size_t count)
+{
+	(void)count; /* one allocation */
+	XFREE(*msgs);
+}
+
+int
+state_msg_put(struct state_db *db, int64_t folder_id,
+              const struct state_msg *m, const char **error_r)
+{
+	const char *what = "inserting message mapping";
+	sqlite3_stmt *stmt;
+
+	if (require_transaction(db, what, error_r) < 0)
+		return -1;
+	if ((stmt = stmt_get(db, STMT_MSG_PUT, what, error_r)) == NULL)
+		return -1;
+	bind_int(stmt, 1, folder_id);
+	bind_int(stmt, 2, m->src_uid);
+	bind_int(stmt, 3, m->dst_uid);
+	bind_text(stmt, 4, m->flags != NULL ? m->flags : "");
+	bind_int(stmt, 5, (int64_t)m->size);
+	bind_int(stmt, 6, m->internaldate);
+	bind_text(stmt, 7, m->fingerprint);
+	return stmt_run(db, stmt, what, error_r);
+}
+
+int
+state_msg_set_flags(struct state_db *db, int64_t folder_id,
+                    uint32_t src_uid, const char *flags,
+                    const char **error_r)
+{
+	const char *what = "updating message flags";
+	sqlite3_stmt *stmt;
+
+	if (require_transaction(db, what, error_r) < 0)
+		return -1;
+	if ((stmt = stmt_get(db, STMT_MSG_SET_FLAGS, what, error_r)) == NULL)
+		return -1;
+	bind_int(stmt, 1, folder_id);
+	bind_int(stmt, 2, src_uid);
+	bind_text(stmt, 3, flags != NULL ? flags : "");
+	if (stmt_run(db, stmt, what, error_r) < 0)
+		return -1;
+	if (sqlite3_changes(db->db) == 0) {
+		*error_r = err_set("state: %s: no mapping for UID %" PRIu32
+		                   " in folder %" PRId64, what, src_uid,
+		                   folder_id);
+		return -1;
+	}
+	return 0;
+}
+
+int
+state_msg_delete(struct state_db *db, int64_t folder_id, uint32_t src_uid,
+                 const char **error_r)
+{
+	const char *what = "deleting message mapping";
+	sqlite3_stmt *stmt;
+
+	if (require_transaction(db, what, error_r) < 0)
+		return -1;
+	if ((stmt = stmt_get(db, STMT_MSG_DELETE, what, error_r)) == NULL)
+		return -1;
+	bind_int(stmt, 1, folder_id);
+	bind_int(stmt, 2, src_uid);
+	return stmt_run(db, stmt, what, error_r);
+}
+
+int
+state_failure_put(struct state_db *db, const char *account,
+                  const char *src_folder, uint32_t src_uid,
+                  enum state_scope scope, const char *reason,
+                  const char **error_r)
+{
+	const char *what = "recording failure";
+	sqlite3_stmt *stmt;
+
+	if ((stmt = stmt_get(db, STMT_FAILURE_PUT, what, error_r)) == NULL)
+		return -1;
+	bind_text(stmt, 1, account);
+	bind_text(stmt, 2, src_folder != NULL ? src_folder : "");
+	bind_int(stmt, 3, src_uid);
+	bind_int(stmt, 4, (int64_t)scope);
+	bind_text(stmt, 5, reason != NULL ? reason : "");
+	bind_int(stmt, 6, (int64_t)time(NULL));
+	return stmt_run(db, stmt, what, error_r);
+}
+
+int
+state_failure_clear(struct state_db *db, const char *account,
+                    const char *src_folder, uint32_t src_uid,
+                    const char **error_r)
+{
+	const char *what = "clearing failure";
+	sqlite3_stmt *stmt;
+
+	if ((stmt = stmt_get(db, STMT_FAILURE_CLEAR, what, error_r)) == NULL)
+		return -1;
+	bind_text(stmt, 1, account);
+	bind_text(stmt, 2, src_folder != NULL ? src_folder : "");
+	bind_int(stmt, 3, src_uid);
+	return stmt_run(db, stmt, what, error_r);
+}
+
+int
+state_failure_list(struct state_db *db, const char *account,
+                   struct state_failure **f_r, size_t *count_r,
+                   const char **error_r)
+{
+	const char *what = "listing failures";
+	struct state_failure *list = NULL;
+	size_t count = 0, alloc = 0;
+	sqlite3_stmt *stmt;
+	int rc;
+
+	*f_r = NULL;
+	*count_r = 0;
+	if ((stmt = stmt_get(db, STMT_FAILURE_LIST, what, error_r)) == NULL)
+		return -1;
+	bind_text(stmt, 1, account);
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		struct state_failure *f;
+		int64_t scope, attempts;
+
+		if (count == alloc) {
+			alloc = alloc == 0 ? 16 : alloc * 2;
+			list = xreallocarray(list, alloc, sizeof(*list));
+		}
+		f = &list[count++];
+		f->account = col_strdup(stmt, 0, true);
+		f->folder = col_strdup(stmt, 1, true);
+		f->src_uid = (uint32_t)sqlite3_column_int64(stmt, 2);
+		scope = sqlite3_column_int64(stmt, 3);
+		f->scope = scope >= STATE_SCOPE_MESSAGE &&
+		    scope <= STATE_SCOPE_RUN ? (enum state_scope)scope :
+		    STATE_SCOPE_RUN;
+		f->reason = col_strdup(stmt, 4, true);
+		f->when = sqlite3_column_int64(stmt, 5);
+		attempts = sqlite3_column_int64(stmt, 6);
+		f->attempts = attempts < 0 ? 0 : attempts > UINT32_MAX ?
+		    UINT32_MAX : (unsigned)attempts;
+	}
+	if (rc != SQLITE_DONE) {
+		*error_r = db_error(db, what, rc);
+		sqlite3_reset(stmt);
+		state_failure_list_free(&list, count);
+		return -1;
+	}
+	sqlite3_reset(stmt);
+	*f_r = list;
+	*count_r = count;
+	return 0;
+}
+
+void
+state_failure_list_free(struct state_failure **f, size_t count)
+{
+	if (*f == NULL)
+		return;
+	for (size_t i = 0; i < count; i++) {
+		free((*f)[i].account);
+		free((*f)[i].folder);
+		free((*f)[i].reason);
+	}
+	XFREE(*f);
+}
+
+int
+state_meta_set(struct state_db *db, const char *key, const char *value,
+               const char **error_r)
+{
+	const char *what = "storing run metadata";
+	sqlite3_stmt *stmt;
+
+	stmt = stmt_get(db, value != NULL ? STMT_META_SET : STMT_META_DELETE,
+	                what, error_r);
+	if (stmt == NULL)
+		return -1;
+	bind_text(stmt, 1, key);
+	if (value != NULL)
+		bind_text(stmt, 2, value);
+	return stmt_run(db, stmt, what, error_r);
+}
+
+int
+state_meta_get(struct state_db *db, const char *key, char **value_r,
+               const char **error_r)
+{
+	const char *what = "reading run metadata";
+	sqlite3_stmt *stmt;
+	int rc;
+
+	*value_r = NULL;
+	if ((stmt = stmt_get(db, STMT_META_GET, what, error_r)) == NULL)
+		return -1;
+	bind_text(stmt, 1, key);
+	rc = sqlite3_step(stmt);
+	if (rc == SQLITE_ROW) {
+		*value_r = col_strdup(stmt, 0, true);
+	} else if (rc != SQLITE_DONE) {
+		*error_r = db_error(db, what, rc);
+		sqlite3_reset(stmt);
+		return -1;
+	}
+	sqlite3_reset(stmt);
+	return 0;
+}
+
+struct sqlite3 *
+state_db_sqlite(struct state_db *db)
+{
+	return db->db;
+}
+
+uint64_t
+state_fnv1a(uint64_t h, const void *data, size_t len)
+{
+	const unsigned char *p = data;
+
+	for (size_t i = 0; i < len; i++) {
+		h ^= p[i];
+		h *= UINT64_C(0x100000001b3);
+	}
+	return h;
+}
+
+/* mkdir -p with mode 0700 for the components it creates. */
+static int
+mkdir_parents(char *dir, const char **error_r)
+{
+	struct stat st;
+	char *p = dir;
+
+	for (;;) {
+		p = strchr(p + 1, '/');
+		if (p != NULL)
+			*p = '\0';
+		if (mkdir(dir, 0700) == -1 && errno != EEXIST) {
+			int saved = errno;
+
+			/* EACCES etc. on a directory that already exists
+			 * (a parent we may not write to) is fine. */
+			if (stat(dir, &st) == -1 || !S_ISDIR(st.st_mode)) {
+				*error_r = err_set("state: creating directory "
+				                   "%s: %s", dir,
+				                   strerror(saved));
+				if (p != NULL)
+					*p = '/';
+				return -1;
+			}
+		}
+		if (p == NULL)
+			break;
+		*p = '/';
+	}
+	if (stat(dir, &st) == -1 || !S_ISDIR(st.st_mode)) {
+		*error_r = err_set("state: %s: not a directory", dir);
+		return -1;
+	}
+	return 0;
+}
+
+char *
+state_default_path(const char *src_url, const char *dst_url,
+                   const char **error_r)
+{
+	const char *base = getenv("XDG_STATE_HOME");
+	const char *home = getenv("HOME");
+	char *dir, *path;
+	uint64_t h;
+
+	/* The XDG spec says to ignore relative paths. */
+	if (base != NULL && base[0] == '/')
+		dir = xasprintf("%s/imapferry", base);
+	else if (home != NULL && home[0] == '/')
+		dir = xasprintf("%s/.local/state/imapferry", home);
+	else {
+		*error_r = "state: cannot find a state directory: neither "
+		    "XDG_STATE_HOME nor HOME is an absolute path";
+		return NULL;
+	}
+	if (mkdir_parents(dir, error_r) < 0) {
+		free(dir);
+		return NULL;
+	}
+	/* Hash the NULs too: ("ab", "c") and ("a", "bc") differ. */
+	h = state_fnv1a(STATE_FNV1A_INIT, src_url, strlen(src_url) + 1);
+	h = state_fnv1a(h, dst_url, strlen(dst_url) + 1);
+	path = xasprintf("%s/%016" PRIx64 ".db", dir, h);
+	free(dir);
+	return path;
+}

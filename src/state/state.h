@@ -1,0 +1,232 @@
+/* state.h: the persistent state database of the copy engine (SQLite).
+ *
+ * It records which source message went to which destination message, so a
+ * run that was killed at any moment (kill -9, crash) resumes without losing
+ * or duplicating mail. The engine delivers first and records afterwards, in
+ * batches: state_begin(), many state_msg_put(), state_commit(). A crash
+ * before the commit loses only the record, never a message, and the engine
+ * detects the resulting re-copy (fingerprint, destination UIDNEXT).
+ *
+ * Durability: WAL journal, synchronous=NORMAL. A committed transaction
+ * survives the process being killed; after a power loss or OS crash the
+ * last few commits may be rolled back (the file is never corrupted).
+ *
+ * Concurrency: one handle per thread; a handle is not thread-safe. Several
+ * handles and several processes may share one file: readers never wait,
+ * writers wait up to 30 s (busy timeout) for another writer's transaction.
+ *
+ * Errors: every -1 return sets *error_r to "state: <operation>: <reason>",
+ * valid until the next err_set() in the same thread. When the disk (or the
+ * quota) is full the text contains "disk full"; the run should then stop.
+ * After any error inside a transaction call state_rollback() and redo the
+ * batch: SQLite may already have rolled it back (disk full, I/O error),
+ * and later state_msg_put() calls then fail as "outside a transaction".
+ *
+ * Depends on base only (SQLite is a private dependency). */
+#ifndef IMAPFERRY_STATE_H
+#define IMAPFERRY_STATE_H
+
+#include "base.h"
+
+/* Schema version stored in PRAGMA user_version. */
+#define STATE_SCHEMA_VERSION 1
+
+struct state_db;
+
+/* Opens the database file at path, creating it (mode 0600, but not its
+ * directory) when missing, and creates or checks the schema. Fails on a
+ * file that is not an SQLite database, is an SQLite database of another
+ * program, or has a newer schema version than this build knows.
+ * Returns 0 with *db_r set (caller owns it; free with state_close()), or
+ * -1 with *error_r. */
+int state_open(const char *path, struct state_db **db_r,
+               const char **error_r) ATTR_WARN_UNUSED;
+
+/* Closes *db and sets it to NULL; NULL is allowed. A transaction still open
+ * is rolled back. */
+void state_close(struct state_db **db);
+
+/* Starts a write transaction (BEGIN IMMEDIATE: the write lock is taken now,
+ * waiting up to the busy timeout). Nesting is an error.
+ * Returns 0 or -1 with *error_r. */
+int state_begin(struct state_db *db, const char **error_r) ATTR_WARN_UNUSED;
+
+/* Commits the transaction started by state_begin(). On failure the caller
+ * must call state_rollback() (harmless if SQLite already rolled back).
+ * Returns 0 or -1 with *error_r. */
+int state_commit(struct state_db *db, const char **error_r) ATTR_WARN_UNUSED;
+
+/* Rolls back the open transaction, if any. Never fails (a failure is
+ * logged; SQLite then rolls back when the handle is closed). */
+void state_rollback(struct state_db *db);
+
+/* True while a transaction started by state_begin() is open. */
+bool state_in_transaction(struct state_db *db);
+
+/* One source folder and where it goes. All strings are owned by the struct
+ * (see state_folder_free()). */
+struct state_folder {
+	int64_t id;                 /* set by state_folder_put(); 0: not stored */
+	char *account;              /* key chosen by the caller */
+	char *src_name;             /* source folder, wire name */
+	uint32_t src_uidvalidity;
+	char *dst_name;             /* destination folder (wire name or maildir path) */
+	uint32_t dst_uidvalidity;
+	uint64_t src_highestmodseq; /* CONDSTORE sync point, 0 = none */
+	uint32_t src_uidnext;       /* source UIDNEXT at the last completed pass */
+	uint32_t dst_uidnext;       /* destination UIDNEXT after the last committed append */
+	bool complete;              /* last pass over this folder finished */
+};
+
+/* Looks up the folder (account, src_name). Returns 0 with *found_r set:
+ * when true, *f_r is filled (caller frees it with state_folder_free());
+ * when false, *f_r is zeroed. Returns -1 with *error_r on error. */
+int state_folder_get(struct state_db *db, const char *account,
+                     const char *src_name, struct state_folder *f_r,
+                     bool *found_r, const char **error_r) ATTR_WARN_UNUSED;
+
+/* Inserts or updates the folder keyed by (f->account, f->src_name) with all
+ * fields of f (f->id is ignored) and sets f->id. account and src_name must
+ * not be NULL; a NULL dst_name is stored as "". Works inside or outside a
+ * transaction. Returns 0 or -1 with *error_r. */
+int state_folder_put(struct state_db *db, struct state_folder *f,
+                     const char **error_r) ATTR_WARN_UNUSED;
+
+/* Frees the strings of *f and zeroes it (not f itself). */
+void state_folder_free(struct state_folder *f);
+
+/* Lists all folders of account sorted by src_name into a new array
+ * (*folders_r NULL when *count_r is 0). Free with state_folder_list_free().
+ * Returns 0 or -1 with *error_r. */
+int state_folder_list(struct state_db *db, const char *account,
+                      struct state_folder **folders_r, size_t *count_r,
+                      const char **error_r) ATTR_WARN_UNUSED;
+
+/* Frees an array from state_folder_list() and sets *folders to NULL. */
+void state_folder_list_free(struct state_folder **folders, size_t count);
+
+/* Deletes all message mappings of a folder (the source UIDVALIDITY
+ * changed). The folder row stays. Returns 0 or -1 with *error_r. */
+int state_folder_clear_messages(struct state_db *db, int64_t folder_id,
+                                const char **error_r) ATTR_WARN_UNUSED;
+
+/* Deletes a folder and all its message mappings (the source folder is
+ * gone). Deleting a missing folder is not an error.
+ * Returns 0 or -1 with *error_r. */
+int state_folder_delete(struct state_db *db, int64_t folder_id,
+                        const char **error_r) ATTR_WARN_UNUSED;
+
+/* The mapping of one source message. */
+struct state_msg {
+	uint32_t src_uid;
+	uint32_t dst_uid;           /* 0: unknown (target without UIDPLUS) */
+	char *flags;                /* flags+keywords as last copied, canonical
+	                             * (sorted, space-separated): "$Label1 \\Seen" */
+	uint64_t size;              /* RFC822.SIZE at the source */
+	int64_t internaldate;       /* epoch seconds */
+	char *fingerprint;          /* hex digest or NULL */
+};
+
+/* Loads all mappings of a folder sorted by src_uid. The array and all its
+ * strings are one allocation: the strings are read-only and live until
+ * state_msgs_free(). *msgs_r is NULL when *count_r is 0. Reads one
+ * consistent snapshot even while other processes write.
+ * Returns 0 or -1 with *error_r. */
+int state_msgs_load(struct state_db *db, int64_t folder_id,
+                    struct state_msg **msgs_r, size_t *count_r,
+                    const char **error_r) ATTR_WARN_UNUSED;
+
+/* Frees an array from state_msgs_load() and sets *msgs to NULL. */
+void state_msgs_free(struct state_msg **msgs, size_t count);
+
+/* Inserts or replaces the mapping (folder_id, m->src_uid). A NULL m->flags
+ * is stored as "". The folder must exist. Must be called inside
+ * state_begin()/state_commit(): outside a transaction it fails (catches
+ * per-message autocommit, which is slow and breaks batching).
+ * Returns 0 or -1 with *error_r. */
+int state_msg_put(struct state_db *db, int64_t folder_id,
+                  const struct state_msg *m,
+                  const char **error_r) ATTR_WARN_UNUSED;
+
+/* Sets the flags of an existing mapping. Inside a transaction only; no
+ * mapping for src_uid is an error. Returns 0 or -1 with *error_r. */
+int state_msg_set_flags(struct state_db *db, int64_t folder_id,
+                        uint32_t src_uid, const char *flags,
+                        const char **error_r) ATTR_WARN_UNUSED;
+
+/* Deletes a mapping (the source message was expunged). Inside a
+ * transaction only; deleting a missing mapping is not an error.
+ * Returns 0 or -1 with *error_r. */
+int state_msg_delete(struct state_db *db, int64_t folder_id,
+                     uint32_t src_uid, const char **error_r) ATTR_WARN_UNUSED;
+
+/* What a failure affected (see STYLE.md, Errors). */
+enum state_scope {
+	STATE_SCOPE_MESSAGE,
+	STATE_SCOPE_FOLDER,
+	STATE_SCOPE_SESSION,
+	STATE_SCOPE_RUN,
+};
+
+/* Records a failure keyed by (account, src_folder, src_uid): the first
+ * time with attempts 1, later times with attempts incremented; scope,
+ * reason and time (now) are replaced. A NULL src_folder is stored as ""
+ * (session or run scope); use src_uid 0 for anything but one message.
+ * Returns 0 or -1 with *error_r. */
+int state_failure_put(struct state_db *db, const char *account,
+                      const char *src_folder, uint32_t src_uid,
+                      enum state_scope scope, const char *reason,
+                      const char **error_r) ATTR_WARN_UNUSED;
+
+/* Forgets a failure (the item was copied after all). A missing entry is
+ * not an error. Returns 0 or -1 with *error_r. */
+int state_failure_clear(struct state_db *db, const char *account,
+                        const char *src_folder, uint32_t src_uid,
+                        const char **error_r) ATTR_WARN_UNUSED;
+
+struct state_failure {
+	char *account;
+	char *folder;               /* "" for session and run scope */
+	uint32_t src_uid;           /* 0 unless message scope */
+	enum state_scope scope;
+	char *reason;
+	int64_t when;               /* epoch seconds of the last attempt */
+	unsigned attempts;
+};
+
+/* Lists the failures of account (NULL: of all accounts) sorted by account,
+ * folder, uid into a new array (*f_r NULL when *count_r is 0). Free with
+ * state_failure_list_free(). Returns 0 or -1 with *error_r. */
+int state_failure_list(struct state_db *db, const char *account,
+                       struct state_failure **f_r, size_t *count_r,
+                       const char **error_r) ATTR_WARN_UNUSED;
+
+/* Frees an array from state_failure_list() and sets *f to NULL. */
+void state_failure_list_free(struct state_failure **f, size_t count);
+
+/* Sets the run metadata key to value (NULL deletes the key).
+ * Returns 0 or -1 with *error_r. */
+int state_meta_set(struct state_db *db, const char *key, const char *value,
+                   const char **error_r) ATTR_WARN_UNUSED;
+
+/* Reads key: *value_r is a new string the caller frees, or NULL when the
+ * key is not set. Returns 0 or -1 with *error_r. */
+int state_meta_get(struct state_db *db, const char *key, char **value_r,
+                   const char **error_r) ATTR_WARN_UNUSED;
+
+/* The default database path of the pair (src_url, dst_url):
+ * "$XDG_STATE_HOME/imapferry/<16 hex digits>.db", or with
+ * $HOME/.local/state instead of an unset or relative $XDG_STATE_HOME. The
+ * digits are the FNV-1a 64-bit hash of both URLs; pass URLs without
+ * passwords so the path does not change with them. Creates missing
+ * directories (mode 0700). Returns a new string the caller frees, or NULL
+ * with *error_r (neither variable set, or a directory cannot be created). */
+char *state_default_path(const char *src_url, const char *dst_url,
+                         const char **error_r) ATTR_WARN_UNUSED;
+
+/* The FNV-1a 64-bit hash of len bytes continuing from h; start with
+ * STATE_FNV1A_INIT. Exposed for tests. */
+#define STATE_FNV1A_INIT UINT64_C(0xcbf29ce484222325)
+uint64_t state_fnv1a(uint64_t h, const void *data, size_t len);
+
+#endif

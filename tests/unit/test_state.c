@@ -1,0 +1,983 @@
+/* test_state.c: the SQLite state database. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <dirent.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "state.h"
+#include "state-private.h"
+
+#define BULK_COUNT 100000
+
+struct fixture {
+	char dir[256];
+	char path[300];
+};
+
+static int
+setup(void **statep)
+{
+	struct fixture *fx = xcalloc(1, sizeof(*fx));
+	const char *tmp = getenv("TMPDIR");
+
+	snprintf(fx->dir, sizeof(fx->dir), "%s/test_state.XXXXXX",
+	         tmp != NULL && tmp[0] == '/' ? tmp : "/tmp");
+	if (mkdtemp(fx->dir) == NULL) {
+		free(fx);
+		return -1;
+	}
+	snprintf(fx->path, sizeof(fx->path), "%s/state.db", fx->dir);
+	*statep = fx;
+	return 0;
+}
+
+/* rm -r (nftw would need _XOPEN_SOURCE). */
+static void
+rm_tree(const char *path)
+{
+	struct dirent *de;
+	struct stat st;
+	DIR *dir;
+
+	if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode) &&
+	    (dir = opendir(path)) != NULL) {
+		while ((de = readdir(dir)) != NULL) {
+			char *sub;
+
+			if (strcmp(de->d_name, ".") == 0 ||
+			    strcmp(de->d_name, "..") == 0)
+				continue;
+			sub = xasprintf("%s/%s", path, de->d_name);
+			rm_tree(sub);
+			free(sub);
+		}
+		closedir(dir);
+	}
+	remove(path);
+}
+
+static int
+teardown(void **statep)
+{
+	struct fixture *fx = *statep;
+
+	rm_tree(fx->dir);
+	free(fx);
+	return 0;
+}
+
+static struct state_db *
+open_ok(const char *path)
+{
+	struct state_db *db = NULL;
+	const char *error = NULL;
+
+	if (state_open(path, &db, &error) < 0)
+		fail_msg("state_open: %s", error);
+	assert_non_null(db);
+	return db;
+}
+
+static int64_t
+folder_add(struct state_db *db, const char *account, const char *name)
+{
+	struct state_folder f = {
+		.account = (char *)account,
+		.src_name = (char *)name,
+		.dst_name = (char *)name,
+		.src_uidvalidity = 1,
+	};
+	const char *error;
+
+	if (state_folder_put(db, &f, &error) < 0)
+		fail_msg("%s", error);
+	assert_true(f.id > 0);
+	return f.id;
+}
+
+static void
+msg_put_ok(struct state_db *db, int64_t folder_id, uint32_t uid,
+           const char *flags)
+{
+	struct state_msg m = {
+		.src_uid = uid, .dst_uid = uid + 1000, .flags = (char *)flags,
+		.size = uid * 10, .internaldate = 1700000000 + uid,
+	};
+	const char *error;
+
+	if (state_msg_put(db, folder_id, &m, &error) < 0)
+		fail_msg("%s", error);
+}
+
+static void
+begin_ok(struct state_db *db)
+{
+	const char *error;
+
+	if (state_begin(db, &error) < 0)
+		fail_msg("%s", error);
+}
+
+static void
+commit_ok(struct state_db *db)
+{
+	const char *error;
+
+	if (state_commit(db, &error) < 0)
+		fail_msg("%s", error);
+}
+
+static size_t
+msg_count(struct state_db *db, int64_t folder_id)
+{
+	struct state_msg *msgs;
+	size_t count;
+	const char *error;
+
+	if (state_msgs_load(db, folder_id, &msgs, &count, &error) < 0)
+		fail_msg("%s", error);
+	state_msgs_free(&msgs, count);
+	return count;
+}
+
+static int64_t
+pragma_int(struct state_db *db, const char *sql)
+{
+	sqlite3_stmt *stmt;
+	int64_t v = -1;
+
+	assert_int_equal(sqlite3_prepare_v2(state_db_sqlite(db), sql, -1,
+	                                    &stmt, NULL), SQLITE_OK);
+	if (sqlite3_step(stmt) == SQLITE_ROW)
+		v = sqlite3_column_int64(stmt, 0);
+	sqlite3_finalize(stmt);
+	return v;
+}
+
+static void
+test_open_create(void **statep)
+{
+	struct fixture *fx = *statep;
+	struct state_db *db = open_ok(fx->path);
+	struct stat st;
+	sqlite3_stmt *stmt;
+
+	assert_int_equal(stat(fx->path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	assert_int_equal(pragma_int(db, "PRAGMA user_version"),
+	                 STATE_SCHEMA_VERSION);
+	/* NORMAL == 1 */
+	assert_int_equal(pragma_int(db, "PRAGMA synchronous"), 1);
+	assert_int_equal(pragma_int(db, "PRAGMA foreign_keys"), 1);
+	assert_int_equal(sqlite3_prepare_v2(state_db_sqlite(db),
+	                 "PRAGMA journal_mode", -1, &stmt, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(stmt), SQLITE_ROW);
+	assert_string_equal((const char *)sqlite3_column_text(stmt, 0), "wal");
+	sqlite3_finalize(stmt);
+	assert_false(state_in_transaction(db));
+	state_close(&db);
+	assert_null(db);
+	state_close(&db);       /* NULL is fine */
+}
+
+static void
+test_open_missing_dir(void **statep)
+{
+	struct fixture *fx = *statep;
+	struct state_db *db = NULL;
+	const char *error = NULL;
+	char path[400];
+
+	snprintf(path, sizeof(path), "%s/nope/state.db", fx->dir);
+	assert_int_equal(state_open(path, &db, &error), -1);
+	assert_null(db);
+	assert_non_null(strstr(error, "nope/state.db"));
+	assert_non_null(strstr(error, "No such file"));
+}
+
+static void
+test_folders(void **statep)
+{
+	struct fixture *fx = *statep;
+	struct state_db *db = open_ok(fx->path);
+	struct state_folder f = {
+		.account = "alice", .src_name = "INBOX", .src_uidvalidity = 7,
+		.dst_name = "INBOX", .dst_uidvalidity = 9,
+		.src_highestmodseq = UINT64_C(0x8000000000000005),
+		.src_uidnext = 100, .dst_uidnext = UINT32_MAX, .complete = true,
+	}, g, *list;
+	const char *error;
+	bool found;
+	size_t count;
+	int64_t id;
+
+	assert_int_equal(state_folder_get(db, "alice", "INBOX", &g, &found,
+	                                  &error), 0);
+	assert_false(found);
+	assert_null(g.account);
+
+	assert_int_equal(state_folder_put(db, &f, &error), 0);
+	id = f.id;
+	assert_true(id > 0);
+	assert_int_equal(state_folder_get(db, "alice", "INBOX", &g, &found,
+	                                  &error), 0);
+	assert_true(found);
+	assert_int_equal(g.id, id);
+	assert_string_equal(g.account, "alice");
+	assert_string_equal(g.src_name, "INBOX");
+	assert_string_equal(g.dst_name, "INBOX");
+	assert_int_equal(g.src_uidvalidity, 7);
+	assert_int_equal(g.dst_uidvalidity, 9);
+	assert_true(g.src_highestmodseq == UINT64_C(0x8000000000000005));
+	assert_int_equal(g.src_uidnext, 100);
+	assert_int_equal(g.dst_uidnext, UINT32_MAX);
+	assert_true(g.complete);
+	state_folder_free(&g);
+	assert_null(g.account);
+
+	/* Update keeps the id; id in the struct is ignored. */
+	f.id = 12345;
+	f.src_uidvalidity = UINT32_MAX;
+	f.dst_name = NULL;
+	f.complete = false;
+	f.src_highestmodseq = 0;
+	assert_int_equal(state_folder_put(db, &f, &error), 0);
+	assert_int_equal(f.id, id);
+	assert_int_equal(state_folder_get(db, "alice", "INBOX", &g, &found,
+	                                  &error), 0);
+	assert_true(found);
+	assert_int_equal(g.src_uidvalidity, UINT32_MAX);
+	assert_string_equal(g.dst_name, "");
+	assert_false(g.complete);
+	assert_true(g.src_highestmodseq == 0);
+	state_folder_free(&g);
+
+	/* Same name, other account: another row. */
+	assert_true(folder_add(db, "bob", "INBOX") != id);
+	folder_add(db, "alice", "Sent");
+	folder_add(db, "alice", "Archive/2020");
+
+	assert_int_equal(state_folder_list(db, "alice", &list, &count,
+	                                   &error), 0);
+	assert_int_equal(count, 3);
+	assert_string_equal(list[0].src_name, "Archive/2020");
+	assert_string_equal(list[1].src_name, "INBOX");
+	assert_int_equal(list[1].id, id);
+	assert_string_equal(list[2].src_name, "Sent");
+	state_folder_list_free(&list, count);
+	assert_null(list);
+
+	assert_int_equal(state_folder_list(db, "nobody", &list, &count,
+	                                   &error), 0);
+	assert_int_equal(count, 0);
+	assert_null(list);
+	state_folder_list_free(&list, count);
+	state_close(&db);
+}
+
+/* A permutation of 1..n without duplicates: i * step mod p. */
+static uint32_t
+shuffled_uid(uint32_t i)
+{
+	return (uint32_t)(((uint64_t)i * 48271) % 100003) + 1;
+}
+
+static void
+test_msgs_bulk(void **statep)
+{
+	struct fixture *fx = *statep;
+	struct state_db *db = open_ok(fx->path);
+	int64_t fid = folder_add(db, "alice", "INBOX");
+	int64_t other = folder_add(db, "alice", "Other");
+	struct state_msg *msgs;
+	const char *error;
+	char fp[65];
+	size_t count;
+
+	begin_ok(db);
+	assert_true(state_in_transaction(db));
+	for (uint32_t i = 1; i <= BULK_COUNT; i++) {
+		uint32_t uid = shuffled_uid(i);
+		struct state_msg m = {
+			.src_uid = uid,
+			.dst_uid = uid % 7 == 0 ? 0 : uid + 5,
+			.flags = uid % 3 == 0 ? "" : uid % 3 == 1 ? "\\Seen" :
+			    "$Label1 \\Answered \\Seen",
+			.size = (uint64_t)uid << 33,
+			.internaldate = -(int64_t)uid,
+			.fingerprint = NULL,
+		};
+
+		if (uid % 2 == 0) {
+			snprintf(fp, sizeof(fp), "%064" PRIx32, uid);
+			m.fingerprint = fp;
+		}
+		if (state_msg_put(db, fid, &m, &error) < 0)
+			fail_msg("%s", error);
+	}
+	msg_put_ok(db, other, 1, "x");
+	commit_ok(db);
+	assert_false(state_in_transaction(db));
+
+	assert_int_equal(state_msgs_load(db, fid, &msgs, &count, &error), 0);
+	assert_int_equal(count, BULK_COUNT);
+	for (size_t i = 0; i < count; i++) {
+		const struct state_msg *m = &msgs[i];
+		uint32_t uid = m->src_uid;
+
+		if (i > 0)
+			assert_true(msgs[i - 1].src_uid < uid);
+		assert_int_equal(m->dst_uid, uid % 7 == 0 ? 0 : uid + 5);
+		assert_string_equal(m->flags, uid % 3 == 0 ? "" :
+		                    uid % 3 == 1 ? "\\Seen" :
+		                    "$Label1 \\Answered \\Seen");
+		assert_true(m->size == (uint64_t)uid << 33);
+		assert_true(m->internaldate == -(int64_t)uid);
+		if (uid % 2 == 0) {
+			snprintf(fp, sizeof(fp), "%064" PRIx32, uid);
+			assert_non_null(m->fingerprint);
+			assert_string_equal(m->fingerprint, fp);
+		} else {
+			assert_null(m->fingerprint);
+		}
+	}
+	state_msgs_free(&msgs, count);
+	assert_null(msgs);
+
+	/* Inside a transaction the caller's snapshot is used. */
+	begin_ok(db);
+	msg_put_ok(db, other, 2, "y");
+	assert_int_equal(msg_count(db, other), 2);
+	commit_ok(db);
+
+	/* Empty folder. */
+	assert_int_equal(state_msgs_load(db, 999, &msgs, &count, &error), 0);
+	assert_int_equal(count, 0);
+	assert_null(msgs);
+	state_close(&db);
+}
+
+static void
+test_msg_update_delete_clear(void **statep)
+{
+	struct fixture *fx = *statep;
+	struct state_db *db = open_ok(fx->path);
+	int64_t fid = folder_add(db, "alice", "INBOX");
+	int64_t other = folder_add(db, "alice", "Other");
+	struct state_msg *msgs;
+	const char *error;
+	size_t count;
+
+	begin_ok(db);
+	for (uint32_t uid = 1; uid <= 10; uid++) {
+		msg_put_ok(db, fid, uid, "\\Seen");
+		msg_put_ok(db, other, uid, "");
+	}
+	/* Upsert replaces. */
+	msg_put_ok(db, fid, 3, "\\Flagged");
+	assert_int_equal(state_msg_set_flags(db, fid, 4, "\\Deleted \\Seen",
+	                                     &error), 0);
+	assert_int_equal(state_msg_set_flags(db, fid, 77, "\\Seen", &error),
+	                 -1);
+	assert_non_null(strstr(error, "no mapping for UID 77"));
+	assert_int_equal(state_msg_delete(db, fid, 5, &error), 0);
+	assert_int_equal(state_msg_delete(db, fid, 5, &error), 0);
+	/* The folder must exist. */
+	{
+		struct state_msg m = { .src_uid = 1, .flags = "" };
+
+		assert_int_equal(state_msg_put(db, 4242, &m, &error), -1);
+		assert_non_null(strstr(error, "state: inserting message "
+		                        "mapping: FOREIGN KEY"));
+	}
+	commit_ok(db);
+
+	assert_int_equal(state_msgs_load(db, fid, &msgs, &count, &error), 0);
+	assert_int_equal(count, 9);
+	assert_int_equal(msgs[2].src_uid, 3);
+	assert_string_equal(msgs[2].flags, "\\Flagged");
+	assert_int_equal(msgs[3].src_uid, 4);
+	assert_string_equal(msgs[3].flags, "\\Deleted \\Seen");
+	assert_int_equal(msgs[4].src_uid, 6);
+	state_msgs_free(&msgs, count);
+
+	/* Works outside a transaction too (one statement). */
+	assert_int_equal(state_folder_clear_messages(db, fid, &error), 0);
+	assert_int_equal(msg_count(db, fid), 0);
+	assert_int_equal(msg_count(db, other), 10);
+
+	/* Deleting a folder takes its messages along. */
+	assert_int_equal(state_folder_delete(db, other, &error), 0);
+	assert_int_equal(msg_count(db, other), 0);
+	assert_int_equal(state_folder_delete(db, other, &error), 0);
+	state_close(&db);
+}
+
+static void
+test_outside_transaction(void **statep)
+{
+	struct fixture *fx = *statep;
+	struct state_db *db = open_ok(fx->path);
+	int64_t fid = folder_add(db, "alice", "INBOX");
+	struct state_msg m = { .src_uid = 1, .flags = "\\Seen" };
+	const char *error = NULL;
+
+	assert_int_equal(state_msg_put(db, fid, &m, &error), -1);
+	assert_string_equal(error, "state: inserting message mapping: called "
+	                    "outside a transaction (call state_begin() first)");
+	assert_int_equal(state_msg_set_flags(db, fid, 1, "", &error), -1);
+	assert_non_null(strstr(error, "outside a transaction"));
+	assert_int_equal(state_msg_delete(db, fid, 1, &error), -1);
+	assert_non_null(strstr(error, "outside a transaction"));
+	assert_int_equal(state_commit(db, &error), -1);
+	assert_non_null(strstr(error, "no transaction"));
+
+	begin_ok(db);
+	assert_int_equal(state_begin(db, &error), -1);
+	assert_non_null(strstr(error, "already open"));
+	assert_int_equal(state_msg_put(db, fid, &m, &error), 0);
+	state_rollback(db);
+	assert_false(state_in_transaction(db));
+	state_rollback(db);     /* nothing open: no-op */
+	assert_int_equal(msg_count(db, fid), 0);
+	state_close(&db);
+}
+
+static void
+test_failures(void **statep)
+{
+	struct fixture *fx = *statep;
+	struct state_db *db = open_ok(fx->path);
+	struct state_failure *f;
+	const char *error;
+	size_t count;
+
+	assert_int_equal(state_failure_put(db, "alice", "INBOX", 5,
+	                 STATE_SCOPE_MESSAGE, "NO too big", &error), 0);
+	assert_int_equal(state_failure_put(db, "alice", "INBOX", 5,
+	                 STATE_SCOPE_MESSAGE, "NO still too big", &error), 0);
+	assert_int_equal(state_failure_put(db, "alice", "Junk", 0,
+	                 STATE_SCOPE_FOLDER, "NO [NONEXISTENT]", &error), 0);
+	assert_int_equal(state_failure_put(db, "bob", NULL, 0,
+	                 STATE_SCOPE_RUN, "disk full", &error), 0);
+
+	assert_int_equal(state_failure_list(db, "alice", &f, &count, &error),
+	                 0);
+	assert_int_equal(count, 2);
+	assert_string_equal(f[0].account, "alice");
+	assert_string_equal(f[0].folder, "INBOX");
+	assert_int_equal(f[0].src_uid, 5);
+	assert_int_equal(f[0].scope, STATE_SCOPE_MESSAGE);
+	assert_string_equal(f[0].reason, "NO still too big");
+	assert_int_equal(f[0].attempts, 2);
+	assert_true(f[0].when > 1600000000);
+	assert_string_equal(f[1].folder, "Junk");
+	assert_int_equal(f[1].scope, STATE_SCOPE_FOLDER);
+	assert_int_equal(f[1].attempts, 1);
+	state_failure_list_free(&f, count);
+	assert_null(f);
+
+	assert_int_equal(state_failure_list(db, NULL, &f, &count, &error), 0);
+	assert_int_equal(count, 3);
+	assert_string_equal(f[2].account, "bob");
+	assert_string_equal(f[2].folder, "");
+	assert_int_equal(f[2].scope, STATE_SCOPE_RUN);
+	state_failure_list_free(&f, count);
+
+	assert_int_equal(state_failure_clear(db, "alice", "INBOX", 5, &error),
+	                 0);
+	assert_int_equal(state_failure_clear(db, "alice", "INBOX", 5, &error),
+	                 0);
+	assert_int_equal(state_failure_clear(db, "bob", NULL, 0, &error), 0);
+	assert_int_equal(state_failure_list(db, NULL, &f, &count, &error), 0);
+	assert_int_equal(count, 1);
+	assert_string_equal(f[0].folder, "Junk");
+	state_failure_list_free(&f, count);
+
+	/* After clearing, the count starts over. */
+	assert_int_equal(state_failure_put(db, "alice", "INBOX", 5,
+	                 STATE_SCOPE_MESSAGE, "again", &error), 0);
+	assert_int_equal(state_failure_list(db, "alice", &f, &count, &error),
+	                 0);
+	assert_int_equal(f[0].attempts, 1);
+	state_failure_list_free(&f, count);
+	state_close(&db);
+}
+
+static void
+test_meta(void **statep)
+{
+	struct fixture *fx = *statep;
+	struct state_db *db = open_ok(fx->path);
+	const char *error;
+	char *value;
+
+	assert_int_equal(state_meta_get(db, "last_run_start", &value, &error),
+	                 0);
+	assert_null(value);
+	assert_int_equal(state_meta_set(db, "last_run_start", "1700000000",
+	                                &error), 0);
+	assert_int_equal(state_meta_set(db, "last_run_start", "1700000001",
+	                                &error), 0);
+	assert_int_equal(state_meta_set(db, "empty", "", &error), 0);
+	assert_int_equal(state_meta_get(db, "last_run_start", &value, &error),
+	                 0);
+	assert_string_equal(value, "1700000001");
+	free(value);
+	assert_int_equal(state_meta_get(db, "empty", &value, &error), 0);
+	assert_string_equal(value, "");
+	free(value);
+	assert_int_equal(state_meta_set(db, "empty", NULL, &error), 0);
+	assert_int_equal(state_meta_get(db, "empty", &value, &error), 0);
+	assert_null(value);
+	state_close(&db);
+}
+
+static void
+test_reopen_persists(void **statep)
+{
+	struct fixture *fx = *statep;
+	struct state_db *db = open_ok(fx->path);
+	int64_t fid = folder_add(db, "alice", "INBOX");
+	struct state_folder f;
+	const char *error;
+	char *value;
+	bool found;
+
+	begin_ok(db);
+	for (uint32_t uid = 1; uid <= 100; uid++)
+		msg_put_ok(db, fid, uid, "\\Seen");
+	commit_ok(db);
+	assert_int_equal(state_meta_set(db, "k", "v", &error), 0);
+	/* Uncommitted work is lost on close. */
+	begin_ok(db);
+	msg_put_ok(db, fid, 101, "");
+	state_close(&db);
+
+	db = open_ok(fx->path);
+	assert_int_equal(state_folder_get(db, "alice", "INBOX", &f, &found,
+	                                  &error), 0);
+	assert_true(found);
+	assert_int_equal(f.id, fid);
+	state_folder_free(&f);
+	assert_int_equal(msg_count(db, fid), 100);
+	assert_int_equal(state_meta_get(db, "k", &value, &error), 0);
+	assert_string_equal(value, "v");
+	free(value);
+	state_close(&db);
+}
+
+static void
+test_second_handle(void **statep)
+{
+	struct fixture *fx = *statep;
+	struct state_db *a = open_ok(fx->path);
+	struct state_db *b = open_ok(fx->path);
+	int64_t fid = folder_add(a, "alice", "INBOX");
+	const char *error;
+	pid_t pid;
+	int status;
+
+	begin_ok(a);
+	for (uint32_t uid = 1; uid <= 50; uid++)
+		msg_put_ok(a, fid, uid, "");
+	/* Not visible before the commit; a reader does not block. */
+	assert_int_equal(msg_count(b, fid), 0);
+	commit_ok(a);
+	assert_int_equal(msg_count(b, fid), 50);
+
+	/* b writes, a sees it. */
+	begin_ok(b);
+	msg_put_ok(b, fid, 51, "");
+	commit_ok(b);
+	assert_int_equal(msg_count(a, fid), 51);
+
+	/* Another process sees the committed data and can write. */
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct state_db *c = NULL;
+		int code = 0;
+
+		if (state_open(fx->path, &c, &error) < 0)
+			_exit(10);
+		if (msg_count(c, fid) != 51)
+			code = 11;
+		else if (state_begin(c, &error) < 0)
+			code = 12;
+		else {
+			struct state_msg m = { .src_uid = 52, .flags = "" };
+
+			if (state_msg_put(c, fid, &m, &error) < 0 ||
+			    state_commit(c, &error) < 0)
+				code = 13;
+		}
+		state_close(&c);
+		_exit(code);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_int_equal(msg_count(a, fid), 52);
+	assert_int_equal(msg_count(b, fid), 52);
+	state_close(&a);
+	state_close(&b);
+}
+
+/* kill -9 in the middle of a batch: the committed batches survive, the
+ * open one is gone, the file opens cleanly. */
+static void
+test_crash(void **statep)
+{
+	struct fixture *fx = *statep;
+	struct state_db *db = open_ok(fx->path);
+	int64_t fid = folder_add(db, "alice", "INBOX");
+	pid_t pid;
+	int status;
+
+	state_close(&db);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct state_db *c = NULL;
+		const char *error;
+
+		if (state_open(fx->path, &c, &error) < 0)
+			_exit(10);
+		for (uint32_t batch = 0; batch < 3; batch++) {
+			if (state_begin(c, &error) < 0)
+				_exit(11);
+			for (uint32_t i = 1; i <= 1000; i++) {
+				struct state_msg m = {
+					.src_uid = batch * 1000 + i,
+					.flags = "\\Seen",
+				};
+
+				if (state_msg_put(c, fid, &m, &error) < 0)
+					_exit(12);
+			}
+			if (batch == 2)
+				raise(SIGKILL);
+			if (state_commit(c, &error) < 0)
+				_exit(13);
+		}
+		_exit(14);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFSIGNALED(status));
+	assert_int_equal(WTERMSIG(status), SIGKILL);
+
+	db = open_ok(fx->path);
+	assert_int_equal(msg_count(db, fid), 2000);
+	{
+		sqlite3_stmt *stmt;
+
+		assert_int_equal(sqlite3_prepare_v2(state_db_sqlite(db),
+		                 "PRAGMA quick_check", -1, &stmt, NULL),
+		                 SQLITE_OK);
+		assert_int_equal(sqlite3_step(stmt), SQLITE_ROW);
+		assert_string_equal((const char *)sqlite3_column_text(stmt, 0),
+		                    "ok");
+		sqlite3_finalize(stmt);
+	}
+	state_close(&db);
+}
+
+static void
+write_file(const char *path, const void *data, size_t len, off_t offset,
+           bool truncate)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | (truncate ? O_TRUNC : 0),
+	              0600);
+
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, data, len, offset), (ssize_t)len);
+	assert_int_equal(close(fd), 0);
+}
+
+static void
+test_corrupt_garbage(void **statep)
+{
+	struct fixture *fx = *statep;
+	struct state_db *db = NULL;
+	const char *error = NULL;
+	unsigned char garbage[8192];
+
+	for (size_t i = 0; i < sizeof(garbage); i++)
+		garbage[i] = (unsigned char)(i * 131 + 17);
+	write_file(fx->path, garbage, sizeof(garbage), 0, true);
+	assert_int_equal(state_open(fx->path, &db, &error), -1);
+	assert_null(db);
+	assert_non_null(strstr(error, "state: opening "));
+	assert_non_null(strstr(error, "file is not a database"));
+
+	/* A short text file too. */
+	write_file(fx->path, "hello\n", 6, 0, true);
+	assert_int_equal(state_open(fx->path, &db, &error), -1);
+	assert_non_null(strstr(error, "file is not a database"));
+}
+
+/* A valid header but damaged pages: errors, no crash. */
+static void
+test_corrupt_pages(void **statep)
+{
+	struct fixture *fx = *statep;
+	struct state_db *db = open_ok(fx->path);
+	int64_t fid = folder_add(db, "alice", "INBOX");
+	struct state_msg *msgs = NULL;
+	struct state_folder *folders = NULL;
+	const char *error = NULL;
+	unsigned char garbage[4096 * 4];
+	size_t count = 0;
+	int failures = 0;
+
+	begin_ok(db);
+	for (uint32_t uid = 1; uid <= 5000; uid++)
+		msg_put_ok(db, fid, uid, "\\Seen $Forwarded");
+	commit_ok(db);
+	state_close(&db);       /* checkpoints: everything is in the file */
+
+	for (size_t i = 0; i < sizeof(garbage); i++)
+		garbage[i] = (unsigned char)(i * 7 + 3);
+	write_file(fx->path, garbage, sizeof(garbage), 4096, false);
+
+	if (state_open(fx->path, &db, &error) < 0) {
+		assert_non_null(strstr(error, "state: "));
+		return;
+	}
+	if (state_msgs_load(db, fid, &msgs, &count, &error) < 0) {
+		assert_non_null(strstr(error, "state: loading message "
+		                        "mappings: "));
+		failures++;
+	}
+	state_msgs_free(&msgs, count);
+	if (state_folder_list(db, "alice", &folders, &count, &error) < 0) {
+		assert_non_null(strstr(error, "state: listing folders: "));
+		failures++;
+	}
+	state_folder_list_free(&folders, count);
+	assert_true(failures > 0);
+	state_close(&db);
+}
+
+static void
+raw_exec(const char *path, const char *sql)
+{
+	sqlite3 *raw;
+
+	assert_int_equal(sqlite3_open(path, &raw), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(raw, sql, NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_close(raw), SQLITE_OK);
+}
+
+static void
+test_schema_version(void **statep)
+{
+	struct fixture *fx = *statep;
+	struct state_db *db = open_ok(fx->path);
+	const char *error = NULL;
+
+	state_close(&db);
+	raw_exec(fx->path, "PRAGMA user_version = 99");
+	assert_int_equal(state_open(fx->path, &db, &error), -1);
+	assert_null(db);
+	assert_non_null(strstr(error, "schema version 99 is newer"));
+
+	raw_exec(fx->path, "PRAGMA user_version = 1");
+	db = open_ok(fx->path);
+	state_close(&db);
+}
+
+static void
+test_foreign_database(void **statep)
+{
+	struct fixture *fx = *statep;
+	struct state_db *db = NULL;
+	const char *error = NULL;
+
+	raw_exec(fx->path, "CREATE TABLE t (x)");
+	assert_int_equal(state_open(fx->path, &db, &error), -1);
+	assert_null(db);
+	assert_non_null(strstr(error, "not an imapferry state database"));
+}
+
+static void
+test_disk_full(void **statep)
+{
+	struct fixture *fx = *statep;
+	struct state_db *db = open_ok(fx->path);
+	int64_t fid = folder_add(db, "alice", "INBOX");
+	char sql[64], flags[512];
+	const char *error = NULL;
+	int64_t pages;
+	int rc = 0;
+
+	begin_ok(db);
+	for (uint32_t uid = 1; uid <= 10; uid++)
+		msg_put_ok(db, fid, uid, "\\Seen");
+	commit_ok(db);
+
+	/* The file may not grow past a few more pages: SQLITE_FULL. */
+	pages = pragma_int(db, "PRAGMA page_count");
+	snprintf(sql, sizeof(sql), "PRAGMA max_page_count = %" PRId64,
+	         pages + 2);
+	assert_int_equal(sqlite3_exec(state_db_sqlite(db), sql, NULL, NULL,
+	                              NULL), SQLITE_OK);
+	memset(flags, 'x', sizeof(flags) - 1);
+	flags[sizeof(flags) - 1] = '\0';
+	begin_ok(db);
+	for (uint32_t uid = 100; uid < 10000 && rc == 0; uid++) {
+		struct state_msg m = { .src_uid = uid, .flags = flags };
+
+		rc = state_msg_put(db, fid, &m, &error);
+	}
+	if (rc == 0)
+		rc = state_commit(db, &error);
+	assert_int_equal(rc, -1);
+	assert_non_null(strstr(error, "disk full"));
+	assert_non_null(strstr(error, "state: inserting message mapping: "));
+	state_rollback(db);
+	assert_false(state_in_transaction(db));
+	assert_int_equal(msg_count(db, fid), 10);
+	state_close(&db);
+}
+
+static void
+test_fnv1a(void **statep)
+{
+	/* Reference vectors of the FNV-1a 64-bit hash. */
+	assert_true(state_fnv1a(STATE_FNV1A_INIT, "", 0) ==
+	            UINT64_C(0xcbf29ce484222325));
+	assert_true(state_fnv1a(STATE_FNV1A_INIT, "a", 1) ==
+	            UINT64_C(0xaf63dc4c8601ec8c));
+	assert_true(state_fnv1a(STATE_FNV1A_INIT, "foobar", 6) ==
+	            UINT64_C(0x85944171f73967e8));
+}
+
+static void
+restore_env(const char *name, char *saved)
+{
+	if (saved != NULL) {
+		setenv(name, saved, 1);
+		free(saved);
+	} else {
+		unsetenv(name);
+	}
+}
+
+static void
+test_default_path(void **statep)
+{
+	struct fixture *fx = *statep;
+	char *saved_xdg = getenv("XDG_STATE_HOME") ?
+	    xstrdup(getenv("XDG_STATE_HOME")) : NULL;
+	char *saved_home = getenv("HOME") ? xstrdup(getenv("HOME")) : NULL;
+	char *p1, *p2, *p3, *expect;
+	const char *error = NULL;
+	struct stat st;
+
+	expect = xasprintf("%s/xdg/state", fx->dir);
+	setenv("XDG_STATE_HOME", expect, 1);
+	free(expect);
+	p1 = state_default_path("imaps://a@src", "imaps://a@dst", &error);
+	assert_non_null(p1);
+	expect = xasprintf("%s/xdg/state/imapferry/%016" PRIx64 ".db", fx->dir,
+	                   state_fnv1a(state_fnv1a(STATE_FNV1A_INIT,
+	                   "imaps://a@src", 14), "imaps://a@dst", 14));
+	assert_string_equal(p1, expect);
+	free(expect);
+	expect = xasprintf("%s/xdg/state/imapferry", fx->dir);
+	assert_int_equal(stat(expect, &st), 0);
+	assert_true(S_ISDIR(st.st_mode));
+	assert_int_equal(st.st_mode & 0777, 0700);
+	free(expect);
+
+	/* Deterministic; the pair order and the split matter. */
+	p2 = state_default_path("imaps://a@src", "imaps://a@dst", &error);
+	assert_string_equal(p1, p2);
+	free(p2);
+	p2 = state_default_path("imaps://a@dst", "imaps://a@src", &error);
+	assert_string_not_equal(p1, p2);
+	free(p2);
+	p2 = state_default_path("imaps://a@sr", "cimaps://a@dst", &error);
+	assert_string_not_equal(p1, p2);
+	free(p2);
+
+	/* The file opens there. */
+	{
+		struct state_db *db = open_ok(p1);
+
+		state_close(&db);
+	}
+
+	/* Relative XDG_STATE_HOME is ignored: $HOME/.local/state. */
+	setenv("XDG_STATE_HOME", "relative", 1);
+	setenv("HOME", fx->dir, 1);
+	p3 = state_default_path("x", "y", &error);
+	assert_non_null(p3);
+	expect = xasprintf("%s/.local/state/imapferry/", fx->dir);
+	assert_memory_equal(p3, expect, strlen(expect));
+	assert_int_equal(strlen(p3), strlen(expect) + 16 + 3);
+	free(expect);
+	free(p3);
+
+	/* A file in the way of the directory. */
+	expect = xasprintf("%s/blocker", fx->dir);
+	write_file(expect, "x", 1, 0, true);
+	setenv("XDG_STATE_HOME", expect, 1);
+	assert_null(state_default_path("x", "y", &error));
+	assert_non_null(strstr(error, "blocker"));
+	free(expect);
+
+	unsetenv("XDG_STATE_HOME");
+	unsetenv("HOME");
+	assert_null(state_default_path("x", "y", &error));
+	assert_non_null(strstr(error, "HOME"));
+
+	restore_env("XDG_STATE_HOME", saved_xdg);
+	restore_env("HOME", saved_home);
+	free(p1);
+}
+
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		T(test_open_create),
+		T(test_open_missing_dir),
+		T(test_folders),
+		T(test_msgs_bulk),
+		T(test_msg_update_delete_clear),
+		T(test_outside_transaction),
+		T(test_failures),
+		T(test_meta),
+		T(test_reopen_persists),
+		T(test_second_handle),
+		T(test_crash),
+		T(test_corrupt_garbage),
+		T(test_corrupt_pages),
+		T(test_schema_version),
+		T(test_foreign_database),
+		T(test_disk_full),
+		T(test_fnv1a),
+		T(test_default_path),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
