@@ -13,6 +13,8 @@ struct cli_common {
 int cmd_ls(int argc, char **argv);
 int cmd_copy(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
+int cmd_fetch_only(int argc, char **argv);
+int cmd_append_only(int argc, char **argv);
 
 /* Parses a common option (--insecure, --tls-min, --ca-file, --timeout,
  * -v/--verbose, --debug, --trace). Returns 1 if opt was consumed, 0 if it

@@ -113,6 +113,11 @@ main(int argc, char **argv)
 		return cmd_copy(argc - 1, argv + 1);
 	if (strcmp(cmd, "verify") == 0)
 		return cmd_verify(argc - 1, argv + 1);
+	/* measuring tools for bench/: the limits imapferry is compared to */
+	if (strcmp(cmd, "fetch-only") == 0)
+		return cmd_fetch_only(argc - 1, argv + 1);
+	if (strcmp(cmd, "append-only") == 0)
+		return cmd_append_only(argc - 1, argv + 1);
 	fprintf(stderr, "imapferry: unknown command '%s'\n", cmd);
 	usage(stderr);
 	return 2;
