@@ -95,14 +95,14 @@ cmd_copy(int argc, char **argv)
 			continue;
 		switch (opt) {
 		case OPT_DELETE_MISSING: o.delete_missing = true; break;
-		case OPT_SKIP_DELETED: o.skip_deleted = true; break;
+		case OPT_SKIP_DELETED: o.skip_deleted = o.fetch.skip_deleted = true; break;
 		case OPT_DRY_RUN: o.dry_run = true; break;
 		case OPT_NO_SUBS: o.no_subscriptions = true; break;
-		case OPT_SPOOL_DIR: o.spool_dir = optarg; break;
+		case OPT_SPOOL_DIR: o.fetch.spool_dir = optarg; break;
 		case OPT_FETCH_BATCH:
 			if (!str_to_u64z(optarg, 10000, &v) || v == 0)
 				goto usage;
-			o.fetch_batch = (unsigned)v;
+			o.fetch.batch = (unsigned)v;
 			break;
 		case OPT_APPEND_DEPTH:
 			if (!str_to_u64z(optarg, 1000, &v) || v == 0)

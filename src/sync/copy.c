@@ -12,6 +12,7 @@
 #include "mailboxes.h"
 #include "mqueue.h"
 #include "msgsum.h"
+#include "reader.h"
 #include "uidset.h"
 
 #include <errno.h>
@@ -144,181 +145,6 @@ record_copy(struct copy_ctx *cc, uint32_t src_uid, uint32_t dst_uid,
 	if (dst_uid > cc->max_dst_uid)
 		cc->max_dst_uid = dst_uid;
 	cc->uncommitted++;
-}
-
-/* ----------------------------------------------------- reader thread */
-
-struct spool_file {
-	int fd;
-};
-
-struct reader {
-	struct copy_ctx *cc;
-	struct imap_client *src;
-	const uint32_t *uids;
-	size_t count;
-	struct mqueue *q;
-	char *error;              /* session failure, or NULL */
-	bool skip_deleted;
-	const char *spool_dir;
-};
-
-static void *
-spool_begin(void *ctx, uint64_t size)
-{
-	struct reader *r = ctx;
-	struct spool_file *sp;
-	int fd;
-
-	fd = open(r->spool_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		char *path = xasprintf("%s/imapferry-spool-XXXXXX", r->spool_dir);
-		fd = mkstemp(path);
-		if (fd >= 0)
-			unlink(path);
-		free(path);
-	}
-	if (fd < 0) {
-		log_error("cannot create a spool file in %s: %s", r->spool_dir,
-		          strerror(errno));
-		return NULL;
-	}
-	sp = xmalloc(sizeof(*sp));
-	sp->fd = fd;
-	return sp;
-}
-
-static int
-spool_data(void *ctx, void *handle, const void *data, size_t len)
-{
-	struct spool_file *sp = handle;
-	const char *p = data;
-
-	while (len > 0) {
-		ssize_t n = write(sp->fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			log_error("writing spool file: %s", strerror(errno));
-			return -1;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-static int
-spool_end(void *ctx, void *handle)
-{
-	struct spool_file *sp = handle;
-
-	return lseek(sp->fd, 0, SEEK_SET) == 0 ? 0 : -1;
-}
-
-static void
-spool_release(void *ctx, void *handle)
-{
-	struct spool_file *sp = handle;
-
-	if (sp->fd >= 0)
-		close(sp->fd);
-	free(sp);
-}
-
-static void
-reader_fetch(void *ctx, const struct imap_response *resp)
-{
-	struct reader *r = ctx;
-	const struct imap_fetch *f;
-	const struct imap_value *body = NULL;
-	struct cmsg *m;
-
-	if (resp->kind != IMAP_RESP_UNTAGGED || resp->type != IMAP_UNTAGGED_FETCH)
-		return;
-	f = &resp->u.fetch;
-	if (!(f->have & IMAP_FETCH_UID))
-		return;
-	for (size_t i = 0; i < f->body_count; i++)
-		if (f->bodies[i].section[0] == '\0')
-			body = f->bodies[i].value;
-	if (body == NULL)
-		return;   /* a flag change pushed by the server */
-	m = xcalloc(1, sizeof(*m));
-	m->fd = -1;
-	m->uid = f->uid;
-	m->flags = flags_canonical(f->flags.items, f->flags.count);
-	m->internaldate = (int64_t)f->internaldate;
-	if (body->type == IMAP_VALUE_STRING) {
-		m->data = xmalloc(body->len + 1);
-		memcpy(m->data, body->str, body->len);
-		m->size = body->len;
-	} else if (body->type == IMAP_VALUE_STREAMED) {
-		struct spool_file *sp = imap_value_steal_stream(body);
-		m->fd = sp->fd;
-		m->size = body->stream_size;
-		free(sp);
-	} else {
-		m->data = xstrdup("");
-		m->size = 0;
-	}
-	if (r->skip_deleted && flags_has(m->flags, "\\Deleted")) {
-		cmsg_free(&m);
-		return;
-	}
-	(void)mqueue_push(r->q, m);
-}
-
-static void
-reader_done(void *ctx, const struct imap_response *tagged, const char *error)
-{
-	struct reader *r = ctx;
-
-	if (r->error != NULL)
-		return;
-	if (tagged == NULL)
-		r->error = xstrdup(error);
-	else if (tagged->status != IMAP_STATUS_OK)
-		r->error = xasprintf("UID FETCH refused by the source: %s",
-		                     tagged->text);
-}
-
-static void *
-reader_main(void *arg)
-{
-	struct reader *r = arg;
-	const struct copy_options *o = r->cc->o;
-	struct imap_literal_sink sink = {
-		.begin = spool_begin, .data = spool_data, .end = spool_end,
-		.abort = spool_release, .release = spool_release, .ctx = r,
-	};
-	unsigned batch = o->fetch_batch != 0 ? o->fetch_batch : 64;
-	unsigned depth = o->fetch_depth != 0 ? o->fetch_depth : 4;
-	const char *error;
-
-	imap_client_set_literal_sink(r->src, &sink);
-	for (size_t i = 0; i < r->count && r->error == NULL; i += batch) {
-		size_t n = r->count - i < batch ? r->count - i : batch;
-		char *set;
-		struct imap_cmd *cmd;
-
-		if (r->q->aborted)
-			break;
-		set = uidset_string(r->uids + i, n);
-		cmd = imap_cmd_new(r->src);
-		imap_cmd_addf(cmd, "UID FETCH %s (UID FLAGS INTERNALDATE BODY.PEEK[])",
-		              set);
-		free(set);
-		imap_cmd_set_untagged(cmd, reader_fetch, r);
-		imap_cmd_submit(cmd, reader_done, r);
-		if (imap_client_run_until_below(r->src, depth, &error) < 0)
-			break;
-	}
-	if (imap_client_run(r->src, &error) < 0 && r->error == NULL)
-		r->error = xstrdup(error);
-	imap_client_set_literal_sink(r->src, NULL);
-	mqueue_close(r->q);
-	return NULL;
 }
 
 /* ----------------------------------------------------------- appending */
@@ -483,25 +309,19 @@ copy_uids(struct copy_ctx *cc, const uint32_t *uids, size_t count)
 {
 	const struct copy_options *o = cc->o;
 	struct mqueue q;
-	struct reader r = {
-		.cc = cc, .src = cc->src, .uids = uids, .count = count, .q = &q,
-		.skip_deleted = o->skip_deleted,
-	};
+	struct fetch_reader *r;
 	unsigned depth = o->append_depth != 0 ? o->append_depth : 16;
 	size_t group_max = o->multiappend_max != 0 ? o->multiappend_max : 32;
-	pthread_t thread;
 	const char *error;
 	struct cmsg *batch;
+	char *rerror;
 
 	if (count == 0)
 		return SCOPE_OK;
 	if (!imap_client_has_cap(cc->dst, "MULTIAPPEND") || cc->single_append)
 		group_max = 1;
-	r.spool_dir = o->spool_dir != NULL ? o->spool_dir :
-	              (getenv("TMPDIR") != NULL ? getenv("TMPDIR") : "/tmp");
 	mqueue_init(&q, 4096, o->queue_bytes != 0 ? o->queue_bytes : 32u << 20);
-	if (pthread_create(&thread, NULL, reader_main, &r) != 0)
-		fatal("pthread_create failed");
+	r = fetch_reader_start(cc->src, uids, count, &q, &o->fetch);
 	while ((batch = mqueue_pop_batch(&q, group_max, APPEND_GROUP_BYTES)) != NULL) {
 		if (cc->worst >= SCOPE_SESSION) {
 			while (batch != NULL) {
@@ -520,11 +340,11 @@ copy_uids(struct copy_ctx *cc, const uint32_t *uids, size_t count)
 	}
 	if (cc->worst < SCOPE_SESSION && imap_client_run(cc->dst, &error) < 0)
 		fail(cc, SCOPE_SESSION, "target: %s", error);
-	pthread_join(thread, NULL);
+	rerror = fetch_reader_join(&r);
 	mqueue_deinit(&q);
-	if (r.error != NULL) {
-		fail(cc, SCOPE_SESSION, "source: %s", r.error);
-		free(r.error);
+	if (rerror != NULL) {
+		fail(cc, SCOPE_SESSION, "source: %s", rerror);
+		free(rerror);
 	}
 	return cc->worst >= SCOPE_SESSION ? cc->worst : SCOPE_OK;
 }

@@ -14,6 +14,7 @@
 
 #include "client.h"
 #include "foldermap.h"
+#include "reader.h"
 #include "state.h"
 
 struct copy_options {
@@ -23,13 +24,10 @@ struct copy_options {
 	bool delete_missing;          /* expunge on the target what the source lost */
 	bool skip_deleted;            /* do not copy messages flagged \Deleted */
 	bool no_subscriptions;
-	unsigned fetch_batch;         /* UIDs per UID FETCH; 0: 64 */
-	unsigned fetch_depth;         /* UID FETCH commands in flight; 0: 4 */
+	struct fetch_reader_options fetch; /* source side */
 	unsigned append_depth;        /* APPEND commands in flight; 0: 16 */
 	unsigned multiappend_max;     /* messages per MULTIAPPEND; 0: 32 */
 	uint64_t queue_bytes;         /* reader->writer queue cap; 0: 32 MiB */
-	uint64_t mem_literal;         /* larger bodies spool to disk; 0: 1 MiB */
-	const char *spool_dir;        /* NULL: $TMPDIR or /tmp */
 	unsigned max_retries;         /* session retries per folder; 0: 5 */
 	bool quiet;                   /* no per-folder progress lines */
 };

@@ -1,0 +1,221 @@
+/* reader.c: the source reader thread (see reader.h). */
+#define _GNU_SOURCE 1 /* O_TMPFILE */
+#include "reader.h"
+
+#include "flags.h"
+#include "log.h"
+#include "uidset.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+
+struct spool_file {
+	int fd;
+};
+
+struct fetch_reader {
+	struct imap_client *src;
+	const uint32_t *uids;
+	size_t count;
+	struct mqueue *q;
+	char *error;              /* session failure, or NULL */
+	struct fetch_reader_options o;
+	const char *spool_dir;
+	pthread_t thread;
+};
+
+static void *
+spool_begin(void *ctx, uint64_t size)
+{
+	struct fetch_reader *r = ctx;
+	struct spool_file *sp;
+	int fd;
+
+	fd = open(r->spool_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		char *path = xasprintf("%s/imapferry-spool-XXXXXX", r->spool_dir);
+		fd = mkstemp(path);
+		if (fd >= 0)
+			unlink(path);
+		free(path);
+	}
+	if (fd < 0) {
+		log_error("cannot create a spool file in %s: %s", r->spool_dir,
+		          strerror(errno));
+		return NULL;
+	}
+	sp = xmalloc(sizeof(*sp));
+	sp->fd = fd;
+	return sp;
+}
+
+static int
+spool_data(void *ctx, void *handle, const void *data, size_t len)
+{
+	struct spool_file *sp = handle;
+	const char *p = data;
+
+	while (len > 0) {
+		ssize_t n = write(sp->fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			log_error("writing spool file: %s", strerror(errno));
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int
+spool_end(void *ctx, void *handle)
+{
+	struct spool_file *sp = handle;
+
+	return lseek(sp->fd, 0, SEEK_SET) == 0 ? 0 : -1;
+}
+
+static void
+spool_release(void *ctx, void *handle)
+{
+	struct spool_file *sp = handle;
+
+	if (sp->fd >= 0)
+		close(sp->fd);
+	free(sp);
+}
+
+static void
+reader_fetch(void *ctx, const struct imap_response *resp)
+{
+	struct fetch_reader *r = ctx;
+	const struct imap_fetch *f;
+	const struct imap_value *body = NULL;
+	struct cmsg *m;
+
+	if (resp->kind != IMAP_RESP_UNTAGGED || resp->type != IMAP_UNTAGGED_FETCH)
+		return;
+	f = &resp->u.fetch;
+	if (!(f->have & IMAP_FETCH_UID))
+		return;
+	for (size_t i = 0; i < f->body_count; i++)
+		if (f->bodies[i].section[0] == '\0')
+			body = f->bodies[i].value;
+	if (body == NULL)
+		return;   /* a flag change pushed by the server */
+	m = xcalloc(1, sizeof(*m));
+	m->fd = -1;
+	m->uid = f->uid;
+	m->flags = flags_canonical(f->flags.items, f->flags.count);
+	m->internaldate = (int64_t)f->internaldate;
+	if (body->type == IMAP_VALUE_STRING) {
+		m->data = xmalloc(body->len + 1);
+		memcpy(m->data, body->str, body->len);
+		m->size = body->len;
+	} else if (body->type == IMAP_VALUE_STREAMED) {
+		struct spool_file *sp = imap_value_steal_stream(body);
+		m->fd = sp->fd;
+		m->size = body->stream_size;
+		free(sp);
+	} else {
+		m->data = xstrdup("");
+		m->size = 0;
+	}
+	if (r->o.skip_deleted && flags_has(m->flags, "\\Deleted")) {
+		cmsg_free(&m);
+		return;
+	}
+	(void)mqueue_push(r->q, m);
+}
+
+static void
+reader_done(void *ctx, const struct imap_response *tagged, const char *error)
+{
+	struct fetch_reader *r = ctx;
+
+	if (r->error != NULL)
+		return;
+	if (tagged == NULL)
+		r->error = xstrdup(error);
+	else if (tagged->status != IMAP_STATUS_OK)
+		r->error = xasprintf("UID FETCH refused by the source: %s",
+		                     tagged->text);
+}
+
+static void *
+reader_main(void *arg)
+{
+	struct fetch_reader *r = arg;
+	const struct fetch_reader_options *o = &r->o;
+	struct imap_literal_sink sink = {
+		.begin = spool_begin, .data = spool_data, .end = spool_end,
+		.abort = spool_release, .release = spool_release, .ctx = r,
+	};
+	unsigned batch = o->batch != 0 ? o->batch : 64;
+	unsigned depth = o->depth != 0 ? o->depth : 4;
+	const char *error;
+
+	imap_client_set_literal_sink(r->src, &sink);
+	for (size_t i = 0; i < r->count && r->error == NULL; i += batch) {
+		size_t n = r->count - i < batch ? r->count - i : batch;
+		char *set;
+		struct imap_cmd *cmd;
+
+		if (r->q->aborted)
+			break;
+		set = uidset_string(r->uids + i, n);
+		cmd = imap_cmd_new(r->src);
+		imap_cmd_addf(cmd, "UID FETCH %s (UID FLAGS INTERNALDATE BODY.PEEK[])",
+		              set);
+		free(set);
+		imap_cmd_set_untagged(cmd, reader_fetch, r);
+		imap_cmd_submit(cmd, reader_done, r);
+		if (imap_client_run_until_below(r->src, depth, &error) < 0)
+			break;
+	}
+	if (imap_client_run(r->src, &error) < 0 && r->error == NULL)
+		r->error = xstrdup(error);
+	imap_client_set_literal_sink(r->src, NULL);
+	mqueue_close(r->q);
+	return NULL;
+}
+
+
+struct fetch_reader *
+fetch_reader_start(struct imap_client *src, const uint32_t *uids, size_t count,
+                   struct mqueue *q, const struct fetch_reader_options *o)
+{
+	struct fetch_reader *r = xcalloc(1, sizeof(*r));
+	const char *tmp = getenv("TMPDIR");
+
+	r->src = src;
+	r->uids = uids;
+	r->count = count;
+	r->q = q;
+	r->o = *o;
+	r->spool_dir = o->spool_dir != NULL ? o->spool_dir :
+	               (tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp");
+	if (pthread_create(&r->thread, NULL, reader_main, r) != 0)
+		fatal("pthread_create failed");
+	return r;
+}
+
+char *
+fetch_reader_join(struct fetch_reader **rp)
+{
+	struct fetch_reader *r = *rp;
+	char *error;
+
+	pthread_join(r->thread, NULL);
+	error = r->error;
+	free(r);
+	*rp = NULL;
+	return error;
+}
