@@ -18,6 +18,7 @@
 enum {
 	OPT_DELETE_MISSING = OPT_PAIR_LAST, OPT_SKIP_DELETED, OPT_DRY_RUN,
 	OPT_NO_SUBS, OPT_FETCH_BATCH, OPT_APPEND_DEPTH, OPT_SPOOL_DIR,
+	OPT_FOLDERS,
 };
 
 static void
@@ -74,6 +75,7 @@ cmd_copy(int argc, char **argv)
 		{ "fetch-batch", required_argument, NULL, OPT_FETCH_BATCH },
 		{ "append-depth", required_argument, NULL, OPT_APPEND_DEPTH },
 		{ "spool-dir", required_argument, NULL, OPT_SPOOL_DIR },
+		{ "folders", required_argument, NULL, OPT_FOLDERS },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -83,6 +85,7 @@ cmd_copy(int argc, char **argv)
 	struct cli_pair pair;
 	const char *state_path, *error;
 	struct state_db *db = NULL;
+	char **folders = xcalloc((size_t)argc + 1, sizeof(char *));
 	int opt, ret, status = 1;
 	uint64_t v;
 
@@ -99,6 +102,12 @@ cmd_copy(int argc, char **argv)
 		case OPT_DRY_RUN: o.dry_run = true; break;
 		case OPT_NO_SUBS: o.no_subscriptions = true; break;
 		case OPT_SPOOL_DIR: o.fetch.spool_dir = optarg; break;
+		case OPT_FOLDERS:
+			/* source folder names as LISTed, e.g. the INBOXes for
+			 * the final pass of a cutover */
+			folders[o.n_folders++] = optarg;
+			o.folders = folders;
+			break;
 		case OPT_FETCH_BATCH:
 			if (!str_to_u64z(optarg, 10000, &v) || v == 0)
 				goto usage;
@@ -116,6 +125,8 @@ cmd_copy(int argc, char **argv)
 			     "  --skip-deleted        do not copy messages flagged \\Deleted\n"
 			     "  --dry-run             show what would be done\n"
 			     "  --no-subscriptions    do not copy subscriptions\n"
+			     "  --folders NAME        only this source folder (repeatable), e.g.\n"
+			     "                        --folders INBOX for a final cutover pass\n"
 			     "  --json                summary as JSON");
 			status = 0;
 			goto out;
@@ -153,5 +164,6 @@ usage:
 out:
 	state_close(&db);
 	cli_pair_free(&pair);
+	free(folders);
 	return status;
 }

@@ -205,6 +205,8 @@ append_done(void *ctx, const struct imap_response *tagged, const char *error)
 			log_warn("%s: message UID %" PRIu32 " refused by the target: %s",
 			         cc->src_name, g->uids[0], tagged->text);
 			cc->stats->failed++;
+			if (cc->o->progress != NULL)
+				cc->o->progress->failed++;
 			if (state_failure_put(cc->db, cc->o->account, cc->src_name,
 			                      g->uids[0], STATE_SCOPE_MESSAGE,
 			                      tagged->text, &err2) < 0)
@@ -223,6 +225,10 @@ append_done(void *ctx, const struct imap_response *tagged, const char *error)
 			            g->flags[i], g->sizes[i], g->dates[i]);
 			cc->stats->copied++;
 			cc->stats->bytes += g->sizes[i];
+			if (cc->o->progress != NULL) {
+				cc->o->progress->messages++;
+				cc->o->progress->bytes += g->sizes[i];
+			}
 		}
 		free(dst_uids);
 		maybe_commit(cc);
@@ -1034,7 +1040,8 @@ copy_account(const struct imap_client_options *src_opts,
 		struct imap_mailbox_info box;
 		enum scope sc;
 
-		if (pairs[i].dst == NULL || !pairs[i].selectable)
+		if (pairs[i].dst == NULL || !pairs[i].selectable ||
+		    !copy_folder_selected(o->folders, o->n_folders, src_name))
 			continue;
 		for (attempt = 0;; attempt++) {
 			const struct imap_mailbox_info *b = NULL;
@@ -1102,4 +1109,16 @@ out:
 	free(cc.error);
 	stats->seconds = time_mono_sec() - start;
 	return ret;
+}
+
+bool
+copy_folder_selected(char *const *folders, size_t n, const char *name)
+{
+	if (folders == NULL)
+		return true;
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(folders[i], name) == 0 ||
+		    (str_ieq(folders[i], "INBOX") && str_ieq(name, "INBOX")))
+			return true;
+	return false;
 }

@@ -17,6 +17,13 @@
 #include "reader.h"
 #include "state.h"
 
+/* Live counters shared with a progress display (other threads read them). */
+struct copy_progress {
+	_Atomic uint64_t messages;    /* messages written to the target */
+	_Atomic uint64_t bytes;
+	_Atomic uint64_t failed;
+};
+
 struct copy_options {
 	const char *account;          /* state key for this account pair */
 	struct foldermap *fm;         /* folder mapping (rules, includes) */
@@ -30,7 +37,14 @@ struct copy_options {
 	uint64_t queue_bytes;         /* reader->writer queue cap; 0: 32 MiB */
 	unsigned max_retries;         /* session retries per folder; 0: 5 */
 	bool quiet;                   /* no per-folder progress lines */
+	struct copy_progress *progress; /* NULL or live counters */
+	/* Only these source folders (wire names); NULL: all. */
+	char *const *folders;
+	size_t n_folders;
 };
+
+/* True if name is selected by a folder filter (NULL list: all). */
+bool copy_folder_selected(char *const *folders, size_t n, const char *name);
 
 struct copy_stats {
 	unsigned folders;             /* folders handled */
