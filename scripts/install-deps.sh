@@ -15,3 +15,22 @@ apt-get install -y --no-install-recommends \
 	libssl-dev libsqlite3-dev libpq-dev zlib1g-dev libcmocka-dev \
 	dovecot-core dovecot-imapd dovecot-pop3d isync openssl python3 \
 	ca-certificates procps sqlite3
+
+# Cyrus IMAP for the integration tests. cyrus-imapd Conflicts: with
+# dovecot-imapd (both provide imap-server), so install only its dependencies
+# and unpack the imapd binary itself into a fixed directory
+# (shared/docs/SERVERS.md section 1). tests/integ/harness.py looks there.
+apt-get install -y --no-install-recommends \
+	cyrus-common cyrus-admin cyrus-clients sasl2-bin libsasl2-modules
+PKG=/opt/imapferry-pkgs
+want=$(dpkg-query -W -f '${Version}' cyrus-common)
+if [ "$(cat "$PKG/cyrus-imapd.version" 2>/dev/null)" != "$want" ] ||
+	[ ! -x "$PKG/usr/lib/cyrus/bin/imapd" ]; then
+	tmp=$(mktemp -d)
+	chown _apt "$tmp" 2>/dev/null || true # apt-get download runs as _apt
+	(cd "$tmp" && apt-get download "cyrus-imapd=$want")
+	mkdir -p "$PKG"
+	dpkg-deb -x "$tmp"/cyrus-imapd_*.deb "$PKG"
+	echo "$want" >"$PKG/cyrus-imapd.version"
+	rm -rf "$tmp"
+fi
