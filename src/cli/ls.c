@@ -183,7 +183,13 @@ print_text(struct imap_client *c, const struct endpoint *ep,
 		const char *su = imap_special_use_name(box->attrs);
 		char *name = display_name(box);
 
-		printf("%-36s %-10s ", name, su != NULL ? su : "");
+		/* pad by characters, not bytes (UTF-8 names) */
+		size_t chars = 0;
+		for (const char *q = name; *q != '\0'; q++)
+			if (((unsigned char)*q & 0xc0) != 0x80)
+				chars++;
+		printf("%s%*s %-10s ", name, chars < 36 ? (int)(36 - chars) : 0, "",
+		       su != NULL ? su : "");
 		if (box->selectable)
 			printf("%9" PRIu32 " %14" PRIu64 " ", box->messages, box->size);
 		else

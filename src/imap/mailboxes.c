@@ -149,7 +149,7 @@ imap_account_inventory(struct imap_client *c, unsigned flags,
 	cmd = imap_cmd_new(c);
 	if (imap_client_has_cap(c, "SPECIAL-USE") &&
 	    imap_client_has_cap(c, "LIST-EXTENDED"))
-		imap_cmd_add(cmd, "LIST \"\" \"*\" RETURN (SPECIAL-USE)");
+		imap_cmd_add(cmd, "LIST \"\" \"*\" RETURN (SPECIAL-USE CHILDREN)");
 	else
 		imap_cmd_add(cmd, "LIST \"\" \"*\"");
 	imap_cmd_submit(cmd, inv_done, &ic);
