@@ -7,9 +7,14 @@
 #include "json.h"
 #include "log.h"
 #include "mailboxes.h"
+#include "msgsum.h"
+#include "pop3.h"
 #include "state.h"
+#include "tomaildir.h"
 
 #include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,8 +23,98 @@
 enum {
 	OPT_DELETE_MISSING = OPT_PAIR_LAST, OPT_SKIP_DELETED, OPT_DRY_RUN,
 	OPT_NO_SUBS, OPT_FETCH_BATCH, OPT_APPEND_DEPTH, OPT_SPOOL_DIR,
-	OPT_FOLDERS,
+	OPT_FOLDERS, OPT_OWNER, OPT_SRC_POP3, OPT_NO_FSYNC,
 };
+
+/* --owner USER[:GROUP] (names or numbers) for files written to a Maildir */
+static int
+parse_owner(const char *spec, uid_t *uid_r, gid_t *gid_r)
+{
+	char *dup = xstrdup(spec), *colon = strchr(dup, ':');
+	struct passwd *pw;
+	struct group *gr;
+	uint64_t v;
+	int ret = -1;
+
+	if (colon != NULL)
+		*colon++ = '\0';
+	if (str_to_u64z(dup, UINT32_MAX - 1, &v)) {
+		*uid_r = (uid_t)v;
+		*gid_r = (gid_t)-1;
+	} else if ((pw = getpwnam(dup)) != NULL) {
+		*uid_r = pw->pw_uid;
+		*gid_r = pw->pw_gid;
+	} else {
+		goto out;
+	}
+	if (colon != NULL) {
+		if (str_to_u64z(colon, UINT32_MAX - 1, &v))
+			*gid_r = (gid_t)v;
+		else if ((gr = getgrnam(colon)) != NULL)
+			*gid_r = gr->gr_gid;
+		else
+			goto out;
+	}
+	ret = 0;
+out:
+	free(dup);
+	return ret;
+}
+
+struct pop3_map {
+	uint32_t *uids;
+	char **uidls;
+	size_t count;
+};
+
+/* Reads the UIDLs of the source's INBOX over POP3 and pairs them with the
+ * INBOX UIDs (same order, same sizes). */
+static int
+load_pop3_uidls(const char *url, const struct cli_pair *pair,
+                const struct cli_common *common, struct pop3_map *map,
+                const char **error_r)
+{
+	struct pop3_options po;
+	struct pop3_url pu;
+	struct pop3_entry *entries = NULL;
+	size_t n_entries = 0;
+	struct imap_client *c;
+	struct msgsum_list inbox = { 0 };
+	uint32_t *uids;
+	uint64_t *sizes;
+	int ret = -1;
+
+	memset(&po, 0, sizeof(po));
+	if (pop3_url_parse(url, &po, &pu, error_r) < 0)
+		return -1;
+	po.password = pair->src.password;
+	po.authzid = pair->src.authzid;
+	po.net = common->net;
+	if (pop3_fetch_uidls(&po, &entries, &n_entries, error_r) < 0)
+		goto out;
+	if (imap_client_connect(&pair->src.imap, &c, NULL, error_r) < 0)
+		goto out;
+	if (imap_client_select(c, "INBOX", true, error_r) == 0 &&
+	    (imap_client_mailbox(c)->exists == 0 ||
+	     msgsum_fetch(c, "1:*", MSGSUM_META, &inbox, error_r) == 0)) {
+		uids = xcalloc(inbox.count + 1, sizeof(*uids));
+		sizes = xcalloc(inbox.count + 1, sizeof(*sizes));
+		for (size_t i = 0; i < inbox.count; i++) {
+			uids[i] = inbox.items[i].uid;
+			sizes[i] = inbox.items[i].size;
+		}
+		ret = pop3_match_uids(entries, n_entries, uids, sizes, inbox.count,
+		                      &map->uids, &map->uidls, &map->count, error_r);
+		free(uids);
+		free(sizes);
+	}
+	msgsum_list_free(&inbox);
+	imap_client_logout(&c);
+out:
+	pop3_entries_free(&entries, n_entries);
+	pop3_url_free(&pu);
+	return ret;
+}
 
 static void
 print_summary(const struct copy_stats *st, bool json, bool dry_run)
@@ -76,6 +171,9 @@ cmd_copy(int argc, char **argv)
 		{ "append-depth", required_argument, NULL, OPT_APPEND_DEPTH },
 		{ "spool-dir", required_argument, NULL, OPT_SPOOL_DIR },
 		{ "folders", required_argument, NULL, OPT_FOLDERS },
+		{ "owner", required_argument, NULL, OPT_OWNER },
+		{ "src-pop3", required_argument, NULL, OPT_SRC_POP3 },
+		{ "no-fsync", no_argument, NULL, OPT_NO_FSYNC },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -86,10 +184,15 @@ cmd_copy(int argc, char **argv)
 	const char *state_path, *error;
 	struct state_db *db = NULL;
 	char **folders = xcalloc((size_t)argc + 1, sizeof(char *));
+	struct maildir_options md;
+	struct pop3_map pop3 = { 0 };
+	const char *src_pop3 = NULL;
 	int opt, ret, status = 1;
 	uint64_t v;
 
 	cli_pair_init(&pair, argc);
+	pair.allow_maildir_dst = true;
+	maildir_options_init(&md);
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
 		if ((ret = cli_common_option(&common, opt, optarg)) < 0)
@@ -102,6 +205,15 @@ cmd_copy(int argc, char **argv)
 		case OPT_DRY_RUN: o.dry_run = true; break;
 		case OPT_NO_SUBS: o.no_subscriptions = true; break;
 		case OPT_SPOOL_DIR: o.fetch.spool_dir = optarg; break;
+		case OPT_OWNER:
+			if (parse_owner(optarg, &md.owner, &md.group) < 0) {
+				fprintf(stderr, "imapferry: --owner: unknown user or "
+				                "group '%s'\n", optarg);
+				goto usage;
+			}
+			break;
+		case OPT_SRC_POP3: src_pop3 = optarg; break;
+		case OPT_NO_FSYNC: md.fsync = false; break;
 		case OPT_FOLDERS:
 			/* source folder names as LISTed, e.g. the INBOXes for
 			 * the final pass of a cutover */
@@ -127,6 +239,11 @@ cmd_copy(int argc, char **argv)
 			     "  --no-subscriptions    do not copy subscriptions\n"
 			     "  --folders NAME        only this source folder (repeatable), e.g.\n"
 			     "                        --folders INBOX for a final cutover pass\n"
+			     "DST maildir:PATH[?flavor=dovecot|courier] (PATH may use %u %n %d)\n"
+			     "  writes the Maildir directly, keeping UIDVALIDITY, UIDNEXT, UIDs:\n"
+			     "  --owner USER[:GROUP]  owner of the files (the server's mail user)\n"
+			     "  --src-pop3 URL        pop3[s]://USER@HOST: keep the INBOX's POP3 UIDLs\n"
+			     "  --no-fsync            no fdatasync at commits (faster, less safe)\n"
 			     "  --json                summary as JSON");
 			status = 0;
 			goto out;
@@ -150,7 +267,37 @@ cmd_copy(int argc, char **argv)
 	o.account = pair.account;
 	log_info("copying %s -> %s (state %s)", pair.src.url, pair.dst.url,
 	         state_path);
-	if (copy_account(&pair.src.imap, &pair.dst.imap, db, &o, &st, &error) < 0) {
+	if (pair.dst.kind == ENDPOINT_MAILDIR) {
+		struct tomaildir_options mo = { 0 };
+
+		md.flavor = strcmp(pair.dst.flavor, "courier") == 0 ?
+		            MAILDIR_COURIER : MAILDIR_DOVECOT;
+		if (src_pop3 != NULL &&
+		    load_pop3_uidls(src_pop3, &pair, &common, &pop3, &error) < 0) {
+			fprintf(stderr, "imapferry: POP3 UIDLs: %s\n", error);
+			goto out;
+		}
+		mo.account = pair.account;
+		mo.root = pair.dst.path;
+		mo.fm = pair.fm;
+		mo.md = md;
+		mo.fetch = o.fetch;
+		mo.dry_run = o.dry_run;
+		mo.delete_missing = o.delete_missing;
+		mo.skip_deleted = o.skip_deleted;
+		mo.no_subscriptions = o.no_subscriptions;
+		mo.folders = o.folders;
+		mo.n_folders = o.n_folders;
+		mo.pop3_uids = pop3.uids;
+		mo.pop3_uidls = pop3.uidls;
+		mo.pop3_count = pop3.count;
+		if (tomaildir_copy_account(&pair.src.imap, db, &mo, &st, &error) < 0) {
+			fprintf(stderr, "imapferry: stopped: %s\n", error);
+			print_summary(&st, common.json, o.dry_run);
+			goto out;
+		}
+	} else if (copy_account(&pair.src.imap, &pair.dst.imap, db, &o, &st,
+	                        &error) < 0) {
 		fprintf(stderr, "imapferry: stopped: %s\n", error);
 		print_summary(&st, common.json, o.dry_run);
 		goto out;
@@ -165,5 +312,6 @@ out:
 	state_close(&db);
 	cli_pair_free(&pair);
 	free(folders);
+	pop3_matched_free(&pop3.uids, &pop3.uidls, pop3.count);
 	return status;
 }

@@ -1,6 +1,7 @@
 #include "endpoint.h"
 
 #include "base.h"
+#include "buf.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -212,4 +213,42 @@ endpoint_free(struct endpoint *ep)
 	free(ep->flavor);
 	free(ep->url);
 	memset(ep, 0, sizeof(*ep));
+}
+
+char *
+endpoint_expand_path(const char *tmpl, const char *user)
+{
+	size_t ulen = strcspn(user, "*");
+	const char *at = memchr(user, '@', ulen);
+	struct buf b;
+
+	buf_init(&b, 64 * 1024);
+	for (const char *p = tmpl; *p != '\0'; p++) {
+		int r = 0;
+
+		if (*p != '%' || p[1] == '\0') {
+			r = buf_append(&b, p, 1);
+			if (r < 0)
+				break;
+			continue;
+		}
+		switch (*++p) {
+		case 'u':
+			r = buf_append(&b, user, ulen);
+			break;
+		case 'n':
+			r = buf_append(&b, user, at != NULL ? (size_t)(at - user) : ulen);
+			break;
+		case 'd':
+			if (at != NULL)
+				r = buf_append(&b, at + 1, ulen - (size_t)(at + 1 - user));
+			break;
+		default:
+			r = buf_append(&b, p, 1);
+			break;
+		}
+		if (r < 0)
+			break;
+	}
+	return buf_take(&b);
 }

@@ -30,5 +30,9 @@ int endpoint_parse(const char *url, struct endpoint *ep, const char **error_r);
 int endpoint_load_password(struct endpoint *ep, const char *password_file,
                            const char *env_name, const char **error_r);
 void endpoint_free(struct endpoint *ep);
+/* Expands %u (user), %n (local part before '@'), %d (domain after '@')
+ * and %% in a path template. The user is taken without a "*master"
+ * suffix. Returns a new string. */
+char *endpoint_expand_path(const char *tmpl, const char *user);
 
 #endif

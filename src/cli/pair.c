@@ -69,10 +69,18 @@ cli_pair_setup(struct cli_pair *p, const struct cli_common *common,
 		fprintf(stderr, "imapferry: %s\n", error);
 		return 2;
 	}
-	if (p->src.kind != ENDPOINT_IMAP || p->dst.kind != ENDPOINT_IMAP) {
-		fprintf(stderr, "imapferry: maildir: endpoints are not supported "
-		                "by this command yet\n");
+	if (p->src.kind != ENDPOINT_IMAP ||
+	    (p->dst.kind != ENDPOINT_IMAP && !p->allow_maildir_dst)) {
+		fprintf(stderr, "imapferry: maildir: is supported as the target "
+		                "of copy only\n");
 		return 2;
+	}
+	if (p->dst.kind == ENDPOINT_MAILDIR) {
+		/* %u, %n, %d: the source account's user name */
+		char *path = endpoint_expand_path(p->dst.path, p->src.user);
+
+		free(p->dst.path);
+		p->dst.path = path;
 	}
 	if (endpoint_load_password(&p->src, p->src_pw, "IMAPFERRY_SRC_PASSWORD",
 	                           &error) < 0 ||
@@ -93,7 +101,11 @@ cli_pair_setup(struct cli_pair *p, const struct cli_common *common,
 		fprintf(stderr, "imapferry: source: %s\n", error);
 		return 1;
 	}
-	if (probe_side(&p->dst, &dside, &p->dprefix, &error) < 0) {
+	if (p->dst.kind == ENDPOINT_MAILDIR) {
+		/* Maildir++ on disk: '.' between levels, no prefix */
+		dside.separator = '.';
+		dside.prefix = "";
+	} else if (probe_side(&p->dst, &dside, &p->dprefix, &error) < 0) {
 		fprintf(stderr, "imapferry: target: %s\n", error);
 		return 1;
 	}

@@ -1,0 +1,398 @@
+/* maildir-fs.c: file-system helpers of the maildir library: whole-file
+ * reads, atomic replacement, directory creation with owner and mode, and the
+ * O_EXCL lock files of Dovecot and Courier. Every path is relative to a
+ * directory descriptor and opened with O_NOFOLLOW. */
+#include "maildir-private.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+int
+md_read_at(int dirfd, const char *name, struct buf *b, struct stat *st_r,
+           const char **error_r)
+{
+	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return 0;
+		*error_r = err_set("open %s: %s", name, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, st_r) < 0 || !S_ISREG(st_r->st_mode)) {
+		*error_r = err_set("%s: not a regular file", name);
+		close(fd);
+		return -1;
+	}
+	buf_reset(b);
+	for (;;) {
+		char *p = buf_reserve(b, 65536);
+		ssize_t n;
+
+		if (p == NULL) {
+			*error_r = err_set("%s: larger than %u bytes", name, MD_META_MAX);
+			close(fd);
+			return -1;
+		}
+		n = read(fd, p, 65536);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			*error_r = err_set("read %s: %s", name, strerror(errno));
+			close(fd);
+			return -1;
+		}
+		if (n == 0)
+			break;
+		buf_commit(b, (size_t)n);
+	}
+	close(fd);
+	return 1;
+}
+
+int
+md_write_all(int fd, const void *data, size_t len)
+{
+	const char *p = data;
+
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		if (n == 0) {
+			errno = ENOSPC;
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int
+md_fix_owner(int fd, const struct maildir_options *o, mode_t mode,
+             const char *what, const char **error_r)
+{
+	/* fchmod: the umask must not narrow the configured modes */
+	if (fchmod(fd, mode) < 0) {
+		*error_r = err_set("chmod %s: %s", what, strerror(errno));
+		return -1;
+	}
+	if ((o->owner != (uid_t)-1 || o->group != (gid_t)-1) &&
+	    fchown(fd, o->owner, o->group) < 0) {
+		*error_r = err_set("chown %s to %ld:%ld: %s", what, (long)o->owner,
+		                   (long)o->group, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+int
+md_mkdir_open(int dirfd, const char *name, const struct maildir_options *o,
+              bool create, bool *created_r, const char **error_r)
+{
+	struct stat st;
+	bool created = false;
+	int fd;
+
+	if (create) {
+		if (mkdirat(dirfd, name, o->dir_mode) == 0)
+			created = true;
+		else if (errno != EEXIST) {
+			*error_r = err_set("mkdir %s: %s", name, strerror(errno));
+			return -1;
+		}
+	}
+	fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		int e = errno;
+
+		if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    S_ISLNK(st.st_mode))
+			*error_r = err_set("%s is a symlink; refusing to follow it", name);
+		else if (e == ENOENT)
+			*error_r = err_set("%s does not exist", name);
+		else
+			*error_r = err_set("open %s: %s", name, strerror(e));
+		return -1;
+	}
+	if (created && md_fix_owner(fd, o, o->dir_mode, name, error_r) < 0) {
+		close(fd);
+		return -1;
+	}
+	if (created_r != NULL)
+		*created_r = created;
+	return fd;
+}
+
+int
+md_replace_file(int tmpdirfd, const char *tmpname, bool excl, int dirfd,
+                const char *name, const void *data, size_t len,
+                const struct maildir_options *o, time_t mtime,
+                const char **error_r)
+{
+	int flags = O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC |
+	            (excl ? O_EXCL : O_TRUNC);
+	int fd = openat(tmpdirfd, tmpname, flags, o->file_mode);
+
+	if (fd < 0) {
+		*error_r = err_set("create %s: %s", tmpname, strerror(errno));
+		return -1;
+	}
+	if (md_fix_owner(fd, o, o->file_mode, tmpname, error_r) < 0)
+		goto fail;
+	if (md_write_all(fd, data, len) < 0) {
+		*error_r = err_set("write %s: %s", tmpname, strerror(errno));
+		goto fail;
+	}
+	if (mtime > 0) {
+		struct timespec ts[2] = { { mtime, 0 }, { mtime, 0 } };
+
+		if (futimens(fd, ts) < 0) {
+			*error_r = err_set("utime %s: %s", tmpname, strerror(errno));
+			goto fail;
+		}
+	}
+	if (o->fsync && fdatasync(fd) < 0) {
+		*error_r = err_set("fdatasync %s: %s", tmpname, strerror(errno));
+		goto fail;
+	}
+	if (close(fd) < 0) {
+		fd = -1;
+		*error_r = err_set("close %s: %s", tmpname, strerror(errno));
+		goto fail;
+	}
+	fd = -1;
+	if (renameat(tmpdirfd, tmpname, dirfd, name) < 0) {
+		*error_r = err_set("rename %s to %s: %s", tmpname, name, strerror(errno));
+		goto fail;
+	}
+	return 0;
+fail:
+	if (fd >= 0)
+		close(fd);
+	unlinkat(tmpdirfd, tmpname, 0);
+	return -1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Locks */
+
+static _Thread_local char lock_id[300];
+
+const char *
+md_lock_id(void)
+{
+	char host[256];
+
+	if (gethostname(host, sizeof(host)) < 0)
+		str_copy(host, "localhost", sizeof(host));
+	host[sizeof(host) - 1] = '\0';
+	snprintf(lock_id, sizeof(lock_id), "%ld:%s", (long)getpid(), host);
+	return lock_id;
+}
+
+struct lock_info {
+	char holder[128];       /* printable copy of the content */
+	int64_t age_s;          /* by mtime */
+	ino_t ino;
+	dev_t dev;
+	bool gone;
+	bool stale;
+};
+
+static int64_t
+age_of(const struct timespec *ts)
+{
+	return (int64_t)time(NULL) - (int64_t)ts->tv_sec;
+}
+
+/* Looks at an existing lock: who holds it and whether it is stale by the
+ * rules of spec. */
+static void
+lock_examine(int lockdirfd, int watchdirfd, const struct md_lock_spec *spec,
+             struct lock_info *li)
+{
+	char raw[256], myid[300];
+	struct stat st, wst;
+	ssize_t n;
+	int fd;
+
+	memset(li, 0, sizeof(*li));
+	fd = openat(lockdirfd, spec->name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		li->gone = errno == ENOENT;
+		str_copy(li->holder, "(unreadable)", sizeof(li->holder));
+		return;
+	}
+	if (fstat(fd, &st) < 0) {
+		close(fd);
+		return;
+	}
+	li->ino = st.st_ino;
+	li->dev = st.st_dev;
+	li->age_s = age_of(&st.st_mtim);
+	n = read(fd, raw, sizeof(raw) - 1);
+	close(fd);
+	if (n < 0)
+		n = 0;
+	raw[n] = '\0';
+	{
+		size_t j = 0;
+
+		for (ssize_t i = 0; i < n && j + 1 < sizeof(li->holder); i++) {
+			if (raw[i] == '\n' || raw[i] == '\0')
+				break;
+			li->holder[j++] = (raw[i] >= 0x20 && raw[i] < 0x7f) ? raw[i] : '?';
+		}
+		li->holder[j] = '\0';
+	}
+
+	/* <pid>:<our hostname> with the pid gone */
+	str_copy(myid, md_lock_id(), sizeof(myid));
+	{
+		const char *colon = strchr(raw, ':');
+		const char *mycolon = strchr(myid, ':');
+		uint64_t pid;
+
+		if (colon != NULL && strcmp(colon, mycolon) == 0 &&
+		    str_to_u64(raw, (size_t)(colon - raw), INT32_MAX, &pid) &&
+		    pid > 0 && (pid_t)pid != getpid() &&
+		    kill((pid_t)pid, 0) < 0 && errno == ESRCH &&
+		    li->age_s >= (int64_t)spec->dead_pid_min_age_s) {
+			li->stale = true;
+			return;
+		}
+	}
+	/* unchanged for stale_s */
+	if (spec->stale_by_ctime) {
+		if (age_of(&st.st_ctim) < (int64_t)spec->stale_s)
+			return;
+		if (spec->watch_name != NULL &&
+		    fstatat(watchdirfd, spec->watch_name, &wst, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    age_of(&wst.st_ctim) < (int64_t)spec->stale_s)
+			return;
+		li->stale = true;
+	} else if (li->age_s >= (int64_t)spec->stale_s) {
+		li->stale = true;
+	}
+}
+
+int
+md_lock_take(int lockdirfd, int watchdirfd, const struct md_lock_spec *spec,
+             struct md_lock *lk, const struct maildir_options *o,
+             unsigned int timeout_ms, const char *where, const char **error_r)
+{
+	uint64_t start = time_mono_ms();
+	unsigned int sleep_ms = 10;
+	struct lock_info li = { .holder = "" };
+
+	for (;;) {
+		int fd = openat(lockdirfd, spec->name,
+		                O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+		                o->file_mode);
+		struct stat st;
+		uint64_t waited;
+
+		if (fd >= 0) {
+			const char *id = md_lock_id();
+			const char *err2;
+
+			if (md_fix_owner(fd, o, o->file_mode, spec->name, &err2) < 0) {
+				*error_r = err_set("%s: lock: %s", where, err2);
+				close(fd);
+				unlinkat(lockdirfd, spec->name, 0);
+				return -1;
+			}
+			if (md_write_all(fd, id, strlen(id)) < 0 || fstat(fd, &st) < 0) {
+				*error_r = err_set("%s: writing lock %s: %s", where,
+				                   spec->name, strerror(errno));
+				close(fd);
+				unlinkat(lockdirfd, spec->name, 0);
+				return -1;
+			}
+			lk->fd = fd;
+			lk->ino = st.st_ino;
+			lk->dev = st.st_dev;
+			lk->touched_ms = time_mono_ms();
+			return 0;
+		}
+		if (errno != EEXIST) {
+			*error_r = err_set("%s: creating lock %s: %s", where, spec->name,
+			                   strerror(errno));
+			return -1;
+		}
+		lock_examine(lockdirfd, watchdirfd, spec, &li);
+		if (li.gone)
+			continue;
+		if (li.stale) {
+			struct stat now;
+
+			/* unlink only the lock we judged, not a fresh one */
+			if (fstatat(lockdirfd, spec->name, &now, AT_SYMLINK_NOFOLLOW) == 0 &&
+			    now.st_ino == li.ino && now.st_dev == li.dev)
+				unlinkat(lockdirfd, spec->name, 0);
+			continue;
+		}
+		waited = time_mono_ms() - start;
+		if (waited >= timeout_ms) {
+			*error_r = err_set("%s: %s is locked by \"%s\" (lock age %lld s); "
+			                   "gave up after %.1f s", where, spec->name,
+			                   li.holder, (long long)li.age_s,
+			                   (double)waited / 1000.0);
+			return -1;
+		}
+		if (sleep_ms > timeout_ms - waited)
+			sleep_ms = (unsigned int)(timeout_ms - waited);
+		{
+			struct timespec ts = { sleep_ms / 1000,
+			                       (long)(sleep_ms % 1000) * 1000000L };
+
+			nanosleep(&ts, NULL);
+		}
+		if (sleep_ms < 200)
+			sleep_ms *= 2;
+	}
+}
+
+bool
+md_lock_is_ours(int lockdirfd, const struct md_lock_spec *spec,
+                const struct md_lock *lk)
+{
+	struct stat st;
+
+	return lk->fd >= 0 &&
+	       fstatat(lockdirfd, spec->name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	       st.st_ino == lk->ino && st.st_dev == lk->dev;
+}
+
+void
+md_lock_touch(struct md_lock *lk)
+{
+	uint64_t now = time_mono_ms();
+
+	if (lk->fd >= 0 && now - lk->touched_ms >= 10000) {
+		futimens(lk->fd, NULL);
+		lk->touched_ms = now;
+	}
+}
+
+void
+md_lock_release(int lockdirfd, const struct md_lock_spec *spec, struct md_lock *lk)
+{
+	if (lk->fd < 0)
+		return;
+	if (md_lock_is_ours(lockdirfd, spec, lk))
+		unlinkat(lockdirfd, spec->name, 0);
+	close(lk->fd);
+	lk->fd = -1;
+}

@@ -1,0 +1,182 @@
+/* maildir-private.h: internals shared by the maildir library files and the
+ * tests. Not for other modules. */
+#ifndef IMAPFERRY_MAILDIR_PRIVATE_H
+#define IMAPFERRY_MAILDIR_PRIVATE_H
+
+#include <sys/stat.h>
+
+#include "buf.h"
+#include "maildir.h"
+
+#define MD_UIDLIST_DOVECOT "dovecot-uidlist"
+#define MD_UIDLIST_COURIER "courierimapuiddb"
+#define MD_KEYWORDS_DOVECOT "dovecot-keywords"
+#define MD_KEYWORDS_COURIER_DIR "courierimapkeywords"
+#define MD_LOCK_DOVECOT "dovecot-uidlist.lock"
+#define MD_LOCK_COURIER "courier.lock"   /* in tmp/ */
+#define MD_MAX_KEYWORDS 26              /* Dovecot letters a-z */
+#define MD_META_MAX (256u * 1024 * 1024) /* uidlist/keywords size cap */
+#define MD_POP3_UIDL_MAX 70             /* RFC 1939 */
+
+/* System flag bits, in the order of their Maildir letters. */
+enum md_sysflag {
+	MD_DRAFT = 1 << 0,      /* D */
+	MD_FLAGGED = 1 << 1,    /* F */
+	MD_ANSWERED = 1 << 2,   /* R */
+	MD_SEEN = 1 << 3,       /* S */
+	MD_DELETED = 1 << 4,    /* T */
+};
+
+/* ---- file names (maildir-format.c) ---- */
+
+/* Length of the base (up to the first ':'). */
+size_t md_name_base_len(const char *name);
+/* The flag letters after ":2," (borrowed, "" if none). */
+const char *md_name_letters(const char *name);
+/* Looks up ",<key>=<digits>" in the base of name; false if absent/invalid. */
+bool md_name_field(const char *name, char key, uint64_t *value_r);
+/* Writes the escaped host name for unique names ('/' ':' ',' and
+ * non-printable bytes as \ooo) into a new string. */
+char *md_host_escape(const char *host);
+
+/* ---- flags ---- */
+
+/* A parsed IMAP flag set. */
+struct md_flags {
+	unsigned int sys;       /* enum md_sysflag bits */
+	char **kw;              /* keyword names (owned), deduplicated (ASCII
+	                           case-insensitively, first spelling wins) */
+	size_t nkw;
+	struct buf dropped;     /* space-separated names that cannot be stored */
+};
+
+void md_flags_init(struct md_flags *fl);
+void md_flags_free(struct md_flags *fl);
+/* Parses "\\Seen $Work" or "(\\Seen $Work)". \Recent is skipped; unknown
+ * \System flags and invalid keyword atoms go to fl->dropped. Never fails. */
+void md_flags_parse(struct md_flags *fl, const char *s);
+/* Canonical flag string: system flags and keywords sorted by strcmp. */
+char *md_flags_format(unsigned int sys, const char *const *kw, size_t nkw);
+/* Maildir letters of sys ("DFRST" subset, ASCII order) into out (>= 6). */
+void md_sys_letters(unsigned int sys, char *out);
+/* true if s is a keyword atom the library stores. */
+bool md_keyword_valid(const char *s);
+
+/* ---- uidlist ---- */
+
+struct md_rec {
+	uint32_t uid;
+	char *base;             /* owned */
+	char *ext;              /* owned, ext fields as on disk ("W191 Pabc") or "" */
+};
+
+struct md_uidlist {
+	int version;            /* 0: none/empty, 1 or 3 */
+	uint32_t uidvalidity, uidnext;
+	char *hdr_extra;        /* owned: header fields other than V and N, or NULL */
+	struct md_rec *recs;    /* sorted by uid, unique */
+	size_t nrecs, arecs;
+};
+
+void md_uidlist_free(struct md_uidlist *ul);
+/* Parses a dovecot-uidlist (v1 or v3) or courierimapuiddb (v1) text of len
+ * bytes. Out-of-order lines are sorted; for a repeated UID the last line
+ * wins. An empty text is version 0. Returns -1 with *error_r (line number)
+ * on a broken header or line. */
+int md_uidlist_parse(const char *text, size_t len, struct md_uidlist *ul,
+                     const char **error_r);
+/* Appends the file text: Dovecot v3 or Courier v1 (recs must be sorted). */
+int md_uidlist_format(struct buf *out, enum maildir_flavor flavor,
+                      uint32_t uidvalidity, uint32_t uidnext,
+                      const char *hdr_extra, const struct md_rec *recs, size_t n);
+/* The value of ext field `key` in an ext string (new string), or NULL. */
+char *md_ext_get(const char *ext, char key);
+
+/* ---- keywords files ---- */
+
+/* dovecot-keywords: "<idx> <name>" lines into kw[26] (owned strings). */
+void md_dkw_parse(const char *text, size_t len, char *kw[MD_MAX_KEYWORDS]);
+int md_dkw_format(struct buf *out, char *const kw[MD_MAX_KEYWORDS]);
+
+/* courierimapkeywords/:list: names, empty line, "<base>:<i> <i>" lines. */
+struct md_ckw_entry {
+	char *base;             /* owned */
+	char **kw;              /* owned names */
+	size_t nkw;
+};
+struct md_ckw {
+	struct md_ckw_entry *e;
+	size_t n, alloc;
+};
+void md_ckw_free(struct md_ckw *c);
+void md_ckw_parse(const char *text, size_t len, struct md_ckw *c);
+/* Formats from entries (names numbered in strcmp order); empty output when
+ * no entry has keywords. */
+int md_ckw_format(struct buf *out, const struct md_ckw *c);
+
+/* ---- subscriptions text ---- */
+int md_subs_format(struct buf *out, enum maildir_flavor flavor,
+                   const char *const *names, size_t n, char sep,
+                   const char **error_r);
+int md_subs_parse(const char *text, size_t len, enum maildir_flavor flavor,
+                  char sep, char ***names_r, size_t *n_r);
+
+/* ---- file system helpers (maildir-fs.c) ---- */
+
+/* Reads the whole file name under dirfd (O_NOFOLLOW) into *b (cap
+ * MD_META_MAX); *st_r gets its stat. Returns 1, 0 if it does not exist,
+ * -1 with *error_r. */
+int md_read_at(int dirfd, const char *name, struct buf *b, struct stat *st_r,
+               const char **error_r);
+/* write(2) all of data; -1 with errno on failure. */
+int md_write_all(int fd, const void *data, size_t len);
+/* Applies mode and owner to a new fd. */
+int md_fix_owner(int fd, const struct maildir_options *o, mode_t mode,
+                 const char *what, const char **error_r);
+/* mkdir name under dirfd (EEXIST is fine) and open it O_NOFOLLOW; applies
+ * mode and owner when created. Returns the fd or -1. */
+int md_mkdir_open(int dirfd, const char *name, const struct maildir_options *o,
+                  bool create, bool *created_r, const char **error_r);
+/* Writes data to tmpname under tmpdir (O_CREAT|O_TRUNC or O_EXCL), sets
+ * mode/owner, optional mtime (>0), fdatasync when o->fsync, then renames it
+ * to name under dirfd. */
+int md_replace_file(int tmpdirfd, const char *tmpname, bool excl, int dirfd,
+                    const char *name, const void *data, size_t len,
+                    const struct maildir_options *o, time_t mtime,
+                    const char **error_r);
+
+/* A lock file held with O_EXCL. */
+struct md_lock {
+	int fd;                 /* -1 when not held */
+	ino_t ino;
+	dev_t dev;
+	uint64_t touched_ms;
+};
+
+struct md_lock_spec {
+	const char *name;               /* relative to the lock directory */
+	const char *watch_name;         /* Dovecot: the uidlist (ctime rule), or NULL */
+	unsigned int dead_pid_min_age_s; /* our host + dead pid: break at this age */
+	unsigned int stale_s;           /* break when unchanged this long */
+	bool stale_by_ctime;            /* Dovecot judges by ctime, Courier mtime */
+};
+
+/* Takes the lock spec->name under lockdirfd (the watch file is under
+ * watchdirfd), waiting up to timeout_ms and breaking stale locks. where
+ * names the folder in error messages ("... is locked by \"123:host\" ..."). */
+int md_lock_take(int lockdirfd, int watchdirfd, const struct md_lock_spec *spec,
+                 struct md_lock *lk, const struct maildir_options *o,
+                 unsigned int timeout_ms, const char *where, const char **error_r);
+/* true if the lock file is still the one we created. */
+bool md_lock_is_ours(int lockdirfd, const struct md_lock_spec *spec,
+                     const struct md_lock *lk);
+/* Touches the lock if 10 s passed since the last touch (Dovecot breaks
+ * locks unchanged for 120 s). */
+void md_lock_touch(struct md_lock *lk);
+/* Unlinks the lock if it is still ours; closes the fd. */
+void md_lock_release(int lockdirfd, const struct md_lock_spec *spec,
+                     struct md_lock *lk);
+/* "<pid>:<hostname>" as Dovecot and Courier write it (static buffer). */
+const char *md_lock_id(void);
+
+#endif

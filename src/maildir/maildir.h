@@ -1,0 +1,255 @@
+/* maildir.h: Dovecot and Courier Maildir++ reader and writer.
+ *
+ * Writes a Maildir directly while keeping the source's UIDVALIDITY, UIDNEXT
+ * and every message's UID (the "transparent cutover"), and reads one as a
+ * migration source. Depends on base only: folder names arrive already in
+ * modified UTF-7 (see maildir_folder_dirname()).
+ *
+ * Model (docs: /work/shared/docs/FORMATS.md sections 1 and 2):
+ *   - A folder is opened once; its uidlist (dovecot-uidlist v3/v1 or
+ *     courierimapuiddb), keywords file and cur/ + new/ are read.
+ *   - Changes (deliver, set_flags, expunge, adopt) first take the folder's
+ *     lock (Dovecot: dovecot-uidlist.lock; Courier: tmp/courier.lock) and
+ *     hold it until maildir_folder_commit() or maildir_folder_close(), so a
+ *     live server never numbers our files itself. Taking the lock re-reads
+ *     the uidlist if the server changed it since open.
+ *   - Files are written to tmp/ (O_EXCL), checked, given their mtime
+ *     (INTERNALDATE) and renamed into cur/ at once. The uidlist is written
+ *     only by maildir_folder_commit(), once per batch, to a temporary file
+ *     that is renamed over the old one. With options.fsync, commit first
+ *     fdatasyncs the batch's files and cur/, then the new uidlist and the
+ *     directory: a crash leaves either the old or the new uidlist, and at
+ *     worst files without a uidlist line ("unlisted", see below), which the
+ *     server numbers from UIDNEXT up; never a line naming a UID the server
+ *     already gave to another message.
+ *   - Dovecot keyword letters are defined in dovecot-keywords (written
+ *     under the lock) before any file using the letter appears in cur/,
+ *     because Dovecot would otherwise record an undefined letter as
+ *     "unknown-N" for good. Courier keywords go to courierimapkeywords/:list
+ *     at commit.
+ *
+ * A struct maildir_folder is used by one thread at a time. Error strings
+ * (*error_r) are static or per-thread (err_set()) and stay valid until the
+ * next failing call in the same thread.
+ */
+#ifndef IMAPFERRY_MAILDIR_H
+#define IMAPFERRY_MAILDIR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "base.h"
+
+enum maildir_flavor {
+	MAILDIR_DOVECOT,        /* dovecot-uidlist, dovecot-keywords, CRLF as given */
+	MAILDIR_COURIER,        /* courierimapuiddb, courierimapkeywords/, LF storage */
+};
+
+/* Largest folder-name component and Maildir++ directory name accepted by
+ * maildir_folder_dirname(). The directory name is one path component, so it
+ * must fit NAME_MAX (255) on common file systems. */
+#define MAILDIR_COMPONENT_MAX 200
+#define MAILDIR_DIRNAME_MAX 255
+
+/* maildir_msg.size before the RFC822.SIZE is known (see maildir_msg_size()). */
+#define MAILDIR_SIZE_UNKNOWN UINT64_MAX
+
+struct maildir_options {
+	enum maildir_flavor flavor;
+	uid_t owner;            /* (uid_t)-1: keep the creating process's */
+	gid_t group;            /* (gid_t)-1: keep */
+	mode_t file_mode;       /* messages, uidlist, keywords, locks: 0600 */
+	mode_t dir_mode;        /* created directories: 0700 */
+	bool fsync;             /* fdatasync files + directories at commit */
+	const char *hostname;   /* for unique file names; NULL: gethostname() */
+	unsigned int lock_timeout_ms;   /* wait for a foreign lock: 30000 */
+};
+
+/* Fills *o with the defaults documented above (Dovecot flavor, fsync on). */
+void maildir_options_init(struct maildir_options *o);
+
+/* Builds the on-disk Maildir++ directory name of a folder from its logical
+ * components, each already in modified UTF-7 (e.g. {"Archive", "2019"} ->
+ * ".Archive.2019"). n == 0, or the single component "INBOX" (any case), is
+ * INBOX, the root: "". A component that is empty, "." or "..", contains '/',
+ * '.', a control character or a byte outside printable ASCII, is not valid
+ * modified UTF-7, or is longer than MAILDIR_COMPONENT_MAX bytes, and a result
+ * longer than MAILDIR_DIRNAME_MAX bytes, are refused: returns -1 with
+ * *error_r naming the component, so the caller can rename the folder.
+ * On success returns 0 and *dirname_r is a new string the caller frees. */
+int maildir_folder_dirname(const char *const *components, size_t n,
+                           char **dirname_r, const char **error_r);
+
+/* A message as known to the folder. Borrowed from the folder: valid until
+ * the next call that is not a const accessor (deliver, set_flags, expunge,
+ * adopt, commit, lock, msg_size) or close. */
+struct maildir_msg {
+	uint32_t uid;           /* 0 for an unlisted file */
+	char *base;             /* file name up to ':' (what the uidlist names) */
+	char *flags;            /* canonical IMAP flags: space-separated, sorted
+	                           by strcmp, system flags as "\\Seen"; "" if none */
+	int64_t mtime;          /* INTERNALDATE, epoch seconds */
+	uint64_t file_size;     /* bytes on disk */
+	uint64_t size;          /* RFC822.SIZE (CRLF); MAILDIR_SIZE_UNKNOWN
+	                           until maildir_msg_size() read the file */
+	char *pop3_uidl;        /* Dovecot "P" field, or NULL */
+	bool in_new;            /* the file is in new/ (Recent) */
+};
+
+struct maildir_folder;
+
+/* Opens the folder root/dirname (dirname "" is INBOX, the root itself;
+ * otherwise one component starting with '.', e.g. from
+ * maildir_folder_dirname() or maildir_list_folders()).
+ * create: mkdir -p root and root/dirname/{cur,new,tmp} with o->dir_mode and
+ * o->owner/group, and an empty "maildirfolder" file in non-INBOX folders.
+ * Reads the uidlist and keywords of o->flavor and scans cur/ and new/.
+ * Never follows a symlink below root (the folder and its cur/new/tmp are
+ * opened with O_NOFOLLOW relative to a root directory descriptor; message
+ * files that are not regular files are ignored). o may be NULL (defaults).
+ * Returns 0 and *f_r, or -1 with *error_r (missing folder without create,
+ * symlink, unreadable or corrupt uidlist, I/O error). */
+int maildir_folder_open(const char *root, const char *dirname,
+                        const struct maildir_options *o, bool create,
+                        struct maildir_folder **f_r, const char **error_r);
+
+/* Closes the folder and sets *f to NULL. Uncommitted changes are dropped:
+ * files already delivered stay in cur/ without a uidlist line (unlisted),
+ * renames and unlinks stay done. Releases the lock if held. NULL-safe. */
+void maildir_folder_close(struct maildir_folder **f);
+
+/* UIDVALIDITY to be written (set_uids) or on disk; 0 if none yet. */
+uint32_t maildir_folder_uidvalidity(const struct maildir_folder *f);
+/* The N the next commit writes: max(set N, N on disk, highest UID + 1). */
+uint32_t maildir_folder_uidnext(const struct maildir_folder *f);
+/* The lowest UID maildir_deliver() accepts now: max(N on disk, highest UID
+ * on disk + 1) -- the server may already have seen anything below -- and
+ * above every UID delivered since. 1 for a folder without a uidlist. */
+uint32_t maildir_folder_min_uid(const struct maildir_folder *f);
+/* The folder's directory name as passed to open (borrowed). */
+const char *maildir_folder_name(const struct maildir_folder *f);
+
+/* Sets the UIDVALIDITY and UIDNEXT written by the next commit. uidvalidity
+ * must be non-zero and may differ from the one on disk only if there is no
+ * uidlist on disk yet (else -1: "folder has UIDVALIDITY X"). uidnext 0 keeps
+ * the current N (use that for all but the last commit of an initial fill
+ * split into several commits: a committed N is a floor for later UIDs);
+ * otherwise it must be >= maildir_folder_uidnext() before the call. */
+int maildir_folder_set_uids(struct maildir_folder *f, uint32_t uidvalidity,
+                            uint32_t uidnext, const char **error_r);
+
+/* Messages with a UID whose file exists, sorted by UID (pending deliveries
+ * included). i < maildir_folder_count(). */
+size_t maildir_folder_count(const struct maildir_folder *f);
+const struct maildir_msg *maildir_folder_msg(const struct maildir_folder *f, size_t i);
+/* The message with this UID, or NULL. */
+const struct maildir_msg *maildir_folder_find(const struct maildir_folder *f, uint32_t uid);
+
+/* Files in cur/ or new/ without a uidlist line (uid 0): mail delivered by an
+ * MDA the server has not numbered yet, or our own deliveries from a run that
+ * crashed or closed before commit. The server gives them UIDs >= UIDNEXT
+ * when it next opens the folder. The caller may adopt or expunge them. */
+size_t maildir_folder_unlisted_count(const struct maildir_folder *f);
+const struct maildir_msg *maildir_folder_unlisted(const struct maildir_folder *f, size_t i);
+/* Gives unlisted file i the UID uid (same rules as maildir_deliver()) or
+ * removes it. Both remove it from the unlisted list (indexes shift). */
+int maildir_unlisted_adopt(struct maildir_folder *f, size_t i, uint32_t uid,
+                           const char **error_r);
+int maildir_unlisted_expunge(struct maildir_folder *f, size_t i, const char **error_r);
+
+/* Delivers one message with the chosen UID, which must be >=
+ * maildir_folder_min_uid() (so strictly ascending within a run). flags:
+ * IMAP flags separated by spaces, optionally in parentheses ("\\Seen $Work");
+ * \Recent is ignored. Data is stored as given for Dovecot (CRLF as served);
+ * for Courier CRLF is stored as LF. The file is named
+ * "<internaldate>.M<usec>P<pid>Q<n>.<host>,S=<file size>[,W=<RFC822.SIZE>]"
+ * + ":2,<letters>" in cur/ (W= only for Dovecot, always exact), mtime =
+ * internaldate. Dovecot letters: D F R S T, then keyword letters a-z from
+ * dovecot-keywords, in ASCII order. Keywords that cannot be stored (a 27th
+ * Dovecot keyword, an invalid name, an unknown \System flag) do not fail the
+ * delivery: they are listed, space-separated, in *dropped_r (a new string,
+ * NULL if none; dropped_r may be NULL) so the caller can set them over IMAP.
+ * pop3_uidl (or NULL): stored as the Dovecot "P" field (printable ASCII
+ * without space, at most 70 bytes). The uidlist line is written by commit.
+ * Returns -1 with *error_r on a UID below min_uid, lock timeout, short
+ * read (deliver_fd), or I/O error; nothing is left in cur/ then. */
+int maildir_deliver(struct maildir_folder *f, uint32_t uid, const char *flags,
+                    int64_t internaldate, const void *data, size_t len,
+                    const char *pop3_uidl, char **dropped_r, const char **error_r);
+/* Same, streaming exactly len bytes from fd (from its current offset). */
+int maildir_deliver_fd(struct maildir_folder *f, uint32_t uid, const char *flags,
+                       int64_t internaldate, int fd, uint64_t len,
+                       const char *pop3_uidl, char **dropped_r, const char **error_r);
+
+/* Replaces a message's flags (rename within cur/, or new/ -> cur/); letters
+ * the library does not manage (e.g. 'P') are kept. Keywords as in deliver.
+ * Returns -1 if uid is unknown or the file vanished. */
+int maildir_set_flags(struct maildir_folder *f, uint32_t uid, const char *flags,
+                      char **dropped_r, const char **error_r);
+
+/* Unlinks a message; its uidlist line goes at commit. A file already gone
+ * is not an error. Returns -1 if uid is unknown. */
+int maildir_expunge(struct maildir_folder *f, uint32_t uid, const char **error_r);
+
+/* Takes the folder lock now (changes take it implicitly). Waits up to
+ * o->lock_timeout_ms for a foreign lock; breaks a stale one as the server
+ * does (Dovecot: our host, dead pid, >= 2 s old; or lock and uidlist both
+ * unchanged for 120 s. Courier: our host and dead pid; or 120 s old).
+ * Re-reads the folder if the server changed its uidlist since open.
+ * Returns 0, or -1 ("... lock held by 1234:host ...; gave up after 30 s"). */
+int maildir_folder_lock(struct maildir_folder *f, const char **error_r);
+
+/* Writes the uidlist (and Courier keywords) reflecting all changes since
+ * the last commit, then releases the lock. Dovecot: "3 V<v> N<n>" plus the
+ * old header's other fields (G<guid>, unknown keys), then "<uid> [ext]
+ * :<base>" lines in ascending UID order (P<uidl> for pop3_uidl; other
+ * fields of existing lines kept). Courier: "1 <v> <n>" then "<uid> <base>".
+ * Never writes an N below the one on disk or a UID at or below one on disk.
+ * With no changes it only releases the lock. Returns -1 with *error_r
+ * (UIDVALIDITY unset, lock lost or timed out, I/O error); the previous
+ * uidlist is then untouched and the lock released. */
+int maildir_folder_commit(struct maildir_folder *f, const char **error_r);
+
+/* Opens the file of uid read-only (O_NOFOLLOW); *size_r is its size on disk
+ * (Courier: LF bytes). The caller closes *fd_r. Follows a rename by the
+ * server. */
+int maildir_open_msg(struct maildir_folder *f, uint32_t uid, int *fd_r,
+                     uint64_t *size_r, const char **error_r);
+
+/* Sets *size_r to the message's RFC822.SIZE, reading the file when the name
+ * and uidlist do not say (Dovecot without W=, Courier): file size + LFs not
+ * preceded by CR (Courier: + every LF). Caches it in the message. */
+int maildir_msg_size(struct maildir_folder *f, uint32_t uid, uint64_t *size_r,
+                     const char **error_r);
+
+/* Account-level subscriptions in root (Dovecot "subscriptions", Courier
+ * "courierimapsubscribed"), replaced atomically via a ".lock" temp file.
+ * names: IMAP names as the server shows them, hierarchy separator
+ * `separator`, already in modified UTF-7. Dovecot: "V\t2\n\n" then one name
+ * per line with levels separated by TAB ("Archive/2019" -> "Archive\t2019").
+ * Courier: one full name per line with '.' levels and the "INBOX." prefix
+ * added unless present ("Archive/2019" -> "INBOX.Archive.2019"). Names with
+ * TAB, CR, LF or empty levels are refused. */
+int maildir_subscriptions_write(const char *root, const struct maildir_options *o,
+                                const char *const *names, size_t n, char separator,
+                                const char **error_r);
+/* Reads them back as names with `separator` (Courier: as written when
+ * separator is '.', else without "INBOX." and with separator). Also reads
+ * Dovecot's old header-less '.' format. A missing file gives n = 0.
+ * *names_r is a new vector: free it with maildir_strv_free(). */
+int maildir_subscriptions_read(const char *root, enum maildir_flavor flavor,
+                               char separator, char ***names_r, size_t *n_r,
+                               const char **error_r);
+
+/* Lists the folders of root: "" (INBOX) if root/cur exists, then every
+ * directory ".X" directly under root that has a cur/ subdirectory (symlinks
+ * skipped), sorted by strcmp. Free with maildir_strv_free(). */
+int maildir_list_folders(const char *root, char ***dirnames_r, size_t *n_r,
+                         const char **error_r);
+
+/* Frees a vector of n strings returned above; sets *v to NULL. */
+void maildir_strv_free(char ***v, size_t n);
+
+#endif

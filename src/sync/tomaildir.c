@@ -1,0 +1,663 @@
+/* tomaildir.c: IMAP source -> Maildir target, keeping UIDs (see
+ * tomaildir.h). The calling thread owns the Maildir and the state
+ * database; the reader thread (reader.c) owns the source session while it
+ * fetches. */
+#include "tomaildir.h"
+
+#include "flags.h"
+#include "log.h"
+#include "mailboxes.h"
+#include "mqueue.h"
+#include "msgsum.h"
+#include "reader.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum scope { SCOPE_OK, SCOPE_FOLDER, SCOPE_SESSION, SCOPE_RUN };
+
+struct md_ctx {
+	const struct imap_client_options *src_opts;
+	const struct tomaildir_options *o;
+	struct imap_client *src;
+	struct state_db *db;
+	struct copy_stats *stats;
+	struct imap_account_info info;
+	bool have_info;
+	char *error;
+	enum scope worst;
+};
+
+static void
+fail(struct md_ctx *mc, enum scope scope, const char *fmt, ...) ATTR_PRINTF(3, 4);
+
+static void
+fail(struct md_ctx *mc, enum scope scope, const char *fmt, ...)
+{
+	char tmp[2048];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	va_end(ap);
+	if (scope >= mc->worst) {
+		free(mc->error);
+		mc->error = xstrdup(tmp);
+		mc->worst = scope;
+	}
+}
+
+static bool
+is_disk_full(const char *error)
+{
+	return strstr(error, "No space left") != NULL ||
+	       strstr(error, "Disk quota") != NULL ||
+	       strstr(error, "disk full") != NULL;
+}
+
+/* Splits a destination wire name ("Archive.2019", '.' separated, no
+ * prefix) into the Maildir++ directory name. INBOX is the root. */
+static int
+dirname_of(const char *wire, char **dirname_r, const char **error_r)
+{
+	char *dup, *p, *next;
+	const char **comps;
+	size_t n = 0, alloc = 1;
+	int ret;
+
+	if (str_ieq(wire, "INBOX")) {
+		*dirname_r = xstrdup("");
+		return 0;
+	}
+	for (p = (char *)wire; *p != '\0'; p++)
+		if (*p == '.')
+			alloc++;
+	comps = xcalloc(alloc + 1, sizeof(*comps));
+	dup = xstrdup(wire);
+	for (p = dup; p != NULL; p = next) {
+		next = strchr(p, '.');
+		if (next != NULL)
+			*next++ = '\0';
+		comps[n++] = p;
+	}
+	ret = maildir_folder_dirname(comps, n, dirname_r, error_r);
+	free(comps);
+	free(dup);
+	return ret;
+}
+
+static int
+cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static const char *
+pop3_uidl_of(const struct tomaildir_options *o, uint32_t uid)
+{
+	size_t lo = 0, hi = o->pop3_count;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (o->pop3_uids[mid] == uid)
+			return o->pop3_uidls[mid];
+		if (o->pop3_uids[mid] < uid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+static void
+report_dropped(struct md_ctx *mc, const char *folder, uint32_t uid,
+               char *dropped)
+{
+	if (dropped != NULL && dropped[0] != '\0') {
+		log_warn("%s: UID %" PRIu32 ": keywords not storable in the "
+		         "Maildir file name (more than 26 in the folder): %s",
+		         folder, uid, dropped);
+		mc->stats->dropped_flags++;
+	}
+	free(dropped);
+}
+
+/* Delivers the messages the reader fetches; commits every commit_every. */
+static enum scope
+deliver_uids(struct md_ctx *mc, struct maildir_folder *f, const char *folder,
+             bool inbox, const uint32_t *uids, size_t count)
+{
+	const struct tomaildir_options *o = mc->o;
+	unsigned every = o->commit_every != 0 ? o->commit_every : 2000;
+	unsigned since = 0;
+	struct mqueue q;
+	struct fetch_reader *r;
+	struct cmsg *batch;
+	const char *error;
+	char *rerror;
+
+	if (count == 0)
+		return SCOPE_OK;
+	mqueue_init(&q, 4096, 32u << 20);
+	r = fetch_reader_start(mc->src, uids, count, &q, &o->fetch);
+	while ((batch = mqueue_pop_batch(&q, 64, 8u << 20)) != NULL) {
+		while (batch != NULL) {
+			struct cmsg *m = batch;
+			const char *uidl = inbox ? pop3_uidl_of(o, m->uid) : NULL;
+			char *dropped = NULL;
+			int ret;
+
+			batch = m->next;
+			if (mc->worst >= SCOPE_SESSION) {
+				cmsg_free(&m);
+				continue;
+			}
+			if (m->fd >= 0)
+				ret = maildir_deliver_fd(f, m->uid, m->flags,
+				                         m->internaldate, m->fd, m->size,
+				                         uidl, &dropped, &error);
+			else
+				ret = maildir_deliver(f, m->uid, m->flags,
+				                      m->internaldate, m->data,
+				                      (size_t)m->size, uidl, &dropped,
+				                      &error);
+			if (ret < 0) {
+				if (is_disk_full(error)) {
+					fail(mc, SCOPE_RUN, "%s: %s", folder, error);
+				} else {
+					const char *err2;
+
+					log_warn("%s: UID %" PRIu32 ": %s", folder,
+					         m->uid, error);
+					mc->stats->failed++;
+					if (state_failure_put(mc->db, o->account, folder,
+					                      m->uid, STATE_SCOPE_MESSAGE,
+					                      error, &err2) < 0)
+						fail(mc, SCOPE_RUN, "%s", err2);
+				}
+			} else {
+				report_dropped(mc, folder, m->uid, dropped);
+				mc->stats->copied++;
+				mc->stats->bytes += m->size;
+				if (++since >= every) {
+					since = 0;
+					if (maildir_folder_commit(f, &error) < 0)
+						fail(mc, is_disk_full(error) ? SCOPE_RUN :
+						     SCOPE_FOLDER, "%s: %s", folder, error);
+				}
+			}
+			cmsg_free(&m);
+		}
+		if (mc->worst >= SCOPE_FOLDER)
+			mqueue_abort(&q);
+	}
+	rerror = fetch_reader_join(&r);
+	mqueue_deinit(&q);
+	if (rerror != NULL) {
+		fail(mc, SCOPE_SESSION, "source: %s", rerror);
+		free(rerror);
+	}
+	return mc->worst;
+}
+
+/* A crashed run leaves delivered files without uidlist lines. Those that
+ * match exactly one source message not yet in the folder by INTERNALDATE
+ * and size get that message's UID; those that match several are removed
+ * (they are copied again); others are not ours (an MDA delivered them) and
+ * are left for the server to number. */
+static enum scope
+adopt_unlisted(struct md_ctx *mc, struct maildir_folder *f, const char *folder,
+               const struct msgsum_list *src)
+{
+	const char *error;
+	size_t adopted = 0, removed = 0;
+
+	for (size_t i = 0; i < maildir_folder_unlisted_count(f);) {
+		const struct maildir_msg *u = maildir_folder_unlisted(f, i);
+		const struct msgsum *match = NULL;
+		size_t candidates = 0;
+
+		for (size_t k = 0; k < src->count; k++) {
+			const struct msgsum *s = &src->items[k];
+
+			if (s->internaldate != u->mtime ||
+			    maildir_folder_find(f, s->uid) != NULL)
+				continue;
+			if (u->size != MAILDIR_SIZE_UNKNOWN && u->size != s->size &&
+			    u->file_size != s->size)
+				continue;
+			match = s;
+			candidates++;
+		}
+		if (candidates == 1 && match->uid >= maildir_folder_min_uid(f) &&
+		    maildir_unlisted_adopt(f, i, match->uid, &error) == 0) {
+			adopted++;
+			continue;
+		}
+		if (candidates >= 1) {
+			if (maildir_unlisted_expunge(f, i, &error) < 0) {
+				fail(mc, SCOPE_FOLDER, "%s: %s", folder, error);
+				return SCOPE_FOLDER;
+			}
+			removed++;
+			continue;
+		}
+		i++;
+	}
+	if (adopted + removed > 0)
+		log_info("%s: %zu files of an interrupted run adopted, %zu removed "
+		         "to be copied again", folder, adopted, removed);
+	return SCOPE_OK;
+}
+
+static enum scope
+copy_folder(struct md_ctx *mc, const struct imap_mailbox_info *box,
+            const char *dirname)
+{
+	const struct tomaildir_options *o = mc->o;
+	const struct imap_mailbox_state *mb;
+	struct maildir_folder *f = NULL;
+	struct msgsum_list src = { 0 };
+	struct state_folder sf;
+	uint32_t *to_copy = NULL, *gone = NULL;
+	size_t n_copy = 0, n_gone = 0, n_md;
+	bool found, inbox = dirname[0] == '\0';
+	const char *error;
+	enum scope sc = SCOPE_OK;
+
+	if (state_folder_get(mc->db, o->account, box->name, &sf, &found,
+	                     &error) < 0) {
+		fail(mc, SCOPE_RUN, "%s", error);
+		return SCOPE_RUN;
+	}
+	if (!found) {
+		memset(&sf, 0, sizeof(sf));
+		sf.account = xstrdup(o->account);
+		sf.src_name = xstrdup(box->name);
+		sf.dst_name = xstrdup(dirname);
+	}
+	/* Unchanged since the last complete pass (CONDSTORE): nothing to do. */
+	if (found && sf.complete && box->have_status && box->highestmodseq != 0 &&
+	    sf.src_uidvalidity == box->uidvalidity &&
+	    sf.src_uidnext == box->uidnext &&
+	    sf.src_highestmodseq == box->highestmodseq) {
+		log_debug("%s: unchanged since the last run", box->name);
+		state_folder_free(&sf);
+		return SCOPE_OK;
+	}
+	if (imap_client_select(mc->src, box->name, true, &error) < 0) {
+		sc = imap_client_is_dead(mc->src) ? SCOPE_SESSION : SCOPE_FOLDER;
+		fail(mc, sc, "cannot examine %s on the source: %s", box->name, error);
+		goto out;
+	}
+	mb = imap_client_mailbox(mc->src);
+	if (mb->uidvalidity == 0 || mb->uidnext == 0) {
+		/* Courier sends no UIDNEXT on SELECT: STATUS had it */
+		if (box->uidnext == 0) {
+			sc = SCOPE_FOLDER;
+			fail(mc, sc, "%s: the source reports no UIDVALIDITY/UIDNEXT",
+			     box->name);
+			goto out;
+		}
+	}
+	sf.src_uidvalidity = mb->uidvalidity != 0 ? mb->uidvalidity : box->uidvalidity;
+	sf.src_uidnext = mb->uidnext != 0 ? mb->uidnext : box->uidnext;
+	sf.src_highestmodseq = mb->highestmodseq;
+	if (maildir_folder_open(o->root, dirname, &o->md, !o->dry_run, &f,
+	                        &error) < 0) {
+		if (o->dry_run) {
+			mc->stats->copied += mb->exists;
+			goto out;
+		}
+		sc = is_disk_full(error) ? SCOPE_RUN : SCOPE_FOLDER;
+		fail(mc, sc, "%s: %s", box->name, error);
+		goto out;
+	}
+	/* sizes and dates only when unlisted files need matching */
+	if (mb->exists > 0 &&
+	    msgsum_fetch(mc->src, "1:*", MSGSUM_FLAGS |
+	                 (maildir_folder_unlisted_count(f) > 0 ? MSGSUM_META : 0),
+	                 &src, &error) < 0) {
+		fail(mc, SCOPE_SESSION, "source: %s", error);
+		sc = SCOPE_SESSION;
+		goto out;
+	}
+	if (maildir_folder_uidvalidity(f) == 0) {
+		/* UIDNEXT is set after the last delivery: a committed N is a
+		 * floor for the UIDs that may follow */
+		if (!o->dry_run &&
+		    maildir_folder_set_uids(f, sf.src_uidvalidity, 0, &error) < 0) {
+			sc = SCOPE_FOLDER;
+			fail(mc, sc, "%s: %s", box->name, error);
+			goto out;
+		}
+		if (!o->dry_run)
+			mc->stats->folders_created++;
+	} else if (maildir_folder_uidvalidity(f) != sf.src_uidvalidity) {
+		sc = SCOPE_FOLDER;
+		fail(mc, sc, "%s: the Maildir folder %s has UIDVALIDITY %" PRIu32
+		     " but the source %" PRIu32 ": its UIDs cannot be kept (move the "
+		     "Maildir folder away to copy it again)", box->name,
+		     dirname[0] != '\0' ? dirname : "INBOX",
+		     maildir_folder_uidvalidity(f), sf.src_uidvalidity);
+		goto out;
+	}
+
+	/* files a crashed run delivered but did not list */
+	if (!o->dry_run && maildir_folder_unlisted_count(f) > 0 &&
+	    (sc = adopt_unlisted(mc, f, box->name, &src)) != SCOPE_OK)
+		goto out;
+
+	/* diff: the Maildir holds the source UIDs */
+	n_md = maildir_folder_count(f);
+	to_copy = xcalloc(src.count + 1, sizeof(uint32_t));
+	gone = xcalloc(n_md + 1, sizeof(uint32_t));
+	for (size_t i = 0; i < src.count; i++) {
+		const struct msgsum *s = &src.items[i];
+		const struct maildir_msg *m = maildir_folder_find(f, s->uid);
+
+		if (m == NULL) {
+			if (o->skip_deleted && flags_has(s->flags, "\\Deleted"))
+				continue;
+			if (!o->dry_run && s->uid < maildir_folder_min_uid(f)) {
+				const char *err2;
+				char *why = xasprintf("UID %" PRIu32 " is below the "
+				    "Maildir folder's UIDNEXT %" PRIu32 " (expunged on "
+				    "the target?): it cannot keep its UID",
+				    s->uid, maildir_folder_min_uid(f));
+
+				log_warn("%s: %s", box->name, why);
+				mc->stats->failed++;
+				if (state_failure_put(mc->db, o->account, box->name,
+				                      s->uid, STATE_SCOPE_MESSAGE, why,
+				                      &err2) < 0)
+					fail(mc, SCOPE_RUN, "%s", err2);
+				free(why);
+				continue;
+			}
+			to_copy[n_copy++] = s->uid;
+			continue;
+		}
+		mc->stats->skipped++;
+		if (strcmp(m->flags, s->flags) != 0) {
+			char *dropped = NULL;
+
+			mc->stats->flags_updated++;
+			if (o->dry_run)
+				continue;
+			if (maildir_set_flags(f, s->uid, s->flags, &dropped,
+			                      &error) < 0) {
+				log_warn("%s: UID %" PRIu32 ": %s", box->name, s->uid,
+				         error);
+				continue;
+			}
+			report_dropped(mc, box->name, s->uid, dropped);
+		}
+	}
+	for (size_t i = 0; i < n_md && o->delete_missing; i++) {
+		const struct maildir_msg *m = maildir_folder_msg(f, i);
+
+		if (msgsum_find(&src, m->uid) == NULL)
+			gone[n_gone++] = m->uid;
+	}
+	if (n_copy > 0 || n_gone > 0)
+		log_info("%s -> %s: %zu to copy, %zu already there, %zu gone%s",
+		         box->name, dirname[0] != '\0' ? dirname : "INBOX", n_copy,
+		         src.count - n_copy, n_gone, o->dry_run ? " (dry run)" : "");
+	if (o->dry_run) {
+		mc->stats->copied += n_copy;
+		mc->stats->expunged += n_gone;
+		goto out;
+	}
+	qsort(to_copy, n_copy, sizeof(*to_copy), cmp_u32);
+	if ((sc = deliver_uids(mc, f, box->name, inbox, to_copy, n_copy)) !=
+	    SCOPE_OK)
+		goto commit;
+	for (size_t i = 0; i < n_gone; i++) {
+		if (maildir_expunge(f, gone[i], &error) < 0)
+			log_warn("%s: UID %" PRIu32 ": %s", box->name, gone[i], error);
+		else
+			mc->stats->expunged++;
+	}
+	/* UIDNEXT as the source has it (it may have grown meanwhile), never
+	 * below what the folder already promised */
+	{
+		uint32_t next = sf.src_uidnext;
+
+		if (imap_client_mailbox(mc->src)->uidnext > next)
+			next = imap_client_mailbox(mc->src)->uidnext;
+		if (maildir_folder_uidnext(f) > next)
+			next = maildir_folder_uidnext(f);
+		if (maildir_folder_set_uids(f, sf.src_uidvalidity, next, &error) < 0)
+			log_warn("%s: %s", box->name, error);
+	}
+	sf.complete = true;
+commit:
+	if (maildir_folder_commit(f, &error) < 0) {
+		sf.complete = false;
+		if (sc < SCOPE_FOLDER) {
+			sc = is_disk_full(error) ? SCOPE_RUN : SCOPE_FOLDER;
+			fail(mc, sc, "%s: %s", box->name, error);
+		}
+	}
+	if (state_begin(mc->db, &error) < 0 ||
+	    state_folder_put(mc->db, &sf, &error) < 0 ||
+	    state_commit(mc->db, &error) < 0) {
+		state_rollback(mc->db);
+		fail(mc, SCOPE_RUN, "%s", error);
+		sc = SCOPE_RUN;
+	}
+out:
+	if (f != NULL)
+		maildir_folder_close(&f);
+	msgsum_list_free(&src);
+	free(to_copy);
+	free(gone);
+	state_folder_free(&sf);
+	return sc != SCOPE_OK ? sc : mc->worst;
+}
+
+static enum scope
+connect_src(struct md_ctx *mc)
+{
+	const char *error;
+	bool refused;
+
+	if (imap_client_connect(mc->src_opts, &mc->src, &refused, &error) < 0) {
+		fail(mc, refused ? SCOPE_RUN : SCOPE_SESSION, "source: %s", error);
+		return mc->worst;
+	}
+	if (mc->have_info) {
+		imap_account_info_free(&mc->info);
+		mc->have_info = false;
+	}
+	if (imap_account_inventory(mc->src, IMAP_INV_STATUS | IMAP_INV_SUBSCRIBED,
+	                           &mc->info, &error) < 0) {
+		fail(mc, SCOPE_SESSION, "source: %s", error);
+		imap_client_free(&mc->src);
+		return SCOPE_SESSION;
+	}
+	mc->have_info = true;
+	return SCOPE_OK;
+}
+
+static enum scope
+reconnect(struct md_ctx *mc, unsigned attempt)
+{
+	unsigned wait = 1u << (attempt < 5 ? attempt : 5);
+
+	log_warn("%s; reconnecting in %u s", mc->error, wait);
+	if (mc->src != NULL)
+		imap_client_free(&mc->src);
+	sleep(wait);
+	XFREE(mc->error);
+	mc->worst = SCOPE_OK;
+	return connect_src(mc);
+}
+
+struct md_pair {
+	char *src;                /* source wire name */
+	char *dirname;            /* Maildir++ directory, NULL if excluded */
+	char *dst_wire;           /* destination name, '.' separated */
+	bool selectable, subscribed;
+};
+
+static void
+write_subscriptions(struct md_ctx *mc, const struct md_pair *pairs, size_t n)
+{
+	const char **names = xcalloc(n + 1, sizeof(*names));
+	char **tmp = xcalloc(n + 1, sizeof(*tmp));
+	const char *error;
+	size_t k = 0;
+	bool courier = mc->o->md.flavor == MAILDIR_COURIER;
+
+	for (size_t i = 0; i < n; i++) {
+		if (!pairs[i].subscribed || pairs[i].dst_wire == NULL)
+			continue;
+		if (courier && !str_ieq(pairs[i].dst_wire, "INBOX"))
+			tmp[k] = xasprintf("INBOX.%s", pairs[i].dst_wire);
+		else
+			tmp[k] = xstrdup(pairs[i].dst_wire);
+		names[k] = tmp[k];
+		k++;
+	}
+	mc->stats->subscribed = (unsigned)k;
+	if (k > 0 && !mc->o->dry_run &&
+	    maildir_subscriptions_write(mc->o->root, &mc->o->md, names, k, '.',
+	                                &error) < 0)
+		log_warn("writing subscriptions: %s", error);
+	for (size_t i = 0; i < k; i++)
+		free(tmp[i]);
+	free(tmp);
+	free(names);
+}
+
+int
+tomaildir_copy_account(const struct imap_client_options *src_opts,
+                       struct state_db *db, const struct tomaildir_options *o,
+                       struct copy_stats *stats, const char **error_r)
+{
+	struct md_ctx mc = {
+		.src_opts = src_opts, .o = o, .db = db, .stats = stats,
+	};
+	double start = time_mono_sec();
+	struct md_pair *pairs = NULL;
+	size_t n = 0;
+	unsigned attempt = 0;
+	int ret = 0;
+
+	memset(stats, 0, sizeof(*stats));
+	while (connect_src(&mc) != SCOPE_OK) {
+		if (mc.worst == SCOPE_RUN || attempt >= 5) {
+			*error_r = err_set("%s", mc.error);
+			ret = -1;
+			goto out;
+		}
+		log_warn("%s; retrying in %u s", mc.error, 1u << attempt);
+		sleep(1u << attempt);
+		attempt++;
+		XFREE(mc.error);
+		mc.worst = SCOPE_OK;
+	}
+	n = mc.info.count;
+	pairs = xcalloc(n + 1, sizeof(*pairs));
+	for (size_t i = 0; i < n; i++) {
+		const struct imap_mailbox_info *box = &mc.info.boxes[i];
+		struct foldermap_result res;
+		const char *error;
+
+		pairs[i].src = xstrndup(box->name, box->name_len);
+		pairs[i].selectable = box->selectable;
+		pairs[i].subscribed = box->subscribed;
+		if (foldermap_map(o->fm, box->name, box->name_len, box->attrs, &res,
+		                  &error) < 0) {
+			log_warn("source folder %s: %s", pairs[i].src, error);
+			stats->folders_failed++;
+			continue;
+		}
+		if (res.note != NULL)
+			log_warn("folder %s: %s", res.logical, res.note);
+		if (!res.excluded) {
+			if (dirname_of(res.dst_wire, &pairs[i].dirname, &error) < 0) {
+				log_error("folder %s cannot be stored safely: %s",
+				          res.logical, error);
+				stats->folders_failed++;
+			} else {
+				pairs[i].dst_wire = xstrdup(res.dst_wire);
+			}
+		}
+		foldermap_result_free(&res);
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (pairs[i].dirname == NULL || !pairs[i].selectable ||
+		    !copy_folder_selected(o->folders, o->n_folders, pairs[i].src))
+			continue;
+		for (attempt = 0;; attempt++) {
+			const struct imap_mailbox_info *b = NULL;
+			struct imap_mailbox_info box;
+			enum scope sc;
+
+			for (size_t k = 0; k < mc.info.count && b == NULL; k++)
+				if (strcmp(mc.info.boxes[k].name, pairs[i].src) == 0)
+					b = &mc.info.boxes[k];
+			if (b == NULL) {
+				log_warn("%s: vanished from the source", pairs[i].src);
+				break;
+			}
+			box = *b;
+			sc = copy_folder(&mc, &box, pairs[i].dirname);
+			if (sc == SCOPE_OK) {
+				stats->folders++;
+				break;
+			}
+			if (sc == SCOPE_RUN)
+				break;
+			if (sc == SCOPE_FOLDER || attempt >= 5) {
+				const char *err2;
+
+				log_error("%s", mc.error);
+				stats->folders_failed++;
+				ignore_result(state_failure_put(db, o->account, pairs[i].src,
+				                                0, STATE_SCOPE_FOLDER,
+				                                mc.error, &err2));
+				XFREE(mc.error);
+				mc.worst = SCOPE_OK;
+				if (sc != SCOPE_FOLDER)
+					(void)reconnect(&mc, attempt);
+				break;
+			}
+			if (reconnect(&mc, attempt) == SCOPE_RUN)
+				break;
+		}
+		if (mc.worst == SCOPE_RUN) {
+			*error_r = err_set("%s", mc.error);
+			ret = -1;
+			goto out;
+		}
+	}
+	if (!o->no_subscriptions)
+		write_subscriptions(&mc, pairs, n);
+	if (mc.src != NULL)
+		imap_client_logout(&mc.src);
+out:
+	for (size_t i = 0; i < n && pairs != NULL; i++) {
+		free(pairs[i].src);
+		free(pairs[i].dirname);
+		free(pairs[i].dst_wire);
+	}
+	free(pairs);
+	if (mc.src != NULL)
+		imap_client_free(&mc.src);
+	if (mc.have_info)
+		imap_account_info_free(&mc.info);
+	free(mc.error);
+	stats->seconds = time_mono_sec() - start;
+	return ret;
+}

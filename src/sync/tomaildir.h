@@ -1,0 +1,45 @@
+/* tomaildir.h: copying one account from an IMAP source straight into a
+ * Dovecot or Courier Maildir, keeping every folder's UIDVALIDITY and
+ * UIDNEXT and every message's UID, so mail clients keep their caches
+ * after the switch ("transparent cutover").
+ *
+ * The Maildir itself is the record of what was copied (the uidlist holds
+ * the source UIDs); the state database keeps per-folder sync points so an
+ * unchanged folder costs one STATUS on the next run. */
+#ifndef IMAPFERRY_SYNC_TOMAILDIR_H
+#define IMAPFERRY_SYNC_TOMAILDIR_H
+
+#include "client.h"
+#include "copy.h"
+#include "maildir.h"
+
+struct tomaildir_options {
+	const char *account;          /* state key */
+	const char *root;             /* the account's Maildir (expanded) */
+	struct foldermap *fm;         /* destination side: prefix "", sep '.' */
+	struct maildir_options md;
+	struct fetch_reader_options fetch;
+	bool dry_run;
+	bool delete_missing;
+	bool skip_deleted;
+	bool no_subscriptions;
+	unsigned commit_every;        /* messages per uidlist commit; 0: 2000 */
+	char *const *folders;         /* only these source folders; NULL: all */
+	size_t n_folders;
+	/* POP3 UIDLs of INBOX messages by source UID (sorted by uid), or
+	 * NULL: stored as P<uidl> in the uidlist */
+	const uint32_t *pop3_uids;
+	char *const *pop3_uidls;
+	size_t pop3_count;
+};
+
+/* Copies the account into o->root. Returns 0 when the run completed
+ * (stats tell whether everything was copied), -1 with *error_r for a
+ * failure of run scope (login refused, disk full, unwritable root). */
+int tomaildir_copy_account(const struct imap_client_options *src,
+                           struct state_db *db,
+                           const struct tomaildir_options *o,
+                           struct copy_stats *stats,
+                           const char **error_r) ATTR_WARN_UNUSED;
+
+#endif

@@ -1,0 +1,1417 @@
+/* test_maildir.c: the Dovecot/Courier Maildir++ reader and writer. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "maildir.h"
+#include "maildir-private.h"
+
+struct fixture {
+	char dir[256];
+	char root[300];
+};
+
+static int
+setup(void **statep)
+{
+	struct fixture *fx = xcalloc(1, sizeof(*fx));
+	const char *tmp = getenv("TMPDIR");
+
+	snprintf(fx->dir, sizeof(fx->dir), "%s/test_maildir.XXXXXX",
+	         tmp != NULL && tmp[0] == '/' ? tmp : "/tmp");
+	if (mkdtemp(fx->dir) == NULL) {
+		free(fx);
+		return -1;
+	}
+	snprintf(fx->root, sizeof(fx->root), "%s/Maildir", fx->dir);
+	*statep = fx;
+	return 0;
+}
+
+static void
+rm_tree(const char *path)
+{
+	struct dirent *de;
+	struct stat st;
+	DIR *dir;
+
+	if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode) &&
+	    (dir = opendir(path)) != NULL) {
+		while ((de = readdir(dir)) != NULL) {
+			char *sub;
+
+			if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+				continue;
+			sub = xasprintf("%s/%s", path, de->d_name);
+			rm_tree(sub);
+			free(sub);
+		}
+		closedir(dir);
+	}
+	remove(path);
+}
+
+static int
+teardown(void **statep)
+{
+	struct fixture *fx = *statep;
+
+	rm_tree(fx->dir);
+	free(fx);
+	return 0;
+}
+
+/* ---- helpers ---- */
+
+static struct maildir_options
+opts(enum maildir_flavor flavor)
+{
+	struct maildir_options o;
+
+	maildir_options_init(&o);
+	o.flavor = flavor;
+	o.fsync = false;
+	o.lock_timeout_ms = 5000;
+	o.hostname = "mx.test";
+	return o;
+}
+
+static struct maildir_folder *
+open_ok(const char *root, const char *dirname, const struct maildir_options *o)
+{
+	struct maildir_folder *f = NULL;
+	const char *error = NULL;
+
+	if (maildir_folder_open(root, dirname, o, true, &f, &error) < 0)
+		fail_msg("maildir_folder_open(%s, %s): %s", root, dirname, error);
+	return f;
+}
+
+static void
+deliver_ok(struct maildir_folder *f, uint32_t uid, const char *flags,
+           int64_t date, const char *data, const char *uidl, char **dropped_r)
+{
+	const char *error;
+
+	if (maildir_deliver(f, uid, flags, date, data, strlen(data), uidl, dropped_r,
+	                    &error) < 0)
+		fail_msg("deliver %u: %s", uid, error);
+}
+
+static void
+commit_ok(struct maildir_folder *f)
+{
+	const char *error;
+
+	if (maildir_folder_commit(f, &error) < 0)
+		fail_msg("commit: %s", error);
+}
+
+static char *
+slurp(const char *path)
+{
+	char *data = NULL;
+	const char *error;
+
+	if (file_read_small(path, 1 << 24, false, &data, &error) < 0)
+		fail_msg("read %s: %s", path, error);
+	return data;
+}
+
+static char *
+slurp2(const char *dir, const char *name)
+{
+	char *p = xasprintf("%s/%s", dir, name);
+	char *d = slurp(p);
+
+	free(p);
+	return d;
+}
+
+/* The name in dir of the file whose base is base (new string), or NULL. */
+static char *
+find_file(const char *dir, const char *base)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	size_t blen = strlen(base);
+	char *r = NULL;
+
+	assert_non_null(d);
+	while ((de = readdir(d)) != NULL) {
+		if (strncmp(de->d_name, base, blen) == 0 &&
+		    (de->d_name[blen] == ':' || de->d_name[blen] == '\0'))
+			r = xstrdup(de->d_name);
+	}
+	closedir(d);
+	return r;
+}
+
+static size_t
+count_files(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	size_t n = 0;
+
+	assert_non_null(d);
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] != '.')
+			n++;
+	}
+	closedir(d);
+	return n;
+}
+
+/* Returns the next line of *p (NUL-terminated in place), or NULL. */
+static char *
+next_line(char **p)
+{
+	char *line = *p, *nl;
+
+	if (line == NULL || *line == '\0')
+		return NULL;
+	nl = strchr(line, '\n');
+	if (nl != NULL) {
+		*nl = '\0';
+		*p = nl + 1;
+	} else {
+		*p = NULL;
+	}
+	return line;
+}
+
+static uint64_t
+field(const char *name, char key)
+{
+	uint64_t v = 0;
+
+	assert_true(md_name_field(name, key, &v));
+	return v;
+}
+
+static const char msg_crlf[] =
+	"From: a@example.com\r\nSubject: one\r\n\r\nHello\r\nWorld\r\n";
+static const char msg_lf[] =
+	"From: b@example.com\nSubject: two\n\nbare\nLF\nlines\n";
+static const char msg_mixed[] =
+	"From: c@example.com\r\nSubject: three\n\r\nx\ry\r\n";
+
+/* ---- maildir_folder_dirname ---- */
+
+static void
+test_dirname_table(void **state)
+{
+	static const struct {
+		const char *c[3];
+		size_t n;
+		const char *expect;     /* NULL: refused */
+	} cases[] = {
+		{ { "Archive", "2019" }, 2, ".Archive.2019" },
+		{ { "INBOX" }, 1, "" },
+		{ { "inbox" }, 1, "" },
+		{ { NULL }, 0, "" },
+		{ { "INBOX", "Sub" }, 2, ".INBOX.Sub" },
+		{ { "Listes", "&APw-n&AO8-code" }, 2, ".Listes.&APw-n&AO8-code" },
+		{ { "Beta &- Co" }, 1, ".Beta &- Co" },
+		{ { ".." }, 1, NULL },
+		{ { "." }, 1, NULL },
+		{ { "" }, 1, NULL },
+		{ { "a/b" }, 1, NULL },
+		{ { "a.b" }, 1, NULL },
+		{ { "\x01" }, 1, NULL },
+		{ { "tab\there" }, 1, NULL },
+		{ { "del\x7f" }, 1, NULL },
+		{ { "caf\xc3\xa9" }, 1, NULL },
+		{ { "bad&utf7" }, 1, NULL },
+		{ { "Archive", "" }, 2, NULL },
+		{ { "Archive", ".." }, 2, NULL },
+	};
+	char big[301];
+	const char *bigc[1] = { big };
+	char *d;
+	const char *error;
+
+	(void)state;
+	for (size_t i = 0; i < N_ELEMENTS(cases); i++) {
+		int r = maildir_folder_dirname(cases[i].c, cases[i].n, &d, &error);
+
+		if (cases[i].expect == NULL) {
+			assert_int_equal(r, -1);
+			assert_null(d);
+			assert_non_null(error);
+		} else {
+			if (r < 0)
+				fail_msg("case %zu: %s", i, error);
+			assert_string_equal(d, cases[i].expect);
+			free(d);
+		}
+	}
+	memset(big, 'x', 300);
+	big[300] = '\0';
+	assert_int_equal(maildir_folder_dirname(bigc, 1, &d, &error), -1);
+	assert_non_null(strstr(error, "200"));
+	/* components fine, whole name over NAME_MAX */
+	{
+		const char *c[2] = { big + 100, big + 100 };
+
+		assert_int_equal(maildir_folder_dirname(c, 2, &d, &error), -1);
+		assert_non_null(strstr(error, "too long"));
+	}
+}
+
+/* ---- Dovecot: deliver with chosen UIDs, exact on-disk format ---- */
+
+static void
+test_dovecot_deliver_format(void **state)
+{
+	struct fixture *fx = *state;
+	struct maildir_options o = opts(MAILDIR_DOVECOT);
+	struct maildir_folder *f = open_ok(fx->root, ".Archive", &o);
+	char *dir = xasprintf("%s/.Archive", fx->root);
+	char *cur = xasprintf("%s/cur", dir);
+	char *uidlist, *kw, *dropped = NULL, *line, *save;
+	const char *error;
+	const struct maildir_msg *m;
+	struct stat st;
+	uint32_t uids[3] = { 5, 17, 900 };
+	const char *datas[3] = { msg_crlf, msg_lf, msg_mixed };
+	int64_t dates[3] = { 1500000005, 1500000017, 1500000900 };
+	size_t n = 0;
+
+	assert_int_equal(maildir_folder_uidvalidity(f), 0);
+	assert_int_equal(maildir_folder_set_uids(f, 1234567, 1001, &error), 0);
+	assert_int_equal(maildir_folder_uidvalidity(f), 1234567);
+	assert_int_equal(maildir_folder_uidnext(f), 1001);
+	assert_int_equal(maildir_folder_min_uid(f), 1);
+
+	deliver_ok(f, 5, "\\Seen \\Flagged \\Answered Work", dates[0], msg_crlf,
+	           NULL, &dropped);
+	assert_null(dropped);
+	deliver_ok(f, 17, "(\\Deleted \\Draft)", dates[1], msg_lf, NULL, NULL);
+	deliver_ok(f, 900, "$Label1 work \\Recent", dates[2], msg_mixed, "UIDL-900",
+	           &dropped);
+	assert_null(dropped);
+	assert_int_equal(maildir_folder_min_uid(f), 901);
+	/* strictly ascending */
+	assert_int_equal(maildir_deliver(f, 900, "", 1, "x", 1, NULL, NULL, &error), -1);
+	assert_non_null(strstr(error, "900"));
+	/* nothing written before commit */
+	{
+		char *p = xasprintf("%s/dovecot-uidlist", dir);
+
+		assert_int_equal(stat(p, &st), -1);
+		free(p);
+	}
+	commit_ok(f);
+	assert_int_equal(maildir_folder_min_uid(f), 1001);
+	/* the lock is gone, tmp/ is empty */
+	{
+		char *p = xasprintf("%s/dovecot-uidlist.lock", dir);
+		char *t = xasprintf("%s/tmp", dir);
+
+		assert_int_equal(stat(p, &st), -1);
+		assert_int_equal(count_files(t), 0);
+		free(p);
+		free(t);
+	}
+
+	uidlist = slurp2(dir, "dovecot-uidlist");
+	save = uidlist;
+	line = next_line(&save);
+	assert_string_equal(line, "3 V1234567 N1001");
+	while ((line = next_line(&save)) != NULL) {
+		char expect_prefix[64], *base, *name, *path;
+		uint64_t s, w;
+		size_t len = strlen(datas[n]), bare = 0;
+
+		assert_true(n < 3);
+		snprintf(expect_prefix, sizeof(expect_prefix), "%u %s:", uids[n],
+		         uids[n] == 900 ? "PUIDL-900 " : "");
+		assert_true(strncmp(line, expect_prefix, strlen(expect_prefix)) == 0);
+		base = line + strlen(expect_prefix);
+		name = find_file(cur, base);
+		assert_non_null(name);
+		/* base is exactly the file name up to ':' */
+		assert_int_equal(md_name_base_len(name), strlen(base));
+		path = xasprintf("%s/%s", cur, name);
+		assert_int_equal(stat(path, &st), 0);
+		s = field(name, 'S');
+		assert_int_equal(s, (uint64_t)st.st_size);
+		assert_int_equal(s, len);
+		for (size_t i = 0; i < len; i++)
+			bare += datas[n][i] == '\n' && (i == 0 || datas[n][i - 1] != '\r');
+		w = field(name, 'W');
+		assert_int_equal(w, len + bare);
+		assert_int_equal(st.st_mtime, dates[n]);
+		assert_int_equal(st.st_mode & 0777, 0600);
+		{
+			char *content = slurp(path);
+
+			assert_memory_equal(content, datas[n], len);
+			free(content);
+		}
+		/* the unique part starts with the internaldate */
+		{
+			char prefix[32];
+
+			snprintf(prefix, sizeof(prefix), "%lld.M", (long long)dates[n]);
+			assert_true(strncmp(name, prefix, strlen(prefix)) == 0);
+			assert_non_null(strstr(name, ".mx.test,S="));
+		}
+		if (n == 0)
+			assert_string_equal(md_name_letters(name), "FRSa");
+		else if (n == 1)
+			assert_string_equal(md_name_letters(name), "DT");
+		else
+			assert_string_equal(md_name_letters(name), "ab");
+		free(path);
+		free(name);
+		n++;
+	}
+	assert_int_equal(n, 3);
+	free(uidlist);
+
+	kw = slurp2(dir, "dovecot-keywords");
+	assert_string_equal(kw, "0 Work\n1 $Label1\n");
+	free(kw);
+
+	/* the in-memory view */
+	assert_int_equal(maildir_folder_count(f), 3);
+	m = maildir_folder_find(f, 5);
+	assert_non_null(m);
+	assert_string_equal(m->flags, "Work \\Answered \\Flagged \\Seen");
+	assert_int_equal(m->size, strlen(msg_crlf));
+	m = maildir_folder_find(f, 900);
+	assert_string_equal(m->flags, "$Label1 Work");
+	assert_string_equal(m->pop3_uidl, "UIDL-900");
+	{
+		char *p = xasprintf("%s/maildirfolder", dir);
+
+		assert_int_equal(stat(p, &st), 0);
+		assert_int_equal(st.st_size, 0);
+		free(p);
+	}
+	maildir_folder_close(&f);
+	assert_null(f);
+	free(cur);
+	free(dir);
+}
+
+/* ---- 27 keywords ---- */
+
+static void
+test_dovecot_27_keywords(void **state)
+{
+	struct fixture *fx = *state;
+	struct maildir_options o = opts(MAILDIR_DOVECOT);
+	struct maildir_folder *f = open_ok(fx->root, "", &o);
+	struct buf flags;
+	char *dropped = NULL, *kw, *name, *cur;
+	const char *error;
+
+	buf_init(&flags, 4096);
+	assert_int_equal(buf_append_str(&flags, "\\Seen"), 0);
+	for (int i = 0; i < 27; i++)
+		assert_int_equal(buf_printf(&flags, " kw%02d", i), 0);
+	assert_int_equal(buf_append_str(&flags, " \\Bogus bad\"kw"), 0);
+	assert_int_equal(maildir_folder_set_uids(f, 7, 0, &error), 0);
+	deliver_ok(f, 1, buf_data(&flags), 1600000000, msg_crlf, NULL, &dropped);
+	assert_non_null(dropped);
+	assert_string_equal(dropped, "\\Bogus bad\"kw kw26");
+	free(dropped);
+	commit_ok(f);
+	/* INBOX: the root itself, no maildirfolder */
+	cur = xasprintf("%s/cur", fx->root);
+	assert_int_equal(count_files(cur), 1);
+	name = find_file(cur, maildir_folder_find(f, 1)->base);
+	assert_string_equal(md_name_letters(name), "Sabcdefghijklmnopqrstuvwxyz");
+	kw = slurp2(fx->root, "dovecot-keywords");
+	assert_true(strncmp(kw, "0 kw00\n1 kw01\n", 14) == 0);
+	assert_non_null(strstr(kw, "25 kw25\n"));
+	assert_null(strstr(kw, "kw26"));
+	{
+		char *p = xasprintf("%s/maildirfolder", fx->root);
+		struct stat st;
+
+		assert_int_equal(stat(p, &st), -1);
+		free(p);
+	}
+	/* uidlist without set N: N = last + 1 */
+	{
+		char *ul = slurp2(fx->root, "dovecot-uidlist");
+
+		assert_true(strncmp(ul, "3 V7 N2\n1 :", 11) == 0);
+		free(ul);
+	}
+	free(kw);
+	free(name);
+	free(cur);
+	buf_free(&flags);
+	maildir_folder_close(&f);
+}
+
+/* ---- set_flags, expunge, reopen ---- */
+
+static void
+test_dovecot_flags_expunge_reopen(void **state)
+{
+	struct fixture *fx = *state;
+	struct maildir_options o = opts(MAILDIR_DOVECOT);
+	struct maildir_folder *f = open_ok(fx->root, ".Box", &o);
+	char *dir = xasprintf("%s/.Box", fx->root);
+	char *cur = xasprintf("%s/cur", dir);
+	char *base5, *base17, *name, *ul, *dropped;
+	const struct maildir_msg *m;
+	const char *error;
+	struct stat st;
+
+	assert_int_equal(maildir_folder_set_uids(f, 1234567, 1001, &error), 0);
+	deliver_ok(f, 5, "\\Seen", 1500000005, msg_crlf, NULL, NULL);
+	deliver_ok(f, 17, "", 1500000017, msg_lf, "U17", NULL);
+	deliver_ok(f, 900, "Work", 1500000900, msg_mixed, NULL, NULL);
+	commit_ok(f);
+	base5 = xstrdup(maildir_folder_find(f, 5)->base);
+	base17 = xstrdup(maildir_folder_find(f, 17)->base);
+
+	/* set_flags renames within cur/, keeps the base and unmanaged letters */
+	name = find_file(cur, base17);
+	{
+		char *from = xasprintf("%s/%s", cur, name);
+		char *to = xasprintf("%s/%s:2,P", cur, base17);
+
+		assert_int_equal(rename(from, to), 0);   /* as if Dovecot set P */
+		free(from);
+		free(to);
+	}
+	free(name);
+	assert_int_equal(maildir_set_flags(f, 17, "\\Flagged Work $New", &dropped,
+	                                   &error), 0);
+	assert_null(dropped);
+	name = find_file(cur, base17);
+	assert_string_equal(md_name_letters(name), "FPab");
+	free(name);
+	assert_string_equal(maildir_folder_find(f, 17)->flags, "$New Work \\Flagged");
+	assert_int_equal(maildir_set_flags(f, 4242, "", NULL, &error), -1);
+
+	/* expunge removes the file now and the line at commit */
+	assert_int_equal(maildir_expunge(f, 5, &error), 0);
+	assert_null(find_file(cur, base5));
+	assert_null(maildir_folder_find(f, 5));
+	assert_int_equal(maildir_folder_count(f), 2);
+	assert_int_equal(maildir_expunge(f, 5, &error), -1);
+	commit_ok(f);
+	ul = slurp2(dir, "dovecot-uidlist");
+	assert_null(strstr(ul, base5));
+	assert_true(strncmp(ul, "3 V1234567 N1001\n17 PU17 :", 26) == 0);
+	free(ul);
+	maildir_folder_close(&f);
+
+	/* reopen: everything read back */
+	f = open_ok(fx->root, ".Box", &o);
+	assert_int_equal(maildir_folder_uidvalidity(f), 1234567);
+	assert_int_equal(maildir_folder_uidnext(f), 1001);
+	assert_int_equal(maildir_folder_min_uid(f), 1001);
+	assert_int_equal(maildir_folder_count(f), 2);
+	assert_int_equal(maildir_folder_unlisted_count(f), 0);
+	m = maildir_folder_msg(f, 0);
+	assert_int_equal(m->uid, 17);
+	assert_string_equal(m->base, base17);
+	assert_string_equal(m->flags, "$New Work \\Flagged");
+	assert_string_equal(m->pop3_uidl, "U17");
+	assert_int_equal(m->mtime, 1500000017);
+	assert_int_equal(m->file_size, strlen(msg_lf));
+	assert_int_equal(m->size, strlen(msg_lf) + 6);    /* 6 bare LFs */
+	m = maildir_folder_msg(f, 1);
+	assert_int_equal(m->uid, 900);
+	assert_string_equal(m->flags, "Work");
+	assert_null(m->pop3_uidl);
+	{
+		uint64_t size;
+		int fd;
+
+		assert_int_equal(maildir_open_msg(f, 900, &fd, &size, &error), 0);
+		assert_int_equal(size, strlen(msg_mixed));
+		assert_int_equal(fstat(fd, &st), 0);
+		close(fd);
+		assert_int_equal(maildir_msg_size(f, 900, &size, &error), 0);
+		assert_int_equal(size, strlen(msg_mixed) + 1);
+		assert_int_equal(maildir_open_msg(f, 5, &fd, &size, &error), -1);
+	}
+	/* a UID below what the folder has had is refused */
+	assert_int_equal(maildir_deliver(f, 1000, "", 1, "x", 1, NULL, NULL, &error), -1);
+	assert_non_null(strstr(error, "1001"));
+	assert_int_equal(maildir_deliver(f, 901, "", 1, "x", 1, NULL, NULL, &error), -1);
+	deliver_ok(f, 1001, "", 1600000000, msg_crlf, NULL, NULL);
+	/* UIDVALIDITY can't change, UIDNEXT can't shrink */
+	assert_int_equal(maildir_folder_set_uids(f, 99, 0, &error), -1);
+	assert_non_null(strstr(error, "1234567"));
+	assert_int_equal(maildir_folder_set_uids(f, 1234567, 1001, &error), -1);
+	assert_int_equal(maildir_folder_set_uids(f, 1234567, 5000, &error), 0);
+	commit_ok(f);
+	ul = slurp2(dir, "dovecot-uidlist");
+	assert_true(strncmp(ul, "3 V1234567 N5000\n", 17) == 0);
+	free(ul);
+	maildir_folder_close(&f);
+	free(base5);
+	free(base17);
+	free(cur);
+	free(dir);
+}
+
+/* ---- an existing uidlist: header fields and line extensions kept ---- */
+
+static void
+write_file(const char *path, const char *data)
+{
+	FILE *fp = fopen(path, "w");
+
+	assert_non_null(fp);
+	assert_int_equal(fputs(data, fp) >= 0, 1);
+	assert_int_equal(fclose(fp), 0);
+}
+
+static void
+test_dovecot_existing_uidlist(void **state)
+{
+	struct fixture *fx = *state;
+	struct maildir_options o = opts(MAILDIR_DOVECOT);
+	struct maildir_folder *f = open_ok(fx->root, "", &o);
+	char *p, *ul;
+	const char *error;
+
+	maildir_folder_close(&f);
+	p = xasprintf("%s/cur/1500000005.M5P1.mx,S=49,W=54:2,S", fx->root);
+	write_file(p, "x");
+	free(p);
+	p = xasprintf("%s/cur/1500000900.M900P1.mx,S=185:2,", fx->root);
+	write_file(p, "y");
+	free(p);
+	p = xasprintf("%s/new/1600000000.M1P2.mx", fx->root);
+	write_file(p, "mda");
+	free(p);
+	p = xasprintf("%s/dovecot-uidlist", fx->root);
+	/* out of order on purpose; a line without its file */
+	write_file(p, "3 V1234567 N1001 G0123456789abcdef0123456789abcdef Xfoo\n"
+	              "900 W191 :1500000900.M900P1.mx,S=185\n"
+	              "5 :1500000005.M5P1.mx,S=49,W=54\n"
+	              "17 :1500000017.M17P1.mx,S=52,W=57\n");
+	free(p);
+
+	f = open_ok(fx->root, "", &o);
+	assert_int_equal(maildir_folder_uidvalidity(f), 1234567);
+	assert_int_equal(maildir_folder_count(f), 2);
+	assert_int_equal(maildir_folder_msg(f, 0)->uid, 5);
+	assert_int_equal(maildir_folder_msg(f, 0)->size, 54);
+	assert_string_equal(maildir_folder_msg(f, 0)->flags, "\\Seen");
+	assert_int_equal(maildir_folder_msg(f, 1)->uid, 900);
+	assert_int_equal(maildir_folder_msg(f, 1)->size, 191);
+	/* the MDA's file in new/ */
+	assert_int_equal(maildir_folder_unlisted_count(f), 1);
+	assert_string_equal(maildir_folder_unlisted(f, 0)->base, "1600000000.M1P2.mx");
+	assert_true(maildir_folder_unlisted(f, 0)->in_new);
+	assert_int_equal(maildir_folder_min_uid(f), 1001);
+	assert_int_equal(maildir_folder_set_uids(f, 1234567, 0, &error), 0);
+	deliver_ok(f, 1001, "", 1600000001, msg_crlf, NULL, NULL);
+	commit_ok(f);
+	ul = slurp2(fx->root, "dovecot-uidlist");
+	{
+		static const char expect[] =
+			"3 V1234567 N1002 G0123456789abcdef0123456789abcdef Xfoo\n"
+			"5 :1500000005.M5P1.mx,S=49,W=54\n"
+			"17 :1500000017.M17P1.mx,S=52,W=57\n"
+			"900 W191 :1500000900.M900P1.mx,S=185\n"
+			"1001 :1600000001.M";
+
+		assert_true(strncmp(ul, expect, strlen(expect)) == 0);
+	}
+	free(ul);
+	/* adopt the unlisted file with the next UID: moved to cur/ */
+	assert_int_equal(maildir_unlisted_adopt(f, 0, 1001, &error), -1);
+	assert_int_equal(maildir_unlisted_adopt(f, 0, 1002, &error), 0);
+	assert_int_equal(maildir_folder_unlisted_count(f), 0);
+	assert_false(maildir_folder_find(f, 1002)->in_new);
+	commit_ok(f);
+	ul = slurp2(fx->root, "dovecot-uidlist");
+	assert_non_null(strstr(ul, "\n1002 :1600000000.M1P2.mx\n"));
+	assert_true(strncmp(ul, "3 V1234567 N1003 ", 17) == 0);
+	free(ul);
+	maildir_folder_close(&f);
+
+	/* a broken uidlist is refused, not rewritten */
+	p = xasprintf("%s/dovecot-uidlist", fx->root);
+	write_file(p, "3 V1 N2\nfoo :bar\n");
+	assert_int_equal(maildir_folder_open(fx->root, "", &o, false, &f, &error), -1);
+	assert_non_null(strstr(error, "corrupt"));
+	free(p);
+}
+
+/* ---- locks ---- */
+
+static void
+write_lock(const char *path, const char *content)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, content, strlen(content)), (ssize_t)strlen(content));
+	close(fd);
+}
+
+static pid_t
+dead_pid(void)
+{
+	pid_t pid = fork();
+	int status;
+
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(0);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	return pid;
+}
+
+static void
+test_lock_timeout(void **state)
+{
+	struct fixture *fx = *state;
+	struct maildir_options o = opts(MAILDIR_DOVECOT);
+	struct maildir_folder *f;
+	char host[256], content[300], *lock;
+	const char *error;
+	uint64_t t0;
+	struct stat st;
+
+	o.lock_timeout_ms = 1200;
+	f = open_ok(fx->root, ".L", &o);
+	assert_int_equal(gethostname(host, sizeof(host)), 0);
+	/* a live pid on this host: our own */
+	snprintf(content, sizeof(content), "%ld:%s", (long)getpid(), host);
+	lock = xasprintf("%s/.L/dovecot-uidlist.lock", fx->root);
+	write_lock(lock, content);
+	assert_int_equal(maildir_folder_set_uids(f, 1, 10, &error), 0);
+	t0 = time_mono_ms();
+	assert_int_equal(maildir_folder_commit(f, &error), -1);
+	assert_true(time_mono_ms() - t0 >= 1100);
+	assert_non_null(strstr(error, "dovecot-uidlist.lock is locked by"));
+	assert_non_null(strstr(error, content));
+	assert_non_null(strstr(error, "gave up after 1.2 s"));
+	/* a delivery waits the same way and leaves nothing behind */
+	assert_int_equal(maildir_deliver(f, 1, "", 1, "x", 1, NULL, NULL, &error), -1);
+	assert_non_null(strstr(error, "locked by"));
+	{
+		char *cur = xasprintf("%s/.L/cur", fx->root);
+		char *tmp = xasprintf("%s/.L/tmp", fx->root);
+
+		assert_int_equal(count_files(cur), 0);
+		assert_int_equal(count_files(tmp), 0);
+		free(cur);
+		free(tmp);
+	}
+	/* their lock is untouched */
+	assert_int_equal(stat(lock, &st), 0);
+	/* a dead pid on another host is not ours to judge */
+	unlink(lock);
+	snprintf(content, sizeof(content), "%ld:other-host.example", (long)dead_pid());
+	write_lock(lock, content);
+	assert_int_equal(maildir_folder_commit(f, &error), -1);
+	assert_int_equal(stat(lock, &st), 0);
+	/* released: commit works */
+	unlink(lock);
+	commit_ok(f);
+	assert_int_equal(stat(lock, &st), -1);
+	maildir_folder_close(&f);
+	free(lock);
+}
+
+static void
+test_lock_stale_dead_pid(void **state)
+{
+	struct fixture *fx = *state;
+	struct maildir_options o = opts(MAILDIR_DOVECOT);
+	struct maildir_folder *f = open_ok(fx->root, "", &o);
+	char host[256], content[300], *lock, *ul;
+	const char *error;
+	uint64_t t0, t;
+	struct stat st;
+
+	assert_int_equal(gethostname(host, sizeof(host)), 0);
+	snprintf(content, sizeof(content), "%ld:%s", (long)dead_pid(), host);
+	lock = xasprintf("%s/dovecot-uidlist.lock", fx->root);
+	write_lock(lock, content);
+	assert_int_equal(maildir_folder_set_uids(f, 42, 100, &error), 0);
+	t0 = time_mono_ms();
+	commit_ok(f);
+	t = time_mono_ms() - t0;
+	/* broken once it is 2 s old, like Dovecot does (mtime has 1 s steps) */
+	assert_true(t >= 1000);
+	assert_true(t < 4500);
+	assert_int_equal(stat(lock, &st), -1);
+	ul = slurp2(fx->root, "dovecot-uidlist");
+	assert_string_equal(ul, "3 V42 N100\n");
+	free(ul);
+	maildir_folder_close(&f);
+	free(lock);
+}
+
+/* ---- a second writer changed the folder: our floor follows ---- */
+
+static void
+test_refresh_under_lock(void **state)
+{
+	struct fixture *fx = *state;
+	struct maildir_options o = opts(MAILDIR_DOVECOT);
+	struct maildir_folder *a = open_ok(fx->root, "", &o), *b;
+	const char *error;
+
+	assert_int_equal(maildir_folder_set_uids(a, 9, 10, &error), 0);
+	commit_ok(a);
+	b = open_ok(fx->root, "", &o);
+	deliver_ok(b, 10, "", 1, msg_crlf, NULL, NULL);
+	deliver_ok(b, 11, "", 1, msg_crlf, NULL, NULL);
+	commit_ok(b);
+	maildir_folder_close(&b);
+	/* a still believes 10 is free; taking the lock re-reads the uidlist */
+	assert_int_equal(maildir_folder_min_uid(a), 10);
+	assert_int_equal(maildir_deliver(a, 10, "", 1, "x", 1, NULL, NULL, &error), -1);
+	assert_non_null(strstr(error, "12"));
+	assert_int_equal(maildir_folder_count(a), 2);
+	deliver_ok(a, 12, "", 1, msg_crlf, NULL, NULL);
+	commit_ok(a);
+	assert_int_equal(maildir_folder_count(a), 3);
+	maildir_folder_close(&a);
+}
+
+/* ---- symlinks ---- */
+
+static void
+test_symlink_refused(void **state)
+{
+	struct fixture *fx = *state;
+	struct maildir_options o = opts(MAILDIR_DOVECOT);
+	struct maildir_folder *f = open_ok(fx->root, "", &o), *g = NULL;
+	char *outside = xasprintf("%s/outside", fx->dir);
+	char *evil = xasprintf("%s/.Evil", fx->root);
+	char *sub;
+	const char *error;
+
+	maildir_folder_close(&f);
+	/* a complete Maildir outside the root */
+	f = open_ok(outside, "", &o);
+	maildir_folder_close(&f);
+	assert_int_equal(symlink(outside, evil), 0);
+	assert_int_equal(maildir_folder_open(fx->root, ".Evil", &o, false, &g, &error), -1);
+	assert_null(g);
+	assert_non_null(strstr(error, "symlink"));
+	assert_int_equal(maildir_folder_open(fx->root, ".Evil", &o, true, &g, &error), -1);
+	assert_non_null(strstr(error, "symlink"));
+	/* cur/ as a symlink inside a real folder */
+	f = open_ok(fx->root, ".Real", &o);
+	maildir_folder_close(&f);
+	sub = xasprintf("%s/.Real/cur", fx->root);
+	assert_int_equal(rmdir(sub), 0);
+	free(sub);
+	sub = xasprintf("%s/cur", outside);
+	{
+		char *link = xasprintf("%s/.Real/cur", fx->root);
+
+		assert_int_equal(symlink(sub, link), 0);
+		free(link);
+	}
+	assert_int_equal(maildir_folder_open(fx->root, ".Real", &o, false, &g, &error), -1);
+	assert_non_null(strstr(error, "symlink"));
+	/* invalid directory names */
+	assert_int_equal(maildir_folder_open(fx->root, "../x", &o, true, &g, &error), -1);
+	assert_int_equal(maildir_folder_open(fx->root, "..", &o, true, &g, &error), -1);
+	assert_int_equal(maildir_folder_open(fx->root, "Archive", &o, true, &g, &error), -1);
+	/* a missing folder without create */
+	assert_int_equal(maildir_folder_open(fx->root, ".Nope", &o, false, &g, &error), -1);
+	/* a message file that is a symlink is ignored */
+	{
+		char *target = xasprintf("%s/secret", fx->dir);
+		char *link = xasprintf("%s/cur/1.M1P1.x,S=3:2,", fx->root);
+
+		write_file(target, "abc");
+		assert_int_equal(symlink(target, link), 0);
+		f = open_ok(fx->root, "", &o);
+		assert_int_equal(maildir_folder_unlisted_count(f), 0);
+		maildir_folder_close(&f);
+		free(target);
+		free(link);
+	}
+	free(sub);
+	free(evil);
+	free(outside);
+}
+
+/* ---- Courier ---- */
+
+static void
+test_courier(void **state)
+{
+	struct fixture *fx = *state;
+	struct maildir_options o = opts(MAILDIR_COURIER);
+	struct maildir_folder *f = open_ok(fx->root, ".Archive", &o);
+	char *dir = xasprintf("%s/.Archive", fx->root);
+	char *cur = xasprintf("%s/cur", dir);
+	char *db, *kw, *name, *path, *content, *expect;
+	const char *b5, *b17;
+	const char *error;
+	const struct maildir_msg *m;
+	struct stat st;
+
+	assert_int_equal(maildir_folder_set_uids(f, 1234567, 1001, &error), 0);
+	deliver_ok(f, 5, "\\Seen Work $Label1", 1500000005, msg_crlf, NULL, NULL);
+	deliver_ok(f, 17, "\\Answered", 1500000017, msg_mixed, NULL, NULL);
+	deliver_ok(f, 900, "Work", 1500000900, msg_lf, NULL, NULL);
+	/* the Courier lock lives in tmp/ while held */
+	{
+		char *lk = xasprintf("%s/tmp/courier.lock", dir);
+
+		assert_int_equal(stat(lk, &st), 0);
+		commit_ok(f);
+		assert_int_equal(stat(lk, &st), -1);
+		free(lk);
+	}
+	b5 = maildir_folder_find(f, 5)->base;
+	b17 = maildir_folder_find(f, 17)->base;
+
+	/* LF storage; S= is the LF size; no W= */
+	name = find_file(cur, b5);
+	assert_string_equal(md_name_letters(name), "S");
+	path = xasprintf("%s/%s", cur, name);
+	content = slurp(path);
+	assert_string_equal(content, "From: a@example.com\nSubject: one\n\nHello\nWorld\n");
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(field(name, 'S'), (uint64_t)st.st_size);
+	assert_int_equal(st.st_mtime, 1500000005);
+	{
+		uint64_t w;
+
+		assert_false(md_name_field(name, 'W', &w));
+	}
+	m = maildir_folder_find(f, 5);
+	assert_int_equal(m->size, strlen(msg_crlf));        /* RFC822.SIZE */
+	assert_int_equal(m->file_size, (uint64_t)st.st_size);
+	free(content);
+	free(path);
+	free(name);
+	/* a bare CR survives; CRLF and bare LF become LF */
+	name = find_file(cur, b17);
+	path = xasprintf("%s/%s", cur, name);
+	content = slurp(path);
+	assert_string_equal(content, "From: c@example.com\nSubject: three\n\nx\ry\n");
+	free(content);
+	free(path);
+	free(name);
+
+	db = slurp2(dir, "courierimapuiddb");
+	expect = xasprintf("1 1234567 1001\n5 %s\n17 %s\n900 %s\n", b5, b17,
+	                   maildir_folder_find(f, 900)->base);
+	assert_string_equal(db, expect);
+	free(expect);
+	free(db);
+	kw = slurp2(dir, "courierimapkeywords/:list");
+	expect = xasprintf("$Label1\nWork\n\n%s:0 1\n%s:1\n", b5,
+	                   maildir_folder_find(f, 900)->base);
+	assert_string_equal(kw, expect);
+	free(expect);
+	free(kw);
+	assert_int_equal(stat(dir, &st), 0);
+
+	/* set_flags changes keywords; a Courier update file is merged */
+	assert_int_equal(maildir_set_flags(f, 900, "\\Flagged", NULL, &error), 0);
+	commit_ok(f);
+	kw = slurp2(dir, "courierimapkeywords/:list");
+	expect = xasprintf("$Label1\nWork\n\n%s:0 1\n", b5);
+	assert_string_equal(kw, expect);
+	free(expect);
+	free(kw);
+	{
+		char *upd = xasprintf("%s/courierimapkeywords/.5.%s", dir, b5);
+
+		write_file(upd, "Urgent\n");
+		maildir_folder_close(&f);
+		f = open_ok(fx->root, ".Archive", &o);
+		assert_string_equal(maildir_folder_find(f, 5)->flags, "Urgent \\Seen");
+		assert_string_equal(maildir_folder_find(f, 900)->flags, "\\Flagged");
+		assert_string_equal(maildir_folder_find(f, 17)->flags, "\\Answered");
+		assert_int_equal(maildir_folder_uidvalidity(f), 1234567);
+		assert_int_equal(maildir_folder_uidnext(f), 1001);
+		/* our next :list holds the merged state; the update file goes */
+		assert_int_equal(maildir_set_flags(f, 17, "\\Answered Later", NULL,
+		                                   &error), 0);
+		commit_ok(f);
+		assert_int_equal(stat(upd, &st), -1);
+		kw = slurp2(dir, "courierimapkeywords/:list");
+		expect = xasprintf("Later\nUrgent\n\n%s:1\n%s:0\n",
+		                   maildir_folder_find(f, 5)->base,
+		                   maildir_folder_find(f, 17)->base);
+		assert_string_equal(kw, expect);
+		free(expect);
+		free(kw);
+		free(upd);
+	}
+	/* size for a file without W=: S + every LF */
+	{
+		uint64_t size;
+
+		maildir_folder_close(&f);
+		f = open_ok(fx->root, ".Archive", &o);
+		assert_int_equal(maildir_folder_find(f, 5)->size, MAILDIR_SIZE_UNKNOWN);
+		assert_int_equal(maildir_msg_size(f, 5, &size, &error), 0);
+		assert_int_equal(size, strlen(msg_crlf));
+		assert_int_equal(maildir_folder_find(f, 5)->size, strlen(msg_crlf));
+	}
+	maildir_folder_close(&f);
+	free(cur);
+	free(dir);
+}
+
+/* ---- streaming from an fd, Courier conversion across chunk boundaries ---- */
+
+static void
+test_deliver_fd(void **state)
+{
+	struct fixture *fx = *state;
+	size_t len = 200000;
+	char *data = xmalloc(len), *src = xasprintf("%s/src", fx->dir);
+	char *expect = xmalloc(len), *content, *name, *path;
+	size_t elen = 0;
+	const char *error;
+	int fd;
+
+	for (size_t i = 0; i < len; i++)
+		data[i] = (char)('a' + i % 26);
+	/* CRLF pairs split at the 64 KiB read boundary and elsewhere */
+	for (size_t pos = 65535; pos + 1 < len; pos += 65536) {
+		data[pos] = '\r';
+		data[pos + 1] = '\n';
+	}
+	for (size_t pos = 100; pos + 1 < len; pos += 997) {
+		data[pos] = '\r';
+		data[pos + 1] = '\n';
+	}
+	data[len - 1] = '\r';   /* a final lone CR */
+	for (size_t i = 0; i < len; i++) {
+		if (data[i] == '\r' && i + 1 < len && data[i + 1] == '\n')
+			continue;
+		expect[elen++] = data[i];
+	}
+	fd = open(src, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, data, len), (ssize_t)len);
+	for (int flavor = 0; flavor < 2; flavor++) {
+		struct maildir_options o = opts(flavor == 0 ? MAILDIR_DOVECOT :
+		                                MAILDIR_COURIER);
+		struct maildir_folder *f = open_ok(fx->root, flavor == 0 ? ".D" : ".C", &o);
+		char *cur = xasprintf("%s/%s/cur", fx->root, flavor == 0 ? ".D" : ".C");
+
+		assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+		assert_int_equal(maildir_folder_set_uids(f, 1, 0, &error), 0);
+		if (maildir_deliver_fd(f, 3, "\\Seen", 1700000000, fd, len, NULL, NULL,
+		                       &error) < 0)
+			fail_msg("%s", error);
+		/* a short source fails and leaves nothing */
+		assert_int_equal(lseek(fd, (off_t)len - 10, SEEK_SET), (off_t)len - 10);
+		assert_int_equal(maildir_deliver_fd(f, 4, "", 1, fd, 100, NULL, NULL,
+		                                    &error), -1);
+		assert_non_null(strstr(error, "ended after 10 of 100"));
+		commit_ok(f);
+		assert_int_equal(count_files(cur), 1);
+		name = find_file(cur, maildir_folder_find(f, 3)->base);
+		path = xasprintf("%s/%s", cur, name);
+		content = slurp(path);
+		if (flavor == 0) {
+			assert_memory_equal(content, data, len);
+			assert_int_equal(field(name, 'S'), len);
+		} else {
+			assert_memory_equal(content, expect, elen);
+			assert_int_equal(field(name, 'S'), elen);
+		}
+		free(content);
+		free(path);
+		free(name);
+		free(cur);
+		maildir_folder_close(&f);
+	}
+	close(fd);
+	free(src);
+	free(data);
+	free(expect);
+}
+
+/* ---- crash safety: delivered, not committed ---- */
+
+static void
+test_crash_unlisted(void **state)
+{
+	struct fixture *fx = *state;
+	struct maildir_options o = opts(MAILDIR_DOVECOT);
+	struct maildir_folder *f = open_ok(fx->root, "", &o);
+	char *base, *ul;
+	const char *error;
+	pid_t pid;
+	int status;
+
+	assert_int_equal(maildir_folder_set_uids(f, 77, 50, &error), 0);
+	deliver_ok(f, 10, "\\Seen", 1, msg_crlf, NULL, NULL);
+	commit_ok(f);
+	maildir_folder_close(&f);
+	/* a child delivers UID 50 and dies before commit, holding the lock */
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct maildir_folder *c = NULL;
+
+		if (maildir_folder_open(fx->root, "", &o, false, &c, &error) < 0 ||
+		    maildir_deliver(c, 50, "\\Flagged", 1600000000, msg_lf,
+		                    strlen(msg_lf), NULL, NULL, &error) < 0)
+			_exit(1);
+		_exit(0);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+	f = open_ok(fx->root, "", &o);
+	assert_int_equal(maildir_folder_count(f), 1);
+	assert_int_equal(maildir_folder_unlisted_count(f), 1);
+	assert_int_equal(maildir_folder_unlisted(f, 0)->uid, 0);
+	assert_string_equal(maildir_folder_unlisted(f, 0)->flags, "\\Flagged");
+	assert_int_equal(maildir_folder_unlisted(f, 0)->mtime, 1600000000);
+	base = xstrdup(maildir_folder_unlisted(f, 0)->base);
+	ul = slurp2(fx->root, "dovecot-uidlist");
+	assert_null(strstr(ul, base));
+	assert_true(strncmp(ul, "3 V77 N50\n10 :", 14) == 0);
+	free(ul);
+	/* the dead child's lock is broken (dead pid, >= 2 s): adopt works */
+	assert_int_equal(maildir_unlisted_adopt(f, 0, 50, &error), 0);
+	commit_ok(f);
+	ul = slurp2(fx->root, "dovecot-uidlist");
+	{
+		char *line = xasprintf("\n50 :%s\n", base);
+
+		assert_non_null(strstr(ul, line));
+		free(line);
+	}
+	free(ul);
+	/* expunging an unlisted file */
+	{
+		char *p = xasprintf("%s/new/1700000000.M9P9.mda", fx->root);
+
+		write_file(p, "x");
+		maildir_folder_close(&f);
+		f = open_ok(fx->root, "", &o);
+		assert_int_equal(maildir_folder_unlisted_count(f), 1);
+		assert_int_equal(maildir_unlisted_expunge(f, 0, &error), 0);
+		assert_int_equal(access(p, F_OK), -1);
+		commit_ok(f);
+		free(p);
+	}
+	maildir_folder_close(&f);
+	free(base);
+}
+
+/* ---- subscriptions and folder lists ---- */
+
+static void
+test_subscriptions(void **state)
+{
+	struct fixture *fx = *state;
+	struct maildir_options o = opts(MAILDIR_DOVECOT);
+	struct maildir_folder *f = open_ok(fx->root, "", &o);
+	const char *names[] = { "INBOX", "Archive/2019", "Listes/&APw-n&AO8-code" };
+	const char *bad[] = { "a//b" };
+	const char *dotted[] = { "Archive/v1.2" };
+	char **v = NULL, *data;
+	size_t n = 0;
+	const char *error;
+	struct stat st;
+
+	maildir_folder_close(&f);
+	assert_int_equal(maildir_subscriptions_read(fx->root, MAILDIR_DOVECOT, '/',
+	                                            &v, &n, &error), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(maildir_subscriptions_write(fx->root, &o, names, 3, '/',
+	                                             &error), 0);
+	data = slurp2(fx->root, "subscriptions");
+	assert_string_equal(data, "V\t2\n\nINBOX\nArchive\t2019\nListes\t&APw-n&AO8-code\n");
+	free(data);
+	{
+		char *p = xasprintf("%s/subscriptions", fx->root);
+
+		assert_int_equal(stat(p, &st), 0);
+		assert_int_equal(st.st_mode & 0777, 0600);
+		free(p);
+	}
+	assert_int_equal(maildir_subscriptions_read(fx->root, MAILDIR_DOVECOT, '/',
+	                                            &v, &n, &error), 0);
+	assert_int_equal(n, 3);
+	for (size_t i = 0; i < 3; i++)
+		assert_string_equal(v[i], names[i]);
+	maildir_strv_free(&v, n);
+	assert_null(v);
+	assert_int_equal(maildir_subscriptions_write(fx->root, &o, bad, 1, '/', &error), -1);
+	assert_non_null(strstr(error, "empty hierarchy level"));
+	/* the old header-less format */
+	{
+		char *p = xasprintf("%s/subscriptions", fx->root);
+
+		write_file(p, "INBOX\nArchive.2019\n");
+		free(p);
+	}
+	assert_int_equal(maildir_subscriptions_read(fx->root, MAILDIR_DOVECOT, '/',
+	                                            &v, &n, &error), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(v[1], "Archive/2019");
+	maildir_strv_free(&v, n);
+
+	o.flavor = MAILDIR_COURIER;
+	assert_int_equal(maildir_subscriptions_write(fx->root, &o, names, 2, '/',
+	                                             &error), 0);
+	data = slurp2(fx->root, "courierimapsubscribed");
+	assert_string_equal(data, "INBOX\nINBOX.Archive.2019\n");
+	free(data);
+	{
+		const char *cnames[] = { "INBOX", "INBOX.Archive.2019", "Sent" };
+
+		assert_int_equal(maildir_subscriptions_write(fx->root, &o, cnames, 3, '.',
+		                                             &error), 0);
+		data = slurp2(fx->root, "courierimapsubscribed");
+		assert_string_equal(data, "INBOX\nINBOX.Archive.2019\nINBOX.Sent\n");
+		free(data);
+	}
+	assert_int_equal(maildir_subscriptions_read(fx->root, MAILDIR_COURIER, '.',
+	                                            &v, &n, &error), 0);
+	assert_int_equal(n, 3);
+	assert_string_equal(v[1], "INBOX.Archive.2019");
+	maildir_strv_free(&v, n);
+	assert_int_equal(maildir_subscriptions_read(fx->root, MAILDIR_COURIER, '/',
+	                                            &v, &n, &error), 0);
+	assert_string_equal(v[0], "INBOX");
+	assert_string_equal(v[1], "Archive/2019");
+	assert_string_equal(v[2], "Sent");
+	maildir_strv_free(&v, n);
+	/* a '.' inside a level cannot be written for Courier */
+	assert_int_equal(maildir_subscriptions_write(fx->root, &o, dotted, 1, '/',
+	                                             &error), -1);
+	/* no lock file left behind */
+	{
+		char *p = xasprintf("%s/courierimapsubscribed.lock", fx->root);
+
+		assert_int_equal(stat(p, &st), -1);
+		free(p);
+	}
+}
+
+static void
+test_list_folders(void **state)
+{
+	struct fixture *fx = *state;
+	struct maildir_options o = opts(MAILDIR_DOVECOT);
+	const char *dirs[] = { ".Sent", ".Archive.2019", "" };
+	char **v = NULL, *p;
+	size_t n = 0;
+	const char *error;
+
+	for (size_t i = 0; i < N_ELEMENTS(dirs); i++) {
+		struct maildir_folder *f = open_ok(fx->root, dirs[i], &o);
+
+		maildir_folder_close(&f);
+	}
+	p = xasprintf("%s/.NoCur", fx->root);
+	assert_int_equal(mkdir(p, 0700), 0);
+	free(p);
+	p = xasprintf("%s/.Evil", fx->root);
+	assert_int_equal(symlink(fx->root, p), 0);
+	free(p);
+	assert_int_equal(maildir_list_folders(fx->root, &v, &n, &error), 0);
+	assert_int_equal(n, 3);
+	assert_string_equal(v[0], "");
+	assert_string_equal(v[1], ".Archive.2019");
+	assert_string_equal(v[2], ".Sent");
+	maildir_strv_free(&v, n);
+}
+
+/* ---- owner/mode ---- */
+
+static void
+test_modes(void **state)
+{
+	struct fixture *fx = *state;
+	struct maildir_options o = opts(MAILDIR_DOVECOT);
+	struct maildir_folder *f;
+	struct stat st;
+	char *p;
+
+	o.file_mode = 0640;
+	o.dir_mode = 0750;
+	o.owner = getuid();
+	o.group = getgid();
+	f = open_ok(fx->root, ".M", &o);
+	deliver_ok(f, 1, "", 1, msg_crlf, NULL, NULL);
+	{
+		const char *error;
+
+		assert_int_equal(maildir_folder_set_uids(f, 1, 0, &error), 0);
+	}
+	commit_ok(f);
+	p = xasprintf("%s/.M/cur", fx->root);
+	assert_int_equal(stat(p, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0750);
+	free(p);
+	assert_int_equal(stat(fx->root, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0750);
+	p = xasprintf("%s/.M/dovecot-uidlist", fx->root);
+	assert_int_equal(stat(p, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0640);
+	free(p);
+	p = xasprintf("%s/.M/cur/%s:2,", fx->root, maildir_folder_find(f, 1)->base);
+	assert_int_equal(stat(p, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0640);
+	free(p);
+	maildir_folder_close(&f);
+}
+
+/* ---- uidlist parser table ---- */
+
+static void
+test_uidlist_parse(void **state)
+{
+	static const struct {
+		const char *text;
+		int ret;
+		uint32_t v, n;
+		size_t nrecs;
+	} cases[] = {
+		{ "", 0, 0, 0, 0 },
+		{ "3 V1 N2\n", 0, 1, 2, 0 },
+		{ "3 N500 V123\n", 0, 123, 500, 0 },
+		{ "3 V1 N2 G00 Xy\n1 :a\n2 W9 P :b\n", 0, 1, 2, 2 },
+		{ "1 12345 101\n7 a\n100 b:2,S\n", 0, 12345, 101, 2 },
+		{ "3 V1 N9\n5 :a\n2 :b\n5 :c\n", 0, 1, 9, 2 },
+		{ "3 V0 N2\n", -1, 0, 0, 0 },
+		{ "3 V1\n", -1, 0, 0, 0 },
+		{ "2 V1 N2\n", -1, 0, 0, 0 },
+		{ "x\n", -1, 0, 0, 0 },
+		{ "3 V1 N2\n0 :a\n", -1, 0, 0, 0 },
+		{ "3 V1 N2\n1 a\n", -1, 0, 0, 0 },
+		{ "3 V1 N2\n1 :\n", -1, 0, 0, 0 },
+		{ "3 V1 N2\n1 :a/b\n", -1, 0, 0, 0 },
+		{ "3 V1 N2\n4294967295 :a\n", -1, 0, 0, 0 },
+		{ "3 V1 N99999999999\n", -1, 0, 0, 0 },
+	};
+	struct md_uidlist ul;
+	const char *error;
+
+	(void)state;
+	for (size_t i = 0; i < N_ELEMENTS(cases); i++) {
+		int r = md_uidlist_parse(cases[i].text, strlen(cases[i].text), &ul, &error);
+
+		if (r != cases[i].ret)
+			fail_msg("case %zu: %d (%s)", i, r, r < 0 ? error : "");
+		if (r == 0) {
+			assert_int_equal(ul.uidvalidity, cases[i].v);
+			assert_int_equal(ul.uidnext, cases[i].n);
+			assert_int_equal(ul.nrecs, cases[i].nrecs);
+		}
+		md_uidlist_free(&ul);
+	}
+	assert_int_equal(md_uidlist_parse("3 V1 N9 G00 Xy\n2 W9 P :b\n5 :a\n", 29,
+	                                  &ul, &error), 0);
+	assert_string_equal(ul.hdr_extra, "G00 Xy");
+	assert_string_equal(ul.recs[0].ext, "W9 P");
+	assert_string_equal(ul.recs[0].base, "b");
+	md_uidlist_free(&ul);
+	assert_int_equal(md_uidlist_parse("3 V1 N9\n5 :a\n2 :b\n5 :c\n", 23, &ul,
+	                                  &error), 0);
+	assert_int_equal(ul.recs[0].uid, 2);
+	assert_string_equal(ul.recs[1].base, "c");      /* the later line wins */
+	md_uidlist_free(&ul);
+}
+
+/* ---- throughput ---- */
+
+static void
+bench(const char *root, bool fsync_on)
+{
+	struct maildir_options o = opts(MAILDIR_DOVECOT);
+	struct maildir_folder *f;
+	char body[4096];
+	const char *error;
+	uint64_t t0, ms;
+	const uint32_t n = 3000;
+
+	o.fsync = fsync_on;
+	f = open_ok(root, fsync_on ? ".BenchSync" : ".Bench", &o);
+	memset(body, 'x', sizeof(body));
+	for (size_t i = 78; i < sizeof(body); i += 80) {
+		body[i] = '\r';
+		body[i + 1] = '\n';
+	}
+	assert_int_equal(maildir_folder_set_uids(f, 1, 0, &error), 0);
+	t0 = time_mono_ms();
+	for (uint32_t uid = 1; uid <= n; uid++) {
+		if (maildir_deliver(f, uid, uid % 2 ? "\\Seen" : "\\Seen Work", 1600000000,
+		                    body, sizeof(body), NULL, NULL, &error) < 0)
+			fail_msg("%s", error);
+		if (uid % 500 == 0)
+			commit_ok(f);
+	}
+	commit_ok(f);
+	ms = time_mono_ms() - t0;
+	print_message("maildir: %u x 4 KiB messages, commit per 500, fsync %s: "
+	              "%llu ms (%.0f msg/s)\n", n, fsync_on ? "on" : "off",
+	              (unsigned long long)ms, ms > 0 ? n * 1000.0 / (double)ms : 0.0);
+	assert_int_equal(maildir_folder_count(f), n);
+	maildir_folder_close(&f);
+}
+
+static void
+test_throughput(void **state)
+{
+	struct fixture *fx = *state;
+
+	bench(fx->root, false);
+	bench(fx->root, true);
+}
+
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_dirname_table),
+		cmocka_unit_test(test_uidlist_parse),
+		T(test_dovecot_deliver_format),
+		T(test_dovecot_27_keywords),
+		T(test_dovecot_flags_expunge_reopen),
+		T(test_dovecot_existing_uidlist),
+		T(test_lock_timeout),
+		T(test_lock_stale_dead_pid),
+		T(test_refresh_under_lock),
+		T(test_symlink_refused),
+		T(test_courier),
+		T(test_deliver_fd),
+		T(test_crash_unlisted),
+		T(test_subscriptions),
+		T(test_list_folders),
+		T(test_modes),
+		T(test_throughput),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
