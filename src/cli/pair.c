@@ -72,7 +72,7 @@ cli_pair_setup(struct cli_pair *p, const struct cli_common *common,
 	if (p->src.kind != ENDPOINT_IMAP ||
 	    (p->dst.kind != ENDPOINT_IMAP && !p->allow_maildir_dst)) {
 		fprintf(stderr, "imapferry: maildir: is supported as the target "
-		                "of copy only\n");
+		                "of copy and verify only\n");
 		return 2;
 	}
 	if (p->dst.kind == ENDPOINT_MAILDIR) {

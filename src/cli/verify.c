@@ -82,6 +82,7 @@ cmd_verify(int argc, char **argv)
 	int opt, ret, status = 2;
 
 	cli_pair_init(&pair, argc);
+	pair.allow_maildir_dst = true;
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
 		if ((ret = cli_common_option(&common, opt, optarg)) < 0)
@@ -120,7 +121,12 @@ cmd_verify(int argc, char **argv)
 	o.db = db;
 	o.account = pair.account;
 	o.fm = pair.fm;
-	if (verify_account(&pair.src.imap, &pair.dst.imap, &o, &r, &error) < 0) {
+	if (pair.dst.kind == ENDPOINT_MAILDIR ?
+	    verify_account_maildir(&pair.src.imap, pair.dst.path,
+	                           strcmp(pair.dst.flavor, "courier") == 0 ?
+	                           MAILDIR_COURIER : MAILDIR_DOVECOT, &o, &r,
+	                           &error) < 0 :
+	    verify_account(&pair.src.imap, &pair.dst.imap, &o, &r, &error) < 0) {
 		fprintf(stderr, "imapferry: %s\n", error);
 		goto out;
 	}

@@ -62,8 +62,8 @@ is_disk_full(const char *error)
 
 /* Splits a destination wire name ("Archive.2019", '.' separated, no
  * prefix) into the Maildir++ directory name. INBOX is the root. */
-static int
-dirname_of(const char *wire, char **dirname_r, const char **error_r)
+int
+tomaildir_dirname(const char *wire, char **dirname_r, const char **error_r)
 {
 	char *dup, *p, *next;
 	const char **comps;
@@ -585,7 +585,7 @@ tomaildir_copy_account(const struct imap_client_options *src_opts,
 		if (res.note != NULL)
 			log_warn("folder %s: %s", res.logical, res.note);
 		if (!res.excluded) {
-			if (dirname_of(res.dst_wire, &pairs[i].dirname, &error) < 0) {
+			if (tomaildir_dirname(res.dst_wire, &pairs[i].dirname, &error) < 0) {
 				log_error("folder %s cannot be stored safely: %s",
 				          res.logical, error);
 				stats->folders_failed++;

@@ -42,4 +42,9 @@ int tomaildir_copy_account(const struct imap_client_options *src,
                            struct copy_stats *stats,
                            const char **error_r) ATTR_WARN_UNUSED;
 
+/* The Maildir++ directory of a destination wire name ("Archive.2019",
+ * '.'-separated, no prefix): ".Archive.2019"; INBOX is "". Refuses names
+ * that are unsafe on disk. Returns 0 or -1 with *error_r. */
+int tomaildir_dirname(const char *wire, char **dirname_r, const char **error_r);
+
 #endif

@@ -4,6 +4,11 @@
 #include "log.h"
 #include "mailboxes.h"
 #include "msgsum.h"
+#include "tomaildir.h"
+
+#include <errno.h>
+#include <openssl/evp.h>
+#include <unistd.h>
 
 #include <inttypes.h>
 #include <stdarg.h>
@@ -15,7 +20,7 @@ const char *
 verify_kind_name(enum verify_kind kind)
 {
 	static const char *names[] = {
-		"folder_missing", "missing", "extra", "size", "internaldate",
+		"folder_missing", "uidvalidity", "uidnext", "missing", "extra", "size", "internaldate",
 		"flags", "message_id", "body", "error",
 	};
 
@@ -265,4 +270,213 @@ out:
 	imap_client_logout(&src);
 	imap_client_logout(&dst);
 	return ret;
+}
+
+/* ------------------------------------------------------ Maildir target */
+
+/* Reads a message file: SHA-256 of the bytes as served (LF -> CRLF when
+ * the flavor stores LF) and the header fields for the fingerprint. */
+static int
+hash_file(int fd, bool lf_to_crlf, unsigned char sha[32], char **msgid_r)
+{
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	char buf[65536], out[131072];
+	unsigned int n32 = 32;
+	char prev = '\0';
+	ssize_t n;
+	struct buf hdr;
+	bool in_hdr = true;
+
+	buf_init(&hdr, 1 << 20);
+	if (md == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)
+		fatal("OpenSSL SHA-256 init failed");
+	while ((n = read(fd, buf, sizeof(buf))) > 0) {
+		size_t o = 0;
+
+		for (ssize_t i = 0; i < n; i++) {
+			if (lf_to_crlf && buf[i] == '\n' && prev != '\r')
+				out[o++] = '\r';
+			out[o++] = buf[i];
+			prev = buf[i];
+		}
+		if (in_hdr) {
+			const char *end;
+
+			if (buf_append(&hdr, out, o) < 0)
+				in_hdr = false;
+			else if ((end = strstr(buf_data(&hdr), "\r\n\r\n")) != NULL)
+				in_hdr = false;
+		}
+		EVP_DigestUpdate(md, out, o);
+	}
+	EVP_DigestFinal_ex(md, sha, &n32);
+	EVP_MD_CTX_free(md);
+	*msgid_r = NULL;
+	{
+		/* Message-ID value, as msgsum_fingerprint() extracts it */
+		const char *h = buf_data(&hdr), *end = strstr(h, "\r\n\r\n");
+		size_t len = end != NULL ? (size_t)(end - h) + 2 : buf_len(&hdr);
+		struct buf fields;
+		const char *p = h;
+
+		buf_init(&fields, 1 << 20);
+		while (p < h + len) {
+			const char *eol = strstr(p, "\r\n");
+			const char *next;
+
+			if (eol == NULL || eol > h + len)
+				eol = h + len;
+			next = eol + 2;
+			/* the field continues on folded lines */
+			while (next < h + len && (*next == ' ' || *next == '\t')) {
+				const char *e2 = strstr(next, "\r\n");
+				if (e2 == NULL)
+					break;
+				eol = e2;
+				next = e2 + 2;
+			}
+			if (str_has_iprefix(p, "message-id:") &&
+			    buf_append(&fields, p, (size_t)(eol - p)) == 0 &&
+			    buf_append(&fields, "\r\n", 2) == 0) {
+				unsigned char fp[32];
+				msgsum_fingerprint(buf_data(&fields), buf_len(&fields), 0,
+				                   0, fp, msgid_r);
+				break;
+			}
+			p = next;
+		}
+		buf_free(&fields);
+	}
+	buf_free(&hdr);
+	return n < 0 ? -1 : 0;
+}
+
+static void
+verify_maildir_folder(struct imap_client *src, const char *root,
+                      enum maildir_flavor flavor, const struct verify_options *o,
+                      const struct imap_mailbox_info *box, const char *dirname,
+                      struct verify_report *r)
+{
+	unsigned what = MSGSUM_FLAGS | MSGSUM_FP | (o->deep ? MSGSUM_BODY : 0);
+	struct maildir_options mo;
+	struct maildir_folder *f = NULL;
+	struct msgsum_list sl = { 0 };
+	const char *error, *dn = dirname[0] != '\0' ? dirname : "INBOX";
+	const struct imap_mailbox_state *mb;
+	size_t n_md;
+
+	maildir_options_init(&mo);
+	mo.flavor = flavor;
+	if (maildir_folder_open(root, dirname, &mo, false, &f, &error) < 0) {
+		add_diff(r, VERIFY_FOLDER_MISSING, box->name, dn, 0, 0, "%s", error);
+		return;
+	}
+	if (select_and_sum(src, box->name, what, &sl, &error) < 0) {
+		add_diff(r, VERIFY_ERROR, box->name, dn, 0, 0, "source: %s", error);
+		goto out;
+	}
+	r->folders++;
+	r->messages += sl.count;
+	mb = imap_client_mailbox(src);
+	if (maildir_folder_uidvalidity(f) != mb->uidvalidity)
+		add_diff(r, VERIFY_UIDVALIDITY, box->name, dn, 0, 0,
+		         "source %" PRIu32 ", Maildir %" PRIu32, mb->uidvalidity,
+		         maildir_folder_uidvalidity(f));
+	if (mb->uidnext != 0 && maildir_folder_uidnext(f) != mb->uidnext)
+		add_diff(r, VERIFY_UIDNEXT, box->name, dn, 0, 0,
+		         "source %" PRIu32 ", Maildir %" PRIu32, mb->uidnext,
+		         maildir_folder_uidnext(f));
+	for (size_t i = 0; i < sl.count; i++) {
+		const struct msgsum *s = &sl.items[i];
+		const struct maildir_msg *m = maildir_folder_find(f, s->uid);
+		struct msgsum d = { 0 };
+		uint64_t size;
+		int fd;
+
+		if (m == NULL) {
+			add_diff(r, VERIFY_MISSING, box->name, dn, s->uid, 0,
+			         "%" PRIu64 " bytes, Message-ID %s", s->size,
+			         s->message_id ? s->message_id : "(none)");
+			continue;
+		}
+		d.uid = m->uid;
+		d.flags = xstrdup(m->flags);
+		d.internaldate = m->mtime;
+		if (maildir_msg_size(f, m->uid, &size, &error) < 0)
+			size = 0;
+		d.size = size;
+		if (maildir_open_msg(f, m->uid, &fd, &size, &error) == 0) {
+			if (hash_file(fd, flavor == MAILDIR_COURIER, d.body_sha,
+			              &d.message_id) == 0)
+				d.have_body = true;
+			close(fd);
+		}
+		compare_pair(r, box->name, dn, s, &d, o->deep);
+		free(d.flags);
+		free(d.message_id);
+	}
+	n_md = maildir_folder_count(f);
+	for (size_t i = 0; i < n_md; i++) {
+		const struct maildir_msg *m = maildir_folder_msg(f, i);
+
+		if (msgsum_find(&sl, m->uid) == NULL)
+			add_diff(r, VERIFY_EXTRA, box->name, dn, 0, m->uid,
+			         "in the Maildir only");
+	}
+out:
+	msgsum_list_free(&sl);
+	maildir_folder_close(&f);
+}
+
+int
+verify_account_maildir(const struct imap_client_options *src_opts,
+                       const char *root, enum maildir_flavor flavor,
+                       const struct verify_options *o, struct verify_report *r,
+                       const char **error_r)
+{
+	struct imap_client *src = NULL;
+	struct imap_account_info si;
+
+	memset(r, 0, sizeof(*r));
+	if (imap_client_connect(src_opts, &src, NULL, error_r) < 0) {
+		*error_r = err_set("source: %s", *error_r);
+		return -1;
+	}
+	if (imap_account_inventory(src, IMAP_INV_STATUS, &si, error_r) < 0) {
+		imap_client_free(&src);
+		return -1;
+	}
+	for (size_t i = 0; i < si.count; i++) {
+		const struct imap_mailbox_info *box = &si.boxes[i];
+		struct foldermap_result res;
+		const char *error;
+		char *dirname;
+
+		if (!box->selectable)
+			continue;
+		if (foldermap_map(o->fm, box->name, box->name_len, box->attrs, &res,
+		                  &error) < 0) {
+			add_diff(r, VERIFY_ERROR, box->name, NULL, 0, 0, "%s", error);
+			continue;
+		}
+		if (!res.excluded) {
+			if (tomaildir_dirname(res.dst_wire, &dirname, &error) < 0) {
+				add_diff(r, VERIFY_ERROR, box->name, res.dst_wire, 0, 0,
+				         "%s", error);
+			} else {
+				verify_maildir_folder(src, root, flavor, o, box, dirname, r);
+				free(dirname);
+			}
+		}
+		foldermap_result_free(&res);
+		if (imap_client_is_dead(src)) {
+			*error_r = err_set("connection lost during verification");
+			imap_account_info_free(&si);
+			imap_client_free(&src);
+			return -1;
+		}
+	}
+	imap_account_info_free(&si);
+	imap_client_logout(&src);
+	return 0;
 }

@@ -9,10 +9,13 @@
 
 #include "client.h"
 #include "foldermap.h"
+#include "maildir.h"
 #include "state.h"
 
 enum verify_kind {
 	VERIFY_FOLDER_MISSING,    /* folder absent on the target */
+	VERIFY_UIDVALIDITY,       /* Maildir target: UIDVALIDITY differs */
+	VERIFY_UIDNEXT,           /* Maildir target: UIDNEXT differs */
 	VERIFY_MISSING,           /* message absent on the target */
 	VERIFY_EXTRA,             /* message on the target only */
 	VERIFY_SIZE,
@@ -51,6 +54,15 @@ int verify_account(const struct imap_client_options *src,
                    const struct imap_client_options *dst,
                    const struct verify_options *opts,
                    struct verify_report *report, const char **error_r) ATTR_WARN_UNUSED;
+/* Same against a Maildir written by imapferry: messages are paired by UID
+ * (they must be the source's), and each folder's UIDVALIDITY and UIDNEXT
+ * must equal the source's. Files are read directly (deep: SHA-256 of each
+ * file as the server would serve it: LF stored by Courier counts as CRLF). */
+int verify_account_maildir(const struct imap_client_options *src,
+                           const char *root, enum maildir_flavor flavor,
+                           const struct verify_options *opts,
+                           struct verify_report *report,
+                           const char **error_r) ATTR_WARN_UNUSED;
 void verify_report_free(struct verify_report *report);
 const char *verify_kind_name(enum verify_kind kind);
 
