@@ -186,12 +186,14 @@ cmd_copy(int argc, char **argv)
 	char **folders = xcalloc((size_t)argc + 1, sizeof(char *));
 	struct maildir_options md;
 	struct pop3_map pop3 = { 0 };
+	struct source source = { 0 };
 	const char *src_pop3 = NULL;
 	int opt, ret, status = 1;
 	uint64_t v;
 
 	cli_pair_init(&pair, argc);
 	pair.allow_maildir_dst = true;
+	pair.allow_maildir_src = true;
 	maildir_options_init(&md);
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
@@ -239,6 +241,8 @@ cmd_copy(int argc, char **argv)
 			     "  --no-subscriptions    do not copy subscriptions\n"
 			     "  --folders NAME        only this source folder (repeatable), e.g.\n"
 			     "                        --folders INBOX for a final cutover pass\n"
+			     "SRC may be maildir:PATH[?flavor=dovecot|courier]: a Maildir read\n"
+			     "  through its uidlist (its UIDs are kept where the target allows)\n"
 			     "DST maildir:PATH[?flavor=dovecot|courier] (PATH may use %u %n %d)\n"
 			     "  writes the Maildir directly, keeping UIDVALIDITY, UIDNEXT, UIDs:\n"
 			     "  --owner USER[:GROUP]  owner of the files (the server's mail user)\n"
@@ -267,6 +271,19 @@ cmd_copy(int argc, char **argv)
 	o.account = pair.account;
 	log_info("copying %s -> %s (state %s)", pair.src.url, pair.dst.url,
 	         state_path);
+	/* the source: an IMAP account, or a Maildir read through its uidlist */
+	source.kind = pair.src.kind == ENDPOINT_MAILDIR ? SOURCE_MAILDIR : SOURCE_IMAP;
+	source.imap = &pair.src.imap;
+	if (source.kind == SOURCE_MAILDIR) {
+		source.root = pair.src.path;
+		maildir_options_init(&source.md);
+		source.md.flavor = strcmp(pair.src.flavor, "courier") == 0 ?
+		                   MAILDIR_COURIER : MAILDIR_DOVECOT;
+		if (src_pop3 != NULL) {
+			fprintf(stderr, "imapferry: --src-pop3 needs an IMAP source\n");
+			goto out;
+		}
+	}
 	if (pair.dst.kind == ENDPOINT_MAILDIR) {
 		struct tomaildir_options mo = { 0 };
 
@@ -291,13 +308,13 @@ cmd_copy(int argc, char **argv)
 		mo.pop3_uids = pop3.uids;
 		mo.pop3_uidls = pop3.uidls;
 		mo.pop3_count = pop3.count;
-		if (tomaildir_copy_account(&pair.src.imap, db, &mo, &st, &error) < 0) {
+		if (tomaildir_copy_from(&source, db, &mo, &st, &error) < 0) {
 			fprintf(stderr, "imapferry: stopped: %s\n", error);
 			print_summary(&st, common.json, o.dry_run);
 			goto out;
 		}
-	} else if (copy_account(&pair.src.imap, &pair.dst.imap, db, &o, &st,
-	                        &error) < 0) {
+	} else if (copy_account_from(&source, &pair.dst.imap, db, &o, &st,
+	                             &error) < 0) {
 		fprintf(stderr, "imapferry: stopped: %s\n", error);
 		print_summary(&st, common.json, o.dry_run);
 		goto out;

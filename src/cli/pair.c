@@ -69,13 +69,19 @@ cli_pair_setup(struct cli_pair *p, const struct cli_common *common,
 		fprintf(stderr, "imapferry: %s\n", error);
 		return 2;
 	}
-	if (p->src.kind != ENDPOINT_IMAP ||
+	if ((p->src.kind != ENDPOINT_IMAP && !p->allow_maildir_src) ||
 	    (p->dst.kind != ENDPOINT_IMAP && !p->allow_maildir_dst)) {
-		fprintf(stderr, "imapferry: maildir: is supported as the target "
-		                "of copy and verify only\n");
+		fprintf(stderr, "imapferry: this command does not take a maildir: "
+		                "%s\n", p->src.kind != ENDPOINT_IMAP ? "source" :
+		                "target");
 		return 2;
 	}
-	if (p->dst.kind == ENDPOINT_MAILDIR) {
+	if (p->src.kind == ENDPOINT_MAILDIR && p->dst.kind == ENDPOINT_MAILDIR &&
+	    strcmp(p->src.path, p->dst.path) == 0) {
+		fprintf(stderr, "imapferry: source and target are the same Maildir\n");
+		return 2;
+	}
+	if (p->dst.kind == ENDPOINT_MAILDIR && p->src.kind == ENDPOINT_IMAP) {
 		/* %u, %n, %d: the source account's user name */
 		char *path = endpoint_expand_path(p->dst.path, p->src.user);
 
@@ -97,7 +103,10 @@ cli_pair_setup(struct cli_pair *p, const struct cli_common *common,
 		p->dst.imap.authzid = p->dst.authzid = xstrdup(p->dst_zid);
 	p->src.imap.label = "src";
 	p->dst.imap.label = "dst";
-	if (probe_side(&p->src, &sside, &p->sprefix, &error) < 0) {
+	if (p->src.kind == ENDPOINT_MAILDIR) {
+		sside.separator = '.';
+		sside.prefix = "";
+	} else if (probe_side(&p->src, &sside, &p->sprefix, &error) < 0) {
 		fprintf(stderr, "imapferry: source: %s\n", error);
 		return 1;
 	}

@@ -14,7 +14,8 @@ struct cli_pair {
 	size_t n_inc, n_exc, n_map;
 	struct foldermap *fm;
 	char *sprefix, *dprefix, *account, *default_state;
-	bool allow_maildir_dst;   /* copy: DST may be maildir:PATH */
+	bool allow_maildir_dst;   /* copy, verify: DST may be maildir:PATH */
+	bool allow_maildir_src;   /* copy: SRC may be maildir:PATH */
 };
 
 enum {

@@ -13,6 +13,7 @@
 #include "mqueue.h"
 #include "msgsum.h"
 #include "reader.h"
+#include "source.h"
 #include "uidset.h"
 
 #include <errno.h>
@@ -33,9 +34,10 @@ enum scope { SCOPE_OK, SCOPE_MESSAGE, SCOPE_FOLDER, SCOPE_SESSION, SCOPE_RUN };
 #define APPEND_GROUP_BYTES (8 * 1024 * 1024)
 
 struct copy_ctx {
-	const struct imap_client_options *src_opts, *dst_opts;
+	const struct imap_client_options *dst_opts;
+	struct source src;            /* IMAP account or Maildir */
 	const struct copy_options *o;
-	struct imap_client *src, *dst;
+	struct imap_client *dst;
 	struct state_db *db;
 	struct copy_stats *stats;
 	struct imap_account_info src_info, dst_info;
@@ -315,7 +317,7 @@ copy_uids(struct copy_ctx *cc, const uint32_t *uids, size_t count)
 {
 	const struct copy_options *o = cc->o;
 	struct mqueue q;
-	struct fetch_reader *r;
+	struct source_reader *r;
 	unsigned depth = o->append_depth != 0 ? o->append_depth : 16;
 	size_t group_max = o->multiappend_max != 0 ? o->multiappend_max : 32;
 	const char *error;
@@ -327,7 +329,7 @@ copy_uids(struct copy_ctx *cc, const uint32_t *uids, size_t count)
 	if (!imap_client_has_cap(cc->dst, "MULTIAPPEND") || cc->single_append)
 		group_max = 1;
 	mqueue_init(&q, 4096, o->queue_bytes != 0 ? o->queue_bytes : 32u << 20);
-	r = fetch_reader_start(cc->src, uids, count, &q, &o->fetch);
+	r = source_reader_start(&cc->src, uids, count, &q, &o->fetch);
 	while ((batch = mqueue_pop_batch(&q, group_max, APPEND_GROUP_BYTES)) != NULL) {
 		if (cc->worst >= SCOPE_SESSION) {
 			while (batch != NULL) {
@@ -346,7 +348,7 @@ copy_uids(struct copy_ctx *cc, const uint32_t *uids, size_t count)
 	}
 	if (cc->worst < SCOPE_SESSION && imap_client_run(cc->dst, &error) < 0)
 		fail(cc, SCOPE_SESSION, "target: %s", error);
-	rerror = fetch_reader_join(&r);
+	rerror = source_reader_join(&r);
 	mqueue_deinit(&q);
 	if (rerror != NULL) {
 		fail(cc, SCOPE_SESSION, "source: %s", rerror);
@@ -393,7 +395,6 @@ dedupe(struct copy_ctx *cc, uint32_t *to_copy, size_t *n_copy,
 	struct msgsum_list dst = { 0 }, src = { 0 };
 	char from[32];
 	const char *error;
-	char *set;
 	size_t kept = 0, matched = 0;
 	bool *used;
 
@@ -416,15 +417,12 @@ dedupe(struct copy_ctx *cc, uint32_t *to_copy, size_t *n_copy,
 	}
 	log_info("%s: %zu messages on the target are not in the state: "
 	         "matching them by fingerprint", cc->src_name, dst.count);
-	set = uidset_string(to_copy, *n_copy);
-	if (msgsum_fetch(cc->src, set, MSGSUM_FP, &src, &error) < 0) {
-		free(set);
+	if (source_list(&cc->src, to_copy, *n_copy, MSGSUM_FP, &src, &error) < 0) {
 		fail(cc, SCOPE_SESSION, "source: %s", error);
 		msgsum_list_free(&dst);
 		msgsum_list_free(&src);
 		return SCOPE_SESSION;
 	}
-	free(set);
 	used = xcalloc(dst.count, sizeof(bool));
 	for (size_t i = 0; i < *n_copy; i++) {
 		struct msgsum *s = msgsum_find(&src, to_copy[i]);
@@ -648,6 +646,7 @@ copy_folder(struct copy_ctx *cc, const struct imap_mailbox_info *box,
 {
 	const struct copy_options *o = cc->o;
 	const struct imap_mailbox_state *mb;
+	struct source_folder sfo = { 0 };
 	struct msgsum_list src = { 0 };
 	struct state_msg *known = NULL;
 	size_t n_known = 0, n_copy = 0, n_gone = 0, n_dst_gone = 0;
@@ -657,6 +656,7 @@ copy_folder(struct copy_ctx *cc, const struct imap_mailbox_info *box,
 	const char *error;
 	bool found, dst_exists;
 	enum scope sc = SCOPE_OK;
+	uint64_t failed_before = cc->stats->failed;
 
 	cc->src_name = box->name;
 	cc->dst_name = dst_name;
@@ -712,8 +712,8 @@ copy_folder(struct copy_ctx *cc, const struct imap_mailbox_info *box,
 		cc->dst_uidvalidity = 0;
 	}
 
-	if (imap_client_select(cc->src, box->name, true, &error) < 0) {
-		if (imap_client_is_dead(cc->src)) {
+	if (source_select(&cc->src, box->name, &sfo, &error) < 0) {
+		if (source_is_dead(&cc->src)) {
 			fail(cc, SCOPE_SESSION, "source: %s", error);
 			sc = SCOPE_SESSION;
 		} else {
@@ -723,10 +723,9 @@ copy_folder(struct copy_ctx *cc, const struct imap_mailbox_info *box,
 		}
 		goto out;
 	}
-	mb = imap_client_mailbox(cc->src);
-	src_uidvalidity = mb->uidvalidity;
-	src_uidnext = mb->uidnext;
-	src_modseq = mb->highestmodseq;
+	src_uidvalidity = sfo.uidvalidity;
+	src_uidnext = sfo.uidnext != 0 ? sfo.uidnext : box->uidnext;
+	src_modseq = sfo.highestmodseq;
 
 	if (found && (cc->sf.src_uidvalidity != src_uidvalidity ||
 	              (dst_exists && cc->sf.dst_uidvalidity != 0 &&
@@ -760,8 +759,8 @@ copy_folder(struct copy_ctx *cc, const struct imap_mailbox_info *box,
 		goto out_tx;
 	}
 
-	if (mb->exists > 0 &&
-	    msgsum_fetch(cc->src, "1:*", MSGSUM_FLAGS, &src, &error) < 0) {
+	if (sfo.exists > 0 &&
+	    source_list(&cc->src, NULL, 0, MSGSUM_FLAGS, &src, &error) < 0) {
 		fail(cc, SCOPE_SESSION, "source: %s", error);
 		sc = SCOPE_SESSION;
 		goto out_tx;
@@ -832,7 +831,10 @@ copy_folder(struct copy_ctx *cc, const struct imap_mailbox_info *box,
 		goto out_tx;
 	cc->sf.src_uidnext = src_uidnext;
 	cc->sf.src_highestmodseq = src_modseq;
-	cc->sf.complete = true;
+	/* A message the target refused is not copied: leave the folder
+	 * incomplete so that the next run tries (and reports) it again
+	 * instead of skipping the folder as unchanged. */
+	cc->sf.complete = cc->stats->failed == failed_before;
 out_tx:
 	if (!o->dry_run) {
 		if (sc == SCOPE_RUN && cc->worst == SCOPE_RUN &&
@@ -858,8 +860,7 @@ out:
 static void
 disconnect(struct copy_ctx *cc)
 {
-	if (cc->src != NULL)
-		imap_client_free(&cc->src);
+	source_disconnect(&cc->src);
 	if (cc->dst != NULL)
 		imap_client_free(&cc->dst);
 }
@@ -870,8 +871,8 @@ connect_both(struct copy_ctx *cc)
 	const char *error;
 	bool refused;
 
-	if (cc->src == NULL &&
-	    imap_client_connect(cc->src_opts, &cc->src, &refused, &error) < 0) {
+	if (!source_is_connected(&cc->src) &&
+	    source_connect(&cc->src, &refused, &error) < 0) {
 		fail(cc, refused ? SCOPE_RUN : SCOPE_SESSION, "source: %s", error);
 		return refused ? SCOPE_RUN : SCOPE_SESSION;
 	}
@@ -893,8 +894,8 @@ load_inventories(struct copy_ctx *cc)
 		imap_account_info_free(&cc->dst_info);
 		cc->have_info = false;
 	}
-	if (imap_account_inventory(cc->src, IMAP_INV_STATUS | IMAP_INV_SUBSCRIBED,
-	                           &cc->src_info, &error) < 0) {
+	if (source_inventory(&cc->src, IMAP_INV_STATUS | IMAP_INV_SUBSCRIBED,
+	                     &cc->src_info, &error) < 0) {
 		fail(cc, SCOPE_SESSION, "source: %s", error);
 		return SCOPE_SESSION;
 	}
@@ -914,7 +915,7 @@ reconnect(struct copy_ctx *cc, unsigned attempt)
 {
 	unsigned wait = 1u << (attempt < 5 ? attempt : 5);
 
-	log_warn("%s; reconnecting in %u s", cc->error, wait);
+	log_warn("%s; reconnecting in %u s", cc->error != NULL ? cc->error : "session lost", wait);
 	disconnect(cc);
 	sleep(wait);
 	XFREE(cc->error);
@@ -974,13 +975,24 @@ setup_foldermap(struct copy_ctx *cc)
 }
 
 int
-copy_account(const struct imap_client_options *src_opts,
+copy_account(const struct imap_client_options *src,
+             const struct imap_client_options *dst, struct state_db *db,
+             const struct copy_options *o, struct copy_stats *stats,
+             const char **error_r)
+{
+	struct source s = { .kind = SOURCE_IMAP, .imap = src };
+
+	return copy_account_from(&s, dst, db, o, stats, error_r);
+}
+
+int
+copy_account_from(const struct source *src,
              const struct imap_client_options *dst_opts, struct state_db *db,
              const struct copy_options *o, struct copy_stats *stats,
              const char **error_r)
 {
 	struct copy_ctx cc = {
-		.src_opts = src_opts, .dst_opts = dst_opts, .o = o, .db = db,
+		.src = *src, .dst_opts = dst_opts, .o = o, .db = db,
 		.stats = stats,
 	};
 	unsigned max_retries = o->max_retries != 0 ? o->max_retries : 5;
@@ -1083,11 +1095,10 @@ copy_account(const struct imap_client_options *src_opts,
 			goto out;
 		}
 	}
-	if (!o->no_subscriptions && cc.src != NULL && cc.dst != NULL &&
+	if (!o->no_subscriptions && source_is_connected(&cc.src) && cc.dst != NULL &&
 	    !imap_client_is_dead(cc.dst))
 		copy_subscriptions(&cc, pairs, n_names);
-	if (cc.src != NULL)
-		imap_client_logout(&cc.src);
+	source_logout(&cc.src);
 	if (cc.dst != NULL)
 		imap_client_logout(&cc.dst);
 out:

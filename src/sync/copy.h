@@ -15,6 +15,7 @@
 #include "client.h"
 #include "foldermap.h"
 #include "reader.h"
+#include "source.h"
 #include "state.h"
 
 /* Live counters shared with a progress display (other threads read them). */
@@ -61,10 +62,16 @@ struct copy_stats {
 	double seconds;
 };
 
-/* Copies the account. src and dst are connected (and reconnected after
- * session failures) by this function. Returns 0 when the run completed
+/* Copies the account. src (an IMAP account or a Maildir: its fields are
+ * copied, it is not connected yet) and dst are connected (and reconnected
+ * after session failures) by this function. Returns 0 when the run completed
  * (stats tell whether everything was copied), -1 with *error_r for a
  * failure of run scope (login refused, disk full, state database error). */
+int copy_account_from(const struct source *src,
+                      const struct imap_client_options *dst,
+                      struct state_db *db, const struct copy_options *opts,
+                      struct copy_stats *stats, const char **error_r) ATTR_WARN_UNUSED;
+/* The same from an IMAP account. */
 int copy_account(const struct imap_client_options *src,
                  const struct imap_client_options *dst,
                  struct state_db *db, const struct copy_options *opts,

@@ -10,6 +10,7 @@
 #include "mqueue.h"
 #include "msgsum.h"
 #include "reader.h"
+#include "source.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -22,9 +23,8 @@
 enum scope { SCOPE_OK, SCOPE_FOLDER, SCOPE_SESSION, SCOPE_RUN };
 
 struct md_ctx {
-	const struct imap_client_options *src_opts;
+	struct source src;            /* IMAP account or Maildir */
 	const struct tomaildir_options *o;
-	struct imap_client *src;
 	struct state_db *db;
 	struct copy_stats *stats;
 	struct imap_account_info info;
@@ -138,7 +138,7 @@ deliver_uids(struct md_ctx *mc, struct maildir_folder *f, const char *folder,
 	unsigned every = o->commit_every != 0 ? o->commit_every : 2000;
 	unsigned since = 0;
 	struct mqueue q;
-	struct fetch_reader *r;
+	struct source_reader *r;
 	struct cmsg *batch;
 	const char *error;
 	char *rerror;
@@ -146,7 +146,7 @@ deliver_uids(struct md_ctx *mc, struct maildir_folder *f, const char *folder,
 	if (count == 0)
 		return SCOPE_OK;
 	mqueue_init(&q, 4096, 32u << 20);
-	r = fetch_reader_start(mc->src, uids, count, &q, &o->fetch);
+	r = source_reader_start(&mc->src, uids, count, &q, &o->fetch);
 	while ((batch = mqueue_pop_batch(&q, 64, 8u << 20)) != NULL) {
 		while (batch != NULL) {
 			struct cmsg *m = batch;
@@ -198,7 +198,7 @@ deliver_uids(struct md_ctx *mc, struct maildir_folder *f, const char *folder,
 		if (mc->worst >= SCOPE_FOLDER)
 			mqueue_abort(&q);
 	}
-	rerror = fetch_reader_join(&r);
+	rerror = source_reader_join(&r);
 	mqueue_deinit(&q);
 	if (rerror != NULL) {
 		fail(mc, SCOPE_SESSION, "source: %s", rerror);
@@ -262,7 +262,8 @@ copy_folder(struct md_ctx *mc, const struct imap_mailbox_info *box,
             const char *dirname)
 {
 	const struct tomaildir_options *o = mc->o;
-	const struct imap_mailbox_state *mb;
+	struct source_folder sfo = { 0 };
+	const struct source_folder *mb;
 	struct maildir_folder *f = NULL;
 	struct msgsum_list src = { 0 };
 	struct state_folder sf;
@@ -292,12 +293,12 @@ copy_folder(struct md_ctx *mc, const struct imap_mailbox_info *box,
 		state_folder_free(&sf);
 		return SCOPE_OK;
 	}
-	if (imap_client_select(mc->src, box->name, true, &error) < 0) {
-		sc = imap_client_is_dead(mc->src) ? SCOPE_SESSION : SCOPE_FOLDER;
+	if (source_select(&mc->src, box->name, &sfo, &error) < 0) {
+		sc = source_is_dead(&mc->src) ? SCOPE_SESSION : SCOPE_FOLDER;
 		fail(mc, sc, "cannot examine %s on the source: %s", box->name, error);
 		goto out;
 	}
-	mb = imap_client_mailbox(mc->src);
+	mb = &sfo;
 	if (mb->uidvalidity == 0 || mb->uidnext == 0) {
 		/* Courier sends no UIDNEXT on SELECT: STATUS had it */
 		if (box->uidnext == 0) {
@@ -322,7 +323,7 @@ copy_folder(struct md_ctx *mc, const struct imap_mailbox_info *box,
 	}
 	/* sizes and dates only when unlisted files need matching */
 	if (mb->exists > 0 &&
-	    msgsum_fetch(mc->src, "1:*", MSGSUM_FLAGS |
+	    source_list(&mc->src, NULL, 0, MSGSUM_FLAGS |
 	                 (maildir_folder_unlisted_count(f) > 0 ? MSGSUM_META : 0),
 	                 &src, &error) < 0) {
 		fail(mc, SCOPE_SESSION, "source: %s", error);
@@ -431,8 +432,14 @@ copy_folder(struct md_ctx *mc, const struct imap_mailbox_info *box,
 	{
 		uint32_t next = sf.src_uidnext;
 
-		if (imap_client_mailbox(mc->src)->uidnext > next)
-			next = imap_client_mailbox(mc->src)->uidnext;
+		struct source_folder now;
+
+		/* (IMAP: the session may have seen new mail meanwhile) */
+		if (mc->src.kind == SOURCE_IMAP) {
+			now.uidnext = imap_client_mailbox(mc->src.client)->uidnext;
+			if (now.uidnext > next)
+				next = now.uidnext;
+		}
 		if (maildir_folder_uidnext(f) > next)
 			next = maildir_folder_uidnext(f);
 		if (maildir_folder_set_uids(f, sf.src_uidvalidity, next, &error) < 0)
@@ -470,7 +477,7 @@ connect_src(struct md_ctx *mc)
 	const char *error;
 	bool refused;
 
-	if (imap_client_connect(mc->src_opts, &mc->src, &refused, &error) < 0) {
+	if (source_connect(&mc->src, &refused, &error) < 0) {
 		fail(mc, refused ? SCOPE_RUN : SCOPE_SESSION, "source: %s", error);
 		return mc->worst;
 	}
@@ -478,10 +485,10 @@ connect_src(struct md_ctx *mc)
 		imap_account_info_free(&mc->info);
 		mc->have_info = false;
 	}
-	if (imap_account_inventory(mc->src, IMAP_INV_STATUS | IMAP_INV_SUBSCRIBED,
-	                           &mc->info, &error) < 0) {
+	if (source_inventory(&mc->src, IMAP_INV_STATUS | IMAP_INV_SUBSCRIBED,
+	                     &mc->info, &error) < 0) {
 		fail(mc, SCOPE_SESSION, "source: %s", error);
-		imap_client_free(&mc->src);
+		source_disconnect(&mc->src);
 		return SCOPE_SESSION;
 	}
 	mc->have_info = true;
@@ -493,9 +500,8 @@ reconnect(struct md_ctx *mc, unsigned attempt)
 {
 	unsigned wait = 1u << (attempt < 5 ? attempt : 5);
 
-	log_warn("%s; reconnecting in %u s", mc->error, wait);
-	if (mc->src != NULL)
-		imap_client_free(&mc->src);
+	log_warn("%s; reconnecting in %u s", mc->error != NULL ? mc->error : "session lost", wait);
+	source_disconnect(&mc->src);
 	sleep(wait);
 	XFREE(mc->error);
 	mc->worst = SCOPE_OK;
@@ -544,8 +550,18 @@ tomaildir_copy_account(const struct imap_client_options *src_opts,
                        struct state_db *db, const struct tomaildir_options *o,
                        struct copy_stats *stats, const char **error_r)
 {
+	struct source s = { .kind = SOURCE_IMAP, .imap = src_opts };
+
+	return tomaildir_copy_from(&s, db, o, stats, error_r);
+}
+
+int
+tomaildir_copy_from(const struct source *src, struct state_db *db,
+                    const struct tomaildir_options *o, struct copy_stats *stats,
+                    const char **error_r)
+{
 	struct md_ctx mc = {
-		.src_opts = src_opts, .o = o, .db = db, .stats = stats,
+		.src = *src, .o = o, .db = db, .stats = stats,
 	};
 	double start = time_mono_sec();
 	struct md_pair *pairs = NULL;
@@ -644,8 +660,7 @@ tomaildir_copy_account(const struct imap_client_options *src_opts,
 	}
 	if (!o->no_subscriptions)
 		write_subscriptions(&mc, pairs, n);
-	if (mc.src != NULL)
-		imap_client_logout(&mc.src);
+	source_logout(&mc.src);
 out:
 	for (size_t i = 0; i < n && pairs != NULL; i++) {
 		free(pairs[i].src);
@@ -653,8 +668,7 @@ out:
 		free(pairs[i].dst_wire);
 	}
 	free(pairs);
-	if (mc.src != NULL)
-		imap_client_free(&mc.src);
+	source_disconnect(&mc.src);
 	if (mc.have_info)
 		imap_account_info_free(&mc.info);
 	free(mc.error);

@@ -12,6 +12,7 @@
 #include "client.h"
 #include "copy.h"
 #include "maildir.h"
+#include "source.h"
 
 struct tomaildir_options {
 	const char *account;          /* state key */
@@ -41,6 +42,11 @@ int tomaildir_copy_account(const struct imap_client_options *src,
                            const struct tomaildir_options *o,
                            struct copy_stats *stats,
                            const char **error_r) ATTR_WARN_UNUSED;
+
+/* The same from any source (IMAP account or another Maildir). */
+int tomaildir_copy_from(const struct source *src, struct state_db *db,
+                        const struct tomaildir_options *o,
+                        struct copy_stats *stats, const char **error_r) ATTR_WARN_UNUSED;
 
 /* The Maildir++ directory of a destination wire name ("Archive.2019",
  * '.'-separated, no prefix): ".Archive.2019"; INBOX is "". Refuses names

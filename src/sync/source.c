@@ -1,0 +1,457 @@
+/* source.c: IMAP and Maildir sources behind one interface (source.h). */
+#define _GNU_SOURCE 1 /* O_TMPFILE */
+#include "source.h"
+
+#include "buf.h"
+#include "flags.h"
+#include "log.h"
+#include "uidset.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MEM_BODY_MAX (1024 * 1024)
+
+int
+source_connect(struct source *s, bool *refused_r, const char **error_r)
+{
+	struct stat st;
+
+	*refused_r = false;
+	if (s->kind == SOURCE_IMAP)
+		return imap_client_connect(s->imap, &s->client, refused_r, error_r);
+	if (stat(s->root, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		*error_r = err_set("%s: not a Maildir directory", s->root);
+		*refused_r = true;
+		return -1;
+	}
+	return 0;
+}
+
+void
+source_disconnect(struct source *s)
+{
+	if (s->client != NULL)
+		imap_client_free(&s->client);
+	if (s->folder != NULL)
+		maildir_folder_close(&s->folder);
+}
+
+void
+source_logout(struct source *s)
+{
+	if (s->client != NULL)
+		imap_client_logout(&s->client);
+	source_disconnect(s);
+}
+
+bool
+source_is_connected(const struct source *s)
+{
+	return s->kind == SOURCE_MAILDIR || s->client != NULL;
+}
+
+bool
+source_is_dead(const struct source *s)
+{
+	return s->kind == SOURCE_IMAP &&
+	       (s->client == NULL || imap_client_is_dead(s->client));
+}
+
+/* ------------------------------------------------------------- Maildir */
+
+static char *
+md_name_of(const char *dirname)
+{
+	return xstrdup(dirname[0] == '\0' ? "INBOX" : dirname + 1);
+}
+
+static char *
+md_dirname_of(const char *name)
+{
+	return str_ieq(name, "INBOX") ? xstrdup("") : xasprintf(".%s", name);
+}
+
+static int
+md_inventory(struct source *s, unsigned flags, struct imap_account_info *info,
+             const char **error_r)
+{
+	char **dirs = NULL, **subs = NULL;
+	size_t n = 0, n_subs = 0;
+
+	memset(info, 0, sizeof(*info));
+	if (maildir_list_folders(s->root, &dirs, &n, error_r) < 0)
+		return -1;
+	if ((flags & IMAP_INV_SUBSCRIBED) &&
+	    maildir_subscriptions_read(s->root, s->md.flavor, '.', &subs, &n_subs,
+	                               error_r) < 0) {
+		maildir_strv_free(&dirs, n);
+		return -1;
+	}
+	info->boxes = xcalloc(n + 1, sizeof(*info->boxes));
+	info->separator = '.';
+	for (size_t i = 0; i < n; i++) {
+		struct imap_mailbox_info *box = &info->boxes[info->count];
+		struct maildir_folder *f;
+		const char *error;
+
+		memset(box, 0, sizeof(*box));
+		box->name = md_name_of(dirs[i]);
+		box->name_len = strlen(box->name);
+		box->delimiter = '.';
+		box->attr_names = xcalloc(1, sizeof(char *));
+		box->selectable = true;
+		for (size_t k = 0; k < n_subs; k++) {
+			const char *sub = subs[k];
+
+			if (str_has_iprefix(sub, "INBOX.") && !str_ieq(box->name, "INBOX"))
+				sub += 6;
+			if (strcmp(sub, box->name) == 0 ||
+			    (str_ieq(sub, "INBOX") && str_ieq(box->name, "INBOX")))
+				box->subscribed = true;
+		}
+		if ((flags & (IMAP_INV_STATUS | IMAP_INV_SIZE)) &&
+		    maildir_folder_open(s->root, dirs[i], &s->md, false, &f,
+		                        &error) == 0) {
+			box->have_status = true;
+			box->uidvalidity = maildir_folder_uidvalidity(f);
+			box->uidnext = maildir_folder_uidnext(f);
+			box->messages = (uint32_t)maildir_folder_count(f);
+			maildir_folder_close(&f);
+		}
+		info->count++;
+	}
+	maildir_strv_free(&dirs, n);
+	maildir_strv_free(&subs, n_subs);
+	return 0;
+}
+
+static int
+md_select(struct source *s, const char *name, struct source_folder *st,
+          const char **error_r)
+{
+	char *dirname = md_dirname_of(name);
+	int ret;
+
+	if (s->folder != NULL)
+		maildir_folder_close(&s->folder);
+	ret = maildir_folder_open(s->root, dirname, &s->md, false, &s->folder,
+	                          error_r);
+	free(dirname);
+	if (ret < 0)
+		return -1;
+	if (maildir_folder_uidvalidity(s->folder) == 0) {
+		*error_r = err_set("%s: the Maildir folder has no uidlist yet (let "
+		                   "its server open it once): its UIDs are unknown",
+		                   name);
+		maildir_folder_close(&s->folder);
+		return -1;
+	}
+	memset(st, 0, sizeof(*st));
+	st->uidvalidity = maildir_folder_uidvalidity(s->folder);
+	st->uidnext = maildir_folder_uidnext(s->folder);
+	st->exists = (uint32_t)maildir_folder_count(s->folder);
+	return 0;
+}
+
+/* Reads a message as a server would serve it: bare LF becomes CRLF. Small
+ * messages go to memory (*data_r), large ones to an unlinked spool file
+ * (*fd_r). Returns 0 or -1 with *error_r. */
+static int
+md_read_msg(struct maildir_folder *f, uint32_t uid, const char *spool_dir,
+            char **data_r, int *fd_r, uint64_t *size_r, const char **error_r)
+{
+	char in[65536], out[131072], prev = '\0';
+	uint64_t fsize, total = 0;
+	struct buf mem;
+	int fd, spool = -1;
+	ssize_t n;
+
+	*data_r = NULL;
+	*fd_r = -1;
+	if (maildir_open_msg(f, uid, &fd, &fsize, error_r) < 0)
+		return -1;
+	buf_init(&mem, (size_t)2 * MEM_BODY_MAX + 2);
+	while ((n = read(fd, in, sizeof(in))) > 0) {
+		size_t o = 0;
+
+		for (ssize_t i = 0; i < n; i++) {
+			if (in[i] == '\n' && prev != '\r')
+				out[o++] = '\r';
+			out[o++] = in[i];
+			prev = in[i];
+		}
+		total += o;
+		if (spool < 0 && total > MEM_BODY_MAX) {
+			spool = open(spool_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+			if (spool < 0) {
+				*error_r = err_set("spool file in %s: %s", spool_dir,
+				                   strerror(errno));
+				goto fail;
+			}
+			if (write(spool, buf_data(&mem), buf_len(&mem)) !=
+			    (ssize_t)buf_len(&mem))
+				goto write_fail;
+			buf_free(&mem);
+		}
+		if (spool >= 0) {
+			if (write(spool, out, o) != (ssize_t)o)
+				goto write_fail;
+		} else if (buf_append(&mem, out, o) < 0) {
+			*error_r = "message buffer";
+			goto fail;
+		}
+	}
+	if (n < 0) {
+		*error_r = err_set("reading UID %u: %s", uid, strerror(errno));
+		goto fail;
+	}
+	close(fd);
+	*size_r = total;
+	if (spool >= 0) {
+		lseek(spool, 0, SEEK_SET);
+		*fd_r = spool;
+	} else {
+		*data_r = buf_take(&mem);
+	}
+	return 0;
+write_fail:
+	*error_r = err_set("writing spool file: %s", strerror(errno));
+fail:
+	if (spool >= 0)
+		close(spool);
+	close(fd);
+	buf_free(&mem);
+	return -1;
+}
+
+/* The header fields an IMAP server returns for BODY.PEEK[HEADER.FIELDS
+ * (MESSAGE-ID DATE FROM TO SUBJECT)], from the message bytes. */
+static void
+header_fields(const char *msg, size_t len, struct buf *out)
+{
+	static const char *const names[] = {
+		"message-id:", "date:", "from:", "to:", "subject:",
+	};
+	const char *p = msg, *end = msg + len;
+
+	while (p < end && *p != '\r' && *p != '\n') {
+		const char *eol = memchr(p, '\n', (size_t)(end - p));
+		const char *next = eol != NULL ? eol + 1 : end;
+		bool want = false;
+
+		while (next < end && (*next == ' ' || *next == '\t')) {
+			eol = memchr(next, '\n', (size_t)(end - next));
+			next = eol != NULL ? eol + 1 : end;
+		}
+		for (size_t i = 0; i < N_ELEMENTS(names) && !want; i++)
+			want = str_has_iprefix(p, names[i]);
+		if (want && buf_append(out, p, (size_t)(next - p)) < 0)
+			return;
+		p = next;
+	}
+	ignore_result(buf_append(out, "\r\n", 2));
+}
+
+static int
+md_list(struct source *s, const uint32_t *uids, size_t n, unsigned what,
+        struct msgsum_list *list, const char **error_r)
+{
+	struct maildir_folder *f = s->folder;
+	size_t count = uids != NULL ? n : maildir_folder_count(f);
+
+	for (size_t i = 0; i < count; i++) {
+		const struct maildir_msg *m = uids != NULL ?
+		    maildir_folder_find(f, uids[i]) : maildir_folder_msg(f, i);
+		struct msgsum *sum;
+		uint64_t size;
+
+		if (m == NULL)
+			continue;
+		if (list->count == list->alloc) {
+			list->alloc = list->alloc == 0 ? 256 : list->alloc * 2;
+			list->items = xreallocarray(list->items, list->alloc,
+			                            sizeof(*list->items));
+		}
+		sum = &list->items[list->count++];
+		memset(sum, 0, sizeof(*sum));
+		sum->uid = m->uid;
+		sum->flags = xstrdup(m->flags);
+		sum->internaldate = m->mtime;
+		if ((what & (MSGSUM_META | MSGSUM_FP)) &&
+		    maildir_msg_size(f, sum->uid, &size, error_r) == 0)
+			sum->size = size;
+		if (what & (MSGSUM_FP | MSGSUM_BODY)) {
+			char *data = NULL;
+			int fd = -1;
+			struct buf hdr;
+
+			if (md_read_msg(f, sum->uid, "/tmp", &data, &fd, &size,
+			                error_r) < 0)
+				continue;
+			if (fd >= 0) {
+				/* large: hash from the spool file */
+				data = xmalloc(size + 1);
+				if (read(fd, data, size) != (ssize_t)size)
+					size = 0;
+				close(fd);
+			}
+			buf_init(&hdr, 1 << 20);
+			header_fields(data, size, &hdr);
+			msgsum_fingerprint(buf_data(&hdr), buf_len(&hdr), sum->size,
+			                   sum->internaldate, sum->fp, &sum->message_id);
+			sum->have_fp = true;
+			buf_free(&hdr);
+			if (what & MSGSUM_BODY) {
+				unsigned int n32 = 32;
+				EVP_Digest(data, size, sum->body_sha, &n32, EVP_sha256(), NULL);
+				sum->have_body = true;
+			}
+			free(data);
+		}
+	}
+	return 0;
+}
+
+/* -------------------------------------------------------------- readers */
+
+struct source_reader {
+	struct source *s;
+	struct fetch_reader *imap;
+	/* Maildir */
+	const uint32_t *uids;
+	size_t count;
+	struct mqueue *q;
+	struct fetch_reader_options o;
+	char *error;
+	pthread_t thread;
+};
+
+static void *
+md_reader_main(void *arg)
+{
+	struct source_reader *r = arg;
+	const char *spool = r->o.spool_dir != NULL ? r->o.spool_dir :
+	                    (getenv("TMPDIR") != NULL ? getenv("TMPDIR") : "/tmp");
+
+	for (size_t i = 0; i < r->count && !r->q->aborted; i++) {
+		const struct maildir_msg *m = maildir_folder_find(r->s->folder,
+		                                                  r->uids[i]);
+		struct cmsg *c;
+		const char *error;
+
+		if (m == NULL)
+			continue;
+		if (r->o.skip_deleted && flags_has(m->flags, "\\Deleted"))
+			continue;
+		c = xcalloc(1, sizeof(*c));
+		c->uid = m->uid;
+		c->flags = xstrdup(m->flags);
+		c->internaldate = m->mtime;
+		if (md_read_msg(r->s->folder, m->uid, spool, &c->data, &c->fd,
+		                &c->size, &error) < 0) {
+			/* a vanished file is an expunge, not a session error */
+			log_warn("Maildir UID %u: %s", m->uid, error);
+			cmsg_free(&c);
+			continue;
+		}
+		if (mqueue_push(r->q, c) < 0)
+			break;
+	}
+	mqueue_close(r->q);
+	return NULL;
+}
+
+struct source_reader *
+source_reader_start(struct source *s, const uint32_t *uids, size_t count,
+                    struct mqueue *q, const struct fetch_reader_options *o)
+{
+	struct source_reader *r = xcalloc(1, sizeof(*r));
+
+	r->s = s;
+	if (s->kind == SOURCE_IMAP) {
+		r->imap = fetch_reader_start(s->client, uids, count, q, o);
+		return r;
+	}
+	r->uids = uids;
+	r->count = count;
+	r->q = q;
+	r->o = *o;
+	if (pthread_create(&r->thread, NULL, md_reader_main, r) != 0)
+		fatal("pthread_create failed");
+	return r;
+}
+
+char *
+source_reader_join(struct source_reader **rp)
+{
+	struct source_reader *r = *rp;
+	char *error;
+
+	if (r->imap != NULL) {
+		error = fetch_reader_join(&r->imap);
+	} else {
+		pthread_join(r->thread, NULL);
+		error = r->error;
+	}
+	free(r);
+	*rp = NULL;
+	return error;
+}
+
+/* ------------------------------------------------------------ dispatch */
+
+int
+source_inventory(struct source *s, unsigned flags, struct imap_account_info *info,
+                 const char **error_r)
+{
+	if (s->kind == SOURCE_MAILDIR)
+		return md_inventory(s, flags, info, error_r);
+	return imap_account_inventory(s->client, flags, info, error_r);
+}
+
+int
+source_select(struct source *s, const char *name, struct source_folder *st,
+              const char **error_r)
+{
+	const struct imap_mailbox_state *mb;
+
+	if (s->kind == SOURCE_MAILDIR)
+		return md_select(s, name, st, error_r);
+	if (imap_client_select(s->client, name, true, error_r) < 0)
+		return -1;
+	mb = imap_client_mailbox(s->client);
+	st->uidvalidity = mb->uidvalidity;
+	st->uidnext = mb->uidnext;
+	st->exists = mb->exists;
+	st->highestmodseq = mb->highestmodseq;
+	return 0;
+}
+
+int
+source_list(struct source *s, const uint32_t *uids, size_t n, unsigned what,
+            struct msgsum_list *list, const char **error_r)
+{
+	char *set;
+	int ret;
+
+	if (s->kind == SOURCE_MAILDIR)
+		return md_list(s, uids, n, what, list, error_r);
+	if (uids == NULL) {
+		if (imap_client_mailbox(s->client)->exists == 0)
+			return 0;
+		return msgsum_fetch(s->client, "1:*", what, list, error_r);
+	}
+	if (n == 0)
+		return 0;
+	set = uidset_string(uids, n);
+	ret = msgsum_fetch(s->client, set, what, list, error_r);
+	free(set);
+	return ret;
+}

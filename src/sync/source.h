@@ -1,0 +1,67 @@
+/* source.h: where a copy reads from: an IMAP account or a Maildir (Dovecot
+ * or Courier, read through its uidlist so UIDs are the ones its server
+ * showed). The copy engines talk to this interface only, so every source
+ * works with every target. A source is used by one thread at a time; the
+ * reader started by source_reader_start() owns it until joined. */
+#ifndef IMAPFERRY_SYNC_SOURCE_H
+#define IMAPFERRY_SYNC_SOURCE_H
+
+#include "client.h"
+#include "maildir.h"
+#include "mailboxes.h"
+#include "mqueue.h"
+#include "msgsum.h"
+#include "reader.h"
+
+enum source_kind { SOURCE_IMAP, SOURCE_MAILDIR };
+
+struct source {
+	enum source_kind kind;
+	/* IMAP */
+	const struct imap_client_options *imap;
+	struct imap_client *client;
+	/* Maildir: root and flavor; folder is the selected one */
+	const char *root;
+	struct maildir_options md;
+	struct maildir_folder *folder;
+};
+
+/* The selected folder as the source reports it. */
+struct source_folder {
+	uint32_t uidvalidity, uidnext, exists;
+	uint64_t highestmodseq;
+};
+
+/* Connects (IMAP) or checks the root (Maildir). *refused_r: the failure
+ * is a refused login (do not retry). Returns 0 or -1 with *error_r. */
+int source_connect(struct source *s, bool *refused_r, const char **error_r) ATTR_WARN_UNUSED;
+void source_disconnect(struct source *s);
+/* Logs out politely (IMAP) and disconnects. */
+void source_logout(struct source *s);
+bool source_is_connected(const struct source *s);
+/* True when the failure that just happened was the connection's. */
+bool source_is_dead(const struct source *s);
+
+/* Folders with status (and subscriptions with IMAP_INV_SUBSCRIBED). For a
+ * Maildir the names are '.'-separated without prefix ("Archive.2019"),
+ * INBOX is "INBOX". */
+int source_inventory(struct source *s, unsigned flags,
+                     struct imap_account_info *info, const char **error_r) ATTR_WARN_UNUSED;
+/* Selects a folder read-only. */
+int source_select(struct source *s, const char *name, struct source_folder *st_r,
+                  const char **error_r) ATTR_WARN_UNUSED;
+/* Summaries of the selected folder: all messages (uids NULL) or the given
+ * ones (ascending), with enum msgsum_what items. */
+int source_list(struct source *s, const uint32_t *uids, size_t n, unsigned what,
+                struct msgsum_list *list, const char **error_r) ATTR_WARN_UNUSED;
+
+/* Streams the bodies of uids (ascending) of the selected folder into q in
+ * a thread; see reader.h. */
+struct source_reader;
+struct source_reader *source_reader_start(struct source *s, const uint32_t *uids,
+                                          size_t count, struct mqueue *q,
+                                          const struct fetch_reader_options *o);
+/* Returns NULL or the error (caller frees). */
+char *source_reader_join(struct source_reader **r);
+
+#endif
