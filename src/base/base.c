@@ -289,3 +289,44 @@ base64_encode(const void *data, size_t len)
 	*o = '\0';
 	return out;
 }
+
+static int
+hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+char *
+str_pct_decode(const char *s, size_t len)
+{
+	char *out = xmalloc(len + 1), *o = out;
+
+	for (size_t i = 0; i < len; i++) {
+		int h, l;
+		char c;
+
+		if (s[i] != '%') {
+			*o++ = s[i];
+			continue;
+		}
+		if (i + 2 >= len || (h = hexval(s[i + 1])) < 0 ||
+		    (l = hexval(s[i + 2])) < 0)
+			goto bad;
+		c = (char)(h * 16 + l);
+		if (c == '\0' || c == '\r' || c == '\n')
+			goto bad;
+		*o++ = c;
+		i += 2;
+	}
+	*o = '\0';
+	return out;
+bad:
+	free(out);
+	return NULL;
+}

@@ -56,6 +56,10 @@ double time_mono_sec(void);
 int file_read_small(const char *path, size_t max_size, bool strip_nl,
                     char **data_r, const char **error_r);
 
+/* Decodes %XX escapes of len bytes into a new string. Returns NULL for a
+ * malformed escape or one that decodes to NUL, CR or LF. */
+char *str_pct_decode(const char *s, size_t len);
+
 /* Overwrites a secret with zeros before freeing it. */
 void secret_free(char **secret);
 

@@ -7,40 +7,6 @@
 #include <string.h>
 
 static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9') return c - '0';
-	if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-	return -1;
-}
-
-/* Decodes %XX escapes; returns NULL on a bad escape or an encoded NUL. */
-static char *
-pct_decode(const char *s, size_t len)
-{
-	char *out = xmalloc(len + 1), *o = out;
-
-	for (size_t i = 0; i < len; i++) {
-		if (s[i] == '%') {
-			int h, l;
-			if (i + 2 >= len || (h = hexval(s[i + 1])) < 0 ||
-			    (l = hexval(s[i + 2])) < 0 || (h == 0 && l == 0))
-				goto bad;
-			*o++ = (char)(h * 16 + l);
-			i += 2;
-		} else {
-			*o++ = s[i];
-		}
-	}
-	*o = '\0';
-	return out;
-bad:
-	free(out);
-	return NULL;
-}
-
-static int
 parse_query(struct endpoint *ep, const char *q, const char **error_r)
 {
 	char *dup = xstrdup(q), *next, *item;
@@ -135,7 +101,7 @@ endpoint_parse(const char *url, struct endpoint *ep, const char **error_r)
 			return -1;
 		}
 	}
-	ep->user = pct_decode(userinfo, strlen(userinfo));
+	ep->user = str_pct_decode(userinfo, strlen(userinfo));
 	free(userinfo);
 	if (ep->user == NULL || ep->user[0] == '\0') {
 		*error_r = "bad or empty user name in URL";

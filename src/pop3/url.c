@@ -7,46 +7,6 @@
 #include <string.h>
 
 static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9') return c - '0';
-	if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-	return -1;
-}
-
-/* Decodes %XX escapes; returns NULL on a bad escape or an encoded NUL,
- * CR or LF (they could not be sent in a POP3 command). */
-static char *
-pct_decode(const char *s, size_t len)
-{
-	char *out = xmalloc(len + 1), *o = out;
-
-	for (size_t i = 0; i < len; i++) {
-		if (s[i] == '%') {
-			int h, l;
-			char c;
-
-			if (i + 2 >= len || (h = hexval(s[i + 1])) < 0 ||
-			    (l = hexval(s[i + 2])) < 0)
-				goto bad;
-			c = (char)(h * 16 + l);
-			if (c == '\0' || c == '\r' || c == '\n')
-				goto bad;
-			*o++ = c;
-			i += 2;
-		} else {
-			*o++ = s[i];
-		}
-	}
-	*o = '\0';
-	return out;
-bad:
-	free(out);
-	return NULL;
-}
-
-static int
 parse_query(struct pop3_options *o, const char *q, const char **error_r)
 {
 	char *dup = xstrdup(q), *next, *item;
@@ -135,7 +95,7 @@ url_parse(const char *url, struct pop3_options *o, struct pop3_url *u,
 			return -1;
 		}
 	}
-	u->user = pct_decode(userinfo, strlen(userinfo));
+	u->user = str_pct_decode(userinfo, strlen(userinfo));
 	free(userinfo);
 	if (u->user == NULL || u->user[0] == '\0') {
 		*error_r = "bad or empty user name in URL";
