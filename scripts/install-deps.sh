@@ -34,3 +34,26 @@ if [ "$(cat "$PKG/cyrus-imapd.version" 2>/dev/null)" != "$want" ] ||
 	echo "$want" >"$PKG/cyrus-imapd.version"
 	rm -rf "$tmp"
 fi
+
+# Courier-IMAP for the integration tests (tests/integ/test_courier.py).
+# courier-imap also Conflicts: with dovecot-imapd, so the same trick: install
+# its dependencies (authdaemond, userdb tools, couriertcpd from courier-base),
+# and unpack imapd + imaplogin into $PKG (shared/docs/SERVERS.md sections 1, 4).
+apt-get install -y --no-install-recommends \
+	courier-base courier-authdaemon courier-authlib-userdb gamin libwrap0 \
+	libcourier-unicode4 libidn12 libgdbm6 util-linux
+want=$(apt-cache policy courier-imap | sed -n 's/^ *Candidate: *//p')
+if [ "$(cat "$PKG/courier-imap.version" 2>/dev/null)" != "$want" ] ||
+	[ ! -x "$PKG/usr/bin/imapd" ] ||
+	[ ! -x "$PKG/usr/lib/courier/courier/imaplogin" ]; then
+	tmp=$(mktemp -d)
+	chown _apt "$tmp" 2>/dev/null || true # apt-get download runs as _apt
+	(cd "$tmp" && apt-get download "courier-imap=$want")
+	mkdir -p "$PKG"
+	dpkg-deb -x "$tmp"/courier-imap_*.deb "$PKG"
+	echo "$want" >"$PKG/courier-imap.version"
+	rm -rf "$tmp"
+fi
+# authlib's socket directory is compiled in; without systemd nothing creates
+# it, and the harness bind-mounts its own directory over it.
+install -d -o courier -g courier -m 750 /run/courier/authdaemon

@@ -427,13 +427,15 @@ send_cmd_parts(struct imap_client *c, struct imap_cmd *cmd)
 			continue;
 		case PART_CONT_LINE:
 			if (!cmd->announced) {
-				/* first wait for the server's "+" */
+				/* end the command line, then wait for the "+" */
+				if (conn_write(c, "\r\n", 2) < 0)
+					return -1;
 				cmd->announced = true;
 				cmd->waiting_cont = true;
 				return 0;
 			}
-			if (conn_write(c, p->data, p->len) < 0 ||
-			    conn_write(c, "\r\n", 2) < 0)
+			/* the line is ended by the next part or the final CRLF */
+			if (conn_write(c, p->data, p->len) < 0)
 				return -1;
 			cmd->announced = false;
 			cmd->next_part++;

@@ -62,6 +62,10 @@ inv_untagged(void *ctx, const struct imap_response *resp)
 		break;
 	}
 	case IMAP_UNTAGGED_LSUB:
+		/* \Noselect in LSUB: not subscribed, but has subscribed
+		 * children (RFC 3501 6.3.9; Courier sends these for "*") */
+		if (resp->u.list.attrs & IMAP_MBOX_NOSELECT)
+			break;
 		box = find_box(info, resp->u.list.name, resp->u.list.name_len);
 		if (box != NULL)
 			box->subscribed = true;

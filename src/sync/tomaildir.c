@@ -9,6 +9,7 @@
 #include "mailboxes.h"
 #include "mqueue.h"
 #include "msgsum.h"
+#include "mutf7.h"
 #include "reader.h"
 #include "source.h"
 
@@ -89,6 +90,65 @@ tomaildir_dirname(const char *wire, char **dirname_r, const char **error_r)
 	free(comps);
 	free(dup);
 	return ret;
+}
+
+/* Courier-IMAP 5 keeps folder names on disk in UTF-8 (the directory of
+ * INBOX.Listes.&APw-n&AO8-code is ".Listes." + the UTF-8 of "\u00fcn\u00efcode",
+ * that of "Beta &- Co" is ".Projects.Beta & Co"),
+ * and courierimapsubscribed too: a modified-UTF-7 directory name would be
+ * listed literally ("INBOX.Listes.&-APw-n..."). Converts a checked
+ * modified-UTF-7 name to that form; refuses what Courier 5 refuses ('/')
+ * or cannot be a safe directory name (control characters, too long). */
+static int
+courier_utf8(const char *mutf7, size_t max, char **out_r, const char **error_r)
+{
+	struct buf b;
+
+	buf_init(&b, max + 1);
+	if (mutf7_decode(mutf7, strlen(mutf7), &b) < 0) {
+		buf_free(&b);
+		*error_r = err_set("\"%.100s\": not valid modified UTF-7, or longer "
+		                   "than %zu bytes in UTF-8 (Courier 5 stores names "
+		                   "in UTF-8)", mutf7, max);
+		return -1;
+	}
+	for (size_t i = 0; i < buf_len(&b); i++) {
+		unsigned char ch = (unsigned char)buf_data(&b)[i];
+
+		if (ch < 0x20 || ch == 0x7f || ch == '/') {
+			buf_free(&b);
+			*error_r = err_set("\"%.100s\": %s in the name (Courier 5 "
+			                   "stores names in UTF-8)", mutf7, ch == '/' ?
+			                   "'/'" : "a control character");
+			return -1;
+		}
+	}
+	if (buf_len(&b) > max) {
+		buf_free(&b);
+		*error_r = err_set("\"%.100s\": longer than %zu bytes in UTF-8",
+		                   mutf7, max);
+		return -1;
+	}
+	*out_r = buf_take(&b);
+	return 0;
+}
+
+int
+tomaildir_dirname_for(const char *wire, enum maildir_flavor flavor,
+                      char **dirname_r, const char **error_r)
+{
+	char *d;
+
+	if (tomaildir_dirname(wire, &d, error_r) < 0)
+		return -1;
+	if (flavor == MAILDIR_COURIER && d[0] != '\0') {
+		int ret = courier_utf8(d, MAILDIR_DIRNAME_MAX, dirname_r, error_r);
+
+		free(d);
+		return ret;
+	}
+	*dirname_r = d;
+	return 0;
 }
 
 static int
@@ -257,6 +317,26 @@ adopt_unlisted(struct md_ctx *mc, struct maildir_folder *f, const char *folder,
 	return SCOPE_OK;
 }
 
+/* A source folder name for messages: control characters (a hostile
+ * server's "\x1b[31m" or CR LF) and bytes outside ASCII as \xHH. */
+static char *
+shown_name(const char *name)
+{
+	size_t len = strlen(name);
+	char *out = xmalloc(len * 4 + 1), *p = out;
+
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)name[i];
+
+		if (c < 0x20 || c >= 0x7f)
+			p += sprintf(p, "\\x%02x", c);
+		else
+			*p++ = (char)c;
+	}
+	*p = '\0';
+	return out;
+}
+
 static enum scope
 copy_folder(struct md_ctx *mc, const struct imap_mailbox_info *box,
             const char *dirname)
@@ -272,10 +352,14 @@ copy_folder(struct md_ctx *mc, const struct imap_mailbox_info *box,
 	bool found, inbox = dirname[0] == '\0';
 	const char *error;
 	enum scope sc = SCOPE_OK;
+	char *shown = shown_name(box->name);
+	uint32_t check_from;
+	bool meta;
 
 	if (state_folder_get(mc->db, o->account, box->name, &sf, &found,
 	                     &error) < 0) {
 		fail(mc, SCOPE_RUN, "%s", error);
+		free(shown);
 		return SCOPE_RUN;
 	}
 	if (!found) {
@@ -289,13 +373,14 @@ copy_folder(struct md_ctx *mc, const struct imap_mailbox_info *box,
 	    sf.src_uidvalidity == box->uidvalidity &&
 	    sf.src_uidnext == box->uidnext &&
 	    sf.src_highestmodseq == box->highestmodseq) {
-		log_debug("%s: unchanged since the last run", box->name);
+		log_debug("%s: unchanged since the last run", shown);
 		state_folder_free(&sf);
+		free(shown);
 		return SCOPE_OK;
 	}
 	if (source_select(&mc->src, box->name, &sfo, &error) < 0) {
 		sc = source_is_dead(&mc->src) ? SCOPE_SESSION : SCOPE_FOLDER;
-		fail(mc, sc, "cannot examine %s on the source: %s", box->name, error);
+		fail(mc, sc, "cannot examine %s on the source: %s", shown, error);
 		goto out;
 	}
 	mb = &sfo;
@@ -304,10 +389,16 @@ copy_folder(struct md_ctx *mc, const struct imap_mailbox_info *box,
 		if (box->uidnext == 0) {
 			sc = SCOPE_FOLDER;
 			fail(mc, sc, "%s: the source reports no UIDVALIDITY/UIDNEXT",
-			     box->name);
+			     shown);
 			goto out;
 		}
 	}
+	/* Target UIDs at or above the source UIDNEXT of the last complete run
+	 * (all of them without one) were not numbered by a committed run of
+	 * ours: the server may have numbered files of an interrupted run, or
+	 * mail delivered to the target, with UIDs the source gives to other
+	 * messages. Those are checked by INTERNALDATE and size below. */
+	check_from = found && sf.complete && sf.src_uidnext != 0 ? sf.src_uidnext : 1;
 	sf.src_uidvalidity = mb->uidvalidity != 0 ? mb->uidvalidity : box->uidvalidity;
 	sf.src_uidnext = mb->uidnext != 0 ? mb->uidnext : box->uidnext;
 	sf.src_highestmodseq = mb->highestmodseq;
@@ -318,14 +409,17 @@ copy_folder(struct md_ctx *mc, const struct imap_mailbox_info *box,
 			goto out;
 		}
 		sc = is_disk_full(error) ? SCOPE_RUN : SCOPE_FOLDER;
-		fail(mc, sc, "%s: %s", box->name, error);
+		fail(mc, sc, "%s: %s", shown, error);
 		goto out;
 	}
-	/* sizes and dates only when unlisted files need matching */
+	/* sizes and dates only when unlisted files need matching or
+	 * messages need checking */
+	n_md = maildir_folder_count(f);
+	meta = maildir_folder_unlisted_count(f) > 0 ||
+	       (n_md > 0 && maildir_folder_msg(f, n_md - 1)->uid >= check_from);
 	if (mb->exists > 0 &&
 	    source_list(&mc->src, NULL, 0, MSGSUM_FLAGS |
-	                 (maildir_folder_unlisted_count(f) > 0 ? MSGSUM_META : 0),
-	                 &src, &error) < 0) {
+	                 (meta ? MSGSUM_META : 0), &src, &error) < 0) {
 		fail(mc, SCOPE_SESSION, "source: %s", error);
 		sc = SCOPE_SESSION;
 		goto out;
@@ -336,7 +430,7 @@ copy_folder(struct md_ctx *mc, const struct imap_mailbox_info *box,
 		if (!o->dry_run &&
 		    maildir_folder_set_uids(f, sf.src_uidvalidity, 0, &error) < 0) {
 			sc = SCOPE_FOLDER;
-			fail(mc, sc, "%s: %s", box->name, error);
+			fail(mc, sc, "%s: %s", shown, error);
 			goto out;
 		}
 		if (!o->dry_run)
@@ -345,7 +439,7 @@ copy_folder(struct md_ctx *mc, const struct imap_mailbox_info *box,
 		sc = SCOPE_FOLDER;
 		fail(mc, sc, "%s: the Maildir folder %s has UIDVALIDITY %" PRIu32
 		     " but the source %" PRIu32 ": its UIDs cannot be kept (move the "
-		     "Maildir folder away to copy it again)", box->name,
+		     "Maildir folder away to copy it again)", shown,
 		     dirname[0] != '\0' ? dirname : "INBOX",
 		     maildir_folder_uidvalidity(f), sf.src_uidvalidity);
 		goto out;
@@ -353,7 +447,7 @@ copy_folder(struct md_ctx *mc, const struct imap_mailbox_info *box,
 
 	/* files a crashed run delivered but did not list */
 	if (!o->dry_run && maildir_folder_unlisted_count(f) > 0 &&
-	    (sc = adopt_unlisted(mc, f, box->name, &src)) != SCOPE_OK)
+	    (sc = adopt_unlisted(mc, f, shown, &src)) != SCOPE_OK)
 		goto out;
 
 	/* diff: the Maildir holds the source UIDs */
@@ -374,7 +468,7 @@ copy_folder(struct md_ctx *mc, const struct imap_mailbox_info *box,
 				    "the target?): it cannot keep its UID",
 				    s->uid, maildir_folder_min_uid(f));
 
-				log_warn("%s: %s", box->name, why);
+				log_warn("%s: %s", shown, why);
 				mc->stats->failed++;
 				if (state_failure_put(mc->db, o->account, box->name,
 				                      s->uid, STATE_SCOPE_MESSAGE, why,
@@ -386,6 +480,26 @@ copy_folder(struct md_ctx *mc, const struct imap_mailbox_info *box,
 			to_copy[n_copy++] = s->uid;
 			continue;
 		}
+		if (meta && m->uid >= check_from &&
+		    (m->mtime != s->internaldate ||
+		     (m->size != MAILDIR_SIZE_UNKNOWN && m->size != s->size &&
+		      m->file_size != s->size))) {
+			const char *err2;
+			char *why = xasprintf("UID %" PRIu32 " on the target holds "
+			    "another message (INTERNALDATE %" PRId64 ", %" PRIu64
+			    " bytes; the source's: %" PRId64 ", %" PRIu64 " bytes): the "
+			    "server numbered a file of an interrupted run, or mail "
+			    "was delivered to the target; not copied", s->uid,
+			    m->mtime, m->file_size, s->internaldate, s->size);
+
+			log_warn("%s: %s", shown, why);
+			mc->stats->failed++;
+			if (state_failure_put(mc->db, o->account, box->name, s->uid,
+			                      STATE_SCOPE_MESSAGE, why, &err2) < 0)
+				fail(mc, SCOPE_RUN, "%s", err2);
+			free(why);
+			continue;
+		}
 		mc->stats->skipped++;
 		if (strcmp(m->flags, s->flags) != 0) {
 			char *dropped = NULL;
@@ -395,11 +509,11 @@ copy_folder(struct md_ctx *mc, const struct imap_mailbox_info *box,
 				continue;
 			if (maildir_set_flags(f, s->uid, s->flags, &dropped,
 			                      &error) < 0) {
-				log_warn("%s: UID %" PRIu32 ": %s", box->name, s->uid,
+				log_warn("%s: UID %" PRIu32 ": %s", shown, s->uid,
 				         error);
 				continue;
 			}
-			report_dropped(mc, box->name, s->uid, dropped);
+			report_dropped(mc, shown, s->uid, dropped);
 		}
 	}
 	for (size_t i = 0; i < n_md && o->delete_missing; i++) {
@@ -410,7 +524,7 @@ copy_folder(struct md_ctx *mc, const struct imap_mailbox_info *box,
 	}
 	if (n_copy > 0 || n_gone > 0)
 		log_info("%s -> %s: %zu to copy, %zu already there, %zu gone%s",
-		         box->name, dirname[0] != '\0' ? dirname : "INBOX", n_copy,
+		         shown, dirname[0] != '\0' ? dirname : "INBOX", n_copy,
 		         src.count - n_copy, n_gone, o->dry_run ? " (dry run)" : "");
 	if (o->dry_run) {
 		mc->stats->copied += n_copy;
@@ -423,7 +537,7 @@ copy_folder(struct md_ctx *mc, const struct imap_mailbox_info *box,
 		goto commit;
 	for (size_t i = 0; i < n_gone; i++) {
 		if (maildir_expunge(f, gone[i], &error) < 0)
-			log_warn("%s: UID %" PRIu32 ": %s", box->name, gone[i], error);
+			log_warn("%s: UID %" PRIu32 ": %s", shown, gone[i], error);
 		else
 			mc->stats->expunged++;
 	}
@@ -443,7 +557,7 @@ copy_folder(struct md_ctx *mc, const struct imap_mailbox_info *box,
 		if (maildir_folder_uidnext(f) > next)
 			next = maildir_folder_uidnext(f);
 		if (maildir_folder_set_uids(f, sf.src_uidvalidity, next, &error) < 0)
-			log_warn("%s: %s", box->name, error);
+			log_warn("%s: %s", shown, error);
 	}
 	sf.complete = true;
 commit:
@@ -451,7 +565,7 @@ commit:
 		sf.complete = false;
 		if (sc < SCOPE_FOLDER) {
 			sc = is_disk_full(error) ? SCOPE_RUN : SCOPE_FOLDER;
-			fail(mc, sc, "%s: %s", box->name, error);
+			fail(mc, sc, "%s: %s", shown, error);
 		}
 	}
 	if (state_begin(mc->db, &error) < 0 ||
@@ -468,6 +582,7 @@ out:
 	free(to_copy);
 	free(gone);
 	state_folder_free(&sf);
+	free(shown);
 	return sc != SCOPE_OK ? sc : mc->worst;
 }
 
@@ -527,10 +642,20 @@ write_subscriptions(struct md_ctx *mc, const struct md_pair *pairs, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		if (!pairs[i].subscribed || pairs[i].dst_wire == NULL)
 			continue;
-		if (courier && !str_ieq(pairs[i].dst_wire, "INBOX"))
-			tmp[k] = xasprintf("INBOX.%s", pairs[i].dst_wire);
-		else
+		if (courier && !str_ieq(pairs[i].dst_wire, "INBOX")) {
+			char *name = xasprintf("INBOX.%s", pairs[i].dst_wire);
+
+			/* in UTF-8, like the directory names */
+			if (courier_utf8(name, SIZE_MAX / 2, &tmp[k], &error) < 0) {
+				log_warn("subscription %s not written: %s",
+				         pairs[i].dst_wire, error);
+				free(name);
+				continue;
+			}
+			free(name);
+		} else {
 			tmp[k] = xstrdup(pairs[i].dst_wire);
+		}
 		names[k] = tmp[k];
 		k++;
 	}
@@ -600,8 +725,16 @@ tomaildir_copy_from(const struct source *src, struct state_db *db,
 		}
 		if (res.note != NULL)
 			log_warn("folder %s: %s", res.logical, res.note);
-		if (!res.excluded) {
-			if (tomaildir_dirname(res.dst_wire, &pairs[i].dirname, &error) < 0) {
+		if (!res.excluded &&
+		    memchr(box->name, '\0', box->name_len) != NULL) {
+			/* SELECT takes a C string: the source would be asked
+			 * for the folder named by the bytes before the NUL */
+			log_error("folder %s cannot be copied: its source name "
+			          "contains a NUL byte", res.logical);
+			stats->folders_failed++;
+		} else if (!res.excluded) {
+			if (tomaildir_dirname_for(res.dst_wire, o->md.flavor,
+			                          &pairs[i].dirname, &error) < 0) {
 				log_error("folder %s cannot be stored safely: %s",
 				          res.logical, error);
 				stats->folders_failed++;
@@ -620,8 +753,10 @@ tomaildir_copy_from(const struct source *src, struct state_db *db,
 			struct imap_mailbox_info box;
 			enum scope sc;
 
+			/* by length too: "a" must not match a source "a\0b" */
 			for (size_t k = 0; k < mc.info.count && b == NULL; k++)
-				if (strcmp(mc.info.boxes[k].name, pairs[i].src) == 0)
+				if (mc.info.boxes[k].name_len == strlen(pairs[i].src) &&
+				    strcmp(mc.info.boxes[k].name, pairs[i].src) == 0)
 					b = &mc.info.boxes[k];
 			if (b == NULL) {
 				log_warn("%s: vanished from the source", pairs[i].src);

@@ -52,5 +52,9 @@ int tomaildir_copy_from(const struct source *src, struct state_db *db,
  * '.'-separated, no prefix): ".Archive.2019"; INBOX is "". Refuses names
  * that are unsafe on disk. Returns 0 or -1 with *error_r. */
 int tomaildir_dirname(const char *wire, char **dirname_r, const char **error_r);
+/* The same for a flavor: Courier(-IMAP 5) keeps names on disk in UTF-8
+ * (".Projects.Beta & Co", not ".Projects.Beta &- Co"). */
+int tomaildir_dirname_for(const char *wire, enum maildir_flavor flavor,
+                          char **dirname_r, const char **error_r);
 
 #endif

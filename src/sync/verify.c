@@ -460,7 +460,8 @@ verify_account_maildir(const struct imap_client_options *src_opts,
 			continue;
 		}
 		if (!res.excluded) {
-			if (tomaildir_dirname(res.dst_wire, &dirname, &error) < 0) {
+			if (tomaildir_dirname_for(res.dst_wire, flavor, &dirname,
+			                          &error) < 0) {
 				add_diff(r, VERIFY_ERROR, box->name, res.dst_wire, 0, 0,
 				         "%s", error);
 			} else {

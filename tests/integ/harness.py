@@ -8,7 +8,8 @@ the environment variables
   IMAPFERRY_BUILD  the build directory
 
 What is here:
-  Dovecot(...), Cyrus(...)   throwaway servers on 127.0.0.1 (context managers)
+  Dovecot(...), Cyrus(...),  throwaway servers on 127.0.0.1 (context managers)
+  Courier(...)
   gen_corpus(...)            the deterministic corpus of shared/corpus/gen.py
   expected_folders(...)      per-folder message counts and RFC822.SIZE totals
   oracle_folders(conn)       the same, asked of a server through imaplib
@@ -781,6 +782,272 @@ DAEMON {{
     def url(self, user, scheme="imap", query="?tls=none"):
         return f"{scheme}://{user}@{self.host}:{self.port}{query}"
 
+
+class Courier(_Server):
+    """A throwaway Courier-IMAP 5 (authdaemond + couriertcpd + the unpacked
+    imaplogin/imapd) on 127.0.0.1, in a private mount namespace.
+
+    authlib's paths are compiled in (/etc/courier, /run/courier/authdaemon),
+    so the instance runs under `unshare --mount` with its own directories
+    bind-mounted over them (shared/docs/SERVERS.md section 4). Users are in a
+    private userdb; each has home $K/home/NAME and Maildir maildir(NAME),
+    owned by courier:courier. Namespace "INBOX." with "." separator. No TLS.
+    IMAP_KEYWORDS=1; IMAP_EMPTYTRASH is empty (nothing purged at login).
+    SELECT/EXAMINE return no UIDNEXT: use STATUS. Courier ignores the PLAIN
+    authzid (it logs in as the authcid). stop() ends every process of the
+    namespace (imapd sessions, gam_server), so the bind mounts go with it.
+    """
+
+    kind = "courier"
+    separator = "."
+    prefix = "INBOX."
+
+    def __init__(self, name, users=None, env=None):
+        self.name = name
+        self.users = dict(users if users is not None else {"alice": "alicepw"})
+        self.extra_env = dict(env or {})
+        self.dir = short_tempdir(name)
+        self.log_path = os.path.join(self.dir, "imapd.log")
+        self.imapd = os.path.join(CYRUS_PKG, "usr/bin/imapd")
+        self.imaplogin = os.path.join(CYRUS_PKG, "usr/lib/courier/courier/imaplogin")
+        self.pids = []
+        self.mntns = None
+        self.greeting = None
+
+    def home(self, user):
+        return os.path.join(self.dir, "home", user)
+
+    def maildir(self, user):
+        return os.path.join(self.home(user), "Maildir")
+
+    @staticmethod
+    def _ids():
+        import grp
+        import pwd
+        return pwd.getpwnam("courier").pw_uid, grp.getgrnam("courier").gr_gid
+
+    def _setup(self):
+        uid, gid = self._ids()
+        K = self.dir
+        os.makedirs(os.path.join(K, "etc"), exist_ok=True)
+        os.makedirs(os.path.join(K, "home"), exist_ok=True)
+        os.makedirs(os.path.join(K, "authdaemon"), mode=0o750, exist_ok=True)
+        os.chown(os.path.join(K, "authdaemon"), uid, gid)
+        os.chmod(os.path.join(K, "authdaemon"), 0o750)
+        with open(os.path.join(K, "etc", "authdaemonrc"), "w") as f:
+            f.write('authmodulelist="authuserdb"\ndaemons=3\n'
+                    'authdaemonvar=/run/courier/authdaemon\nDEBUG_LOGIN=0\n')
+        env = {
+            "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+            "IMAP_CAPABILITY": '"IMAP4rev1 UIDPLUS CHILDREN NAMESPACE IDLE AUTH=PLAIN"',
+            "IMAP_KEYWORDS": "1",
+            "IMAP_USELOCKS": "1",
+            "IMAP_TLS_REQUIRED": "0",
+            "IMAP_STARTTLS": "NO",
+            "IMAP_EMPTYTRASH": "",
+            "MAILDIRPATH": "Maildir",
+        }
+        env.update(self.extra_env)
+        with open(os.path.join(K, "etc", "imapd.env"), "w") as f:
+            for k, v in env.items():
+                f.write(f"{k}={v}\n")
+        udb = os.path.join(K, "etc", "userdb")
+        fd = os.open(udb, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.close(fd)
+        os.chmod(udb, 0o600)
+        for user, pw in self.users.items():
+            self._add_userdb(user, pw)
+        self._makeuserdb()
+
+    def _add_userdb(self, user, pw):
+        uid, gid = self._ids()
+        udb = os.path.join(self.dir, "etc", "userdb")
+        home, md = self.home(user), self.maildir(user)
+        os.makedirs(home, exist_ok=True)
+        if not os.path.isdir(os.path.join(md, "cur")):
+            subprocess.run(["maildirmake", md], check=True, stdin=subprocess.DEVNULL)
+        chown_tree(home, uid, gid)
+        subprocess.run(["userdb", "-f", udb, user, "set", f"uid={uid}", f"gid={gid}",
+                        f"home={home}", f"mail={md}"], check=True, stdin=subprocess.DEVNULL)
+        h = subprocess.run(["userdbpw", "-md5"], input=f"{pw}\n{pw}\n".encode(),
+                           stdout=subprocess.PIPE, check=True).stdout.strip()
+        subprocess.run(["userdb", "-f", udb, user, "set", "systempw"], input=h + b"\n",
+                       check=True)
+
+    def _makeuserdb(self):
+        subprocess.run(["makeuserdb", "-f", os.path.join(self.dir, "etc", "userdb")],
+                       check=True, stdin=subprocess.DEVNULL)
+
+    def add_user(self, user, password):
+        """Add a user (while running too: authuserdb reopens userdb.dat)."""
+        self.users[user] = password
+        self._add_userdb(user, password)
+        self._makeuserdb()
+
+    def start(self, timeout=20):
+        if os.geteuid() != 0:
+            skip("Courier instances need root (mount namespace, bind mounts)")
+        missing = [p for p in (self.imapd, self.imaplogin,
+                               "/usr/lib/courier/courier-authlib/authdaemond",
+                               "/usr/sbin/couriertcpd", "/usr/sbin/makeuserdb")
+                   if not os.access(p, os.X_OK)]
+        if missing or not shutil.which("unshare"):
+            skip(f"Courier not installed ({', '.join(missing) or 'unshare'}; "
+                 f"run scripts/install-deps.sh)")
+        try:
+            return self._start(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, timeout):
+        uid, gid = self._ids()
+        # the mount points (nothing creates the second one without systemd)
+        os.makedirs("/etc/courier", exist_ok=True)
+        os.makedirs("/run/courier/authdaemon", mode=0o750, exist_ok=True)
+        os.chown("/run/courier/authdaemon", uid, gid)
+        self._setup()
+        K = self.dir
+        for attempt in range(5):
+            self.port = free_ports(1)[0]
+            for p in ("couriertcpd.pid", "authdaemond.pid"):
+                try:
+                    os.unlink(os.path.join(K, p))
+                except FileNotFoundError:
+                    pass
+            script = f"""set -e
+mount --bind {K}/etc /etc/courier
+mount --bind {K}/authdaemon /run/courier/authdaemon
+env -i setsid /usr/lib/courier/courier-authlib/authdaemond </dev/null >>{K}/authdaemond.log 2>&1 &
+echo $! >{K}/authdaemond.pid
+i=0
+while [ ! -S {K}/authdaemon/socket ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done
+env -i /bin/sh -c 'set -a; . {K}/etc/imapd.env; set +a
+  exec /usr/sbin/couriertcpd -address={HOST} -pid={K}/couriertcpd.pid \\
+    -maxprocs=40 -maxperip=40 -nodnslookup -noidentlookup -stderr={K}/imapd.log \\
+    {self.port} {self.imaplogin} {self.imapd} Maildir' </dev/null
+"""
+            with open(os.path.join(K, "start.log"), "ab") as out:
+                p = subprocess.run(["unshare", "--mount", "--propagation", "private", "--",
+                                    "/bin/sh", "-s"], input=script.encode(),
+                                   stdout=out, stderr=out, timeout=timeout)
+            # couriertcpd binds before it backgrounds: a lost port race
+            # (another test took the port) shows as a non-zero exit
+            self._read_pids(timeout, tcpd=p.returncode == 0)
+            if p.returncode != 0:
+                text = self._file_text("start.log")
+                self._stop_processes()
+                if "Address already in use" in text and attempt < 4:
+                    continue        # new port
+                raise RuntimeError(f"courier start script exited {p.returncode}: {text}")
+            if self not in _servers:
+                _servers.append(self)
+            self._wait_ready(timeout, self._alive)
+            break
+        return self
+
+    def _file_text(self, name):
+        try:
+            with open(os.path.join(self.dir, name), "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def _read_pids(self, timeout, tcpd=True):
+        self.pids, deadline = [], time.monotonic() + timeout
+        for name in ("authdaemond.pid", "couriertcpd.pid") if tcpd else ("authdaemond.pid",):
+            while True:
+                try:
+                    with open(os.path.join(self.dir, name)) as f:
+                        self.pids.append(int(f.read().split()[0]))
+                    break
+                except (FileNotFoundError, ValueError, IndexError):
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"courier wrote no {name}: "
+                                           f"{self._file_text('start.log')}")
+                    time.sleep(0.02)
+        host_ns = os.readlink("/proc/self/ns/mnt")
+        for pid in self.pids:
+            try:
+                ns = os.readlink(f"/proc/{pid}/ns/mnt")
+            except OSError:
+                continue
+            if ns != host_ns:
+                self.mntns = ns
+                break
+
+    def _alive(self):
+        return bool(self.pids) and all(proc_alive(p) for p in self.pids)
+
+    def _ns_pids(self):
+        """Live pids in this instance's mount namespace."""
+        out = []
+        if not self.mntns:
+            return out
+        me = os.getpid()
+        for d in os.listdir("/proc"):
+            if not d.isdigit() or int(d) == me:
+                continue
+            try:
+                if os.readlink(f"/proc/{d}/ns/mnt") == self.mntns and proc_alive(int(d)):
+                    out.append(int(d))
+            except OSError:
+                continue
+        return out
+
+    def _stop_processes(self, grace=10.0):
+        for pid in self.pids:
+            if proc_alive(pid):
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        for pid in self._ns_pids():
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            left = [p for p in self.pids if proc_alive(p)] + self._ns_pids()
+            if not left:
+                break
+            time.sleep(0.05)
+        else:
+            log(f"harness: courier processes {left} ignored SIGTERM, sending SIGKILL")
+            for pid in set(left + self._ns_pids()):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            t = time.monotonic() + 5
+            while time.monotonic() < t and ([p for p in self.pids if proc_alive(p)]
+                                            or self._ns_pids()):
+                time.sleep(0.05)
+        self.pids = []
+        self.mntns = None
+
+    def stop(self):
+        if self in _servers:
+            _servers.remove(self)
+        self._stop_processes()
+        self._cleanup_dir()
+
+    def print_log_tail(self, lines=30):
+        super().print_log_tail(lines)
+        keep, self.log_path = self.log_path, os.path.join(self.dir, "authdaemond.log")
+        try:
+            super().print_log_tail(10)
+        finally:
+            self.log_path = keep
+
+    def imap(self, user, password, tls="none", authzid=None, timeout=30):
+        if tls != "none":
+            raise ValueError("the Courier harness has no TLS")
+        return super().imap(user, password, tls, authzid, timeout)
+
+    def url(self, user, scheme="imap", query="?tls=none"):
+        return f"{scheme}://{user}@{self.host}:{self.port}{query}"
 
 # --------------------------------------------------------------------------
 # Corpus
