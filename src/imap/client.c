@@ -1052,6 +1052,19 @@ imap_client_connect(const struct imap_client_options *o,
 			goto fail;
 		}
 	}
+	if (preauth == 0 && o->authzid != NULL && o->authzid[0] != '\0' &&
+	    strstr(c->greeting, "Courier") != NULL) {
+		/* Courier accepts PLAIN with an authorization identity and
+		 * silently logs in as the admin: the admin's own mailbox
+		 * would be copied as the user's. */
+		*error_r = err_set("%s: Courier-IMAP ignores the authorization "
+		                   "identity (it would log in as %s, not as %s): "
+		                   "log in as the user instead", c->host,
+		                   o->user != NULL ? o->user : "", o->authzid);
+		if (auth_failed_r != NULL)
+			*auth_failed_r = true;
+		goto fail;
+	}
 	if (preauth == 0 && do_auth(c, o, &refused, error_r) < 0) {
 		if (auth_failed_r != NULL)
 			*auth_failed_r = refused;
