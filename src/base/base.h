@@ -56,6 +56,10 @@ double time_mono_sec(void);
 int file_read_small(const char *path, size_t max_size, bool strip_nl,
                     char **data_r, const char **error_r);
 
+/* A copy of s safe to print: bytes below 0x20 and from 0x7f up become
+ * "\xHH" (folder names from a server may hold escape sequences). */
+char *str_escape_controls(const char *s);
+
 /* Decodes %XX escapes of len bytes into a new string. Returns NULL for a
  * malformed escape or one that decodes to NUL, CR or LF. */
 char *str_pct_decode(const char *s, size_t len);

@@ -26,7 +26,7 @@ void
 log_msg(enum log_level level, const char *fmt, ...)
 {
 	static const char *names[] = { "error", "warning", "info", "debug", "trace" };
-	char line[2048];
+	char line[4096], msg[2048];
 	struct timespec ts;
 	struct tm tm;
 	size_t n;
@@ -42,10 +42,23 @@ log_msg(enum log_level level, const char *fmt, ...)
 	             ts.tv_nsec / 1000000, names[level]);
 	n += k > 0 ? (size_t)k : 0;
 	va_start(ap, fmt);
-	k = vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
+	k = vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	if (k > 0)
-		n += (size_t)k < sizeof(line) - n - 1 ? (size_t)k : sizeof(line) - n - 2;
+	/* Messages quote folder names and server text: control characters
+	 * (a hostile "\x1b[31m", CR LF splitting a line) are shown as \xHH. */
+	for (int i = 0; k > 0 && i < k && (size_t)i < sizeof(msg) - 1 &&
+	     n < sizeof(line) - 5; i++) {
+		unsigned char c = (unsigned char)msg[i];
+
+		if ((c < 0x20 && c != '\t') || c == 0x7f) {
+			line[n++] = '\\';
+			line[n++] = 'x';
+			line[n++] = "0123456789abcdef"[c >> 4];
+			line[n++] = "0123456789abcdef"[c & 15];
+		} else {
+			line[n++] = (char)c;
+		}
+	}
 	line[n++] = '\n';
 	if (write(log_fd, line, n) < 0) {
 		/* nowhere left to report it */

@@ -16,7 +16,7 @@
 #define MD_LOCK_COURIER "courier.lock"   /* in tmp/ */
 #define MD_MAX_KEYWORDS 26              /* Dovecot letters a-z */
 #define MD_META_MAX (256u * 1024 * 1024) /* uidlist/keywords size cap */
-#define MD_POP3_UIDL_MAX 70             /* RFC 1939 */
+#define MD_POP3_UIDL_MAX 255             /* RFC 1939 */
 
 /* System flag bits, in the order of their Maildir letters. */
 enum md_sysflag {

@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -846,6 +847,69 @@ dirname_ok(const char *d)
 	       strchr(d, '/') == NULL && len <= MAILDIR_DIRNAME_MAX;
 }
 
+/* Skips "<digits>" at *p; false if there is none. */
+static bool
+skip_digits(const char **p, unsigned long *value_r)
+{
+	const char *s = *p;
+	unsigned long v = 0;
+
+	while (*s >= '0' && *s <= '9')
+		v = v * 10 + (unsigned long)(*s++ - '0');
+	if (s == *p)
+		return false;
+	*p = s;
+	if (value_r != NULL)
+		*value_r = v;
+	return true;
+}
+
+/* Removes from tmp/ what a killed writer on this host left: files named as
+ * deliver() and the Courier commit name their temp files
+ * ("<secs>.M<usec>P<pid>Q<n>.<host>", "<secs>.<pid>_kw.<host>",
+ * "<secs>.<pid>_uiddb.<host>") whose pid is gone. Live writers (ours,
+ * Dovecot's LDA, which uses the same pattern) are left alone. */
+static void
+cleanup_tmp(struct maildir_folder *f)
+{
+	DIR *d = open_dir(f->tmpfd);
+	struct dirent *de;
+
+	if (d == NULL)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		const char *p = de->d_name;
+		unsigned long pid = 0;
+
+		if (!skip_digits(&p, NULL) || *p++ != '.')
+			continue;
+		if (*p == 'M') {
+			p++;
+			if (!skip_digits(&p, NULL) || *p++ != 'P' ||
+			    !skip_digits(&p, &pid) || *p++ != 'Q' ||
+			    !skip_digits(&p, NULL))
+				continue;
+		} else {
+			if (!skip_digits(&p, &pid))
+				continue;
+			if (strncmp(p, "_kw", 3) == 0)
+				p += 3;
+			else if (strncmp(p, "_uiddb", 6) == 0)
+				p += 6;
+			else
+				continue;
+		}
+		if (*p++ != '.' || strcmp(p, f->hostname) != 0 || pid == 0 ||
+		    pid > (unsigned long)INT32_MAX || (pid_t)pid == getpid() ||
+		    kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+			continue;
+		if (unlinkat(f->tmpfd, de->d_name, 0) == 0)
+			log_debug("%s: removed tmp/%s left by a killed writer", f->where,
+			          de->d_name);
+	}
+	closedir(d);
+}
+
 int
 maildir_folder_open(const char *root, const char *dirname,
                     const struct maildir_options *o, bool create,
@@ -937,6 +1001,8 @@ maildir_folder_open(const char *root, const char *dirname,
 	}
 	if (load(f, error_r) < 0)
 		goto fail;
+	if (create)
+		cleanup_tmp(f);
 	*f_r = f;
 	return 0;
 fail:
@@ -1220,7 +1286,7 @@ deliver(struct maildir_folder *f, uint32_t uid, const char *flags,
 		return -1;
 	if (pop3_uidl != NULL && !pop3_uidl_valid(pop3_uidl)) {
 		*error_r = err_set("%s: UID %u: invalid POP3 UIDL (printable ASCII "
-		                   "without space, 1-70 bytes)", f->where, uid);
+		                   "without space, 1-255 bytes)", f->where, uid);
 		return -1;
 	}
 	if (ensure_locked(f, error_r) < 0)

@@ -443,7 +443,7 @@ uidl_line(struct pop3_session *s, void *ctx, const char *line, size_t len,
 	}
 	if (ulen > POP3_UIDL_MAX_LEN) {
 		*error_r = err_set("%s: UIDL of message %u is %zu bytes long "
-		                   "(RFC 1939 allows 1-%d)", s->host, msgno, ulen,
+		                   "(at most %d accepted)", s->host, msgno, ulen,
 		                   POP3_UIDL_MAX_LEN);
 		return -1;
 	}

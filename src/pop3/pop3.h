@@ -15,8 +15,9 @@
 #include "base.h"
 #include "net.h"
 
-/* RFC 1939: a UIDL is 1..70 characters in 0x21..0x7E. */
-#define POP3_UIDL_MAX_LEN 70
+/* RFC 1939 allows 1..70 characters in 0x21..0x7E, but real servers send
+ * longer ones (Dovecot's %f with a long host name): accept up to 255. */
+#define POP3_UIDL_MAX_LEN 255
 /* Longest response line accepted (without CRLF). RFC 1939 allows 512
  * octets for status lines; real servers send longer -ERR texts, so we are
  * generous but bounded. */

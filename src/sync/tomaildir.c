@@ -317,26 +317,6 @@ adopt_unlisted(struct md_ctx *mc, struct maildir_folder *f, const char *folder,
 	return SCOPE_OK;
 }
 
-/* A source folder name for messages: control characters (a hostile
- * server's "\x1b[31m" or CR LF) and bytes outside ASCII as \xHH. */
-static char *
-shown_name(const char *name)
-{
-	size_t len = strlen(name);
-	char *out = xmalloc(len * 4 + 1), *p = out;
-
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)name[i];
-
-		if (c < 0x20 || c >= 0x7f)
-			p += sprintf(p, "\\x%02x", c);
-		else
-			*p++ = (char)c;
-	}
-	*p = '\0';
-	return out;
-}
-
 static enum scope
 copy_folder(struct md_ctx *mc, const struct imap_mailbox_info *box,
             const char *dirname)
@@ -352,7 +332,7 @@ copy_folder(struct md_ctx *mc, const struct imap_mailbox_info *box,
 	bool found, inbox = dirname[0] == '\0';
 	const char *error;
 	enum scope sc = SCOPE_OK;
-	char *shown = shown_name(box->name);
+	char *shown = str_escape_controls(box->name);
 	uint32_t check_from;
 	bool meta;
 

@@ -652,7 +652,10 @@ struct bad_case {
 
 #define LIST_2 "+OK\r\n1 10\r\n2 20\r\n.\r\n"
 #define UIDL_2 "+OK\r\n1 a\r\n2 b\r\n.\r\n"
-#define L71 "12345678901234567890123456789012345678901234567890123456789012345678901"
+#define L64 "1234567890123456789012345678901234567890123456789012345678901234"
+/* 256 bytes: one past the accepted maximum (RFC 1939 says 70; servers
+ * send more) */
+#define L256 L64 L64 L64 L64
 
 static const struct bad_case bad_cases[] = {
 	{ S_("+OK\r\n1\r\n.\r\n"), LIST_2, "malformed UIDL line: '1'" },
@@ -668,8 +671,8 @@ static const struct bad_case bad_cases[] = {
 	{ S_("+OK\r\n1 ab\x7f" "cd\r\n.\r\n"), LIST_2, "has byte 0x7f" },
 	{ S_("+OK\r\n1 \xc3\xa9t\xc3\xa9\r\n.\r\n"), LIST_2, "has byte 0xc3 at offset 0" },
 	{ S_("+OK\r\n1 ab\0cd\r\n.\r\n"), LIST_2, "has byte 0x00 at offset 2 (only 0x21-0x7E allowed): 'ab?cd'" },
-	{ S_("+OK\r\n1 " L71 "\r\n.\r\n"), LIST_2,
-	  "UIDL of message 1 is 71 bytes long (RFC 1939 allows 1-70)" },
+	{ S_("+OK\r\n1 " L256 "\r\n.\r\n"), LIST_2,
+	  "UIDL of message 1 is 256 bytes long (at most 255 accepted)" },
 	{ S_("+OK\r\n2 a\r\n1 b\r\n.\r\n"), LIST_2,
 	  "UIDL listing not in ascending order: message 1 after 2" },
 	{ S_("+OK\r\n1 a\r\n1 b\r\n.\r\n"), LIST_2, "message 1 after 1" },
