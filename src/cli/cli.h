@@ -13,6 +13,9 @@ struct cli_common {
 int cmd_ls(int argc, char **argv);
 int cmd_copy(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
+int cmd_plan(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_status(int argc, char **argv);
 int cmd_fetch_only(int argc, char **argv);
 int cmd_append_only(int argc, char **argv);
 

@@ -18,6 +18,9 @@ usage(FILE *f)
 	      "  ls URL             list a server's capabilities, namespaces and folders\n"
 	      "  copy SRC DST       copy an account, incrementally (see copy --help)\n"
 	      "  verify SRC DST     compare an account on two servers (see verify --help)\n"
+	      "  plan USERS SRC DST inventory and schedule many accounts (plan --help)\n"
+	      "  run USERS SRC DST --state FILE   migrate many accounts (run --help)\n"
+	      "  status --state FILE              progress of a run (status --help)\n"
 	      "\n"
 	      "URL: imap://USER@HOST[:PORT] (STARTTLS when offered; ?tls=none for plain,\n"
 	      "     ?starttls=require to insist), imaps://USER@HOST[:PORT] (implicit TLS).\n"
@@ -113,6 +116,12 @@ main(int argc, char **argv)
 		return cmd_copy(argc - 1, argv + 1);
 	if (strcmp(cmd, "verify") == 0)
 		return cmd_verify(argc - 1, argv + 1);
+	if (strcmp(cmd, "plan") == 0)
+		return cmd_plan(argc - 1, argv + 1);
+	if (strcmp(cmd, "run") == 0)
+		return cmd_run(argc - 1, argv + 1);
+	if (strcmp(cmd, "status") == 0)
+		return cmd_status(argc - 1, argv + 1);
 	/* measuring tools for bench/: the limits imapferry is compared to */
 	if (strcmp(cmd, "fetch-only") == 0)
 		return cmd_fetch_only(argc - 1, argv + 1);

@@ -155,6 +155,61 @@ static const char schema_v1[] =
 	" key TEXT PRIMARY KEY,"
 	" value TEXT NOT NULL) WITHOUT ROWID;";
 
+/* Version 2 adds the runs and jobs of the scheduler (imapferry run). IF
+ * NOT EXISTS: the same text migrates a version 1 file and completes a new
+ * one; a file whose version was set back by hand keeps its tables. */
+static const char schema_v2[] =
+	"CREATE TABLE IF NOT EXISTS run ("
+	" id INTEGER PRIMARY KEY,"
+	" pass TEXT NOT NULL,"
+	" src TEXT NOT NULL,"
+	" dst TEXT NOT NULL,"
+	" folders TEXT NOT NULL,"
+	" workers INTEGER NOT NULL,"
+	" status TEXT NOT NULL,"
+	" error TEXT NOT NULL,"
+	" started INTEGER NOT NULL,"
+	" finished INTEGER NOT NULL,"
+	" heartbeat INTEGER NOT NULL,"
+	" pid INTEGER NOT NULL,"
+	" est_seconds REAL NOT NULL,"
+	" rate_messages REAL NOT NULL,"
+	" rate_bytes REAL NOT NULL,"
+	" eta_seconds REAL NOT NULL,"
+	" plan TEXT NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS job ("
+	" id INTEGER PRIMARY KEY,"
+	" run_id INTEGER NOT NULL REFERENCES run (id) ON DELETE CASCADE,"
+	" seq INTEGER NOT NULL,"
+	" account TEXT NOT NULL,"
+	" src_user TEXT NOT NULL,"
+	" dst_user TEXT NOT NULL,"
+	" part INTEGER NOT NULL,"
+	" parts INTEGER NOT NULL,"
+	" folders TEXT NOT NULL,"
+	" exclude TEXT NOT NULL,"
+	" uid_lo INTEGER NOT NULL,"
+	" uid_hi INTEGER NOT NULL,"
+	" est_messages INTEGER NOT NULL,"
+	" est_bytes INTEGER NOT NULL,"
+	" est_seconds REAL NOT NULL,"
+	" status TEXT NOT NULL,"
+	" attempts INTEGER NOT NULL,"
+	" errors INTEGER NOT NULL,"
+	" messages INTEGER NOT NULL,"
+	" bytes INTEGER NOT NULL,"
+	" skipped INTEGER NOT NULL,"
+	" failed INTEGER NOT NULL,"
+	" folders_failed INTEGER NOT NULL,"
+	" error TEXT NOT NULL,"
+	" scope INTEGER NOT NULL,"
+	" started INTEGER NOT NULL,"
+	" finished INTEGER NOT NULL,"
+	" updated INTEGER NOT NULL,"
+	" not_before INTEGER NOT NULL,"
+	" seconds REAL NOT NULL,"
+	" UNIQUE (run_id, seq));";
+
 struct state_db {
 	sqlite3 *db;
 	char *path;
@@ -367,7 +422,8 @@ open_schema_locked(struct state_db *db, const char **error_r)
 		return -1;
 
 	if (version == 0 && app_id == 0 && objects == 0) {
-		if (open_exec(db, schema_v1, "creating schema", error_r) < 0)
+		if (open_exec(db, schema_v1, "creating schema", error_r) < 0 ||
+		    open_exec(db, schema_v2, "creating schema", error_r) < 0)
 			return -1;
 		snprintf(sql, sizeof(sql), "PRAGMA application_id = %d;"
 		         "PRAGMA user_version = %d", STATE_APPLICATION_ID,
@@ -393,6 +449,15 @@ open_schema_locked(struct state_db *db, const char **error_r)
 		return -1;
 	}
 	/* Migrations from older versions go here, one step per version. */
+	if (version < 2 &&
+	    open_exec(db, schema_v2, "migrating schema to version 2",
+	              error_r) < 0)
+		return -1;
+	if (version < STATE_SCHEMA_VERSION) {
+		snprintf(sql, sizeof(sql), "PRAGMA user_version = %d",
+		         STATE_SCHEMA_VERSION);
+		return open_exec(db, sql, "setting schema version", error_r);
+	}
 	return 0;
 }
 
@@ -1110,4 +1175,441 @@ state_default_path(const char *src_url, const char *dst_url,
 	path = xasprintf("%s/%016" PRIx64 ".db", dir, h);
 	free(dir);
 	return path;
+}
+
+/* ------------------------------------------------ runs and jobs (v2) */
+
+/* Runs and jobs are written a few times per second at most: their
+ * statements are prepared per call instead of cached in db->stmts. */
+static sqlite3_stmt *
+prep_once(struct state_db *db, const char *sql, const char *what,
+          const char **error_r)
+{
+	sqlite3_stmt *stmt = NULL;
+	int rc = sqlite3_prepare_v2(db->db, sql, -1, &stmt, NULL);
+
+	if (rc != SQLITE_OK) {
+		*error_r = db_error(db, what, rc);
+		sqlite3_finalize(stmt);
+		return NULL;
+	}
+	return stmt;
+}
+
+/* Steps a statement without result rows to the end and finalizes it. */
+static int
+run_once(struct state_db *db, sqlite3_stmt *stmt, const char *what,
+         const char **error_r)
+{
+	int rc;
+
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
+		;
+	if (rc != SQLITE_DONE)
+		*error_r = db_error(db, what, rc);
+	sqlite3_finalize(stmt);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+static void
+bind_str0(sqlite3_stmt *stmt, int idx, const char *s)
+{
+	bind_text(stmt, idx, s != NULL ? s : "");
+}
+
+static const char *const job_status_names[] = {
+	[STATE_JOB_PENDING] = "pending",
+	[STATE_JOB_RUNNING] = "running",
+	[STATE_JOB_DONE] = "done",
+	[STATE_JOB_FAILED] = "failed",
+};
+
+const char *
+state_job_status_name(enum state_job_status status)
+{
+	if ((size_t)status >= N_ELEMENTS(job_status_names))
+		return "unknown";
+	return job_status_names[status];
+}
+
+static enum state_job_status
+job_status_parse(const char *s)
+{
+	for (size_t i = 0; i < N_ELEMENTS(job_status_names); i++)
+		if (strcmp(s, job_status_names[i]) == 0)
+			return (enum state_job_status)i;
+	return STATE_JOB_FAILED;
+}
+
+int
+state_run_insert(struct state_db *db, struct state_run *r,
+                 const char **error_r)
+{
+	const char *what = "storing run";
+	sqlite3_stmt *stmt;
+	int rc;
+
+	stmt = prep_once(db,
+	    "INSERT INTO run (pass, src, dst, folders, workers, status, error,"
+	    " started, finished, heartbeat, pid, est_seconds, rate_messages,"
+	    " rate_bytes, eta_seconds, plan) VALUES (?1, ?2, ?3, ?4, ?5, ?6,"
+	    " ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) RETURNING id",
+	    what, error_r);
+	if (stmt == NULL)
+		return -1;
+	bind_str0(stmt, 1, r->pass);
+	bind_str0(stmt, 2, r->src);
+	bind_str0(stmt, 3, r->dst);
+	bind_str0(stmt, 4, r->folders);
+	bind_int(stmt, 5, r->workers);
+	bind_str0(stmt, 6, r->status);
+	bind_str0(stmt, 7, r->error);
+	bind_int(stmt, 8, r->started);
+	bind_int(stmt, 9, r->finished);
+	bind_int(stmt, 10, r->heartbeat);
+	bind_int(stmt, 11, r->pid);
+	sqlite3_bind_double(stmt, 12, r->est_seconds);
+	sqlite3_bind_double(stmt, 13, r->rate_messages);
+	sqlite3_bind_double(stmt, 14, r->rate_bytes);
+	sqlite3_bind_double(stmt, 15, r->eta_seconds);
+	bind_str0(stmt, 16, r->plan);
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
+		r->id = sqlite3_column_int64(stmt, 0);
+	if (rc != SQLITE_DONE) {
+		*error_r = db_error(db, what, rc);
+		sqlite3_finalize(stmt);
+		return -1;
+	}
+	sqlite3_finalize(stmt);
+	return 0;
+}
+
+int
+state_run_update(struct state_db *db, const struct state_run *r,
+                 const char **error_r)
+{
+	const char *what = "updating run";
+	sqlite3_stmt *stmt;
+
+	stmt = prep_once(db,
+	    "UPDATE run SET workers = ?2, status = ?3, error = ?4,"
+	    " finished = ?5, heartbeat = ?6, pid = ?7, est_seconds = ?8,"
+	    " rate_messages = ?9, rate_bytes = ?10, eta_seconds = ?11,"
+	    " plan = ?12 WHERE id = ?1", what, error_r);
+	if (stmt == NULL)
+		return -1;
+	bind_int(stmt, 1, r->id);
+	bind_int(stmt, 2, r->workers);
+	bind_str0(stmt, 3, r->status);
+	bind_str0(stmt, 4, r->error);
+	bind_int(stmt, 5, r->finished);
+	bind_int(stmt, 6, r->heartbeat);
+	bind_int(stmt, 7, r->pid);
+	sqlite3_bind_double(stmt, 8, r->est_seconds);
+	sqlite3_bind_double(stmt, 9, r->rate_messages);
+	sqlite3_bind_double(stmt, 10, r->rate_bytes);
+	sqlite3_bind_double(stmt, 11, r->eta_seconds);
+	bind_str0(stmt, 12, r->plan);
+	return run_once(db, stmt, what, error_r);
+}
+
+int
+state_run_get(struct state_db *db, int64_t id, const char *pass,
+              struct state_run *r_r, bool *found_r, const char **error_r)
+{
+	const char *what = "reading run";
+	sqlite3_stmt *stmt;
+	int rc;
+
+	memset(r_r, 0, sizeof(*r_r));
+	*found_r = false;
+	stmt = prep_once(db,
+	    "SELECT id, pass, src, dst, folders, workers, status, error,"
+	    " started, finished, heartbeat, pid, est_seconds, rate_messages,"
+	    " rate_bytes, eta_seconds, plan FROM run"
+	    " WHERE (?1 > 0 AND id = ?1) OR"
+	    " (?1 <= 0 AND (?2 IS NULL OR pass = ?2))"
+	    " ORDER BY id DESC LIMIT 1", what, error_r);
+	if (stmt == NULL)
+		return -1;
+	bind_int(stmt, 1, id);
+	bind_text(stmt, 2, pass);
+	rc = sqlite3_step(stmt);
+	if (rc == SQLITE_ROW) {
+		int64_t w = sqlite3_column_int64(stmt, 5);
+
+		r_r->id = sqlite3_column_int64(stmt, 0);
+		r_r->pass = col_strdup(stmt, 1, true);
+		r_r->src = col_strdup(stmt, 2, true);
+		r_r->dst = col_strdup(stmt, 3, true);
+		r_r->folders = col_strdup(stmt, 4, true);
+		r_r->workers = w < 0 ? 0 : w > UINT32_MAX ? UINT32_MAX : (unsigned)w;
+		r_r->status = col_strdup(stmt, 6, true);
+		r_r->error = col_strdup(stmt, 7, true);
+		r_r->started = sqlite3_column_int64(stmt, 8);
+		r_r->finished = sqlite3_column_int64(stmt, 9);
+		r_r->heartbeat = sqlite3_column_int64(stmt, 10);
+		r_r->pid = sqlite3_column_int64(stmt, 11);
+		r_r->est_seconds = sqlite3_column_double(stmt, 12);
+		r_r->rate_messages = sqlite3_column_double(stmt, 13);
+		r_r->rate_bytes = sqlite3_column_double(stmt, 14);
+		r_r->eta_seconds = sqlite3_column_double(stmt, 15);
+		r_r->plan = col_strdup(stmt, 16, true);
+		*found_r = true;
+	} else if (rc != SQLITE_DONE) {
+		*error_r = db_error(db, what, rc);
+		sqlite3_finalize(stmt);
+		return -1;
+	}
+	sqlite3_finalize(stmt);
+	return 0;
+}
+
+void
+state_run_free(struct state_run *r)
+{
+	free(r->pass);
+	free(r->src);
+	free(r->dst);
+	free(r->folders);
+	free(r->status);
+	free(r->error);
+	free(r->plan);
+	memset(r, 0, sizeof(*r));
+}
+
+int
+state_job_insert(struct state_db *db, struct state_job *j,
+                 const char **error_r)
+{
+	const char *what = "storing job";
+	sqlite3_stmt *stmt;
+	int rc;
+
+	stmt = prep_once(db,
+	    "INSERT INTO job (run_id, seq, account, src_user, dst_user, part,"
+	    " parts, folders, exclude, uid_lo, uid_hi, est_messages, est_bytes,"
+	    " est_seconds, status, attempts, errors, messages, bytes, skipped,"
+	    " failed, folders_failed, error, scope, started, finished, updated,"
+	    " not_before, seconds) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9,"
+	    " ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22,"
+	    " ?23, ?24, ?25, ?26, ?27, ?28, ?29) RETURNING id", what, error_r);
+	if (stmt == NULL)
+		return -1;
+	bind_int(stmt, 1, j->run_id);
+	bind_int(stmt, 2, j->seq);
+	bind_str0(stmt, 3, j->account);
+	bind_str0(stmt, 4, j->src_user);
+	bind_str0(stmt, 5, j->dst_user);
+	bind_int(stmt, 6, j->part);
+	bind_int(stmt, 7, j->parts);
+	bind_str0(stmt, 8, j->folders);
+	bind_str0(stmt, 9, j->exclude);
+	bind_int(stmt, 10, j->uid_lo);
+	bind_int(stmt, 11, j->uid_hi);
+	bind_int(stmt, 12, (int64_t)j->est_messages);
+	bind_int(stmt, 13, (int64_t)j->est_bytes);
+	sqlite3_bind_double(stmt, 14, j->est_seconds);
+	bind_text(stmt, 15, state_job_status_name(j->status));
+	bind_int(stmt, 16, j->attempts);
+	bind_int(stmt, 17, j->errors);
+	bind_int(stmt, 18, (int64_t)j->messages);
+	bind_int(stmt, 19, (int64_t)j->bytes);
+	bind_int(stmt, 20, (int64_t)j->skipped);
+	bind_int(stmt, 21, (int64_t)j->failed);
+	bind_int(stmt, 22, j->folders_failed);
+	bind_str0(stmt, 23, j->error);
+	bind_int(stmt, 24, j->scope);
+	bind_int(stmt, 25, j->started);
+	bind_int(stmt, 26, j->finished);
+	bind_int(stmt, 27, j->updated);
+	bind_int(stmt, 28, j->not_before);
+	sqlite3_bind_double(stmt, 29, j->seconds);
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
+		j->id = sqlite3_column_int64(stmt, 0);
+	if (rc != SQLITE_DONE) {
+		*error_r = db_error(db, what, rc);
+		sqlite3_finalize(stmt);
+		return -1;
+	}
+	sqlite3_finalize(stmt);
+	return 0;
+}
+
+int
+state_job_update(struct state_db *db, const struct state_job *j,
+                 const char **error_r)
+{
+	const char *what = "updating job";
+	sqlite3_stmt *stmt;
+
+	stmt = prep_once(db,
+	    "UPDATE job SET status = ?2, attempts = ?3, errors = ?4,"
+	    " messages = ?5, bytes = ?6, skipped = ?7, failed = ?8,"
+	    " folders_failed = ?9, error = ?10, scope = ?11, started = ?12,"
+	    " finished = ?13, updated = ?14, not_before = ?15, seconds = ?16"
+	    " WHERE id = ?1", what, error_r);
+	if (stmt == NULL)
+		return -1;
+	bind_int(stmt, 1, j->id);
+	bind_text(stmt, 2, state_job_status_name(j->status));
+	bind_int(stmt, 3, j->attempts);
+	bind_int(stmt, 4, j->errors);
+	bind_int(stmt, 5, (int64_t)j->messages);
+	bind_int(stmt, 6, (int64_t)j->bytes);
+	bind_int(stmt, 7, (int64_t)j->skipped);
+	bind_int(stmt, 8, (int64_t)j->failed);
+	bind_int(stmt, 9, j->folders_failed);
+	bind_str0(stmt, 10, j->error);
+	bind_int(stmt, 11, j->scope);
+	bind_int(stmt, 12, j->started);
+	bind_int(stmt, 13, j->finished);
+	bind_int(stmt, 14, j->updated);
+	bind_int(stmt, 15, j->not_before);
+	sqlite3_bind_double(stmt, 16, j->seconds);
+	return run_once(db, stmt, what, error_r);
+}
+
+int
+state_job_progress(struct state_db *db, int64_t id, unsigned attempts,
+                   uint64_t messages, uint64_t bytes, int64_t updated,
+                   const char **error_r)
+{
+	const char *what = "updating job progress";
+	sqlite3_stmt *stmt;
+
+	stmt = prep_once(db,
+	    "UPDATE job SET messages = ?3, bytes = ?4, updated = ?5"
+	    " WHERE id = ?1 AND attempts = ?2 AND status = 'running'",
+	    what, error_r);
+	if (stmt == NULL)
+		return -1;
+	bind_int(stmt, 1, id);
+	bind_int(stmt, 2, attempts);
+	bind_int(stmt, 3, (int64_t)messages);
+	bind_int(stmt, 4, (int64_t)bytes);
+	bind_int(stmt, 5, updated);
+	return run_once(db, stmt, what, error_r);
+}
+
+int
+state_job_requeue(struct state_db *db, int64_t run_id, const char **error_r)
+{
+	const char *what = "requeueing jobs";
+	sqlite3_stmt *stmt;
+
+	stmt = prep_once(db,
+	    "UPDATE job SET status = 'pending', not_before = 0"
+	    " WHERE run_id = ?1 AND status = 'running'", what, error_r);
+	if (stmt == NULL)
+		return -1;
+	bind_int(stmt, 1, run_id);
+	return run_once(db, stmt, what, error_r);
+}
+
+static unsigned
+col_uint(sqlite3_stmt *stmt, int i)
+{
+	int64_t v = sqlite3_column_int64(stmt, i);
+
+	return v < 0 ? 0 : v > UINT32_MAX ? UINT32_MAX : (unsigned)v;
+}
+
+int
+state_job_list(struct state_db *db, int64_t run_id, struct state_job **jobs_r,
+               size_t *count_r, const char **error_r)
+{
+	const char *what = "listing jobs";
+	struct state_job *list = NULL;
+	size_t count = 0, alloc = 0;
+	sqlite3_stmt *stmt;
+	int rc;
+
+	*jobs_r = NULL;
+	*count_r = 0;
+	stmt = prep_once(db,
+	    "SELECT id, run_id, seq, account, src_user, dst_user, part, parts,"
+	    " folders, exclude, uid_lo, uid_hi, est_messages, est_bytes,"
+	    " est_seconds, status, attempts, errors, messages, bytes, skipped,"
+	    " failed, folders_failed, error, scope, started, finished, updated,"
+	    " not_before, seconds FROM job WHERE run_id = ?1 ORDER BY seq",
+	    what, error_r);
+	if (stmt == NULL)
+		return -1;
+	bind_int(stmt, 1, run_id);
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		struct state_job *j;
+		char *status;
+
+		if (count == alloc) {
+			alloc = alloc == 0 ? 64 : alloc * 2;
+			list = xreallocarray(list, alloc, sizeof(*list));
+		}
+		j = &list[count++];
+		memset(j, 0, sizeof(*j));
+		j->id = sqlite3_column_int64(stmt, 0);
+		j->run_id = sqlite3_column_int64(stmt, 1);
+		j->seq = col_uint(stmt, 2);
+		j->account = col_strdup(stmt, 3, true);
+		j->src_user = col_strdup(stmt, 4, true);
+		j->dst_user = col_strdup(stmt, 5, true);
+		j->part = col_uint(stmt, 6);
+		j->parts = col_uint(stmt, 7);
+		j->folders = col_strdup(stmt, 8, true);
+		j->exclude = col_strdup(stmt, 9, true);
+		j->uid_lo = col_uint(stmt, 10);
+		j->uid_hi = col_uint(stmt, 11);
+		j->est_messages = (uint64_t)sqlite3_column_int64(stmt, 12);
+		j->est_bytes = (uint64_t)sqlite3_column_int64(stmt, 13);
+		j->est_seconds = sqlite3_column_double(stmt, 14);
+		status = col_strdup(stmt, 15, true);
+		j->status = job_status_parse(status);
+		free(status);
+		j->attempts = col_uint(stmt, 16);
+		j->errors = col_uint(stmt, 17);
+		j->messages = (uint64_t)sqlite3_column_int64(stmt, 18);
+		j->bytes = (uint64_t)sqlite3_column_int64(stmt, 19);
+		j->skipped = (uint64_t)sqlite3_column_int64(stmt, 20);
+		j->failed = (uint64_t)sqlite3_column_int64(stmt, 21);
+		j->folders_failed = col_uint(stmt, 22);
+		j->error = col_strdup(stmt, 23, true);
+		j->scope = (int)sqlite3_column_int64(stmt, 24);
+		j->started = sqlite3_column_int64(stmt, 25);
+		j->finished = sqlite3_column_int64(stmt, 26);
+		j->updated = sqlite3_column_int64(stmt, 27);
+		j->not_before = sqlite3_column_int64(stmt, 28);
+		j->seconds = sqlite3_column_double(stmt, 29);
+	}
+	if (rc != SQLITE_DONE) {
+		*error_r = db_error(db, what, rc);
+		sqlite3_finalize(stmt);
+		state_job_list_free(&list, count);
+		return -1;
+	}
+	sqlite3_finalize(stmt);
+	*jobs_r = list;
+	*count_r = count;
+	return 0;
+}
+
+void
+state_job_free(struct state_job *j)
+{
+	free(j->account);
+	free(j->src_user);
+	free(j->dst_user);
+	free(j->folders);
+	free(j->exclude);
+	free(j->error);
+	memset(j, 0, sizeof(*j));
+}
+
+void
+state_job_list_free(struct state_job **jobs, size_t count)
+{
+	if (*jobs == NULL)
+		return;
+	for (size_t i = 0; i < count; i++)
+		state_job_free(&(*jobs)[i]);
+	XFREE(*jobs);
 }

@@ -29,7 +29,7 @@
 #include "base.h"
 
 /* Schema version stored in PRAGMA user_version. */
-#define STATE_SCHEMA_VERSION 1
+#define STATE_SCHEMA_VERSION 2
 
 struct state_db;
 
@@ -228,5 +228,116 @@ char *state_default_path(const char *src_url, const char *dst_url,
  * STATE_FNV1A_INIT. Exposed for tests. */
 #define STATE_FNV1A_INIT UINT64_C(0xcbf29ce484222325)
 uint64_t state_fnv1a(uint64_t h, const void *data, size_t len);
+
+/* ---- runs and jobs of the scheduler (imapferry run; schema 2) ----
+ *
+ * A run is one pass over many accounts (all folders, or a folder filter
+ * such as the INBOXes of a cutover); its jobs are the planned units of
+ * work (an account, or a part of one: some folders, a UID range). The
+ * runner keeps the job table current so that a run killed at any moment
+ * resumes where it stopped, and so that "imapferry status" can show the
+ * progress from another process. No password is ever stored here. */
+
+enum state_job_status {
+	STATE_JOB_PENDING,
+	STATE_JOB_RUNNING,
+	STATE_JOB_DONE,
+	STATE_JOB_FAILED,
+};
+
+/* "pending", "running", "done", "failed". */
+const char *state_job_status_name(enum state_job_status status);
+
+/* One run. Strings are owned (state_run_free()); NULL is stored as "". */
+struct state_run {
+	int64_t id;                 /* set by state_run_insert() */
+	char *pass;                 /* what the run copies (resume key) */
+	char *src, *dst;            /* SRC and DST templates */
+	char *folders;              /* folder filter (encoded list) or "" */
+	unsigned workers;
+	char *status;               /* "running", "done", "failed",
+	                             * "stopped", "interrupted" */
+	char *error;                /* why it stopped, or "" */
+	int64_t started, finished;  /* epoch seconds; finished 0 = not yet */
+	int64_t heartbeat;          /* epoch seconds of the last progress write */
+	int64_t pid;                /* of the process running it */
+	double est_seconds;         /* the plan's predicted duration */
+	double rate_messages;       /* live: messages/s */
+	double rate_bytes;          /* live: bytes/s */
+	double eta_seconds;         /* live: < 0 unknown */
+	char *plan;                 /* plan summary as JSON text, or "" */
+};
+
+/* Inserts r (r->id ignored) and sets r->id. Returns 0 or -1 with *error_r. */
+int state_run_insert(struct state_db *db, struct state_run *r,
+                     const char **error_r) ATTR_WARN_UNUSED;
+/* Stores every field of the run r->id but pass, src, dst, folders and
+ * started. Returns 0 or -1 with *error_r. */
+int state_run_update(struct state_db *db, const struct state_run *r,
+                     const char **error_r) ATTR_WARN_UNUSED;
+/* Reads the newest run (highest id) with this pass, or of any pass when
+ * pass is NULL (id 0), or the run with this id (id > 0, pass ignored).
+ * Returns 0 with *found_r; when true *r_r is filled (free with
+ * state_run_free()), else zeroed. Returns -1 with *error_r on error. */
+int state_run_get(struct state_db *db, int64_t id, const char *pass,
+                  struct state_run *r_r, bool *found_r,
+                  const char **error_r) ATTR_WARN_UNUSED;
+/* Frees the strings of *r and zeroes it. */
+void state_run_free(struct state_run *r);
+
+/* One job of a run. Strings are owned (state_job_list_free()). */
+struct state_job {
+	int64_t id;                 /* set by state_job_insert() */
+	int64_t run_id;
+	unsigned seq;               /* order of execution (largest first) */
+	char *account;              /* state key of the account pair */
+	char *src_user, *dst_user;
+	unsigned part, parts;       /* 1-based part of a split account; 1/1 */
+	char *folders;              /* encoded list of source folders, "" all */
+	char *exclude;              /* encoded list: all folders but these */
+	uint32_t uid_lo, uid_hi;    /* UID range of a split folder; 0 0 all */
+	uint64_t est_messages, est_bytes;
+	double est_seconds;
+	enum state_job_status status;
+	unsigned attempts;          /* attempts started */
+	unsigned errors;            /* attempts that failed */
+	uint64_t messages, bytes;   /* copied, over all attempts */
+	uint64_t skipped;           /* already on the target (last attempt) */
+	uint64_t failed;            /* messages refused (last attempt) */
+	unsigned folders_failed;    /* of the last attempt */
+	char *error;                /* last error or "" */
+	int scope;                  /* enum state_scope of error, -1 none */
+	int64_t started, finished, updated; /* epoch seconds, 0 = never */
+	int64_t not_before;         /* pending: retry not before this time */
+	double seconds;             /* time spent, over all attempts */
+};
+
+/* Inserts j (j->id ignored) and sets j->id. Returns 0 or -1 with *error_r. */
+int state_job_insert(struct state_db *db, struct state_job *j,
+                     const char **error_r) ATTR_WARN_UNUSED;
+/* Stores the mutable fields (status .. seconds) of job j->id.
+ * Returns 0 or -1 with *error_r. */
+int state_job_update(struct state_db *db, const struct state_job *j,
+                     const char **error_r) ATTR_WARN_UNUSED;
+/* Live progress of a running job: sets messages, bytes and updated, but
+ * only while the job is still running its attempt number attempts (a
+ * late write never overwrites a finished job). Returns 0 or -1. */
+int state_job_progress(struct state_db *db, int64_t id, unsigned attempts,
+                       uint64_t messages, uint64_t bytes, int64_t updated,
+                       const char **error_r) ATTR_WARN_UNUSED;
+/* Sets every running job of run_id back to pending (their process died:
+ * the copy engine resumes them without loss). Returns 0 or -1. */
+int state_job_requeue(struct state_db *db, int64_t run_id,
+                      const char **error_r) ATTR_WARN_UNUSED;
+/* Lists the jobs of run_id by seq (*jobs_r NULL when *count_r is 0).
+ * Reads one consistent snapshot. Free with state_job_list_free().
+ * Returns 0 or -1 with *error_r. */
+int state_job_list(struct state_db *db, int64_t run_id,
+                   struct state_job **jobs_r, size_t *count_r,
+                   const char **error_r) ATTR_WARN_UNUSED;
+/* Frees an array from state_job_list() and sets *jobs to NULL. */
+void state_job_list_free(struct state_job **jobs, size_t count);
+/* Frees the strings of one job and zeroes it. */
+void state_job_free(struct state_job *j);
 
 #endif

@@ -1,0 +1,831 @@
+/* probe.c: inventory and calibration for the plan (see probe.h). */
+#include "probe.h"
+
+#include "buf.h"
+#include "copy.h"
+#include "log.h"
+#include "mailboxes.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define SIZE_SCAN_MAX 5000        /* messages whose size is read per folder */
+#define UIDS_PER_FETCH 8          /* UIDs per pipelined UID FETCH */
+#define SAMPLE_ACCOUNTS 3
+#define LOGIN_SAMPLES 7           /* logins timed alone */
+#define PAR_MIN_SECONDS 0.5
+#define PAR_MAX_REPS 40
+
+bool
+sched_check_authzid(const struct imap_client_options *opts,
+                    struct imap_client *client, const char *side,
+                    const char **error_r)
+{
+	if (opts->authzid == NULL ||
+	    !sched_greeting_ignores_authzid(imap_client_greeting(client)))
+		return true;
+	*error_r = err_set("%s server %s looks like Courier-IMAP (greeting: "
+	                   "\"%.80s\"): Courier ignores the SASL authorization "
+	                   "identity and would log the admin %s into the admin's "
+	                   "own mailbox instead of %s's; refusing. Give each "
+	                   "account its own password (users file) instead of an "
+	                   "admin login", side, opts->host,
+	                   imap_client_greeting(client), opts->user, opts->authzid);
+	return false;
+}
+
+static void
+slot_take(struct sched_slots *s, const char *key)
+{
+	if (s != NULL && key != NULL)
+		sched_slots_acquire(s, key);
+}
+
+static void
+slot_give(struct sched_slots *s, const char *key)
+{
+	if (s != NULL && key != NULL)
+		sched_slots_release(s, key);
+}
+
+/* ----------------------------------------------------------- inventory */
+
+struct inv_shared {
+	const struct sched_account *accounts;
+	size_t n;
+	const struct sched_probe_options *o;
+	struct sched_account_est *est;
+	pthread_mutex_t lock;
+	size_t next;
+	char *fatal;              /* Courier with an authzid */
+};
+
+static void
+inventory_one(struct inv_shared *sh, size_t i)
+{
+	const struct sched_account *a = &sh->accounts[i];
+	struct sched_account_est *e = &sh->est[i];
+	struct imap_account_info info;
+	struct imap_client *c = NULL;
+	const char *error;
+	bool refused = false;
+	double t0 = time_mono_sec();
+	unsigned flags = IMAP_INV_STATUS;
+
+	e->label = a->src_user;
+	slot_take(sh->o->src_slots, a->src_slot);
+	if (imap_client_connect(&a->src_opts, &c, &refused, &error) < 0) {
+		e->error = xasprintf("source: %s", error);
+		e->auth_failed = refused;
+		goto out;
+	}
+	if (!sched_check_authzid(&a->src_opts, c, "source", &error)) {
+		e->error = xstrdup(error);
+		pthread_mutex_lock(&sh->lock);
+		if (sh->fatal == NULL)
+			sh->fatal = xstrdup(error);
+		pthread_mutex_unlock(&sh->lock);
+		goto out;
+	}
+	/* STATUS SIZE only where the server has it: the fallback (FETCH
+	 * RFC822.SIZE of every message) would read every index. */
+	if (imap_client_has_cap(c, "STATUS=SIZE"))
+		flags |= IMAP_INV_SIZE;
+	if (imap_account_inventory(c, flags, &info, &error) < 0) {
+		e->error = xasprintf("source: %s", error);
+		goto out;
+	}
+	e->separator = info.separator;
+	if (e->separator == '\0' && info.ns_count[0] > 0)
+		e->separator = info.ns[0][0].delimiter;
+	e->prefix = xstrdup(info.ns_count[0] > 0 ? info.ns[0][0].prefix : "");
+	e->folders = xcalloc(info.count + 1, sizeof(*e->folders));
+	for (size_t k = 0; k < info.count; k++) {
+		const struct imap_mailbox_info *b = &info.boxes[k];
+		struct sched_folder_est *f;
+
+		if (!b->selectable || !b->have_status ||
+		    strlen(b->name) != b->name_len)
+			continue;
+		f = &e->folders[e->n_folders++];
+		f->name = xstrdup(b->name);
+		f->messages = b->messages;
+		f->uidnext = b->uidnext;
+		f->bytes = b->have_size ? b->size : 0;
+		f->bytes_estimated = !b->have_size;
+		e->messages += f->messages;
+		e->bytes += f->bytes;
+	}
+	imap_account_info_free(&info);
+	imap_client_logout(&c);
+	e->login_seconds = time_mono_sec() - t0;
+out:
+	if (c != NULL)
+		imap_client_free(&c);
+	slot_give(sh->o->src_slots, a->src_slot);
+}
+
+static void *
+inventory_thread(void *arg)
+{
+	struct inv_shared *sh = arg;
+
+	for (;;) {
+		size_t i;
+
+		pthread_mutex_lock(&sh->lock);
+		i = sh->fatal == NULL ? sh->next++ : sh->n;
+		pthread_mutex_unlock(&sh->lock);
+		if (i >= sh->n)
+			return NULL;
+		inventory_one(sh, i);
+	}
+}
+
+int
+sched_inventory(const struct sched_account *accounts, size_t n,
+                const struct sched_probe_options *o,
+                struct sched_account_est *est, const char **error_r)
+{
+	struct inv_shared sh = {
+		.accounts = accounts, .n = n, .o = o, .est = est,
+	};
+	unsigned nthreads = o->sessions > 0 ? o->sessions : 4;
+	pthread_t *threads;
+	unsigned started = 0;
+
+	memset(est, 0, n * sizeof(*est));
+	if (nthreads > n)
+		nthreads = n > 0 ? (unsigned)n : 1;
+	pthread_mutex_init(&sh.lock, NULL);
+	threads = xcalloc(nthreads, sizeof(*threads));
+	for (unsigned t = 0; t < nthreads; t++)
+		if (pthread_create(&threads[t], NULL, inventory_thread, &sh) == 0)
+			started++;
+		else
+			break;
+	if (started == 0)
+		(void)inventory_thread(&sh);
+	for (unsigned t = 0; t < started; t++)
+		pthread_join(threads[t], NULL);
+	free(threads);
+	pthread_mutex_destroy(&sh.lock);
+	if (sh.fatal != NULL) {
+		*error_r = err_set("%s", sh.fatal);
+		free(sh.fatal);
+		return -1;
+	}
+	return 0;
+}
+
+/* --------------------------------------------------------- calibration */
+
+/* Streamed literals (above the parser's in-memory limit) are counted and
+ * dropped. */
+static void *
+discard_begin(void *ctx, uint64_t size)
+{
+	static char handle;
+
+	(void)ctx;
+	(void)size;
+	return &handle;
+}
+
+static int
+discard_data(void *ctx, void *handle, const void *data, size_t len)
+{
+	return 0;
+}
+
+static int
+discard_end(void *ctx, void *handle)
+{
+	return 0;
+}
+
+static void
+discard_abort(void *ctx, void *handle)
+{
+}
+
+static const struct imap_literal_sink discard_sink = {
+	.begin = discard_begin, .data = discard_data, .end = discard_end,
+	.abort = discard_abort, .release = discard_abort,
+};
+
+struct msg_size {
+	uint32_t uid;
+	uint64_t size;
+};
+
+struct size_scan {
+	struct msg_size *v;
+	size_t n, alloc;
+};
+
+static void
+size_untagged(void *ctx, const struct imap_response *r)
+{
+	struct size_scan *s = ctx;
+
+	if (r->type != IMAP_UNTAGGED_FETCH ||
+	    (r->u.fetch.have & (IMAP_FETCH_UID | IMAP_FETCH_RFC822_SIZE)) !=
+	    (IMAP_FETCH_UID | IMAP_FETCH_RFC822_SIZE))
+		return;
+	if (s->n == s->alloc) {
+		s->alloc = s->alloc == 0 ? 256 : s->alloc * 2;
+		s->v = xreallocarray(s->v, s->alloc, sizeof(*s->v));
+	}
+	s->v[s->n].uid = r->u.fetch.uid;
+	s->v[s->n].size = r->u.fetch.rfc822_size;
+	s->n++;
+}
+
+static int
+cmp_size(const void *a, const void *b)
+{
+	const struct msg_size *x = a, *y = b;
+
+	if (x->size != y->size)
+		return x->size < y->size ? -1 : 1;
+	return x->uid < y->uid ? -1 : x->uid > y->uid;
+}
+
+struct fetch_wait {
+	char *error;
+	unsigned pending;
+};
+
+static void
+fetch_done(void *ctx, const struct imap_response *tagged, const char *error)
+{
+	struct fetch_wait *w = ctx;
+
+	w->pending--;
+	if (w->error != NULL)
+		return;
+	if (tagged == NULL)
+		w->error = xstrdup(error);
+	else if (tagged->status != IMAP_STATUS_OK)
+		w->error = xasprintf("UID FETCH: %s", tagged->text);
+}
+
+/* Fetches the bodies of msgs (pipelined, discarded). Returns 0 or -1. */
+static int
+fetch_bodies(struct imap_client *c, const struct msg_size *msgs, size_t n,
+             const char **error_r)
+{
+	struct fetch_wait w = { 0 };
+
+	for (size_t i = 0; i < n; i += UIDS_PER_FETCH) {
+		struct imap_cmd *cmd = imap_cmd_new(c);
+		size_t end = i + UIDS_PER_FETCH < n ? i + UIDS_PER_FETCH : n;
+
+		imap_cmd_add(cmd, "UID FETCH ");
+		for (size_t k = i; k < end; k++)
+			imap_cmd_addf(cmd, "%s%u", k > i ? "," : "", msgs[k].uid);
+		imap_cmd_add(cmd, " (UID BODY.PEEK[])");
+		w.pending++;
+		imap_cmd_submit(cmd, fetch_done, &w);
+	}
+	if (imap_client_run(c, error_r) < 0) {
+		free(w.error);
+		return -1;
+	}
+	if (w.error != NULL) {
+		*error_r = err_set("%s", w.error);
+		free(w.error);
+		return -1;
+	}
+	return 0;
+}
+
+/* Chooses up to max messages at evenly spaced size ranks of sorted (by
+ * size) within max_bytes, dropping the largest first. */
+static size_t
+choose_sample(const struct msg_size *sorted, size_t n, unsigned max,
+              uint64_t max_bytes, struct msg_size *out)
+{
+	size_t m = n < max ? n : max, k = 0;
+	uint64_t bytes = 0;
+
+	for (size_t i = 0; i < m; i++) {
+		size_t idx = m > 1 ? i * (n - 1) / (m - 1) : 0;
+
+		if (k > 0 && out[k - 1].uid == sorted[idx].uid)
+			continue;
+		out[k++] = sorted[idx];
+		bytes += sorted[idx].size;
+	}
+	while (k > 1 && bytes > max_bytes) {
+		bytes -= out[k - 1].size;
+		k--;
+	}
+	return k;
+}
+
+/* Sorts by UID (the server reads a folder in order). */
+static int
+cmp_uid(const void *a, const void *b)
+{
+	const struct msg_size *x = a, *y = b;
+
+	return x->uid < y->uid ? -1 : x->uid > y->uid;
+}
+
+struct par_fetch {
+	const struct sched_account *a;
+	const char *folder;
+	const struct msg_size *msgs;
+	size_t n;
+	unsigned reps;
+	struct sched_slots *slots;
+	pthread_barrier_t *barrier;
+	double start, end;
+	char *error;
+};
+
+static void *
+par_fetch_thread(void *arg)
+{
+	struct par_fetch *p = arg;
+	struct imap_client *c = NULL;
+	const char *error = NULL;
+	bool ok;
+
+	ok = imap_client_connect(&p->a->src_opts, &c, NULL, &error) == 0;
+	if (ok) {
+		imap_client_set_literal_sink(c, &discard_sink);
+		ok = imap_client_select(c, p->folder, true, &error) == 0;
+	}
+	pthread_barrier_wait(p->barrier);
+	p->start = time_mono_sec();
+	for (unsigned r = 0; ok && r < p->reps; r++)
+		ok = fetch_bodies(c, p->msgs, p->n, &error) == 0;
+	p->end = time_mono_sec();
+	if (!ok)
+		p->error = xstrdup(error != NULL ? error : "failed");
+	if (c != NULL)
+		imap_client_logout(&c);
+	return NULL;
+}
+
+/* The parallel measure: the sample fetched again by one session, then by
+ * P sessions at once, each repeated until one session takes at least
+ * PAR_MIN_SECONDS (a few milliseconds would measure only noise). */
+static void
+measure_parallel(const struct sched_account *a, const char *folder,
+                 const struct msg_size *msgs, size_t n,
+                 const struct sched_probe_options *o, struct sched_cost *cost)
+{
+	unsigned p = o->par_sessions;
+	struct par_fetch *pf = xcalloc(p, sizeof(*pf));
+	pthread_t *th = xcalloc(p, sizeof(*th));
+	pthread_barrier_t barrier;
+	double t1, tp = 0, first = 0, last = 0;
+	unsigned started = 0, reps = 1;
+	bool failed = false;
+
+	/* one session, warm */
+	pthread_barrier_init(&barrier, NULL, 1);
+	pf[0] = (struct par_fetch){ .a = a, .folder = folder, .msgs = msgs,
+	                            .n = n, .reps = 1, .barrier = &barrier };
+	slot_take(o->src_slots, a->src_slot);
+	par_fetch_thread(&pf[0]);
+	t1 = pf[0].end - pf[0].start;
+	if (pf[0].error == NULL && t1 > 0 && t1 < PAR_MIN_SECONDS) {
+		double want = ceil(PAR_MIN_SECONDS / t1);
+
+		reps = want > PAR_MAX_REPS ? PAR_MAX_REPS : (unsigned)want;
+		pf[0].reps = reps;
+		par_fetch_thread(&pf[0]);
+		t1 = pf[0].end - pf[0].start;
+	}
+	slot_give(o->src_slots, a->src_slot);
+	pthread_barrier_destroy(&barrier);
+	if (pf[0].error != NULL || t1 <= 0) {
+		log_warn("plan: parallel measure skipped: %s",
+		         pf[0].error != NULL ? pf[0].error : "no time");
+		free(pf[0].error);
+		goto out;
+	}
+	memset(pf, 0, sizeof(*pf));
+	pthread_barrier_init(&barrier, NULL, p);
+	for (unsigned i = 0; i < p; i++) {
+		pf[i] = (struct par_fetch){ .a = a, .folder = folder,
+		                            .msgs = msgs, .n = n, .reps = reps,
+		                            .barrier = &barrier };
+		slot_take(o->src_slots, a->src_slot);
+	}
+	for (unsigned i = 0; i < p; i++) {
+		if (pthread_create(&th[i], NULL, par_fetch_thread, &pf[i]) != 0)
+			break;
+		started++;
+	}
+	if (started < p)
+		fatal("cannot start threads for the parallel measure");
+	for (unsigned i = 0; i < started; i++) {
+		pthread_join(th[i], NULL);
+		if (pf[i].error != NULL) {
+			log_warn("plan: parallel measure: %s", pf[i].error);
+			failed = true;
+			free(pf[i].error);
+		}
+		if (i == 0 || pf[i].start < first)
+			first = pf[i].start;
+		if (pf[i].end > last)
+			last = pf[i].end;
+	}
+	for (unsigned i = 0; i < p; i++)
+		slot_give(o->src_slots, a->src_slot);
+	pthread_barrier_destroy(&barrier);
+	tp = last - first;
+	if (!failed && started == p && tp > 0) {
+		cost->par_sessions = p;
+		cost->par_speedup = (double)p * t1 / tp;
+		if (cost->par_speedup > p)
+			cost->par_speedup = p;
+		if (cost->par_speedup < 1)
+			cost->par_speedup = 1;
+	}
+out:
+	free(pf);
+	free(th);
+}
+
+/* ------------------------------------------------------- target probe */
+
+struct append_wait {
+	char *error;
+};
+
+static void
+append_done(void *ctx, const struct imap_response *tagged, const char *error)
+{
+	struct append_wait *w = ctx;
+
+	if (w->error != NULL)
+		return;
+	if (tagged == NULL)
+		w->error = xstrdup(error);
+	else if (tagged->status != IMAP_STATUS_OK)
+		w->error = xasprintf("%s", tagged->text);
+}
+
+/* Runs "VERB mailbox" (the name quoted or sent as a literal). */
+static int
+mailbox_command(struct imap_client *c, const char *verb, const char *name,
+                const char **error_r)
+{
+	struct append_wait w = { 0 };
+	struct imap_cmd *cmd = imap_cmd_new(c);
+
+	imap_cmd_addf(cmd, "%s ", verb);
+	imap_cmd_add_astring(cmd, name, strlen(name));
+	imap_cmd_submit(cmd, append_done, &w);
+	if (imap_client_run(c, error_r) < 0) {
+		free(w.error);
+		return -1;
+	}
+	if (w.error != NULL) {
+		*error_r = err_set("%s %s: %s", verb, name, w.error);
+		free(w.error);
+		return -1;
+	}
+	return 0;
+}
+
+/* A synthetic message of about size bytes. Returns a new buffer. */
+static char *
+synthetic_message(size_t size, unsigned n, size_t *len_r)
+{
+	struct buf b;
+	static const char line[] =
+	    "The quick brown fox jumps over the lazy dog. 0123456789 abcdefghij\r\n";
+
+	buf_init(&b, size + 4096);
+	ignore_result(buf_printf(&b, "From: probe@imapferry.invalid\r\n"
+	    "To: probe@imapferry.invalid\r\nSubject: imapferry plan probe %u\r\n"
+	    "Message-ID: <probe-%u-%ld@imapferry.invalid>\r\n"
+	    "Date: Mon, 1 Jan 2024 00:00:00 +0000\r\n\r\n", n, n,
+	    (long)getpid()));
+	while (buf_len(&b) + sizeof(line) - 1 <= size)
+		ignore_result(buf_append(&b, line, sizeof(line) - 1));
+	*len_r = buf_len(&b);
+	return buf_take(&b);
+}
+
+static int
+probe_target(const struct sched_account *a, const struct sched_probe_options *o,
+             struct sched_cost *cost, const char **error_r)
+{
+	static const struct { size_t size; unsigned count; } groups[] = {
+		{ 1024, 40 }, { 16 * 1024, 30 }, { 128 * 1024, 15 },
+		{ 1024 * 1024, 4 },
+	};
+	struct sched_batch batches[N_ELEMENTS(groups)];
+	struct imap_account_info info;
+	struct imap_client *c = NULL;
+	struct append_wait w = { 0 };
+	char *folder = NULL;
+	const char *prefix = "";
+	unsigned per_cmd;
+	double t_create;
+	int ret = -1;
+
+	slot_take(o->dst_slots, a->dst_slot);
+	if (imap_client_connect(&a->dst_opts, &c, NULL, error_r) < 0)
+		goto out;
+	if (!sched_check_authzid(&a->dst_opts, c, "target", error_r))
+		goto out;
+	per_cmd = imap_client_has_cap(c, "MULTIAPPEND") ? 32 : 1;
+	if (imap_account_inventory(c, 0, &info, error_r) < 0)
+		goto out;
+	if (info.ns_count[0] > 0)
+		prefix = info.ns[0][0].prefix;
+	folder = xasprintf("%simapferry-probe-%ld", prefix, (long)getpid());
+	imap_account_info_free(&info);
+	t_create = time_mono_sec();
+	if (mailbox_command(c, "CREATE", folder, error_r) < 0)
+		goto out;
+	t_create = time_mono_sec() - t_create;
+	for (size_t g = 0; g < N_ELEMENTS(groups); g++) {
+		double t0 = time_mono_sec();
+		uint64_t bytes = 0;
+
+		/* as the copy engine sends them: MULTIAPPEND of up to 32
+		 * messages where offered, else one APPEND each, pipelined */
+		for (unsigned i = 0; i < groups[g].count; i += per_cmd) {
+			struct imap_cmd *cmd = imap_cmd_new(c);
+
+			imap_cmd_add(cmd, "APPEND ");
+			imap_cmd_add_astring(cmd, folder, strlen(folder));
+			for (unsigned k = i; k < i + per_cmd &&
+			     k < groups[g].count; k++) {
+				size_t len;
+				char *msg = synthetic_message(groups[g].size, k, &len);
+
+				bytes += len;
+				imap_cmd_add(cmd, " (\\Seen) ");
+				imap_cmd_add_literal_take(cmd, msg, len);
+			}
+			imap_cmd_submit(cmd, append_done, &w);
+		}
+		if (imap_client_run(c, error_r) < 0)
+			goto out_delete;
+		if (w.error != NULL) {
+			*error_r = err_set("APPEND: %s", w.error);
+			goto out_delete;
+		}
+		batches[g].messages = groups[g].count;
+		batches[g].bytes = bytes;
+		batches[g].seconds = time_mono_sec() - t0;
+	}
+	if (sched_cost_fit(batches, N_ELEMENTS(groups), &cost->dst_per_message,
+	                   &cost->dst_per_byte) == 0)
+		cost->target_probed = true;
+	/* a first pass creates every folder on the target */
+	cost->per_folder += t_create;
+	ret = 0;
+out_delete:
+	{
+		const char *err;
+
+		if (mailbox_command(c, "DELETE", folder, &err) < 0)
+			log_warn("plan: could not delete the probe folder %s "
+			         "on %s: %s", folder, a->dst_user, err);
+	}
+out:
+	free(w.error);
+	free(folder);
+	if (c != NULL)
+		imap_client_logout(&c);
+	slot_give(o->dst_slots, a->dst_slot);
+	return ret;
+}
+
+/* ----------------------------------------------------------- calibrate */
+
+static int
+cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static double
+median(double *v, size_t n)
+{
+	if (n == 0)
+		return 0;
+	qsort(v, n, sizeof(*v), cmp_double);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* Samples one account: returns 0 with batches appended, -1 on error. */
+static int
+sample_account(const struct sched_account *a, const struct sched_folder_est *f,
+               unsigned share, uint64_t share_bytes,
+               const struct sched_probe_options *o, bool parallel,
+               struct sched_cost *cost, struct sched_batch *batches,
+               size_t *n_batches, size_t max_batches, double *examine_r,
+               double *login_r, uint64_t *size_sum_r, uint64_t *size_count_r,
+               const char **error_r)
+{
+	struct imap_account_info info;
+	struct size_scan scan = { 0 };
+	struct msg_size *sample = NULL;
+	struct imap_client *c = NULL;
+	size_t n, per_batch, nb;
+	char *cmdtext;
+	double t0;
+	int ret = -1;
+
+	slot_take(o->src_slots, a->src_slot);
+	/* alone on the server (the inventory ran several at once): the cost
+	 * of a login and an inventory, as the engine does on each side */
+	t0 = time_mono_sec();
+	if (imap_client_connect(&a->src_opts, &c, NULL, error_r) < 0)
+		goto out;
+	if (imap_account_inventory(c, IMAP_INV_STATUS, &info, error_r) < 0)
+		goto out;
+	imap_account_info_free(&info);
+	*login_r = time_mono_sec() - t0;
+	imap_client_set_literal_sink(c, &discard_sink);
+	t0 = time_mono_sec();
+	if (imap_client_select(c, f->name, true, error_r) < 0)
+		goto out;
+	*examine_r = time_mono_sec() - t0;
+	imap_client_set_untagged(c, size_untagged, &scan);
+	cmdtext = xasprintf("FETCH 1:%u (UID RFC822.SIZE)",
+	                    f->messages < SIZE_SCAN_MAX ? (unsigned)f->messages :
+	                    SIZE_SCAN_MAX);
+	ret = imap_client_simple(c, cmdtext, error_r);
+	free(cmdtext);
+	imap_client_set_untagged(c, NULL, NULL);
+	if (ret < 0)
+		goto out;
+	ret = -1;
+	for (size_t i = 0; i < scan.n; i++)
+		*size_sum_r += scan.v[i].size;
+	*size_count_r += scan.n;
+	qsort(scan.v, scan.n, sizeof(*scan.v), cmp_size);
+	sample = xcalloc(share + 1, sizeof(*sample));
+	n = choose_sample(scan.v, scan.n, share, share_bytes, sample);
+	/* batches of neighbours in size: the fit needs small and large */
+	nb = max_batches - *n_batches;
+	if (nb > 8)
+		nb = 8;
+	if (nb == 0 || n == 0) {
+		ret = 0;
+		goto out;
+	}
+	per_batch = (n + nb - 1) / nb;
+	for (size_t i = 0; i < n; i += per_batch) {
+		size_t end = i + per_batch < n ? i + per_batch : n;
+		struct sched_batch *b = &batches[(*n_batches)++];
+
+		b->messages = (unsigned)(end - i);
+		b->bytes = 0;
+		for (size_t k = i; k < end; k++)
+			b->bytes += sample[k].size;
+		qsort(sample + i, end - i, sizeof(*sample), cmp_uid);
+		t0 = time_mono_sec();
+		if (fetch_bodies(c, sample + i, end - i, error_r) < 0) {
+			(*n_batches)--;
+			goto out;
+		}
+		b->seconds = time_mono_sec() - t0;
+		cost->sample_messages += b->messages;
+		cost->sample_bytes += b->bytes;
+		cost->sample_seconds += b->seconds;
+	}
+	imap_client_logout(&c);
+	slot_give(o->src_slots, a->src_slot);
+	if (parallel)
+		measure_parallel(a, f->name, sample, n, o, cost);
+	free(sample);
+	free(scan.v);
+	return 0;
+out:
+	if (c != NULL)
+		imap_client_free(&c);
+	slot_give(o->src_slots, a->src_slot);
+	free(sample);
+	free(scan.v);
+	return ret;
+}
+
+int
+sched_calibrate(const struct sched_account *accounts,
+                const struct sched_account_est *est, size_t n,
+                const struct sched_probe_options *o, struct sched_cost *cost,
+                const char **error_r)
+{
+	unsigned max_msgs = o->sample_messages > 0 ? o->sample_messages : 300;
+	uint64_t max_bytes = o->sample_bytes > 0 ? o->sample_bytes :
+	    32u * 1024 * 1024;
+	size_t order[SAMPLE_ACCOUNTS], n_order = 0;
+	struct sched_batch batches[SAMPLE_ACCOUNTS * 8];
+	size_t n_batches = 0;
+	double examine[SAMPLE_ACCOUNTS], alone[LOGIN_SAMPLES], *logins;
+	size_t n_examine = 0, n_logins = 0, n_extra = 0;
+	uint64_t size_sum = 0, size_count = 0;
+	int ret = 0;
+
+	sched_cost_default(cost);
+	/* per account: the login + inventory time, on both sides */
+	logins = xcalloc(n + 1, sizeof(double));
+	for (size_t i = 0; i < n; i++)
+		if (est[i].error == NULL && est[i].login_seconds > 0)
+			logins[n_logins++] = est[i].login_seconds;
+	if (n_logins > 0)
+		cost->per_account = 2 * median(logins, n_logins);
+	free(logins);
+	/* the largest accounts, by messages */
+	while (n_order < SAMPLE_ACCOUNTS) {
+		size_t best = n;
+
+		for (size_t i = 0; i < n; i++) {
+			bool taken = false;
+
+			for (size_t k = 0; k < n_order; k++)
+				taken = taken || order[k] == i;
+			if (taken || est[i].error != NULL || est[i].messages == 0)
+				continue;
+			if (best == n || est[i].messages > est[best].messages)
+				best = i;
+		}
+		if (best == n)
+			break;
+		order[n_order++] = best;
+	}
+	for (size_t s = 0; s < n_order; s++) {
+		const struct sched_account_est *e = &est[order[s]];
+		const struct sched_folder_est *big = NULL;
+
+		for (size_t k = 0; k < e->n_folders; k++)
+			if (copy_folder_selected(o->folders, o->n_folders,
+			                         e->folders[k].name) &&
+			    (big == NULL || e->folders[k].messages > big->messages))
+				big = &e->folders[k];
+		if (big == NULL || big->messages == 0)
+			continue;
+		if (sample_account(&accounts[order[s]], big,
+		                   max_msgs / (unsigned)n_order,
+		                   max_bytes / n_order, o,
+		                   s == 0 && o->par_sessions > 1, cost, batches,
+		                   &n_batches, N_ELEMENTS(batches),
+		                   &examine[n_examine], &alone[n_examine],
+		                   &size_sum, &size_count, error_r) < 0) {
+			ret = -1;
+			break;
+		}
+		n_examine++;
+	}
+	if (size_count > 0)
+		cost->avg_message_size = (double)size_sum / (double)size_count;
+	/* a few more logins alone, on small accounts: one login varies a
+	 * lot on a busy server */
+	for (size_t i = 0; i < n && n_examine + n_extra < LOGIN_SAMPLES; i++) {
+		struct imap_account_info info;
+		struct imap_client *c;
+		const char *err;
+		double t0;
+		bool taken = false;
+
+		for (size_t k = 0; k < n_order; k++)
+			taken = taken || order[k] == i;
+		if (taken || est[i].error != NULL)
+			continue;
+		slot_take(o->src_slots, accounts[i].src_slot);
+		t0 = time_mono_sec();
+		if (imap_client_connect(&accounts[i].src_opts, &c, NULL, &err) == 0) {
+			if (imap_account_inventory(c, IMAP_INV_STATUS, &info,
+			                           &err) == 0) {
+				imap_account_info_free(&info);
+				alone[n_examine + n_extra++] = time_mono_sec() - t0;
+			}
+			imap_client_logout(&c);
+		}
+		slot_give(o->src_slots, accounts[i].src_slot);
+	}
+	if (n_examine > 0)
+		cost->per_folder = 2 * median(examine, n_examine);
+	if (n_examine + n_extra > 0)
+		cost->per_account = 2 * median(alone, n_examine + n_extra);
+	if (n_batches > 0 &&
+	    sched_cost_fit(batches, n_batches, &cost->per_message,
+	                   &cost->per_byte) == 0)
+		cost->calibrated = true;
+	if (ret == 0 && o->probe_target && n_order > 0 &&
+	    !accounts[order[0]].dst_maildir &&
+	    probe_target(&accounts[order[0]], o, cost, error_r) < 0)
+		ret = -1;
+	return ret;
+}

@@ -1,0 +1,81 @@
+/* probe.h: what the plan measures on the servers.
+ *
+ * Inventory: every account's source folders with LIST and pipelined
+ * STATUS (MESSAGES UIDVALIDITY UIDNEXT, plus SIZE where STATUS=SIZE is
+ * offered; else the bytes are estimated later from the sample's average
+ * size), several accounts at once within the source connection cap. The
+ * time of login + inventory is kept per account.
+ *
+ * Calibration (sched_calibrate()), in this order:
+ *   0. login + inventory (LIST, STATUS) timed alone, on up to seven
+ *      accounts one after the other: twice the median is the cost per
+ *      job (the engine logs in and lists on both sides);
+ *   1. in the largest folder of up to three of the largest accounts:
+ *      EXAMINE (timed: twice it is the cost per folder, plus the CREATE
+ *      of step 3 for a first pass), FETCH (UID RFC822.SIZE) of up to
+ *      5000 messages (the average message size), then a sample chosen at
+ *      evenly spaced size ranks (small to large, at most sample_messages
+ *      and sample_bytes in all) fetched with pipelined UID FETCH
+ *      BODY.PEEK[] into a sink that discards, in batches of similar size;
+ *      a least-squares fit of the batch times gives the cost per message
+ *      and per byte (plan.h);
+ *   2. with par_sessions >= 2: the first account's sample again, warm,
+ *      by one session and then by par_sessions sessions at once: their
+ *      throughput ratio is the speedup of parallel sessions;
+ *   3. with probe_target (IMAP targets only): a scratch folder
+ *      "imapferry-probe-PID" (under the personal namespace prefix) is
+ *      created in the first sampled account's target, 89 synthetic
+ *      messages of 1 KB to 1 MB are APPENDed in timed batches the way the
+ *      engine sends them (MULTIAPPEND of up to 32 where offered,
+ *      pipelined) and the folder is deleted: the target's cost per
+ *      message and per byte. The copy engine fetches and appends at the
+ *      same time, so a job costs the slower side's rate (plan.h).
+ *      Without it the target is assumed as fast as the source, which
+ *      underestimates a copy into a server that syncs its writes. */
+#ifndef IMAPFERRY_SCHED_PROBE_H
+#define IMAPFERRY_SCHED_PROBE_H
+
+#include "plan.h"
+#include "slots.h"
+#include "users.h"
+
+struct sched_probe_options {
+	unsigned sessions;            /* inventory sessions at once; 0: 4 */
+	struct sched_slots *src_slots; /* caps (NULL: none) */
+	struct sched_slots *dst_slots;
+	char *const *folders;         /* the pass's folder filter, or NULL */
+	size_t n_folders;
+	unsigned sample_messages;     /* 0: 300 */
+	uint64_t sample_bytes;        /* 0: 32 MiB */
+	unsigned par_sessions;        /* parallel measure; <= 1: skip */
+	bool probe_target;
+};
+
+/* Inventories the source of n accounts into est[0..n-1] (zeroed first;
+ * free each with sched_account_est_free()). An account that fails gets
+ * est[i].error (and auth_failed for a refused login); the others go on.
+ * Returns 0, or -1 with *error_r when the whole plan must stop: an admin
+ * login (authzid) to a server that ignores authzids (Courier). */
+int sched_inventory(const struct sched_account *accounts, size_t n,
+                    const struct sched_probe_options *o,
+                    struct sched_account_est *est,
+                    const char **error_r) ATTR_WARN_UNUSED;
+
+/* Measures the cost model (see the top of this file), starting from
+ * sched_cost_default(). Returns 0 with *cost filled (calibrated false
+ * when there was nothing to sample), or -1 with *error_r when a sample
+ * session failed (*cost then holds the defaults and what was measured). */
+int sched_calibrate(const struct sched_account *accounts,
+                    const struct sched_account_est *est, size_t n,
+                    const struct sched_probe_options *o,
+                    struct sched_cost *cost,
+                    const char **error_r) ATTR_WARN_UNUSED;
+
+/* Checks an admin login: when opts logs in with an authzid and the
+ * server's greeting says it ignores authzids, returns false with
+ * *error_r (a message for the user). */
+bool sched_check_authzid(const struct imap_client_options *opts,
+                         struct imap_client *client, const char *side,
+                         const char **error_r);
+
+#endif
