@@ -180,6 +180,7 @@ sched_engine_maildir(const struct sched_engine_args *a,
 	mo.fm = a->fm;
 	mo.folders = a->folders;
 	mo.n_folders = a->n_folders;
+	mo.progress = a->progress;
 	return tomaildir_copy_account(&a->account->src_opts, a->db, &mo, stats,
 	                              error_r);
 }

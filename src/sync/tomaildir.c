@@ -246,6 +246,10 @@ deliver_uids(struct md_ctx *mc, struct maildir_folder *f, const char *folder,
 				report_dropped(mc, folder, m->uid, dropped);
 				mc->stats->copied++;
 				mc->stats->bytes += m->size;
+				if (o->progress != NULL) {
+					o->progress->messages++;
+					o->progress->bytes += m->size;
+				}
 				if (++since >= every) {
 					since = 0;
 					if (maildir_folder_commit(f, &error) < 0)

@@ -25,6 +25,7 @@ struct tomaildir_options {
 	bool skip_deleted;
 	bool no_subscriptions;
 	unsigned commit_every;        /* messages per uidlist commit; 0: 2000 */
+	struct copy_progress *progress; /* NULL or live counters */
 	char *const *folders;         /* only these source folders; NULL: all */
 	size_t n_folders;
 	/* POP3 UIDLs of INBOX messages by source UID (sorted by uid), or
