@@ -613,11 +613,14 @@ delete_missing(struct copy_ctx *cc, const uint32_t *src_gone, size_t n_gone,
 static enum scope
 ensure_dst_folder(struct copy_ctx *cc, bool *exists_r)
 {
+	const struct imap_mailbox_info *b = find_dst_box(&cc->dst_info, cc->dst_name);
 	const char *error;
 	struct imap_cmd *cmd;
 	struct simple_wait w = { 0 };
 
-	*exists_r = find_dst_box(&cc->dst_info, cc->dst_name) != NULL;
+	/* a \Noselect or \NonExistent parent that a child implies is listed
+	 * but must still be created */
+	*exists_r = b != NULL && b->selectable;
 	if (*exists_r || cc->o->dry_run)
 		return SCOPE_OK;
 	cmd = imap_cmd_new(cc->dst);
@@ -917,6 +920,13 @@ reconnect(struct copy_ctx *cc, unsigned attempt)
 
 	log_warn("%s; reconnecting in %u s", cc->error != NULL ? cc->error : "session lost", wait);
 	disconnect(cc);
+	/* The folder lists belong to the old sessions: without new ones
+	 * (connect or inventory failing below) have_info stays false. */
+	if (cc->have_info) {
+		imap_account_info_free(&cc->src_info);
+		imap_account_info_free(&cc->dst_info);
+		cc->have_info = false;
+	}
 	sleep(wait);
 	XFREE(cc->error);
 	cc->worst = SCOPE_OK;
@@ -1058,6 +1068,23 @@ copy_account_from(const struct source *src,
 		for (attempt = 0;; attempt++) {
 			const struct imap_mailbox_info *b = NULL;
 
+			if (!cc.have_info) {
+				/* The last reconnect failed: no sessions and no
+				 * folder list (not "vanished"). Try again; give up
+				 * on the run when that keeps failing. */
+				if (attempt >= max_retries) {
+					char *why = cc.error;
+
+					cc.error = NULL;
+					fail(&cc, SCOPE_RUN, "cannot reconnect: %s",
+					     why != NULL ? why : "session lost");
+					free(why);
+					break;
+				}
+				if (reconnect(&cc, attempt) == SCOPE_RUN)
+					break;
+				continue;
+			}
 			for (size_t k = 0; k < cc.src_info.count && b == NULL; k++)
 				if (strcmp(cc.src_info.boxes[k].name, src_name) == 0)
 					b = &cc.src_info.boxes[k];
