@@ -176,8 +176,8 @@ print_text(struct imap_client *c, const struct endpoint *ep,
 		printf("\n");
 	}
 	printf("separator:    %c\n\n", info->separator ? info->separator : '-');
-	printf("%-36s %-10s %9s %14s  %s\n", "FOLDER", "SPECIAL", "MESSAGES",
-	       "BYTES", "ATTRIBUTES");
+	printf("%-36s %-10s %9s %14s %11s %9s  %s\n", "FOLDER", "SPECIAL",
+	       "MESSAGES", "BYTES", "UIDVALIDITY", "UIDNEXT", "ATTRIBUTES");
 	for (size_t i = 0; i < info->count; i++) {
 		const struct imap_mailbox_info *box = &info->boxes[i];
 		const char *su = imap_special_use_name(box->attrs);
@@ -191,9 +191,10 @@ print_text(struct imap_client *c, const struct endpoint *ep,
 		printf("%s%*s %-10s ", name, chars < 36 ? (int)(36 - chars) : 0, "",
 		       su != NULL ? su : "");
 		if (box->selectable)
-			printf("%9" PRIu32 " %14" PRIu64 " ", box->messages, box->size);
+			printf("%9" PRIu32 " %14" PRIu64 " %11" PRIu32 " %9" PRIu32 " ",
+			       box->messages, box->size, box->uidvalidity, box->uidnext);
 		else
-			printf("%9s %14s ", "-", "-");
+			printf("%9s %14s %11s %9s ", "-", "-", "-", "-");
 		for (char **a = box->attr_names; *a != NULL; a++)
 			printf(" %s", *a);
 		printf("\n");

@@ -12,8 +12,10 @@ the STEPS below against them, then stops both servers.
 
 import os
 import shlex
+import shutil
 import subprocess
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as H  # noqa: E402
@@ -43,19 +45,44 @@ def note(text):
     print(f"\n### {text}", flush=True)
 
 
-def steps(src, dst):
+def steps(src, dst, cut, workdir):
     """What the demo shows, in order: one line per step."""
     ca = {"SSL_CERT_FILE": src.cert_path}   # trust the throwaway self-signed cert
-    pw1 = {"IMAPFERRY_SRC_PASSWORD": USERS["user1"], "IMAPFERRY_DST_PASSWORD": USERS["user1"]}
+    users_csv = os.path.join(workdir, "users.csv")
+    with open(users_csv, "w") as f:
+        f.write("src_user,dst_user\n" + "".join(f"{u},{u}\n" for u in USERS))
+    master_pw = os.path.join(workdir, "master.pw")
+    with open(master_pw, "w") as f:
+        f.write(MASTER[1] + "\n")
+    state = os.path.join(workdir, "state.db")
+    srct = f"imap://%u*{MASTER[0]}@127.0.0.1:{src.port}"
+    dstt = f"imap://%u*{MASTER[0]}@127.0.0.1:{dst.port}"
+    both = ["--src-password-file", master_pw, "--dst-password-file", master_pw]
+    pw1 = {"IMAPFERRY_SRC_PASSWORD": USERS["user1"]}
     return [
         lambda: ferry("the source account of user1 (STARTTLS, certificate verified)",
                       ["ls", src.url("user1")], USERS["user1"], ca),
-        lambda: ferry("user3 through the Dovecot master user (implicit TLS, not verified)",
-                      ["ls", "--insecure", src.url("user3*master", scheme="imaps")], MASTER[1]),
-        lambda: ferry("the empty target account of user1",
-                      ["ls", dst.url("user1", query="?tls=none")], USERS["user1"]),
-        lambda: note("copy (source -> target) will be shown here once it exists"),
-        # lambda: ferry("copy user1", ["copy", src.url("user1"), dst.url("user1")], env={**ca, **pw1}),
+        lambda: ferry("plan the whole server: inventory, measured costs, schedule",
+                      ["plan", "--workers", "3", *both, users_csv, srct, dstt], env=ca),
+        lambda: ferry("run it: 3 workers, resumable, every account (Dovecot master user)",
+                      ["run", "--workers", "3", "--progress", "plain", "--state", state,
+                       *both, users_csv, srct, dstt], env=ca),
+        lambda: ferry("status of the run, from the state database",
+                      ["status", "--state", state]),
+        lambda: ferry("prove it: verify user1, every message's SHA-256",
+                      ["verify", "--deep", "--state", state, *both,
+                       src.url("user1*" + MASTER[0]), dst.url("user1*" + MASTER[0])], env=ca),
+        lambda: ferry("run again: incremental, nothing left to copy",
+                      ["run", "--workers", "3", "--progress", "plain", "--state", state,
+                       *both, users_csv, srct, dstt], env=ca),
+        lambda: ferry("transparent cutover: user1 straight into a Dovecot Maildir, "
+                      "keeping UIDVALIDITY, UIDNEXT and every UID",
+                      ["copy", "--owner", "mail:mail", "--state",
+                       os.path.join(workdir, "cutover.db"), src.url("user1"),
+                       "maildir:" + cut.maildir("user1")], env={**ca, **pw1}),
+        lambda: ferry("the source INBOX ...", ["ls", src.url("user1")], USERS["user1"], ca),
+        lambda: ferry("... and the new server: same UIDVALIDITY and UIDNEXT per folder",
+                      ["ls", cut.url("user1", query="?tls=none")], USERS["user1"]),
     ]
 
 
@@ -73,19 +100,24 @@ def main():
     with H.Dovecot("demo-src", users=USERS, master=MASTER,
                    special_use={"Sent": "\\Sent", "Drafts": "\\Drafts",
                                 "Trash": "\\Trash"}) as src, \
-            H.Dovecot("demo-dst", users=USERS, master=MASTER) as dst:
+            H.Dovecot("demo-dst", users=USERS, master=MASTER) as dst, \
+            H.Dovecot("demo-cut", users=USERS, master=MASTER) as cut:
         for u in USERS:
             src.load_maildir(u, corpus.user_dir(u))
         print(f"demo: source Dovecot on 127.0.0.1:{src.port} (imaps {src.tls_port}), "
               f"target on 127.0.0.1:{dst.port} (imaps {dst.tls_port})")
-        for step in steps(src, dst):
-            step()
+        workdir = tempfile.mkdtemp(prefix="imapferry-demo-")
+        try:
+            for step in steps(src, dst, cut, workdir):
+                step()
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
         if hold:
             print("\nservers are up; try for example:")
             print(f"  export IMAPFERRY_PASSWORD={USERS['user2']} SSL_CERT_FILE={src.cert_path}")
             print(f"  {H.BIN} ls {src.url('user2')}")
             print(f"users {USERS}, master {MASTER[0]}/{MASTER[1]}; target: "
-                  f"{dst.url('user1')}")
+                  f"{dst.url('user1')}; Maildir cutover target: {cut.url('user1')}")
             try:
                 input("press Enter to stop the servers ")
             except EOFError:
