@@ -1115,7 +1115,8 @@ summarize(const struct state_job *jobs, size_t n, size_t *count_r)
 		a->est_messages += j->est_messages;
 		a->est_bytes += j->est_bytes;
 		a->folders_failed += j->folders_failed;
-		a->attempts += j->attempts;
+		if (j->attempts > a->attempts)
+			a->attempts = j->attempts; /* tries of its most tried part */
 		a->seconds += j->seconds;
 		if (j->error[0] != '\0' && j->status != STATE_JOB_DONE) {
 			char *e = a->errors == NULL ? xstrdup(j->error) :
