@@ -396,7 +396,7 @@ dedupe(struct copy_ctx *cc, uint32_t *to_copy, size_t *n_copy,
 	char from[32];
 	const char *error;
 	size_t kept = 0, matched = 0;
-	bool *used;
+	struct msgsum_fpindex ix;
 
 	snprintf(from, sizeof(from), "%u:*", dst_from != 0 ? dst_from : 1);
 	if (msgsum_fetch(cc->dst, from, MSGSUM_FP, &dst, &error) < 0) {
@@ -423,26 +423,21 @@ dedupe(struct copy_ctx *cc, uint32_t *to_copy, size_t *n_copy,
 		msgsum_list_free(&src);
 		return SCOPE_SESSION;
 	}
-	used = xcalloc(dst.count, sizeof(bool));
+	msgsum_fpindex_init(&ix, &dst);
 	for (size_t i = 0; i < *n_copy; i++) {
 		struct msgsum *s = msgsum_find(&src, to_copy[i]);
-		bool found = false;
+		struct msgsum *d = s != NULL && s->have_fp ?
+		                   msgsum_fpindex_take(&ix, s->fp) : NULL;
 
-		for (size_t k = 0; s != NULL && s->have_fp && k < dst.count && !found; k++) {
-			if (used[k] || !dst.items[k].have_fp ||
-			    memcmp(dst.items[k].fp, s->fp, 32) != 0)
-				continue;
-			used[k] = true;
-			found = true;
-			record_copy(cc, s->uid, dst.items[k].uid, s->flags, s->size,
+		if (d != NULL) {
+			record_copy(cc, s->uid, d->uid, s->flags, s->size,
 			            s->internaldate);
-		}
-		if (found)
 			matched++;
-		else
+		} else {
 			to_copy[kept++] = to_copy[i];
+		}
 	}
-	free(used);
+	msgsum_fpindex_free(&ix);
 	cc->stats->skipped += matched;
 	if (matched > 0)
 		log_info("%s: %zu messages were already on the target", cc->src_name,

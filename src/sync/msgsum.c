@@ -287,3 +287,80 @@ msgsum_find(const struct msgsum_list *list, uint32_t uid)
 	}
 	return NULL;
 }
+
+struct msgsum_fpentry {
+	unsigned char fp[32];
+	size_t pos;               /* in list->items */
+};
+
+static int
+cmp_fpentry(const void *a, const void *b)
+{
+	const struct msgsum_fpentry *x = a, *y = b;
+	int c = memcmp(x->fp, y->fp, 32);
+
+	if (c != 0)
+		return c;
+	return x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
+void
+msgsum_fpindex_init(struct msgsum_fpindex *ix, struct msgsum_list *list)
+{
+	ix->list = list;
+	ix->count = 0;
+	ix->entries = xcalloc(list->count + 1, sizeof(*ix->entries));
+	ix->taken = xcalloc(list->count + 1, sizeof(bool));
+	for (size_t i = 0; i < list->count; i++) {
+		if (!list->items[i].have_fp)
+			continue;
+		memcpy(ix->entries[ix->count].fp, list->items[i].fp, 32);
+		ix->entries[ix->count].pos = i;
+		ix->count++;
+	}
+	qsort(ix->entries, ix->count, sizeof(*ix->entries), cmp_fpentry);
+}
+
+struct msgsum *
+msgsum_fpindex_take(struct msgsum_fpindex *ix, const unsigned char fp[32])
+{
+	size_t lo = 0, hi = ix->count;
+
+	/* the first entry with this fingerprint */
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (memcmp(ix->entries[mid].fp, fp, 32) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (; lo < ix->count && memcmp(ix->entries[lo].fp, fp, 32) == 0; lo++) {
+		size_t pos = ix->entries[lo].pos;
+
+		if (!ix->taken[pos]) {
+			ix->taken[pos] = true;
+			return &ix->list->items[pos];
+		}
+	}
+	return NULL;
+}
+
+bool
+msgsum_fpindex_taken(const struct msgsum_fpindex *ix, const struct msgsum *m)
+{
+	return ix->taken[m - ix->list->items];
+}
+
+void
+msgsum_fpindex_mark(struct msgsum_fpindex *ix, const struct msgsum *m)
+{
+	ix->taken[m - ix->list->items] = true;
+}
+
+void
+msgsum_fpindex_free(struct msgsum_fpindex *ix)
+{
+	free(ix->entries);
+	free(ix->taken);
+	memset(ix, 0, sizeof(*ix));
+}

@@ -41,6 +41,25 @@ int msgsum_fetch(struct imap_client *client, const char *uidset,
 void msgsum_list_free(struct msgsum_list *list);
 /* Binary search by uid; NULL if absent. */
 struct msgsum *msgsum_find(const struct msgsum_list *list, uint32_t uid);
+/* An index of a list by fingerprint, to pair copies in O(n log n). */
+struct msgsum_fpindex {
+	struct msgsum_fpentry *entries;   /* sorted by fingerprint */
+	size_t count;
+	struct msgsum_list *list;
+	bool *taken;                      /* by position in list */
+};
+/* Indexes the messages of list that have a fingerprint. list must not
+ * change while the index is used. */
+void msgsum_fpindex_init(struct msgsum_fpindex *ix, struct msgsum_list *list);
+/* Takes the first message not yet taken with this fingerprint (lowest
+ * UID), or returns NULL. */
+struct msgsum *msgsum_fpindex_take(struct msgsum_fpindex *ix,
+                                   const unsigned char fp[32]);
+bool msgsum_fpindex_taken(const struct msgsum_fpindex *ix, const struct msgsum *m);
+/* Marks a message of the indexed list as taken (paired by other means). */
+void msgsum_fpindex_mark(struct msgsum_fpindex *ix, const struct msgsum *m);
+void msgsum_fpindex_free(struct msgsum_fpindex *ix);
+
 /* Lower-case hex of 32 bytes into out (65 bytes). */
 void msgsum_hex(const unsigned char d[32], char out[static 65]);
 

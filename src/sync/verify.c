@@ -122,6 +122,7 @@ verify_folder(struct imap_client *src, struct imap_client *dst,
 	struct state_msg *map = NULL;
 	size_t n_map = 0;
 	bool found = false, *dused = NULL, *sused = NULL;
+	struct msgsum_fpindex ix;
 	const char *error;
 
 	if (select_and_sum(src, sf, what, &sl, &error) < 0) {
@@ -165,28 +166,29 @@ verify_folder(struct imap_client *src, struct imap_client *dst,
 		compare_pair(r, sf, df, s, d, o->deep);
 	}
 	/* the rest by fingerprint */
+	msgsum_fpindex_init(&ix, &dl);
+	for (size_t k = 0; k < dl.count; k++)
+		if (dused[k])
+			msgsum_fpindex_mark(&ix, &dl.items[k]);
 	for (size_t i = 0; i < sl.count; i++) {
-		bool paired = false;
+		struct msgsum *d;
 
 		if (sused[i])
 			continue;
-		for (size_t k = 0; k < dl.count && !paired; k++) {
-			if (dused[k] || memcmp(sl.items[i].fp, dl.items[k].fp, 32) != 0)
-				continue;
-			dused[k] = true;
-			paired = true;
-			compare_pair(r, sf, df, &sl.items[i], &dl.items[k], o->deep);
-		}
-		if (!paired)
+		d = msgsum_fpindex_take(&ix, sl.items[i].fp);
+		if (d != NULL)
+			compare_pair(r, sf, df, &sl.items[i], d, o->deep);
+		else
 			add_diff(r, VERIFY_MISSING, sf, df, sl.items[i].uid, 0,
 			         "%" PRIu64 " bytes, Message-ID %s", sl.items[i].size,
 			         sl.items[i].message_id ? sl.items[i].message_id : "(none)");
 	}
 	for (size_t k = 0; k < dl.count; k++)
-		if (!dused[k])
+		if (!msgsum_fpindex_taken(&ix, &dl.items[k]))
 			add_diff(r, VERIFY_EXTRA, sf, df, 0, dl.items[k].uid,
 			         "%" PRIu64 " bytes, Message-ID %s", dl.items[k].size,
 			         dl.items[k].message_id ? dl.items[k].message_id : "(none)");
+	msgsum_fpindex_free(&ix);
 out:
 	state_msgs_free(&map, n_map);
 	free(dused);
