@@ -638,6 +638,54 @@ ensure_dst_folder(struct copy_ctx *cc, bool *exists_r)
 	return SCOPE_OK;
 }
 
+/* The source folder's UIDs and flags. With CONDSTORE and a sync point
+ * from the last pass, only what changed since is fetched (UID SEARCH ALL
+ * for the UID set, FETCH ... (CHANGEDSINCE m) for new and changed flags);
+ * unchanged messages keep the flags the state recorded. */
+static int
+list_source(struct copy_ctx *cc, const struct state_msg *known, size_t n_known,
+            uint64_t src_modseq, struct msgsum_list *list, const char **error_r)
+{
+	struct imap_client *c = cc->src.client;
+	struct msgsum_list changed = { 0 };
+	uint32_t *uids;
+	size_t n_uids, k = 0;
+
+	if (cc->src.kind != SOURCE_IMAP || cc->sf.src_highestmodseq == 0 ||
+	    src_modseq == 0 || n_known == 0 || !imap_client_has_cap(c, "CONDSTORE"))
+		return source_list(&cc->src, NULL, 0, MSGSUM_FLAGS, list, error_r);
+	if (msgsum_uids_all(c, &uids, &n_uids, error_r) < 0)
+		return -1;
+	if (msgsum_fetch_changed(c, cc->sf.src_highestmodseq, MSGSUM_FLAGS,
+	                         &changed, error_r) < 0) {
+		free(uids);
+		msgsum_list_free(&changed);
+		return -1;
+	}
+	list->items = xcalloc(n_uids + 1, sizeof(*list->items));
+	list->alloc = n_uids + 1;
+	for (size_t i = 0; i < n_uids; i++) {
+		struct msgsum *m = &list->items[list->count++];
+		const struct msgsum *ch = msgsum_find(&changed, uids[i]);
+
+		m->uid = uids[i];
+		while (k < n_known && known[k].src_uid < uids[i])
+			k++;
+		if (ch != NULL)
+			m->flags = xstrdup(ch->flags);
+		else if (k < n_known && known[k].src_uid == uids[i])
+			m->flags = xstrdup(known[k].flags != NULL ? known[k].flags : "");
+		else
+			m->flags = xstrdup("");  /* new: flags come with the body */
+	}
+	log_debug("%s: CONDSTORE: %zu UIDs, %zu changed since modseq %llu",
+	          cc->src_name, n_uids, changed.count,
+	          (unsigned long long)cc->sf.src_highestmodseq);
+	free(uids);
+	msgsum_list_free(&changed);
+	return 0;
+}
+
 static enum scope
 copy_folder(struct copy_ctx *cc, const struct imap_mailbox_info *box,
             const char *dst_name)
@@ -757,8 +805,8 @@ copy_folder(struct copy_ctx *cc, const struct imap_mailbox_info *box,
 		goto out_tx;
 	}
 
-	if (sfo.exists > 0 &&
-	    source_list(&cc->src, NULL, 0, MSGSUM_FLAGS, &src, &error) < 0) {
+	if (sfo.exists > 0 && list_source(cc, known, n_known, src_modseq, &src,
+	                                  &error) < 0) {
 		fail(cc, SCOPE_SESSION, "source: %s", error);
 		sc = SCOPE_SESSION;
 		goto out_tx;

@@ -220,9 +220,97 @@ cmp_uid(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+static int fetch_items(struct imap_client *c, const char *uidset,
+                       unsigned what, uint64_t changedsince,
+                       struct msgsum_list *list, const char **error_r);
+
 int
 msgsum_fetch(struct imap_client *c, const char *uidset, unsigned what,
              struct msgsum_list *list, const char **error_r)
+{
+	return fetch_items(c, uidset, what, 0, list, error_r);
+}
+
+int
+msgsum_fetch_changed(struct imap_client *c, uint64_t changedsince,
+                     unsigned what, struct msgsum_list *list,
+                     const char **error_r)
+{
+	return fetch_items(c, "1:*", what, changedsince, list, error_r);
+}
+
+struct search_ctx {
+	uint32_t *uids;
+	size_t count, alloc;
+	char *error;
+};
+
+static void
+search_untagged(void *ctx, const struct imap_response *resp)
+{
+	struct search_ctx *sc = ctx;
+	const struct imap_search_data *sd;
+
+	if (resp->kind != IMAP_RESP_UNTAGGED ||
+	    (resp->type != IMAP_UNTAGGED_SEARCH &&
+	     resp->type != IMAP_UNTAGGED_ESEARCH))
+		return;
+	sd = &resp->u.search;
+	if (sc->count + sd->count > sc->alloc) {
+		sc->alloc = sc->count + sd->count + 64;
+		sc->uids = xreallocarray(sc->uids, sc->alloc, sizeof(uint32_t));
+	}
+	memcpy(sc->uids + sc->count, sd->nums, sd->count * sizeof(uint32_t));
+	sc->count += sd->count;
+}
+
+static void
+search_done(void *ctx, const struct imap_response *tagged, const char *error)
+{
+	struct search_ctx *sc = ctx;
+
+	if (tagged == NULL)
+		sc->error = xstrdup(error);
+	else if (tagged->status != IMAP_STATUS_OK)
+		sc->error = xasprintf("UID SEARCH refused: %s", tagged->text);
+}
+
+static int
+cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+int
+msgsum_uids_all(struct imap_client *c, uint32_t **uids_r, size_t *count_r,
+                const char **error_r)
+{
+	struct search_ctx sc = { 0 };
+	struct imap_cmd *cmd = imap_cmd_new(c);
+
+	imap_cmd_add(cmd, imap_client_has_cap(c, "ESEARCH") ?
+	             "UID SEARCH RETURN (ALL) ALL" : "UID SEARCH ALL");
+	imap_cmd_set_untagged(cmd, search_untagged, &sc);
+	imap_cmd_submit(cmd, search_done, &sc);
+	if (imap_client_run(c, error_r) < 0 || sc.error != NULL) {
+		if (sc.error != NULL)
+			*error_r = err_set("%s", sc.error);
+		free(sc.error);
+		free(sc.uids);
+		return -1;
+	}
+	qsort(sc.uids, sc.count, sizeof(*sc.uids), cmp_u32);
+	*uids_r = sc.uids;
+	*count_r = sc.count;
+	return 0;
+}
+
+static int
+fetch_items(struct imap_client *c, const char *uidset, unsigned what,
+            uint64_t changedsince, struct msgsum_list *list,
+            const char **error_r)
 {
 	static const struct imap_literal_sink hash_sink = {
 		.begin = hs_begin, .data = hs_data, .end = hs_end,
@@ -242,6 +330,9 @@ msgsum_fetch(struct imap_client *c, const char *uidset, unsigned what,
 	if (what & MSGSUM_BODY)
 		imap_cmd_add(cmd, " BODY.PEEK[]");
 	imap_cmd_add(cmd, ")");
+	if (changedsince != 0)
+		imap_cmd_addf(cmd, " (CHANGEDSINCE %llu)",
+		              (unsigned long long)changedsince);
 	imap_cmd_set_untagged(cmd, fetch_untagged, &fc);
 	if (what & MSGSUM_BODY)
 		imap_client_set_literal_sink(c, &hash_sink);

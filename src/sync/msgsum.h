@@ -38,6 +38,15 @@ enum msgsum_what {
 int msgsum_fetch(struct imap_client *client, const char *uidset,
                  unsigned what, struct msgsum_list *list,
                  const char **error_r) ATTR_WARN_UNUSED;
+/* The same for the messages whose MODSEQ is above changedsince (CONDSTORE
+ * "CHANGEDSINCE"): new and changed messages only. */
+int msgsum_fetch_changed(struct imap_client *client, uint64_t changedsince,
+                         unsigned what, struct msgsum_list *list,
+                         const char **error_r) ATTR_WARN_UNUSED;
+/* Every UID of the selected folder (UID SEARCH ALL, with ESEARCH's compact
+ * reply when offered), ascending, in a new array. */
+int msgsum_uids_all(struct imap_client *client, uint32_t **uids_r,
+                    size_t *count_r, const char **error_r) ATTR_WARN_UNUSED;
 void msgsum_list_free(struct msgsum_list *list);
 /* Binary search by uid; NULL if absent. */
 struct msgsum *msgsum_find(const struct msgsum_list *list, uint32_t uid);
