@@ -17,7 +17,10 @@
 /* One message file (listed or not). */
 struct mfile {
 	struct maildir_msg pub;
-	char *name;             /* current file name in cur/ or new/ */
+	char *name;             /* current file name in cur/ or new/; for a
+	                           pending delivery the name it gets in cur/ */
+	char *tmpname;          /* pending delivery: its name in tmp/, where it
+	                           stays until commit publishes it; else NULL */
 };
 
 /* A Courier keyword-update file to remove once :list holds its state. */
@@ -64,7 +67,8 @@ struct maildir_folder {
 	size_t nmsgs, amsgs;
 	struct mfile **unl;     /* unlisted, sorted by base */
 	size_t nunl, aunl;
-	uint32_t *synced;       /* UIDs delivered since the last commit */
+	uint32_t *synced;       /* UIDs delivered or adopted since the last
+	                           commit, ascending (pending ones among them) */
 	size_t nsynced, asynced;
 };
 
@@ -116,10 +120,19 @@ uidlist_name(const struct maildir_folder *f)
 	       MD_UIDLIST_DOVECOT;
 }
 
+/* The directory holding m's file now and its name there. */
 static int
 dirfd_of(const struct maildir_folder *f, const struct mfile *m)
 {
+	if (m->tmpname != NULL)
+		return f->tmpfd;
 	return m->pub.in_new ? f->newfd : f->curfd;
+}
+
+static const char *
+fsname_of(const struct mfile *m)
+{
+	return m->tmpname != NULL ? m->tmpname : m->name;
 }
 
 static void
@@ -131,6 +144,7 @@ mfile_free(struct mfile *m)
 	free(m->pub.flags);
 	free(m->pub.pop3_uidl);
 	free(m->name);
+	free(m->tmpname);
 	free(m);
 }
 
@@ -400,9 +414,33 @@ take_dropped(struct md_flags *fl)
 /* ------------------------------------------------------------------ */
 /* Loading */
 
+/* Unlinks the files of pending deliveries from tmp/ (never published, so
+ * never seen by the server) and forgets that they were pending. Returns
+ * how many there were. The messages themselves stay in the lists: the
+ * caller drops them (clear_state()). */
+static size_t
+drop_pending(struct maildir_folder *f)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < f->nmsgs; i++) {
+		struct mfile *m = f->msgs[i];
+
+		if (m->tmpname == NULL)
+			continue;
+		if (unlinkat(f->tmpfd, m->tmpname, 0) < 0 && errno != ENOENT)
+			log_warn("%s: unlink tmp/%s: %s", f->where, m->tmpname,
+			         strerror(errno));
+		XFREE(m->tmpname);
+		n++;
+	}
+	return n;
+}
+
 static void
 clear_state(struct maildir_folder *f)
 {
+	drop_pending(f);
 	for (size_t i = 0; i < f->nmsgs; i++)
 		mfile_free(f->msgs[i]);
 	for (size_t i = 0; i < f->nunl; i++)
@@ -779,10 +817,16 @@ ensure_locked(struct maildir_folder *f, const char **error_r)
 	/* Writers change the uidlist only under this lock: what we read now
 	 * stays valid until we release it. */
 	if (meta_changed(f)) {
+		/* Only a failed commit leaves changes behind without the
+		 * lock. Its pending deliveries may no longer fit the floor
+		 * the server left: they are dropped from tmp/ (copied again
+		 * by the next run). */
+		size_t n = drop_pending(f);
+
 		if (f->dirty)
 			log_warn("%s: the server changed the folder since the last "
-			         "failed commit; uncommitted deliveries stay unlisted",
-			         f->where);
+			         "failed commit; %zu uncommitted deliveries dropped",
+			         f->where, n);
 		if (load(f, error_r) < 0) {
 			md_lock_release(lockdirfd(f), f->lockspec, &f->lock);
 			return -1;
@@ -1018,6 +1062,9 @@ maildir_folder_close(struct maildir_folder **fp)
 	if (f == NULL)
 		return;
 	*fp = NULL;
+	/* uncommitted deliveries were never published: remove them while
+	 * still holding the lock */
+	drop_pending(f);
 	if (f->lock.fd >= 0)
 		md_lock_release(lockdirfd(f), f->lockspec, &f->lock);
 	clear_state(f);
@@ -1378,14 +1425,12 @@ deliver(struct maildir_folder *f, uint32_t uid, const char *flags,
 		base = xasprintf("%s,S=%llu,W=%llu", uniq, (unsigned long long)w->out_len,
 		                 (unsigned long long)(w->out_len + w->bare_lfs));
 	name = xasprintf("%s:2,%s", base, letters);
-	if (renameat(f->tmpfd, uniq, f->curfd, name) < 0) {
-		*error_r = err_set("%s: rename tmp/%s to cur/: %s", f->where, uniq,
-		                   strerror(errno));
-		md_flags_free(&fl);
-		goto fail;
-	}
+	/* The file stays in tmp/ until commit renames it into cur/ right
+	 * before the uidlist that lists it: a server never sees it without
+	 * its line, even if we are killed now and it breaks our lock. */
 	m = xcalloc(1, sizeof(*m));
 	m->name = name;
+	m->tmpname = xstrdup(uniq);
 	m->pub.uid = uid;
 	m->pub.base = base;
 	m->pub.flags = courier ?
@@ -1448,11 +1493,15 @@ maildir_deliver_fd(struct maildir_folder *f, uint32_t uid, const char *flags,
 /* ------------------------------------------------------------------ */
 /* Flag changes, expunges, unlisted files */
 
-/* Finds the current name of m's base after a rename by someone else. */
+/* Finds the current name of m's base after a rename by someone else.
+ * A pending delivery in tmp/ is never renamed by others: -1. */
 static int
 relocate(struct maildir_folder *f, struct mfile *m)
 {
 	size_t blen = strlen(m->pub.base);
+
+	if (m->tmpname != NULL)
+		return -1;
 
 	for (int pass = 0; pass < 2; pass++) {
 		bool in_new = pass == 1;
@@ -1509,6 +1558,12 @@ maildir_set_flags(struct maildir_folder *f, uint32_t uid, const char *flags,
 			free(name);
 			break;
 		}
+		if (m->tmpname != NULL) {
+			/* pending: only the name commit gives it changes */
+			free(m->name);
+			m->name = name;
+			break;
+		}
 		if (renameat(dirfd_of(f, m), m->name, f->curfd, name) == 0) {
 			free(m->name);
 			m->name = name;
@@ -1563,6 +1618,16 @@ flags_have_keywords(const char *flags)
 static int
 unlink_mfile(struct maildir_folder *f, struct mfile *m, const char **error_r)
 {
+	if (m->tmpname != NULL) {
+		/* pending: never published, nothing in cur/ changes */
+		if (unlinkat(f->tmpfd, m->tmpname, 0) < 0 && errno != ENOENT) {
+			*error_r = err_set("%s: unlink tmp/%s: %s", f->where,
+			                   m->tmpname, strerror(errno));
+			return -1;
+		}
+		XFREE(m->tmpname);
+		return 0;
+	}
 	if (unlinkat(dirfd_of(f, m), m->name, 0) == 0 ||
 	    (errno == ENOENT &&
 	     (relocate(f, m) < 0 || unlinkat(dirfd_of(f, m), m->name, 0) == 0 ||
@@ -1692,12 +1757,13 @@ static int
 open_mfile(struct maildir_folder *f, struct mfile *m, int *fd_r,
            const char **error_r)
 {
-	int fd = openat(dirfd_of(f, m), m->name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	int fd = openat(dirfd_of(f, m), fsname_of(m), O_RDONLY | O_NOFOLLOW |
+	                O_CLOEXEC);
 
 	if (fd < 0 && errno == ENOENT && relocate(f, m) == 0)
 		fd = openat(dirfd_of(f, m), m->name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0) {
-		*error_r = err_set("%s: open %s: %s", f->where, m->name,
+		*error_r = err_set("%s: open %s: %s", f->where, fsname_of(m),
 		                   errno == ENOENT ? "the message vanished" : strerror(errno));
 		return -1;
 	}
@@ -1720,7 +1786,8 @@ maildir_open_msg(struct maildir_folder *f, uint32_t uid, int *fd_r,
 	if (open_mfile(f, m, &fd, error_r) < 0)
 		return -1;
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		*error_r = err_set("%s: %s is not a regular file", f->where, m->name);
+		*error_r = err_set("%s: %s is not a regular file", f->where,
+		                   fsname_of(m));
 		close(fd);
 		return -1;
 	}
@@ -1756,7 +1823,7 @@ maildir_msg_size(struct maildir_folder *f, uint32_t uid, uint64_t *size_r,
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			*error_r = err_set("%s: read %s: %s", f->where, m->name,
+			*error_r = err_set("%s: read %s: %s", f->where, fsname_of(m),
 			                   strerror(errno));
 			free(chunk);
 			close(fd);
@@ -1788,10 +1855,10 @@ fsync_fd(int fd, const char *what, const struct maildir_folder *f,
 	return 0;
 }
 
-/* Makes the batch's files, renames and new directories durable before the
- * uidlist that names them. */
+/* Makes the batch's files durable (pending ones in tmp/, adopted ones
+ * where they are) before they are published and listed. */
 static int
-sync_batch(struct maildir_folder *f, const char **error_r)
+sync_files(struct maildir_folder *f, const char **error_r)
 {
 	for (size_t i = 0; i < f->nsynced; i++) {
 		struct mfile *m = msg_lookup(f, f->synced[i]);
@@ -1799,25 +1866,35 @@ sync_batch(struct maildir_folder *f, const char **error_r)
 
 		if (m == NULL)
 			continue;       /* expunged since */
-		fd = openat(dirfd_of(f, m), m->name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		fd = openat(dirfd_of(f, m), fsname_of(m), O_RDONLY | O_NOFOLLOW |
+		            O_CLOEXEC);
 		if (fd < 0 && errno == ENOENT && relocate(f, m) == 0)
 			fd = openat(dirfd_of(f, m), m->name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-		if (fd < 0 && errno == ENOENT)
+		if (fd < 0 && errno == ENOENT && m->tmpname == NULL)
 			continue;       /* removed by someone else */
 		if (fd < 0) {
-			*error_r = err_set("%s: open %s: %s", f->where, m->name,
+			*error_r = err_set("%s: open %s%s: %s", f->where,
+			                   m->tmpname != NULL ? "tmp/" : "", fsname_of(m),
 			                   strerror(errno));
 			return -1;
 		}
 		if (fdatasync(fd) < 0) {
-			*error_r = err_set("%s: fdatasync %s: %s", f->where, m->name,
+			*error_r = err_set("%s: fdatasync %s: %s", f->where, fsname_of(m),
 			                   strerror(errno));
 			close(fd);
 			return -1;
 		}
 		close(fd);
 	}
-	if ((f->nsynced > 0 || f->dir_dirty) &&
+	return 0;
+}
+
+/* Makes the renames into cur/ (publish, flag changes), new/ and new
+ * directories durable before the uidlist that names the files. */
+static int
+sync_dirs(struct maildir_folder *f, bool published, const char **error_r)
+{
+	if ((published || f->dir_dirty) &&
 	    fsync_fd(f->curfd, "cur/", f, error_r) < 0)
 		return -1;
 	if (f->dir_dirty && fsync_fd(f->newfd, "new/", f, error_r) < 0)
@@ -1829,6 +1906,67 @@ sync_batch(struct maildir_folder *f, const char **error_r)
 		f->created = false;
 	}
 	return 0;
+}
+
+/* Moves pending files synced[0..n) that publish() moved into cur/ back
+ * into tmp/, so no file appears without its uidlist line. Best effort: a
+ * file that cannot go back stays in cur/ and is no longer pending (the next
+ * commit lists it; if none does, the server numbers it). */
+static void
+unpublish(struct maildir_folder *f, size_t n)
+{
+	for (size_t i = n; i-- > 0; ) {
+		struct mfile *m = msg_lookup(f, f->synced[i]);
+
+		if (m == NULL || m->tmpname == NULL)
+			continue;
+		if (renameat(f->curfd, m->name, f->tmpfd, m->tmpname) < 0) {
+			log_warn("%s: moving cur/%s back to tmp/ after a failed "
+			         "commit: %s; it stays without a uidlist line",
+			         f->where, m->name, strerror(errno));
+			XFREE(m->tmpname);
+		}
+	}
+}
+
+/* Renames every pending file from tmp/ into cur/ under its final name,
+ * in UID order; *published_r tells whether any was. If a rename fails,
+ * moves those already renamed back (unpublish()) and returns -1. On
+ * success the files stay marked pending (tmpname) until the uidlist is in
+ * place, so a later failure can still unpublish them; publish_done()
+ * clears the marks. */
+static int
+publish(struct maildir_folder *f, bool *published_r, const char **error_r)
+{
+	*published_r = false;
+	for (size_t i = 0; i < f->nsynced; i++) {
+		struct mfile *m = msg_lookup(f, f->synced[i]);
+
+		if (m == NULL || m->tmpname == NULL)
+			continue;
+		if (renameat(f->tmpfd, m->tmpname, f->curfd, m->name) < 0) {
+			*error_r = err_set("%s: UID %u: rename tmp/%s to cur/: %s",
+			                   f->where, m->pub.uid, m->tmpname,
+			                   errno == ENOENT ? "the file vanished" :
+			                   strerror(errno));
+			unpublish(f, i);
+			return -1;
+		}
+		*published_r = true;
+	}
+	return 0;
+}
+
+/* The uidlist lists the published files now: they are no longer pending. */
+static void
+publish_done(struct maildir_folder *f)
+{
+	for (size_t i = 0; i < f->nsynced; i++) {
+		struct mfile *m = msg_lookup(f, f->synced[i]);
+
+		if (m != NULL)
+			XFREE(m->tmpname);
+	}
 }
 
 static int
@@ -1913,6 +2051,7 @@ maildir_folder_commit(struct maildir_folder *f, const char **error_r)
 	struct stat st;
 	const char *err;
 	char tmpname[600];
+	bool published;
 	int r;
 
 	if (f->lock.fd < 0 && !f->dirty && !f->ckw_dirty &&
@@ -1936,8 +2075,9 @@ maildir_folder_commit(struct maildir_folder *f, const char **error_r)
 	n = maildir_folder_uidnext(f);
 	if (v == 0 || (!f->dirty && !f->ckw_dirty && f->have_uidlist &&
 	               n == f->ul.uidnext)) {
-		/* nothing to write; make flag renames durable */
-		if (f->o.fsync && f->dir_dirty && sync_batch(f, error_r) < 0)
+		/* nothing to write (so nothing pending); make flag renames
+		 * durable */
+		if (f->o.fsync && f->dir_dirty && sync_dirs(f, false, error_r) < 0)
 			goto fail;
 		f->dir_dirty = false;
 		md_lock_release(lockdirfd(f), f->lockspec, &f->lock);
@@ -1949,18 +2089,25 @@ maildir_folder_commit(struct maildir_folder *f, const char **error_r)
 		                   "not writing the uidlist", f->where, f->lockspec->name);
 		goto fail;
 	}
-	if (f->o.fsync && sync_batch(f, error_r) < 0)
+	/* Publish the pending files, then list them. Until the new uidlist
+	 * is renamed into place any failure moves them back to tmp/, so the
+	 * server never numbers a file of ours itself. */
+	if (f->o.fsync && sync_files(f, error_r) < 0)
 		goto fail;
+	if (publish(f, &published, error_r) < 0)
+		goto fail;
+	if (f->o.fsync && sync_dirs(f, published, error_r) < 0)
+		goto fail_unpublish;
 	if (f->o.flavor == MAILDIR_COURIER && f->ckw_dirty &&
 	    write_courier_keywords(f, error_r) < 0)
-		goto fail;
+		goto fail_unpublish;
 
 	buf_init(&b, (size_t)1 << 31);
 	if (md_uidlist_format(&b, f->o.flavor, v, n, f->ul.hdr_extra, f->ul.recs,
 	                      f->ul.nrecs) < 0) {
 		buf_free(&b);
 		*error_r = err_set("%s: uidlist too large", f->where);
-		goto fail;
+		goto fail_unpublish;
 	}
 	if (f->o.flavor == MAILDIR_DOVECOT) {
 		/* Dovecot's own temp name; it writes it only under the lock */
@@ -1977,8 +2124,10 @@ maildir_folder_commit(struct maildir_folder *f, const char **error_r)
 	buf_free(&b);
 	if (r < 0) {
 		*error_r = err_set("%s: %s", f->where, err);
-		goto fail;
+		goto fail_unpublish;
 	}
+	/* the uidlist names the published files now */
+	publish_done(f);
 	if (f->o.fsync && fsync_fd(f->dirfd, "folder directory", f, error_r) < 0)
 		goto fail;
 
@@ -2009,6 +2158,10 @@ maildir_folder_commit(struct maildir_folder *f, const char **error_r)
 	f->nsynced = 0;
 	md_lock_release(lockdirfd(f), f->lockspec, &f->lock);
 	return 0;
+fail_unpublish:
+	unpublish(f, f->nsynced);
+	if (f->o.fsync)
+		ignore_result(fsync(f->curfd));
 fail:
 	md_lock_release(lockdirfd(f), f->lockspec, &f->lock);
 	return -1;

@@ -13,15 +13,21 @@
  *     hold it until maildir_folder_commit() or maildir_folder_close(), so a
  *     live server never numbers our files itself. Taking the lock re-reads
  *     the uidlist if the server changed it since open.
- *   - Files are written to tmp/ (O_EXCL), checked, given their mtime
- *     (INTERNALDATE) and renamed into cur/ at once. The uidlist is written
- *     only by maildir_folder_commit(), once per batch, to a temporary file
- *     that is renamed over the old one. With options.fsync, commit first
- *     fdatasyncs the batch's files and cur/, then the new uidlist and the
- *     directory: a crash leaves either the old or the new uidlist, and at
- *     worst files without a uidlist line ("unlisted", see below), which the
- *     server numbers from UIDNEXT up; never a line naming a UID the server
- *     already gave to another message.
+ *   - Deliveries are written to tmp/ (O_EXCL), checked, given their mtime
+ *     (INTERNALDATE) and kept there, pending, invisible to the server.
+ *     maildir_folder_commit(), once per batch and under the lock, renames
+ *     every pending file into cur/ under its final name and then replaces
+ *     the uidlist (temporary file renamed over the old one) with their
+ *     lines; if any step before that rename fails, the files already moved
+ *     go back to tmp/. With options.fsync, commit fdatasyncs the files
+ *     before, and cur/ after, the renames, then the new uidlist and the
+ *     directory. A crash (even SIGKILL while a live server waits for our
+ *     lock) therefore leaves the old or the new uidlist, and our pending
+ *     files in tmp/ (removed by the next maildir_folder_open() with create
+ *     once our pid is gone); only a crash inside commit, between the
+ *     renames and the uidlist rename, leaves files in cur/ without a line
+ *     ("unlisted", see below), which the server numbers from UIDNEXT up.
+ *     Never a line naming a UID the server already gave to another message.
  *   - Dovecot keyword letters are defined in dovecot-keywords (written
  *     under the lock) before any file using the letter appears in cur/,
  *     because Dovecot would otherwise record an undefined letter as
@@ -106,6 +112,9 @@ struct maildir_folder;
  * create: mkdir -p root and root/dirname/{cur,new,tmp} with o->dir_mode and
  * o->owner/group, and an empty "maildirfolder" file in non-INBOX folders.
  * Reads the uidlist and keywords of o->flavor and scans cur/ and new/.
+ * With create, also removes from tmp/ the files a killed writer of this
+ * host left (our unique-name patterns, pid no longer running): pending
+ * deliveries of a crashed run and temporary metadata files.
  * Never follows a symlink below root (the folder and its cur/new/tmp are
  * opened with O_NOFOLLOW relative to a root directory descriptor; message
  * files that are not regular files are ignored). o may be NULL (defaults).
@@ -116,8 +125,9 @@ int maildir_folder_open(const char *root, const char *dirname,
                         struct maildir_folder **f_r, const char **error_r);
 
 /* Closes the folder and sets *f to NULL. Uncommitted changes are dropped:
- * files already delivered stay in cur/ without a uidlist line (unlisted),
- * renames and unlinks stay done. Releases the lock if held. NULL-safe. */
+ * pending deliveries are unlinked from tmp/ (they were never published),
+ * flag renames, unlinks and adoptions' moves stay done. Releases the lock
+ * if held. NULL-safe. */
 void maildir_folder_close(struct maildir_folder **f);
 
 /* UIDVALIDITY to be written (set_uids) or on disk; 0 if none yet. */
@@ -140,17 +150,19 @@ const char *maildir_folder_name(const struct maildir_folder *f);
 int maildir_folder_set_uids(struct maildir_folder *f, uint32_t uidvalidity,
                             uint32_t uidnext, const char **error_r);
 
-/* Messages with a UID whose file exists, sorted by UID (pending deliveries
- * included). i < maildir_folder_count(). */
+/* Messages with a UID whose file exists, sorted by UID. Pending deliveries
+ * (still in tmp/, not yet committed) are included, so find() sees a UID as
+ * soon as maildir_deliver() returned. i < maildir_folder_count(). */
 size_t maildir_folder_count(const struct maildir_folder *f);
 const struct maildir_msg *maildir_folder_msg(const struct maildir_folder *f, size_t i);
 /* The message with this UID, or NULL. */
 const struct maildir_msg *maildir_folder_find(const struct maildir_folder *f, uint32_t uid);
 
 /* Files in cur/ or new/ without a uidlist line (uid 0): mail delivered by an
- * MDA the server has not numbered yet, or our own deliveries from a run that
- * crashed or closed before commit. The server gives them UIDs >= UIDNEXT
- * when it next opens the folder. The caller may adopt or expunge them. */
+ * MDA the server has not numbered yet, or our own deliveries from a run
+ * that was killed inside a commit (or by an older version that renamed
+ * files into cur/ at delivery). The server gives them UIDs >= UIDNEXT when
+ * it next opens the folder. The caller may adopt or expunge them. */
 size_t maildir_folder_unlisted_count(const struct maildir_folder *f);
 const struct maildir_msg *maildir_folder_unlisted(const struct maildir_folder *f, size_t i);
 /* Gives unlisted file i the UID uid (same rules as maildir_deliver()) or
@@ -166,15 +178,20 @@ int maildir_unlisted_expunge(struct maildir_folder *f, size_t i, const char **er
  * for Courier CRLF is stored as LF. The file is named
  * "<internaldate>.M<usec>P<pid>Q<n>.<host>,S=<file size>[,W=<RFC822.SIZE>]"
  * + ":2,<letters>" in cur/ (W= only for Dovecot, always exact), mtime =
- * internaldate. Dovecot letters: D F R S T, then keyword letters a-z from
+ * internaldate; the file is written to tmp/ and stays there, pending, until
+ * commit renames it into cur/ under that name (maildir_open_msg() and
+ * maildir_msg_size() read it from tmp/ meanwhile; close without commit
+ * unlinks it). Dovecot letters: D F R S T, then keyword letters a-z from
  * dovecot-keywords, in ASCII order. Keywords that cannot be stored (a 27th
  * Dovecot keyword, an invalid name, an unknown \System flag) do not fail the
  * delivery: they are listed, space-separated, in *dropped_r (a new string,
  * NULL if none; dropped_r may be NULL) so the caller can set them over IMAP.
- * pop3_uidl (or NULL): stored as the Dovecot "P" field (printable ASCII
- * without space, at most 70 bytes). The uidlist line is written by commit.
- * Returns -1 with *error_r on a UID below min_uid, lock timeout, short
- * read (deliver_fd), or I/O error; nothing is left in cur/ then. */
+ * (dovecot-keywords is written at once, under the lock: before any file
+ * using a new letter can appear in cur/.) pop3_uidl (or NULL): stored as
+ * the Dovecot "P" field (printable ASCII without space, at most 70 bytes).
+ * The uidlist line is written by commit. Returns -1 with *error_r on a UID
+ * below min_uid, lock timeout, short read (deliver_fd), or I/O error;
+ * nothing is left in tmp/ or cur/ then. */
 int maildir_deliver(struct maildir_folder *f, uint32_t uid, const char *flags,
                     int64_t internaldate, const void *data, size_t len,
                     const char *pop3_uidl, char **dropped_r, const char **error_r);
@@ -183,14 +200,16 @@ int maildir_deliver_fd(struct maildir_folder *f, uint32_t uid, const char *flags
                        int64_t internaldate, int fd, uint64_t len,
                        const char *pop3_uidl, char **dropped_r, const char **error_r);
 
-/* Replaces a message's flags (rename within cur/, or new/ -> cur/); letters
+/* Replaces a message's flags (rename within cur/, or new/ -> cur/; for a
+ * pending delivery only the name commit will give it changes); letters
  * the library does not manage (e.g. 'P') are kept. Keywords as in deliver.
  * Returns -1 if uid is unknown or the file vanished. */
 int maildir_set_flags(struct maildir_folder *f, uint32_t uid, const char *flags,
                       char **dropped_r, const char **error_r);
 
-/* Unlinks a message; its uidlist line goes at commit. A file already gone
- * is not an error. Returns -1 if uid is unknown. */
+/* Unlinks a message (a pending delivery from tmp/); its uidlist line goes
+ * at commit (a pending one never had one). A file already gone is not an
+ * error. The UID is not reused. Returns -1 if uid is unknown. */
 int maildir_expunge(struct maildir_folder *f, uint32_t uid, const char **error_r);
 
 /* Takes the folder lock now (changes take it implicitly). Waits up to
@@ -201,20 +220,31 @@ int maildir_expunge(struct maildir_folder *f, uint32_t uid, const char **error_r
  * Returns 0, or -1 ("... lock held by 1234:host ...; gave up after 30 s"). */
 int maildir_folder_lock(struct maildir_folder *f, const char **error_r);
 
-/* Writes the uidlist (and Courier keywords) reflecting all changes since
- * the last commit, then releases the lock. Dovecot: "3 V<v> N<n>" plus the
- * old header's other fields (G<guid>, unknown keys), then "<uid> [ext]
- * :<base>" lines in ascending UID order (P<uidl> for pop3_uidl; other
- * fields of existing lines kept). Courier: "1 <v> <n>" then "<uid> <base>".
+/* Publishes the pending deliveries and writes the uidlist (and Courier
+ * keywords) reflecting all changes since the last commit, then releases
+ * the lock. Under the lock, in this order: (fsync: fdatasync the batch's
+ * files); rename every pending file from tmp/ into cur/ under its final
+ * name, in UID order; (fsync: cur/); Courier keywords; the new uidlist by
+ * temporary file + rename; (fsync: the folder directory). Dovecot:
+ * "3 V<v> N<n>" plus the old header's other fields (G<guid>, unknown keys),
+ * then "<uid> [ext] :<base>" lines in ascending UID order (P<uidl> for
+ * pop3_uidl; other fields of existing lines kept). Courier: "1 <v> <n>"
+ * then "<uid> <base>".
  * Never writes an N below the one on disk or a UID at or below one on disk.
  * With no changes it only releases the lock. Returns -1 with *error_r
- * (UIDVALIDITY unset, lock lost or timed out, I/O error); the previous
- * uidlist is then untouched and the lock released. */
+ * (UIDVALIDITY unset, lock lost or timed out, a pending file vanished, I/O
+ * error); the previous uidlist is then untouched, the lock released, and
+ * pending files moved back to tmp/ (best effort: one that cannot go back
+ * stays in cur/ unlisted, with a warning). They stay pending: a later
+ * commit retries, unless taking the lock again finds that the server
+ * changed the folder meanwhile, which drops them (unlinked from tmp/).
+ * (A failing fsync of the folder directory after the uidlist rename also
+ * returns -1; the new uidlist is then in place.) */
 int maildir_folder_commit(struct maildir_folder *f, const char **error_r);
 
-/* Opens the file of uid read-only (O_NOFOLLOW); *size_r is its size on disk
- * (Courier: LF bytes). The caller closes *fd_r. Follows a rename by the
- * server. */
+/* Opens the file of uid read-only (O_NOFOLLOW), from tmp/ for a pending
+ * delivery; *size_r is its size on disk (Courier: LF bytes). The caller
+ * closes *fd_r. Follows a rename by the server. */
 int maildir_open_msg(struct maildir_folder *f, uint32_t uid, int *fd_r,
                      uint64_t *size_r, const char **error_r);
 

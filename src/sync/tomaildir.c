@@ -199,6 +199,7 @@ deliver_uids(struct md_ctx *mc, struct maildir_folder *f, const char *folder,
 	unsigned since = 0;
 	struct mqueue q;
 	struct source_reader *r;
+	struct fetch_reader_options fo;
 	struct cmsg *batch;
 	const char *error;
 	char *rerror;
@@ -206,7 +207,14 @@ deliver_uids(struct md_ctx *mc, struct maildir_folder *f, const char *folder,
 	if (count == 0)
 		return SCOPE_OK;
 	mqueue_init(&q, 4096, 32u << 20);
-	r = source_reader_start(&mc->src, uids, count, &q, &o->fetch);
+	/* A Maildir takes UIDs in ascending order only, and a server may
+	 * answer pipelined FETCH commands interleaved (Dovecot does under
+	 * load): one larger FETCH at a time keeps the order. */
+	fo = o->fetch;
+	fo.depth = 1;
+	if (fo.batch < 500)
+		fo.batch = 500;
+	r = source_reader_start(&mc->src, uids, count, &q, &fo);
 	while ((batch = mqueue_pop_batch(&q, 64, 8u << 20)) != NULL) {
 		while (batch != NULL) {
 			struct cmsg *m = batch;

@@ -22,6 +22,10 @@ Tests (independent, each with its own servers):
   g  cutover overlap: a target UID already holding other mail (delivered
      to the target, or a file of an interrupted run that the server
      numbered) is reported, never silently taken for the source's message
+  h  SIGKILL during an incremental run into a Maildir a live Dovecot
+     session is using: Dovecot breaks the dead lock but finds none of our
+     files to number itself (they wait in tmp/ until commit); the re-run
+     gives every message the source's UID, without duplicates
 """
 
 import contextlib
@@ -397,13 +401,16 @@ def test_d_incremental_into_live_maildir():
 
 # --------------------------------------------------------------------------
 
-def count_target_files(root):
+def count_target_files(root, subs=("cur", "tmp")):
+    """Files delivered so far: published (cur/) or pending (tmp/)."""
     n = 0
     for _k, path in (M.maildir_folders(root).items() if os.path.isdir(root) else []):
-        try:
-            n += len(os.listdir(os.path.join(path, "cur")))
-        except FileNotFoundError:
-            pass
+        for sub in subs:
+            try:
+                n += len([x for x in os.listdir(os.path.join(path, sub))
+                          if not x.startswith(".")])
+            except FileNotFoundError:
+                pass
     return n
 
 
@@ -550,6 +557,129 @@ def test_g_target_uid_taken_by_other_mail_is_reported():
             assert p.returncode != 0 and re.search(r"UID 1001\b", p.stderr), \
                 "UID 1001 differs between source and target without a report\n" + H.describe(p)
             assert_log_clean(s, d)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------
+
+def add_source_mail(maildir, first_uid, n, pad=6000):
+    """Drops n messages into the source INBOX's new/ as an MDA would, for
+    source UIDs first_uid.. in file-name order (Dovecot numbers new files
+    sorted by name). Their INTERNALDATEs DEcrease with the UID, so a server
+    numbering our copies itself (sorted by our names, which start with the
+    INTERNALDATE) would give them other UIDs than the source's."""
+    new = os.path.join(maildir, "new")
+    for i in range(n):
+        uid = first_uid + i
+        data = M.make_body("bulk", uid, True, extra=(b"y" * 76 + b"\r\n") * (pad // 78))
+        path = os.path.join(new, f"{1_600_000_000 + i}.M{i}P777.mdahost")
+        with open(path, "wb") as f:
+            f.write(data)
+        idate = T0 + 10_000_000 - i * 61
+        os.utime(path, (idate, idate))
+        os.chown(path, H.MAIL_UID, H.MAIL_GID)
+
+
+def check_target_numbering(d, src_inbox, when):
+    """Every UID a fresh Dovecot session shows in INBOX holds the source's
+    message of that UID, and UIDNEXT does not run past the source's."""
+    dst = M.snapshot(d, USER, PW)["INBOX"]
+    wrong = [u for u, m in dst["msgs"].items()
+             if u not in src_inbox["msgs"] or m["sha"] != src_inbox["msgs"][u]["sha"]]
+    assert not wrong, f"{when}: Dovecot numbered files itself: target UIDs " \
+        f"{sorted(wrong)[:10]}... ({len(wrong)}) hold no or other source messages"
+    assert dst["uidnext"] <= src_inbox["uidnext"], (when, dst["uidnext"], src_inbox["uidnext"])
+    return dst
+
+
+def test_h_sigkill_while_dovecot_serves_the_target():
+    H.require_root()
+    tmp = tempfile.mkdtemp(prefix="ife-mdt-h-")
+    state = os.path.join(tmp, "st.db")
+    n_new = 3000
+    try:
+        with source("mdh-src") as s, H.Dovecot("mdh-dst", users={USER: PW}, ssl=False) as d:
+            target = d.maildir(USER)
+            copy_to(s, target, state=state)
+            live = d.imap(USER, PW)
+            assert live.select("INBOX")[0] == "OK"      # read-write, as a client does
+            before = M.parse_fetch(live.uid("FETCH", "1:*", "(UID)")[1], body=False)
+            assert sorted(before) == [5, 17, 120, 300, 900], before
+
+            add_source_mail(s.maildir(USER), 1001, n_new)
+            c = s.imap(USER, PW)
+            c.select("INBOX")
+            # gaps in the new source UIDs too
+            gone = ",".join(str(u) for u in range(1001, 1001 + n_new, 7))
+            assert c.uid("STORE", gone, "+FLAGS.SILENT", "(\\Deleted)")[0] == "OK"
+            assert c.uid("EXPUNGE", gone)[0] == "OK"   # UID 900 is \Deleted too
+            c.logout()
+            src = M.snapshot(s, USER, PW)
+            assert len(src["INBOX"]["msgs"]) == 5 + n_new - len(range(1001, 1001 + n_new, 7)), \
+                (len(src["INBOX"]["msgs"]), sorted(src["INBOX"]["msgs"])[:20], src["INBOX"]["uidnext"])
+            assert src["INBOX"]["uidnext"] == 1001 + n_new, src["INBOX"]["uidnext"]
+
+            # run 1: killed before its first commit (every 2000 messages);
+            # run 2: killed after one, if it gets that far. (Not inside a
+            # commit: a kill between its renames into cur/ and its uidlist
+            # rename is the one window left, kept short, not tested here.)
+            kills = []
+            for want_published in (0, 2000):
+                e = dict(os.environ, IMAPFERRY_SRC_PASSWORD=PW)
+                e.pop("IMAPFERRY_PASSWORD", None)
+                cur0 = count_target_files(target, ("cur",))
+                p = subprocess.Popen([H.BIN, "copy", "--state", state, "--owner", "mail:mail",
+                                      src_url(s), f"maildir:{target}"], env=e,
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+                deadline = time.monotonic() + 120
+                while p.poll() is None and time.monotonic() < deadline:
+                    # cur/ first: once all of a commit's files are in
+                    # cur/, files in tmp/ are later deliveries, so the
+                    # commit is over
+                    published = count_target_files(target, ("cur",)) - cur0
+                    pending = count_target_files(target, ("tmp",))
+                    if published >= want_published and \
+                            (pending >= 300 if want_published else pending + published >= 300):
+                        p.send_signal(signal.SIGKILL)
+                        kills.append((pending, published))
+                        break
+                    time.sleep(0.002)
+                p.wait()
+                if p.returncode != -signal.SIGKILL:
+                    break
+                # Dovecot breaks our dead process's lock (same host, pid
+                # gone, >= 2 s old) at its next sync: the open session's
+                # NOOP, and a fresh session
+                time.sleep(3)
+                assert live.noop()[0] == "OK"
+                now = M.parse_fetch(live.uid("FETCH", "1:*", "(UID)")[1], body=False)
+                stray = [u for u in now if u not in src["INBOX"]["msgs"]]
+                assert not stray, f"after kill {len(kills)} {kills[-1]}: the open session " \
+                    f"sees UIDs the source lacks: {sorted(stray)[:10]}"
+                check_target_numbering(d, src["INBOX"], f"after kill {len(kills)}")
+            assert kills, "the copy finished before it could be killed"
+            assert kills[0][1] == 0, kills
+
+            r = copy_to(s, target, state=state)
+            dst = M.snapshot(d, USER, PW)
+            M.compare_snapshots(src, dst)
+            check_target_numbering(d, src["INBOX"], "after the re-run")
+            hdr, recs = M.read_uidlist(target)
+            files = M.message_files(target)
+            assert len(files) == len(src["INBOX"]["msgs"]), \
+                f"{len(files)} files for {len(src['INBOX']['msgs'])} source messages"
+            assert sorted(u for u, _e, _b in recs) == sorted(src["INBOX"]["msgs"])
+            assert not os.listdir(os.path.join(target, "tmp"))
+            # the open session sees exactly the source's UIDs
+            assert live.noop()[0] == "OK"
+            now = M.parse_fetch(live.uid("FETCH", "1:*", "(UID)")[1], body=False)
+            assert sorted(now) == sorted(src["INBOX"]["msgs"])
+            live.logout()
+            assert_log_clean(s, d)
+            H.log(f"test_h: killed at (pending, published) {kills}; "
+                  f"{r.stderr.strip().splitlines()[-1:] if r.stderr.strip() else ''}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

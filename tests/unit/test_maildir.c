@@ -1053,16 +1053,299 @@ test_deliver_fd(void **state)
 	free(expect);
 }
 
-/* ---- crash safety: delivered, not committed ---- */
+/* ---- pending deliveries: in tmp/ until commit ---- */
+
+/* Number of files in root/dirname/sub. */
+static size_t
+count_in(const char *root, const char *dirname, const char *sub)
+{
+	char *p = xasprintf("%s/%s%s%s", root, dirname, dirname[0] != '\0' ? "/" : "",
+	                    sub);
+	size_t n = count_files(p);
+
+	free(p);
+	return n;
+}
+
+/* The path of the file in root/sub whose name starts with prefix (new
+ * string), or NULL. */
+static char *
+find_prefix(const char *root, const char *sub, const char *prefix)
+{
+	char *dir = xasprintf("%s/%s", root, sub), *r = NULL;
+	DIR *d = opendir(dir);
+	struct dirent *de;
+
+	assert_non_null(d);
+	while ((de = readdir(d)) != NULL) {
+		if (strncmp(de->d_name, prefix, strlen(prefix)) == 0)
+			r = xasprintf("%s/%s", dir, de->d_name);
+	}
+	closedir(d);
+	free(dir);
+	return r;
+}
 
 static void
-test_crash_unlisted(void **state)
+test_pending(void **state)
+{
+	struct fixture *fx = *state;
+	struct maildir_options o = opts(MAILDIR_DOVECOT);
+	struct maildir_folder *f = open_ok(fx->root, ".P", &o);
+	char *dir = xasprintf("%s/.P", fx->root);
+	char *cur = xasprintf("%s/cur", dir);
+	char *ul, *name, *base7;
+	const struct maildir_msg *m;
+	const char *error;
+	struct stat st;
+	uint64_t size;
+	int fd;
+
+	assert_int_equal(maildir_folder_set_uids(f, 555, 0, &error), 0);
+	deliver_ok(f, 5, "\\Seen", 1500000005, msg_crlf, NULL, NULL);
+	deliver_ok(f, 6, "", 1500000006, msg_lf, NULL, NULL);
+	deliver_ok(f, 7, "Work", 1500000007, msg_mixed, "U7", NULL);
+	/* written to tmp/, nothing published, no uidlist */
+	assert_int_equal(count_in(fx->root, ".P", "tmp"), 3);
+	assert_int_equal(count_in(fx->root, ".P", "cur"), 0);
+	assert_int_equal(count_in(fx->root, ".P", "new"), 0);
+	ul = xasprintf("%s/dovecot-uidlist", dir);
+	assert_int_equal(stat(ul, &st), -1);
+	free(ul);
+	/* ... yet visible to the caller as before */
+	assert_int_equal(maildir_folder_count(f), 3);
+	assert_int_equal(maildir_folder_msg(f, 1)->uid, 6);
+	m = maildir_folder_find(f, 7);
+	assert_non_null(m);
+	assert_string_equal(m->flags, "Work");
+	assert_int_equal(m->mtime, 1500000007);
+	assert_int_equal(maildir_folder_min_uid(f), 8);
+	/* read from tmp/ */
+	assert_int_equal(maildir_open_msg(f, 6, &fd, &size, &error), 0);
+	assert_int_equal(size, strlen(msg_lf));
+	{
+		char buf[256];
+
+		assert_int_equal(read(fd, buf, sizeof(buf)), (ssize_t)strlen(msg_lf));
+		assert_memory_equal(buf, msg_lf, strlen(msg_lf));
+	}
+	close(fd);
+	assert_int_equal(maildir_msg_size(f, 6, &size, &error), 0);
+	assert_int_equal(size, strlen(msg_lf) + 6);
+	/* set_flags on a pending message: only its future name changes */
+	assert_int_equal(maildir_set_flags(f, 7, "\\Flagged Work $Two", NULL, &error), 0);
+	assert_string_equal(maildir_folder_find(f, 7)->flags, "$Two Work \\Flagged");
+	assert_int_equal(count_in(fx->root, ".P", "tmp"), 3);
+	assert_int_equal(count_in(fx->root, ".P", "cur"), 0);
+	/* expunge on a pending message: unlinked from tmp/, UID not reused */
+	assert_int_equal(maildir_expunge(f, 6, &error), 0);
+	assert_int_equal(count_in(fx->root, ".P", "tmp"), 2);
+	assert_null(maildir_folder_find(f, 6));
+	assert_int_equal(maildir_folder_count(f), 2);
+	assert_int_equal(maildir_deliver(f, 6, "", 1, "x", 1, NULL, NULL, &error), -1);
+	base7 = xstrdup(maildir_folder_find(f, 7)->base);
+
+	commit_ok(f);
+	assert_int_equal(count_in(fx->root, ".P", "tmp"), 0);
+	assert_int_equal(count_in(fx->root, ".P", "cur"), 2);
+	ul = slurp2(dir, "dovecot-uidlist");
+	{
+		char *line = xasprintf("\n7 PU7 :%s\n", base7);
+
+		assert_true(strncmp(ul, "3 V555 N8\n5 :", 13) == 0);
+		assert_non_null(strstr(ul, line));
+		assert_null(strstr(ul, "\n6 "));
+		free(line);
+	}
+	free(ul);
+	name = find_file(cur, base7);
+	assert_non_null(name);
+	assert_string_equal(md_name_letters(name), "Fab");
+	{
+		char *path = xasprintf("%s/%s", cur, name);
+
+		assert_int_equal(stat(path, &st), 0);
+		assert_int_equal(st.st_mtime, 1500000007);
+		free(path);
+	}
+	free(name);
+	/* published files are read from cur/ */
+	assert_int_equal(maildir_open_msg(f, 7, &fd, &size, &error), 0);
+	close(fd);
+
+	/* close without commit: nothing published, nothing left in tmp/ */
+	deliver_ok(f, 10, "", 1600000010, msg_crlf, NULL, NULL);
+	deliver_ok(f, 11, "", 1600000011, msg_crlf, NULL, NULL);
+	assert_int_equal(count_in(fx->root, ".P", "tmp"), 2);
+	ul = slurp2(dir, "dovecot-uidlist");
+	maildir_folder_close(&f);
+	assert_int_equal(count_in(fx->root, ".P", "tmp"), 0);
+	assert_int_equal(count_in(fx->root, ".P", "cur"), 2);
+	{
+		char *ul2 = slurp2(dir, "dovecot-uidlist");
+		char *lock = xasprintf("%s/dovecot-uidlist.lock", dir);
+
+		assert_string_equal(ul, ul2);
+		assert_int_equal(stat(lock, &st), -1);
+		free(ul2);
+		free(lock);
+	}
+	free(ul);
+	f = open_ok(fx->root, ".P", &o);
+	assert_int_equal(maildir_folder_count(f), 2);
+	assert_int_equal(maildir_folder_unlisted_count(f), 0);
+	assert_string_equal(maildir_folder_find(f, 7)->flags, "$Two Work \\Flagged");
+	maildir_folder_close(&f);
+	free(base7);
+	free(cur);
+	free(dir);
+}
+
+/* Many pending files in one commit, both flavors, fsync on. */
+static void
+test_pending_many(void **state)
+{
+	struct fixture *fx = *state;
+	const uint32_t n = 700;
+
+	for (int flavor = 0; flavor < 2; flavor++) {
+		struct maildir_options o = opts(flavor == 0 ? MAILDIR_DOVECOT :
+		                                MAILDIR_COURIER);
+		const char *dn = flavor == 0 ? ".ManyD" : ".ManyC";
+		struct maildir_folder *f;
+		char *dir = xasprintf("%s/%s", fx->root, dn), *ul, *p;
+		const char *error;
+		size_t lines = 0;
+
+		o.fsync = true;
+		f = open_ok(fx->root, dn, &o);
+		assert_int_equal(maildir_folder_set_uids(f, 99, 5000, &error), 0);
+		for (uint32_t uid = 1; uid <= n; uid++)
+			deliver_ok(f, uid * 3, uid % 3 == 0 ? "\\Seen Work" : "\\Seen",
+			           1600000000 + uid, msg_crlf, NULL, NULL);
+		/* (+ courier.lock, held in tmp/) */
+		assert_int_equal(count_in(fx->root, dn, "tmp"), n + (flavor == 1));
+		assert_int_equal(count_in(fx->root, dn, "cur"), 0);
+		/* a flag change and an expunge among them */
+		assert_int_equal(maildir_set_flags(f, 30, "\\Answered", NULL, &error), 0);
+		assert_int_equal(maildir_expunge(f, 33, &error), 0);
+		commit_ok(f);
+		/* the Courier lock lives in tmp/ and is gone now too */
+		assert_int_equal(count_in(fx->root, dn, "tmp"), 0);
+		assert_int_equal(count_in(fx->root, dn, "cur"), n - 1);
+		ul = slurp2(dir, flavor == 0 ? "dovecot-uidlist" : "courierimapuiddb");
+		p = ul;
+		assert_non_null(next_line(&p));
+		while (next_line(&p) != NULL)
+			lines++;
+		assert_int_equal(lines, n - 1);
+		free(ul);
+		maildir_folder_close(&f);
+		f = open_ok(fx->root, dn, &o);
+		assert_int_equal(maildir_folder_count(f), n - 1);
+		assert_int_equal(maildir_folder_unlisted_count(f), 0);
+		assert_string_equal(maildir_folder_find(f, 30)->flags, "\\Answered");
+		assert_string_equal(maildir_folder_find(f, 9)->flags, "Work \\Seen");
+		assert_null(maildir_folder_find(f, 33));
+		assert_int_equal(maildir_folder_uidnext(f), 5000);
+		maildir_folder_close(&f);
+		free(dir);
+	}
+}
+
+/* A commit that fails midway moves the published files back to tmp/ and
+ * leaves the uidlist alone; a retry works. */
+static void
+test_pending_commit_fails(void **state)
 {
 	struct fixture *fx = *state;
 	struct maildir_options o = opts(MAILDIR_DOVECOT);
 	struct maildir_folder *f = open_ok(fx->root, "", &o);
-	char *base, *ul;
+	char *ul0, *ul, *victim, *blocker;
 	const char *error;
+	struct stat st;
+
+	assert_int_equal(maildir_folder_set_uids(f, 31, 0, &error), 0);
+	deliver_ok(f, 1, "", 1500000001, msg_crlf, NULL, NULL);
+	commit_ok(f);
+	ul0 = slurp2(fx->root, "dovecot-uidlist");
+	for (uint32_t uid = 2; uid <= 9; uid++)
+		deliver_ok(f, uid, "\\Seen", 1500000000 + uid, msg_crlf, NULL, NULL);
+
+	/* 1: a rename fails: UID 6's file vanished from tmp/ */
+	victim = find_prefix(fx->root, "tmp", "1500000006.M");
+	assert_non_null(victim);
+	assert_int_equal(unlink(victim), 0);
+	free(victim);
+	assert_int_equal(maildir_folder_commit(f, &error), -1);
+	assert_non_null(strstr(error, "UID 6"));
+	assert_non_null(strstr(error, "vanished"));
+	/* UIDs 2-5 went to cur/ and came back: nothing published */
+	assert_int_equal(count_in(fx->root, "", "cur"), 1);
+	assert_int_equal(count_in(fx->root, "", "tmp"), 7);
+	ul = slurp2(fx->root, "dovecot-uidlist");
+	assert_string_equal(ul, ul0);
+	free(ul);
+	{
+		char *lock = xasprintf("%s/dovecot-uidlist.lock", fx->root);
+
+		assert_int_equal(stat(lock, &st), -1);
+		free(lock);
+	}
+	/* still pending: the caller drops the lost one, the retry works */
+	assert_int_equal(maildir_folder_count(f), 9);
+	assert_int_equal(maildir_expunge(f, 6, &error), 0);
+	commit_ok(f);
+	assert_int_equal(count_in(fx->root, "", "cur"), 8);
+	assert_int_equal(count_in(fx->root, "", "tmp"), 0);
+	ul = slurp2(fx->root, "dovecot-uidlist");
+	assert_true(strncmp(ul, "3 V31 N10\n1 :", 13) == 0);
+	assert_non_null(strstr(ul, "\n5 :1500000005.M"));
+	assert_null(strstr(ul, "\n6 :"));
+	assert_non_null(strstr(ul, "\n9 :1500000009.M"));
+	free(ul);
+	free(ul0);
+
+	/* 2: writing the uidlist fails after the renames: all go back */
+	ul0 = slurp2(fx->root, "dovecot-uidlist");
+	for (uint32_t uid = 10; uid <= 12; uid++)
+		deliver_ok(f, uid, "", 1500000000 + uid, msg_crlf, NULL, NULL);
+	blocker = xasprintf("%s/dovecot-uidlist.tmp", fx->root);
+	assert_int_equal(mkdir(blocker, 0700), 0);
+	assert_int_equal(maildir_folder_commit(f, &error), -1);
+	assert_non_null(strstr(error, "dovecot-uidlist.tmp"));
+	assert_int_equal(count_in(fx->root, "", "cur"), 8);
+	assert_int_equal(count_in(fx->root, "", "tmp"), 3);
+	ul = slurp2(fx->root, "dovecot-uidlist");
+	assert_string_equal(ul, ul0);
+	free(ul);
+	assert_int_equal(rmdir(blocker), 0);
+	free(blocker);
+	commit_ok(f);
+	assert_int_equal(count_in(fx->root, "", "cur"), 11);
+	assert_int_equal(count_in(fx->root, "", "tmp"), 0);
+	ul = slurp2(fx->root, "dovecot-uidlist");
+	assert_non_null(strstr(ul, "\n12 :1500000012.M"));
+	free(ul);
+	free(ul0);
+	maildir_folder_close(&f);
+	f = open_ok(fx->root, "", &o);
+	assert_int_equal(maildir_folder_count(f), 11);
+	assert_int_equal(maildir_folder_unlisted_count(f), 0);
+	maildir_folder_close(&f);
+}
+
+/* ---- crash safety: delivered, not committed ---- */
+
+static void
+test_crash_pending(void **state)
+{
+	struct fixture *fx = *state;
+	struct maildir_options o = opts(MAILDIR_DOVECOT);
+	struct maildir_folder *f = open_ok(fx->root, "", &o);
+	char *ul0, *ul, *lock;
+	const char *error;
+	struct stat st;
 	pid_t pid;
 	int status;
 
@@ -1070,33 +1353,93 @@ test_crash_unlisted(void **state)
 	deliver_ok(f, 10, "\\Seen", 1, msg_crlf, NULL, NULL);
 	commit_ok(f);
 	maildir_folder_close(&f);
-	/* a child delivers UID 50 and dies before commit, holding the lock */
+	ul0 = slurp2(fx->root, "dovecot-uidlist");
+	/* a child delivers UIDs 50-52 and dies before commit, holding the
+	 * lock (as after SIGKILL) */
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		struct maildir_folder *c = NULL;
 
-		if (maildir_folder_open(fx->root, "", &o, false, &c, &error) < 0 ||
-		    maildir_deliver(c, 50, "\\Flagged", 1600000000, msg_lf,
-		                    strlen(msg_lf), NULL, NULL, &error) < 0)
+		if (maildir_folder_open(fx->root, "", &o, false, &c, &error) < 0)
 			_exit(1);
+		for (uint32_t uid = 50; uid <= 52; uid++) {
+			if (maildir_deliver(c, uid, "\\Flagged", 1600000000, msg_lf,
+			                    strlen(msg_lf), NULL, NULL, &error) < 0)
+				_exit(2);
+		}
 		_exit(0);
 	}
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	/* the files are only in tmp/: a server breaking the dead lock finds
+	 * nothing to number */
+	assert_int_equal(count_in(fx->root, "", "tmp"), 3);
+	assert_int_equal(count_in(fx->root, "", "cur"), 1);
+	assert_int_equal(count_in(fx->root, "", "new"), 0);
+	ul = slurp2(fx->root, "dovecot-uidlist");
+	assert_string_equal(ul, ul0);
+	free(ul);
+	lock = xasprintf("%s/dovecot-uidlist.lock", fx->root);
+	assert_int_equal(stat(lock, &st), 0);
+	/* opening without create leaves tmp/ alone */
+	assert_int_equal(maildir_folder_open(fx->root, "", &o, false, &f, &error), 0);
+	assert_int_equal(count_in(fx->root, "", "tmp"), 3);
+	maildir_folder_close(&f);
+	/* the next open (pid dead) removes the dead writer's files */
+	f = open_ok(fx->root, "", &o);
+	assert_int_equal(count_in(fx->root, "", "tmp"), 0);
+	assert_int_equal(maildir_folder_count(f), 1);
+	assert_int_equal(maildir_folder_unlisted_count(f), 0);
+	assert_int_equal(maildir_folder_min_uid(f), 50);
+	/* the dead child's lock is broken (dead pid, >= 2 s): delivering the
+	 * same UIDs again works */
+	deliver_ok(f, 50, "\\Flagged", 1600000000, msg_lf, NULL, NULL);
+	commit_ok(f);
+	assert_int_equal(stat(lock, &st), -1);
+	ul = slurp2(fx->root, "dovecot-uidlist");
+	assert_true(strncmp(ul, "3 V77 N51\n10 :", 14) == 0);
+	assert_non_null(strstr(ul, "\n50 :1600000000.M"));
+	free(ul);
+	maildir_folder_close(&f);
+	free(lock);
+	free(ul0);
+}
+
+/* Files in cur/ without a uidlist line (an MDA, an older crashed run) are
+ * listed as unlisted and can be adopted or expunged. */
+static void
+test_unlisted(void **state)
+{
+	struct fixture *fx = *state;
+	struct maildir_options o = opts(MAILDIR_DOVECOT);
+	struct maildir_folder *f = open_ok(fx->root, "", &o);
+	const char *base = "1600000000.M1P99999Q1.mx.test,S=46,W=52";
+	char *ul, *p;
+	const char *error;
+
+	assert_int_equal(maildir_folder_set_uids(f, 77, 50, &error), 0);
+	deliver_ok(f, 10, "\\Seen", 1, msg_crlf, NULL, NULL);
+	commit_ok(f);
+	maildir_folder_close(&f);
+	p = xasprintf("%s/cur/%s:2,F", fx->root, base);
+	write_file(p, msg_lf);
+	{
+		struct timespec ts[2] = { { 1600000000, 0 }, { 1600000000, 0 } };
+
+		assert_int_equal(utimensat(AT_FDCWD, p, ts, 0), 0);
+	}
+	free(p);
 
 	f = open_ok(fx->root, "", &o);
 	assert_int_equal(maildir_folder_count(f), 1);
 	assert_int_equal(maildir_folder_unlisted_count(f), 1);
 	assert_int_equal(maildir_folder_unlisted(f, 0)->uid, 0);
+	assert_string_equal(maildir_folder_unlisted(f, 0)->base, base);
 	assert_string_equal(maildir_folder_unlisted(f, 0)->flags, "\\Flagged");
 	assert_int_equal(maildir_folder_unlisted(f, 0)->mtime, 1600000000);
-	base = xstrdup(maildir_folder_unlisted(f, 0)->base);
-	ul = slurp2(fx->root, "dovecot-uidlist");
-	assert_null(strstr(ul, base));
-	assert_true(strncmp(ul, "3 V77 N50\n10 :", 14) == 0);
-	free(ul);
-	/* the dead child's lock is broken (dead pid, >= 2 s): adopt works */
+	assert_int_equal(maildir_folder_unlisted(f, 0)->size, 52);
+	assert_int_equal(maildir_unlisted_adopt(f, 0, 49, &error), -1);
 	assert_int_equal(maildir_unlisted_adopt(f, 0, 50, &error), 0);
 	commit_ok(f);
 	ul = slurp2(fx->root, "dovecot-uidlist");
@@ -1104,13 +1447,13 @@ test_crash_unlisted(void **state)
 		char *line = xasprintf("\n50 :%s\n", base);
 
 		assert_non_null(strstr(ul, line));
+		assert_true(strncmp(ul, "3 V77 N51\n", 10) == 0);
 		free(line);
 	}
 	free(ul);
 	/* expunging an unlisted file */
 	{
-		char *p = xasprintf("%s/new/1700000000.M9P9.mda", fx->root);
-
+		p = xasprintf("%s/new/1700000000.M9P9.mda", fx->root);
 		write_file(p, "x");
 		maildir_folder_close(&f);
 		f = open_ok(fx->root, "", &o);
@@ -1121,7 +1464,6 @@ test_crash_unlisted(void **state)
 		free(p);
 	}
 	maildir_folder_close(&f);
-	free(base);
 }
 
 /* ---- subscriptions and folder lists ---- */
@@ -1406,7 +1748,11 @@ main(void)
 		T(test_symlink_refused),
 		T(test_courier),
 		T(test_deliver_fd),
-		T(test_crash_unlisted),
+		T(test_pending),
+		T(test_pending_many),
+		T(test_pending_commit_fails),
+		T(test_crash_pending),
+		T(test_unlisted),
 		T(test_subscriptions),
 		T(test_list_folders),
 		T(test_modes),
