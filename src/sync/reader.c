@@ -177,7 +177,7 @@ reader_main(void *arg)
 		free(set);
 		imap_cmd_set_untagged(cmd, reader_fetch, r);
 		imap_cmd_submit(cmd, reader_done, r);
-		if (imap_client_run_until_below(r->src, depth, &error) < 0)
+		if (imap_client_run_until_below(r->src, depth - 1, &error) < 0)
 			break;
 	}
 	if (imap_client_run(r->src, &error) < 0 && r->error == NULL)
