@@ -44,6 +44,8 @@ struct imap_cmd {
 	bool announced;           /* current literal's {N} was sent */
 	bool waiting_cont;        /* waiting for "+" before sending on */
 	bool sensitive;
+	bool sasl;                /* AUTHENTICATE: may get a challenge to cancel */
+	bool sasl_cancelled;
 	uint64_t backlog;         /* literal bytes not yet sent */
 	imap_untagged_cb *ucb;
 	void *uctx;
@@ -647,17 +649,22 @@ handle_response(struct imap_client *c, const struct imap_response *resp)
 		return 0;
 	case IMAP_RESP_CONTINUATION:
 		cmd = c->sending;
-		if (cmd == NULL || !cmd->waiting_cont) {
-			if (cmd != NULL) {
-				/* A SASL challenge we have no answer for
-				 * (e.g. XOAUTH2's error): cancel the exchange. */
-				return conn_write(c, "\r\n", 2);
-			}
-			client_fail(c, "server sent an unexpected continuation");
-			return -1;
+		if (cmd != NULL && cmd->waiting_cont) {
+			cmd->waiting_cont = false;
+			return 0;
 		}
-		cmd->waiting_cont = false;
-		return 0;
+		cmd = c->in_flight.head;
+		if (c->sending == NULL && cmd != NULL && cmd->sasl &&
+		    !cmd->sasl_cancelled) {
+			/* A SASL challenge after our (initial) response that
+			 * we have no answer for, e.g. XOAUTH2's JSON error:
+			 * cancel with an empty line; the tagged NO follows
+			 * (RFC 7628 3.2.3). */
+			cmd->sasl_cancelled = true;
+			return conn_write(c, "\r\n", 2);
+		}
+		client_fail(c, "server sent an unexpected continuation");
+		return -1;
 	case IMAP_RESP_TAGGED:
 		break;
 	}
@@ -857,6 +864,35 @@ imap_client_simple(struct imap_client *c, const char *command,
 }
 
 int
+imap_client_enable(struct imap_client *c, const char *extensions,
+                   const char **error_r)
+{
+	char *dup = xstrdup(extensions), *p, *next;
+	struct buf cmd;
+	int ret = 0;
+
+	if (!imap_client_has_cap(c, "ENABLE")) {
+		free(dup);
+		return 0;
+	}
+	buf_init(&cmd, 4096);
+	for (p = dup; p != NULL; p = next) {
+		next = strchr(p, ' ');
+		if (next != NULL)
+			*next++ = '\0';
+		if (*p != '\0' && imap_client_has_cap(c, p) &&
+		    (buf_append_str(&cmd, buf_len(&cmd) == 0 ? "ENABLE " : " ") < 0 ||
+		     buf_append_str(&cmd, p) < 0))
+			fatal("ENABLE command too long");
+	}
+	if (buf_len(&cmd) > 0)
+		ret = imap_client_simple(c, buf_data(&cmd), error_r);
+	buf_free(&cmd);
+	free(dup);
+	return ret;
+}
+
+int
 imap_client_select(struct imap_client *c, const char *mailbox, bool read_only,
                    const char **error_r)
 {
@@ -998,6 +1034,7 @@ do_auth(struct imap_client *c, const struct imap_client_options *o,
 			raw = s;
 			imap_cmd_add(cmd, "AUTHENTICATE XOAUTH2");
 		}
+		cmd->sasl = true;
 		b64 = base64_encode(raw, rawlen);
 		memset(raw, 0, rawlen);
 		free(raw);

@@ -143,6 +143,12 @@ int imap_client_run_until_below(struct imap_client *client,
  * the server's text for NO/BAD). */
 int imap_client_simple(struct imap_client *client, const char *command,
                        const char **error_r) ATTR_WARN_UNUSED;
+/* ENABLE (RFC 5161) the given space-separated extensions that the server
+ * advertises (others are skipped). Returns 0 (also when nothing was left to
+ * enable) or -1 with *error_r. */
+int imap_client_enable(struct imap_client *client, const char *extensions,
+                       const char **error_r) ATTR_WARN_UNUSED;
+
 /* SELECT (read_only=false) or EXAMINE a mailbox (name in mUTF-7 as on the
  * wire). With condstore, adds (CONDSTORE) when the server has it. */
 int imap_client_select(struct imap_client *client, const char *mailbox,

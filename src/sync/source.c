@@ -24,8 +24,16 @@ source_connect(struct source *s, bool *refused_r, const char **error_r)
 	struct stat st;
 
 	*refused_r = false;
-	if (s->kind == SOURCE_IMAP)
-		return imap_client_connect(s->imap, &s->client, refused_r, error_r);
+	if (s->kind == SOURCE_IMAP) {
+		if (imap_client_connect(s->imap, &s->client, refused_r, error_r) < 0)
+			return -1;
+		/* MODSEQ in every FETCH and STATUS from now on */
+		if (imap_client_enable(s->client, "CONDSTORE", error_r) < 0) {
+			imap_client_free(&s->client);
+			return -1;
+		}
+		return 0;
+	}
 	if (stat(s->root, &st) < 0 || !S_ISDIR(st.st_mode)) {
 		*error_r = err_set("%s: not a Maildir directory", s->root);
 		*refused_r = true;
