@@ -70,6 +70,7 @@ struct imap_client {
 	bool dead;
 	char *dead_reason;
 	bool got_bye;
+	char *bye_text;            /* the BYE's text, control characters escaped */
 	bool stop_reading;         /* after STARTTLS/COMPRESS OK */
 	char *greeting;
 	char **caps;               /* NULL-terminated */
@@ -606,6 +607,9 @@ handle_untagged(struct imap_client *c, const struct imap_response *resp)
 		track_code(c, &resp->code);
 		if (resp->status == IMAP_STATUS_BYE) {
 			c->got_bye = true;
+			free(c->bye_text);
+			c->bye_text = str_escape_controls(resp->text != NULL ?
+			                                  resp->text : "");
 			log_debug("%s: server said BYE: %s", c->label, resp->text);
 		} else if (resp->code.type == IMAP_CODE_ALERT) {
 			log_warn("%s: server alert: %s", c->label, resp->text);
@@ -738,8 +742,10 @@ read_some(struct imap_client *c)
 		return -1;
 	}
 	if (n == 0) {
-		client_fail(c, c->got_bye ? "server closed the connection (BYE)" :
-		                            "server closed the connection");
+		client_fail(c, c->got_bye ?
+		            err_set("server closed the connection (BYE: %.200s)",
+		                    c->bye_text) :
+		            "server closed the connection");
 		return -1;
 	}
 	c->roff = 0;
@@ -822,9 +828,13 @@ simple_done(void *ctx, const struct imap_response *tagged, const char *error)
 	} else if (tagged->status == IMAP_STATUS_OK) {
 		s->ok = true;
 	} else {
+		/* server text goes to the terminal: no raw control characters */
+		char *text = str_escape_controls(tagged->text);
+
 		s->error = xasprintf("%s%s",
 		                     tagged->status == IMAP_STATUS_NO ? "NO " : "BAD ",
-		                     tagged->text);
+		                     text);
+		free(text);
 		s->auth_refused = true;
 	}
 }
@@ -950,8 +960,11 @@ read_greeting(struct imap_client *c, const char **error_r)
 	}
 	if (resp->kind != IMAP_RESP_UNTAGGED || resp->type != IMAP_UNTAGGED_STATE ||
 	    (resp->status != IMAP_STATUS_OK && resp->status != IMAP_STATUS_PREAUTH)) {
+		char *text = str_escape_controls(resp->text != NULL ? resp->text : "");
+
 		*error_r = err_set("%s: server refused the connection: %s", c->host,
-		                   resp->text != NULL ? resp->text : "");
+		                   text);
+		free(text);
 		return -1;
 	}
 	c->greeting = xstrdup(resp->text);
@@ -965,8 +978,12 @@ do_starttls(struct imap_client *c, const char **error_r)
 	const char *error;
 
 	c->stop_reading = false;
-	if (imap_client_simple(c, "STARTTLS", error_r) < 0)
+	if (imap_client_simple(c, "STARTTLS", error_r) < 0) {
+		if (!c->dead)
+			*error_r = err_set("%s: STARTTLS refused: %s", c->host,
+			                   *error_r);
 		return -1;
+	}
 	if (c->roff < c->rlen) {
 		*error_r = err_set("%s: server sent data right after its STARTTLS "
 		                   "reply (possible injection); refusing", c->host);
@@ -1047,9 +1064,18 @@ do_auth(struct imap_client *c, const struct imap_client_options *o,
 		secret_free(&b64);
 	}
 	if (cmd_run(c, cmd, refused_r, error_r) < 0) {
-		*error_r = err_set("%s: login as %s%s%s refused: %s", c->host, user,
-		                   o->authzid != NULL ? " for " : "",
-		                   o->authzid != NULL ? o->authzid : "", *error_r);
+		/* a tagged NO/BAD is a refusal; a lost or broken session is
+		 * not (its error already names the host) */
+		if (*refused_r)
+			*error_r = err_set("%s: login as %s%s%s refused: %s", c->host,
+			                   user, o->authzid != NULL ? " for " : "",
+			                   o->authzid != NULL ? o->authzid : "",
+			                   *error_r);
+		else
+			*error_r = err_set("login as %s%s%s failed: %s", user,
+			                   o->authzid != NULL ? " for " : "",
+			                   o->authzid != NULL ? o->authzid : "",
+			                   *error_r);
 		return -1;
 	}
 	return 0;
@@ -1161,6 +1187,7 @@ imap_client_free(struct imap_client **clientp)
 	strv_free(&fl);
 	strv_free(&c->caps);
 	free(c->dead_reason);
+	free(c->bye_text);
 	free(c->greeting);
 	free(c->label);
 	free(c->host);

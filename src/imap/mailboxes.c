@@ -122,7 +122,7 @@ inv_done(void *ctx, const struct imap_response *tagged, const char *error)
 	if (tagged == NULL)
 		ic->error = xstrdup(error);
 	else if (tagged->status != IMAP_STATUS_OK)
-		ic->error = xasprintf("%s", tagged->text);
+		ic->error = str_escape_controls(tagged->text); /* to a terminal */
 }
 
 /* STATUS replies are not an error to stop for: a folder may vanish. */
