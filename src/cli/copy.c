@@ -13,6 +13,7 @@
 #include "tomaildir.h"
 
 #include <getopt.h>
+#include <pthread.h>
 #include <grp.h>
 #include <pwd.h>
 #include <inttypes.h>
@@ -23,8 +24,173 @@
 enum {
 	OPT_DELETE_MISSING = OPT_PAIR_LAST, OPT_SKIP_DELETED, OPT_DRY_RUN,
 	OPT_NO_SUBS, OPT_FETCH_BATCH, OPT_APPEND_DEPTH, OPT_SPOOL_DIR,
-	OPT_FOLDERS, OPT_OWNER, OPT_SRC_POP3, OPT_NO_FSYNC,
+	OPT_FOLDERS, OPT_OWNER, OPT_SRC_POP3, OPT_NO_FSYNC, OPT_PARALLEL,
 };
+
+#define PARALLEL_MAX 16
+
+/* One of the session pairs of a parallel copy: its own folders, state
+ * handle and folder map (neither is shared between threads). */
+struct worker {
+	pthread_t thread;
+	const struct source *src;
+	const struct imap_client_options *dst;
+	struct copy_options o;
+	struct tomaildir_options mo;
+	bool maildir;
+	const char *state_path;
+	char **folders;
+	size_t n_folders;
+	uint64_t load;
+	struct copy_stats st;
+	int ret;
+	char *error;
+};
+
+static void *
+worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct state_db *db;
+	const char *error;
+
+	w->ret = -1;
+	if (state_open(w->state_path, &db, &error) < 0) {
+		w->error = xstrdup(error);
+		return NULL;
+	}
+	w->o.folders = w->folders;
+	w->o.n_folders = w->n_folders;
+	w->mo.folders = w->folders;
+	w->mo.n_folders = w->n_folders;
+	w->ret = w->maildir ?
+	         tomaildir_copy_from(w->src, db, &w->mo, &w->st, &error) :
+	         copy_account_from(w->src, w->dst, db, &w->o, &w->st, &error);
+	if (w->ret < 0)
+		w->error = xstrdup(error);
+	state_close(&db);
+	return NULL;
+}
+
+/* Copies over n pairs of sessions: the source's folders are dealt out
+ * largest first to the least loaded pair, so one big folder does not
+ * serialize the account (a server handles one session's commands one
+ * after another). Each folder is still copied by a single pair. */
+static int
+copy_parallel(unsigned n, const struct source *src,
+              const struct imap_client_options *dst, const struct copy_options *o,
+              const struct tomaildir_options *mo, const struct cli_pair *pair,
+              const char *state_path, struct copy_stats *st, const char **error_r)
+{
+	struct worker w[PARALLEL_MAX];
+	struct source probe = *src;
+	struct imap_account_info info;
+	size_t *order;
+	bool refused;
+	int ret = 0;
+
+	memset(w, 0, sizeof(w));
+	memset(st, 0, sizeof(*st));
+	if (source_connect(&probe, &refused, error_r) < 0)
+		return -1;
+	if (source_inventory(&probe, IMAP_INV_STATUS, &info, error_r) < 0) {
+		source_disconnect(&probe);
+		return -1;
+	}
+	source_logout(&probe);
+	/* largest first (insertion sort: folder counts are small) */
+	order = xcalloc(info.count + 1, sizeof(*order));
+	for (size_t i = 0; i < info.count; i++) {
+		size_t k = i;
+
+		while (k > 0 && info.boxes[order[k - 1]].messages < info.boxes[i].messages) {
+			order[k] = order[k - 1];
+			k--;
+		}
+		order[k] = i;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		w[i].folders = xcalloc(info.count + 1, sizeof(char *));
+		w[i].src = src;
+		w[i].dst = dst;
+		w[i].o = *o;
+		if (mo != NULL)
+			w[i].mo = *mo;
+		w[i].maildir = mo != NULL;
+		w[i].state_path = state_path;
+		/* subscriptions are the whole account's: done once at the end,
+		 * when every folder exists (Dovecot refuses to subscribe to a
+		 * folder that does not) */
+		w[i].o.no_subscriptions = w[i].mo.no_subscriptions = true;
+		if ((w[i].o.fm = cli_pair_new_foldermap(pair, error_r)) == NULL)
+			fatal("folder map rules became invalid");
+		w[i].mo.fm = w[i].o.fm;
+	}
+	for (size_t k = 0; k < info.count; k++) {
+		const struct imap_mailbox_info *b = &info.boxes[order[k]];
+		unsigned best = 0;
+
+		if (!b->selectable || !copy_folder_selected(o->folders, o->n_folders,
+		                                            b->name))
+			continue;
+		for (unsigned i = 1; i < n; i++)
+			if (w[i].load < w[best].load)
+				best = i;
+		w[best].folders[w[best].n_folders++] = xstrdup(b->name);
+		w[best].load += b->messages + 10;  /* a folder costs a little too */
+	}
+	for (unsigned i = 0; i < n; i++)
+		if (pthread_create(&w[i].thread, NULL, worker_main, &w[i]) != 0)
+			fatal("pthread_create failed");
+	for (unsigned i = 0; i < n; i++) {
+		pthread_join(w[i].thread, NULL);
+		st->folders += w[i].st.folders;
+		st->folders_failed += w[i].st.folders_failed;
+		st->folders_created += w[i].st.folders_created;
+		st->copied += w[i].st.copied;
+		st->skipped += w[i].st.skipped;
+		st->failed += w[i].st.failed;
+		st->flags_updated += w[i].st.flags_updated;
+		st->expunged += w[i].st.expunged;
+		st->bytes += w[i].st.bytes;
+		st->dropped_flags += w[i].st.dropped_flags;
+		st->subscribed += w[i].st.subscribed;
+		if (w[i].st.seconds > st->seconds)
+			st->seconds = w[i].st.seconds;
+		if (w[i].ret < 0 && ret == 0) {
+			*error_r = err_set("%s", w[i].error);
+			ret = -1;
+		}
+		free(w[i].error);
+		for (size_t k = 0; k < w[i].n_folders; k++)
+			free(w[i].folders[k]);
+		free(w[i].folders);
+		foldermap_free(&w[i].o.fm);
+	}
+	if (ret == 0 && !o->no_subscriptions) {
+		/* a pass over no folder: connects, lists, subscribes */
+		struct worker *last = &w[0];
+		char *none[1] = { NULL };
+
+		memset(&last->st, 0, sizeof(last->st));
+		last->o.no_subscriptions = last->mo.no_subscriptions = false;
+		last->folders = none;
+		last->n_folders = 0;
+		last->o.fm = cli_pair_new_foldermap(pair, error_r);
+		last->mo.fm = last->o.fm;
+		worker_main(last);
+		st->subscribed = last->st.subscribed;
+		if (last->ret < 0) {
+			*error_r = err_set("%s", last->error);
+			ret = -1;
+		}
+		free(last->error);
+		foldermap_free(&last->o.fm);
+	}
+	free(order);
+	imap_account_info_free(&info);
+	return ret;
+}
 
 /* --owner USER[:GROUP] (names or numbers) for files written to a Maildir */
 static int
@@ -174,6 +340,7 @@ cmd_copy(int argc, char **argv)
 		{ "owner", required_argument, NULL, OPT_OWNER },
 		{ "src-pop3", required_argument, NULL, OPT_SRC_POP3 },
 		{ "no-fsync", no_argument, NULL, OPT_NO_FSYNC },
+		{ "parallel", required_argument, NULL, OPT_PARALLEL },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -187,6 +354,7 @@ cmd_copy(int argc, char **argv)
 	struct maildir_options md;
 	struct pop3_map pop3 = { 0 };
 	struct source source = { 0 };
+	unsigned parallel = 2;
 	const char *src_pop3 = NULL;
 	int opt, ret, status = 1;
 	uint64_t v;
@@ -216,6 +384,11 @@ cmd_copy(int argc, char **argv)
 			break;
 		case OPT_SRC_POP3: src_pop3 = optarg; break;
 		case OPT_NO_FSYNC: md.fsync = false; break;
+		case OPT_PARALLEL:
+			if (!str_to_u64z(optarg, PARALLEL_MAX, &v) || v == 0)
+				goto usage;
+			parallel = (unsigned)v;
+			break;
 		case OPT_FOLDERS:
 			/* source folder names as LISTed, e.g. the INBOXes for
 			 * the final pass of a cutover */
@@ -239,6 +412,8 @@ cmd_copy(int argc, char **argv)
 			     "  --skip-deleted        do not copy messages flagged \\Deleted\n"
 			     "  --dry-run             show what would be done\n"
 			     "  --no-subscriptions    do not copy subscriptions\n"
+			     "  --parallel N          session pairs, folders dealt out largest\n"
+			     "                        first (default 2; 1 to 16)\n"
 			     "  --folders NAME        only this source folder (repeatable), e.g.\n"
 			     "                        --folders INBOX for a final cutover pass\n"
 			     "SRC may be maildir:PATH[?flavor=dovecot|courier]: a Maildir read\n"
@@ -308,13 +483,19 @@ cmd_copy(int argc, char **argv)
 		mo.pop3_uids = pop3.uids;
 		mo.pop3_uidls = pop3.uidls;
 		mo.pop3_count = pop3.count;
-		if (tomaildir_copy_from(&source, db, &mo, &st, &error) < 0) {
+		if ((parallel > 1 ?
+		     copy_parallel(parallel, &source, NULL, &o, &mo, &pair, state_path,
+		                   &st, &error) :
+		     tomaildir_copy_from(&source, db, &mo, &st, &error)) < 0) {
 			fprintf(stderr, "imapferry: stopped: %s\n", error);
 			print_summary(&st, common.json, o.dry_run);
 			goto out;
 		}
-	} else if (copy_account_from(&source, &pair.dst.imap, db, &o, &st,
-	                             &error) < 0) {
+	} else if ((parallel > 1 ?
+	            copy_parallel(parallel, &source, &pair.dst.imap, &o, NULL, &pair,
+	                          state_path, &st, &error) :
+	            copy_account_from(&source, &pair.dst.imap, db, &o, &st,
+	                              &error)) < 0) {
 		fprintf(stderr, "imapferry: stopped: %s\n", error);
 		print_summary(&st, common.json, o.dry_run);
 		goto out;

@@ -118,16 +118,10 @@ cli_pair_setup(struct cli_pair *p, const struct cli_common *common,
 		fprintf(stderr, "imapferry: target: %s\n", error);
 		return 1;
 	}
-	p->fm = foldermap_new(&sside, &dside);
-	for (size_t i = 0; i < p->n_inc; i++)
-		if (foldermap_add_include(p->fm, p->includes[i], &error) < 0)
-			goto bad_rule;
-	for (size_t i = 0; i < p->n_exc; i++)
-		if (foldermap_add_exclude(p->fm, p->excludes[i], &error) < 0)
-			goto bad_rule;
-	for (size_t i = 0; i < p->n_map; i++)
-		if (foldermap_add_rule(p->fm, p->maps[i], &error) < 0)
-			goto bad_rule;
+	p->sside = sside;
+	p->dside = dside;
+	if ((p->fm = cli_pair_new_foldermap(p, &error)) == NULL)
+		goto bad_rule;
 	p->account = xasprintf("%s%s%s -> %s%s%s", p->src.url,
 	                       p->src_zid ? " as " : "", p->src_zid ? p->src_zid : "",
 	                       p->dst.url, p->dst_zid ? " as " : "",
@@ -136,6 +130,26 @@ cli_pair_setup(struct cli_pair *p, const struct cli_common *common,
 bad_rule:
 	fprintf(stderr, "imapferry: %s\n", error);
 	return 2;
+}
+
+struct foldermap *
+cli_pair_new_foldermap(const struct cli_pair *p, const char **error_r)
+{
+	struct foldermap *fm = foldermap_new(&p->sside, &p->dside);
+
+	for (size_t i = 0; i < p->n_inc; i++)
+		if (foldermap_add_include(fm, p->includes[i], error_r) < 0)
+			goto fail;
+	for (size_t i = 0; i < p->n_exc; i++)
+		if (foldermap_add_exclude(fm, p->excludes[i], error_r) < 0)
+			goto fail;
+	for (size_t i = 0; i < p->n_map; i++)
+		if (foldermap_add_rule(fm, p->maps[i], error_r) < 0)
+			goto fail;
+	return fm;
+fail:
+	foldermap_free(&fm);
+	return NULL;
 }
 
 int

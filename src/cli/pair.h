@@ -16,6 +16,8 @@ struct cli_pair {
 	char *sprefix, *dprefix, *account, *default_state;
 	bool allow_maildir_dst;   /* copy, verify: DST may be maildir:PATH */
 	bool allow_maildir_src;   /* copy: SRC may be maildir:PATH */
+	/* namespaces as probed (prefix strings point into sprefix/dprefix) */
+	struct foldermap_side sside, dside;
 };
 
 enum {
@@ -50,6 +52,10 @@ int cli_pair_option(struct cli_pair *p, int opt, const char *arg);
  * Returns 0, or the exit status to use (message printed). */
 int cli_pair_setup(struct cli_pair *p, const struct cli_common *common,
                    const char *src_url, const char *dst_url);
+/* A new folder map with the pair's sides and rules (one per thread: a
+ * map is not thread-safe). NULL with *error_r for a bad rule. */
+struct foldermap *cli_pair_new_foldermap(const struct cli_pair *p,
+                                         const char **error_r);
 /* Resolves the state path (default when not given). Returns 0 or -1
  * (message printed). */
 int cli_pair_state_path(struct cli_pair *p, const char **path_r);

@@ -728,6 +728,7 @@ copy_folder(struct copy_ctx *cc, const struct imap_mailbox_info *box,
 	    cc->sf.src_highestmodseq == box->highestmodseq &&
 	    find_dst_box(&cc->dst_info, dst_name) != NULL) {
 		log_debug("%s: unchanged since the last run", box->name);
+		cc->stats->skipped += box->messages;
 		state_folder_free(&cc->sf);
 		return SCOPE_OK;
 	}

@@ -366,6 +366,7 @@ copy_folder(struct md_ctx *mc, const struct imap_mailbox_info *box,
 	    sf.src_uidnext == box->uidnext &&
 	    sf.src_highestmodseq == box->highestmodseq) {
 		log_debug("%s: unchanged since the last run", shown);
+		mc->stats->skipped += box->messages;
 		state_folder_free(&sf);
 		free(shown);
 		return SCOPE_OK;
