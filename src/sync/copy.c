@@ -33,6 +33,13 @@ enum scope { SCOPE_OK, SCOPE_MESSAGE, SCOPE_FOLDER, SCOPE_SESSION, SCOPE_RUN };
 #define COMMIT_EVERY_MS 2000
 #define APPEND_GROUP_BYTES (8 * 1024 * 1024)
 
+enum op_type { OP_PUT, OP_FLAGS, OP_DELETE };
+
+struct state_op {
+	enum op_type type;
+	struct state_msg m;       /* flags owned */
+};
+
 struct copy_ctx {
 	const struct imap_client_options *dst_opts;
 	struct source src;            /* IMAP account or Maildir */
@@ -59,6 +66,8 @@ struct copy_ctx {
 	char **dropped_seen;      /* flags already reported as dropped */
 	size_t n_dropped_seen;
 	bool single_append;       /* retry pass: no MULTIAPPEND */
+	struct state_op *ops;     /* state changes not yet written */
+	size_t n_ops, ops_alloc;
 };
 
 /* ------------------------------------------------------------- failures */
@@ -103,22 +112,78 @@ is_run_fatal(const struct imap_response *tagged)
 
 /* ------------------------------------------------------------ state */
 
+/* State changes wait in memory and go to the database in one short
+ * transaction per batch: no write lock is held across network I/O, so
+ * parallel sessions and workers sharing the database never wait long for
+ * each other. A crash loses at most the batch: the copies it recorded are
+ * found again by fingerprint. */
+static void
+op_push(struct copy_ctx *cc, enum op_type type, uint32_t src_uid,
+        uint32_t dst_uid, const char *flags, uint64_t size, int64_t date)
+{
+	struct state_op *op;
+
+	if (cc->n_ops == cc->ops_alloc) {
+		cc->ops_alloc = cc->ops_alloc == 0 ? 256 : cc->ops_alloc * 2;
+		cc->ops = xreallocarray(cc->ops, cc->ops_alloc, sizeof(*cc->ops));
+	}
+	op = &cc->ops[cc->n_ops++];
+	memset(op, 0, sizeof(*op));
+	op->type = type;
+	op->m.src_uid = src_uid;
+	op->m.dst_uid = dst_uid;
+	op->m.flags = flags != NULL ? xstrdup(flags) : NULL;
+	op->m.size = size;
+	op->m.internaldate = date;
+}
+
+static void
+ops_clear(struct copy_ctx *cc)
+{
+	for (size_t i = 0; i < cc->n_ops; i++)
+		free(cc->ops[i].m.flags);
+	cc->n_ops = 0;
+}
+
 static int
-state_flush(struct copy_ctx *cc, bool reopen)
+state_flush(struct copy_ctx *cc)
 {
 	const char *error;
+	int ret = 0;
 
 	if (cc->max_dst_uid >= cc->sf.dst_uidnext)
 		cc->sf.dst_uidnext = cc->max_dst_uid + 1;
-	if (state_folder_put(cc->db, &cc->sf, &error) < 0 ||
-	    state_commit(cc->db, &error) < 0 ||
-	    (reopen && state_begin(cc->db, &error) < 0)) {
-		fail(cc, SCOPE_RUN, "%s", error);
-		return -1;
+	if (state_begin(cc->db, &error) < 0)
+		goto fail;
+	for (size_t i = 0; i < cc->n_ops && ret == 0; i++) {
+		const struct state_op *op = &cc->ops[i];
+
+		switch (op->type) {
+		case OP_PUT:
+			ret = state_msg_put(cc->db, cc->sf.id, &op->m, &error);
+			break;
+		case OP_FLAGS:
+			ret = state_msg_set_flags(cc->db, cc->sf.id, op->m.src_uid,
+			                          op->m.flags, &error);
+			break;
+		case OP_DELETE:
+			ret = state_msg_delete(cc->db, cc->sf.id, op->m.src_uid,
+			                       &error);
+			break;
+		}
 	}
+	if (ret < 0 || state_folder_put(cc->db, &cc->sf, &error) < 0 ||
+	    state_commit(cc->db, &error) < 0) {
+		state_rollback(cc->db);
+		goto fail;
+	}
+	ops_clear(cc);
 	cc->uncommitted = 0;
 	cc->last_commit = time_mono_ms();
 	return 0;
+fail:
+	fail(cc, SCOPE_RUN, "%s", error);
+	return -1;
 }
 
 static void
@@ -127,23 +192,14 @@ maybe_commit(struct copy_ctx *cc)
 	if (cc->uncommitted >= COMMIT_EVERY_MSGS ||
 	    (cc->uncommitted > 0 &&
 	     time_mono_ms() - cc->last_commit >= COMMIT_EVERY_MS))
-		(void)state_flush(cc, true);
+		(void)state_flush(cc);
 }
 
 static void
 record_copy(struct copy_ctx *cc, uint32_t src_uid, uint32_t dst_uid,
             const char *flags, uint64_t size, int64_t date)
 {
-	struct state_msg m = {
-		.src_uid = src_uid, .dst_uid = dst_uid, .flags = (char *)flags,
-		.size = size, .internaldate = date,
-	};
-	const char *error;
-
-	if (state_msg_put(cc->db, cc->sf.id, &m, &error) < 0) {
-		fail(cc, SCOPE_RUN, "%s", error);
-		return;
-	}
+	op_push(cc, OP_PUT, src_uid, dst_uid, flags, size, date);
 	if (dst_uid > cc->max_dst_uid)
 		cc->max_dst_uid = dst_uid;
 	cc->uncommitted++;
@@ -494,7 +550,7 @@ sync_flags(struct copy_ctx *cc, struct state_msg *known, size_t n_known,
 	const char *error;
 	bool *done = xcalloc(n_known, sizeof(bool));
 	uint32_t *uids = xcalloc(n_known + 1, sizeof(uint32_t));
-	size_t changed = 0;
+	size_t changed = 0, ops_mark = cc->n_ops;
 
 	for (size_t i = 0; i < n_known; i++) {
 		const struct msgsum *s = msgsum_find(src, known[i].src_uid);
@@ -523,12 +579,9 @@ sync_flags(struct copy_ctx *cc, struct state_msg *known, size_t n_known,
 				continue;
 			uids[n++] = known[k].dst_uid;
 			done[k] = true;
-			if (!cc->o->dry_run &&
-			    state_msg_set_flags(cc->db, cc->sf.id, known[k].src_uid,
-			                        t->flags, &error) < 0) {
-				fail(cc, SCOPE_RUN, "%s", error);
-				goto out;
-			}
+			if (!cc->o->dry_run)
+				op_push(cc, OP_FLAGS, known[k].src_uid, 0, t->flags,
+				        0, 0);
 			cc->stats->flags_updated++;
 		}
 		changed -= n;
@@ -550,7 +603,12 @@ sync_flags(struct copy_ctx *cc, struct state_msg *known, size_t n_known,
 	else if (w.error != NULL)
 		fail(cc, SCOPE_FOLDER, "target refused a flag change in %s: %s",
 		     cc->dst_name, w.error);
-out:
+	if (cc->worst >= SCOPE_FOLDER) {
+		/* not carried over: the state must not claim it */
+		for (size_t i = ops_mark; i < cc->n_ops; i++)
+			free(cc->ops[i].m.flags);
+		cc->n_ops = ops_mark;
+	}
 	free(w.error);
 	free(done);
 	free(uids);
@@ -595,11 +653,8 @@ delete_missing(struct copy_ctx *cc, const uint32_t *src_gone, size_t n_gone,
 		}
 	}
 	for (size_t i = 0; i < n_gone; i++) {
-		if (!cc->o->dry_run &&
-		    state_msg_delete(cc->db, cc->sf.id, src_gone[i], &error) < 0) {
-			fail(cc, SCOPE_RUN, "%s", error);
-			return SCOPE_RUN;
-		}
+		if (!cc->o->dry_run)
+			op_push(cc, OP_DELETE, src_gone[i], 0, NULL, 0, 0);
 	}
 	cc->stats->expunged += n_gone;
 	return SCOPE_OK;
@@ -792,9 +847,7 @@ copy_folder(struct copy_ctx *cc, const struct imap_mailbox_info *box,
 	}
 	cc->sf.src_uidvalidity = src_uidvalidity;
 	cc->sf.dst_uidvalidity = cc->dst_uidvalidity;
-	if (!o->dry_run && (state_begin(cc->db, &error) < 0 ||
-	                    state_folder_put(cc->db, &cc->sf, &error) < 0)) {
-		fail(cc, SCOPE_RUN, "%s", error);
+	if (!o->dry_run && state_flush(cc) < 0) {
 		sc = SCOPE_RUN;
 		goto out;
 	}
@@ -883,13 +936,10 @@ copy_folder(struct copy_ctx *cc, const struct imap_mailbox_info *box,
 	 * instead of skipping the folder as unchanged. */
 	cc->sf.complete = cc->stats->failed == failed_before;
 out_tx:
-	if (!o->dry_run) {
-		if (sc == SCOPE_RUN && cc->worst == SCOPE_RUN &&
-		    strstr(cc->error, "state") != NULL)
-			state_rollback(cc->db);
-		else
-			(void)state_flush(cc, false);
-	}
+	if (!o->dry_run && !(sc == SCOPE_RUN && cc->worst == SCOPE_RUN &&
+	                     strstr(cc->error, "state") != NULL))
+		(void)state_flush(cc);
+	ops_clear(cc);
 out:
 	state_msgs_free(&known, n_known);
 	msgsum_list_free(&src);
@@ -1188,6 +1238,8 @@ out:
 		free(cc.dropped_seen[i]);
 	free(cc.dropped_seen);
 	free(cc.retry);
+	ops_clear(&cc);
+	free(cc.ops);
 	free(cc.error);
 	stats->seconds = time_mono_sec() - start;
 	return ret;
