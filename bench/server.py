@@ -2,8 +2,8 @@
 """imapferry whole-server benchmark: the plan's estimate against the run, and
 what splitting a large account buys.
 
-    python3 bench/server.py                  # 3 runs of everything (about 22 min on 2 cores)
-    python3 bench/server.py --quick          # 1 run of each configuration (about 8 min)
+    python3 bench/server.py                  # 3 runs of everything (about 20 min on 2 cores)
+    python3 bench/server.py --quick          # 1 run of each configuration (about 7 min)
     python3 bench/server.py --parts estimate --runs 1 --est-workers 2
 
 For every configuration (corpus, workers N, splitting on or off) and run:
@@ -25,15 +25,7 @@ Parts:
             are shared)
   skew      the skewed corpus (--skew-users 8 --skew-messages 800, seed 7:
             one account holds 79 % of the messages), N in --skew-workers
-            (4), with and without --no-split
-  capped    the skewed corpus again, but every IMAP session of both
-            Dovecots is held to --cap of a CPU (cgroup v1 cpu.cfs_quota_us
-            set by a wrapper around Dovecot's imap binary): servers on which
-            one session is slow and more sessions help, as with remote
-            servers. On this bench's one machine a single copy already keeps
-            both CPUs busy (client, source and target), so without the cap
-            nothing, splitting included, can make a run faster. N in
-            --capped-workers (4), with and without --no-split
+            (3,4), with and without --no-split
 
 Needs root, dovecot and a built imapferry. Writes bench/results/server-latest.json
 and server-latest.md (and server-TAG.* with --tag). Python 3 standard library.
@@ -81,76 +73,6 @@ def log(*a):
 
 class BenchError(Exception):
     """A wrong result or a failed tool: fatal."""
-
-
-# --------------------------------------------------------------------------
-# corpus
-
-# --------------------------------------------------------------------------
-# per-session CPU cap (the "capped" part)
-
-IMAP_BIN = "/usr/lib/dovecot/imap"
-CGROUP_CPU = "/sys/fs/cgroup/cpu"
-
-
-class SessionCap:
-    """A wrapper for Dovecot's `service imap { executable }`: when the flag
-    file holds a quota (microseconds per 10 ms period), the session's imap
-    process puts itself into its own cgroup with that CPU quota, then execs
-    imap. The servers run the wrapper always; set()/clear() switch the cap.
-    The period is 10 ms, not the default 100 ms: with 100 ms a probe of a
-    few tens of milliseconds ran unthrottled on its first quota and saw no
-    cap at all."""
-
-    def __init__(self, work):
-        # one cgroup per session, directly under the root: nested under a
-        # common parent, all sessions together would weigh (cpu.shares) as
-        # much as one ordinary process, and starve whenever the machine is busy
-        self.prefix = f"ifsrv-bench-{os.getpid()}-s"
-        self.flag = os.path.join(work, "session-cap")
-        self.wrapper = os.path.join(work, "imap-capped.sh")
-        with open(self.wrapper, "w") as f:
-            f.write(f"""#!/bin/sh
-q=$(cat {self.flag} 2>/dev/null)
-if [ -n "$q" ]; then
-    d={CGROUP_CPU}/{self.prefix}$$
-    mkdir "$d" && echo 10000 >"$d/cpu.cfs_period_us" &&
-        echo "$q" >"$d/cpu.cfs_quota_us" && echo $$ >"$d/cgroup.procs"
-fi
-exec {IMAP_BIN} "$@"
-""")
-        os.chmod(self.wrapper, 0o755)
-
-    @staticmethod
-    def available():
-        return (os.path.exists(os.path.join(CGROUP_CPU, "cpu.cfs_quota_us"))
-                and os.access(IMAP_BIN, os.X_OK))
-
-    def conf(self):
-        return f"service imap {{\n  executable = {self.wrapper}\n}}\n"
-
-    def set(self, fraction):
-        with open(self.flag, "w") as f:
-            f.write(f"{max(1000, int(fraction * 10000))}\n")
-
-    def clear(self):
-        try:
-            os.unlink(self.flag)
-        except FileNotFoundError:
-            pass
-
-    def sweep(self):
-        """Remove the cgroups of ended sessions."""
-        for d in os.listdir(CGROUP_CPU):
-            if d.startswith(self.prefix) and d[len(self.prefix):].isdigit():
-                try:
-                    os.rmdir(os.path.join(CGROUP_CPU, d))
-                except OSError:
-                    pass
-
-    def remove(self):
-        self.clear()
-        self.sweep()
 
 
 # --------------------------------------------------------------------------
@@ -289,16 +211,15 @@ def check_counts(what, exp, server):
 class Source:
     """A source Dovecot serving one corpus, and what a run needs."""
 
-    def __init__(self, name, root, rows, work, extra_conf=""):
+    def __init__(self, name, root, rows, work):
         self.name, self.root, self.rows = name, root, rows
-        self.extra_conf = extra_conf
         self.exp = expected(rows)
         self.users = sorted(self.exp)
         self.messages = len(rows)
         self.bytes = sum(r["size"] for r in rows)
         self.per_user = {u: sum(self.exp[u].values()) for u in self.users}
         self.server = harness.Dovecot("bsrc", users={u: "unused-pw" for u in self.users},
-                                      master=MASTER, ssl=False, extra_conf=extra_conf)
+                                      master=MASTER, ssl=False)
         self.users_csv = os.path.join(work, f"{name}-users.csv")
         with open(self.users_csv, "w") as f:
             f.write("src_user,dst_user\n")
@@ -360,7 +281,7 @@ def measure(bench, src, workers, split, label):
     a = bench.args
     d = tempfile.mkdtemp(prefix=f"{label}-", dir=bench.work)
     dst = harness.Dovecot("bdst", users={u: "unused-pw" for u in src.users},
-                          master=MASTER, ssl=False, extra_conf=src.extra_conf)
+                          master=MASTER, ssl=False)
     try:
         start_dovecot(dst)
         settle([src.server])
@@ -427,8 +348,7 @@ def measure(bench, src, workers, split, label):
     finally:
         dst.stop()
         shutil.rmtree(d, ignore_errors=True)
-        if bench.cap is not None:
-            bench.cap.sweep()
+
 
 
 # --------------------------------------------------------------------------
@@ -474,7 +394,7 @@ def markdown(results, sources, meta):
     L.append("| corpus | N | split | estimate s | measured s (min–max) | error | "
              "run's own estimate (error) | within ±30 % | per-run errors |")
     L.append("|---|---:|---|---:|---|---:|---|---|---|")
-    order = {"main": 0, "skew": 1, "capped": 2}
+    order = {"main": 0, "skew": 1}
     for key in sorted(results, key=lambda k: (order.get(k[0], 9), not k[2], k[1])):
         s = results[key]
         c, n, sp = key
@@ -507,11 +427,6 @@ def markdown(results, sources, meta):
         L.append("")
     for name, src in sources.items():
         big = max(src["per_user"].items(), key=lambda kv: kv[1])
-        if src.get("cap"):
-            L.append(f"- {name}: the skew corpus, every IMAP session of both Dovecots held "
-                     f"to {src['cap']:.0%} of a CPU (cgroup cpu quota): servers on which "
-                     f"more sessions help")
-            continue
         L.append(f"- {name}: `{src['gen']}`: {src['messages']:,} messages, "
                  f"{src['bytes'] / 1e6:,.0f} MB, {len(src['per_user'])} accounts; the largest "
                  f"({big[0]}) holds {big[1]:,} messages "
@@ -554,13 +469,10 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--quick", action="store_true",
                     help="1 run of each configuration")
-    ap.add_argument("--parts", default="estimate,split,skew,capped")
+    ap.add_argument("--parts", default="estimate,split,skew")
     ap.add_argument("--est-workers", default="1,2,4")
     ap.add_argument("--split-workers", default="3,4")
-    ap.add_argument("--skew-workers", default="4")
-    ap.add_argument("--capped-workers", default="4")
-    ap.add_argument("--cap", type=float, default=0.25,
-                    help="the capped part: CPU share of one IMAP session (0.25)")
+    ap.add_argument("--skew-workers", default="3,4")
     ap.add_argument("--no-warm", action="store_true",
                     help="skip the untimed warm-up run per corpus")
     ap.add_argument("--quiet-wait", type=float, default=10,
@@ -581,7 +493,7 @@ def main():
         a.runs = 1
     parts = [p for p in a.parts.split(",") if p]
     for p in parts:
-        if p not in ("estimate", "split", "skew", "capped"):
+        if p not in ("estimate", "split", "skew"):
             ap.error(f"unknown part {p}")
     if os.geteuid() != 0:
         sys.exit("bench: needs root (throwaway Dovecot instances)")
@@ -591,7 +503,7 @@ def main():
         sys.exit("bench: dovecot not installed (scripts/install-deps.sh)")
 
     # configurations: corpus -> [(workers, split)]
-    configs = {"main": [], "skew": [], "capped": []}
+    configs = {"main": [], "skew": []}
     if "estimate" in parts:
         configs["main"] += [(n, True) for n in ints(a.est_workers)]
     if "split" in parts:
@@ -600,12 +512,6 @@ def main():
     if "skew" in parts:
         for n in ints(a.skew_workers):
             configs["skew"] += [(n, True), (n, False)]
-    if "capped" in parts:
-        if not SessionCap.available():
-            sys.exit(f"bench: the capped part needs {CGROUP_CPU} (cgroup v1 cpu) and "
-                     f"{IMAP_BIN}; leave it out with --parts")
-        for n in ints(a.capped_workers):
-            configs["capped"] += [(n, True), (n, False)]
     for k in configs:
         seen = []
         for c in configs[k]:
@@ -621,7 +527,6 @@ def main():
     shutil.copy2(a.bin, b.bin)
     with open(b.bin, "rb") as f:
         b.bin_sha256 = hashlib.sha256(f.read()).hexdigest()
-    b.cap = SessionCap(b.work) if configs["capped"] else None
     b.master_pw_file = os.path.join(b.work, "master.pw")
     with open(b.master_pw_file, "w") as f:
         f.write(MASTER[1] + "\n")
@@ -629,9 +534,7 @@ def main():
 
     gens = {"main": (a.users, a.messages, a.seed),
             "skew": (a.skew_users, a.skew_messages, a.skew_seed)}
-    # one source per corpus; the skewed one serves the capped part too
-    plan_of = {"main": [("main", c) for c in configs["main"]],
-               "skew": [(k, c) for k in ("skew", "capped") for c in configs[k]]}
+    plan_of = {k: [(k, c) for c in configs[k]] for k in configs}
     raw, sources = {}, {}
     try:
         for name in ("main", "skew"):
@@ -640,13 +543,11 @@ def main():
                 continue
             u, m, s = gens[name]
             root, rows = corpus(a.cache, u, m, s)
-            src = Source(name, root, rows, b.work,
-                         b.cap.conf() if name == "skew" and b.cap is not None else "")
+            src = Source(name, root, rows, b.work)
             info = {"root": root, "messages": src.messages, "bytes": src.bytes,
                     "per_user": src.per_user,
                     "gen": f"gen.py --users {u} --messages {m} --seed {s} --maildir"}
-            for k in {k for k, _ in todo}:
-                sources[k] = dict(info, cap=a.cap if k == "capped" else None)
+            sources[name] = info
             try:
                 src.start()
                 if not a.no_warm:
@@ -658,14 +559,7 @@ def main():
                 for i in range(a.runs):
                     for kind, (n, split) in todo:
                         label = f"{kind}-n{n}-{'split' if split else 'nosplit'}-{i + 1}"
-                        if kind == "capped":
-                            b.cap.set(a.cap)
-                        try:
-                            r = measure(b, src, n, split, label)
-                        finally:
-                            if b.cap is not None:
-                                b.cap.clear()
-                        r["corpus"] = kind
+                        r = measure(b, src, n, split, label)
                         raw.setdefault((kind, n, split), []).append(r)
                         log(f"bench: {label:24} plan {r['plan_estimate_s']:6.1f} s "
                             f"(run's {fmt(r['run_estimate_s'])}) measured "
@@ -676,8 +570,6 @@ def main():
             finally:
                 src.stop()
     finally:
-        if b.cap is not None:
-            b.cap.remove()
         shutil.rmtree(b.work, ignore_errors=True)
 
     results = {k: summarize(v) for k, v in raw.items()}
