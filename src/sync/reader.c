@@ -158,8 +158,12 @@ reader_main(void *arg)
 		.begin = spool_begin, .data = spool_data, .end = spool_end,
 		.abort = spool_release, .release = spool_release, .ctx = r,
 	};
-	unsigned batch = o->batch != 0 ? o->batch : 64;
-	unsigned depth = o->depth != 0 ? o->depth : 4;
+	unsigned batch = o->batch != 0 ? o->batch : 500;
+	/* One FETCH in flight by default: servers may interleave the replies of
+	 * pipelined FETCH commands (Dovecot does under load), and the target
+	 * should get the messages in the source's order (a Maildir even
+	 * requires it). Large batches keep the server busy. */
+	unsigned depth = o->depth != 0 ? o->depth : 1;
 	const char *error;
 
 	imap_client_set_literal_sink(r->src, &sink);

@@ -12,8 +12,10 @@
 struct fetch_reader;
 
 struct fetch_reader_options {
-	unsigned batch;           /* UIDs per UID FETCH; 0: 64 */
-	unsigned depth;           /* UID FETCH commands in flight; 0: 4 */
+	unsigned batch;           /* UIDs per UID FETCH; 0: 500 */
+	unsigned depth;           /* UID FETCH commands in flight; 0: 1, which
+	                             keeps the source's order (servers may
+	                             interleave pipelined FETCH replies) */
 	bool skip_deleted;        /* drop messages flagged \Deleted */
 	const char *spool_dir;    /* NULL: $TMPDIR or /tmp */
 };
