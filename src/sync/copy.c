@@ -643,6 +643,7 @@ delete_missing(struct copy_ctx *cc, const uint32_t *src_gone, size_t n_gone,
 		free(set);
 		if (imap_client_run(cc->dst, &error) < 0) {
 			fail(cc, SCOPE_SESSION, "target: %s", error);
+			free(w.error);
 			return SCOPE_SESSION;
 		}
 		if (w.error != NULL) {
@@ -679,6 +680,7 @@ ensure_dst_folder(struct copy_ctx *cc, bool *exists_r)
 	imap_cmd_submit(cmd, store_done, &w);
 	if (imap_client_run(cc->dst, &error) < 0) {
 		fail(cc, SCOPE_SESSION, "target: %s", error);
+		free(w.error);
 		return SCOPE_SESSION;
 	}
 	if (w.error != NULL && strstr(w.error, "xists") == NULL) {
