@@ -475,7 +475,7 @@ def main():
     ap.add_argument("--skew-workers", default="3,4")
     ap.add_argument("--no-warm", action="store_true",
                     help="skip the untimed warm-up run per corpus")
-    ap.add_argument("--quiet-wait", type=float, default=10,
+    ap.add_argument("--quiet-wait", type=float, default=3,
                     help="before each run, wait up to this many seconds for the CPUs "
                          "to be idle (0: do not wait)")
     ap.add_argument("--bin", default=harness.BIN)

@@ -96,6 +96,12 @@ sched_cost_speedup(const struct sched_cost *c, unsigned k)
 		e = 0.05;
 	/* efficiency 1 at one session, e at P, linear between; e beyond */
 	eff = k >= p ? e : 1 + (e - 1) * (k - 1) / (p - 1);
+	/* ... but below P never more throughput than P sessions had: with
+	 * a low e the curve peaks before P (P = 4, speedup 1.1: 1.52 at 2,
+	 * 1.55 at 3, 1.1 at 4), which predicted more workers as slower and
+	 * the tail of a run (fewer jobs left) as faster than measured */
+	if (k < p && k * eff > c->par_speedup)
+		return c->par_speedup;
 	return k * eff;
 }
 
