@@ -2,8 +2,8 @@
 """imapferry whole-server benchmark: the plan's estimate against the run, and
 what splitting a large account buys.
 
-    python3 bench/server.py                  # 3 runs of everything (about 20 min on 2 cores)
-    python3 bench/server.py --quick          # 1 run of each configuration (about 7 min)
+    python3 bench/server.py                  # 3 runs of everything (15 min on a quiet 2-core machine)
+    python3 bench/server.py --quick          # 1 run of each configuration (about 6 min)
     python3 bench/server.py --parts estimate --runs 1 --est-workers 2
 
 For every configuration (corpus, workers N, splitting on or off) and run:
