@@ -1313,19 +1313,77 @@ add_listed(struct maildir_folder *f, struct mfile *m, const char *ext)
 	f->synced[f->nsynced++] = m->pub.uid;
 }
 
+/* Records the file tmp/uniq (file_size bytes on disk, RFC822.SIZE size)
+ * as a pending delivery of uid: its final name, flags and uidlist line.
+ * On failure the caller removes tmp/uniq. */
+static int relocate(struct maildir_folder *f, struct mfile *m);
+
+static int
+register_pending(struct maildir_folder *f, uint32_t uid, const char *uniq,
+                 const char *flags, int64_t internaldate, uint64_t file_size,
+                 uint64_t size, const char *pop3_uidl, char **dropped_r,
+                 const char **error_r)
+{
+	struct md_flags fl;
+	char letters[130], *base, *name;
+	bool set[128] = { false };
+	bool kw_defined = false, courier = f->o.flavor == MAILDIR_COURIER;
+	struct mfile *m;
+
+	md_flags_init(&fl);
+	md_flags_parse(&fl, flags != NULL ? flags : "");
+	letters_mark(f, &fl, set, &kw_defined);
+	letters_emit(f, set, "", letters);
+	if (kw_defined && kw_flush(f, error_r) < 0) {
+		md_flags_free(&fl);
+		return -1;
+	}
+	if (courier)
+		base = xasprintf("%s,S=%llu", uniq, (unsigned long long)file_size);
+	else
+		base = xasprintf("%s,S=%llu,W=%llu", uniq,
+		                 (unsigned long long)file_size,
+		                 (unsigned long long)size);
+	name = xasprintf("%s:2,%s", base, letters);
+	/* The file stays in tmp/ until commit renames it into cur/ right
+	 * before the uidlist that lists it: a server never sees it without
+	 * its line, even if we are killed now and it breaks our lock. */
+	m = xcalloc(1, sizeof(*m));
+	m->name = name;
+	m->tmpname = xstrdup(uniq);
+	m->pub.uid = uid;
+	m->pub.base = base;
+	m->pub.flags = courier ?
+		md_flags_format(fl.sys, (const char *const *)fl.kw, fl.nkw) :
+		flags_from_letters(f, letters, NULL);
+	m->pub.mtime = internaldate;
+	m->pub.file_size = file_size;
+	m->pub.size = size;
+	m->pub.pop3_uidl = pop3_uidl != NULL ? xstrdup(pop3_uidl) : NULL;
+	{
+		char *ext = pop3_uidl != NULL ? xasprintf("P%s", pop3_uidl) : xstrdup("");
+
+		add_listed(f, m, ext);
+		free(ext);
+	}
+	if (courier && fl.nkw > 0)
+		f->ckw_dirty = true;
+	if (dropped_r != NULL)
+		*dropped_r = take_dropped(&fl);
+	md_flags_free(&fl);
+	return 0;
+}
+
 static int
 deliver(struct maildir_folder *f, uint32_t uid, const char *flags,
         int64_t internaldate, const void *data, int in_fd, uint64_t len,
         const char *pop3_uidl, char **dropped_r, const char **error_r)
 {
 	struct writer *w = NULL;
-	struct md_flags fl;
 	struct timespec now;
-	char uniq[512], letters[130], *base = NULL, *name = NULL;
-	bool set[128] = { false };
-	bool kw_defined = false, courier = f->o.flavor == MAILDIR_COURIER;
+	char uniq[512];
+	bool courier = f->o.flavor == MAILDIR_COURIER;
 	int fd = -1;
-	struct mfile *m;
 	time_t secs;
 
 	if (dropped_r != NULL)
@@ -1412,46 +1470,10 @@ deliver(struct maildir_folder *f, uint32_t uid, const char *flags,
 	}
 	fd = -1;
 
-	md_flags_init(&fl);
-	md_flags_parse(&fl, flags != NULL ? flags : "");
-	letters_mark(f, &fl, set, &kw_defined);
-	letters_emit(f, set, "", letters);
-	if (kw_defined && kw_flush(f, error_r) < 0) {
-		md_flags_free(&fl);
+	if (register_pending(f, uid, uniq, flags, internaldate, w->out_len,
+	                     w->out_len + (courier ? w->lfs : w->bare_lfs),
+	                     pop3_uidl, dropped_r, error_r) < 0)
 		goto fail;
-	}
-	if (courier)
-		base = xasprintf("%s,S=%llu", uniq, (unsigned long long)w->out_len);
-	else
-		base = xasprintf("%s,S=%llu,W=%llu", uniq, (unsigned long long)w->out_len,
-		                 (unsigned long long)(w->out_len + w->bare_lfs));
-	name = xasprintf("%s:2,%s", base, letters);
-	/* The file stays in tmp/ until commit renames it into cur/ right
-	 * before the uidlist that lists it: a server never sees it without
-	 * its line, even if we are killed now and it breaks our lock. */
-	m = xcalloc(1, sizeof(*m));
-	m->name = name;
-	m->tmpname = xstrdup(uniq);
-	m->pub.uid = uid;
-	m->pub.base = base;
-	m->pub.flags = courier ?
-		md_flags_format(fl.sys, (const char *const *)fl.kw, fl.nkw) :
-		flags_from_letters(f, letters, NULL);
-	m->pub.mtime = internaldate;
-	m->pub.file_size = w->out_len;
-	m->pub.size = w->out_len + (courier ? w->lfs : w->bare_lfs);
-	m->pub.pop3_uidl = pop3_uidl != NULL ? xstrdup(pop3_uidl) : NULL;
-	{
-		char *ext = pop3_uidl != NULL ? xasprintf("P%s", pop3_uidl) : xstrdup("");
-
-		add_listed(f, m, ext);
-		free(ext);
-	}
-	if (courier && fl.nkw > 0)
-		f->ckw_dirty = true;
-	if (dropped_r != NULL)
-		*dropped_r = take_dropped(&fl);
-	md_flags_free(&fl);
 	free(w);
 	return 0;
 
@@ -1462,8 +1484,6 @@ fail:
 		close(fd);
 	unlinkat(f->tmpfd, uniq, 0);
 	free(w);
-	free(base);
-	free(name);
 	return -1;
 }
 
@@ -1489,6 +1509,146 @@ maildir_deliver_fd(struct maildir_folder *f, uint32_t uid, const char *flags,
 {
 	return deliver(f, uid, flags, internaldate, NULL, fd, len, pop3_uidl,
 	               dropped_r, error_r);
+}
+
+int
+maildir_link_in(struct maildir_folder *f, struct maildir_folder *from,
+                uint32_t uid, char **dropped_r, const char **error_r)
+{
+	struct mfile *sm = msg_lookup(from, uid);
+	struct timespec now;
+	char uniq[512], *flags, *uidl;
+	uint64_t size;
+	int ret;
+
+	if (dropped_r != NULL)
+		*dropped_r = NULL;
+	if (sm == NULL) {
+		*error_r = err_set("%s: no message with UID %u", from->where, uid);
+		return -1;
+	}
+	if (from->o.flavor != f->o.flavor) {
+		*error_r = err_set("%s: cannot take a message of a Maildir of "
+		                   "another flavor", f->where);
+		return -1;
+	}
+	if (maildir_msg_size(from, uid, &size, error_r) < 0)
+		return -1;
+	sm = msg_lookup(from, uid);
+	if (sm == NULL) {
+		*error_r = err_set("%s: UID %u vanished", from->where, uid);
+		return -1;
+	}
+	if (check_new_uid(f, uid, error_r) < 0 || ensure_locked(f, error_r) < 0 ||
+	    check_new_uid(f, uid, error_r) < 0)
+		return -1;
+	clock_gettime(CLOCK_REALTIME, &now);
+	for (int tries = 0;; tries++) {
+		snprintf(uniq, sizeof(uniq), "%lld.M%ldP%ldQ%u.%s",
+		         (long long)(sm->pub.mtime > 0 ? sm->pub.mtime : now.tv_sec),
+		         now.tv_nsec / 1000, (long)getpid(),
+		         atomic_fetch_add(&uniq_counter, 1) + 1, f->hostname);
+		if (linkat(dirfd_of(from, sm), fsname_of(sm), f->tmpfd, uniq, 0) == 0)
+			break;
+		if (errno == ENOENT && tries == 0 && sm->tmpname == NULL &&
+		    relocate(from, sm) == 0)
+			continue;       /* renamed meanwhile (flags): once more */
+		if (errno != EEXIST || tries >= 10) {
+			*error_r = err_set("%s: link %s/%s into tmp/: %s", f->where,
+			                   from->where, fsname_of(sm), strerror(errno));
+			return -1;
+		}
+	}
+	/* copies: register_pending() may change from's keyword state only
+	 * through f, but sm's strings must outlive no call on from */
+	flags = xstrdup(sm->pub.flags);
+	uidl = sm->pub.pop3_uidl != NULL ? xstrdup(sm->pub.pop3_uidl) : NULL;
+	ret = register_pending(f, uid, uniq, flags, sm->pub.mtime,
+	                       sm->pub.file_size, size, uidl, dropped_r, error_r);
+	if (ret < 0)
+		unlinkat(f->tmpfd, uniq, 0);
+	free(flags);
+	free(uidl);
+	return ret;
+}
+
+static int
+remove_files_in(int dfd, const char *where, const char **error_r)
+{
+	DIR *d = open_dir(dfd);
+	struct dirent *de;
+	int ret = 0;
+
+	if (d == NULL) {
+		*error_r = err_set("%s: %s", where, strerror(errno));
+		return -1;
+	}
+	while ((de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		if (unlinkat(dfd, de->d_name, 0) < 0 && errno != ENOENT) {
+			*error_r = err_set("%s: unlink %s: %s", where, de->d_name,
+			                   strerror(errno));
+			ret = -1;
+		}
+	}
+	closedir(d);
+	return ret;
+}
+
+int
+maildir_folder_remove(const char *root, const char *dirname,
+                      const char **error_r)
+{
+	static const char *const subdirs[] = {
+		"cur", "new", "tmp", "courierimapkeywords",
+	};
+	int rootfd, dfd, ret = 0;
+	const char *err;
+
+	if (dirname[0] == '\0' || !dirname_ok(dirname)) {
+		*error_r = err_set("refusing to remove Maildir folder \"%.100s\"",
+		                   dirname);
+		return -1;
+	}
+	rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (rootfd < 0) {
+		*error_r = err_set("open %s: %s", root, strerror(errno));
+		return -1;
+	}
+	dfd = md_mkdir_open(rootfd, dirname, NULL, false, NULL, &err);
+	if (dfd < 0) {
+		bool gone = errno == ENOENT;
+
+		close(rootfd);
+		if (gone)
+			return 0;
+		*error_r = err_set("%s: %s", root, err);
+		return -1;
+	}
+	for (size_t i = 0; i < N_ELEMENTS(subdirs) && ret == 0; i++) {
+		int sfd = openat(dfd, subdirs[i], O_RDONLY | O_DIRECTORY |
+		                 O_NOFOLLOW | O_CLOEXEC);
+
+		if (sfd < 0)
+			continue;
+		ret = remove_files_in(sfd, subdirs[i], error_r);
+		close(sfd);
+		if (ret == 0 && unlinkat(dfd, subdirs[i], AT_REMOVEDIR) < 0) {
+			*error_r = err_set("%s/%s: rmdir %s: %s", root, dirname,
+			                   subdirs[i], strerror(errno));
+			ret = -1;
+		}
+	}
+	if (ret == 0)
+		ret = remove_files_in(dfd, dirname, error_r);
+	close(dfd);
+	if (ret == 0 && unlinkat(rootfd, dirname, AT_REMOVEDIR) < 0) {
+		*error_r = err_set("%s: rmdir %s: %s", root, dirname, strerror(errno));
+		ret = -1;
+	}
+	close(rootfd);
+	return ret;
 }
 
 /* ------------------------------------------------------------------ */

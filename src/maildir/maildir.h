@@ -200,6 +200,24 @@ int maildir_deliver_fd(struct maildir_folder *f, uint32_t uid, const char *flags
                        int64_t internaldate, int fd, uint64_t len,
                        const char *pop3_uidl, char **dropped_r, const char **error_r);
 
+/* Takes message uid of the folder `from` (same flavor, same file system)
+ * into f as a pending delivery, like maildir_deliver() but by a hard link
+ * instead of a copy: same UID rules, flags, INTERNALDATE (the file's
+ * mtime), sizes and POP3 UIDL as in `from`. `from` is not changed (its
+ * file stays), so a crash before f's commit loses nothing; remove `from`
+ * after the commit. Used to publish a UID range staged in a scratch
+ * folder. Returns -1 with *error_r (unknown UID, UID below f's floor,
+ * lock, link failure). */
+int maildir_link_in(struct maildir_folder *f, struct maildir_folder *from,
+                    uint32_t uid, char **dropped_r, const char **error_r);
+
+/* Removes the folder root/dirname (not INBOX) with the files of its cur/,
+ * new/, tmp/ and courierimapkeywords/ and its own files; a subdirectory
+ * other than those makes it fail. A missing folder is not an error. For
+ * scratch folders only: the messages are gone. */
+int maildir_folder_remove(const char *root, const char *dirname,
+                          const char **error_r);
+
 /* Replaces a message's flags (rename within cur/, or new/ -> cur/; for a
  * pending delivery only the name commit will give it changes); letters
  * the library does not manage (e.g. 'P') are kept. Keywords as in deliver.

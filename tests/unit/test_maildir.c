@@ -1686,6 +1686,89 @@ test_uidlist_parse(void **state)
 
 /* ---- throughput ---- */
 
+/* A UID range staged in a scratch folder inside tmp/ is published into
+ * the real folder by hard links, keeping UID, flags, keywords, date and
+ * POP3 UIDL; the scratch folder is then removed; the cleanup of tmp/
+ * leaves the scratch directory alone. */
+static void
+test_link_in(void **state)
+{
+	struct fixture *fx = *state;
+	struct maildir_options o = opts(MAILDIR_DOVECOT);
+	struct maildir_folder *real, *stage;
+	const struct maildir_msg *m;
+	char *stage_root, *dropped = NULL;
+	const char *error;
+	struct stat st;
+
+	real = open_ok(fx->root, ".Big", &o);
+	assert_int_equal(maildir_folder_set_uids(real, 7, 0, &error), 0);
+	deliver_ok(real, 1, "\\Seen", 1500000000, "Subject: a\r\n\r\none\r\n", NULL, NULL);
+	commit_ok(real);
+	maildir_folder_close(&real);
+
+	stage_root = xasprintf("%s/.Big/tmp", fx->root);
+	stage = open_ok(stage_root, ".imapferry-stage-10", &o);
+	assert_int_equal(maildir_folder_set_uids(stage, 7, 0, &error), 0);
+	deliver_ok(stage, 10, "\\Flagged $Work", 1500000100, "Subject: b\r\n\r\ntwo\r\n", "u10", NULL);
+	deliver_ok(stage, 12, "", 1500000200, "Subject: c\n\nthree\n", NULL, NULL);
+	commit_ok(stage);
+
+	/* the real folder's open (create) cleans tmp/ but not the stage */
+	real = open_ok(fx->root, ".Big", &o);
+	assert_int_equal(stat(stage_root, &st), 0);
+	/* a UID at or below the floor is refused */
+	deliver_ok(real, 5, "", 1500000050, "Subject: d\r\n\r\n", NULL, NULL);
+	assert_int_equal(maildir_link_in(real, stage, 12, &dropped, &error), 0);
+	assert_int_equal(maildir_link_in(real, stage, 10, &dropped, &error), -1);
+	assert_non_null(strstr(error, "below"));
+	assert_int_equal(maildir_link_in(real, stage, 11, &dropped, &error), -1);
+	commit_ok(real);
+	maildir_folder_close(&real);
+
+	real = open_ok(fx->root, ".Big", &o);
+	assert_int_equal(maildir_folder_count(real), 3);
+	m = maildir_folder_find(real, 12);
+	assert_non_null(m);
+	assert_int_equal(m->mtime, 1500000200);
+	assert_int_equal(m->file_size, 18);
+	assert_int_equal(m->size, 21);
+	assert_string_equal(m->flags, "");
+	maildir_folder_close(&real);
+	maildir_folder_close(&stage);
+
+	/* a fresh real folder takes the staged 10 with its keywords */
+	real = open_ok(fx->root, ".Other", &o);
+	stage = open_ok(stage_root, ".imapferry-stage-10", &o);
+	assert_int_equal(maildir_folder_set_uids(real, 7, 0, &error), 0);
+	assert_int_equal(maildir_link_in(real, stage, 10, &dropped, &error), 0);
+	assert_null(dropped);
+	commit_ok(real);
+	maildir_folder_close(&real);
+	maildir_folder_close(&stage);
+	real = open_ok(fx->root, ".Other", &o);
+	m = maildir_folder_find(real, 10);
+	assert_non_null(m);
+	assert_string_equal(m->flags, "$Work \\Flagged");
+	assert_string_equal(m->pop3_uidl, "u10");
+	assert_int_equal(m->mtime, 1500000100);
+	maildir_folder_close(&real);
+
+	assert_int_equal(maildir_folder_remove(stage_root, ".imapferry-stage-10", &error), 0);
+	assert_int_equal(lstat(stage_root, &st), 0);
+	{
+		char *p = xasprintf("%s/.imapferry-stage-10", stage_root);
+
+		assert_int_equal(lstat(p, &st), -1);
+		free(p);
+	}
+	/* missing: fine; INBOX and odd names: refused */
+	assert_int_equal(maildir_folder_remove(stage_root, ".imapferry-stage-10", &error), 0);
+	assert_int_equal(maildir_folder_remove(fx->root, "", &error), -1);
+	assert_int_equal(maildir_folder_remove(fx->root, "../x", &error), -1);
+	free(stage_root);
+}
+
 static void
 bench(const char *root, bool fsync_on)
 {
@@ -1756,6 +1839,7 @@ main(void)
 		T(test_subscriptions),
 		T(test_list_folders),
 		T(test_modes),
+		T(test_link_in),
 		T(test_throughput),
 	};
 
