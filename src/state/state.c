@@ -158,6 +158,19 @@ static const char schema_v1[] =
 /* Version 2 adds the runs and jobs of the scheduler (imapferry run). IF
  * NOT EXISTS: the same text migrates a version 1 file and completes a new
  * one; a file whose version was set back by hand keeps its tables. */
+/* Version 3: the UID-range parts of a folder done in a run (a Maildir
+ * target publishes the staged parts once they cover every UID). */
+static const char schema_v3[] =
+	"CREATE TABLE IF NOT EXISTS part ("
+	" run_id INTEGER NOT NULL,"
+	" account TEXT NOT NULL,"
+	" folder TEXT NOT NULL,"
+	" uid_lo INTEGER NOT NULL,"
+	" uid_hi INTEGER NOT NULL,"
+	" uidnext INTEGER NOT NULL,"
+	" modseq INTEGER NOT NULL,"
+	" PRIMARY KEY (run_id, account, folder, uid_lo));";
+
 static const char schema_v2[] =
 	"CREATE TABLE IF NOT EXISTS run ("
 	" id INTEGER PRIMARY KEY,"
@@ -423,7 +436,8 @@ open_schema_locked(struct state_db *db, const char **error_r)
 
 	if (version == 0 && app_id == 0 && objects == 0) {
 		if (open_exec(db, schema_v1, "creating schema", error_r) < 0 ||
-		    open_exec(db, schema_v2, "creating schema", error_r) < 0)
+		    open_exec(db, schema_v2, "creating schema", error_r) < 0 ||
+		    open_exec(db, schema_v3, "creating schema", error_r) < 0)
 			return -1;
 		snprintf(sql, sizeof(sql), "PRAGMA application_id = %d;"
 		         "PRAGMA user_version = %d", STATE_APPLICATION_ID,
@@ -451,6 +465,10 @@ open_schema_locked(struct state_db *db, const char **error_r)
 	/* Migrations from older versions go here, one step per version. */
 	if (version < 2 &&
 	    open_exec(db, schema_v2, "migrating schema to version 2",
+	              error_r) < 0)
+		return -1;
+	if (version < 3 &&
+	    open_exec(db, schema_v3, "migrating schema to version 3",
 	              error_r) < 0)
 		return -1;
 	if (version < STATE_SCHEMA_VERSION) {
@@ -762,7 +780,7 @@ state_folder_delete(struct state_db *db, int64_t folder_id,
 static void
 load_end(struct state_db *db, bool own_txn)
 {
-	const char *error;
+	const char *error = NULL;
 
 	if (own_txn && !sqlite3_get_autocommit(db->db) &&
 	    exec_cached(db, STMT_COMMIT, "ending read", &error) < 0) {
@@ -1612,4 +1630,80 @@ state_job_list_free(struct state_job **jobs, size_t count)
 	for (size_t i = 0; i < count; i++)
 		state_job_free(&(*jobs)[i]);
 	XFREE(*jobs);
+}
+
+/* ---- UID-range parts ---- */
+
+int
+state_part_done(struct state_db *db, int64_t run_id, const char *account,
+                const char *folder, uint32_t uid_lo, uint32_t uid_hi,
+                uint32_t uidnext, uint64_t modseq, const char **error_r)
+{
+	const char *what = "recording a finished UID range";
+	sqlite3_stmt *stmt;
+	int rc;
+
+	rc = sqlite3_prepare_v2(db->db, "INSERT OR REPLACE INTO part (run_id, "
+	    "account, folder, uid_lo, uid_hi, uidnext, modseq) VALUES "
+	    "(?, ?, ?, ?, ?, ?, ?)", -1, &stmt, NULL);
+	if (rc != SQLITE_OK) {
+		*error_r = db_error(db, what, rc);
+		return -1;
+	}
+	sqlite3_bind_int64(stmt, 1, run_id);
+	bind_text(stmt, 2, account);
+	bind_text(stmt, 3, folder);
+	sqlite3_bind_int64(stmt, 4, uid_lo);
+	sqlite3_bind_int64(stmt, 5, uid_hi);
+	sqlite3_bind_int64(stmt, 6, uidnext);
+	sqlite3_bind_int64(stmt, 7, (sqlite3_int64)modseq);
+	rc = stmt_run(db, stmt, what, error_r);
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+int
+state_part_cover(struct state_db *db, int64_t run_id, const char *account,
+                 const char *folder, bool *complete_r, uint32_t *uidnext_r,
+                 uint64_t *modseq_r, const char **error_r)
+{
+	const char *what = "reading the finished UID ranges";
+	sqlite3_stmt *stmt;
+	uint64_t next = 1;    /* the lowest UID not covered yet */
+	int rc;
+
+	*complete_r = false;
+	*uidnext_r = 0;
+	*modseq_r = 0;
+	rc = sqlite3_prepare_v2(db->db, "SELECT uid_lo, uid_hi, uidnext, modseq "
+	    "FROM part WHERE run_id = ? AND account = ? AND folder = ? "
+	    "ORDER BY uid_lo", -1, &stmt, NULL);
+	if (rc != SQLITE_OK) {
+		*error_r = db_error(db, what, rc);
+		return -1;
+	}
+	sqlite3_bind_int64(stmt, 1, run_id);
+	bind_text(stmt, 2, account);
+	bind_text(stmt, 3, folder);
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		uint64_t lo = (uint64_t)sqlite3_column_int64(stmt, 0);
+		uint64_t hi = (uint64_t)sqlite3_column_int64(stmt, 1);
+		uint32_t un = (uint32_t)sqlite3_column_int64(stmt, 2);
+		uint64_t ms = (uint64_t)sqlite3_column_int64(stmt, 3);
+
+		if (lo <= next && hi + 1 > next)
+			next = hi + 1;
+		if (*uidnext_r == 0 || (un != 0 && un < *uidnext_r))
+			*uidnext_r = un;
+		if (*modseq_r == 0 || (ms != 0 && ms < *modseq_r))
+			*modseq_r = ms;
+	}
+	if (rc != SQLITE_DONE) {
+		*error_r = db_error(db, what, rc);
+		sqlite3_finalize(stmt);
+		return -1;
+	}
+	sqlite3_finalize(stmt);
+	*complete_r = next > UINT32_MAX;
+	return 0;
 }

@@ -29,7 +29,7 @@
 #include "base.h"
 
 /* Schema version stored in PRAGMA user_version. */
-#define STATE_SCHEMA_VERSION 2
+#define STATE_SCHEMA_VERSION 3
 
 struct state_db;
 
@@ -339,5 +339,21 @@ int state_job_list(struct state_db *db, int64_t run_id,
 void state_job_list_free(struct state_job **jobs, size_t count);
 /* Frees the strings of one job and zeroes it. */
 void state_job_free(struct state_job *j);
+
+/* ---- UID-range parts (schema 3) ----
+ * A large folder copied into a Maildir by several jobs of one run, each a
+ * UID range [uid_lo, uid_hi] (the last one up to UINT32_MAX). */
+
+/* Records that the range's job finished, with the source's UIDNEXT and
+ * HIGHESTMODSEQ (0: none) as it saw them. */
+int state_part_done(struct state_db *db, int64_t run_id, const char *account,
+                    const char *folder, uint32_t uid_lo, uint32_t uid_hi,
+                    uint32_t uidnext, uint64_t modseq,
+                    const char **error_r) ATTR_WARN_UNUSED;
+/* *complete_r: the finished ranges of the run cover UIDs 1..UINT32_MAX;
+ * *uidnext_r and *modseq_r: the lowest of those recorded (0 if none). */
+int state_part_cover(struct state_db *db, int64_t run_id, const char *account,
+                     const char *folder, bool *complete_r, uint32_t *uidnext_r,
+                     uint64_t *modseq_r, const char **error_r) ATTR_WARN_UNUSED;
 
 #endif

@@ -784,6 +784,54 @@ raw_exec(const char *path, const char *sql)
 	assert_int_equal(sqlite3_close(raw), SQLITE_OK);
 }
 
+/* Finished UID ranges: complete only when they cover 1..UINT32_MAX in
+ * the same run; the lowest UIDNEXT and MODSEQ are reported. */
+static void
+test_parts(void **statep)
+{
+	struct fixture *fx = *statep;
+	struct state_db *db = open_ok(fx->path);
+	const char *error;
+	bool complete;
+	uint32_t next;
+	uint64_t modseq;
+
+	assert_int_equal(state_part_cover(db, 1, "a", "INBOX", &complete, &next,
+	                                  &modseq, &error), 0);
+	assert_false(complete);
+	assert_int_equal(next, 0);
+	assert_int_equal(state_part_done(db, 1, "a", "INBOX", 5001, UINT32_MAX,
+	                                 9001, 70, &error), 0);
+	assert_int_equal(state_part_cover(db, 1, "a", "INBOX", &complete, &next,
+	                                  &modseq, &error), 0);
+	assert_false(complete);
+	/* another run, account or folder does not count */
+	assert_int_equal(state_part_done(db, 2, "a", "INBOX", 1, 5000, 9000, 60,
+	                                 &error), 0);
+	assert_int_equal(state_part_done(db, 1, "b", "INBOX", 1, 5000, 9000, 60,
+	                                 &error), 0);
+	assert_int_equal(state_part_done(db, 1, "a", "Sent", 1, 5000, 9000, 60,
+	                                 &error), 0);
+	assert_int_equal(state_part_cover(db, 1, "a", "INBOX", &complete, &next,
+	                                  &modseq, &error), 0);
+	assert_false(complete);
+	/* a gap (1..4000 and 5001..) is not complete */
+	assert_int_equal(state_part_done(db, 1, "a", "INBOX", 1, 4000, 9000, 65,
+	                                 &error), 0);
+	assert_int_equal(state_part_cover(db, 1, "a", "INBOX", &complete, &next,
+	                                  &modseq, &error), 0);
+	assert_false(complete);
+	/* recorded again (a retried job) with a wider range */
+	assert_int_equal(state_part_done(db, 1, "a", "INBOX", 1, 5000, 8999, 66,
+	                                 &error), 0);
+	assert_int_equal(state_part_cover(db, 1, "a", "INBOX", &complete, &next,
+	                                  &modseq, &error), 0);
+	assert_true(complete);
+	assert_int_equal(next, 8999);
+	assert_int_equal(modseq, 66);
+	state_close(&db);
+}
+
 static void
 test_schema_version(void **statep)
 {
@@ -967,6 +1015,7 @@ main(void)
 		T(test_outside_transaction),
 		T(test_failures),
 		T(test_meta),
+		T(test_parts),
 		T(test_reopen_persists),
 		T(test_second_handle),
 		T(test_crash),
