@@ -45,7 +45,7 @@ enum {
 	OPT_PROGRESS, OPT_SAMPLE, OPT_PROBE_TARGET, OPT_NO_CALIBRATE,
 	OPT_NO_SPLIT, OPT_INCLUDE, OPT_EXCLUDE, OPT_MAP, OPT_RUN_ID,
 	OPT_DELETE_MISSING, OPT_SKIP_DELETED, OPT_NO_PROBE_TARGET,
-	OPT_SPLIT_ABOVE, OPT_UID_RANGES, OPT_OWNER, OPT_NO_FSYNC,
+	OPT_SPLIT_ABOVE, OPT_UID_RANGES, OPT_NO_UID_RANGES, OPT_OWNER, OPT_NO_FSYNC,
 };
 
 enum progress_mode { PROGRESS_AUTO, PROGRESS_TTY, PROGRESS_PLAIN,
@@ -93,6 +93,7 @@ struct run_cli {
 	{ "no-probe-target", no_argument, NULL, OPT_NO_PROBE_TARGET }, \
 	{ "no-calibrate", no_argument, NULL, OPT_NO_CALIBRATE }, \
 	{ "no-split", no_argument, NULL, OPT_NO_SPLIT }, \
+	{ "no-uid-ranges", no_argument, NULL, OPT_NO_UID_RANGES }, \
 	{ "split-above", required_argument, NULL, OPT_SPLIT_ABOVE }, \
 	{ "owner", required_argument, NULL, OPT_OWNER }, \
 	{ "no-fsync", no_argument, NULL, OPT_NO_FSYNC }, \
@@ -116,6 +117,8 @@ struct run_cli {
 	"                        account, which is deleted afterwards)\n" \
 	"  --no-calibrate        no measure: default costs\n" \
 	"  --no-split            never split an account into parts\n" \
+	"  --no-uid-ranges       Maildir target: never split one folder into\n" \
+	"                        UID ranges (only accounts by folders)\n" \
 	"  --split-above SECONDS split accounts estimated above this (default:\n" \
 	"                        the total estimate / N)\n" \
 	"  --owner USER[:GROUP]  Maildir target: owner of the files written\n" \
@@ -282,6 +285,7 @@ run_option(struct run_cli *c, int opt, const char *arg)
 	}
 	case OPT_DELETE_MISSING: c->delete_missing = true; return 1;
 	case OPT_UID_RANGES: c->uid_ranges = true; return 1;
+	case OPT_NO_UID_RANGES: c->uid_ranges = false; return 1;
 	case OPT_NO_FSYNC: c->md.fsync = false; return 1;
 	case OPT_OWNER:
 		if (parse_owner(arg, &c->md.owner, &c->md.group) < 0) {
@@ -326,6 +330,7 @@ run_cli_init(struct run_cli *c, int argc)
 {
 	memset(c, 0, sizeof(*c));
 	maildir_options_init(&c->md);
+	c->uid_ranges = true;
 	c->folders = xcalloc((size_t)argc + 1, sizeof(char *));
 	c->includes = xcalloc((size_t)argc + 1, sizeof(char *));
 	c->excludes = xcalloc((size_t)argc + 1, sizeof(char *));
@@ -517,8 +522,8 @@ make_plan(struct run_cli *c, struct sched_cost *cost, struct sched_plan *plan,
 	o.max_conc = max_concurrency(c);
 	o.split = !c->no_split;
 	o.split_above = c->split_above;
-	/* UID-range parts: a preview for Maildir targets (plan only): the
-	 * Maildir engine cannot copy a UID range yet */
+	/* UID-range parts of one large folder: Maildir targets only (an
+	 * IMAP target numbers messages in APPEND order) */
 	o.uid_split = c->uid_ranges && c->n_accounts > 0 &&
 	              c->accounts[0].dst_maildir;
 	o.folders = po.folders;
@@ -721,9 +726,6 @@ static void
 usage_plan(FILE *f)
 {
 	fputs("usage: imapferry plan [options] USERS SRC DST\n" PLAN_HELP
-	      "  --uid-ranges          Maildir target: also split single large\n"
-	      "                        folders by UID range (a preview: run does\n"
-	      "                        not make such parts yet)\n"
 	      "  --json                the plan as JSON\n", f);
 }
 

@@ -155,10 +155,9 @@ sched_engine_maildir(const struct sched_engine_args *a,
 	struct tomaildir_options mo;
 
 	memset(&mo, 0, sizeof(mo));
-	if (a->uid_lo != 0 || a->uid_hi != 0) {
+	if ((a->uid_lo != 0 || a->uid_hi != 0) && a->n_folders != 1) {
 		memset(stats, 0, sizeof(*stats));
-		*error_r = "this build's Maildir engine cannot copy a UID range "
-		           "of a folder: plan without --uid-ranges";
+		*error_r = "a UID-range job names one folder";
 		return -1;
 	}
 	if (a->md != NULL) {
@@ -181,6 +180,9 @@ sched_engine_maildir(const struct sched_engine_args *a,
 	mo.folders = a->folders;
 	mo.n_folders = a->n_folders;
 	mo.progress = a->progress;
+	mo.uid_lo = a->uid_lo;
+	mo.uid_hi = a->uid_hi;
+	mo.run_id = a->run_id;
 	return tomaildir_copy_account(&a->account->src_opts, a->db, &mo, stats,
 	                              error_r);
 }
@@ -585,6 +587,7 @@ job_run(struct worker *w, struct rjob *rj)
 	args.db = w->db;
 	args.uid_lo = rj->j.uid_lo;
 	args.uid_hi = rj->j.uid_hi;
+	args.run_id = r->o.run_id;
 	args.base = r->o.copy;
 	args.md = r->o.md;
 	args.progress = &rj->live;

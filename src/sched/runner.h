@@ -48,6 +48,7 @@ struct sched_engine_args {
 	char *const *folders;         /* source folders to copy; NULL: all */
 	size_t n_folders;
 	uint32_t uid_lo, uid_hi;      /* UID range of folders[0]; 0 0: all */
+	int64_t run_id;               /* the run (UID-range parts meet in it) */
 	const struct copy_options *base; /* run-wide options (account, fm,
 	                               * folders and progress are set here) */
 	const struct maildir_options *md; /* Maildir targets; NULL: defaults */
@@ -70,10 +71,9 @@ int sched_engine_imap(const struct sched_engine_args *a,
 
 /* The IMAP-to-Maildir engine: tomaildir_copy_account() into the
  * account's dst_path with the job's folder filter (UIDs, UIDVALIDITY and
- * UIDNEXT kept). It has no live counters: a job's progress shows at its
- * end. A UID range cannot be honoured yet (tomaildir has no UID filter):
- * such a job fails with a clear error, and the plan only makes them on
- * request (imapferry plan --uid-ranges). */
+ * UIDNEXT kept). A UID-range job copies that range of folders[0]; the
+ * ranges of one folder meet in the state database by run_id, and the
+ * last one done publishes the others' staged messages (tomaildir.h). */
 int sched_engine_maildir(const struct sched_engine_args *a,
                          struct copy_stats *stats, const char **error_r);
 

@@ -9,8 +9,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -461,5 +463,51 @@ source_list(struct source *s, const uint32_t *uids, size_t n, unsigned what,
 	set = uidset_string(uids, n);
 	ret = msgsum_fetch(s->client, set, what, list, error_r);
 	free(set);
+	return ret;
+}
+
+/* Drops the summaries outside [lo, hi] (the list stays sorted). */
+static void
+keep_range(struct msgsum_list *list, uint32_t lo, uint32_t hi)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < list->count; i++) {
+		struct msgsum *m = &list->items[i];
+
+		if (m->uid < lo || m->uid > hi) {
+			free(m->flags);
+			free(m->message_id);
+			continue;
+		}
+		list->items[k++] = *m;
+	}
+	list->count = k;
+}
+
+int
+source_list_range(struct source *s, uint32_t lo, uint32_t hi, unsigned what,
+                  struct msgsum_list *list, const char **error_r)
+{
+	char set[32];
+	int ret;
+
+	if (lo == 0)
+		lo = 1;
+	if (s->kind == SOURCE_MAILDIR) {
+		ret = md_list(s, NULL, 0, what, list, error_r);
+	} else {
+		if (imap_client_mailbox(s->client)->exists == 0)
+			return 0;
+		/* "lo:*" names the last message even when its UID is below lo
+		 * (RFC 9051 6.4.8): filtered below */
+		if (hi == UINT32_MAX)
+			snprintf(set, sizeof(set), "%" PRIu32 ":*", lo);
+		else
+			snprintf(set, sizeof(set), "%" PRIu32 ":%" PRIu32, lo, hi);
+		ret = msgsum_fetch(s->client, set, what, list, error_r);
+	}
+	if (ret == 0)
+		keep_range(list, lo, hi);
 	return ret;
 }

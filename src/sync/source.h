@@ -54,6 +54,10 @@ int source_select(struct source *s, const char *name, struct source_folder *st_r
  * ones (ascending), with enum msgsum_what items. */
 int source_list(struct source *s, const uint32_t *uids, size_t n, unsigned what,
                 struct msgsum_list *list, const char **error_r) ATTR_WARN_UNUSED;
+/* The same for the messages with a UID in [lo, hi] (hi UINT32_MAX: up to
+ * the last). */
+int source_list_range(struct source *s, uint32_t lo, uint32_t hi, unsigned what,
+                      struct msgsum_list *list, const char **error_r) ATTR_WARN_UNUSED;
 
 /* Streams the bodies of uids (ascending) of the selected folder into q in
  * a thread; see reader.h. */

@@ -13,12 +13,15 @@
 #include "reader.h"
 #include "source.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 enum scope { SCOPE_OK, SCOPE_FOLDER, SCOPE_SESSION, SCOPE_RUN };
@@ -329,6 +332,258 @@ adopt_unlisted(struct md_ctx *mc, struct maildir_folder *f, const char *folder,
 	return SCOPE_OK;
 }
 
+#define STAGE_PREFIX ".imapferry-stage-"
+
+/* The directory of a folder: root or root/dirname (new string). */
+static char *
+folder_path(const char *root, const char *dirname)
+{
+	return dirname[0] == '\0' ? xstrdup(root) :
+	    xasprintf("%s/%s", root, dirname);
+}
+
+/* The names of the scratch folders in the folder's tmp/ (maybe none). */
+static size_t
+stage_names(const char *tmpdir, char ***names_r)
+{
+	DIR *d = opendir(tmpdir);
+	struct dirent *de;
+	char **v = NULL;
+	size_t n = 0;
+
+	*names_r = NULL;
+	if (d == NULL)
+		return 0;
+	while ((de = readdir(d)) != NULL) {
+		if (strncmp(de->d_name, STAGE_PREFIX, strlen(STAGE_PREFIX)) != 0)
+			continue;
+		v = xreallocarray(v, n + 1, sizeof(*v));
+		v[n++] = xstrdup(de->d_name);
+	}
+	closedir(d);
+	*names_r = v;
+	return n;
+}
+
+static void
+remove_stages(const char *tmpdir, char **names, size_t n)
+{
+	const char *error;
+
+	for (size_t i = 0; i < n; i++)
+		if (maildir_folder_remove(tmpdir, names[i], &error) < 0)
+			log_warn("removing the scratch folder: %s", error);
+}
+
+static void
+free_names(char **names, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+}
+
+struct staged {
+	uint32_t uid;
+	size_t stage;
+};
+
+static int
+cmp_staged(const void *a, const void *b)
+{
+	const struct staged *x = a, *y = b;
+
+	if (x->uid != y->uid)
+		return x->uid < y->uid ? -1 : 1;
+	return x->stage < y->stage ? -1 : x->stage > y->stage;
+}
+
+/* When the done UID ranges of this run cover the folder, publishes the
+ * staged messages into it in UID order (see tomaildir.h). Serialized
+ * between jobs and processes by flock() on tmp/.imapferry-publish.lock
+ * (released by a crash). */
+static enum scope
+publish_parts(struct md_ctx *mc, const char *boxname, const char *dirname,
+              const char *shown)
+{
+	const struct tomaildir_options *o = mc->o;
+	struct maildir_folder *f = NULL, **stages = NULL;
+	struct staged *list = NULL;
+	size_t n_list = 0, n_names = 0, published = 0, refused = 0;
+	char **names = NULL, *path, *tmpdir, *lockpath;
+	struct state_folder sf;
+	uint32_t uidnext, v;
+	uint64_t modseq;
+	bool complete, found;
+	const char *error;
+	enum scope sc = SCOPE_OK;
+	int lockfd;
+
+	if (state_part_cover(mc->db, o->run_id, o->account, boxname, &complete,
+	                     &uidnext, &modseq, &error) < 0) {
+		fail(mc, SCOPE_RUN, "%s", error);
+		return SCOPE_RUN;
+	}
+	if (!complete)
+		return SCOPE_OK;
+	path = folder_path(o->root, dirname);
+	tmpdir = xasprintf("%s/tmp", path);
+	lockpath = xasprintf("%s/.imapferry-publish.lock", tmpdir);
+	lockfd = open(lockpath, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (lockfd < 0 || flock(lockfd, LOCK_EX) < 0) {
+		fail(mc, SCOPE_FOLDER, "%s: %s: %s", shown, lockpath, strerror(errno));
+		sc = SCOPE_FOLDER;
+		goto out;
+	}
+	if (maildir_folder_open(o->root, dirname, &o->md, true, &f, &error) < 0) {
+		sc = is_disk_full(error) ? SCOPE_RUN : SCOPE_FOLDER;
+		fail(mc, sc, "%s: %s", shown, error);
+		goto out;
+	}
+	v = maildir_folder_uidvalidity(f);
+	n_names = stage_names(tmpdir, &names);
+	stages = xcalloc(n_names + 1, sizeof(*stages));
+	for (size_t i = 0; i < n_names; i++) {
+		struct maildir_folder *st;
+		size_t cnt;
+
+		if (maildir_folder_open(tmpdir, names[i], &o->md, false, &st,
+		                        &error) < 0) {
+			log_warn("%s: scratch folder %s: %s", shown, names[i], error);
+			continue;
+		}
+		if (v == 0 || maildir_folder_uidvalidity(st) != v) {
+			/* another UIDVALIDITY: not these messages */
+			maildir_folder_close(&st);
+			continue;
+		}
+		stages[i] = st;
+		cnt = maildir_folder_count(st);
+		list = xreallocarray(list, n_list + cnt + 1, sizeof(*list));
+		for (size_t k = 0; k < cnt; k++) {
+			list[n_list].uid = maildir_folder_msg(st, k)->uid;
+			list[n_list].stage = i;
+			n_list++;
+		}
+	}
+	/* a crash inside an earlier publish's commit left files in cur/
+	 * without lines: the scratch folders still have them */
+	for (size_t i = 0; i < maildir_folder_unlisted_count(f);) {
+		const struct maildir_msg *u = maildir_folder_unlisted(f, i);
+		bool ours = false;
+
+		for (size_t k = 0; k < n_list && !ours; k++) {
+			const struct maildir_msg *m =
+			    maildir_folder_find(stages[list[k].stage], list[k].uid);
+
+			ours = m != NULL && m->mtime == u->mtime &&
+			       m->file_size == u->file_size;
+		}
+		if (ours) {
+			if (maildir_unlisted_expunge(f, i, &error) < 0) {
+				sc = SCOPE_FOLDER;
+				fail(mc, sc, "%s: %s", shown, error);
+				goto out;
+			}
+			continue;
+		}
+		i++;
+	}
+	qsort(list, n_list, sizeof(*list), cmp_staged);
+	for (size_t k = 0; k < n_list; k++) {
+		uint32_t uid = list[k].uid;
+		char *dropped = NULL;
+
+		if (maildir_folder_find(f, uid) != NULL)
+			continue;       /* published before, or a duplicate */
+		if (uid < maildir_folder_min_uid(f)) {
+			const char *err2;
+			char *why = xasprintf("UID %" PRIu32 " is below the Maildir "
+			    "folder's UIDNEXT %" PRIu32 ": it cannot keep its UID",
+			    uid, maildir_folder_min_uid(f));
+
+			log_warn("%s: %s", shown, why);
+			mc->stats->failed++;
+			refused++;
+			if (state_failure_put(mc->db, o->account, boxname, uid,
+			                      STATE_SCOPE_MESSAGE, why, &err2) < 0)
+				fail(mc, SCOPE_RUN, "%s", err2);
+			free(why);
+			continue;
+		}
+		if (maildir_link_in(f, stages[list[k].stage], uid, &dropped,
+		                    &error) < 0) {
+			sc = is_disk_full(error) ? SCOPE_RUN : SCOPE_FOLDER;
+			fail(mc, sc, "%s: publishing UID %" PRIu32 ": %s", shown, uid,
+			     error);
+			goto out;
+		}
+		report_dropped(mc, shown, uid, dropped);
+		if (++published % 5000 == 0 &&
+		    maildir_folder_commit(f, &error) < 0) {
+			sc = is_disk_full(error) ? SCOPE_RUN : SCOPE_FOLDER;
+			fail(mc, sc, "%s: %s", shown, error);
+			goto out;
+		}
+	}
+	if (v != 0) {
+		uint32_t next = uidnext;
+
+		if (maildir_folder_uidnext(f) > next)
+			next = maildir_folder_uidnext(f);
+		if (maildir_folder_set_uids(f, v, next, &error) < 0)
+			log_warn("%s: %s", shown, error);
+	}
+	if (maildir_folder_commit(f, &error) < 0) {
+		sc = is_disk_full(error) ? SCOPE_RUN : SCOPE_FOLDER;
+		fail(mc, sc, "%s: %s", shown, error);
+		goto out;
+	}
+	log_info("%s: %zu staged messages published from %zu UID ranges%s",
+	         shown, published, n_names, refused > 0 ? " (some refused)" : "");
+	for (size_t i = 0; i < n_names; i++)
+		maildir_folder_close(&stages[i]);
+	remove_stages(tmpdir, names, n_names);
+	/* the folder is complete as of the oldest part's view */
+	if (state_folder_get(mc->db, o->account, boxname, &sf, &found,
+	                     &error) < 0) {
+		fail(mc, SCOPE_RUN, "%s", error);
+		sc = SCOPE_RUN;
+		goto out;
+	}
+	if (!found) {
+		memset(&sf, 0, sizeof(sf));
+		sf.account = xstrdup(o->account);
+		sf.src_name = xstrdup(boxname);
+		sf.dst_name = xstrdup(dirname);
+	}
+	sf.src_uidvalidity = v;
+	sf.src_uidnext = uidnext;
+	sf.src_highestmodseq = modseq;
+	sf.complete = true;
+	if (state_begin(mc->db, &error) < 0 ||
+	    state_folder_put(mc->db, &sf, &error) < 0 ||
+	    state_commit(mc->db, &error) < 0) {
+		state_rollback(mc->db);
+		fail(mc, SCOPE_RUN, "%s", error);
+		sc = SCOPE_RUN;
+	}
+	state_folder_free(&sf);
+out:
+	for (size_t i = 0; i < n_names && stages != NULL; i++)
+		maildir_folder_close(&stages[i]);
+	free(stages);
+	free(list);
+	free_names(names, n_names);
+	maildir_folder_close(&f);
+	if (lockfd >= 0)
+		close(lockfd);
+	free(lockpath);
+	free(tmpdir);
+	free(path);
+	return sc;
+}
+
 static enum scope
 copy_folder(struct md_ctx *mc, const struct imap_mailbox_info *box,
             const char *dirname)
@@ -347,6 +602,11 @@ copy_folder(struct md_ctx *mc, const struct imap_mailbox_info *box,
 	char *shown = str_escape_controls(box->name);
 	uint32_t check_from;
 	bool meta;
+	/* a UID range of a split folder (see tomaildir.h) */
+	bool ranged = o->uid_lo != 0 || o->uid_hi != 0;
+	uint32_t lo = ranged && o->uid_lo > 1 ? o->uid_lo : 1;
+	uint32_t hi = ranged ? o->uid_hi : UINT32_MAX;
+	struct maildir_folder *stage = NULL, *into;
 
 	if (state_folder_get(mc->db, o->account, box->name, &sf, &found,
 	                     &error) < 0) {
@@ -367,6 +627,8 @@ copy_folder(struct md_ctx *mc, const struct imap_mailbox_info *box,
 	    sf.src_highestmodseq == box->highestmodseq) {
 		log_debug("%s: unchanged since the last run", shown);
 		mc->stats->skipped += box->messages;
+		if (ranged && !o->dry_run)
+			goto part_done;
 		state_folder_free(&sf);
 		free(shown);
 		return SCOPE_OK;
@@ -411,8 +673,10 @@ copy_folder(struct md_ctx *mc, const struct imap_mailbox_info *box,
 	meta = maildir_folder_unlisted_count(f) > 0 ||
 	       (n_md > 0 && maildir_folder_msg(f, n_md - 1)->uid >= check_from);
 	if (mb->exists > 0 &&
-	    source_list(&mc->src, NULL, 0, MSGSUM_FLAGS |
-	                 (meta ? MSGSUM_META : 0), &src, &error) < 0) {
+	    (ranged ? source_list_range(&mc->src, lo, hi, MSGSUM_FLAGS |
+	                                (meta ? MSGSUM_META : 0), &src, &error) :
+	     source_list(&mc->src, NULL, 0, MSGSUM_FLAGS |
+	                 (meta ? MSGSUM_META : 0), &src, &error)) < 0) {
 		fail(mc, SCOPE_SESSION, "source: %s", error);
 		sc = SCOPE_SESSION;
 		goto out;
@@ -439,9 +703,38 @@ copy_folder(struct md_ctx *mc, const struct imap_mailbox_info *box,
 	}
 
 	/* files a crashed run delivered but did not list */
-	if (!o->dry_run && maildir_folder_unlisted_count(f) > 0 &&
+	if (!o->dry_run && lo == 1 && maildir_folder_unlisted_count(f) > 0 &&
 	    (sc = adopt_unlisted(mc, f, shown, &src)) != SCOPE_OK)
 		goto out;
+
+	/* a part above UID 1 copies into its scratch folder */
+	if (lo > 1 && !o->dry_run) {
+		char *path = folder_path(o->root, dirname);
+		char *tmpdir = xasprintf("%s/tmp", path);
+		char *name = xasprintf(STAGE_PREFIX "%" PRIu32, lo);
+		int r;
+
+		r = maildir_folder_open(tmpdir, name, &o->md, true, &stage, &error);
+		if (r == 0 && maildir_folder_uidvalidity(stage) != 0 &&
+		    maildir_folder_uidvalidity(stage) != sf.src_uidvalidity) {
+			maildir_folder_close(&stage);
+			r = maildir_folder_remove(tmpdir, name, &error);
+			if (r == 0)
+				r = maildir_folder_open(tmpdir, name, &o->md, true,
+				                        &stage, &error);
+		}
+		if (r == 0 && maildir_folder_uidvalidity(stage) == 0)
+			r = maildir_folder_set_uids(stage, sf.src_uidvalidity, 0,
+			                            &error);
+		free(name);
+		free(tmpdir);
+		free(path);
+		if (r < 0) {
+			sc = is_disk_full(error) ? SCOPE_RUN : SCOPE_FOLDER;
+			fail(mc, sc, "%s: scratch folder: %s", shown, error);
+			goto out;
+		}
+	}
 
 	/* diff: the Maildir holds the source UIDs */
 	n_md = maildir_folder_count(f);
@@ -451,6 +744,22 @@ copy_folder(struct md_ctx *mc, const struct imap_mailbox_info *box,
 		const struct msgsum *s = &src.items[i];
 		const struct maildir_msg *m = maildir_folder_find(f, s->uid);
 
+		if (m == NULL && stage != NULL &&
+		    (m = maildir_folder_find(stage, s->uid)) != NULL) {
+			/* copied by an earlier attempt of this part */
+			mc->stats->skipped++;
+			if (strcmp(m->flags, s->flags) != 0) {
+				char *dropped = NULL;
+
+				if (maildir_set_flags(stage, s->uid, s->flags,
+				                      &dropped, &error) < 0)
+					log_warn("%s: UID %" PRIu32 ": %s", shown,
+					         s->uid, error);
+				else
+					report_dropped(mc, shown, s->uid, dropped);
+			}
+			continue;
+		}
 		if (m == NULL) {
 			if (o->skip_deleted && flags_has(s->flags, "\\Deleted"))
 				continue;
@@ -512,8 +821,18 @@ copy_folder(struct md_ctx *mc, const struct imap_mailbox_info *box,
 	for (size_t i = 0; i < n_md && o->delete_missing; i++) {
 		const struct maildir_msg *m = maildir_folder_msg(f, i);
 
-		if (msgsum_find(&src, m->uid) == NULL)
+		if (m->uid >= lo && m->uid <= hi &&
+		    msgsum_find(&src, m->uid) == NULL)
 			gone[n_gone++] = m->uid;
+	}
+	for (size_t i = 0; stage != NULL && o->delete_missing &&
+	     i < maildir_folder_count(stage);) {
+		const struct maildir_msg *m = maildir_folder_msg(stage, i);
+
+		if (msgsum_find(&src, m->uid) == NULL &&
+		    maildir_expunge(stage, m->uid, &error) == 0)
+			continue;
+		i++;
 	}
 	if (n_copy > 0 || n_gone > 0)
 		log_info("%s -> %s: %zu to copy, %zu already there, %zu gone%s",
@@ -525,7 +844,8 @@ copy_folder(struct md_ctx *mc, const struct imap_mailbox_info *box,
 		goto out;
 	}
 	qsort(to_copy, n_copy, sizeof(*to_copy), cmp_u32);
-	if ((sc = deliver_uids(mc, f, box->name, inbox, to_copy, n_copy)) !=
+	into = stage != NULL ? stage : f;
+	if ((sc = deliver_uids(mc, into, box->name, inbox, to_copy, n_copy)) !=
 	    SCOPE_OK)
 		goto commit;
 	for (size_t i = 0; i < n_gone; i++) {
@@ -535,8 +855,9 @@ copy_folder(struct md_ctx *mc, const struct imap_mailbox_info *box,
 			mc->stats->expunged++;
 	}
 	/* UIDNEXT as the source has it (it may have grown meanwhile), never
-	 * below what the folder already promised */
-	{
+	 * below what the folder already promised; for a split folder the
+	 * publishing part sets it */
+	if (!ranged) {
 		uint32_t next = sf.src_uidnext;
 
 		struct source_folder now;
@@ -554,12 +875,37 @@ copy_folder(struct md_ctx *mc, const struct imap_mailbox_info *box,
 	}
 	sf.complete = true;
 commit:
+	if (stage != NULL && maildir_folder_commit(stage, &error) < 0) {
+		sf.complete = false;
+		if (sc < SCOPE_FOLDER) {
+			sc = is_disk_full(error) ? SCOPE_RUN : SCOPE_FOLDER;
+			fail(mc, sc, "%s: %s", shown, error);
+		}
+	}
 	if (maildir_folder_commit(f, &error) < 0) {
 		sf.complete = false;
 		if (sc < SCOPE_FOLDER) {
 			sc = is_disk_full(error) ? SCOPE_RUN : SCOPE_FOLDER;
 			fail(mc, sc, "%s: %s", shown, error);
 		}
+	}
+	if (ranged) {
+		if (sc == SCOPE_OK && mc->worst == SCOPE_OK)
+			goto part_done;
+		goto out;
+	}
+	if (sf.complete) {
+		/* scratch folders of an abandoned split: these messages
+		 * were copied directly now */
+		char *path = folder_path(o->root, dirname);
+		char *tmpdir = xasprintf("%s/tmp", path);
+		char **names;
+		size_t nn = stage_names(tmpdir, &names);
+
+		remove_stages(tmpdir, names, nn);
+		free_names(names, nn);
+		free(tmpdir);
+		free(path);
 	}
 	if (state_begin(mc->db, &error) < 0 ||
 	    state_folder_put(mc->db, &sf, &error) < 0 ||
@@ -568,7 +914,21 @@ commit:
 		fail(mc, SCOPE_RUN, "%s", error);
 		sc = SCOPE_RUN;
 	}
+	goto out;
+part_done:
+	/* this range is done: record it; the part that completes the
+	 * cover publishes every staged range */
+	maildir_folder_close(&stage);
+	maildir_folder_close(&f);
+	if (state_part_done(mc->db, o->run_id, o->account, box->name, lo, hi,
+	                    sf.src_uidnext, sf.src_highestmodseq, &error) < 0) {
+		fail(mc, SCOPE_RUN, "%s", error);
+		sc = SCOPE_RUN;
+	} else {
+		sc = publish_parts(mc, box->name, dirname, shown);
+	}
 out:
+	maildir_folder_close(&stage);
 	if (f != NULL)
 		maildir_folder_close(&f);
 	msgsum_list_free(&src);
@@ -786,7 +1146,8 @@ tomaildir_copy_from(const struct source *src, struct state_db *db,
 			goto out;
 		}
 	}
-	if (!o->no_subscriptions)
+	/* one part of a split folder writes them: the one from UID 1 */
+	if (!o->no_subscriptions && o->uid_lo <= 1)
 		write_subscriptions(&mc, pairs, n);
 	source_logout(&mc.src);
 out:

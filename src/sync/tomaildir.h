@@ -33,6 +33,20 @@ struct tomaildir_options {
 	const uint32_t *pop3_uids;
 	char *const *pop3_uidls;
 	size_t pop3_count;
+	/* One UID range [uid_lo, uid_hi] of folders[0] (a part of a folder
+	 * split across jobs of run run_id; both 0: whole folders). Messages
+	 * must enter a Maildir in ascending UID order, so only the part
+	 * starting at UID 1 writes into the folder; the others copy into a
+	 * scratch Maildir in the folder's tmp/ (".imapferry-stage-<uid_lo>",
+	 * invisible to the server, crash-safe like the folder itself) and
+	 * record in the state database that they are done. The part that
+	 * finds the done ranges covering every UID publishes the staged
+	 * messages into the folder in UID order by hard links (one lock, a
+	 * few renames per message), sets UIDNEXT, marks the folder complete
+	 * and removes the scratch folders. A crash leaves them for the
+	 * retried job. */
+	uint32_t uid_lo, uid_hi;
+	int64_t run_id;
 };
 
 /* Copies the account into o->root. Returns 0 when the run completed

@@ -37,6 +37,8 @@ import copy_util as U  # noqa: E402
 N_USERS = 60
 BIG = {"u00": 2000, "u01": 1200, "u02": 900}
 BAD_USER = "u59"                 # wrong password in the users file
+SOLO = "solo"                    # one account, one large INBOX (UID ranges)
+SOLO_N = 3000
 MASTER = ("master", "mpw-Qa9zW2xE")
 WORKERS = 4
 MAX_SRC = 3
@@ -106,10 +108,45 @@ def write_account(server, user, n):
     return {k: v for k, v in out.items() if v or k == "INBOX"}
 
 
+def write_solo(server, user, n):
+    """One INBOX of n messages; then every 7th and the last three are
+    expunged, so the UIDs have gaps and UIDNEXT is above the last UID.
+    Returns the remaining Message-IDs."""
+    md = server.maildir(user)
+    for sub in ("cur", "new", "tmp"):
+        os.makedirs(os.path.join(md, sub), exist_ok=True)
+    mids = []
+    t0 = 1_400_000_000
+    for i in range(n):
+        size = RNG.randint(30_000, 90_000) if RNG.random() < 0.03 else \
+            RNG.randint(700, 3000)
+        mid, data = message(user, "INBOX", i, size)
+        when = t0 + i * 30
+        p = os.path.join(md, "cur", f"{when}.M{i}P2.ferry,S={len(data)}:2,"
+                         f"{'S' if i % 2 else ''}{'F' if i % 11 == 0 else ''}")
+        with open(p, "wb") as fh:
+            fh.write(data)
+        os.utime(p, (when, when))
+        mids.append(mid)
+    H.chown_tree(os.path.join(server.data_dir, user), H.MAIL_UID, H.MAIL_GID)
+    c = server.imap(user, PW[user])
+    c.select("INBOX")
+    gone = [u for u in range(1, n + 1) if u % 7 == 0 or u > n - 3]
+    for k in range(0, len(gone), 200):
+        typ, _ = c.uid("STORE", ",".join(map(str, gone[k:k + 200])),
+                       "+FLAGS.SILENT", "(\\Deleted)")
+        assert typ == "OK"
+    c.expunge()
+    left = U.fetch_folder(c, "INBOX", body=False)
+    c.logout()
+    assert len(left) == n - len(gone) and set(m["msgid"] for m in left) <= set(mids)
+    return [m["msgid"] for m in left]
+
+
 @contextlib.contextmanager
 def setup():
     global S, D, D2, D3, TMP, USERS_CSV
-    for u in users():
+    for u in users() + [SOLO]:
         PW[u] = f"pw-{u}-{RNG.randrange(10**8):08d}"
     SECRETS.extend(list(PW.values()) + [MASTER[1]])
     TMP = tempfile.mkdtemp(prefix="ife-run-", dir="/tmp")
@@ -120,6 +157,7 @@ def setup():
         for u in users():
             n = BIG.get(u, RNG.randint(5, 50))
             EXPECT[u] = write_account(S, u, n)
+        EXPECT[SOLO] = {"INBOX": write_solo(S, SOLO, SOLO_N)}
         # users file: even accounts have password files, odd ones go
         # through the admin (master user by authzid); BAD_USER a wrong one
         pwdir = os.path.join(TMP, "pw")
@@ -446,6 +484,97 @@ def test_maildir_target():
     assert sum(1 for a in st["accounts"] if a["src_user"] == "u00") == 1
     for u in some:
         check_account(D3, u)
+
+
+def solo_status(server, raw="INBOX"):
+    c = server.imap(SOLO, PW[SOLO])
+    try:
+        typ, data = c.status(raw, "(UIDVALIDITY UIDNEXT MESSAGES)")
+        assert typ == "OK", data
+        return data[0].decode()
+    finally:
+        c.logout()
+
+
+def test_maildir_uid_ranges_killed():
+    """One account with one large INBOX, Maildir target, 3 workers: the
+    plan splits the folder into UID ranges copied at the same time (all
+    but the first staged in a scratch folder, then published in UID
+    order); the run is SIGKILLed twice and completed. The Maildir that a
+    Dovecot then serves has every message once, with the source's UIDs,
+    UIDVALIDITY and UIDNEXT, and no scratch folder is left."""
+    path = os.path.join(TMP, "solo.csv")
+    with open(os.path.join(TMP, "pw", "solo.src"), "w") as f:
+        f.write(PW[SOLO] + "\n")
+    with open(path, "w") as f:
+        f.write("src_user,dst_user,src_password_file\n")
+        f.write(f"{SOLO},{SOLO},pw/solo.src\n")
+        f.write("u03,u03,\nu04,u04,pw/u04.src\n")
+    dst = f"maildir:{D3.data_dir}/%u/Maildir"
+    common = [path, url(S), dst, "--workers", "3", "--split-above", "0.2",
+              "--owner", "8:8", "--src-admin", MASTER[0],
+              "--src-password-file", os.path.join(TMP, "master")]
+    p = H.run_ferry(["plan", *common, "--json"], timeout=120)
+    assert p.returncode == 0, H.describe(p)
+    plan = json.loads(p.stdout)
+    ranges = sorted((j["uid_lo"], j["uid_hi"]) for j in plan["jobs"]
+                    if j.get("uid_lo") is not None)
+    H.log(f"plan: UID ranges of {SOLO}/INBOX: {ranges}")
+    assert len(ranges) >= 2, plan["jobs"]
+    assert ranges[0][0] == 1 and ranges[-1][1] == 2**32 - 1, ranges
+    for (a, b), (c, _) in zip(ranges, ranges[1:]):
+        assert c == b + 1, ranges
+
+    state = os.path.join(TMP, "solo.db")
+    root = os.path.join(D3.data_dir, SOLO, "Maildir")
+    for kill in range(2):
+        before = len(read_out())
+        proc = popen_ferry(["run", *common, "--state", state, "--progress",
+                            "plain", "--backoff", "1"])
+        if kill == 0:
+            while "plan estimate" not in read_out()[before:] and \
+                    proc.poll() is None:
+                time.sleep(0.05)
+        delay = RNG.uniform(0.2, 2.5)
+        deadline = time.monotonic() + delay
+        while time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            H.log(f"SIGKILL after {delay:.2f} s (seed {SEED})")
+        proc.wait()
+        tmp = os.path.join(root, "tmp")
+        if os.path.isdir(tmp):
+            H.log(f"after the kill: scratch folders "
+                  f"{[n for n in os.listdir(tmp) if n.startswith('.imapferry-stage-')]}")
+    p = H.run_ferry(["run", *common, "--state", state, "--progress", "plain",
+                     "--backoff", "1", "-v"], timeout=300)
+    no_secrets(p.stdout + p.stderr)
+    assert p.returncode == 0, H.describe(p)
+    H.log([ln for ln in (p.stdout + p.stderr).splitlines() if "published" in ln][-3:])
+
+    # Dovecot serves the result: the oracle by Message-ID, then UIDs
+    check_account(D3, SOLO)
+    src = U.snapshot(S, SOLO, PW[SOLO], body=False)["INBOX"]
+    got = U.snapshot(D3, SOLO, PW[SOLO], body=False)["INBOX"]
+    assert [m["uid"] for m in src] == [m["uid"] for m in got]
+    assert [m["msgid"] for m in src] == [m["msgid"] for m in got]
+    assert [m["flags"] for m in src] == [m["flags"] for m in got]
+    assert [m["idate"] for m in src] == [m["idate"] for m in got]
+    s1, s2 = solo_status(S), solo_status(D3)
+    H.log(f"source {s1} / target {s2}")
+    assert s1.split("(", 1)[1] == s2.split("(", 1)[1], (s1, s2)
+    left = [n for n in os.listdir(os.path.join(root, "tmp"))
+            if n.startswith(".imapferry-stage-")]
+    assert not left, left
+    for u in ("u03", "u04"):
+        check_account(D3, u)
+    # and imapferry verify agrees, by UID
+    p = H.run_ferry(["verify", f"imap://{SOLO}@{S.host}:{S.port}?tls=none",
+                     f"maildir:{root}", "--src-password-file",
+                     os.path.join(TMP, "pw", "solo.src")], timeout=120)
+    assert p.returncode == 0, H.describe(p)
+    assert "0 differences" in p.stdout, p.stdout
 
 
 def test_all_logins_refused():
