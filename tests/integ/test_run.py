@@ -553,6 +553,9 @@ def test_maildir_uid_ranges_killed():
     assert p.returncode == 0, H.describe(p)
     H.log([ln for ln in (p.stdout + p.stderr).splitlines() if "published" in ln][-3:])
 
+    st = json.loads(H.run_ferry(["status", "--state", state, "--json"]).stdout)
+    solo = [a for a in st["accounts"] if a["src_user"] == SOLO]
+    assert solo and solo[0]["jobs"] >= 2 and solo[0]["status"] == "done", solo
     # Dovecot serves the result: the oracle by Message-ID, then UIDs
     check_account(D3, SOLO)
     src = U.snapshot(S, SOLO, PW[SOLO], body=False)["INBOX"]
