@@ -5,13 +5,22 @@
  *   per_account + per_folder * folders + per_message * messages
  *   + per_byte * bytes
  * per_message and per_byte come from a least-squares fit over timed
- * batches of a measured sample (sched_cost_fit()); per_account is the
- * measured login + inventory time of both sides, per_folder the measured
- * EXAMINE time of both sides. When a target probe measured APPEND too,
- * the slower side's coefficients count (reader and writer overlap).
+ * batches of a measured sample of the source (sched_cost_fit());
+ * per_account is twice the measured login + inventory time (both sides),
+ * per_folder twice the measured EXAMINE time plus one CREATE on the
+ * target. When the target probe measured APPEND too (an IMAP target;
+ * probe.h), each coefficient is the larger of the two sides': the engine
+ * reads and writes at once, so a copy goes at the slower side's pace.
  * Running k jobs at once does not make each as fast as alone: the model
- * keeps a measured speedup S at P parallel sessions and assumes the
- * efficiency S/P from 1 to P sessions linearly (sched_cost_speedup()).
+ * keeps a measured speedup S at P parallel sessions (a session being a
+ * fetch and an APPEND at once where the target was probed) and assumes
+ * the efficiency S/P from 1 to P sessions linearly, but never more than
+ * S below P (sched_cost_speedup()). On a machine where the client and
+ * both servers share a few cores S is about 1: the whole server then
+ * takes about the sum of its jobs, whatever N. The number of cores is
+ * not an input: the servers are usually on other machines. Measured on a
+ * 2-core machine (docs/BENCHMARKS.md) the estimate is within about
+ * +-30 % of a run in the median, single runs scatter more.
  *
  * Schedule. Jobs run largest first (LPT: each free worker takes the
  * largest job left, which is within 4/3 of the optimal makespan). An

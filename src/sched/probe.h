@@ -12,26 +12,34 @@
  *      job (the engine logs in and lists on both sides);
  *   1. in the largest folder of up to three of the largest accounts:
  *      EXAMINE (timed: twice it is the cost per folder, plus the CREATE
- *      of step 3 for a first pass), FETCH (UID RFC822.SIZE) of up to
+ *      of step 2 for a first pass), FETCH (UID RFC822.SIZE) of up to
  *      5000 messages (the average message size), then a sample chosen at
  *      evenly spaced size ranks (small to large, at most sample_messages
  *      and sample_bytes in all) fetched with pipelined UID FETCH
  *      BODY.PEEK[] into a sink that discards, in batches of similar size;
  *      a least-squares fit of the batch times gives the cost per message
  *      and per byte (plan.h);
- *   2. with par_sessions >= 2: the first account's sample again, warm,
- *      by one session and then by par_sessions sessions at once: their
- *      throughput ratio is the speedup of parallel sessions;
- *   3. with probe_target (IMAP targets only): a scratch folder
+ *   2. with probe_target (IMAP targets only): a scratch folder
  *      "imapferry-probe-PID" (under the personal namespace prefix) is
- *      created in the first sampled account's target, 89 synthetic
- *      messages of 1 KB to 1 MB are APPENDed in timed batches the way the
- *      engine sends them (MULTIAPPEND of up to 32 where offered,
- *      pipelined) and the folder is deleted: the target's cost per
- *      message and per byte. The copy engine fetches and appends at the
- *      same time, so a job costs the slower side's rate (plan.h).
- *      Without it the target is assumed as fast as the source, which
- *      underestimates a copy into a server that syncs its writes. */
+ *      created (timed: a first pass CREATEs every folder) in the first
+ *      sampled account's target; synthetic messages in four size classes
+ *      (40 x 1 KB, 30 x 16 KB, 15 x 128 KB, 4 x 1 MB) are streamed to it
+ *      as the engine sends them (MULTIAPPEND of up to 32 messages and
+ *      8 MB where offered, flags and INTERNALDATE, up to 16 commands in
+ *      flight, no wait between commands), each class repeated to last at
+ *      least 40 ms, in 5 rounds (median); then the folder is deleted. A
+ *      fit gives the target's cost per message and per byte; a job costs
+ *      the slower side's (plan.h). Without it the target is assumed as
+ *      fast as the source, which underestimates a copy into a server
+ *      that syncs its writes;
+ *   3. with par_sessions >= 2: the first account's sample again, warm,
+ *      by one session, then by par_sessions sessions at once, then by
+ *      one again (the mean of the two counts as alone): the throughput
+ *      ratio is the speedup of parallel sessions. Where the target was
+ *      probed, each session is a copy in miniature: a fetcher of the
+ *      sample and an appender of synthetic messages of the sample's
+ *      sizes (each to its own scratch folder, deleted) at once, each
+ *      sized to last about 0.5 s alone; else a session fetches only. */
 #ifndef IMAPFERRY_SCHED_PROBE_H
 #define IMAPFERRY_SCHED_PROBE_H
 

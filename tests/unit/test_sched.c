@@ -388,6 +388,16 @@ test_cost_job_and_speedup(void **state)
 	assert_true(fabs(sched_cost_speedup(&c, 2) - 2 * (1 - 0.5 / 3)) < 1e-9);
 	assert_true(fabs(sched_cost_speedup(&c, 8) - 4) < 1e-9);
 	assert_true(sched_cost_speedup(&c, 0) == 1);
+	/* a low speedup at P (CPU-bound servers): below P never more than
+	 * S(P), so more workers are never predicted slower (the linear
+	 * efficiency alone gives 1.52 at 2, 1.55 at 3 and 1.1 at 4) */
+	c.par_speedup = 1.1;
+	assert_true(fabs(sched_cost_speedup(&c, 2) - 1.1) < 1e-9);
+	assert_true(fabs(sched_cost_speedup(&c, 3) - 1.1) < 1e-9);
+	assert_true(fabs(sched_cost_speedup(&c, 4) - 1.1) < 1e-9);
+	for (unsigned k = 1; k < 8; k++)
+		assert_true(sched_cost_speedup(&c, k + 1) >=
+		            sched_cost_speedup(&c, k) - 1e-12);
 }
 
 static void
