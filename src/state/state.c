@@ -1634,6 +1634,26 @@ state_job_list_free(struct state_job **jobs, size_t count)
 
 /* ---- UID-range parts ---- */
 
+/* Prepares sql (not cached: a few calls per folder) with its first three
+ * parameters bound: run_id, account, folder. */
+static sqlite3_stmt *
+part_stmt(struct state_db *db, const char *sql, int64_t run_id,
+          const char *account, const char *folder, const char *what,
+          const char **error_r)
+{
+	sqlite3_stmt *stmt;
+	int rc = sqlite3_prepare_v2(db->db, sql, -1, &stmt, NULL);
+
+	if (rc != SQLITE_OK) {
+		*error_r = db_error(db, what, rc);
+		return NULL;
+	}
+	sqlite3_bind_int64(stmt, 1, run_id);
+	bind_text(stmt, 2, account);
+	bind_text(stmt, 3, folder);
+	return stmt;
+}
+
 int
 state_part_done(struct state_db *db, int64_t run_id, const char *account,
                 const char *folder, uint32_t uid_lo, uint32_t uid_hi,
@@ -1643,16 +1663,11 @@ state_part_done(struct state_db *db, int64_t run_id, const char *account,
 	sqlite3_stmt *stmt;
 	int rc;
 
-	rc = sqlite3_prepare_v2(db->db, "INSERT OR REPLACE INTO part (run_id, "
-	    "account, folder, uid_lo, uid_hi, uidnext, modseq) VALUES "
-	    "(?, ?, ?, ?, ?, ?, ?)", -1, &stmt, NULL);
-	if (rc != SQLITE_OK) {
-		*error_r = db_error(db, what, rc);
+	stmt = part_stmt(db, "INSERT OR REPLACE INTO part (run_id, account, "
+	    "folder, uid_lo, uid_hi, uidnext, modseq) VALUES "
+	    "(?, ?, ?, ?, ?, ?, ?)", run_id, account, folder, what, error_r);
+	if (stmt == NULL)
 		return -1;
-	}
-	sqlite3_bind_int64(stmt, 1, run_id);
-	bind_text(stmt, 2, account);
-	bind_text(stmt, 3, folder);
 	sqlite3_bind_int64(stmt, 4, uid_lo);
 	sqlite3_bind_int64(stmt, 5, uid_hi);
 	sqlite3_bind_int64(stmt, 6, uidnext);
@@ -1675,16 +1690,11 @@ state_part_cover(struct state_db *db, int64_t run_id, const char *account,
 	*complete_r = false;
 	*uidnext_r = 0;
 	*modseq_r = 0;
-	rc = sqlite3_prepare_v2(db->db, "SELECT uid_lo, uid_hi, uidnext, modseq "
-	    "FROM part WHERE run_id = ? AND account = ? AND folder = ? "
-	    "ORDER BY uid_lo", -1, &stmt, NULL);
-	if (rc != SQLITE_OK) {
-		*error_r = db_error(db, what, rc);
+	stmt = part_stmt(db, "SELECT uid_lo, uid_hi, uidnext, modseq FROM part "
+	    "WHERE run_id = ? AND account = ? AND folder = ? ORDER BY uid_lo",
+	    run_id, account, folder, what, error_r);
+	if (stmt == NULL)
 		return -1;
-	}
-	sqlite3_bind_int64(stmt, 1, run_id);
-	bind_text(stmt, 2, account);
-	bind_text(stmt, 3, folder);
 	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
 		uint64_t lo = (uint64_t)sqlite3_column_int64(stmt, 0);
 		uint64_t hi = (uint64_t)sqlite3_column_int64(stmt, 1);

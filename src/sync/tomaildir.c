@@ -332,6 +332,42 @@ adopt_unlisted(struct md_ctx *mc, struct maildir_folder *f, const char *folder,
 	return SCOPE_OK;
 }
 
+/* The folder's sync point from the state database, or a new one. */
+static int
+load_folder(struct md_ctx *mc, const char *boxname, const char *dirname,
+            struct state_folder *sf, bool *found_r)
+{
+	const char *error;
+
+	if (state_folder_get(mc->db, mc->o->account, boxname, sf, found_r,
+	                     &error) < 0) {
+		fail(mc, SCOPE_RUN, "%s", error);
+		return -1;
+	}
+	if (!*found_r) {
+		memset(sf, 0, sizeof(*sf));
+		sf->account = xstrdup(mc->o->account);
+		sf->src_name = xstrdup(boxname);
+		sf->dst_name = xstrdup(dirname);
+	}
+	return 0;
+}
+
+static int
+save_folder(struct md_ctx *mc, struct state_folder *sf)
+{
+	const char *error;
+
+	if (state_begin(mc->db, &error) < 0 ||
+	    state_folder_put(mc->db, sf, &error) < 0 ||
+	    state_commit(mc->db, &error) < 0) {
+		state_rollback(mc->db);
+		fail(mc, SCOPE_RUN, "%s", error);
+		return -1;
+	}
+	return 0;
+}
+
 #define STAGE_PREFIX ".imapferry-stage-"
 
 /* The directory of a folder: root or root/dirname (new string). */
@@ -545,29 +581,16 @@ publish_parts(struct md_ctx *mc, const char *boxname, const char *dirname,
 		maildir_folder_close(&stages[i]);
 	remove_stages(tmpdir, names, n_names);
 	/* the folder is complete as of the oldest part's view */
-	if (state_folder_get(mc->db, o->account, boxname, &sf, &found,
-	                     &error) < 0) {
-		fail(mc, SCOPE_RUN, "%s", error);
+	if (load_folder(mc, boxname, dirname, &sf, &found) < 0) {
 		sc = SCOPE_RUN;
 		goto out;
-	}
-	if (!found) {
-		memset(&sf, 0, sizeof(sf));
-		sf.account = xstrdup(o->account);
-		sf.src_name = xstrdup(boxname);
-		sf.dst_name = xstrdup(dirname);
 	}
 	sf.src_uidvalidity = v;
 	sf.src_uidnext = uidnext;
 	sf.src_highestmodseq = modseq;
 	sf.complete = true;
-	if (state_begin(mc->db, &error) < 0 ||
-	    state_folder_put(mc->db, &sf, &error) < 0 ||
-	    state_commit(mc->db, &error) < 0) {
-		state_rollback(mc->db);
-		fail(mc, SCOPE_RUN, "%s", error);
+	if (save_folder(mc, &sf) < 0)
 		sc = SCOPE_RUN;
-	}
 	state_folder_free(&sf);
 out:
 	for (size_t i = 0; i < n_names && stages != NULL; i++)
@@ -608,17 +631,9 @@ copy_folder(struct md_ctx *mc, const struct imap_mailbox_info *box,
 	uint32_t hi = ranged ? o->uid_hi : UINT32_MAX;
 	struct maildir_folder *stage = NULL, *into;
 
-	if (state_folder_get(mc->db, o->account, box->name, &sf, &found,
-	                     &error) < 0) {
-		fail(mc, SCOPE_RUN, "%s", error);
+	if (load_folder(mc, box->name, dirname, &sf, &found) < 0) {
 		free(shown);
 		return SCOPE_RUN;
-	}
-	if (!found) {
-		memset(&sf, 0, sizeof(sf));
-		sf.account = xstrdup(o->account);
-		sf.src_name = xstrdup(box->name);
-		sf.dst_name = xstrdup(dirname);
 	}
 	/* Unchanged since the last complete pass (CONDSTORE): nothing to do. */
 	if (found && sf.complete && box->have_status && box->highestmodseq != 0 &&
@@ -907,13 +922,8 @@ commit:
 		free(tmpdir);
 		free(path);
 	}
-	if (state_begin(mc->db, &error) < 0 ||
-	    state_folder_put(mc->db, &sf, &error) < 0 ||
-	    state_commit(mc->db, &error) < 0) {
-		state_rollback(mc->db);
-		fail(mc, SCOPE_RUN, "%s", error);
+	if (save_folder(mc, &sf) < 0)
 		sc = SCOPE_RUN;
-	}
 	goto out;
 part_done:
 	/* this range is done: record it; the part that completes the
