@@ -446,7 +446,7 @@ cmp_u32(const void *a, const void *b)
  * them, and removes them from *to_copy. */
 static enum scope
 dedupe(struct copy_ctx *cc, uint32_t *to_copy, size_t *n_copy,
-       uint32_t dst_from)
+       uint32_t dst_from, uint32_t **claimed_r, size_t *n_claimed_r)
 {
 	struct msgsum_list dst = { 0 }, src = { 0 };
 	char from[32];
@@ -488,6 +488,11 @@ dedupe(struct copy_ctx *cc, uint32_t *to_copy, size_t *n_copy,
 		if (d != NULL) {
 			record_copy(cc, s->uid, d->uid, s->flags, s->size,
 			            s->internaldate);
+			if (claimed_r != NULL) {
+				*claimed_r = xreallocarray(*claimed_r,
+				    *n_claimed_r + 1, sizeof(**claimed_r));
+				(*claimed_r)[(*n_claimed_r)++] = d->uid;
+			}
 			matched++;
 		} else {
 			to_copy[kept++] = to_copy[i];
@@ -625,7 +630,7 @@ delete_missing(struct copy_ctx *cc, const uint32_t *src_gone, size_t n_gone,
 	struct imap_cmd *cmd;
 	struct simple_wait w = { 0 };
 
-	if (n_gone == 0)
+	if (n_gone == 0 && n_dst == 0)
 		return SCOPE_OK;
 	if (!cc->o->dry_run && n_dst > 0) {
 		if (!imap_client_has_cap(cc->dst, "UIDPLUS")) {
@@ -657,7 +662,7 @@ delete_missing(struct copy_ctx *cc, const uint32_t *src_gone, size_t n_gone,
 		if (!cc->o->dry_run)
 			op_push(cc, OP_DELETE, src_gone[i], 0, NULL, 0, 0);
 	}
-	cc->stats->expunged += n_gone;
+	cc->stats->expunged += n_gone > n_dst ? n_gone : n_dst;
 	return SCOPE_OK;
 }
 
@@ -754,6 +759,8 @@ copy_folder(struct copy_ctx *cc, const struct imap_mailbox_info *box,
 	struct state_msg *known = NULL;
 	size_t n_known = 0, n_copy = 0, n_gone = 0, n_dst_gone = 0;
 	uint32_t *to_copy = NULL, *gone = NULL, *dst_gone = NULL;
+	uint32_t *ours = NULL, *claimed = NULL;  /* after a UIDVALIDITY change */
+	size_t n_ours = 0, n_claimed = 0;
 	uint32_t src_uidvalidity, src_uidnext, dst_uidnext = 0;
 	uint64_t src_modseq;
 	const char *error;
@@ -838,6 +845,26 @@ copy_folder(struct copy_ctx *cc, const struct imap_mailbox_info *box,
 		         "matching messages by fingerprint", box->name,
 		         cc->sf.src_uidvalidity, src_uidvalidity,
 		         cc->sf.dst_uidvalidity, cc->dst_uidvalidity);
+		/* with --delete-missing: the target messages we copied
+		 * before that no source message matches now are gone on
+		 * the source (only ours: not mail delivered to the target) */
+		if (o->delete_missing && !o->dry_run && dst_exists &&
+		    cc->sf.dst_uidvalidity == cc->dst_uidvalidity &&
+		    cc->sf.id != 0) {
+			if (state_msgs_load(cc->db, cc->sf.id, &known, &n_known,
+			                    &error) < 0) {
+				fail(cc, SCOPE_RUN, "%s", error);
+				sc = SCOPE_RUN;
+				goto out;
+			}
+			ours = xcalloc(n_known + 1, sizeof(*ours));
+			for (size_t i = 0; i < n_known; i++)
+				if (known[i].dst_uid != 0)
+					ours[n_ours++] = known[i].dst_uid;
+			qsort(ours, n_ours, sizeof(*ours), cmp_u32);
+			state_msgs_free(&known, n_known);
+			n_known = 0;
+		}
 		if (!o->dry_run &&
 		    state_folder_clear_messages(cc->db, cc->sf.id, &error) < 0) {
 			fail(cc, SCOPE_RUN, "%s", error);
@@ -892,8 +919,22 @@ copy_folder(struct copy_ctx *cc, const struct imap_mailbox_info *box,
 	}
 
 	if (n_copy > 0 && dst_exists && dst_uidnext > cc->sf.dst_uidnext &&
-	    (sc = dedupe(cc, to_copy, &n_copy, cc->sf.dst_uidnext)) != SCOPE_OK)
+	    (sc = dedupe(cc, to_copy, &n_copy, cc->sf.dst_uidnext,
+	                 n_ours > 0 ? &claimed : NULL, &n_claimed)) != SCOPE_OK)
 		goto out_tx;
+	if (n_ours > 0) {
+		/* ours that nothing claimed: dropped by the source */
+		qsort(claimed, n_claimed, sizeof(*claimed), cmp_u32);
+		dst_gone = xreallocarray(dst_gone, n_dst_gone + n_ours + 1,
+		                         sizeof(*dst_gone));
+		for (size_t i = 0, k = 0; i < n_ours; i++) {
+			while (k < n_claimed && claimed[k] < ours[i])
+				k++;
+			if (k < n_claimed && claimed[k] == ours[i])
+				continue;
+			dst_gone[n_dst_gone++] = ours[i];
+		}
+	}
 	if (dst_exists && dst_uidnext > cc->sf.dst_uidnext)
 		cc->sf.dst_uidnext = dst_uidnext;
 
@@ -948,6 +989,8 @@ out:
 	free(to_copy);
 	free(gone);
 	free(dst_gone);
+	free(ours);
+	free(claimed);
 	state_folder_free(&cc->sf);
 	if (sc == SCOPE_OK && cc->worst >= SCOPE_SESSION)
 		sc = cc->worst;

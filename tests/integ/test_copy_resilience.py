@@ -24,7 +24,7 @@ import copy_util as U  # noqa: E402
 
 SPW = "srcpw-R5t"
 DUSERS = {"alice": "dpw-a1", "bob": "dpw-b2", "carol": "dpw-c3", "dave": "dpw-d4",
-          "erin": "dpw-e5"}
+          "erin": "dpw-e5", "frank": "dpw-f6"}
 
 S = D = None
 TMP = None
@@ -246,11 +246,10 @@ def _fmt_date(epoch):
     return time.strftime("%d-%b-%Y %H:%M:%S +0000", time.gmtime(epoch))
 
 
-def test_d_uidvalidity_change():
-    P = pair("dave", "uidv.db")
-    _, j = P.copy()
-    assert j["copied"] == TOTAL, j
-    folder = "Archive"
+def recreate_folder(folder, new_messages):
+    """Deletes and recreates a source folder (a new UIDVALIDITY) with
+    every other old message (same bytes, date, flags) and new_messages
+    new ones. Returns (old listing, kept indexes)."""
     c = S.imap("alice", SPW)
     try:
         typ, data = c.status(folder, "(UIDVALIDITY)")
@@ -270,8 +269,6 @@ def test_d_uidvalidity_change():
         assert data[0] != old_uidv, (old_uidv, data)
     finally:
         c.logout()
-    # the new folder: every other old message (same bytes, date, flags),
-    # plus three new ones
     keep = list(range(0, len(old), 2))
     r = U.RawImap(S, "alice", SPW)
     try:
@@ -279,12 +276,22 @@ def test_d_uidvalidity_change():
             ok, text = r.append(folder, bodies[i], flags=" ".join(old[i]["flags"]),
                                 date=_fmt_date(old[i]["idate"]))
             assert ok, text
-        for i in range(3):
+        for i in range(new_messages):
             ok, text = r.append(folder, U.make_message(i, "uidv"), flags="\\Seen",
                                 date="01-Apr-2024 12:00:00 +0000")
             assert ok, text
     finally:
         r.logout()
+    return old, keep
+
+
+def test_d_uidvalidity_change():
+    P = pair("dave", "uidv.db")
+    _, j = P.copy()
+    assert j["copied"] == TOTAL, j
+    folder = "Archive"
+    # the new folder: every other old message, plus three new ones
+    old, keep = recreate_folder(folder, 3)
     p, j = P.copy()
     H.log(p.stderr[-1500:])
     assert j["copied"] == 3, j
@@ -303,6 +310,28 @@ def test_d_uidvalidity_change():
     for name in src:
         if name != folder:
             U.compare_folder(name, src[name], dst[name])
+
+
+def test_e_uidvalidity_change_delete_missing():
+    """The same with --delete-missing: the copies of the messages the
+    recreated folder lost are expunged on the target, the others kept
+    (matched by fingerprint, not copied again)."""
+    P = pair("frank", "uidv-del.db")
+    folder = "Archive"
+    P.copy()
+    before = U.snapshot(D, "frank", DUSERS["frank"], body=False)[folder]
+    old, keep = recreate_folder(folder, 0)
+    assert len(before) == len(old), (len(before), len(old))
+    p, j = P.copy("--delete-missing")
+    H.log(p.stderr[-800:])
+    assert j["copied"] == 0, j
+    assert j["expunged"] == len(old) - len(keep), j
+    after = U.snapshot(D, "frank", DUSERS["frank"], body=False)[folder]
+    assert sorted(m["msgid"] for m in after) == \
+        sorted(old[i]["msgid"] for i in keep)
+    # the kept ones are the same target messages (same UIDs): not copied again
+    assert {m["uid"] for m in after} <= {m["uid"] for m in before}
+    _, v = P.verify("--deep", expect=0)
 
 
 if __name__ == "__main__":
