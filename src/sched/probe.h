@@ -22,16 +22,19 @@
  *   2. with probe_target (IMAP targets only): a scratch folder
  *      "imapferry-probe-PID" (under the personal namespace prefix) is
  *      created (timed: a first pass CREATEs every folder) in the first
- *      sampled account's target; synthetic messages in four size classes
- *      (40 x 1 KB, 30 x 16 KB, 15 x 128 KB, 4 x 1 MB) are streamed to it
- *      as the engine sends them (MULTIAPPEND of up to 32 messages and
- *      8 MB where offered, flags and INTERNALDATE, up to 16 commands in
- *      flight, no wait between commands), each class repeated to last at
- *      least 40 ms, in 5 rounds (median); then the folder is deleted. A
- *      fit gives the target's cost per message and per byte; a job costs
- *      the slower side's (plan.h). Without it the target is assumed as
- *      fast as the source, which underestimates a copy into a server
- *      that syncs its writes;
+ *      sampled account's target; four groups of synthetic messages
+ *      (40 x 1 KB, 30 x 16 KB, 15 x 128 KB, 4 x 1 MB, built before the
+ *      clock starts) are APPENDed (MULTIAPPEND of up to 32 where offered,
+ *      pipelined), each group timed until its last reply, in 5 rounds
+ *      (median per group); then the folder is deleted. A fit gives the
+ *      target's cost per message and per byte; a job costs the slower
+ *      side's (plan.h). A variant that streamed each group repeatedly
+ *      without a wait, as the engine sends, was tried on the 2-core
+ *      bench and estimated 1.4-3x too high (docs/BENCHMARKS.md), as did a
+ *      timed fetch + APPEND of the sample at once: the engine overlaps its
+ *      stages better than a few-second probe does. Without this step the
+ *      target is assumed as fast as the source, which underestimates a
+ *      copy into a server that syncs its writes;
  *   3. with par_sessions >= 2: the first account's sample again, warm,
  *      by one session, then by par_sessions sessions at once, then by
  *      one again (the mean of the two counts as alone): the throughput
