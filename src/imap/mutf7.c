@@ -38,12 +38,10 @@ b64_value(unsigned char c)
 	return -1;
 }
 
-/* Decodes one UTF-8 sequence at s (len > 0 bytes left). Returns its
- * length and sets *cp_r, or 0 if invalid (overlong, surrogate, above
- * U+10FFFF, truncated, bad continuation, NUL). */
-static size_t
-utf8_decode(const unsigned char *s, size_t len, uint32_t *cp_r)
+size_t
+mutf7_utf8_decode(const char *str, size_t len, uint32_t *cp_r)
 {
+	const unsigned char *s = (const unsigned char *)str;
 	uint32_t cp, min;
 	size_t n, i;
 
@@ -138,7 +136,7 @@ encode(const unsigned char *s, size_t len, struct buf *out)
 
 	while (i < len) {
 		uint32_t cp;
-		size_t n = utf8_decode(s + i, len - i, &cp);
+		size_t n = mutf7_utf8_decode((const char *)s + i, len - i, &cp);
 
 		if (n == 0)
 			return -1;

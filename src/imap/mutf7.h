@@ -14,6 +14,11 @@ int mutf7_encode(const char *utf8, size_t len, struct buf *out) ATTR_WARN_UNUSED
  * surrogates, encoded printable ASCII, adjacent encoded runs, NUL.
  * Returns 0 or -1. */
 int mutf7_decode(const char *mutf7, size_t len, struct buf *out) ATTR_WARN_UNUSED;
+/* Decodes the one UTF-8 sequence at s (len > 0 bytes available): returns
+ * its length (1 to 4) and sets *cp_r to the code point, or returns 0 if
+ * it is invalid (NUL, overlong, surrogate, above U+10FFFF, truncated, bad
+ * continuation byte). mutf7_encode() accepts exactly what this accepts. */
+size_t mutf7_utf8_decode(const char *s, size_t len, uint32_t *cp_r);
 /* True if s is valid modified UTF-7 (per mutf7_decode). */
 bool mutf7_is_valid(const char *s, size_t len);
 

@@ -131,38 +131,16 @@ note_add(char **note, const char *text)
 }
 
 /* Length of the valid multi-byte UTF-8 sequence at s, or 0 (also for
- * ASCII, overlong forms, surrogates, truncation). */
+ * ASCII, which callers treat byte by byte, overlong forms, surrogates,
+ * truncation). */
 static size_t
 utf8_seq_len(const unsigned char *s, size_t len)
 {
-	uint32_t cp, min;
-	size_t n, i;
+	uint32_t cp;
 
-	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
-		n = 2;
-		cp = s[0] & 0x1f;
-		min = 0x80;
-	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
-		n = 3;
-		cp = s[0] & 0x0f;
-		min = 0x800;
-	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-		n = 4;
-		cp = s[0] & 0x07;
-		min = 0x10000;
-	} else {
+	if (s[0] < 0x80)
 		return 0;
-	}
-	if (len < n)
-		return 0;
-	for (i = 1; i < n; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (s[i] & 0x3f);
-	}
-	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return n;
+	return mutf7_utf8_decode((const char *)s, len, &cp);
 }
 
 static void
