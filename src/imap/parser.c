@@ -352,7 +352,8 @@ literal_begin(struct imap_parser *p, uint64_t size, bool lit8)
 	p->nlits++;
 	l->size = size;
 	l->lit8 = lit8;
-	if (size <= p->lim.max_literal_mem) {
+	if (size <= p->lim.max_literal_mem &&
+	    !(p->have_sink && p->sink.min_size != 0 && size >= p->sink.min_size)) {
 		if (size > p->lim.max_literal_mem_total - p->lit_mem)
 			return fail(p, "in-memory literals of one response exceed "
 			            "%zu bytes", p->lim.max_literal_mem_total);

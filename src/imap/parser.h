@@ -61,6 +61,11 @@ struct imap_literal_sink {
 	void (*abort)(void *ctx, void *handle);
 	void (*release)(void *ctx, void *handle);
 	void *ctx;
+	/* 0, or: literals of at least this many bytes go to the sink even
+	 * when they would fit in memory (a caller that keeps the bodies
+	 * anyway saves a copy: the sink can allocate exactly size bytes and
+	 * the handle be stolen). */
+	uint64_t min_size;
 };
 
 enum imap_parse_result {

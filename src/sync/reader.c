@@ -14,8 +14,15 @@
 #include <unistd.h>
 
 
+/* A body: in memory up to BODY_MEM_MAX bytes (allocated at its exact
+ * size when the literal begins, filled once from the network buffer and
+ * handed whole to the queue), above that in an unlinked spool file. */
+#define BODY_MEM_MAX (8u << 20)
+
 struct spool_file {
-	int fd;
+	int fd;                   /* -1: in memory */
+	char *data;
+	uint64_t len;
 };
 
 struct fetch_reader {
@@ -36,6 +43,12 @@ spool_begin(void *ctx, uint64_t size)
 	struct spool_file *sp;
 	int fd;
 
+	if (size <= BODY_MEM_MAX) {
+		sp = xcalloc(1, sizeof(*sp));
+		sp->fd = -1;
+		sp->data = xmalloc((size_t)size + 1);
+		return sp;
+	}
 	fd = open(r->spool_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		char *path = xasprintf("%s/imapferry-spool-XXXXXX", r->spool_dir);
@@ -49,7 +62,7 @@ spool_begin(void *ctx, uint64_t size)
 		          strerror(errno));
 		return NULL;
 	}
-	sp = xmalloc(sizeof(*sp));
+	sp = xcalloc(1, sizeof(*sp));
 	sp->fd = fd;
 	return sp;
 }
@@ -60,6 +73,12 @@ spool_data(void *ctx, void *handle, const void *data, size_t len)
 	struct spool_file *sp = handle;
 	const char *p = data;
 
+	if (sp->fd < 0) {
+		/* the parser never passes more than the announced size */
+		memcpy(sp->data + sp->len, data, len);
+		sp->len += len;
+		return 0;
+	}
 	while (len > 0) {
 		ssize_t n = write(sp->fd, p, len);
 		if (n < 0 && errno == EINTR)
@@ -79,6 +98,10 @@ spool_end(void *ctx, void *handle)
 {
 	struct spool_file *sp = handle;
 
+	if (sp->fd < 0) {
+		sp->data[sp->len] = '\0';
+		return 0;
+	}
 	return lseek(sp->fd, 0, SEEK_SET) == 0 ? 0 : -1;
 }
 
@@ -89,6 +112,7 @@ spool_release(void *ctx, void *handle)
 
 	if (sp->fd >= 0)
 		close(sp->fd);
+	free(sp->data);
 	free(sp);
 }
 
@@ -121,7 +145,9 @@ reader_fetch(void *ctx, const struct imap_response *resp)
 		m->size = body->len;
 	} else if (body->type == IMAP_VALUE_STREAMED) {
 		struct spool_file *sp = imap_value_steal_stream(body);
+
 		m->fd = sp->fd;
+		m->data = sp->data;   /* NULL for a spool file */
 		m->size = body->stream_size;
 		free(sp);
 	} else {
@@ -157,6 +183,7 @@ reader_main(void *arg)
 	struct imap_literal_sink sink = {
 		.begin = spool_begin, .data = spool_data, .end = spool_end,
 		.abort = spool_release, .release = spool_release, .ctx = r,
+		.min_size = 1,        /* every body: one copy, see BODY_MEM_MAX */
 	};
 	unsigned batch = o->batch != 0 ? o->batch : 500;
 	/* One FETCH in flight by default: servers may interleave the replies of

@@ -1680,6 +1680,38 @@ test_set_sink(void **state)
 	ts_free(&ts);
 }
 
+/* min_size: a literal that fits in memory goes to the sink anyway when
+ * it is at least min_size bytes; smaller ones and an empty one stay. */
+static void
+test_sink_min_size(void **state)
+{
+	static const char F1[] = "* 1 FETCH (BODY[] {2}\r\nab)\r\n";
+	static const char F2[] = "* 2 FETCH (BODY[] {3}\r\nabc)\r\n";
+	static const char F3[] = "* 3 FETCH (BODY[] {0}\r\n)\r\n";
+	struct imap_parser *p = imap_parser_new(NULL);
+	struct imap_literal_sink sink;
+	struct tsink ts;
+	const struct imap_response *r;
+
+	(void)state;
+	ts_init(&ts, &sink);
+	sink.min_size = 3;
+	imap_parser_set_sink(p, &sink);
+	feed_ok(p, F1, sizeof(F1) - 1, &r);
+	assert_value_str(r->u.fetch.bodies[0].value, "ab");
+	assert_int_equal(ts.n, 0);
+	feed_ok(p, F2, sizeof(F2) - 1, &r);
+	assert_int_equal(ts.n, 1);
+	assert_int_equal(r->u.fetch.bodies[0].value->type, IMAP_VALUE_STREAMED);
+	assert_int_equal(r->u.fetch.bodies[0].value->stream_size, 3);
+	assert_int_equal(ts.s[0].got, 3);
+	feed_ok(p, F3, sizeof(F3) - 1, &r);
+	assert_int_equal(ts.n, 1);
+	imap_parser_free(&p);
+	ts_check_closed(&ts);
+	ts_free(&ts);
+}
+
 static void
 test_error_is_sticky(void **state)
 {
@@ -2056,6 +2088,7 @@ main(void)
 		cmocka_unit_test(test_lenient),
 		cmocka_unit_test(test_set_sink),
 		cmocka_unit_test(test_stream_release_and_steal),
+		cmocka_unit_test(test_sink_min_size),
 		cmocka_unit_test(test_error_is_sticky),
 		cmocka_unit_test(test_large_memory_literal),
 		cmocka_unit_test(test_streamed_50mb),
