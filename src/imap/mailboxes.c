@@ -135,6 +135,19 @@ status_done(void *ctx, const struct imap_response *tagged, const char *error)
 		ic->error = xstrdup(error);
 }
 
+/* "(MESSAGES UIDVALIDITY UIDNEXT [SIZE] [HIGHESTMODSEQ])" */
+static void
+add_status_items(struct imap_client *c, struct imap_cmd *cmd, unsigned flags,
+                 bool status_size)
+{
+	imap_cmd_add(cmd, "(MESSAGES UIDVALIDITY UIDNEXT");
+	if ((flags & IMAP_INV_SIZE) && status_size)
+		imap_cmd_add(cmd, " SIZE");
+	if (imap_client_has_cap(c, "CONDSTORE"))
+		imap_cmd_add(cmd, " HIGHESTMODSEQ");
+	imap_cmd_add(cmd, ")");
+}
+
 int
 imap_account_inventory(struct imap_client *c, unsigned flags,
                        struct imap_account_info *info, const char **error_r)
@@ -142,6 +155,8 @@ imap_account_inventory(struct imap_client *c, unsigned flags,
 	struct inv_ctx ic = { .info = info };
 	struct imap_cmd *cmd;
 	bool status_size = imap_client_has_cap(c, "STATUS=SIZE");
+	bool list_status = (flags & (IMAP_INV_STATUS | IMAP_INV_SIZE)) != 0 &&
+	                   imap_client_has_cap(c, "LIST-STATUS");
 
 	memset(info, 0, sizeof(*info));
 	imap_client_set_untagged(c, inv_untagged, &ic);
@@ -151,11 +166,22 @@ imap_account_inventory(struct imap_client *c, unsigned flags,
 		imap_cmd_submit(cmd, inv_done, &ic);
 	}
 	cmd = imap_cmd_new(c);
-	if (imap_client_has_cap(c, "SPECIAL-USE") &&
-	    imap_client_has_cap(c, "LIST-EXTENDED"))
-		imap_cmd_add(cmd, "LIST \"\" \"*\" RETURN (SPECIAL-USE CHILDREN)");
-	else
+	if (imap_client_has_cap(c, "LIST-EXTENDED") &&
+	    (imap_client_has_cap(c, "SPECIAL-USE") || list_status)) {
+		imap_cmd_add(cmd, "LIST \"\" \"*\" RETURN (");
+		if (imap_client_has_cap(c, "SPECIAL-USE"))
+			imap_cmd_add(cmd, "SPECIAL-USE ");
+		imap_cmd_add(cmd, "CHILDREN");
+		if (list_status) {
+			/* RFC 5819: the STATUS of every folder in the same
+			 * reply (\Noselect ones get none) */
+			imap_cmd_add(cmd, " STATUS ");
+			add_status_items(c, cmd, flags, status_size);
+		}
+		imap_cmd_add(cmd, ")");
+	} else {
 		imap_cmd_add(cmd, "LIST \"\" \"*\"");
+	}
 	imap_cmd_submit(cmd, inv_done, &ic);
 	if (flags & IMAP_INV_SUBSCRIBED) {
 		cmd = imap_cmd_new(c);
@@ -166,19 +192,16 @@ imap_account_inventory(struct imap_client *c, unsigned flags,
 		goto fail;
 
 	if (flags & (IMAP_INV_STATUS | IMAP_INV_SIZE)) {
+		/* pipelined STATUS for what LIST-STATUS did not cover */
 		for (size_t i = 0; i < info->count; i++) {
-			if (!info->boxes[i].selectable)
+			if (!info->boxes[i].selectable || info->boxes[i].have_status)
 				continue;
 			cmd = imap_cmd_new(c);
 			imap_cmd_add(cmd, "STATUS ");
 			imap_cmd_add_astring(cmd, info->boxes[i].name,
 			                     info->boxes[i].name_len);
-			imap_cmd_add(cmd, " (MESSAGES UIDVALIDITY UIDNEXT");
-			if ((flags & IMAP_INV_SIZE) && status_size)
-				imap_cmd_add(cmd, " SIZE");
-			if (imap_client_has_cap(c, "CONDSTORE"))
-				imap_cmd_add(cmd, " HIGHESTMODSEQ");
-			imap_cmd_add(cmd, ")");
+			imap_cmd_add(cmd, " ");
+			add_status_items(c, cmd, flags, status_size);
 			imap_cmd_submit(cmd, status_done, &ic);
 		}
 		if (imap_client_run(c, error_r) < 0 || ic.error != NULL)
