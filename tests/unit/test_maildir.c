@@ -1769,6 +1769,56 @@ test_link_in(void **state)
 	free(stage_root);
 }
 
+/* The same for Courier: LF storage, keywords in courierimapkeywords/,
+ * RFC822.SIZE of the staged file carried over. */
+static void
+test_link_in_courier(void **state)
+{
+	struct fixture *fx = *state;
+	struct maildir_options o = opts(MAILDIR_COURIER);
+	struct maildir_folder *real, *stage;
+	const struct maildir_msg *m;
+	char *stage_root, *kw, *dropped = NULL;
+	const char *error;
+
+	real = open_ok(fx->root, ".Big", &o);
+	assert_int_equal(maildir_folder_set_uids(real, 9, 0, &error), 0);
+	deliver_ok(real, 2, "\\Seen", 1500000000, "Subject: a\r\n\r\none\r\n", NULL, NULL);
+	commit_ok(real);
+	stage_root = xasprintf("%s/.Big/tmp", fx->root);
+	stage = open_ok(stage_root, ".imapferry-stage-3", &o);
+	assert_int_equal(maildir_folder_set_uids(stage, 9, 0, &error), 0);
+	deliver_ok(stage, 3, "\\Answered Work", 1500000300, "Subject: b\r\n\r\ntwo\r\n", NULL, NULL);
+	commit_ok(stage);
+	assert_int_equal(maildir_link_in(real, stage, 3, &dropped, &error), 0);
+	assert_null(dropped);
+	assert_int_equal(maildir_folder_set_uids(real, 9, 10, &error), 0);
+	commit_ok(real);
+	maildir_folder_close(&real);
+	maildir_folder_close(&stage);
+
+	real = open_ok(fx->root, ".Big", &o);
+	assert_int_equal(maildir_folder_count(real), 2);
+	assert_int_equal(maildir_folder_uidnext(real), 10);
+	m = maildir_folder_find(real, 3);
+	assert_non_null(m);
+	assert_string_equal(m->flags, "Work \\Answered");
+	assert_int_equal(m->mtime, 1500000300);
+	assert_int_equal(m->file_size, 16);
+	{
+		uint64_t size;
+
+		assert_int_equal(maildir_msg_size(real, 3, &size, &error), 0);
+		assert_int_equal(size, 19);
+	}
+	maildir_folder_close(&real);
+	kw = slurp2(fx->root, ".Big/courierimapkeywords/:list");
+	assert_non_null(strstr(kw, "Work"));
+	free(kw);
+	assert_int_equal(maildir_folder_remove(stage_root, ".imapferry-stage-3", &error), 0);
+	free(stage_root);
+}
+
 static void
 bench(const char *root, bool fsync_on)
 {
@@ -1840,6 +1890,7 @@ main(void)
 		T(test_list_folders),
 		T(test_modes),
 		T(test_link_in),
+		T(test_link_in_courier),
 		T(test_throughput),
 	};
 
