@@ -2,47 +2,53 @@
 
 #include "base.h"
 #include "buf.h"
+#include "url.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-static int
-parse_query(struct endpoint *ep, const char *q, const char **error_r)
-{
-	char *dup = xstrdup(q), *next, *item;
+/* ";AUTH=" values of imap:// URLs, and the mechanism each one selects. */
+static const char *const imap_auths[] = {
+	"AUTH=*", "AUTH=PLAIN", "AUTH=LOGIN", "AUTH=XOAUTH2", NULL,
+};
+static const enum imap_auth_mech imap_auth_mechs[] = {
+	IMAP_AUTH_AUTO, IMAP_AUTH_PLAIN, IMAP_AUTH_LOGIN, IMAP_AUTH_XOAUTH2,
+};
+static const struct url_server_syntax imap_syntax = {
+	.scheme = "imap",
+	.auths = imap_auths,
+	.auth_hint = "",
+	.strict_ipv6 = false,
+};
 
-	for (item = dup; item != NULL; item = next) {
-		next = strchr(item, '&');
-		if (next != NULL)
-			*next++ = '\0';
-		if (*item == '\0')
-			continue;
-		if (strcmp(item, "tls=none") == 0 || strcmp(item, "starttls=no") == 0)
-			ep->imap.starttls = IMAP_STARTTLS_NEVER;
-		else if (strcmp(item, "starttls=require") == 0)
-			ep->imap.starttls = IMAP_STARTTLS_REQUIRE;
-		else if (strcmp(item, "compress=yes") == 0)
-			ep->imap.compress = true;
-		else if (strncmp(item, "flavor=", 7) == 0 &&
-		         (strcmp(item + 7, "dovecot") == 0 ||
-		          strcmp(item + 7, "courier") == 0)) {
-			free(ep->flavor);
-			ep->flavor = xstrdup(item + 7);
-		} else {
-			*error_r = err_set("unknown URL option '%s'", item);
-			free(dup);
-			return -1;
-		}
+static int
+parse_option(void *ctx, const char *item, const char **error_r)
+{
+	struct endpoint *ep = ctx;
+
+	if (strcmp(item, "tls=none") == 0 || strcmp(item, "starttls=no") == 0)
+		ep->imap.starttls = IMAP_STARTTLS_NEVER;
+	else if (strcmp(item, "starttls=require") == 0)
+		ep->imap.starttls = IMAP_STARTTLS_REQUIRE;
+	else if (strcmp(item, "compress=yes") == 0)
+		ep->imap.compress = true;
+	else if (strncmp(item, "flavor=", 7) == 0 &&
+	         (strcmp(item + 7, "dovecot") == 0 ||
+	          strcmp(item + 7, "courier") == 0)) {
+		free(ep->flavor);
+		ep->flavor = xstrdup(item + 7);
+	} else {
+		*error_r = err_set("unknown URL option '%s'", item);
+		return -1;
 	}
-	free(dup);
 	return 0;
 }
 
 int
 endpoint_parse(const char *url, struct endpoint *ep, const char **error_r)
 {
-	const char *rest, *at, *hostpart, *end, *q;
-	char *userinfo, *semi;
+	struct url_server server;
+	const char *rest, *q;
 
 	memset(ep, 0, sizeof(*ep));
 	ep->url = xstrdup(url);
@@ -56,7 +62,7 @@ endpoint_parse(const char *url, struct endpoint *ep, const char **error_r)
 			*error_r = "maildir: needs a path";
 			return -1;
 		}
-		return q != NULL ? parse_query(ep, q + 1, error_r) : 0;
+		return q != NULL ? url_query_parse(q + 1, parse_option, ep, error_r) : 0;
 	}
 	ep->kind = ENDPOINT_IMAP;
 	if (strncmp(url, "imap://", 7) == 0) {
@@ -68,78 +74,18 @@ endpoint_parse(const char *url, struct endpoint *ep, const char **error_r)
 		*error_r = err_set("'%s': expected imap://, imaps:// or maildir:", url);
 		return -1;
 	}
-	end = rest + strcspn(rest, "/?");
-	/* the last '@' before the host separates the user (which may
-	 * contain an unescaped '@') */
-	at = NULL;
-	for (const char *p = rest; p < end; p++)
-		if (*p == '@')
-			at = p;
-	if (at == NULL) {
-		*error_r = err_set("'%s': no user name (imap://USER@HOST)", url);
+	if (url_server_parse(url, rest, &imap_syntax, &server, error_r) < 0)
 		return -1;
-	}
-	userinfo = xstrndup(rest, (size_t)(at - rest));
-	if (strchr(userinfo, ':') != NULL) {
-		free(userinfo);
-		*error_r = "passwords are not accepted in URLs: use --password-file "
-		           "or the environment";
-		return -1;
-	}
-	semi = strchr(userinfo, ';');
-	if (semi != NULL) {
-		*semi++ = '\0';
-		if (str_ieq(semi, "AUTH=PLAIN"))
-			ep->imap.mech = IMAP_AUTH_PLAIN;
-		else if (str_ieq(semi, "AUTH=LOGIN"))
-			ep->imap.mech = IMAP_AUTH_LOGIN;
-		else if (str_ieq(semi, "AUTH=XOAUTH2"))
-			ep->imap.mech = IMAP_AUTH_XOAUTH2;
-		else if (!str_ieq(semi, "AUTH=*")) {
-			*error_r = err_set("unsupported URL auth '%s'", semi);
-			free(userinfo);
-			return -1;
-		}
-	}
-	ep->user = str_pct_decode(userinfo, strlen(userinfo));
-	free(userinfo);
-	if (ep->user == NULL || ep->user[0] == '\0') {
-		*error_r = "bad or empty user name in URL";
-		return -1;
-	}
-	hostpart = at + 1;
-	if (*hostpart == '[') {
-		const char *close = memchr(hostpart, ']', (size_t)(end - hostpart));
-		if (close == NULL) {
-			*error_r = "unterminated [IPv6] address in URL";
-			return -1;
-		}
-		ep->host = xstrndup(hostpart + 1, (size_t)(close - hostpart - 1));
-		hostpart = close + 1;
-		if (hostpart < end && *hostpart == ':')
-			ep->port = xstrndup(hostpart + 1, (size_t)(end - hostpart - 1));
-	} else {
-		const char *colon = memchr(hostpart, ':', (size_t)(end - hostpart));
-		ep->host = xstrndup(hostpart, (size_t)((colon != NULL ? colon : end) - hostpart));
-		if (colon != NULL)
-			ep->port = xstrndup(colon + 1, (size_t)(end - colon - 1));
-	}
-	if (ep->host[0] == '\0') {
-		*error_r = "empty host in URL";
-		return -1;
-	}
-	if (ep->port != NULL) {
-		uint64_t p;
-		if (!str_to_u64z(ep->port, 65535, &p) || p == 0) {
-			*error_r = err_set("bad port '%s' in URL", ep->port);
-			return -1;
-		}
-	}
+	if (server.auth >= 0)
+		ep->imap.mech = imap_auth_mechs[server.auth];
+	ep->user = server.user;
+	ep->host = server.host;
+	ep->port = server.port;
 	ep->imap.host = ep->host;
 	ep->imap.port = ep->port;
 	ep->imap.user = ep->user;
-	q = strchr(end, '?');
-	if (q != NULL && parse_query(ep, q + 1, error_r) < 0)
+	q = strchr(server.end, '?');
+	if (q != NULL && url_query_parse(q + 1, parse_option, ep, error_r) < 0)
 		return -1;
 	return 0;
 }
