@@ -271,23 +271,50 @@ stmt_get(struct state_db *db, enum stmt id, const char *what,
 	return db->stmts[id];
 }
 
-/* Steps a statement that returns no rows (or whose rows are not needed)
- * to completion and resets it. Returns 0 or -1 with *error_r. */
+/* Steps stmt once. Returns 1 when a row is there to read, 0 at the end,
+ * or -1 with *error_r. The caller resets (cached statements) or
+ * finalizes (prep_once()) stmt afterwards in every case. */
+static int
+step_next(struct state_db *db, sqlite3_stmt *stmt, const char *what,
+          const char **error_r)
+{
+	int rc = sqlite3_step(stmt);
+
+	if (rc == SQLITE_ROW)
+		return 1;
+	if (rc == SQLITE_DONE)
+		return 0;
+	*error_r = db_error(db, what, rc);
+	return -1;
+}
+
+/* Steps stmt to its end. With id_r, the first column of every row (a
+ * "RETURNING id") is stored there: a write with RETURNING makes its
+ * changes at the first step, and is stepped to the end anyway so that an
+ * autocommit statement commits before the reset. Returns 0 or -1 with
+ * *error_r; neither resets nor finalizes stmt. */
+static int
+step_to_end(struct state_db *db, sqlite3_stmt *stmt, const char *what,
+            int64_t *id_r, const char **error_r)
+{
+	int rc;
+
+	while ((rc = step_next(db, stmt, what, error_r)) > 0)
+		if (id_r != NULL)
+			*id_r = sqlite3_column_int64(stmt, 0);
+	return rc;
+}
+
+/* Steps a cached statement that returns no rows (or whose rows are not
+ * needed) to completion and resets it. Returns 0 or -1 with *error_r. */
 static int
 stmt_run(struct state_db *db, sqlite3_stmt *stmt, const char *what,
          const char **error_r)
 {
-	int rc;
+	int rc = step_to_end(db, stmt, what, NULL, error_r);
 
-	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
-		;
-	if (rc != SQLITE_DONE) {
-		*error_r = db_error(db, what, rc);
-		sqlite3_reset(stmt);
-		return -1;
-	}
 	sqlite3_reset(stmt);
-	return 0;
+	return rc;
 }
 
 /* Runs a cached statement without parameters. */
@@ -331,6 +358,18 @@ col_strdup(sqlite3_stmt *stmt, int i, bool not_null)
 	if (s == NULL)
 		return not_null ? xstrdup("") : NULL;
 	return xstrndup((const char *)s, (size_t)sqlite3_column_bytes(stmt, i));
+}
+
+/* Makes room in the array list (count elements used, *alloc allocated,
+ * of size bytes each) for one more: first elements at first, then
+ * doubling. Returns the array, perhaps moved. */
+static void *
+list_grow(void *list, size_t count, size_t *alloc, size_t size, size_t first)
+{
+	if (count < *alloc)
+		return list;
+	*alloc = *alloc == 0 ? first : *alloc * 2;
+	return xreallocarray(list, *alloc, size);
 }
 
 static int
@@ -644,17 +683,13 @@ state_folder_get(struct state_db *db, const char *account,
 		return -1;
 	bind_text(stmt, 1, account);
 	bind_text(stmt, 2, src_name);
-	rc = sqlite3_step(stmt);
-	if (rc == SQLITE_ROW) {
+	rc = step_next(db, stmt, what, error_r);
+	if (rc > 0) {
 		folder_from_row(stmt, f_r);
 		*found_r = true;
-	} else if (rc != SQLITE_DONE) {
-		*error_r = db_error(db, what, rc);
-		sqlite3_reset(stmt);
-		return -1;
 	}
 	sqlite3_reset(stmt);
-	return 0;
+	return rc < 0 ? -1 : 0;
 }
 
 int
@@ -677,17 +712,11 @@ state_folder_put(struct state_db *db, struct state_folder *f,
 	bind_int(stmt, 7, f->src_uidnext);
 	bind_int(stmt, 8, f->dst_uidnext);
 	bind_int(stmt, 9, f->complete ? 1 : 0);
-	/* RETURNING gives the id for both the insert and the update. The
-	 * changes are made at the first step; step to the end anyway so an
-	 * autocommit statement commits before the reset. */
-	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
-		id = sqlite3_column_int64(stmt, 0);
-	if (rc != SQLITE_DONE) {
-		*error_r = db_error(db, what, rc);
-		sqlite3_reset(stmt);
-		return -1;
-	}
+	/* RETURNING gives the id for both the insert and the update. */
+	rc = step_to_end(db, stmt, what, &id, error_r);
 	sqlite3_reset(stmt);
+	if (rc < 0)
+		return -1;
 	f->id = id;
 	return 0;
 }
@@ -717,20 +746,15 @@ state_folder_list(struct state_db *db, const char *account,
 	if ((stmt = stmt_get(db, STMT_FOLDER_LIST, what, error_r)) == NULL)
 		return -1;
 	bind_text(stmt, 1, account);
-	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-		if (count == alloc) {
-			alloc = alloc == 0 ? 16 : alloc * 2;
-			folders = xreallocarray(folders, alloc, sizeof(*folders));
-		}
+	while ((rc = step_next(db, stmt, what, error_r)) > 0) {
+		folders = list_grow(folders, count, &alloc, sizeof(*folders), 16);
 		folder_from_row(stmt, &folders[count++]);
 	}
-	if (rc != SQLITE_DONE) {
-		*error_r = db_error(db, what, rc);
-		sqlite3_reset(stmt);
+	sqlite3_reset(stmt);
+	if (rc < 0) {
 		state_folder_list_free(&folders, count);
 		return -1;
 	}
-	sqlite3_reset(stmt);
 	*folders_r = folders;
 	*count_r = count;
 	return 0;
@@ -1022,14 +1046,11 @@ state_failure_list(struct state_db *db, const char *account,
 	if ((stmt = stmt_get(db, STMT_FAILURE_LIST, what, error_r)) == NULL)
 		return -1;
 	bind_text(stmt, 1, account);
-	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+	while ((rc = step_next(db, stmt, what, error_r)) > 0) {
 		struct state_failure *f;
 		int64_t scope, attempts;
 
-		if (count == alloc) {
-			alloc = alloc == 0 ? 16 : alloc * 2;
-			list = xreallocarray(list, alloc, sizeof(*list));
-		}
+		list = list_grow(list, count, &alloc, sizeof(*list), 16);
 		f = &list[count++];
 		f->account = col_strdup(stmt, 0, true);
 		f->folder = col_strdup(stmt, 1, true);
@@ -1044,13 +1065,11 @@ state_failure_list(struct state_db *db, const char *account,
 		f->attempts = attempts < 0 ? 0 : attempts > UINT32_MAX ?
 		    UINT32_MAX : (unsigned)attempts;
 	}
-	if (rc != SQLITE_DONE) {
-		*error_r = db_error(db, what, rc);
-		sqlite3_reset(stmt);
+	sqlite3_reset(stmt);
+	if (rc < 0) {
 		state_failure_list_free(&list, count);
 		return -1;
 	}
-	sqlite3_reset(stmt);
 	*f_r = list;
 	*count_r = count;
 	return 0;
@@ -1098,16 +1117,11 @@ state_meta_get(struct state_db *db, const char *key, char **value_r,
 	if ((stmt = stmt_get(db, STMT_META_GET, what, error_r)) == NULL)
 		return -1;
 	bind_text(stmt, 1, key);
-	rc = sqlite3_step(stmt);
-	if (rc == SQLITE_ROW) {
+	rc = step_next(db, stmt, what, error_r);
+	if (rc > 0)
 		*value_r = col_strdup(stmt, 0, true);
-	} else if (rc != SQLITE_DONE) {
-		*error_r = db_error(db, what, rc);
-		sqlite3_reset(stmt);
-		return -1;
-	}
 	sqlite3_reset(stmt);
-	return 0;
+	return rc < 0 ? -1 : 0;
 }
 
 struct sqlite3 *
@@ -1214,19 +1228,16 @@ prep_once(struct state_db *db, const char *sql, const char *what,
 	return stmt;
 }
 
-/* Steps a statement without result rows to the end and finalizes it. */
+/* Steps a prep_once() statement to the end (see step_to_end(); id_r may
+ * be NULL) and finalizes it. Returns 0 or -1 with *error_r. */
 static int
 run_once(struct state_db *db, sqlite3_stmt *stmt, const char *what,
-         const char **error_r)
+         int64_t *id_r, const char **error_r)
 {
-	int rc;
+	int rc = step_to_end(db, stmt, what, id_r, error_r);
 
-	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
-		;
-	if (rc != SQLITE_DONE)
-		*error_r = db_error(db, what, rc);
 	sqlite3_finalize(stmt);
-	return rc == SQLITE_DONE ? 0 : -1;
+	return rc;
 }
 
 static void
@@ -1259,47 +1270,49 @@ job_status_parse(const char *s)
 	return STATE_JOB_FAILED;
 }
 
+/* The columns of a run that state_run_update() writes, in the order
+ * bind_run_progress() binds them. */
+#define RUN_PROGRESS_COLUMNS \
+	"workers, status, error, finished, heartbeat, pid, est_seconds," \
+	" rate_messages, rate_bytes, eta_seconds, plan"
+
+/* Binds r's RUN_PROGRESS_COLUMNS to the 11 parameters from first on. */
+static void
+bind_run_progress(sqlite3_stmt *stmt, int first, const struct state_run *r)
+{
+	bind_int(stmt, first, r->workers);
+	bind_str0(stmt, first + 1, r->status);
+	bind_str0(stmt, first + 2, r->error);
+	bind_int(stmt, first + 3, r->finished);
+	bind_int(stmt, first + 4, r->heartbeat);
+	bind_int(stmt, first + 5, r->pid);
+	sqlite3_bind_double(stmt, first + 6, r->est_seconds);
+	sqlite3_bind_double(stmt, first + 7, r->rate_messages);
+	sqlite3_bind_double(stmt, first + 8, r->rate_bytes);
+	sqlite3_bind_double(stmt, first + 9, r->eta_seconds);
+	bind_str0(stmt, first + 10, r->plan);
+}
+
 int
 state_run_insert(struct state_db *db, struct state_run *r,
                  const char **error_r)
 {
 	const char *what = "storing run";
 	sqlite3_stmt *stmt;
-	int rc;
 
 	stmt = prep_once(db,
-	    "INSERT INTO run (pass, src, dst, folders, workers, status, error,"
-	    " started, finished, heartbeat, pid, est_seconds, rate_messages,"
-	    " rate_bytes, eta_seconds, plan) VALUES (?1, ?2, ?3, ?4, ?5, ?6,"
-	    " ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) RETURNING id",
-	    what, error_r);
+	    "INSERT INTO run (pass, src, dst, folders, started, " RUN_PROGRESS_COLUMNS
+	    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,"
+	    " ?14, ?15, ?16) RETURNING id", what, error_r);
 	if (stmt == NULL)
 		return -1;
 	bind_str0(stmt, 1, r->pass);
 	bind_str0(stmt, 2, r->src);
 	bind_str0(stmt, 3, r->dst);
 	bind_str0(stmt, 4, r->folders);
-	bind_int(stmt, 5, r->workers);
-	bind_str0(stmt, 6, r->status);
-	bind_str0(stmt, 7, r->error);
-	bind_int(stmt, 8, r->started);
-	bind_int(stmt, 9, r->finished);
-	bind_int(stmt, 10, r->heartbeat);
-	bind_int(stmt, 11, r->pid);
-	sqlite3_bind_double(stmt, 12, r->est_seconds);
-	sqlite3_bind_double(stmt, 13, r->rate_messages);
-	sqlite3_bind_double(stmt, 14, r->rate_bytes);
-	sqlite3_bind_double(stmt, 15, r->eta_seconds);
-	bind_str0(stmt, 16, r->plan);
-	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
-		r->id = sqlite3_column_int64(stmt, 0);
-	if (rc != SQLITE_DONE) {
-		*error_r = db_error(db, what, rc);
-		sqlite3_finalize(stmt);
-		return -1;
-	}
-	sqlite3_finalize(stmt);
-	return 0;
+	bind_int(stmt, 5, r->started);
+	bind_run_progress(stmt, 6, r);
+	return run_once(db, stmt, what, &r->id, error_r);
 }
 
 int
@@ -1310,25 +1323,13 @@ state_run_update(struct state_db *db, const struct state_run *r,
 	sqlite3_stmt *stmt;
 
 	stmt = prep_once(db,
-	    "UPDATE run SET workers = ?2, status = ?3, error = ?4,"
-	    " finished = ?5, heartbeat = ?6, pid = ?7, est_seconds = ?8,"
-	    " rate_messages = ?9, rate_bytes = ?10, eta_seconds = ?11,"
-	    " plan = ?12 WHERE id = ?1", what, error_r);
+	    "UPDATE run SET (" RUN_PROGRESS_COLUMNS ") = (?2, ?3, ?4, ?5, ?6,"
+	    " ?7, ?8, ?9, ?10, ?11, ?12) WHERE id = ?1", what, error_r);
 	if (stmt == NULL)
 		return -1;
 	bind_int(stmt, 1, r->id);
-	bind_int(stmt, 2, r->workers);
-	bind_str0(stmt, 3, r->status);
-	bind_str0(stmt, 4, r->error);
-	bind_int(stmt, 5, r->finished);
-	bind_int(stmt, 6, r->heartbeat);
-	bind_int(stmt, 7, r->pid);
-	sqlite3_bind_double(stmt, 8, r->est_seconds);
-	sqlite3_bind_double(stmt, 9, r->rate_messages);
-	sqlite3_bind_double(stmt, 10, r->rate_bytes);
-	sqlite3_bind_double(stmt, 11, r->eta_seconds);
-	bind_str0(stmt, 12, r->plan);
-	return run_once(db, stmt, what, error_r);
+	bind_run_progress(stmt, 2, r);
+	return run_once(db, stmt, what, NULL, error_r);
 }
 
 int
@@ -1352,8 +1353,8 @@ state_run_get(struct state_db *db, int64_t id, const char *pass,
 		return -1;
 	bind_int(stmt, 1, id);
 	bind_text(stmt, 2, pass);
-	rc = sqlite3_step(stmt);
-	if (rc == SQLITE_ROW) {
+	rc = step_next(db, stmt, what, error_r);
+	if (rc > 0) {
 		int64_t w = sqlite3_column_int64(stmt, 5);
 
 		r_r->id = sqlite3_column_int64(stmt, 0);
@@ -1374,13 +1375,9 @@ state_run_get(struct state_db *db, int64_t id, const char *pass,
 		r_r->eta_seconds = sqlite3_column_double(stmt, 15);
 		r_r->plan = col_strdup(stmt, 16, true);
 		*found_r = true;
-	} else if (rc != SQLITE_DONE) {
-		*error_r = db_error(db, what, rc);
-		sqlite3_finalize(stmt);
-		return -1;
 	}
 	sqlite3_finalize(stmt);
-	return 0;
+	return rc < 0 ? -1 : 0;
 }
 
 void
@@ -1396,22 +1393,48 @@ state_run_free(struct state_run *r)
 	memset(r, 0, sizeof(*r));
 }
 
+/* The columns of a job that state_job_update() writes, in the order
+ * bind_job_progress() binds them. */
+#define JOB_PROGRESS_COLUMNS \
+	"status, attempts, errors, messages, bytes, skipped, failed," \
+	" folders_failed, error, scope, started, finished, updated," \
+	" not_before, seconds"
+
+/* Binds j's JOB_PROGRESS_COLUMNS to the 15 parameters from first on. */
+static void
+bind_job_progress(sqlite3_stmt *stmt, int first, const struct state_job *j)
+{
+	bind_text(stmt, first, state_job_status_name(j->status));
+	bind_int(stmt, first + 1, j->attempts);
+	bind_int(stmt, first + 2, j->errors);
+	bind_int(stmt, first + 3, (int64_t)j->messages);
+	bind_int(stmt, first + 4, (int64_t)j->bytes);
+	bind_int(stmt, first + 5, (int64_t)j->skipped);
+	bind_int(stmt, first + 6, (int64_t)j->failed);
+	bind_int(stmt, first + 7, j->folders_failed);
+	bind_str0(stmt, first + 8, j->error);
+	bind_int(stmt, first + 9, j->scope);
+	bind_int(stmt, first + 10, j->started);
+	bind_int(stmt, first + 11, j->finished);
+	bind_int(stmt, first + 12, j->updated);
+	bind_int(stmt, first + 13, j->not_before);
+	sqlite3_bind_double(stmt, first + 14, j->seconds);
+}
+
 int
 state_job_insert(struct state_db *db, struct state_job *j,
                  const char **error_r)
 {
 	const char *what = "storing job";
 	sqlite3_stmt *stmt;
-	int rc;
 
 	stmt = prep_once(db,
 	    "INSERT INTO job (run_id, seq, account, src_user, dst_user, part,"
 	    " parts, folders, exclude, uid_lo, uid_hi, est_messages, est_bytes,"
-	    " est_seconds, status, attempts, errors, messages, bytes, skipped,"
-	    " failed, folders_failed, error, scope, started, finished, updated,"
-	    " not_before, seconds) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9,"
-	    " ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22,"
-	    " ?23, ?24, ?25, ?26, ?27, ?28, ?29) RETURNING id", what, error_r);
+	    " est_seconds, " JOB_PROGRESS_COLUMNS ") VALUES (?1, ?2, ?3, ?4,"
+	    " ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,"
+	    " ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)"
+	    " RETURNING id", what, error_r);
 	if (stmt == NULL)
 		return -1;
 	bind_int(stmt, 1, j->run_id);
@@ -1428,30 +1451,8 @@ state_job_insert(struct state_db *db, struct state_job *j,
 	bind_int(stmt, 12, (int64_t)j->est_messages);
 	bind_int(stmt, 13, (int64_t)j->est_bytes);
 	sqlite3_bind_double(stmt, 14, j->est_seconds);
-	bind_text(stmt, 15, state_job_status_name(j->status));
-	bind_int(stmt, 16, j->attempts);
-	bind_int(stmt, 17, j->errors);
-	bind_int(stmt, 18, (int64_t)j->messages);
-	bind_int(stmt, 19, (int64_t)j->bytes);
-	bind_int(stmt, 20, (int64_t)j->skipped);
-	bind_int(stmt, 21, (int64_t)j->failed);
-	bind_int(stmt, 22, j->folders_failed);
-	bind_str0(stmt, 23, j->error);
-	bind_int(stmt, 24, j->scope);
-	bind_int(stmt, 25, j->started);
-	bind_int(stmt, 26, j->finished);
-	bind_int(stmt, 27, j->updated);
-	bind_int(stmt, 28, j->not_before);
-	sqlite3_bind_double(stmt, 29, j->seconds);
-	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
-		j->id = sqlite3_column_int64(stmt, 0);
-	if (rc != SQLITE_DONE) {
-		*error_r = db_error(db, what, rc);
-		sqlite3_finalize(stmt);
-		return -1;
-	}
-	sqlite3_finalize(stmt);
-	return 0;
+	bind_job_progress(stmt, 15, j);
+	return run_once(db, stmt, what, &j->id, error_r);
 }
 
 int
@@ -1462,30 +1463,14 @@ state_job_update(struct state_db *db, const struct state_job *j,
 	sqlite3_stmt *stmt;
 
 	stmt = prep_once(db,
-	    "UPDATE job SET status = ?2, attempts = ?3, errors = ?4,"
-	    " messages = ?5, bytes = ?6, skipped = ?7, failed = ?8,"
-	    " folders_failed = ?9, error = ?10, scope = ?11, started = ?12,"
-	    " finished = ?13, updated = ?14, not_before = ?15, seconds = ?16"
-	    " WHERE id = ?1", what, error_r);
+	    "UPDATE job SET (" JOB_PROGRESS_COLUMNS ") = (?2, ?3, ?4, ?5, ?6,"
+	    " ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) WHERE id = ?1",
+	    what, error_r);
 	if (stmt == NULL)
 		return -1;
 	bind_int(stmt, 1, j->id);
-	bind_text(stmt, 2, state_job_status_name(j->status));
-	bind_int(stmt, 3, j->attempts);
-	bind_int(stmt, 4, j->errors);
-	bind_int(stmt, 5, (int64_t)j->messages);
-	bind_int(stmt, 6, (int64_t)j->bytes);
-	bind_int(stmt, 7, (int64_t)j->skipped);
-	bind_int(stmt, 8, (int64_t)j->failed);
-	bind_int(stmt, 9, j->folders_failed);
-	bind_str0(stmt, 10, j->error);
-	bind_int(stmt, 11, j->scope);
-	bind_int(stmt, 12, j->started);
-	bind_int(stmt, 13, j->finished);
-	bind_int(stmt, 14, j->updated);
-	bind_int(stmt, 15, j->not_before);
-	sqlite3_bind_double(stmt, 16, j->seconds);
-	return run_once(db, stmt, what, error_r);
+	bind_job_progress(stmt, 2, j);
+	return run_once(db, stmt, what, NULL, error_r);
 }
 
 int
@@ -1507,7 +1492,7 @@ state_job_progress(struct state_db *db, int64_t id, unsigned attempts,
 	bind_int(stmt, 3, (int64_t)messages);
 	bind_int(stmt, 4, (int64_t)bytes);
 	bind_int(stmt, 5, updated);
-	return run_once(db, stmt, what, error_r);
+	return run_once(db, stmt, what, NULL, error_r);
 }
 
 int
@@ -1522,7 +1507,7 @@ state_job_requeue(struct state_db *db, int64_t run_id, const char **error_r)
 	if (stmt == NULL)
 		return -1;
 	bind_int(stmt, 1, run_id);
-	return run_once(db, stmt, what, error_r);
+	return run_once(db, stmt, what, NULL, error_r);
 }
 
 static unsigned
@@ -1555,14 +1540,11 @@ state_job_list(struct state_db *db, int64_t run_id, struct state_job **jobs_r,
 	if (stmt == NULL)
 		return -1;
 	bind_int(stmt, 1, run_id);
-	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+	while ((rc = step_next(db, stmt, what, error_r)) > 0) {
 		struct state_job *j;
 		char *status;
 
-		if (count == alloc) {
-			alloc = alloc == 0 ? 64 : alloc * 2;
-			list = xreallocarray(list, alloc, sizeof(*list));
-		}
+		list = list_grow(list, count, &alloc, sizeof(*list), 64);
 		j = &list[count++];
 		memset(j, 0, sizeof(*j));
 		j->id = sqlite3_column_int64(stmt, 0);
@@ -1598,13 +1580,11 @@ state_job_list(struct state_db *db, int64_t run_id, struct state_job **jobs_r,
 		j->not_before = sqlite3_column_int64(stmt, 28);
 		j->seconds = sqlite3_column_double(stmt, 29);
 	}
-	if (rc != SQLITE_DONE) {
-		*error_r = db_error(db, what, rc);
-		sqlite3_finalize(stmt);
+	sqlite3_finalize(stmt);
+	if (rc < 0) {
 		state_job_list_free(&list, count);
 		return -1;
 	}
-	sqlite3_finalize(stmt);
 	*jobs_r = list;
 	*count_r = count;
 	return 0;
@@ -1641,13 +1621,10 @@ part_stmt(struct state_db *db, const char *sql, int64_t run_id,
           const char *account, const char *folder, const char *what,
           const char **error_r)
 {
-	sqlite3_stmt *stmt;
-	int rc = sqlite3_prepare_v2(db->db, sql, -1, &stmt, NULL);
+	sqlite3_stmt *stmt = prep_once(db, sql, what, error_r);
 
-	if (rc != SQLITE_OK) {
-		*error_r = db_error(db, what, rc);
+	if (stmt == NULL)
 		return NULL;
-	}
 	sqlite3_bind_int64(stmt, 1, run_id);
 	bind_text(stmt, 2, account);
 	bind_text(stmt, 3, folder);
@@ -1661,7 +1638,6 @@ state_part_done(struct state_db *db, int64_t run_id, const char *account,
 {
 	const char *what = "recording a finished UID range";
 	sqlite3_stmt *stmt;
-	int rc;
 
 	stmt = part_stmt(db, "INSERT OR REPLACE INTO part (run_id, account, "
 	    "folder, uid_lo, uid_hi, uidnext, modseq) VALUES "
@@ -1672,9 +1648,7 @@ state_part_done(struct state_db *db, int64_t run_id, const char *account,
 	sqlite3_bind_int64(stmt, 5, uid_hi);
 	sqlite3_bind_int64(stmt, 6, uidnext);
 	sqlite3_bind_int64(stmt, 7, (sqlite3_int64)modseq);
-	rc = stmt_run(db, stmt, what, error_r);
-	sqlite3_finalize(stmt);
-	return rc;
+	return run_once(db, stmt, what, NULL, error_r);
 }
 
 int
@@ -1695,7 +1669,7 @@ state_part_cover(struct state_db *db, int64_t run_id, const char *account,
 	    run_id, account, folder, what, error_r);
 	if (stmt == NULL)
 		return -1;
-	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+	while ((rc = step_next(db, stmt, what, error_r)) > 0) {
 		uint64_t lo = (uint64_t)sqlite3_column_int64(stmt, 0);
 		uint64_t hi = (uint64_t)sqlite3_column_int64(stmt, 1);
 		uint32_t un = (uint32_t)sqlite3_column_int64(stmt, 2);
@@ -1708,12 +1682,9 @@ state_part_cover(struct state_db *db, int64_t run_id, const char *account,
 		if (*modseq_r == 0 || (ms != 0 && ms < *modseq_r))
 			*modseq_r = ms;
 	}
-	if (rc != SQLITE_DONE) {
-		*error_r = db_error(db, what, rc);
-		sqlite3_finalize(stmt);
-		return -1;
-	}
 	sqlite3_finalize(stmt);
+	if (rc < 0)
+		return -1;
 	*complete_r = next > UINT32_MAX;
 	return 0;
 }
