@@ -18,9 +18,9 @@
  * S below P (sched_cost_speedup()). On a machine where the client and
  * both servers share a few cores S is about 1: the whole server then
  * takes about the sum of its jobs, whatever N. The number of cores is
- * not an input: the servers are usually on other machines. Measured on a
- * 2-core machine (docs/BENCHMARKS.md) the estimate is within about
- * +-30 % of a run in the median, single runs scatter more.
+ * not an input: the servers are usually on other machines. How close
+ * the estimate comes on a 2-core machine shared by the client and both
+ * servers: docs/BENCHMARKS.md (single runs scatter by 2x there).
  *
  * Schedule. Jobs run largest first (LPT: each free worker takes the
  * largest job left, which is within 4/3 of the optimal makespan). An
