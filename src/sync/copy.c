@@ -386,7 +386,12 @@ copy_uids(struct copy_ctx *cc, const uint32_t *uids, size_t count)
 		group_max = 1;
 	mqueue_init(&q, 4096, o->queue_bytes != 0 ? o->queue_bytes : 32u << 20);
 	r = source_reader_start(&cc->src, uids, count, &q, &o->fetch);
-	while ((batch = mqueue_pop_batch(&q, group_max, APPEND_GROUP_BYTES)) != NULL) {
+	/* While earlier APPENDs keep the target busy, wait briefly for a
+	 * full MULTIAPPEND group: a server pays per command (a group of 1
+	 * costs Dovecot about 4x the CPU per message of a group of 32). */
+	while ((batch = mqueue_pop_batch_min(&q, group_max, APPEND_GROUP_BYTES,
+	                                     imap_client_in_flight(cc->dst) > 0 ?
+	                                     group_max : 1, 20)) != NULL) {
 		if (cc->worst >= SCOPE_SESSION) {
 			while (batch != NULL) {
 				struct cmsg *m = batch;

@@ -1,6 +1,7 @@
 #include "mqueue.h"
 
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 void
@@ -32,9 +33,17 @@ mqueue_init(struct mqueue *q, size_t max_count, uint64_t max_mem_bytes)
 	q->mem_bytes = 0;
 	q->max_count = max_count;
 	q->max_mem_bytes = max_mem_bytes;
+	q->bytes = 0;
 	q->closed = q->aborted = false;
 	pthread_mutex_init(&q->lock, NULL);
-	pthread_cond_init(&q->changed, NULL);
+	{
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&q->changed, &ca);
+		pthread_condattr_destroy(&ca);
+	}
 }
 
 void
@@ -74,6 +83,7 @@ mqueue_push(struct mqueue *q, struct cmsg *msg)
 	q->tail = msg;
 	q->count++;
 	q->mem_bytes += mem_cost(msg);
+	q->bytes += msg->size;
 	pthread_cond_broadcast(&q->changed);
 	pthread_mutex_unlock(&q->lock);
 	return 0;
@@ -82,13 +92,38 @@ mqueue_push(struct mqueue *q, struct cmsg *msg)
 struct cmsg *
 mqueue_pop_batch(struct mqueue *q, size_t max_count, uint64_t max_bytes)
 {
+	return mqueue_pop_batch_min(q, max_count, max_bytes, 1, 0);
+}
+
+struct cmsg *
+mqueue_pop_batch_min(struct mqueue *q, size_t max_count, uint64_t max_bytes,
+                     size_t min_count, unsigned wait_ms)
+{
 	struct cmsg *first = NULL, **tailp = &first;
 	size_t n = 0;
 	uint64_t bytes = 0;
+	struct timespec deadline;
 
 	pthread_mutex_lock(&q->lock);
 	while (q->head == NULL && !q->closed)
 		pthread_cond_wait(&q->changed, &q->lock);
+	if (min_count > 1 && wait_ms > 0) {
+		clock_gettime(CLOCK_MONOTONIC, &deadline);
+		deadline.tv_sec += wait_ms / 1000;
+		deadline.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+		if (deadline.tv_nsec >= 1000000000L) {
+			deadline.tv_sec++;
+			deadline.tv_nsec -= 1000000000L;
+		}
+		/* stop waiting as soon as the producer could block: a full
+		 * count or half the memory budget */
+		while (!q->closed && !q->aborted && q->count < min_count &&
+		       q->bytes < max_bytes && q->count < q->max_count &&
+		       q->mem_bytes < q->max_mem_bytes / 2 &&
+		       pthread_cond_timedwait(&q->changed, &q->lock,
+		                              &deadline) == 0)
+			;
+	}
 	while (q->head != NULL && n < max_count &&
 	       (n == 0 || bytes + q->head->size <= max_bytes)) {
 		struct cmsg *m = q->head;
@@ -98,6 +133,7 @@ mqueue_pop_batch(struct mqueue *q, size_t max_count, uint64_t max_bytes)
 			q->tail = NULL;
 		q->count--;
 		q->mem_bytes -= mem_cost(m);
+		q->bytes -= m->size;
 		bytes += m->size;
 		m->next = NULL;
 		*tailp = m;

@@ -28,6 +28,7 @@ struct mqueue {
 	struct cmsg *head, *tail;
 	size_t count, max_count;
 	uint64_t mem_bytes, max_mem_bytes;
+	uint64_t bytes;           /* body sizes of the queued messages */
 	bool closed;              /* producer finished */
 	bool aborted;             /* consumer gave up: producer stops */
 };
@@ -42,6 +43,13 @@ int mqueue_push(struct mqueue *q, struct cmsg *msg);
  * (linked by next) or NULL when closed and drained. */
 struct cmsg *mqueue_pop_batch(struct mqueue *q, size_t max_count,
                               uint64_t max_bytes);
+/* The same, but once a message is there, waits up to wait_ms for
+ * min_count messages (or max_bytes, the end of the stream, or a queue so
+ * full that the producer could block): fuller batches when the consumer
+ * is ahead anyway. */
+struct cmsg *mqueue_pop_batch_min(struct mqueue *q, size_t max_count,
+                                  uint64_t max_bytes, size_t min_count,
+                                  unsigned wait_ms);
 void mqueue_close(struct mqueue *q);
 void mqueue_abort(struct mqueue *q);
 
