@@ -337,6 +337,43 @@ run_cli_init(struct run_cli *c, int argc)
 	c->maps = xcalloc((size_t)argc + 1, sizeof(char *));
 }
 
+/* Parses the command line of plan and run: the options (run_option())
+ * and the three arguments USERS SRC DST, into c. Returns 0, or -1 with
+ * *status_r set to the exit status: 0 after --help (usage printed to
+ * stdout), 2 after a bad option or argument count (usage printed to
+ * stderr) or a bad option value (run_option() printed why). */
+static int
+run_cli_args(struct run_cli *c, int argc, char **argv,
+             const struct option *longopts, void (*usage)(FILE *f),
+             int *status_r)
+{
+	int opt, ret;
+
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
+		if (opt == 'h') {
+			usage(stdout);
+			*status_r = 0;
+			return -1;
+		}
+		if ((ret = run_option(c, opt, optarg)) < 0) {
+			*status_r = 2;
+			return -1;
+		}
+		if (ret == 0)
+			break;
+	}
+	if (opt != -1 || optind + 3 != argc) {
+		usage(stderr);
+		*status_r = 2;
+		return -1;
+	}
+	c->users_path = argv[optind];
+	c->src_tmpl = argv[optind + 1];
+	c->dst_tmpl = argv[optind + 2];
+	return 0;
+}
+
 static void
 run_cli_free(struct run_cli *c)
 {
@@ -742,26 +779,11 @@ cmd_plan(int argc, char **argv)
 	struct sched_plan plan;
 	struct sched_account_est *est = NULL;
 	double plan_seconds;
-	int opt, ret, status = 2;
+	int status = 2;
 
 	run_cli_init(&c, argc);
-	optind = 1;
-	while ((opt = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
-		if (opt == 'h') {
-			usage_plan(stdout);
-			status = 0;
-			goto out;
-		}
-		if ((ret = run_option(&c, opt, optarg)) < 0)
-			goto out;
-		if (ret == 0)
-			goto usage;
-	}
-	if (optind + 3 != argc)
-		goto usage;
-	c.users_path = argv[optind];
-	c.src_tmpl = argv[optind + 1];
-	c.dst_tmpl = argv[optind + 2];
+	if (run_cli_args(&c, argc, argv, longopts, usage_plan, &status) < 0)
+		goto out;
 	if ((status = setup_accounts(&c)) != 0)
 		goto out;
 	if ((status = make_plan(&c, &cost, &plan, &est, &plan_seconds)) != 0)
@@ -783,10 +805,6 @@ cmd_plan(int argc, char **argv)
 		sched_account_est_free(&est[i]);
 	free(est);
 	status = 0;
-	goto out;
-usage:
-	usage_plan(stderr);
-	status = 2;
 out:
 	run_cli_free(&c);
 	return status;
@@ -1462,29 +1480,16 @@ cmd_run(int argc, char **argv)
 	struct sigaction sa;
 	char *pass = NULL, *lock_path = NULL, *log_default = NULL;
 	const char *error;
-	int opt, ret, status = 2, lock_fd = -1, log_fd = -1;
+	int ret, status = 2, lock_fd = -1, log_fd = -1;
 	int64_t run_id = 0;
 	double t0, elapsed;
 	bool found, tty;
 
 	run_cli_init(&c, argc);
-	optind = 1;
-	while ((opt = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
-		if (opt == 'h') {
-			usage_run(stdout);
-			status = 0;
-			goto out;
-		}
-		if ((ret = run_option(&c, opt, optarg)) < 0)
-			goto out;
-		if (ret == 0)
-			goto usage;
-	}
-	if (optind + 3 != argc || c.state_path == NULL)
+	if (run_cli_args(&c, argc, argv, longopts, usage_run, &status) < 0)
+		goto out;
+	if (c.state_path == NULL)
 		goto usage;
-	c.users_path = argv[optind];
-	c.src_tmpl = argv[optind + 1];
-	c.dst_tmpl = argv[optind + 2];
 	/* validate folder rules before anything is planned */
 	{
 		struct foldermap_side side = { .separator = '/' };
