@@ -280,14 +280,17 @@ decode(const unsigned char *s, size_t len, struct buf *out)
 	return 0;
 }
 
-int
-mutf7_encode(const char *utf8, size_t len, struct buf *out)
+/* Runs encode() or decode() into a temporary buffer and appends the
+ * result to out only when the whole conversion succeeded. */
+static int
+convert(int (*fn)(const unsigned char *, size_t, struct buf *),
+        const char *in, size_t len, struct buf *out)
 {
 	struct buf tmp;
 	int ret;
 
 	buf_init(&tmp, MUTF7_MAX_OUT);
-	ret = encode((const unsigned char *)utf8, len, &tmp);
+	ret = fn((const unsigned char *)in, len, &tmp);
 	if (ret == 0)
 		ret = buf_append(out, buf_data(&tmp), buf_len(&tmp));
 	buf_free(&tmp);
@@ -295,17 +298,15 @@ mutf7_encode(const char *utf8, size_t len, struct buf *out)
 }
 
 int
+mutf7_encode(const char *utf8, size_t len, struct buf *out)
+{
+	return convert(encode, utf8, len, out);
+}
+
+int
 mutf7_decode(const char *mutf7, size_t len, struct buf *out)
 {
-	struct buf tmp;
-	int ret;
-
-	buf_init(&tmp, MUTF7_MAX_OUT);
-	ret = decode((const unsigned char *)mutf7, len, &tmp);
-	if (ret == 0)
-		ret = buf_append(out, buf_data(&tmp), buf_len(&tmp));
-	buf_free(&tmp);
-	return ret;
+	return convert(decode, mutf7, len, out);
 }
 
 bool
