@@ -17,6 +17,7 @@
 
 #include "maildir.h"
 #include "maildir-private.h"
+#include "tmpdir.h"
 
 struct fixture {
 	char dir[256];
@@ -27,11 +28,8 @@ static int
 setup(void **statep)
 {
 	struct fixture *fx = xcalloc(1, sizeof(*fx));
-	const char *tmp = getenv("TMPDIR");
 
-	snprintf(fx->dir, sizeof(fx->dir), "%s/test_maildir.XXXXXX",
-	         tmp != NULL && tmp[0] == '/' ? tmp : "/tmp");
-	if (mkdtemp(fx->dir) == NULL) {
+	if (tmpdir_make(fx->dir, sizeof(fx->dir), "test_maildir") < 0) {
 		free(fx);
 		return -1;
 	}
@@ -40,35 +38,12 @@ setup(void **statep)
 	return 0;
 }
 
-static void
-rm_tree(const char *path)
-{
-	struct dirent *de;
-	struct stat st;
-	DIR *dir;
-
-	if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode) &&
-	    (dir = opendir(path)) != NULL) {
-		while ((de = readdir(dir)) != NULL) {
-			char *sub;
-
-			if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-				continue;
-			sub = xasprintf("%s/%s", path, de->d_name);
-			rm_tree(sub);
-			free(sub);
-		}
-		closedir(dir);
-	}
-	remove(path);
-}
-
 static int
 teardown(void **statep)
 {
 	struct fixture *fx = *statep;
 
-	rm_tree(fx->dir);
+	tmpdir_remove(fx->dir);
 	free(fx);
 	return 0;
 }

@@ -20,6 +20,7 @@
 
 #include "state.h"
 #include "state-private.h"
+#include "tmpdir.h"
 
 #define BULK_COUNT 100000
 
@@ -32,11 +33,8 @@ static int
 setup(void **statep)
 {
 	struct fixture *fx = xcalloc(1, sizeof(*fx));
-	const char *tmp = getenv("TMPDIR");
 
-	snprintf(fx->dir, sizeof(fx->dir), "%s/test_state.XXXXXX",
-	         tmp != NULL && tmp[0] == '/' ? tmp : "/tmp");
-	if (mkdtemp(fx->dir) == NULL) {
+	if (tmpdir_make(fx->dir, sizeof(fx->dir), "test_state") < 0) {
 		free(fx);
 		return -1;
 	}
@@ -45,37 +43,12 @@ setup(void **statep)
 	return 0;
 }
 
-/* rm -r (nftw would need _XOPEN_SOURCE). */
-static void
-rm_tree(const char *path)
-{
-	struct dirent *de;
-	struct stat st;
-	DIR *dir;
-
-	if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode) &&
-	    (dir = opendir(path)) != NULL) {
-		while ((de = readdir(dir)) != NULL) {
-			char *sub;
-
-			if (strcmp(de->d_name, ".") == 0 ||
-			    strcmp(de->d_name, "..") == 0)
-				continue;
-			sub = xasprintf("%s/%s", path, de->d_name);
-			rm_tree(sub);
-			free(sub);
-		}
-		closedir(dir);
-	}
-	remove(path);
-}
-
 static int
 teardown(void **statep)
 {
 	struct fixture *fx = *statep;
 
-	rm_tree(fx->dir);
+	tmpdir_remove(fx->dir);
 	free(fx);
 	return 0;
 }
