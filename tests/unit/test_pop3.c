@@ -339,6 +339,38 @@ check_four(struct pop3_entry *e, size_t n)
 	}
 }
 
+/* Runs a session that must succeed with the four messages of UIDL_4 and
+ * LIST_4. With transcript, the commands the server saw must be exactly
+ * those. */
+static void
+session_four(struct fake *f, const struct step *steps, size_t nsteps,
+             struct pop3_options *o, const char *transcript)
+{
+	struct pop3_entry *e = NULL;
+	size_t n = 0;
+	char error[512];
+
+	if (run_session(f, steps, nsteps, o, &e, &n, error) != 0)
+		fail_msg("%s", error);
+	check_four(e, n);
+	if (transcript != NULL)
+		assert_string_equal(f->transcript, transcript);
+	pop3_entries_free(&e, n);
+	assert_null(e);
+}
+
+/* Runs a session that must fail; its error text goes to error (512
+ * bytes). */
+static void
+session_fails(struct fake *f, const struct step *steps, size_t nsteps,
+              struct pop3_options *o, char *error)
+{
+	struct pop3_entry *e = NULL;
+	size_t n = 0;
+
+	assert_int_equal(run_session(f, steps, nsteps, o, &e, &n, error), -1);
+}
+
 static const struct step script_user_pass[] = {
 	{ NULL, GREETING, 0 },
 	{ "CAPA", CAPA_PIPE, 0 },
@@ -358,19 +390,11 @@ test_user_pass(void **state)
 {
 	struct fake f = { 0 };
 	struct pop3_options o;
-	struct pop3_entry *e = NULL;
-	size_t n = 0;
-	char error[512];
 
 	(void)state;
 	opts_init(&o);
-	assert_int_equal(run_session(&f, script_user_pass,
-	                             N_ELEMENTS(script_user_pass), &o, &e, &n,
-	                             error), 0);
-	check_four(e, n);
-	assert_string_equal(f.transcript, USER_PASS_TRANSCRIPT);
-	pop3_entries_free(&e, n);
-	assert_null(e);
+	session_four(&f, script_user_pass, N_ELEMENTS(script_user_pass), &o,
+	             USER_PASS_TRANSCRIPT);
 }
 
 /* Every reply trickles in one byte per write. */
@@ -379,18 +403,11 @@ test_one_byte_writes(void **state)
 {
 	struct fake f = { .wmode = W_BYTES };
 	struct pop3_options o;
-	struct pop3_entry *e = NULL;
-	size_t n = 0;
-	char error[512];
 
 	(void)state;
 	opts_init(&o);
-	assert_int_equal(run_session(&f, script_user_pass,
-	                             N_ELEMENTS(script_user_pass), &o, &e, &n,
-	                             error), 0);
-	check_four(e, n);
-	assert_string_equal(f.transcript, USER_PASS_TRANSCRIPT);
-	pop3_entries_free(&e, n);
+	session_four(&f, script_user_pass, N_ELEMENTS(script_user_pass), &o,
+	             USER_PASS_TRANSCRIPT);
 }
 
 /* Every reply split in two writes at every offset of the longest one. */
@@ -446,16 +463,9 @@ test_no_pipelining(void **state)
 	for (size_t i = 0; i < N_ELEMENTS(scripts); i++) {
 		struct fake f = { 0 };
 		struct pop3_options o;
-		struct pop3_entry *e = NULL;
-		size_t n = 0;
-		char error[512];
 
 		opts_init(&o);
-		assert_int_equal(run_session(&f, scripts[i], lens[i], &o, &e, &n,
-		                             error), 0);
-		check_four(e, n);
-		assert_string_equal(f.transcript, USER_PASS_TRANSCRIPT);
-		pop3_entries_free(&e, n);
+		session_four(&f, scripts[i], lens[i], &o, USER_PASS_TRANSCRIPT);
 	}
 }
 
@@ -501,17 +511,11 @@ test_auth_plain(void **state)
 	};
 	struct fake f = { 0 };
 	struct pop3_options o;
-	struct pop3_entry *e = NULL;
-	size_t n = 0;
-	char error[512];
 
 	(void)state;
 	opts_init(&o);
 	o.authzid = "admin";
-	assert_int_equal(run_session(&f, script, N_ELEMENTS(script), &o, &e, &n,
-	                             error), 0);
-	check_four(e, n);
-	pop3_entries_free(&e, n);
+	session_four(&f, script, N_ELEMENTS(script), &o, NULL);
 }
 
 /* A response that would make the command longer than 255 octets goes on
@@ -532,9 +536,6 @@ test_auth_plain_long(void **state)
 	};
 	struct fake f = { 0 };
 	struct pop3_options o;
-	struct pop3_entry *e = NULL;
-	size_t n = 0;
-	char error[512];
 
 	(void)state;
 	memset(pass, 'p', 300);
@@ -546,10 +547,7 @@ test_auth_plain_long(void **state)
 	opts_init(&o);
 	o.authzid = "admin";
 	o.password = pass;
-	assert_int_equal(run_session(&f, script, N_ELEMENTS(script), &o, &e, &n,
-	                             error), 0);
-	check_four(e, n);
-	pop3_entries_free(&e, n);
+	session_four(&f, script, N_ELEMENTS(script), &o, NULL);
 	free(b64);
 }
 
@@ -564,15 +562,12 @@ test_auth_plain_refused(void **state)
 	};
 	struct fake f = { 0 };
 	struct pop3_options o;
-	struct pop3_entry *e = NULL;
-	size_t n = 0;
 	char error[512];
 
 	(void)state;
 	opts_init(&o);
 	o.authzid = "admin";
-	assert_int_equal(run_session(&f, script, N_ELEMENTS(script), &o, &e, &n,
-	                             error), -1);
+	session_fails(&f, script, N_ELEMENTS(script), &o, error);
 	assert_contains(error, "login as alice for admin refused: "
 	                "-ERR [AUTH] Authentication failed.");
 	assert_string_equal(f.transcript,
@@ -597,21 +592,17 @@ test_login_refused(void **state)
 	};
 	struct fake f = { 0 }, g = { 0 };
 	struct pop3_options o;
-	struct pop3_entry *e = NULL;
-	size_t n = 0;
 	char error[512], expect[512];
 
 	(void)state;
 	opts_init(&o);
-	assert_int_equal(run_session(&f, pass_err, N_ELEMENTS(pass_err), &o, &e,
-	                             &n, error), -1);
+	session_fails(&f, pass_err, N_ELEMENTS(pass_err), &o, error);
 	snprintf(expect, sizeof(expect), "127.0.0.1:%s: login as alice refused: "
 	         "-ERR [AUTH] Authentication failed.", f.port);
 	assert_string_equal(error, expect);
 	assert_string_equal(f.transcript, "CAPA\nUSER alice\nPASS s3cret pw\n");
 
-	assert_int_equal(run_session(&g, user_err, N_ELEMENTS(user_err), &o, &e,
-	                             &n, error), -1);
+	session_fails(&g, user_err, N_ELEMENTS(user_err), &o, error);
 	assert_contains(error, "login as alice refused: -ERR [AUTH] Plaintext "
 	                "authentication disallowed");
 	assert_string_equal(g.transcript, "CAPA\nUSER alice\n");
@@ -628,16 +619,14 @@ test_bad_greeting(void **state)
 	};
 	struct fake f = { 0 }, g = { 0 };
 	struct pop3_options o;
-	struct pop3_entry *e = NULL;
-	size_t n = 0;
 	char error[512];
 
 	(void)state;
 	opts_init(&o);
-	assert_int_equal(run_session(&f, err, 1, &o, &e, &n, error), -1);
+	session_fails(&f, err, 1, &o, error);
 	assert_contains(error, "greeting failed: -ERR [SYS/TEMP] Too many connections");
 	assert_string_equal(f.transcript, "");
-	assert_int_equal(run_session(&g, junk, 1, &o, &e, &n, error), -1);
+	session_fails(&g, junk, 1, &o, error);
 	assert_contains(error, "unexpected reply to greeting: '* OK IMAP4rev1 ready'");
 }
 
@@ -736,14 +725,12 @@ test_max_entries(void **state)
 {
 	struct fake f = { 0 };
 	struct pop3_options o;
-	struct pop3_entry *e = NULL;
-	size_t n = 0;
 	char error[512];
 
 	(void)state;
 	opts_init(&o);
 	o.max_entries = 3;
-	assert_int_equal(run_session(&f, script_user_pass, 6, &o, &e, &n, error), -1);
+	session_fails(&f, script_user_pass, 6, &o, error);
 	assert_contains(error, "more than 3 messages in the mailbox");
 }
 
@@ -775,8 +762,6 @@ test_line_too_long(void **state)
 	};
 	struct fake f1 = { 0 }, f2 = { 0 }, f3 = { 0 }, f4 = { 0 };
 	struct pop3_options o;
-	struct pop3_entry *e = NULL;
-	size_t n = 0;
 	char error[512];
 	uint64_t t0;
 
@@ -795,22 +780,18 @@ test_line_too_long(void **state)
 	memcpy(long_uidl + 7 + POP3_LINE_MAX, "\r\n.\r\n", 6);
 
 	opts_init(&o);
-	assert_int_equal(run_session(&f1, ok_script, N_ELEMENTS(ok_script), &o, &e,
-	                             &n, error), 0);
-	check_four(e, n);
-	pop3_entries_free(&e, n);
+	session_four(&f1, ok_script, N_ELEMENTS(ok_script), &o, NULL);
 
-	assert_int_equal(run_session(&f2, long_script, 1, &o, &e, &n, error), -1);
+	session_fails(&f2, long_script, 1, &o, error);
 	assert_contains(error, "server sent a line longer than 4096 bytes");
 
 	/* must not wait for the io timeout */
 	t0 = time_mono_ms();
-	assert_int_equal(run_session(&f3, nonl_script, 1, &o, &e, &n, error), -1);
+	session_fails(&f3, nonl_script, 1, &o, error);
 	assert_contains(error, "server sent a line longer than 4096 bytes");
 	assert_true(time_mono_ms() - t0 < IO_TIMEOUT_MS);
 
-	assert_int_equal(run_session(&f4, uidl_script, N_ELEMENTS(uidl_script), &o,
-	                             &e, &n, error), -1);
+	session_fails(&f4, uidl_script, N_ELEMENTS(uidl_script), &o, error);
 	assert_contains(error, "server sent a line longer than 4096 bytes");
 }
 
@@ -855,13 +836,10 @@ test_server_closes_early(void **state)
 	for (size_t i = 0; i < N_ELEMENTS(cases); i++) {
 		struct fake f = { .close_after = true };
 		struct pop3_options o;
-		struct pop3_entry *e = NULL;
-		size_t n = 0;
 		char error[512];
 
 		opts_init(&o);
-		assert_int_equal(run_session(&f, cases[i].steps, cases[i].n, &o, &e,
-		                             &n, error), -1);
+		session_fails(&f, cases[i].steps, cases[i].n, &o, error);
 		assert_contains(error, cases[i].error);
 	}
 }
@@ -940,16 +918,13 @@ test_stls(void **state)
 	};
 	struct fake f1 = { 0 }, f2 = { 0 }, f3 = { 0 }, f4 = { 0 }, f5 = { 0 };
 	struct pop3_options o;
-	struct pop3_entry *e = NULL;
-	size_t n = 0;
 	char error[512];
 
 	(void)state;
 	/* required, not offered: no credentials sent */
 	opts_init(&o);
 	o.require_tls = true;
-	assert_int_equal(run_session(&f1, not_offered, N_ELEMENTS(not_offered), &o,
-	                             &e, &n, error), -1);
+	session_fails(&f1, not_offered, N_ELEMENTS(not_offered), &o, error);
 	assert_contains(error, "server does not offer STLS and TLS is required");
 	assert_string_equal(f1.transcript, "CAPA\n");
 
@@ -957,31 +932,24 @@ test_stls(void **state)
 	opts_init(&o);
 	o.starttls = false;
 	o.require_tls = true;
-	assert_int_equal(run_session(&f2, refused, N_ELEMENTS(refused), &o, &e, &n,
-	                             error), -1);
+	session_fails(&f2, refused, N_ELEMENTS(refused), &o, error);
 	assert_contains(error, "STLS failed: -ERR TLS support isn't enabled.");
 	assert_string_equal(f2.transcript, "CAPA\nSTLS\n");
 
 	/* opportunistic, refused: no silent fallback to plain text either */
 	opts_init(&o);
-	assert_int_equal(run_session(&f3, refused, N_ELEMENTS(refused), &o, &e, &n,
-	                             error), -1);
+	session_fails(&f3, refused, N_ELEMENTS(refused), &o, error);
 	assert_contains(error, "STLS failed");
 	assert_string_equal(f3.transcript, "CAPA\nSTLS\n");
 
 	/* plaintext right behind the +OK */
 	opts_init(&o);
-	assert_int_equal(run_session(&f4, injected, N_ELEMENTS(injected), &o, &e, &n,
-	                             error), -1);
+	session_fails(&f4, injected, N_ELEMENTS(injected), &o, error);
 	assert_contains(error, "possible injection");
 
 	opts_init(&o);
 	o.starttls = false;
-	assert_int_equal(run_session(&f5, plain, N_ELEMENTS(plain), &o, &e, &n,
-	                             error), 0);
-	check_four(e, n);
-	pop3_entries_free(&e, n);
-	assert_string_equal(f5.transcript, USER_PASS_TRANSCRIPT);
+	session_four(&f5, plain, N_ELEMENTS(plain), &o, USER_PASS_TRANSCRIPT);
 }
 
 /* ---- logging: passwords never appear, even at LOG_TRACE ---- */
@@ -1000,9 +968,7 @@ test_password_not_logged(void **state)
 	char path[] = "/tmp/test_pop3_log_XXXXXX";
 	struct fake f = { 0 }, g = { 0 };
 	struct pop3_options o;
-	struct pop3_entry *e = NULL;
-	size_t n = 0;
-	char error[512], *text = NULL;
+	char *text = NULL;
 	const char *err;
 	int fd;
 
@@ -1011,14 +977,10 @@ test_password_not_logged(void **state)
 	assert_true(fd >= 0);
 	log_configure(LOG_TRACE, fd);
 	opts_init(&o);
-	assert_int_equal(run_session(&f, script_user_pass,
-	                             N_ELEMENTS(script_user_pass), &o, &e, &n,
-	                             error), 0);
-	pop3_entries_free(&e, n);
+	session_four(&f, script_user_pass, N_ELEMENTS(script_user_pass), &o,
+	             NULL);
 	o.authzid = "admin";
-	assert_int_equal(run_session(&g, plain_script, N_ELEMENTS(plain_script), &o,
-	                             &e, &n, error), 0);
-	pop3_entries_free(&e, n);
+	session_four(&g, plain_script, N_ELEMENTS(plain_script), &o, NULL);
 	log_configure(LOG_INFO, STDERR_FILENO);
 	close(fd);
 	assert_int_equal(file_read_small(path, 1 << 20, false, &text, &err), 0);
