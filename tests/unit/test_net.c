@@ -589,6 +589,32 @@ opts_default(void)
 	return o;
 }
 
+/* Connects to srv (TLS when tls) with o; a failure fails the test. */
+static struct net_conn *
+connect_ok(const struct server *srv, bool tls, const struct net_options *o)
+{
+	struct net_conn *conn = NULL;
+	const char *error = NULL;
+
+	if (net_connect("127.0.0.1", srv->port, tls, o, &conn, &error) < 0)
+		fail_msg("connect: %s", error);
+	return conn;
+}
+
+/* Writes 1 MB blocks of zeros to conn, at most max of them, until a write
+ * fails. Returns the last write's result (-1 with *error_r set). */
+static int
+write_until_error(struct net_conn *conn, int max, const char **error_r)
+{
+	unsigned char *chunk = xcalloc(1, MB);
+	int ret = 0;
+
+	for (int i = 0; i < max && ret == 0; i++)
+		ret = net_conn_write(conn, chunk, MB, error_r);
+	free(chunk);
+	return ret;
+}
+
 /* Reads one line the way the IMAP layer does (big reads), and gives what
  * follows the line back with net_conn_unread(). */
 static void
@@ -691,12 +717,10 @@ test_plain_transfer(void **state)
 	struct server srv = { .size = 10 * MB, .random_len = 10 * MB };
 	struct net_options o = opts_default();
 	struct net_conn *conn = NULL;
-	const char *error = NULL;
 
 	(void)state;
 	server_start(&srv, SRV_XFER, NULL);
-	if (net_connect("127.0.0.1", srv.port, false, &o, &conn, &error) < 0)
-		fail_msg("connect: %s", error);
+	conn = connect_ok(&srv, false, &o);
 	assert_false(net_conn_is_tls(conn));
 	assert_false(net_conn_is_compressed(conn));
 	assert_string_equal(net_conn_describe(conn), "plain");
@@ -723,8 +747,7 @@ test_read_timeout(void **state)
 	(void)state;
 	server_start(&srv, SRV_SILENT, NULL);
 	o.io_timeout_ms = 300;
-	if (net_connect("127.0.0.1", srv.port, false, &o, &conn, &error) < 0)
-		fail_msg("connect: %s", error);
+	conn = connect_ok(&srv, false, &o);
 	start = time_mono_ms();
 	assert_int_equal(net_conn_read(conn, tmp, sizeof(tmp), &error), -1);
 	assert_true(time_mono_ms() - start >= 250);
@@ -746,21 +769,15 @@ test_write_timeout(void **state)
 	struct net_options o = opts_default();
 	struct net_conn *conn = NULL;
 	const char *error = NULL;
-	unsigned char *chunk = calloc(1, MB);
-	int i, ret = 0;
 
 	(void)state;
 	server_start(&srv, SRV_SILENT, NULL);
 	o.io_timeout_ms = 200;
-	if (net_connect("127.0.0.1", srv.port, false, &o, &conn, &error) < 0)
-		fail_msg("connect: %s", error);
+	conn = connect_ok(&srv, false, &o);
 	/* The server reads nothing: socket buffers fill up. */
-	for (i = 0; i < 512 && ret == 0; i++)
-		ret = net_conn_write(conn, chunk, MB, &error);
-	assert_int_equal(ret, -1);
+	assert_int_equal(write_until_error(conn, 512, &error), -1);
 	assert_string_equal(error, "timeout after 0.2 s writing to 127.0.0.1");
 	net_conn_close(&conn);
-	free(chunk);
 	server_finish(&srv);
 }
 
@@ -907,13 +924,11 @@ test_tls_insecure_accepts(void **state)
 	struct server srv = { 0 };
 	struct net_options o = opts_default();
 	struct net_conn *conn = NULL;
-	const char *error = NULL;
 
 	(void)state;
 	o.insecure = true;
 	server_start(&srv, SRV_ECHO, server_ctx(&cert_other, 0, 0));
-	if (net_connect("127.0.0.1", srv.port, true, &o, &conn, &error) < 0)
-		fail_msg("connect: %s", error);
+	conn = connect_ok(&srv, true, &o);
 	assert_true(net_conn_is_tls(conn));
 	assert_true(strncmp(net_conn_describe(conn), "TLSv1.3 TLS_", 12) == 0);
 	tls_expect_echo(conn);
@@ -932,13 +947,11 @@ test_tls_ca_file_ip(void **state)
 	struct server srv = { .size = 2 * MB, .random_len = MB };
 	struct net_options o = opts_default();
 	struct net_conn *conn = NULL;
-	const char *error = NULL;
 
 	(void)state;
 	o.ca_file = cert_local.path;
 	server_start(&srv, SRV_XFER, server_ctx(&cert_local, 0, 0));
-	if (net_connect("127.0.0.1", srv.port, true, &o, &conn, &error) < 0)
-		fail_msg("connect: %s", error);
+	conn = connect_ok(&srv, true, &o);
 	client_write_data(conn, srv.size, srv.random_len);
 	client_read_data(conn, srv.size, srv.random_len);
 	assert_true(net_conn_bytes_out(conn) > srv.size);
@@ -1063,23 +1076,19 @@ test_tls_peer_gone(void **state)
 	struct net_options o = opts_default();
 	struct net_conn *conn = NULL;
 	const char *error = NULL;
-	unsigned char *chunk = calloc(1, MB);
-	int i, ret = 0;
+	int ret;
 
 	(void)state;
 	o.insecure = true;
 	server_start(&srv, SRV_CLOSE, server_ctx(&cert_local, 0, 0));
-	if (net_connect("127.0.0.1", srv.port, true, &o, &conn, &error) < 0)
-		fail_msg("connect: %s", error);
+	conn = connect_ok(&srv, true, &o);
 	server_finish(&srv);
-	for (i = 0; i < 200 && ret == 0; i++)
-		ret = net_conn_write(conn, chunk, MB, &error);
+	ret = write_until_error(conn, 200, &error);
 	if (ret == 0)
 		ret = net_conn_flush(conn, &error);
 	assert_int_equal(ret, -1);
 	assert_contains(error, "127.0.0.1");
 	net_conn_close(&conn);
-	free(chunk);
 }
 
 /* ---- STARTTLS ---- */
@@ -1088,11 +1097,9 @@ static struct net_conn *
 starttls_begin(struct server *srv, const struct net_options *o)
 {
 	struct net_conn *conn = NULL;
-	const char *error = NULL;
 	char line[256];
 
-	if (net_connect("127.0.0.1", srv->port, false, o, &conn, &error) < 0)
-		fail_msg("connect: %s", error);
+	conn = connect_ok(srv, false, o);
 	client_read_line(conn, line, sizeof(line));
 	assert_string_equal(line, "* OK\r\n");
 	client_send(conn, "a STARTTLS\r\n");
@@ -1190,8 +1197,7 @@ compress_session(SSL_CTX *ctx, size_t size)
 
 	o.insecure = true;
 	server_start(&srv, SRV_COMPRESS, ctx);
-	if (net_connect("127.0.0.1", srv.port, ctx != NULL, &o, &conn, &error) < 0)
-		fail_msg("connect: %s", error);
+	conn = connect_ok(&srv, ctx != NULL, &o);
 	client_read_line(conn, line, sizeof(line));
 	assert_string_equal(line, "* OK\r\n");
 	client_send(conn, "c COMPRESS DEFLATE\r\n");
