@@ -342,22 +342,29 @@ def test_plan_imapsync_format():
     assert plan["accounts"] == 2 and all("error" not in j for j in plan["jobs"])
 
 
+def start_and_wait(args, kill, low, high):
+    """Starts a run; the first one (kill 0) is given until its plan is
+    stored (planning alone is ~10 s here); then waits a random time in
+    [low, high] seconds or until it ends. Returns (process, delay)."""
+    before = len(read_out())
+    proc = popen_ferry(args)
+    if kill == 0:
+        while "plan estimate" not in read_out()[before:] and \
+                proc.poll() is None:
+            time.sleep(0.05)
+    delay = RNG.uniform(low, high)
+    deadline = time.monotonic() + delay
+    while time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    return proc, delay
+
+
 def test_run_killed_twice_then_complete():
     state = os.path.join(TMP, "state.db")
     ports = [S.port, D.port]
     with ConnSampler(ports) as cs:
         for kill in range(2):
-            before = len(read_out())
-            proc = popen_ferry(run_args(D, state))
-            if kill == 0:
-                # after the plan is stored (planning alone is ~10 s here)
-                while "plan estimate" not in read_out()[before:] and \
-                        proc.poll() is None:
-                    time.sleep(0.05)
-            delay = RNG.uniform(0.3, 3.0)
-            deadline = time.monotonic() + delay
-            while time.monotonic() < deadline and proc.poll() is None:
-                time.sleep(0.05)
+            proc, delay = start_and_wait(run_args(D, state), kill, 0.3, 3.0)
             if kill == 1 and proc.poll() is None:
                 # status from another process while the run is going
                 st = H.run_ferry(["status", "--state", state, "--json"])
@@ -528,17 +535,9 @@ def test_maildir_uid_ranges_killed():
     state = os.path.join(TMP, "solo.db")
     root = os.path.join(D3.data_dir, SOLO, "Maildir")
     for kill in range(2):
-        before = len(read_out())
-        proc = popen_ferry(["run", *common, "--state", state, "--progress",
-                            "plain", "--backoff", "1"])
-        if kill == 0:
-            while "plan estimate" not in read_out()[before:] and \
-                    proc.poll() is None:
-                time.sleep(0.05)
-        delay = RNG.uniform(0.2, 2.5)
-        deadline = time.monotonic() + delay
-        while time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.05)
+        proc, delay = start_and_wait(["run", *common, "--state", state,
+                                      "--progress", "plain", "--backoff", "1"],
+                                     kill, 0.2, 2.5)
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             H.log(f"SIGKILL after {delay:.2f} s (seed {SEED})")
