@@ -127,6 +127,22 @@ b64_put16(struct buf *out, struct b64_state *st, uint32_t unit)
 	return 0;
 }
 
+/* Ends an encoded run: the remaining bits, zero-padded, then "-". The
+ * state is ready for the next run. */
+static int
+b64_end(struct buf *out, struct b64_state *st)
+{
+	if (st->nbits > 0) {
+		char c = b64chars[(st->bits << (6 - st->nbits)) & 0x3f];
+
+		if (buf_append(out, &c, 1) < 0)
+			return -1;
+	}
+	st->bits = 0;
+	st->nbits = 0;
+	return buf_append(out, "-", 1);
+}
+
 static int
 encode(const unsigned char *s, size_t len, struct buf *out)
 {
@@ -143,18 +159,9 @@ encode(const unsigned char *s, size_t len, struct buf *out)
 		i += n;
 		if (cp < 0x80 && is_direct((unsigned char)cp)) {
 			if (in_run) {
-				/* Flush the remaining bits, zero-padded. */
-				if (st.nbits > 0) {
-					char c = b64chars[(st.bits << (6 - st.nbits)) & 0x3f];
-
-					if (buf_append(out, &c, 1) < 0)
-						return -1;
-				}
-				if (buf_append(out, "-", 1) < 0)
+				if (b64_end(out, &st) < 0)
 					return -1;
 				in_run = false;
-				st.bits = 0;
-				st.nbits = 0;
 			}
 			if (cp == '&') {
 				if (buf_append(out, "&-", 2) < 0)
@@ -181,16 +188,8 @@ encode(const unsigned char *s, size_t len, struct buf *out)
 			return -1;
 		}
 	}
-	if (in_run) {
-		if (st.nbits > 0) {
-			char c = b64chars[(st.bits << (6 - st.nbits)) & 0x3f];
-
-			if (buf_append(out, &c, 1) < 0)
-				return -1;
-		}
-		if (buf_append(out, "-", 1) < 0)
-			return -1;
-	}
+	if (in_run && b64_end(out, &st) < 0)
+		return -1;
 	return 0;
 }
 
