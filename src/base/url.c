@@ -71,7 +71,7 @@ server_parse(const char *url, const char *rest,
 		hostpart = close + 1;
 		if (hostpart < end && *hostpart == ':') {
 			s->port = xstrndup(hostpart + 1, (size_t)(end - hostpart - 1));
-		} else if (hostpart < end && syntax->strict_ipv6) {
+		} else if (hostpart < end) {
 			*error_r = "junk after [IPv6] address in URL";
 			return -1;
 		}

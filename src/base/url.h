@@ -14,7 +14,6 @@ struct url_server_syntax {
 	const char *const *auths;      /* accepted ";AUTH=..." values (compared
 	                                * case-insensitively), NULL-terminated */
 	const char *auth_hint;         /* appended to the unsupported-auth message */
-	bool strict_ipv6;              /* reject bytes between "]" and ":PORT" */
 };
 
 /* The server part of a URL. The strings are owned by the struct. */

@@ -18,7 +18,6 @@ static const struct url_server_syntax imap_syntax = {
 	.scheme = "imap",
 	.auths = imap_auths,
 	.auth_hint = "",
-	.strict_ipv6 = false,
 };
 
 static int

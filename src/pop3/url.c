@@ -14,7 +14,6 @@ static const struct url_server_syntax pop3_syntax = {
 	.scheme = "pop3",
 	.auths = pop3_auths,
 	.auth_hint = " (AUTH PLAIN is used when an authzid is given)",
-	.strict_ipv6 = true,
 };
 
 static int
