@@ -26,6 +26,10 @@ Parts:
   skew      the skewed corpus (--skew-users 8 --skew-messages 800, seed 7:
             one account holds 79 % of the messages), N in --skew-workers
             (3,4), with and without --no-split
+  maildir   main corpus into a Maildir written directly (the transparent
+            cutover target: one large folder is also split by UID range),
+            N in --maildir-workers (2,3), with and without --no-split;
+            checked by counting the files of every folder
 
 Needs root, dovecot and a built imapferry. Writes bench/results/server-latest.json
 and server-latest.md (and server-TAG.* with --tag). Python 3 standard library.
@@ -198,6 +202,30 @@ def folder_counts(server, user):
             if e["selectable"] and e["messages"] > 0}
 
 
+def check_maildir_counts(what, exp, root):
+    """Every folder of the manifest has its message count in the Maildir
+    written under root (files in cur/ and new/), and no scratch folder of a
+    UID-range split is left in any tmp/."""
+    for user, want in exp.items():
+        md = os.path.join(root, user, "Maildir")
+        got = {}
+        for folder in want:
+            d = md if folder == "INBOX" else os.path.join(
+                md, "." + harness.mutf7_encode(folder).replace("/", "."))
+            got[folder] = sum(len(os.listdir(os.path.join(d, sub)))
+                              for sub in ("cur", "new")
+                              if os.path.isdir(os.path.join(d, sub)))
+            tmp = os.path.join(d, "tmp")
+            left = [n for n in os.listdir(tmp) if n.startswith(".imapferry-stage-")] \
+                if os.path.isdir(tmp) else []
+            if left:
+                raise BenchError(f"{what}: {user}/{folder}: scratch folders left: {left}")
+        if want != got:
+            diff = {k: (want[k], got[k]) for k in want if want[k] != got[k]}
+            raise BenchError(f"{what}: {user}: message counts differ from the manifest "
+                             f"(folder: (expected, found)): {diff}")
+
+
 def check_counts(what, exp, server):
     for user, want in exp.items():
         got = folder_counts(server, user)
@@ -243,7 +271,17 @@ class Source:
 # --------------------------------------------------------------------------
 # one measured run
 
-def ferry_args(bench, src, dst, workers, split):
+def ferry_args(bench, src, dst, workers, split, maildir=None):
+    """maildir: a directory: the target is maildir:DIR/%u/Maildir (dst unused)."""
+    if maildir is not None:
+        args = [src.users_csv,
+                f"imap://%u@{harness.HOST}:{src.server.port}?tls=none",
+                f"maildir:{maildir}/%u/Maildir",
+                "--src-admin", MASTER[0], "--src-password-file", bench.master_pw_file,
+                "--workers", str(workers)]
+        if not split:
+            args.append("--no-split")
+        return args
     args = [src.users_csv,
             f"imap://%u@{harness.HOST}:{src.server.port}?tls=none",
             f"imap://%u@{harness.HOST}:{dst.port}?tls=none",
@@ -276,37 +314,40 @@ def run_cmd(cmd, timeout):
     return wall, ru.ru_utime + ru.ru_stime, r
 
 
-def measure(bench, src, workers, split, label):
-    """plan --json, then run, into a fresh target. Returns the run's record."""
+def measure(bench, src, workers, split, label, maildir=False):
+    """plan --json, then run, into a fresh target (a Dovecot, or with
+    maildir a Maildir tree written directly). Returns the run's record."""
     a = bench.args
     d = tempfile.mkdtemp(prefix=f"{label}-", dir=bench.work)
+    mdroot = os.path.join(d, "md") if maildir else None
     dst = harness.Dovecot("bdst", users={u: "unused-pw" for u in src.users},
                           master=MASTER, ssl=False)
     try:
-        start_dovecot(dst)
+        if not maildir:
+            start_dovecot(dst)
         settle([src.server])
         os.sync()
         load = wait_quiet(a.quiet_wait) if a.quiet_wait > 0 else None
-        args = ferry_args(bench, src, dst, workers, split)
+        args = ferry_args(bench, src, dst, workers, split, mdroot)
 
         # the plan alone (it probes the target: a scratch folder, deleted)
         pwall, _, p = run_cmd([bench.bin, "plan", *args, "--json"], 600)
         if p["rc"] != 0:
             raise BenchError(f"plan exited {p['rc']}: {p['stderr'][-2000:]}")
         plan = json.loads(p["stdout"])
-        settle([src.server, dst])
+        settle([src.server, None if maildir else dst])
 
         # the run (it plans again, then copies)
         report = os.path.join(d, "report.json")
-        cpu0 = (tree_cpu(src.server.pid), tree_cpu(dst.pid))
+        cpu0 = (tree_cpu(src.server.pid), 0 if maildir else tree_cpu(dst.pid))
         busy0 = sys_busy()
         wall, ccpu, r = run_cmd([bench.bin, "run", *args, "--state",
                                  os.path.join(d, "state.db"), "--progress", "none",
                                  "--report", report], 3600)
-        settle([src.server, dst])
+        settle([src.server, None if maildir else dst])
         busy = sys_busy() - busy0
         scpu = tree_cpu(src.server.pid) - cpu0[0]
-        dcpu = tree_cpu(dst.pid) - cpu0[1]
+        dcpu = 0 if maildir else tree_cpu(dst.pid) - cpu0[1]
         if r["rc"] != 0:
             raise BenchError(f"run exited {r['rc']}: {r['stdout'][-1500:]}"
                              f"{r['stderr'][-1500:]}")
@@ -316,11 +357,14 @@ def measure(bench, src, workers, split, label):
                       r["stderr"])
         run_est = float(m.group(1)) if m else rep.get("estimated_seconds")
         run_plan_s = float(m.group(2)) if m else None
-        check_counts(f"target ({label})", src.exp, dst)
+        if maildir:
+            check_maildir_counts(f"target ({label})", src.exp, mdroot)
+        else:
+            check_counts(f"target ({label})", src.exp, dst)
         measured = rep["elapsed_seconds"]
         est = plan["estimated_seconds"]
         return {
-            "corpus": src.name, "workers": workers, "split": split, "label": label,
+            "corpus": src.name + ("-maildir" if maildir else ""), "workers": workers, "split": split, "label": label,
             "plan_estimate_s": est,
             "plan_predicted_s": {str(x["workers"]): x["seconds"]
                                  for x in plan["predicted_seconds"]},
@@ -346,7 +390,8 @@ def measure(bench, src, workers, split, label):
             "run_summary": r["stdout"].strip().splitlines()[-1:],
         }
     finally:
-        dst.stop()
+        if not maildir:
+            dst.stop()
         shutil.rmtree(d, ignore_errors=True)
 
 
@@ -394,7 +439,7 @@ def markdown(results, sources, meta):
     L.append("| corpus | N | split | estimate s | measured s (min–max) | error | "
              "run's own estimate (error) | within ±30 % | per-run errors |")
     L.append("|---|---:|---|---:|---|---:|---|---|---|")
-    order = {"main": 0, "skew": 1}
+    order = {"main": 0, "skew": 1, "main-maildir": 2}
     for key in sorted(results, key=lambda k: (order.get(k[0], 9), not k[2], k[1])):
         s = results[key]
         c, n, sp = key
@@ -469,10 +514,11 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--quick", action="store_true",
                     help="1 run of each configuration")
-    ap.add_argument("--parts", default="estimate,split,skew")
+    ap.add_argument("--parts", default="estimate,split,skew,maildir")
     ap.add_argument("--est-workers", default="1,2,4")
     ap.add_argument("--split-workers", default="3,4")
     ap.add_argument("--skew-workers", default="3,4")
+    ap.add_argument("--maildir-workers", default="2,3")
     ap.add_argument("--no-warm", action="store_true",
                     help="skip the untimed warm-up run per corpus")
     ap.add_argument("--quiet-wait", type=float, default=3,
@@ -493,7 +539,7 @@ def main():
         a.runs = 1
     parts = [p for p in a.parts.split(",") if p]
     for p in parts:
-        if p not in ("estimate", "split", "skew"):
+        if p not in ("estimate", "split", "skew", "maildir"):
             ap.error(f"unknown part {p}")
     if os.geteuid() != 0:
         sys.exit("bench: needs root (throwaway Dovecot instances)")
@@ -505,13 +551,16 @@ def main():
     # configurations: corpus -> [(workers, split)]
     configs = {"main": [], "skew": []}
     if "estimate" in parts:
-        configs["main"] += [(n, True) for n in ints(a.est_workers)]
+        configs["main"] += [(n, True, False) for n in ints(a.est_workers)]
     if "split" in parts:
         for n in ints(a.split_workers):
-            configs["main"] += [(n, True), (n, False)]
+            configs["main"] += [(n, True, False), (n, False, False)]
     if "skew" in parts:
         for n in ints(a.skew_workers):
-            configs["skew"] += [(n, True), (n, False)]
+            configs["skew"] += [(n, True, False), (n, False, False)]
+    if "maildir" in parts:
+        for n in ints(a.maildir_workers):
+            configs["main"] += [(n, True, True), (n, False, True)]
     for k in configs:
         seen = []
         for c in configs[k]:
@@ -557,10 +606,11 @@ def main():
                     r = measure(b, src, 2, True, f"{name}-warm")
                     log(f"bench: {name}: warm-up {r['measured_s']:.1f} s")
                 for i in range(a.runs):
-                    for kind, (n, split) in todo:
-                        label = f"{kind}-n{n}-{'split' if split else 'nosplit'}-{i + 1}"
-                        r = measure(b, src, n, split, label)
-                        raw.setdefault((kind, n, split), []).append(r)
+                    for kind, (n, split, md) in todo:
+                        label = (f"{kind}{'-maildir' if md else ''}-n{n}-"
+                                 f"{'split' if split else 'nosplit'}-{i + 1}")
+                        r = measure(b, src, n, split, label, maildir=md)
+                        raw.setdefault((r["corpus"], n, split), []).append(r)
                         log(f"bench: {label:24} plan {r['plan_estimate_s']:6.1f} s "
                             f"(run's {fmt(r['run_estimate_s'])}) measured "
                             f"{r['measured_s']:6.1f} s error {r['error_pct']:+5.0f} % "

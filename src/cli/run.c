@@ -531,6 +531,7 @@ make_plan(struct run_cli *c, struct sched_cost *cost, struct sched_plan *plan,
 	po.sample_messages = c->sample;
 	po.par_sessions = max_concurrency(c) < 16 ? max_concurrency(c) : 16;
 	po.probe_target = !c->no_probe_target;
+	po.md = &c->md;
 	est = xcalloc(c->n_accounts + 1, sizeof(*est));
 	log_info("plan: inventory of %zu accounts (%u sessions at once)",
 	         c->n_accounts, po.sessions);

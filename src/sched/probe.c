@@ -5,9 +5,13 @@
 #include "copy.h"
 #include "log.h"
 #include "mailboxes.h"
+#include "maildir.h"
 
+#include <errno.h>
+#include <libgen.h>
 #include <math.h>
 #include <pthread.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -19,7 +23,7 @@
 #define PAR_MIN_SECONDS 0.5
 #define PAR_MAX_REPS 40
 #define PROBE_ROUNDS 5            /* the target probe's groups, repeated */
-#define PROBE_GROUP_MAX 40        /* messages in its largest group */
+#define PROBE_GROUP_MAX 128       /* messages in its largest group */
 
 bool
 sched_check_authzid(const struct imap_client_options *opts,
@@ -647,8 +651,8 @@ probe_target(const struct sched_account *a, const struct sched_probe_options *o,
              struct sched_cost *cost, const char **error_r)
 {
 	static const struct { size_t size; unsigned count; } groups[] = {
-		{ 1024, 40 }, { 16 * 1024, 30 }, { 128 * 1024, 15 },
-		{ 1024 * 1024, 4 },
+		{ 1024, 128 }, { 16 * 1024, 64 }, { 128 * 1024, 32 },
+		{ 1024 * 1024, 8 },
 	};
 	struct sched_batch batches[N_ELEMENTS(groups)];
 	double rounds[N_ELEMENTS(groups)][PROBE_ROUNDS];
@@ -741,6 +745,104 @@ out:
 	if (c != NULL)
 		imap_client_logout(&c);
 	slot_give(o->dst_slots, a->dst_slot);
+	return ret;
+}
+
+/* The Maildir target probe: the same groups written with the Maildir
+ * writer the engine uses (deliveries to tmp/, one commit per group: the
+ * engine commits every 2000 messages; with the run's fsync setting) into
+ * a scratch folder on the target's file system, then removed. Where the
+ * account's Maildir exists, the scratch folder is inside its tmp/ (no
+ * server lists it); otherwise in the nearest existing parent directory. */
+static int
+probe_maildir(const struct sched_account *a, const struct sched_probe_options *o,
+              struct sched_cost *cost, const char **error_r)
+{
+	static const struct { size_t size; unsigned count; } groups[] = {
+		{ 1024, 128 }, { 16 * 1024, 64 }, { 128 * 1024, 32 },
+		{ 1024 * 1024, 8 },
+	};
+	struct sched_batch batches[N_ELEMENTS(groups)];
+	double rounds[N_ELEMENTS(groups)][PROBE_ROUNDS];
+	struct maildir_options mo;
+	struct maildir_folder *f = NULL;
+	char *parent, *name = xasprintf(".imapferry-probe-%ld", (long)getpid());
+	struct stat st;
+	uint32_t uid = 1;
+	int ret = -1;
+
+	if (o->md != NULL)
+		mo = *o->md;
+	else
+		maildir_options_init(&mo);
+	mo.flavor = a->dst_courier ? MAILDIR_COURIER : MAILDIR_DOVECOT;
+	if (stat(a->dst_path, &st) == 0 && S_ISDIR(st.st_mode)) {
+		parent = xasprintf("%s/tmp", a->dst_path);
+		if (stat(parent, &st) < 0 || !S_ISDIR(st.st_mode)) {
+			free(parent);
+			parent = xstrdup(a->dst_path);
+		}
+	} else {
+		char *p = xstrdup(a->dst_path);
+
+		for (;;) {
+			char *up = xstrdup(dirname(p));
+
+			free(p);
+			p = up;
+			if ((stat(p, &st) == 0 && S_ISDIR(st.st_mode)) ||
+			    strcmp(p, "/") == 0 || strcmp(p, ".") == 0)
+				break;
+		}
+		parent = p;
+	}
+	if (maildir_folder_open(parent, name, &mo, true, &f, error_r) < 0)
+		goto out;
+	if (maildir_folder_set_uids(f, 1, 0, error_r) < 0)
+		goto out;
+	for (size_t gr = 0; gr < PROBE_ROUNDS * N_ELEMENTS(groups); gr++) {
+		size_t g = gr % N_ELEMENTS(groups);
+		char *msgs[PROBE_GROUP_MAX];
+		size_t lens[PROBE_GROUP_MAX];
+		uint64_t bytes = 0;
+		double t0;
+		int r = 0;
+
+		for (unsigned k = 0; k < groups[g].count; k++) {
+			msgs[k] = synthetic_message(groups[g].size, k, &lens[k]);
+			bytes += lens[k];
+		}
+		t0 = time_mono_sec();
+		for (unsigned k = 0; k < groups[g].count && r == 0; k++)
+			r = maildir_deliver(f, uid++, "\\Seen", 1700000000, msgs[k],
+			                    lens[k], NULL, NULL, error_r);
+		if (r == 0)
+			r = maildir_folder_commit(f, error_r);
+		rounds[g][gr / N_ELEMENTS(groups)] = time_mono_sec() - t0;
+		for (unsigned k = 0; k < groups[g].count; k++)
+			free(msgs[k]);
+		if (r < 0)
+			goto out;
+		batches[g].messages = groups[g].count;
+		batches[g].bytes = bytes;
+	}
+	for (size_t g = 0; g < N_ELEMENTS(groups); g++)
+		batches[g].seconds = median(rounds[g], PROBE_ROUNDS);
+	if (sched_cost_fit(batches, N_ELEMENTS(groups), &cost->dst_per_message,
+	                   &cost->dst_per_byte) == 0)
+		cost->target_probed = true;
+	ret = 0;
+out:
+	if (f != NULL) {
+		const char *err;
+
+		maildir_folder_close(&f);
+		if (maildir_folder_remove(parent, name, &err) < 0)
+			log_warn("plan: could not remove the probe folder %s/%s: %s",
+			         parent, name, err);
+	}
+	free(parent);
+	free(name);
 	return ret;
 }
 
@@ -975,8 +1077,9 @@ sched_calibrate(const struct sched_account *accounts,
 	                   &cost->per_byte) == 0)
 		cost->calibrated = true;
 	if (ret == 0 && o->probe_target && n_order > 0 &&
-	    !accounts[order[0]].dst_maildir &&
-	    probe_target(&accounts[order[0]], o, cost, error_r) < 0)
+	    (accounts[order[0]].dst_maildir ?
+	     probe_maildir(&accounts[order[0]], o, cost, error_r) :
+	     probe_target(&accounts[order[0]], o, cost, error_r)) < 0)
 		ret = -1;
 	/* after the target probe: a probed target makes each session of
 	 * the parallel measure a fetch and an APPEND at once */

@@ -19,12 +19,13 @@
  *      BODY.PEEK[] into a sink that discards, in batches of similar size;
  *      a least-squares fit of the batch times gives the cost per message
  *      and per byte (plan.h);
- *   2. with probe_target (IMAP targets only): a scratch folder
+ *   2. with probe_target, an IMAP target: a scratch folder
  *      "imapferry-probe-PID" (under the personal namespace prefix) is
  *      created (timed: a first pass CREATEs every folder) in the first
  *      sampled account's target; four groups of synthetic messages
- *      (40 x 1 KB, 30 x 16 KB, 15 x 128 KB, 4 x 1 MB, built before the
- *      clock starts) are APPENDed (MULTIAPPEND of up to 32 where offered,
+ *      (128 x 1 KB, 64 x 16 KB, 32 x 128 KB, 8 x 1 MB: whole MULTIAPPEND
+ *      commands of 32, built before the clock starts) are APPENDed
+ *      (MULTIAPPEND of up to 32 where offered, the group's commands
  *      pipelined), each group timed until its last reply, in 5 rounds
  *      (median per group); then the folder is deleted. A fit gives the
  *      target's cost per message and per byte; a job costs the slower
@@ -34,7 +35,12 @@
  *      timed fetch + APPEND of the sample at once: the engine overlaps its
  *      stages better than a few-second probe does. Without this step the
  *      target is assumed as fast as the source, which underestimates a
- *      copy into a server that syncs its writes;
+ *      copy into a server that syncs its writes.
+ *      A Maildir target: the same groups written by the engine's Maildir
+ *      writer (one commit per group, the run's fsync setting) into a
+ *      scratch folder ".imapferry-probe-PID" inside the first account's
+ *      Maildir tmp/ (or the nearest existing parent directory of a
+ *      Maildir not made yet), removed afterwards;
  *   3. with par_sessions >= 2: the first account's sample again, warm,
  *      by one session, then by par_sessions sessions at once, then by
  *      one again (the mean of the two counts as alone): the throughput
@@ -48,6 +54,7 @@
 
 #include "plan.h"
 #include "slots.h"
+#include "maildir.h"
 #include "users.h"
 
 struct sched_probe_options {
@@ -60,6 +67,8 @@ struct sched_probe_options {
 	uint64_t sample_bytes;        /* 0: 32 MiB */
 	unsigned par_sessions;        /* parallel measure; <= 1: skip */
 	bool probe_target;
+	/* Maildir targets: the run's writer options (fsync, owner), or NULL */
+	const struct maildir_options *md;
 };
 
 /* Inventories the source of n accounts into est[0..n-1] (zeroed first;
