@@ -569,6 +569,10 @@ def test_maildir_uid_ranges_killed():
     left = [n for n in os.listdir(os.path.join(root, "tmp"))
             if n.startswith(".imapferry-stage-")]
     assert not left, left
+    # the plan's Maildir probe wrote into a scratch folder and removed it
+    probes = [os.path.join(dp, n) for dp, dn, _ in os.walk(D3.data_dir)
+              for n in dn if n.startswith(".imapferry-probe-")]
+    assert not probes, probes
     for u in ("u03", "u04"):
         check_account(D3, u)
     # and imapferry verify agrees, by UID
