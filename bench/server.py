@@ -30,12 +30,18 @@ Parts:
             cutover target: one large folder is also split by UID range),
             N in --maildir-workers (2,3), with and without --no-split;
             checked by counting the files of every folder
+  slow      the same Maildir target, but the source served through a proxy
+            that gives every session at most --slow-rate MB/s (20): an
+            old server slow per session, where splitting the largest
+            mailbox across sessions is what shortens the run; N in
+            --slow-workers (4), with and without --no-split
 
 Needs root, dovecot and a built imapferry. Writes bench/results/server-latest.json
 and server-latest.md (and server-TAG.* with --tag). Python 3 standard library.
 """
 
 import argparse
+import asyncio
 import hashlib
 import json
 import os
@@ -46,6 +52,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -271,11 +278,74 @@ class Source:
 # --------------------------------------------------------------------------
 # one measured run
 
+class ThrottleProxy:
+    """A TCP proxy on 127.0.0.1 in front of the source that serves every
+    connection at most rate bytes/s (server to client): an old server whose
+    sessions are each slow (one process per session on a slow disk, as in
+    ../shared/docs/MISSION.md) while many sessions at once are not."""
+
+    def __init__(self, target_port, rate):
+        self.target_port, self.rate = target_port, rate
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.port = None
+        self.t = threading.Thread(target=self._main, daemon=True)
+        self.t.start()
+        self.ready.wait(10)
+
+    def _main(self):
+        asyncio.set_event_loop(self.loop)
+        srv = self.loop.run_until_complete(
+            asyncio.start_server(self._client, harness.HOST, 0))
+        self.port = srv.sockets[0].getsockname()[1]
+        self.ready.set()
+        self.loop.run_forever()
+
+    async def _pipe(self, reader, writer, rate):
+        start, sent = time.monotonic(), 0
+        try:
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                if rate:
+                    due = start + (sent + len(data)) / rate
+                    now = time.monotonic()
+                    if due > now:
+                        await asyncio.sleep(due - now)
+                sent += len(data)
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    async def _client(self, creader, cwriter):
+        try:
+            sreader, swriter = await asyncio.open_connection(harness.HOST,
+                                                             self.target_port)
+        except OSError:
+            cwriter.close()
+            return
+        await asyncio.gather(self._pipe(creader, swriter, 0),
+                             self._pipe(sreader, cwriter, self.rate))
+
+    def stop(self):
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.t.join(5)
+
+
+def src_port(bench, src):
+    proxy = getattr(bench, "proxy", None)
+    return proxy.port if proxy is not None else src.server.port
+
+
 def ferry_args(bench, src, dst, workers, split, maildir=None):
     """maildir: a directory: the target is maildir:DIR/%u/Maildir (dst unused)."""
     if maildir is not None:
         args = [src.users_csv,
-                f"imap://%u@{harness.HOST}:{src.server.port}?tls=none",
+                f"imap://%u@{harness.HOST}:{src_port(bench, src)}?tls=none",
                 f"maildir:{maildir}/%u/Maildir",
                 "--src-admin", MASTER[0], "--src-password-file", bench.master_pw_file,
                 "--workers", str(workers)]
@@ -283,7 +353,7 @@ def ferry_args(bench, src, dst, workers, split, maildir=None):
             args.append("--no-split")
         return args
     args = [src.users_csv,
-            f"imap://%u@{harness.HOST}:{src.server.port}?tls=none",
+            f"imap://%u@{harness.HOST}:{src_port(bench, src)}?tls=none",
             f"imap://%u@{harness.HOST}:{dst.port}?tls=none",
             "--src-admin", MASTER[0], "--src-password-file", bench.master_pw_file,
             "--dst-admin", MASTER[0], "--dst-password-file", bench.master_pw_file,
@@ -439,7 +509,7 @@ def markdown(results, sources, meta):
     L.append("| corpus | N | split | estimate s | measured s (min–max) | error | "
              "run's own estimate (error) | within ±30 % | per-run errors |")
     L.append("|---|---:|---|---:|---|---:|---|---|---|")
-    order = {"main": 0, "skew": 1, "main-maildir": 2}
+    order = {"main": 0, "skew": 1, "main-maildir": 2, "main-slow-maildir": 3}
     for key in sorted(results, key=lambda k: (order.get(k[0], 9), not k[2], k[1])):
         s = results[key]
         c, n, sp = key
@@ -514,11 +584,14 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--quick", action="store_true",
                     help="1 run of each configuration")
-    ap.add_argument("--parts", default="estimate,split,skew,maildir")
+    ap.add_argument("--parts", default="estimate,split,skew,maildir,slow")
     ap.add_argument("--est-workers", default="1,2,4")
     ap.add_argument("--split-workers", default="3,4")
     ap.add_argument("--skew-workers", default="3,4")
     ap.add_argument("--maildir-workers", default="2,3")
+    ap.add_argument("--slow-workers", default="4")
+    ap.add_argument("--slow-rate", type=float, default=20,
+                    help="part slow: MB/s per source session (default 20)")
     ap.add_argument("--no-warm", action="store_true",
                     help="skip the untimed warm-up run per corpus")
     ap.add_argument("--quiet-wait", type=float, default=3,
@@ -539,7 +612,7 @@ def main():
         a.runs = 1
     parts = [p for p in a.parts.split(",") if p]
     for p in parts:
-        if p not in ("estimate", "split", "skew", "maildir"):
+        if p not in ("estimate", "split", "skew", "maildir", "slow"):
             ap.error(f"unknown part {p}")
     if os.geteuid() != 0:
         sys.exit("bench: needs root (throwaway Dovecot instances)")
@@ -551,16 +624,19 @@ def main():
     # configurations: corpus -> [(workers, split)]
     configs = {"main": [], "skew": []}
     if "estimate" in parts:
-        configs["main"] += [(n, True, False) for n in ints(a.est_workers)]
+        configs["main"] += [(n, True, False, False) for n in ints(a.est_workers)]
     if "split" in parts:
         for n in ints(a.split_workers):
-            configs["main"] += [(n, True, False), (n, False, False)]
+            configs["main"] += [(n, True, False, False), (n, False, False, False)]
     if "skew" in parts:
         for n in ints(a.skew_workers):
-            configs["skew"] += [(n, True, False), (n, False, False)]
+            configs["skew"] += [(n, True, False, False), (n, False, False, False)]
     if "maildir" in parts:
         for n in ints(a.maildir_workers):
-            configs["main"] += [(n, True, True), (n, False, True)]
+            configs["main"] += [(n, True, True, False), (n, False, True, False)]
+    if "slow" in parts:
+        for n in ints(a.slow_workers):
+            configs["main"] += [(n, True, True, True), (n, False, True, True)]
     for k in configs:
         seen = []
         for c in configs[k]:
@@ -597,8 +673,13 @@ def main():
                     "per_user": src.per_user,
                     "gen": f"gen.py --users {u} --messages {m} --seed {s} --maildir"}
             sources[name] = info
+            proxy = None
             try:
                 src.start()
+                if any(c[3] for _, c in todo):
+                    proxy = ThrottleProxy(src.server.port, a.slow_rate * 1e6)
+                    log(f"bench: {name}: throttling proxy on port {proxy.port}, "
+                        f"{a.slow_rate:g} MB/s per session")
                 if not a.no_warm:
                     # Dovecot builds its index files on first access and the page
                     # cache fills: one untimed run
@@ -606,10 +687,15 @@ def main():
                     r = measure(b, src, 2, True, f"{name}-warm")
                     log(f"bench: {name}: warm-up {r['measured_s']:.1f} s")
                 for i in range(a.runs):
-                    for kind, (n, split, md) in todo:
-                        label = (f"{kind}{'-maildir' if md else ''}-n{n}-"
+                    for kind, (n, split, md, slow) in todo:
+                        label = (f"{kind}{'-slow' if slow else ''}"
+                                 f"{'-maildir' if md else ''}-n{n}-"
                                  f"{'split' if split else 'nosplit'}-{i + 1}")
+                        b.proxy = proxy if slow else None
                         r = measure(b, src, n, split, label, maildir=md)
+                        b.proxy = None
+                        if slow:
+                            r["corpus"] = f"{kind}-slow-maildir"
                         raw.setdefault((r["corpus"], n, split), []).append(r)
                         log(f"bench: {label:24} plan {r['plan_estimate_s']:6.1f} s "
                             f"(run's {fmt(r['run_estimate_s'])}) measured "
@@ -618,6 +704,8 @@ def main():
                             f"other CPU {r['other_cpu_s']:.1f} s; elapsed "
                             f"{time.monotonic() - t_start:.0f} s")
             finally:
+                if proxy is not None:
+                    proxy.stop()
                 src.stop()
     finally:
         shutil.rmtree(b.work, ignore_errors=True)
