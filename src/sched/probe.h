@@ -27,7 +27,8 @@
  *      commands of 32, built before the clock starts) are APPENDed
  *      (MULTIAPPEND of up to 32 where offered, the group's commands
  *      pipelined), each group timed until its last reply, in 5 rounds
- *      (median per group); then the folder is deleted. A fit gives the
+ *      (the fastest round per group: the engine keeps its pipeline
+ *      full); then the folder is deleted. A fit gives the
  *      target's cost per message and per byte; a job costs the slower
  *      side's (plan.h). A variant that streamed each group repeatedly
  *      without a wait, as the engine sends, was tried on the 2-core
