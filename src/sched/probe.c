@@ -659,18 +659,34 @@ fastest(const double *v, size_t n)
 	return m;
 }
 
-/* The target probe: the groups below APPENDed PROBE_ROUNDS times, each
+/* The groups of synthetic messages both target probes write: whole
+ * MULTIAPPEND commands of 32, as the engine sends them. */
+static const struct { size_t size; unsigned count; } probe_groups[] = {
+	{ 1024, 128 }, { 16 * 1024, 64 }, { 128 * 1024, 32 },
+	{ 1024 * 1024, 8 },
+};
+
+/* The target's cost per message and per byte from the groups' rounds. */
+static void
+fit_target(struct sched_batch batches[N_ELEMENTS(probe_groups)],
+           double rounds[N_ELEMENTS(probe_groups)][PROBE_ROUNDS],
+           struct sched_cost *cost)
+{
+	for (size_t g = 0; g < N_ELEMENTS(probe_groups); g++)
+		batches[g].seconds = fastest(rounds[g], PROBE_ROUNDS);
+	if (sched_cost_fit(batches, N_ELEMENTS(probe_groups), &cost->dst_per_message,
+	                   &cost->dst_per_byte) == 0)
+		cost->target_probed = true;
+}
+
+/* The target probe: the groups APPENDed PROBE_ROUNDS times, each
  * group's time the fastest of its rounds (see fastest()). */
 static int
 probe_target(const struct sched_account *a, const struct sched_probe_options *o,
              struct sched_cost *cost, const char **error_r)
 {
-	static const struct { size_t size; unsigned count; } groups[] = {
-		{ 1024, 128 }, { 16 * 1024, 64 }, { 128 * 1024, 32 },
-		{ 1024 * 1024, 8 },
-	};
-	struct sched_batch batches[N_ELEMENTS(groups)];
-	double rounds[N_ELEMENTS(groups)][PROBE_ROUNDS];
+	struct sched_batch batches[N_ELEMENTS(probe_groups)];
+	double rounds[N_ELEMENTS(probe_groups)][PROBE_ROUNDS];
 	struct imap_account_info info;
 	struct imap_client *c = NULL;
 	struct append_wait w = { 0 };
@@ -696,8 +712,8 @@ probe_target(const struct sched_account *a, const struct sched_probe_options *o,
 	if (mailbox_command(c, "CREATE", folder, error_r) < 0)
 		goto out;
 	t_create = time_mono_sec() - t_create;
-	for (size_t gr = 0; gr < PROBE_ROUNDS * N_ELEMENTS(groups); gr++) {
-		size_t g = gr % N_ELEMENTS(groups);
+	for (size_t gr = 0; gr < PROBE_ROUNDS * N_ELEMENTS(probe_groups); gr++) {
+		size_t g = gr % N_ELEMENTS(probe_groups);
 		char *msgs[PROBE_GROUP_MAX];
 		size_t lens[PROBE_GROUP_MAX];
 		uint64_t bytes = 0;
@@ -706,20 +722,20 @@ probe_target(const struct sched_account *a, const struct sched_probe_options *o,
 		/* made before the clock starts: building them (line by
 		 * line) took a third of the time of a 1 MB group, a cost
 		 * the copy engine does not have */
-		for (unsigned k = 0; k < groups[g].count; k++) {
-			msgs[k] = synthetic_message(groups[g].size, k, &lens[k]);
+		for (unsigned k = 0; k < probe_groups[g].count; k++) {
+			msgs[k] = synthetic_message(probe_groups[g].size, k, &lens[k]);
 			bytes += lens[k];
 		}
 		t0 = time_mono_sec();
 		/* as the copy engine sends them: MULTIAPPEND of up to 32
 		 * messages where offered, else one APPEND each, pipelined */
-		for (unsigned i = 0; i < groups[g].count; i += per_cmd) {
+		for (unsigned i = 0; i < probe_groups[g].count; i += per_cmd) {
 			struct imap_cmd *cmd = imap_cmd_new(c);
 
 			imap_cmd_add(cmd, "APPEND ");
 			imap_cmd_add_astring(cmd, folder, strlen(folder));
 			for (unsigned k = i; k < i + per_cmd &&
-			     k < groups[g].count; k++) {
+			     k < probe_groups[g].count; k++) {
 				imap_cmd_add(cmd, " (\\Seen) ");
 				imap_cmd_add_literal_take(cmd, msgs[k], lens[k]);
 			}
@@ -731,18 +747,14 @@ probe_target(const struct sched_account *a, const struct sched_probe_options *o,
 			*error_r = err_set("APPEND: %s", w.error);
 			goto out_delete;
 		}
-		batches[g].messages = groups[g].count;
+		batches[g].messages = probe_groups[g].count;
 		batches[g].bytes = bytes;
-		rounds[g][gr / N_ELEMENTS(groups)] = time_mono_sec() - t0;
+		rounds[g][gr / N_ELEMENTS(probe_groups)] = time_mono_sec() - t0;
 		log_debug("plan: target probe: %u messages, %llu bytes: "
-		          "%.1f ms", groups[g].count, (unsigned long long)bytes,
-		          rounds[g][gr / N_ELEMENTS(groups)] * 1e3);
+		          "%.1f ms", probe_groups[g].count, (unsigned long long)bytes,
+		          rounds[g][gr / N_ELEMENTS(probe_groups)] * 1e3);
 	}
-	for (size_t g = 0; g < N_ELEMENTS(groups); g++)
-		batches[g].seconds = fastest(rounds[g], PROBE_ROUNDS);
-	if (sched_cost_fit(batches, N_ELEMENTS(groups), &cost->dst_per_message,
-	                   &cost->dst_per_byte) == 0)
-		cost->target_probed = true;
+	fit_target(batches, rounds, cost);
 	/* a first pass creates every folder on the target */
 	cost->per_folder += t_create;
 	ret = 0;
@@ -773,12 +785,8 @@ static int
 probe_maildir(const struct sched_account *a, const struct sched_probe_options *o,
               struct sched_cost *cost, const char **error_r)
 {
-	static const struct { size_t size; unsigned count; } groups[] = {
-		{ 1024, 128 }, { 16 * 1024, 64 }, { 128 * 1024, 32 },
-		{ 1024 * 1024, 8 },
-	};
-	struct sched_batch batches[N_ELEMENTS(groups)];
-	double rounds[N_ELEMENTS(groups)][PROBE_ROUNDS];
+	struct sched_batch batches[N_ELEMENTS(probe_groups)];
+	double rounds[N_ELEMENTS(probe_groups)][PROBE_ROUNDS];
 	struct maildir_options mo;
 	struct maildir_folder *f = NULL;
 	char *parent, *name = xasprintf(".imapferry-probe-%ld", (long)getpid());
@@ -815,37 +823,33 @@ probe_maildir(const struct sched_account *a, const struct sched_probe_options *o
 		goto out;
 	if (maildir_folder_set_uids(f, 1, 0, error_r) < 0)
 		goto out;
-	for (size_t gr = 0; gr < PROBE_ROUNDS * N_ELEMENTS(groups); gr++) {
-		size_t g = gr % N_ELEMENTS(groups);
+	for (size_t gr = 0; gr < PROBE_ROUNDS * N_ELEMENTS(probe_groups); gr++) {
+		size_t g = gr % N_ELEMENTS(probe_groups);
 		char *msgs[PROBE_GROUP_MAX];
 		size_t lens[PROBE_GROUP_MAX];
 		uint64_t bytes = 0;
 		double t0;
 		int r = 0;
 
-		for (unsigned k = 0; k < groups[g].count; k++) {
-			msgs[k] = synthetic_message(groups[g].size, k, &lens[k]);
+		for (unsigned k = 0; k < probe_groups[g].count; k++) {
+			msgs[k] = synthetic_message(probe_groups[g].size, k, &lens[k]);
 			bytes += lens[k];
 		}
 		t0 = time_mono_sec();
-		for (unsigned k = 0; k < groups[g].count && r == 0; k++)
+		for (unsigned k = 0; k < probe_groups[g].count && r == 0; k++)
 			r = maildir_deliver(f, uid++, "\\Seen", 1700000000, msgs[k],
 			                    lens[k], NULL, NULL, error_r);
 		if (r == 0)
 			r = maildir_folder_commit(f, error_r);
-		rounds[g][gr / N_ELEMENTS(groups)] = time_mono_sec() - t0;
-		for (unsigned k = 0; k < groups[g].count; k++)
+		rounds[g][gr / N_ELEMENTS(probe_groups)] = time_mono_sec() - t0;
+		for (unsigned k = 0; k < probe_groups[g].count; k++)
 			free(msgs[k]);
 		if (r < 0)
 			goto out;
-		batches[g].messages = groups[g].count;
+		batches[g].messages = probe_groups[g].count;
 		batches[g].bytes = bytes;
 	}
-	for (size_t g = 0; g < N_ELEMENTS(groups); g++)
-		batches[g].seconds = fastest(rounds[g], PROBE_ROUNDS);
-	if (sched_cost_fit(batches, N_ELEMENTS(groups), &cost->dst_per_message,
-	                   &cost->dst_per_byte) == 0)
-		cost->target_probed = true;
+	fit_target(batches, rounds, cost);
 	ret = 0;
 out:
 	if (f != NULL) {
