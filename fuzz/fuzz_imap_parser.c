@@ -261,8 +261,10 @@ run(const char *data, size_t size, size_t piece, unsigned pattern)
 		.max_literal_mem_total = 1024,
 	};
 	struct sink_ctx ctx = { 0 };
+	/* now and then small literals go to the sink too (min_size) */
 	struct imap_literal_sink sink = {
 		s_begin, s_data, s_end, s_abort, s_release, &ctx,
+		(pattern & 0x40) ? 16 : 0,
 	};
 	struct imap_parser *p = imap_parser_new(&lim);
 	uint64_t h = 14695981039346656037ull;
