@@ -929,7 +929,8 @@ copy_folder(struct copy_ctx *cc, const struct imap_mailbox_info *box,
 		goto out_tx;
 	if (n_ours > 0) {
 		/* ours that nothing claimed: dropped by the source */
-		qsort(claimed, n_claimed, sizeof(*claimed), cmp_u32);
+		if (n_claimed > 1)
+			qsort(claimed, n_claimed, sizeof(*claimed), cmp_u32);
 		dst_gone = xreallocarray(dst_gone, n_dst_gone + n_ours + 1,
 		                         sizeof(*dst_gone));
 		for (size_t i = 0, k = 0; i < n_ours; i++) {

@@ -525,7 +525,8 @@ publish_parts(struct md_ctx *mc, const char *boxname, const char *dirname,
 		}
 		i++;
 	}
-	qsort(list, n_list, sizeof(*list), cmp_staged);
+	if (n_list > 1)
+		qsort(list, n_list, sizeof(*list), cmp_staged);
 	for (size_t k = 0; k < n_list; k++) {
 		uint32_t uid = list[k].uid;
 		char *dropped = NULL;

@@ -575,6 +575,13 @@ def test_maildir_uid_ranges_killed():
     assert not probes, probes
     for u in ("u03", "u04"):
         check_account(D3, u)
+    # an incremental pass of the same split (a new run, nothing changed):
+    # every range finds its folder unchanged, the publisher finds nothing
+    p = H.run_ferry(["run", *common, "--state", state, "--progress", "plain",
+                     "--new-run"], timeout=300)
+    assert p.returncode == 0, H.describe(p)
+    assert [m["uid"] for m in U.snapshot(D3, SOLO, PW[SOLO], body=False)["INBOX"]] == \
+        [m["uid"] for m in src]
     # and imapferry verify agrees, by UID
     p = H.run_ferry(["verify", f"imap://{SOLO}@{S.host}:{S.port}?tls=none",
                      f"maildir:{root}", "--src-password-file",
