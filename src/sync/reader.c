@@ -17,7 +17,7 @@
 /* A body: in memory up to BODY_MEM_MAX bytes (allocated at its exact
  * size when the literal begins, filled once from the network buffer and
  * handed whole to the queue), above that in an unlinked spool file. */
-#define BODY_MEM_MAX (8u << 20)
+#define BODY_MEM_MAX (1u << 20)
 
 struct spool_file {
 	int fd;                   /* -1: in memory */
