@@ -1283,3 +1283,17 @@ imap_client_output_backlog(const struct imap_client *c)
 {
 	return c->backlog;
 }
+
+void
+imap_cmd_wait_done(void *ctx, const struct imap_response *tagged,
+                   const char *error)
+{
+	struct imap_cmd_wait *w = ctx;
+
+	if (w->error != NULL)
+		return;
+	if (tagged == NULL)
+		w->error = xstrdup(error);
+	else if (tagged->status != IMAP_STATUS_OK)
+		w->error = xstrdup(tagged->text);
+}

@@ -105,6 +105,15 @@ void imap_client_set_literal_sink(struct imap_client *client,
 unsigned imap_client_in_flight(const struct imap_client *client);
 unsigned imap_client_queued(const struct imap_client *client);
 
+/* The first failure of the commands submitted with imap_cmd_wait_done()
+ * and &wait: the connection's error or the server's tagged NO/BAD text
+ * (owned; the caller frees it), or NULL when all succeeded. */
+struct imap_cmd_wait {
+	char *error;
+};
+void imap_cmd_wait_done(void *ctx, const struct imap_response *tagged,
+                        const char *error);
+
 /* ---- building commands ---- */
 struct imap_cmd *imap_cmd_new(struct imap_client *client);
 /* Appends raw text (atoms, spaces, parentheses) verbatim. */

@@ -345,34 +345,17 @@ cmp_uid(const void *a, const void *b)
 
 /* ------------------------------------------------- APPEND helpers */
 
-struct append_wait {
-	char *error;
-};
-
-static void
-append_done(void *ctx, const struct imap_response *tagged, const char *error)
-{
-	struct append_wait *w = ctx;
-
-	if (w->error != NULL)
-		return;
-	if (tagged == NULL)
-		w->error = xstrdup(error);
-	else if (tagged->status != IMAP_STATUS_OK)
-		w->error = xasprintf("%s", tagged->text);
-}
-
 /* Runs "VERB mailbox" (the name quoted or sent as a literal). */
 static int
 mailbox_command(struct imap_client *c, const char *verb, const char *name,
                 const char **error_r)
 {
-	struct append_wait w = { 0 };
+	struct imap_cmd_wait w = { 0 };
 	struct imap_cmd *cmd = imap_cmd_new(c);
 
 	imap_cmd_addf(cmd, "%s ", verb);
 	imap_cmd_add_astring(cmd, name, strlen(name));
-	imap_cmd_submit(cmd, append_done, &w);
+	imap_cmd_submit(cmd, imap_cmd_wait_done, &w);
 	if (imap_client_run(c, error_r) < 0) {
 		free(w.error);
 		return -1;
@@ -456,7 +439,7 @@ append_sample(struct imap_client *c, const char *folder, unsigned per_cmd,
               char *const *msgs, const size_t *lens, size_t n,
               const char **error_r)
 {
-	struct append_wait w = { 0 };
+	struct imap_cmd_wait w = { 0 };
 
 	for (size_t i = 0; i < n; i += per_cmd) {
 		struct imap_cmd *cmd = imap_cmd_new(c);
@@ -467,7 +450,7 @@ append_sample(struct imap_client *c, const char *folder, unsigned per_cmd,
 			imap_cmd_add(cmd, " (\\Seen) ");
 			imap_cmd_add_literal(cmd, msgs[k], lens[k]);
 		}
-		imap_cmd_submit(cmd, append_done, &w);
+		imap_cmd_submit(cmd, imap_cmd_wait_done, &w);
 	}
 	if (imap_client_run(c, error_r) < 0) {
 		free(w.error);
@@ -689,7 +672,7 @@ probe_target(const struct sched_account *a, const struct sched_probe_options *o,
 	double rounds[N_ELEMENTS(probe_groups)][PROBE_ROUNDS];
 	struct imap_account_info info;
 	struct imap_client *c = NULL;
-	struct append_wait w = { 0 };
+	struct imap_cmd_wait w = { 0 };
 	char *folder = NULL;
 	const char *prefix = "";
 	unsigned per_cmd;
@@ -739,7 +722,7 @@ probe_target(const struct sched_account *a, const struct sched_probe_options *o,
 				imap_cmd_add(cmd, " (\\Seen) ");
 				imap_cmd_add_literal_take(cmd, msgs[k], lens[k]);
 			}
-			imap_cmd_submit(cmd, append_done, &w);
+			imap_cmd_submit(cmd, imap_cmd_wait_done, &w);
 		}
 		if (imap_client_run(c, error_r) < 0)
 			goto out_delete;

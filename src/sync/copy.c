@@ -420,24 +420,6 @@ copy_uids(struct copy_ctx *cc, const uint32_t *uids, size_t count)
 
 /* ------------------------------------------------------------- folders */
 
-struct simple_wait {
-	bool done;
-	char *error;
-};
-
-static void
-store_done(void *ctx, const struct imap_response *tagged, const char *error)
-{
-	struct simple_wait *w = ctx;
-
-	if (w->error != NULL)
-		return;
-	if (tagged == NULL)
-		w->error = xstrdup(error);
-	else if (tagged->status != IMAP_STATUS_OK)
-		w->error = xasprintf("%s", tagged->text);
-}
-
 static int
 cmp_u32(const void *a, const void *b)
 {
@@ -556,7 +538,7 @@ static enum scope
 sync_flags(struct copy_ctx *cc, struct state_msg *known, size_t n_known,
            const struct msgsum_list *src)
 {
-	struct simple_wait w = { 0 };
+	struct imap_cmd_wait w = { 0 };
 	const char *error;
 	bool *done = xcalloc(n_known, sizeof(bool));
 	uint32_t *uids = xcalloc(n_known + 1, sizeof(uint32_t));
@@ -602,7 +584,7 @@ sync_flags(struct copy_ctx *cc, struct state_msg *known, size_t n_known,
 		set = uidset_string(uids, n);
 		cmd = imap_cmd_new(cc->dst);
 		imap_cmd_addf(cmd, "UID STORE %s FLAGS.SILENT (%s)", set, keep);
-		imap_cmd_submit(cmd, store_done, &w);
+		imap_cmd_submit(cmd, imap_cmd_wait_done, &w);
 		free(set);
 		free(keep);
 		if (imap_client_run_until_below(cc->dst, 16, &error) < 0)
@@ -633,7 +615,7 @@ delete_missing(struct copy_ctx *cc, const uint32_t *src_gone, size_t n_gone,
 	const char *error;
 	char *set;
 	struct imap_cmd *cmd;
-	struct simple_wait w = { 0 };
+	struct imap_cmd_wait w = { 0 };
 
 	if (n_gone == 0 && n_dst == 0)
 		return SCOPE_OK;
@@ -646,10 +628,10 @@ delete_missing(struct copy_ctx *cc, const uint32_t *src_gone, size_t n_gone,
 		set = uidset_string(dst_gone, n_dst);
 		cmd = imap_cmd_new(cc->dst);
 		imap_cmd_addf(cmd, "UID STORE %s +FLAGS.SILENT (\\Deleted)", set);
-		imap_cmd_submit(cmd, store_done, &w);
+		imap_cmd_submit(cmd, imap_cmd_wait_done, &w);
 		cmd = imap_cmd_new(cc->dst);
 		imap_cmd_addf(cmd, "UID EXPUNGE %s", set);
-		imap_cmd_submit(cmd, store_done, &w);
+		imap_cmd_submit(cmd, imap_cmd_wait_done, &w);
 		free(set);
 		if (imap_client_run(cc->dst, &error) < 0) {
 			fail(cc, SCOPE_SESSION, "target: %s", error);
@@ -677,7 +659,7 @@ ensure_dst_folder(struct copy_ctx *cc, bool *exists_r)
 	const struct imap_mailbox_info *b = find_dst_box(&cc->dst_info, cc->dst_name);
 	const char *error;
 	struct imap_cmd *cmd;
-	struct simple_wait w = { 0 };
+	struct imap_cmd_wait w = { 0 };
 
 	/* a \Noselect or \NonExistent parent that a child implies is listed
 	 * but must still be created */
@@ -687,7 +669,7 @@ ensure_dst_folder(struct copy_ctx *cc, bool *exists_r)
 	cmd = imap_cmd_new(cc->dst);
 	imap_cmd_add(cmd, "CREATE ");
 	imap_cmd_add_astring(cmd, cc->dst_name, strlen(cc->dst_name));
-	imap_cmd_submit(cmd, store_done, &w);
+	imap_cmd_submit(cmd, imap_cmd_wait_done, &w);
 	if (imap_client_run(cc->dst, &error) < 0) {
 		fail(cc, SCOPE_SESSION, "target: %s", error);
 		free(w.error);
@@ -1089,7 +1071,7 @@ struct fpair {
 static void
 copy_subscriptions(struct copy_ctx *cc, const struct fpair *pairs, size_t n)
 {
-	struct simple_wait w = { 0 };
+	struct imap_cmd_wait w = { 0 };
 	const char *error;
 
 	for (size_t i = 0; i < n; i++) {
@@ -1107,7 +1089,7 @@ copy_subscriptions(struct copy_ctx *cc, const struct fpair *pairs, size_t n)
 		cmd = imap_cmd_new(cc->dst);
 		imap_cmd_add(cmd, "SUBSCRIBE ");
 		imap_cmd_add_astring(cmd, pairs[i].dst, strlen(pairs[i].dst));
-		imap_cmd_submit(cmd, store_done, &w);
+		imap_cmd_submit(cmd, imap_cmd_wait_done, &w);
 	}
 	if (!cc->o->dry_run && imap_client_run(cc->dst, &error) < 0)
 		log_warn("target: subscribing: %s", error);
