@@ -189,19 +189,107 @@ time_mono_sec(void)
 }
 
 static _Thread_local char err_storage[1024];
+static _Thread_local enum err_kind err_storage_kind;
+
+static const char *
+err_vset(enum err_kind kind, const char *fmt, va_list ap) ATTR_PRINTF(2, 0);
+
+static const char *
+err_vset(enum err_kind kind, const char *fmt, va_list ap)
+{
+	char tmp[sizeof(err_storage)];
+
+	/* through tmp: an argument may point into err_storage itself */
+	vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	memcpy(err_storage, tmp, sizeof(tmp));
+	err_storage_kind = kind;
+	return err_storage;
+}
 
 const char *
 err_set(const char *fmt, ...)
 {
-	char tmp[sizeof(err_storage)];
+	const char *r;
 	va_list ap;
 
-	/* through tmp: an argument may point into err_storage itself */
 	va_start(ap, fmt);
-	vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	r = err_vset(ERRK_OTHER, fmt, ap);
 	va_end(ap);
-	memcpy(err_storage, tmp, sizeof(tmp));
-	return err_storage;
+	return r;
+}
+
+const char *
+err_setk(enum err_kind kind, const char *fmt, ...)
+{
+	const char *r;
+	va_list ap;
+
+	va_start(ap, fmt);
+	r = err_vset(kind, fmt, ap);
+	va_end(ap);
+	return r;
+}
+
+const char *
+err_errno(int errnum, const char *fmt, ...)
+{
+	const char *r;
+	va_list ap;
+
+	va_start(ap, fmt);
+	r = err_vset(err_kind_errno(errnum), fmt, ap);
+	va_end(ap);
+	return r;
+}
+
+const char *
+err_wrap(const char *inner, const char *fmt, ...)
+{
+	enum err_kind kind = err_kind_of(inner);
+	const char *r;
+	va_list ap;
+
+	va_start(ap, fmt);
+	r = err_vset(kind, fmt, ap);
+	va_end(ap);
+	return r;
+}
+
+enum err_kind
+err_kind_of(const char *error)
+{
+	if (error == NULL)
+		return ERRK_NONE;
+	return error == err_storage ? err_storage_kind : ERRK_OTHER;
+}
+
+enum err_kind
+err_kind_errno(int errnum)
+{
+	switch (errnum) {
+	case ENOSPC:
+		return ERRK_DISK_FULL;
+#ifdef EDQUOT
+	case EDQUOT:
+		return ERRK_QUOTA;
+#endif
+	default:
+		return ERRK_OTHER;
+	}
+}
+
+const char *
+err_kind_name(enum err_kind kind)
+{
+	static const char *const names[] = {
+		[ERRK_NONE] = "none", [ERRK_OTHER] = "error",
+		[ERRK_MESSAGE] = "message refused", [ERRK_FOLDER] = "folder",
+		[ERRK_SESSION] = "session", [ERRK_AUTH] = "login refused",
+		[ERRK_QUOTA] = "over quota", [ERRK_DISK_FULL] = "disk full",
+		[ERRK_STATE] = "state database", [ERRK_USAGE] = "usage",
+	};
+
+	return (unsigned)kind < N_ELEMENTS(names) ? names[kind] : "error";
 }
 
 int
@@ -214,7 +302,7 @@ file_read_small(const char *path, size_t max_size, bool strip_nl,
 	size_t len = 0;
 
 	if (fd < 0) {
-		*error_r = err_set("%s: %s", path, strerror(errno));
+		*error_r = err_errno(errno, "%s: %s", path, strerror(errno));
 		return -1;
 	}
 	if (fstat(fd, &st) < 0 || (size_t)st.st_size > max_size) {
@@ -229,7 +317,7 @@ file_read_small(const char *path, size_t max_size, bool strip_nl,
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			*error_r = err_set("%s: %s", path, strerror(errno));
+			*error_r = err_errno(errno, "%s: %s", path, strerror(errno));
 			free(data);
 			close(fd);
 			return -1;
@@ -352,4 +440,38 @@ str_escape_controls(const char *s)
 	}
 	*p = '\0';
 	return out;
+}
+
+int
+cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+void
+strv_free(char ***v)
+{
+	if (*v == NULL)
+		return;
+	for (char **p = *v; *p != NULL; p++)
+		free(*p);
+	XFREE(*v);
+}
+
+char **
+strv_dup(char *const *v)
+{
+	size_t n = 0;
+	char **r;
+
+	if (v == NULL)
+		return NULL;
+	while (v[n] != NULL)
+		n++;
+	r = xcalloc(n + 1, sizeof(*r));
+	for (size_t i = 0; i < n; i++)
+		r[i] = xstrdup(v[i]);
+	return r;
 }

@@ -24,6 +24,14 @@ char *xstrndup(const char *s, size_t n);
 char *xasprintf(const char *fmt, ...) ATTR_PRINTF(1, 2);
 ATTR_NORETURN void fatal(const char *fmt, ...) ATTR_PRINTF(1, 2);
 
+/* qsort() comparator of uint32_t values, ascending. */
+int cmp_u32(const void *a, const void *b);
+
+/* NULL-terminated string vectors: frees each string and the vector and
+ * sets *v to NULL (NULL-safe); a deep copy (NULL for NULL). */
+void strv_free(char ***v);
+char **strv_dup(char *const *v);
+
 /* Discards a result on purpose (a cast to void does not silence
  * ATTR_WARN_UNUSED in GCC). */
 static inline void ignore_result(int r) { (void)r; }
@@ -69,8 +77,40 @@ void secret_free(char **secret);
 
 /* Per-thread error message storage for "-1 + *error_r" returns whose text
  * is formatted. The returned pointer stays valid until the next call of
- * err_set() in the same thread. */
+ * err_set() (or err_setk/err_errno/err_wrap) in the same thread.
+ *
+ * Errors carry a kind, set where the error happens (from errno, an IMAP
+ * response code, an SQLite result code), never guessed from the text:
+ * err_kind_of() returns the kind of the message in hand if it is the
+ * thread's current formatted error, ERRK_OTHER for any other string (a
+ * static message, or one overwritten since). err_set() gives ERRK_OTHER;
+ * err_wrap() keeps the kind of the inner error it quotes. */
+enum err_kind {
+	ERRK_NONE = 0,
+	ERRK_OTHER,        /* no kind known: the caller's default applies */
+	ERRK_MESSAGE,      /* one message refused (too large, malformed) */
+	ERRK_FOLDER,       /* one folder refused (create, select, name) */
+	ERRK_SESSION,      /* connection lost, timeout, malformed response,
+	                     server temporarily unavailable: retry */
+	ERRK_AUTH,         /* login refused: the account, not the run */
+	ERRK_QUOTA,        /* the account's quota (OVERQUOTA, EDQUOT) */
+	ERRK_DISK_FULL,    /* no space left on a device (ENOSPC, SQLITE_FULL) */
+	ERRK_STATE,        /* the state database */
+	ERRK_USAGE,        /* arguments or configuration */
+};
+
 const char *err_set(const char *fmt, ...) ATTR_PRINTF(1, 2);
+const char *err_setk(enum err_kind kind, const char *fmt, ...) ATTR_PRINTF(2, 3);
+/* Kind from errnum (err_kind_errno()); the text is the caller's (it
+ * usually ends with strerror(errnum)). */
+const char *err_errno(int errnum, const char *fmt, ...) ATTR_PRINTF(2, 3);
+/* The kind of inner (see err_kind_of()); inner is usually one of the args. */
+const char *err_wrap(const char *inner, const char *fmt, ...) ATTR_PRINTF(2, 3);
+enum err_kind err_kind_of(const char *error);
+/* ENOSPC: ERRK_DISK_FULL; EDQUOT: ERRK_QUOTA; others: ERRK_OTHER. */
+enum err_kind err_kind_errno(int errnum);
+/* A short English name of the kind ("disk full", ...) for reports. */
+const char *err_kind_name(enum err_kind kind);
 
 /* Base64 (RFC 4648, with padding) of len bytes, appended as text to a new
  * NUL-terminated string the caller owns. */

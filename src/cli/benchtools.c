@@ -284,14 +284,6 @@ fetch_done(void *ctx, const struct imap_response *tagged, const char *error)
 	fetch_failed(ctx, tagged, error, "UID FETCH");
 }
 
-static int
-cmp_u32(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
 /* Reads one folder. Returns 0 or -1 (message printed). */
 static int
 fetch_folder(struct imap_client *c, const struct bench_opts *bo,

@@ -10,7 +10,6 @@
 #include "msgsum.h"
 #include "pop3.h"
 #include "state.h"
-#include "tomaildir.h"
 
 #include <getopt.h>
 #include <pthread.h>
@@ -34,10 +33,8 @@ enum {
 struct worker {
 	pthread_t thread;
 	const struct source *src;
-	const struct imap_client_options *dst;
+	const struct target_spec *dst;
 	struct copy_options o;
-	struct tomaildir_options mo;
-	bool maildir;
 	const char *state_path;
 	char **folders;
 	size_t n_folders;
@@ -61,11 +58,7 @@ worker_main(void *arg)
 	}
 	w->o.folders = w->folders;
 	w->o.n_folders = w->n_folders;
-	w->mo.folders = w->folders;
-	w->mo.n_folders = w->n_folders;
-	w->ret = w->maildir ?
-	         tomaildir_copy_from(w->src, db, &w->mo, &w->st, &error) :
-	         copy_account_from(w->src, w->dst, db, &w->o, &w->st, &error);
+	w->ret = copy_account_to(w->src, w->dst, db, &w->o, &w->st, &error);
 	if (w->ret < 0)
 		w->error = xstrdup(error);
 	state_close(&db);
@@ -77,9 +70,8 @@ worker_main(void *arg)
  * serialize the account (a server handles one session's commands one
  * after another). Each folder is still copied by a single pair. */
 static int
-copy_parallel(unsigned n, const struct source *src,
-              const struct imap_client_options *dst, const struct copy_options *o,
-              const struct tomaildir_options *mo, const struct cli_pair *pair,
+copy_parallel(unsigned n, const struct source *src, const struct target_spec *dst,
+              const struct copy_options *o, const struct cli_pair *pair,
               const char *state_path, struct copy_stats *st, const char **error_r)
 {
 	struct worker w[PARALLEL_MAX];
@@ -114,17 +106,13 @@ copy_parallel(unsigned n, const struct source *src,
 		w[i].src = src;
 		w[i].dst = dst;
 		w[i].o = *o;
-		if (mo != NULL)
-			w[i].mo = *mo;
-		w[i].maildir = mo != NULL;
 		w[i].state_path = state_path;
 		/* subscriptions are the whole account's: done once at the end,
 		 * when every folder exists (Dovecot refuses to subscribe to a
 		 * folder that does not) */
-		w[i].o.no_subscriptions = w[i].mo.no_subscriptions = true;
+		w[i].o.no_subscriptions = true;
 		if ((w[i].o.fm = cli_pair_new_foldermap(pair, error_r)) == NULL)
 			fatal("folder map rules became invalid");
-		w[i].mo.fm = w[i].o.fm;
 	}
 	for (size_t k = 0; k < info.count; k++) {
 		const struct imap_mailbox_info *b = &info.boxes[order[k]];
@@ -158,7 +146,8 @@ copy_parallel(unsigned n, const struct source *src,
 		if (w[i].st.seconds > st->seconds)
 			st->seconds = w[i].st.seconds;
 		if (w[i].ret < 0 && ret == 0) {
-			*error_r = err_set("%s", w[i].error);
+			*error_r = err_setk(w[i].st.error_kind, "%s", w[i].error);
+			st->error_kind = w[i].st.error_kind;
 			ret = -1;
 		}
 		free(w[i].error);
@@ -173,11 +162,10 @@ copy_parallel(unsigned n, const struct source *src,
 		char *none[1] = { NULL };
 
 		memset(&last->st, 0, sizeof(last->st));
-		last->o.no_subscriptions = last->mo.no_subscriptions = false;
+		last->o.no_subscriptions = false;
 		last->folders = none;
 		last->n_folders = 0;
 		last->o.fm = cli_pair_new_foldermap(pair, error_r);
-		last->mo.fm = last->o.fm;
 		worker_main(last);
 		st->subscribed = last->st.subscribed;
 		if (last->ret < 0) {
@@ -354,6 +342,7 @@ cmd_copy(int argc, char **argv)
 	struct maildir_options md;
 	struct pop3_map pop3 = { 0 };
 	struct source source = { 0 };
+	struct target_spec target = { 0 };
 	unsigned parallel = 2;
 	const char *src_pop3 = NULL;
 	int opt, ret, status = 1;
@@ -403,7 +392,7 @@ cmd_copy(int argc, char **argv)
 		case OPT_APPEND_DEPTH:
 			if (!str_to_u64z(optarg, 1000, &v) || v == 0)
 				goto usage;
-			o.append_depth = (unsigned)v;
+			target.append_depth = (unsigned)v;
 			break;
 		case 'h':
 			puts("usage: imapferry copy [options] SRC DST\n"
@@ -460,8 +449,6 @@ cmd_copy(int argc, char **argv)
 		}
 	}
 	if (pair.dst.kind == ENDPOINT_MAILDIR) {
-		struct tomaildir_options mo = { 0 };
-
 		md.flavor = strcmp(pair.dst.flavor, "courier") == 0 ?
 		            MAILDIR_COURIER : MAILDIR_DOVECOT;
 		if (src_pop3 != NULL &&
@@ -469,33 +456,20 @@ cmd_copy(int argc, char **argv)
 			fprintf(stderr, "imapferry: POP3 UIDLs: %s\n", error);
 			goto out;
 		}
-		mo.account = pair.account;
-		mo.root = pair.dst.path;
-		mo.fm = pair.fm;
-		mo.md = md;
-		mo.fetch = o.fetch;
-		mo.dry_run = o.dry_run;
-		mo.delete_missing = o.delete_missing;
-		mo.skip_deleted = o.skip_deleted;
-		mo.no_subscriptions = o.no_subscriptions;
-		mo.folders = o.folders;
-		mo.n_folders = o.n_folders;
-		mo.pop3_uids = pop3.uids;
-		mo.pop3_uidls = pop3.uidls;
-		mo.pop3_count = pop3.count;
-		if ((parallel > 1 ?
-		     copy_parallel(parallel, &source, NULL, &o, &mo, &pair, state_path,
-		                   &st, &error) :
-		     tomaildir_copy_from(&source, db, &mo, &st, &error)) < 0) {
-			fprintf(stderr, "imapferry: stopped: %s\n", error);
-			print_summary(&st, common.json, o.dry_run);
-			goto out;
-		}
-	} else if ((parallel > 1 ?
-	            copy_parallel(parallel, &source, &pair.dst.imap, &o, NULL, &pair,
-	                          state_path, &st, &error) :
-	            copy_account_from(&source, &pair.dst.imap, db, &o, &st,
-	                              &error)) < 0) {
+		target.kind = TARGET_MAILDIR;
+		target.root = pair.dst.path;
+		target.md = md;
+		target.pop3_uids = pop3.uids;
+		target.pop3_uidls = pop3.uidls;
+		target.pop3_count = pop3.count;
+	} else {
+		target.kind = TARGET_IMAP;
+		target.imap = &pair.dst.imap;
+	}
+	if ((parallel > 1 ?
+	     copy_parallel(parallel, &source, &target, &o, &pair, state_path, &st,
+	                   &error) :
+	     copy_account_to(&source, &target, db, &o, &st, &error)) < 0) {
 		fprintf(stderr, "imapferry: stopped: %s\n", error);
 		print_summary(&st, common.json, o.dry_run);
 		goto out;

@@ -511,16 +511,6 @@ send_pending(struct imap_client *c)
 
 /* -------------------------------------------------------------- receiving */
 
-static void
-strv_free(char ***strv)
-{
-	if (*strv == NULL)
-		return;
-	for (char **p = *strv; *p != NULL; p++)
-		free(*p);
-	XFREE(*strv);
-}
-
 static char **
 strv_from_list(const struct imap_strlist *l)
 {
@@ -814,6 +804,7 @@ struct simple_ctx {
 	bool done;
 	bool ok;
 	bool auth_refused;
+	enum err_kind kind;       /* of a tagged NO/BAD, by its code */
 	char *error;
 };
 
@@ -835,7 +826,10 @@ simple_done(void *ctx, const struct imap_response *tagged, const char *error)
 		                     tagged->status == IMAP_STATUS_NO ? "NO " : "BAD ",
 		                     text);
 		free(text);
-		s->auth_refused = true;
+		/* a server that cannot authenticate anyone just now says
+		 * [UNAVAILABLE] (RFC 5530): that is not a refusal */
+		s->kind = imap_code_err_kind(tagged->code.type, ERRK_OTHER);
+		s->auth_refused = s->kind != ERRK_SESSION;
 	}
 }
 
@@ -858,7 +852,8 @@ cmd_run(struct imap_client *c, struct imap_cmd *cmd, bool *refused_r,
 		*refused_r = s.auth_refused;
 	if (s.ok)
 		return 0;
-	*error_r = err_set("%s", s.error != NULL ? s.error : "connection failed");
+	*error_r = err_setk(s.kind != ERRK_NONE ? s.kind : ERRK_SESSION, "%s",
+	                    s.error != NULL ? s.error : "connection failed");
 	free(s.error);
 	return -1;
 }
@@ -1018,7 +1013,7 @@ do_auth(struct imap_client *c, const struct imap_client_options *o,
 	}
 	if (mech == IMAP_AUTH_LOGIN && imap_client_has_cap(c, "LOGINDISABLED")) {
 		cmd_free(cmd);
-		*error_r = err_set("%s: server disables LOGIN%s", c->host,
+		*error_r = err_setk(ERRK_AUTH, "%s: server disables LOGIN%s", c->host,
 		                   net_conn_is_tls(c->conn) ? "" :
 		                   " without TLS (use imaps:// or STARTTLS)");
 		*refused_r = true;
@@ -1067,12 +1062,12 @@ do_auth(struct imap_client *c, const struct imap_client_options *o,
 		/* a tagged NO/BAD is a refusal; a lost or broken session is
 		 * not (its error already names the host) */
 		if (*refused_r)
-			*error_r = err_set("%s: login as %s%s%s refused: %s", c->host,
+			*error_r = err_setk(ERRK_AUTH, "%s: login as %s%s%s refused: %s", c->host,
 			                   user, o->authzid != NULL ? " for " : "",
 			                   o->authzid != NULL ? o->authzid : "",
 			                   *error_r);
 		else
-			*error_r = err_set("login as %s%s%s failed: %s", user,
+			*error_r = err_setk(ERRK_SESSION, "login as %s%s%s failed: %s", user,
 			                   o->authzid != NULL ? " for " : "",
 			                   o->authzid != NULL ? o->authzid : "",
 			                   *error_r);
@@ -1120,7 +1115,7 @@ imap_client_connect(const struct imap_client_options *o,
 		/* Courier accepts PLAIN with an authorization identity and
 		 * silently logs in as the admin: the admin's own mailbox
 		 * would be copied as the user's. */
-		*error_r = err_set("%s: Courier-IMAP ignores the authorization "
+		*error_r = err_setk(ERRK_AUTH, "%s: Courier-IMAP ignores the authorization "
 		                   "identity (it would log in as %s, not as %s): "
 		                   "log in as the user instead", c->host,
 		                   o->user != NULL ? o->user : "", o->authzid);
@@ -1164,7 +1159,7 @@ imap_client_connect(const struct imap_client_options *o,
 	*client_r = c;
 	return 0;
 fail:
-	*error_r = err_set("%s", *error_r);
+	*error_r = err_wrap(*error_r, "%s", *error_r);
 	imap_client_free(&c);
 	return -1;
 }
@@ -1292,8 +1287,11 @@ imap_cmd_wait_done(void *ctx, const struct imap_response *tagged,
 
 	if (w->error != NULL)
 		return;
-	if (tagged == NULL)
+	if (tagged == NULL) {
 		w->error = xstrdup(error);
-	else if (tagged->status != IMAP_STATUS_OK)
+		w->lost = true;
+	} else if (tagged->status != IMAP_STATUS_OK) {
 		w->error = xstrdup(tagged->text);
+		w->code = tagged->code.type;
+	}
 }

@@ -110,6 +110,8 @@ unsigned imap_client_queued(const struct imap_client *client);
  * (owned; the caller frees it), or NULL when all succeeded. */
 struct imap_cmd_wait {
 	char *error;
+	bool lost;                /* the session died (no tagged reply) */
+	enum imap_code_type code; /* the failed reply's response code */
 };
 void imap_cmd_wait_done(void *ctx, const struct imap_response *tagged,
                         const char *error);

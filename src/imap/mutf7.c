@@ -313,3 +313,20 @@ mutf7_is_valid(const char *s, size_t len)
 {
 	return decode((const unsigned char *)s, len, NULL) == 0;
 }
+
+char *
+mutf7_display(const char *mutf7)
+{
+	struct buf b;
+	char *r;
+
+	buf_init(&b, strlen(mutf7) * 2 + 16);
+	if (mutf7_decode(mutf7, strlen(mutf7), &b) < 0 ||
+	    memchr(buf_data(&b), '\0', buf_len(&b)) != NULL) {
+		buf_free(&b);
+		return str_escape_controls(mutf7);
+	}
+	r = str_escape_controls(buf_data(&b));
+	buf_free(&b);
+	return r;
+}

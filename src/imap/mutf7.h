@@ -22,4 +22,10 @@ size_t mutf7_utf8_decode(const char *s, size_t len, uint32_t *cp_r);
 /* True if s is valid modified UTF-7 (per mutf7_decode). */
 bool mutf7_is_valid(const char *s, size_t len);
 
+/* A name for people: the UTF-8 of a modified UTF-7 name, with control
+ * characters escaped ("\xHH"); a name that is not valid modified UTF-7
+ * (or not valid UTF-8 once decoded) is shown escaped as it is. New
+ * string. The wire name stays in JSON output and the state. */
+char *mutf7_display(const char *mutf7);
+
 #endif

@@ -308,3 +308,29 @@ imap_format_datetime(time_t utc, char out[static 27])
 	p = put_num(p, (unsigned)(secs % 60), 2);
 	memcpy(p, " +0000", 7);
 }
+
+enum err_kind
+imap_code_err_kind(enum imap_code_type code, enum err_kind dflt)
+{
+	switch (code) {
+	case IMAP_CODE_OVERQUOTA:
+		return ERRK_QUOTA;
+	case IMAP_CODE_UNAVAILABLE:
+	case IMAP_CODE_INUSE:
+		return ERRK_SESSION;
+	case IMAP_CODE_AUTHENTICATIONFAILED:
+	case IMAP_CODE_AUTHORIZATIONFAILED:
+	case IMAP_CODE_EXPIRED:
+	case IMAP_CODE_PRIVACYREQUIRED:
+	case IMAP_CODE_CONTACTADMIN:
+		return ERRK_AUTH;
+	case IMAP_CODE_LIMIT:
+		return ERRK_MESSAGE;
+	case IMAP_CODE_NONEXISTENT:
+	case IMAP_CODE_TRYCREATE:
+	case IMAP_CODE_NOPERM:
+		return ERRK_FOLDER;
+	default:
+		return dflt;
+	}
+}

@@ -49,6 +49,22 @@ enum imap_code_type {
 	IMAP_CODE_OVERQUOTA,
 	IMAP_CODE_LIMIT,
 	IMAP_CODE_CLOSED,
+	/* RFC 5530 */
+	IMAP_CODE_ALREADYEXISTS,
+	IMAP_CODE_NONEXISTENT,
+	IMAP_CODE_UNAVAILABLE,
+	IMAP_CODE_INUSE,
+	IMAP_CODE_SERVERBUG,
+	IMAP_CODE_CLIENTBUG,
+	IMAP_CODE_CANNOT,
+	IMAP_CODE_NOPERM,
+	IMAP_CODE_CORRUPTION,
+	IMAP_CODE_EXPUNGEISSUED,
+	IMAP_CODE_AUTHENTICATIONFAILED,
+	IMAP_CODE_AUTHORIZATIONFAILED,
+	IMAP_CODE_EXPIRED,
+	IMAP_CODE_PRIVACYREQUIRED,
+	IMAP_CODE_CONTACTADMIN,
 	IMAP_CODE_OTHER,          /* .name is the atom; .args raw tokens */
 };
 
@@ -268,5 +284,12 @@ bool imap_parse_datetime(const char *s, time_t *utc_r, int *tz_minutes_r);
 /* Formats for APPEND: "17-Jul-1996 09:44:25 +0000" (always UTC) into
  * out (at least 27 bytes). */
 void imap_format_datetime(time_t utc, char out[static 27]);
+
+/* The error kind a tagged NO/BAD's response code implies (RFC 5530):
+ * OVERQUOTA: ERRK_QUOTA; UNAVAILABLE, INUSE: ERRK_SESSION (try again later);
+ * AUTHENTICATIONFAILED, AUTHORIZATIONFAILED, EXPIRED, PRIVACYREQUIRED,
+ * CONTACTADMIN: ERRK_AUTH; LIMIT: ERRK_MESSAGE; NONEXISTENT, TRYCREATE,
+ * NOPERM: ERRK_FOLDER; any other code or none: dflt. Never the text. */
+enum err_kind imap_code_err_kind(enum imap_code_type code, enum err_kind dflt);
 
 #endif

@@ -55,7 +55,7 @@ maildir_subscriptions_write(const char *root, const struct maildir_options *o,
 	}
 	rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (rootfd < 0) {
-		*error_r = err_set("open %s: %s", root, strerror(errno));
+		*error_r = err_errno(errno, "open %s: %s", root, strerror(errno));
 		buf_free(&b);
 		return -1;
 	}
@@ -90,23 +90,23 @@ maildir_subscriptions_write(const char *root, const struct maildir_options *o,
 		goto out;
 	}
 	if (md_fix_owner(fd, o, o->file_mode, lockname, &err) < 0) {
-		*error_r = err_set("%s: %s", root, err);
+		*error_r = err_wrap(err, "%s: %s", root, err);
 		goto out_unlink;
 	}
 	if (md_write_all(fd, buf_data(&b), buf_len(&b)) < 0 ||
 	    (o->fsync && fdatasync(fd) < 0)) {
-		*error_r = err_set("%s/%s: write: %s", root, lockname, strerror(errno));
+		*error_r = err_errno(errno, "%s/%s: write: %s", root, lockname, strerror(errno));
 		goto out_unlink;
 	}
 	r = close(fd);
 	fd = -1;
 	if (r < 0 || renameat(rootfd, lockname, rootfd, name) < 0) {
-		*error_r = err_set("%s/%s: %s", root, name, strerror(errno));
+		*error_r = err_errno(errno, "%s/%s: %s", root, name, strerror(errno));
 		r = -1;
 		goto out_unlink;
 	}
 	if (o->fsync && fsync(rootfd) < 0) {
-		*error_r = err_set("%s: fsync: %s", root, strerror(errno));
+		*error_r = err_errno(errno, "%s: fsync: %s", root, strerror(errno));
 		r = -1;
 		goto out;
 	}
@@ -137,14 +137,14 @@ maildir_subscriptions_read(const char *root, enum maildir_flavor flavor,
 	*n_r = 0;
 	rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (rootfd < 0) {
-		*error_r = err_set("open %s: %s", root, strerror(errno));
+		*error_r = err_errno(errno, "open %s: %s", root, strerror(errno));
 		return -1;
 	}
 	buf_init(&b, MD_META_MAX);
 	r = md_read_at(rootfd, subs_name(flavor), &b, &st, &err);
 	close(rootfd);
 	if (r < 0) {
-		*error_r = err_set("%s: %s", root, err);
+		*error_r = err_wrap(err, "%s: %s", root, err);
 		buf_free(&b);
 		return -1;
 	}
@@ -195,12 +195,12 @@ maildir_list_folders(const char *root, char ***dirnames_r, size_t *n_r,
 	*n_r = 0;
 	rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (rootfd < 0) {
-		*error_r = err_set("open %s: %s", root, strerror(errno));
+		*error_r = err_errno(errno, "open %s: %s", root, strerror(errno));
 		return -1;
 	}
 	d = fdopendir(rootfd);
 	if (d == NULL) {
-		*error_r = err_set("opendir %s: %s", root, strerror(errno));
+		*error_r = err_errno(errno, "opendir %s: %s", root, strerror(errno));
 		close(rootfd);
 		return -1;
 	}
@@ -214,7 +214,7 @@ maildir_list_folders(const char *root, char ***dirnames_r, size_t *n_r,
 		v[n++] = xstrdup(de->d_name);
 	}
 	if (errno != 0) {
-		*error_r = err_set("readdir %s: %s", root, strerror(errno));
+		*error_r = err_errno(errno, "readdir %s: %s", root, strerror(errno));
 		closedir(d);
 		maildir_strv_free(&v, n);
 		return -1;

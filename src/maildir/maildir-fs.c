@@ -22,7 +22,7 @@ md_read_at(int dirfd, const char *name, struct buf *b, struct stat *st_r,
 	if (fd < 0) {
 		if (errno == ENOENT)
 			return 0;
-		*error_r = err_set("open %s: %s", name, strerror(errno));
+		*error_r = err_errno(errno, "open %s: %s", name, strerror(errno));
 		return -1;
 	}
 	if (fstat(fd, st_r) < 0 || !S_ISREG(st_r->st_mode)) {
@@ -44,7 +44,7 @@ md_read_at(int dirfd, const char *name, struct buf *b, struct stat *st_r,
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			*error_r = err_set("read %s: %s", name, strerror(errno));
+			*error_r = err_errno(errno, "read %s: %s", name, strerror(errno));
 			close(fd);
 			return -1;
 		}
@@ -84,12 +84,12 @@ md_fix_owner(int fd, const struct maildir_options *o, mode_t mode,
 {
 	/* fchmod: the umask must not narrow the configured modes */
 	if (fchmod(fd, mode) < 0) {
-		*error_r = err_set("chmod %s: %s", what, strerror(errno));
+		*error_r = err_errno(errno, "chmod %s: %s", what, strerror(errno));
 		return -1;
 	}
 	if ((o->owner != (uid_t)-1 || o->group != (gid_t)-1) &&
 	    fchown(fd, o->owner, o->group) < 0) {
-		*error_r = err_set("chown %s to %ld:%ld: %s", what, (long)o->owner,
+		*error_r = err_errno(errno, "chown %s to %ld:%ld: %s", what, (long)o->owner,
 		                   (long)o->group, strerror(errno));
 		return -1;
 	}
@@ -108,7 +108,7 @@ md_mkdir_open(int dirfd, const char *name, const struct maildir_options *o,
 		if (mkdirat(dirfd, name, o->dir_mode) == 0)
 			created = true;
 		else if (errno != EEXIST) {
-			*error_r = err_set("mkdir %s: %s", name, strerror(errno));
+			*error_r = err_errno(errno, "mkdir %s: %s", name, strerror(errno));
 			return -1;
 		}
 	}
@@ -122,7 +122,7 @@ md_mkdir_open(int dirfd, const char *name, const struct maildir_options *o,
 		else if (e == ENOENT)
 			*error_r = err_set("%s does not exist", name);
 		else
-			*error_r = err_set("open %s: %s", name, strerror(e));
+			*error_r = err_errno(e, "open %s: %s", name, strerror(e));
 		return -1;
 	}
 	if (created && md_fix_owner(fd, o, o->dir_mode, name, error_r) < 0) {
@@ -145,35 +145,35 @@ md_replace_file(int tmpdirfd, const char *tmpname, bool excl, int dirfd,
 	int fd = openat(tmpdirfd, tmpname, flags, o->file_mode);
 
 	if (fd < 0) {
-		*error_r = err_set("create %s: %s", tmpname, strerror(errno));
+		*error_r = err_errno(errno, "create %s: %s", tmpname, strerror(errno));
 		return -1;
 	}
 	if (md_fix_owner(fd, o, o->file_mode, tmpname, error_r) < 0)
 		goto fail;
 	if (md_write_all(fd, data, len) < 0) {
-		*error_r = err_set("write %s: %s", tmpname, strerror(errno));
+		*error_r = err_errno(errno, "write %s: %s", tmpname, strerror(errno));
 		goto fail;
 	}
 	if (mtime > 0) {
 		struct timespec ts[2] = { { mtime, 0 }, { mtime, 0 } };
 
 		if (futimens(fd, ts) < 0) {
-			*error_r = err_set("utime %s: %s", tmpname, strerror(errno));
+			*error_r = err_errno(errno, "utime %s: %s", tmpname, strerror(errno));
 			goto fail;
 		}
 	}
 	if (o->fsync && fdatasync(fd) < 0) {
-		*error_r = err_set("fdatasync %s: %s", tmpname, strerror(errno));
+		*error_r = err_errno(errno, "fdatasync %s: %s", tmpname, strerror(errno));
 		goto fail;
 	}
 	if (close(fd) < 0) {
 		fd = -1;
-		*error_r = err_set("close %s: %s", tmpname, strerror(errno));
+		*error_r = err_errno(errno, "close %s: %s", tmpname, strerror(errno));
 		goto fail;
 	}
 	fd = -1;
 	if (renameat(tmpdirfd, tmpname, dirfd, name) < 0) {
-		*error_r = err_set("rename %s to %s: %s", tmpname, name, strerror(errno));
+		*error_r = err_errno(errno, "rename %s to %s: %s", tmpname, name, strerror(errno));
 		goto fail;
 	}
 	return 0;
@@ -308,13 +308,13 @@ md_lock_take(int lockdirfd, int watchdirfd, const struct md_lock_spec *spec,
 			const char *err2;
 
 			if (md_fix_owner(fd, o, o->file_mode, spec->name, &err2) < 0) {
-				*error_r = err_set("%s: lock: %s", where, err2);
+				*error_r = err_wrap(err2, "%s: lock: %s", where, err2);
 				close(fd);
 				unlinkat(lockdirfd, spec->name, 0);
 				return -1;
 			}
 			if (md_write_all(fd, id, strlen(id)) < 0 || fstat(fd, &st) < 0) {
-				*error_r = err_set("%s: writing lock %s: %s", where,
+				*error_r = err_errno(errno, "%s: writing lock %s: %s", where,
 				                   spec->name, strerror(errno));
 				close(fd);
 				unlinkat(lockdirfd, spec->name, 0);
@@ -327,7 +327,7 @@ md_lock_take(int lockdirfd, int watchdirfd, const struct md_lock_spec *spec,
 			return 0;
 		}
 		if (errno != EEXIST) {
-			*error_r = err_set("%s: creating lock %s: %s", where, spec->name,
+			*error_r = err_errno(errno, "%s: creating lock %s: %s", where, spec->name,
 			                   strerror(errno));
 			return -1;
 		}

@@ -470,7 +470,7 @@ scan_dir(struct maildir_folder *f, bool in_new, struct mfile ***v, size_t *n,
 	struct dirent *de;
 
 	if (d == NULL) {
-		*error_r = err_set("%s: reading %s/: %s", f->where, in_new ? "new" : "cur",
+		*error_r = err_errno(errno, "%s: reading %s/: %s", f->where, in_new ? "new" : "cur",
 		                   strerror(errno));
 		return -1;
 	}
@@ -502,7 +502,7 @@ scan_dir(struct maildir_folder *f, bool in_new, struct mfile ***v, size_t *n,
 		ptr_push((void ***)v, n, alloc, m);
 	}
 	if (errno != 0) {
-		*error_r = err_set("%s: reading %s/: %s", f->where, in_new ? "new" : "cur",
+		*error_r = err_errno(errno, "%s: reading %s/: %s", f->where, in_new ? "new" : "cur",
 		                   strerror(errno));
 		closedir(d);
 		return -1;
@@ -651,13 +651,13 @@ load(struct maildir_folder *f, const char **error_r)
 	buf_init(&b, MD_META_MAX);
 	r = md_read_at(f->dirfd, uidlist_name(f), &b, &st, &err);
 	if (r < 0) {
-		*error_r = err_set("%s: %s", f->where, err);
+		*error_r = err_wrap(err, "%s: %s", f->where, err);
 		buf_free(&b);
 		return -1;
 	}
 	if (r > 0) {
 		if (md_uidlist_parse(buf_data(&b), buf_len(&b), &f->ul, &err) < 0) {
-			*error_r = err_set("%s/%s is corrupt (%s); not touching the folder",
+			*error_r = err_wrap(err, "%s/%s is corrupt (%s); not touching the folder",
 			                   f->where, uidlist_name(f), err);
 			buf_free(&b);
 			return -1;
@@ -682,7 +682,7 @@ load(struct maildir_folder *f, const char **error_r)
 	if (f->o.flavor == MAILDIR_DOVECOT) {
 		r = md_read_at(f->dirfd, MD_KEYWORDS_DOVECOT, &b, &f->dkw_st, &err);
 		if (r < 0) {
-			*error_r = err_set("%s: %s", f->where, err);
+			*error_r = err_wrap(err, "%s: %s", f->where, err);
 			buf_free(&b);
 			return -1;
 		}
@@ -690,7 +690,7 @@ load(struct maildir_folder *f, const char **error_r)
 		if (r > 0)
 			md_dkw_parse(buf_data(&b), buf_len(&b), f->dkw);
 	} else if (load_courier_keywords(f, &ckw, &err) < 0) {
-		*error_r = err_set("%s: %s", f->where, err);
+		*error_r = err_wrap(err, "%s: %s", f->where, err);
 		buf_free(&b);
 		return -1;
 	}
@@ -862,7 +862,7 @@ mkdir_parents(const char *path, const struct maildir_options *o,
 
 			if (fd < 0 || md_fix_owner(fd, o, o->dir_mode, p, error_r) < 0) {
 				if (fd < 0)
-					*error_r = err_set("open %s: %s", p, strerror(errno));
+					*error_r = err_errno(errno, "open %s: %s", p, strerror(errno));
 				else
 					close(fd);
 				free(p);
@@ -870,7 +870,7 @@ mkdir_parents(const char *path, const struct maildir_options *o,
 			}
 			close(fd);
 		} else if (errno != EEXIST) {
-			*error_r = err_set("mkdir %s: %s", p, strerror(errno));
+			*error_r = err_errno(errno, "mkdir %s: %s", p, strerror(errno));
 			free(p);
 			return -1;
 		}
@@ -997,12 +997,12 @@ maildir_folder_open(const char *root, const char *dirname,
 	f->lockspec = f->o.flavor == MAILDIR_COURIER ? &lock_courier : &lock_dovecot;
 
 	if (create && mkdir_parents(root, &f->o, &err) < 0) {
-		*error_r = err_set("%s", err);
+		*error_r = err_wrap(err, "%s", err);
 		goto fail;
 	}
 	f->rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (f->rootfd < 0) {
-		*error_r = err_set("open %s: %s", root, strerror(errno));
+		*error_r = err_errno(errno, "open %s: %s", root, strerror(errno));
 		goto fail;
 	}
 	if (dirname[0] == '\0') {
@@ -1010,7 +1010,7 @@ maildir_folder_open(const char *root, const char *dirname,
 	} else {
 		f->dirfd = md_mkdir_open(f->rootfd, dirname, &f->o, create, &created, &err);
 		if (f->dirfd < 0) {
-			*error_r = err_set("%s: %s", root, err);
+			*error_r = err_wrap(err, "%s: %s", root, err);
 			goto fail;
 		}
 	}
@@ -1022,7 +1022,7 @@ maildir_folder_open(const char *root, const char *dirname,
 	if (f->newfd >= 0)
 		f->tmpfd = md_mkdir_open(f->dirfd, "tmp", &f->o, create, &c2, &err);
 	if (f->tmpfd < 0) {
-		*error_r = err_set("%s: not a Maildir folder: %s", f->where, err);
+		*error_r = err_wrap(err, "%s: not a Maildir folder: %s", f->where, err);
 		goto fail;
 	}
 	if (create && dirname[0] != '\0') {
@@ -1035,11 +1035,11 @@ maildir_folder_open(const char *root, const char *dirname,
 
 			close(fd);
 			if (r < 0) {
-				*error_r = err_set("%s: %s", f->where, err);
+				*error_r = err_wrap(err, "%s: %s", f->where, err);
 				goto fail;
 			}
 		} else if (errno != EEXIST) {
-			*error_r = err_set("%s: create maildirfolder: %s", f->where,
+			*error_r = err_errno(errno, "%s: create maildirfolder: %s", f->where,
 			                   strerror(errno));
 			goto fail;
 		}
@@ -1409,7 +1409,7 @@ deliver(struct maildir_folder *f, uint32_t uid, const char *flags,
 		fd = openat(f->tmpfd, uniq, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
 		            O_CLOEXEC, f->o.file_mode);
 		if (fd < 0 && (errno != EEXIST || tries >= 10)) {
-			*error_r = err_set("%s: create tmp/%s: %s", f->where, uniq,
+			*error_r = err_errno(errno, "%s: create tmp/%s: %s", f->where, uniq,
 			                   strerror(errno));
 			return -1;
 		}
@@ -1438,7 +1438,7 @@ deliver(struct maildir_folder *f, uint32_t uid, const char *flags,
 					err_set("%s: UID %u: source ended after %llu of %llu bytes",
 					        f->where, uid, (unsigned long long)(len - left),
 					        (unsigned long long)len) :
-					err_set("%s: UID %u: reading the source: %s", f->where,
+					err_errno(errno, "%s: UID %u: reading the source: %s", f->where,
 					        uid, strerror(errno));
 				free(chunk);
 				goto fail;
@@ -1458,7 +1458,7 @@ deliver(struct maildir_folder *f, uint32_t uid, const char *flags,
 		                          { (time_t)internaldate, 0 } };
 
 		if (futimens(fd, ts) < 0) {
-			*error_r = err_set("%s: utime tmp/%s: %s", f->where, uniq,
+			*error_r = err_errno(errno, "%s: utime tmp/%s: %s", f->where, uniq,
 			                   strerror(errno));
 			goto fail;
 		}
@@ -1478,7 +1478,7 @@ deliver(struct maildir_folder *f, uint32_t uid, const char *flags,
 	return 0;
 
 write_error:
-	*error_r = err_set("%s: write tmp/%s: %s", f->where, uniq, strerror(errno));
+	*error_r = err_errno(errno, "%s: write tmp/%s: %s", f->where, uniq, strerror(errno));
 fail:
 	if (fd >= 0)
 		close(fd);
@@ -1554,7 +1554,7 @@ maildir_link_in(struct maildir_folder *f, struct maildir_folder *from,
 		    relocate(from, sm) == 0)
 			continue;       /* renamed meanwhile (flags): once more */
 		if (errno != EEXIST || tries >= 10) {
-			*error_r = err_set("%s: link %s/%s into tmp/: %s", f->where,
+			*error_r = err_errno(errno, "%s: link %s/%s into tmp/: %s", f->where,
 			                   from->where, fsname_of(sm), strerror(errno));
 			return -1;
 		}
@@ -1580,14 +1580,14 @@ remove_files_in(int dfd, const char *where, const char **error_r)
 	int ret = 0;
 
 	if (d == NULL) {
-		*error_r = err_set("%s: %s", where, strerror(errno));
+		*error_r = err_errno(errno, "%s: %s", where, strerror(errno));
 		return -1;
 	}
 	while ((de = readdir(d)) != NULL) {
 		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
 			continue;
 		if (unlinkat(dfd, de->d_name, 0) < 0 && errno != ENOENT) {
-			*error_r = err_set("%s: unlink %s: %s", where, de->d_name,
+			*error_r = err_errno(errno, "%s: unlink %s: %s", where, de->d_name,
 			                   strerror(errno));
 			ret = -1;
 		}
@@ -1613,7 +1613,7 @@ maildir_folder_remove(const char *root, const char *dirname,
 	}
 	rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (rootfd < 0) {
-		*error_r = err_set("open %s: %s", root, strerror(errno));
+		*error_r = err_errno(errno, "open %s: %s", root, strerror(errno));
 		return -1;
 	}
 	dfd = md_mkdir_open(rootfd, dirname, NULL, false, NULL, &err);
@@ -1623,7 +1623,7 @@ maildir_folder_remove(const char *root, const char *dirname,
 		close(rootfd);
 		if (gone)
 			return 0;
-		*error_r = err_set("%s: %s", root, err);
+		*error_r = err_wrap(err, "%s: %s", root, err);
 		return -1;
 	}
 	for (size_t i = 0; i < N_ELEMENTS(subdirs) && ret == 0; i++) {
@@ -1635,7 +1635,7 @@ maildir_folder_remove(const char *root, const char *dirname,
 		ret = remove_files_in(sfd, subdirs[i], error_r);
 		close(sfd);
 		if (ret == 0 && unlinkat(dfd, subdirs[i], AT_REMOVEDIR) < 0) {
-			*error_r = err_set("%s/%s: rmdir %s: %s", root, dirname,
+			*error_r = err_errno(errno, "%s/%s: rmdir %s: %s", root, dirname,
 			                   subdirs[i], strerror(errno));
 			ret = -1;
 		}
@@ -1644,7 +1644,7 @@ maildir_folder_remove(const char *root, const char *dirname,
 		ret = remove_files_in(dfd, dirname, error_r);
 	close(dfd);
 	if (ret == 0 && unlinkat(rootfd, dirname, AT_REMOVEDIR) < 0) {
-		*error_r = err_set("%s: rmdir %s: %s", root, dirname, strerror(errno));
+		*error_r = err_errno(errno, "%s: rmdir %s: %s", root, dirname, strerror(errno));
 		ret = -1;
 	}
 	close(rootfd);
@@ -1782,7 +1782,7 @@ unlink_mfile(struct maildir_folder *f, struct mfile *m, const char **error_r)
 	if (m->tmpname != NULL) {
 		/* pending: never published, nothing in cur/ changes */
 		if (unlinkat(f->tmpfd, m->tmpname, 0) < 0 && errno != ENOENT) {
-			*error_r = err_set("%s: unlink tmp/%s: %s", f->where,
+			*error_r = err_errno(errno, "%s: unlink tmp/%s: %s", f->where,
 			                   m->tmpname, strerror(errno));
 			return -1;
 		}
@@ -1798,7 +1798,7 @@ unlink_mfile(struct maildir_folder *f, struct mfile *m, const char **error_r)
 			f->ckw_dirty = true;
 		return 0;
 	}
-	*error_r = err_set("%s: unlink %s: %s", f->where, m->name, strerror(errno));
+	*error_r = err_errno(errno, "%s: unlink %s: %s", f->where, m->name, strerror(errno));
 	return -1;
 }
 
@@ -1895,7 +1895,7 @@ maildir_unlisted_adopt(struct maildir_folder *f, size_t i, uint32_t uid,
 		char *name = xasprintf("%s:2,", m->pub.base);
 
 		if (renameat(f->newfd, m->name, f->curfd, name) < 0) {
-			*error_r = err_set("%s: rename new/%s: %s", f->where, m->name,
+			*error_r = err_errno(errno, "%s: rename new/%s: %s", f->where, m->name,
 			                   strerror(errno));
 			free(name);
 			return -1;
@@ -1984,7 +1984,7 @@ maildir_msg_size(struct maildir_folder *f, uint32_t uid, uint64_t *size_r,
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			*error_r = err_set("%s: read %s: %s", f->where, fsname_of(m),
+			*error_r = err_errno(errno, "%s: read %s: %s", f->where, fsname_of(m),
 			                   strerror(errno));
 			free(chunk);
 			close(fd);
@@ -2010,7 +2010,7 @@ fsync_fd(int fd, const char *what, const struct maildir_folder *f,
          const char **error_r)
 {
 	if (fsync(fd) < 0) {
-		*error_r = err_set("%s: fsync %s: %s", f->where, what, strerror(errno));
+		*error_r = err_errno(errno, "%s: fsync %s: %s", f->where, what, strerror(errno));
 		return -1;
 	}
 	return 0;
@@ -2039,13 +2039,13 @@ sync_files(struct maildir_folder *f, const char **error_r)
 		if (fd < 0 && errno == ENOENT && m->tmpname == NULL)
 			continue;       /* removed by someone else */
 		if (fd < 0) {
-			*error_r = err_set("%s: open %s%s: %s", f->where,
+			*error_r = err_errno(errno, "%s: open %s%s: %s", f->where,
 			                   m->tmpname != NULL ? "tmp/" : "", fsname_of(m),
 			                   strerror(errno));
 			return -1;
 		}
 		if (fdatasync(fd) < 0) {
-			*error_r = err_set("%s: fdatasync %s: %s", f->where, fsname_of(m),
+			*error_r = err_errno(errno, "%s: fdatasync %s: %s", f->where, fsname_of(m),
 			                   strerror(errno));
 			close(fd);
 			return -1;
@@ -2147,7 +2147,7 @@ write_courier_keywords(struct maildir_folder *f, const char **error_r)
 
 	kfd = md_mkdir_open(f->dirfd, MD_KEYWORDS_COURIER_DIR, &f->o, true, &created, &err);
 	if (kfd < 0) {
-		*error_r = err_set("%s: %s", f->where, err);
+		*error_r = err_wrap(err, "%s: %s", f->where, err);
 		return -1;
 	}
 	/* all files, listed or not: Courier keeps keywords by base */
@@ -2181,7 +2181,7 @@ write_courier_keywords(struct maildir_folder *f, const char **error_r)
 		r = -1;
 	} else if (buf_len(&b) == 0) {
 		if (unlinkat(kfd, ":list", 0) < 0 && errno != ENOENT) {
-			*error_r = err_set("%s: unlink :list: %s", f->where, strerror(errno));
+			*error_r = err_errno(errno, "%s: unlink :list: %s", f->where, strerror(errno));
 			r = -1;
 		}
 	} else {
@@ -2189,7 +2189,7 @@ write_courier_keywords(struct maildir_folder *f, const char **error_r)
 		         (long)getpid(), f->hostname);
 		if (md_replace_file(f->tmpfd, tmpname, false, kfd, ":list",
 		                    buf_data(&b), buf_len(&b), &f->o, 0, &err) < 0) {
-			*error_r = err_set("%s: courierimapkeywords/:list: %s", f->where, err);
+			*error_r = err_wrap(err, "%s: courierimapkeywords/:list: %s", f->where, err);
 			r = -1;
 		}
 	}
@@ -2198,7 +2198,7 @@ write_courier_keywords(struct maildir_folder *f, const char **error_r)
 		for (size_t i = 0; i < f->nckw_updates; i++)
 			unlinkat(kfd, f->ckw_updates[i], 0);
 		if (f->o.fsync && fsync(kfd) < 0) {
-			*error_r = err_set("%s: fsync courierimapkeywords: %s", f->where,
+			*error_r = err_errno(errno, "%s: fsync courierimapkeywords: %s", f->where,
 			                   strerror(errno));
 			r = -1;
 		}
@@ -2289,7 +2289,7 @@ maildir_folder_commit(struct maildir_folder *f, const char **error_r)
 	}
 	buf_free(&b);
 	if (r < 0) {
-		*error_r = err_set("%s: %s", f->where, err);
+		*error_r = err_wrap(err, "%s: %s", f->where, err);
 		goto fail_unpublish;
 	}
 	/* the uidlist names the published files now */

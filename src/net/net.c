@@ -108,7 +108,7 @@ net_io_wait(struct net_conn *conn, short events, bool writing,
 		if (n > 0)
 			return 0;
 		if (n < 0 && errno != EINTR) {
-			*error_r = err_set("poll on connection to %s failed: %s",
+			*error_r = err_errno(errno, "poll on connection to %s failed: %s",
 			                   conn->host, strerror(errno));
 			return -1;
 		}
@@ -141,7 +141,7 @@ plain_send(struct net_conn *conn, struct iovec *iov, int iovcnt,
 		n = sock_sendv(conn, iov, iovcnt);
 		if (n < 0) {
 			if (errno != EAGAIN && errno != EWOULDBLOCK) {
-				*error_r = err_set("write to %s failed: %s",
+				*error_r = err_errno(errno, "write to %s failed: %s",
 				                   conn->host, strerror(errno));
 				return -1;
 			}
@@ -207,7 +207,7 @@ net_transport_recv(struct net_conn *conn, void *data, size_t len,
 		if (n >= 0)
 			return n;
 		if (errno != EAGAIN && errno != EWOULDBLOCK) {
-			*error_r = err_set("read from %s failed: %s",
+			*error_r = err_errno(errno, "read from %s failed: %s",
 			                   conn->host, strerror(errno));
 			return -1;
 		}

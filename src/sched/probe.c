@@ -5,7 +5,8 @@
 #include "copy.h"
 #include "log.h"
 #include "mailboxes.h"
-#include "maildir.h"
+#include "mqueue.h"
+#include "target.h"
 
 #include <errno.h>
 #include <libgen.h>
@@ -764,24 +765,77 @@ out:
  * a scratch folder on the target's file system, then removed. Where the
  * account's Maildir exists, the scratch folder is inside its tmp/ (no
  * server lists it); otherwise in the nearest existing parent directory. */
+struct probe_sink {
+	unsigned refused;
+	char *error;
+};
+
+static void
+probe_delivered(void *ctx, uint32_t src_uid, uint32_t dst_uid,
+                const char *flags, uint64_t size, int64_t date)
+{
+	(void)ctx, (void)src_uid, (void)dst_uid, (void)flags, (void)size,
+	(void)date;
+}
+
+static void
+probe_refused(void *ctx, uint32_t src_uid, enum err_kind kind,
+              const char *reason)
+{
+	struct probe_sink *ps = ctx;
+
+	(void)src_uid, (void)kind;
+	if (ps->error == NULL)
+		ps->error = xstrdup(reason);
+	ps->refused++;
+}
+
+static void
+probe_retry(void *ctx, uint32_t src_uid)
+{
+	probe_refused(ctx, src_uid, ERRK_MESSAGE, "refused");
+}
+
+static void
+probe_failed(void *ctx, enum err_kind kind, const char *error)
+{
+	probe_refused(ctx, 0, kind, error);
+}
+
+static void
+probe_dropped(void *ctx, uint32_t src_uid, const char *dropped)
+{
+	(void)ctx, (void)src_uid, (void)dropped;
+}
+
 static int
 probe_maildir(const struct sched_account *a, const struct sched_probe_options *o,
               struct sched_cost *cost, const char **error_r)
 {
 	struct sched_batch batches[N_ELEMENTS(probe_groups)];
 	double rounds[N_ELEMENTS(probe_groups)][PROBE_ROUNDS];
-	struct maildir_options mo;
-	struct maildir_folder *f = NULL;
+	struct probe_sink ps = { 0 };
+	struct target_sink sink = {
+		.ctx = &ps, .delivered = probe_delivered, .refused = probe_refused,
+		.retry = probe_retry, .failed = probe_failed,
+		.dropped = probe_dropped,
+	};
+	struct target_spec spec = { .kind = TARGET_MAILDIR };
+	struct target_open topen = { .src_uidvalidity = 1 };
+	struct target_folder_info ti;
+	struct target_close tc = { 0 };
+	struct copy_stats stats;
+	struct target *t = NULL;
 	char *parent, *name = xasprintf(".imapferry-probe-%ld", (long)getpid());
 	struct stat st;
 	uint32_t uid = 1;
+	bool opened = false;
 	int ret = -1;
 
+	target_spec_maildir_init(&spec);
 	if (o->md != NULL)
-		mo = *o->md;
-	else
-		maildir_options_init(&mo);
-	mo.flavor = a->dst_courier ? MAILDIR_COURIER : MAILDIR_DOVECOT;
+		spec.md = *o->md;
+	spec.md.flavor = a->dst_courier ? MAILDIR_COURIER : MAILDIR_DOVECOT;
 	if (stat(a->dst_path, &st) == 0 && S_ISDIR(st.st_mode)) {
 		parent = xasprintf("%s/tmp", a->dst_path);
 		if (stat(parent, &st) < 0 || !S_ISDIR(st.st_mode)) {
@@ -802,31 +856,41 @@ probe_maildir(const struct sched_account *a, const struct sched_probe_options *o
 		}
 		parent = p;
 	}
-	if (maildir_folder_open(parent, name, &mo, true, &f, error_r) < 0)
+	/* the engine's own Maildir driver, on a scratch folder */
+	spec.root = parent;
+	t = target_new(&spec, &sink, &stats);
+	topen.name = name;
+	if (t->ops->connect(t, error_r) < 0 ||
+	    t->ops->open_folder(t, &topen, &ti, error_r) < 0)
 		goto out;
-	if (maildir_folder_set_uids(f, 1, 0, error_r) < 0)
-		goto out;
+	opened = true;
 	for (size_t gr = 0; gr < PROBE_ROUNDS * N_ELEMENTS(probe_groups); gr++) {
 		size_t g = gr % N_ELEMENTS(probe_groups);
-		char *msgs[PROBE_GROUP_MAX];
-		size_t lens[PROBE_GROUP_MAX];
+		struct cmsg *list = NULL, **tail = &list;
 		uint64_t bytes = 0;
 		double t0;
-		int r = 0;
+		int r;
 
 		for (unsigned k = 0; k < probe_groups[g].count; k++) {
-			msgs[k] = synthetic_message(probe_groups[g].size, k, &lens[k]);
-			bytes += lens[k];
+			struct cmsg *m = xcalloc(1, sizeof(*m));
+			size_t len;
+
+			m->data = synthetic_message(probe_groups[g].size, k, &len);
+			m->size = len;
+			m->uid = uid++;
+			m->flags = xstrdup("\\Seen");
+			m->internaldate = 1700000000;
+			m->fd = -1;
+			bytes += len;
+			*tail = m;
+			tail = &m->next;
 		}
 		t0 = time_mono_sec();
-		for (unsigned k = 0; k < probe_groups[g].count && r == 0; k++)
-			r = maildir_deliver(f, uid++, "\\Seen", 1700000000, msgs[k],
-			                    lens[k], NULL, NULL, error_r);
-		if (r == 0)
-			r = maildir_folder_commit(f, error_r);
+		t->ops->deliver(t, list);
+		r = ps.refused > 0 ? -1 : t->ops->commit(t, error_r);
 		rounds[g][gr / N_ELEMENTS(probe_groups)] = time_mono_sec() - t0;
-		for (unsigned k = 0; k < probe_groups[g].count; k++)
-			free(msgs[k]);
+		if (ps.refused > 0)
+			*error_r = err_set("%s", ps.error);
 		if (r < 0)
 			goto out;
 		batches[g].messages = probe_groups[g].count;
@@ -835,14 +899,16 @@ probe_maildir(const struct sched_account *a, const struct sched_probe_options *o
 	fit_target(batches, rounds, cost);
 	ret = 0;
 out:
-	if (f != NULL) {
+	if (opened) {
 		const char *err;
 
-		maildir_folder_close(&f);
-		if (maildir_folder_remove(parent, name, &err) < 0)
+		(void)t->ops->close_folder(t, &tc, &err);
+		if (t->ops->remove_folder(t, name, &err) < 0)
 			log_warn("plan: could not remove the probe folder %s/%s: %s",
 			         parent, name, err);
 	}
+	target_free(&t);
+	free(ps.error);
 	free(parent);
 	free(name);
 	return ret;

@@ -5,7 +5,6 @@
 #include "log.h"
 #include "mailboxes.h"
 #include "probe.h"
-#include "tomaildir.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -77,38 +76,20 @@ struct worker {
 
 /* -------------------------------------------------------- classification */
 
-static bool
-contains_ci(const char *hay, const char *needle)
-{
-	size_t n = strlen(needle);
-
-	for (; *hay != '\0'; hay++)
-		if (str_ieqn(hay, needle, n))
-			return true;
-	return false;
-}
-
 enum sched_error_class
-sched_error_classify(const char *error)
+sched_error_classify(enum err_kind kind)
 {
-	if (error == NULL)
-		return SCHED_ERR_RETRY;
-	if (contains_ci(error, "disk full") || contains_ci(error, "no space") ||
-	    contains_ci(error, "disk space"))
+	switch (kind) {
+	case ERRK_DISK_FULL:
+	case ERRK_STATE:
 		return SCHED_ERR_RUN;
-	if ((contains_ci(error, "login as") && contains_ci(error, "refused")) ||
-	    contains_ci(error, "disables LOGIN") ||
-	    contains_ci(error, "authentication failed") ||
-	    contains_ci(error, "quota"))
+	case ERRK_AUTH:
+	case ERRK_QUOTA:
+	case ERRK_USAGE:
 		return SCHED_ERR_ACCOUNT;
-	return SCHED_ERR_RETRY;
-}
-
-static bool
-is_login_error(const char *error)
-{
-	return error != NULL && !contains_ci(error, "quota") &&
-	       sched_error_classify(error) == SCHED_ERR_ACCOUNT;
+	default:
+		return SCHED_ERR_RETRY;
+	}
 }
 
 unsigned
@@ -124,67 +105,37 @@ sched_backoff(unsigned backoff, unsigned errors)
 /* ------------------------------------------------------------- engine */
 
 int
-sched_engine_imap(const struct sched_engine_args *a, struct copy_stats *stats,
+sched_engine_copy(const struct sched_engine_args *a, struct copy_stats *stats,
                   const char **error_r)
 {
 	struct copy_options o;
+	struct source src = { .kind = SOURCE_IMAP, .imap = &a->account->src_opts };
+	struct target_spec dst = { 0 };
 
 	if (a->base != NULL)
 		o = *a->base;
 	else
 		memset(&o, 0, sizeof(o));
-	if (a->uid_lo != 0 || a->uid_hi != 0) {
-		memset(stats, 0, sizeof(*stats));
-		*error_r = "a job limited to a UID range needs a Maildir target "
-		           "(an IMAP target assigns UIDs in APPEND order)";
-		return -1;
+	if (a->account->dst_maildir) {
+		target_spec_maildir_init(&dst);
+		dst.root = a->account->dst_path;
+		if (a->md != NULL)
+			dst.md = *a->md;
+		dst.md.flavor = a->account->dst_courier ? MAILDIR_COURIER :
+		    MAILDIR_DOVECOT;
+	} else {
+		dst.kind = TARGET_IMAP;
+		dst.imap = &a->account->dst_opts;
 	}
 	o.account = a->account->key;
 	o.fm = a->fm;
 	o.folders = a->folders;
 	o.n_folders = a->n_folders;
 	o.progress = a->progress;
-	return copy_account(&a->account->src_opts, &a->account->dst_opts, a->db,
-	                    &o, stats, error_r);
-}
-
-int
-sched_engine_maildir(const struct sched_engine_args *a,
-                     struct copy_stats *stats, const char **error_r)
-{
-	struct tomaildir_options mo;
-
-	memset(&mo, 0, sizeof(mo));
-	if ((a->uid_lo != 0 || a->uid_hi != 0) && a->n_folders != 1) {
-		memset(stats, 0, sizeof(*stats));
-		*error_r = "a UID-range job names one folder";
-		return -1;
-	}
-	if (a->md != NULL) {
-		mo.md = *a->md;
-	} else {
-		maildir_options_init(&mo.md);
-	}
-	mo.md.flavor = a->account->dst_courier ? MAILDIR_COURIER :
-	    MAILDIR_DOVECOT;
-	if (a->base != NULL) {
-		mo.fetch = a->base->fetch;
-		mo.dry_run = a->base->dry_run;
-		mo.delete_missing = a->base->delete_missing;
-		mo.skip_deleted = a->base->skip_deleted;
-		mo.no_subscriptions = a->base->no_subscriptions;
-	}
-	mo.account = a->account->key;
-	mo.root = a->account->dst_path;
-	mo.fm = a->fm;
-	mo.folders = a->folders;
-	mo.n_folders = a->n_folders;
-	mo.progress = a->progress;
-	mo.uid_lo = a->uid_lo;
-	mo.uid_hi = a->uid_hi;
-	mo.run_id = a->run_id;
-	return tomaildir_copy_account(&a->account->src_opts, a->db, &mo, stats,
-	                              error_r);
+	o.uid_lo = a->uid_lo;
+	o.uid_hi = a->uid_hi;
+	o.run_id = a->run_id;
+	return copy_account_to(&src, &dst, a->db, &o, stats, error_r);
 }
 
 /* ------------------------------------------------------------ helpers */
@@ -212,8 +163,11 @@ job_persist(struct worker *w, struct rjob *rj)
 	copy.error = xstrdup(rj->j.error != NULL ? rj->j.error : "");
 	pthread_mutex_unlock(&r->lock);
 	if (state_job_update(w->db, &copy, &error) < 0) {
+		enum err_kind kind = err_kind_of(error);
+
 		log_error("run: %s", error);
-		if (sched_error_classify(error) == SCHED_ERR_RUN) {
+		if (sched_error_classify(kind == ERRK_DISK_FULL ? kind : ERRK_STATE) ==
+		    SCHED_ERR_RUN) {
 			pthread_mutex_lock(&r->lock);
 			set_run_error(r, error);
 			pthread_mutex_unlock(&r->lock);
@@ -280,7 +234,7 @@ probe_side(struct sched_runner *r, const struct imap_client_options *opts,
 
 	*run_scope_r = false;
 	if (imap_client_connect(opts, &c, NULL, error_r) < 0) {
-		*error_r = err_set("%s: %s", side, *error_r);
+		*error_r = err_wrap(*error_r, "%s: %s", side, *error_r);
 		return -1;
 	}
 	if (!sched_check_authzid(opts, c, side, error_r)) {
@@ -289,7 +243,7 @@ probe_side(struct sched_runner *r, const struct imap_client_options *opts,
 		return -1;
 	}
 	if (imap_account_inventory(c, 0, &info, error_r) < 0) {
-		*error_r = err_set("%s: %s", side, *error_r);
+		*error_r = err_wrap(*error_r, "%s: %s", side, *error_r);
 		imap_client_free(&c);
 		return -1;
 	}
@@ -320,16 +274,6 @@ in_list(char *const *v, size_t n, const char *name)
 		if (strcmp(v[i], name) == 0)
 			return true;
 	return false;
-}
-
-static void
-strv_free(char ***v)
-{
-	if (*v == NULL)
-		return;
-	for (char **p = *v; *p != NULL; p++)
-		free(*p);
-	XFREE(*v);
 }
 
 /* ---------------------------------------------------------------- jobs */
@@ -415,7 +359,7 @@ fail_account(struct worker *w, size_t account, const char *error)
 /* Records the end of an attempt: ret/error from the engine (or a probe). */
 static void
 job_end(struct worker *w, struct rjob *rj, int ret, const char *error,
-        const struct copy_stats *st)
+        enum err_kind kind, const struct copy_stats *st)
 {
 	struct sched_runner *r = w->r;
 	unsigned max_errors = r->o.max_errors > 0 ? r->o.max_errors : 3;
@@ -435,7 +379,7 @@ job_end(struct worker *w, struct rjob *rj, int ret, const char *error,
 	rj->j.folders_failed = st->folders_failed;
 	rj->j.updated = now;
 	if (ret < 0) {
-		cls = sched_error_classify(error);
+		cls = sched_error_classify(kind);
 		msg = xstrdup(error != NULL ? error : "failed");
 	} else if (st->folders_failed > 0) {
 		msg = xasprintf("%u folder%s failed (see the failures in the "
@@ -463,7 +407,7 @@ job_end(struct worker *w, struct rjob *rj, int ret, const char *error,
 		job_set_error(rj, msg, STATE_SCOPE_RUN);
 		account_failed = true;
 		log_error("%s: %s: account skipped", a->src_user, msg);
-		if (is_login_error(msg)) {
+		if (kind == ERRK_AUTH) {
 			r->auth_failures++;
 			if (r->logins_ok == 0 &&
 			    r->auth_failures >= AUTH_FAILURES_STOP) {
@@ -516,6 +460,7 @@ job_run(struct worker *w, struct rjob *rj)
 	size_t n_list = 0, n_sel = 0;
 	const char *error = NULL;
 	bool run_scope = false;
+	enum err_kind kind = ERRK_NONE;
 	int ret = -1;
 
 	memset(&st, 0, sizeof(st));
@@ -593,10 +538,13 @@ job_run(struct worker *w, struct rjob *rj)
 	args.progress = &rj->live;
 	log_debug("%s (part %u/%u): starting attempt %u", a->src_user,
 	          rj->j.part, rj->j.parts, rj->j.attempts);
-	ret = (r->o.engine != NULL ? r->o.engine : a->dst_maildir ?
-	       sched_engine_maildir : sched_engine_imap)(&args, &st, &error);
+	ret = (r->o.engine != NULL ? r->o.engine : sched_engine_copy)(&args, &st,
+	                                                            &error);
+	kind = ret < 0 ? st.error_kind : ERRK_NONE;
 	foldermap_free(&args.fm);
 end:
+	if (ret < 0 && kind == ERRK_NONE)
+		kind = err_kind_of(error);    /* a probe's, before any other */
 	if (!a->dst_maildir && r->o.dst_slots != NULL && a->dst_slot != NULL)
 		sched_slots_release(r->o.dst_slots, a->dst_slot);
 	if (r->o.src_slots != NULL && a->src_slot != NULL)
@@ -620,7 +568,7 @@ end:
 			pthread_mutex_unlock(&r->lock);
 			job_persist(w, rj);
 		} else {
-			job_end(w, rj, ret, e, &st);
+			job_end(w, rj, ret, e, kind, &st);
 		}
 		free(e);
 	}

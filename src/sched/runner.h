@@ -55,27 +55,21 @@ struct sched_engine_args {
 	struct copy_progress *progress;
 };
 
-/* A copy engine: copy_account() for IMAP targets (sched_engine_imap), the
- * Maildir writer for Maildir targets. Returns 0 when the pass completed
- * (stats tell about failed folders and messages), -1 with *error_r for a
- * failure of run scope for this account (login refused, disk full, state
- * database error). */
+/* A copy engine. Returns 0 when the pass completed (stats tell about
+ * failed folders and messages), -1 with *error_r and stats->error_kind for
+ * a failure that stops this account (login refused, quota) or the run
+ * (disk full, state database). */
 typedef int sched_engine_fn(const struct sched_engine_args *a,
                             struct copy_stats *stats, const char **error_r);
 
-/* The IMAP-to-IMAP engine: copy_account() with the job's folder filter.
- * A UID range cannot be honoured (copy_account has none): such a job
- * fails with a clear error (the plan only makes them for Maildir). */
-int sched_engine_imap(const struct sched_engine_args *a,
+/* The engine: copy_account_to() into the account's target (an IMAP
+ * account, or the Maildir at dst_path keeping UIDs, UIDVALIDITY and
+ * UIDNEXT) with the job's folder filter. A UID-range job copies that range
+ * of folders[0] (Maildir targets only); the ranges of one folder meet in
+ * the state database by run_id, and the last one done publishes the
+ * others' staged messages (copy.h). */
+int sched_engine_copy(const struct sched_engine_args *a,
                       struct copy_stats *stats, const char **error_r);
-
-/* The IMAP-to-Maildir engine: tomaildir_copy_account() into the
- * account's dst_path with the job's folder filter (UIDs, UIDVALIDITY and
- * UIDNEXT kept). A UID-range job copies that range of folders[0]; the
- * ranges of one folder meet in the state database by run_id, and the
- * last one done publishes the others' staged messages (tomaildir.h). */
-int sched_engine_maildir(const struct sched_engine_args *a,
-                         struct copy_stats *stats, const char **error_r);
 
 struct sched_run_options {
 	const char *state_path;
@@ -84,8 +78,7 @@ struct sched_run_options {
 	struct sched_slots *src_slots, *dst_slots;
 	unsigned max_errors;          /* failed attempts before a job fails; 0: 3 */
 	unsigned backoff;             /* seconds before the first retry; 0: 5 */
-	sched_engine_fn *engine;      /* NULL: by target, sched_engine_imap
-	                               * or sched_engine_maildir */
+	sched_engine_fn *engine;      /* NULL: sched_engine_copy */
 	const struct copy_options *copy; /* run-wide copy options, or NULL */
 	const struct maildir_options *md; /* for Maildir targets, or NULL */
 	char *const *folders;         /* the pass's folder filter, or NULL */
@@ -160,13 +153,13 @@ struct sched_run_result {
  * Fills *res (free res->error). */
 void sched_runner_finish(struct sched_runner **r, struct sched_run_result *res);
 
-/* Classifies an engine error text: for tests and the runner. */
+/* What an engine error's kind means for the run (never its text). */
 enum sched_error_class {
 	SCHED_ERR_RETRY,              /* session, folder, transient */
 	SCHED_ERR_ACCOUNT,            /* login refused, over quota */
 	SCHED_ERR_RUN,                /* disk full: stop */
 };
-enum sched_error_class sched_error_classify(const char *error);
+enum sched_error_class sched_error_classify(enum err_kind kind);
 
 /* Seconds to wait before retry number errors (1-based): backoff doubled
  * each time, at most 300. */

@@ -247,8 +247,8 @@ db_error(struct state_db *db, const char *what, int rc)
 #endif
 	}
 	if (full)
-		return err_set("state: %s: disk full (%s)", what, msg);
-	return err_set("state: %s: %s", what, msg);
+		return err_setk(ERRK_DISK_FULL, "state: %s: disk full (%s)", what, msg);
+	return err_setk(ERRK_STATE, "state: %s: %s", what, msg);
 }
 
 /* Returns the cached statement id, prepared on first use, or NULL with
@@ -378,7 +378,7 @@ require_transaction(struct state_db *db, const char *what,
 {
 	if (!sqlite3_get_autocommit(db->db))
 		return 0;
-	*error_r = err_set("state: %s: called outside a transaction "
+	*error_r = err_setk(ERRK_STATE, "state: %s: called outside a transaction "
 	                   "(call state_begin() first)", what);
 	return -1;
 }
@@ -391,7 +391,7 @@ open_exec(struct state_db *db, const char *sql, const char *what,
 	int rc = sqlite3_exec(db->db, sql, NULL, NULL, NULL);
 
 	if (rc != SQLITE_OK) {
-		*error_r = err_set("state: opening %s: %s: %s%s", db->path, what,
+		*error_r = err_setk(ERRK_STATE, "state: opening %s: %s: %s%s", db->path, what,
 		                   (rc & 0xff) == SQLITE_FULL ? "disk full: " : "",
 		                   sqlite3_errmsg(db->db));
 		return -1;
@@ -419,7 +419,7 @@ open_pragma_int(struct state_db *db, const char *sql, const char *what,
 		}
 	}
 	if (rc != SQLITE_OK)
-		*error_r = err_set("state: opening %s: %s: %s", db->path, what,
+		*error_r = err_setk(ERRK_STATE, "state: opening %s: %s: %s", db->path, what,
 		                   sqlite3_errmsg(db->db));
 	sqlite3_finalize(stmt);
 	return rc == SQLITE_OK ? 0 : -1;
@@ -444,10 +444,10 @@ open_wal(struct state_db *db, const char **error_r)
 		}
 	}
 	if (rc != SQLITE_OK) {
-		*error_r = err_set("state: opening %s: %s", db->path,
+		*error_r = err_setk(ERRK_STATE, "state: opening %s: %s", db->path,
 		                   sqlite3_errmsg(db->db));
 	} else if (mode == NULL || strcmp((const char *)mode, "wal") != 0) {
-		*error_r = err_set("state: opening %s: cannot use WAL journal "
+		*error_r = err_setk(ERRK_STATE, "state: opening %s: cannot use WAL journal "
 		                   "(file system without shared memory?): "
 		                   "journal mode is %s", db->path,
 		                   mode == NULL ? "unknown" : (const char *)mode);
@@ -484,20 +484,20 @@ open_schema_locked(struct state_db *db, const char **error_r)
 		return open_exec(db, sql, "setting schema version", error_r);
 	}
 	if (app_id != STATE_APPLICATION_ID) {
-		*error_r = err_set("state: opening %s: not an imapferry state "
+		*error_r = err_setk(ERRK_STATE, "state: opening %s: not an imapferry state "
 		                   "database (another program's SQLite file)",
 		                   db->path);
 		return -1;
 	}
 	if (version > STATE_SCHEMA_VERSION) {
-		*error_r = err_set("state: opening %s: schema version %" PRId64
+		*error_r = err_setk(ERRK_STATE, "state: opening %s: schema version %" PRId64
 		                   " is newer than this imapferry supports (%d); "
 		                   "use a newer imapferry", db->path, version,
 		                   STATE_SCHEMA_VERSION);
 		return -1;
 	}
 	if (version < 1) {
-		*error_r = err_set("state: opening %s: invalid schema version %"
+		*error_r = err_setk(ERRK_STATE, "state: opening %s: invalid schema version %"
 		                   PRId64, db->path, version);
 		return -1;
 	}
@@ -554,7 +554,7 @@ state_open(const char *path, struct state_db **db_r, const char **error_r)
 
 	*db_r = NULL;
 	if (sqlite3_libversion_number() < STATE_MIN_SQLITE) {
-		*error_r = err_set("state: SQLite %s is too old (need 3.35)",
+		*error_r = err_setk(ERRK_STATE, "state: SQLite %s is too old (need 3.35)",
 		                   sqlite3_libversion());
 		return -1;
 	}
@@ -562,7 +562,7 @@ state_open(const char *path, struct state_db **db_r, const char **error_r)
 	 * SQLite gives the -wal and -shm files the database file's mode. */
 	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (fd == -1) {
-		*error_r = err_set("state: opening %s: %s", path,
+		*error_r = err_errno(errno, "state: opening %s: %s", path,
 		                   strerror(errno));
 		return -1;
 	}
@@ -574,7 +574,7 @@ state_open(const char *path, struct state_db **db_r, const char **error_r)
 	rc = sqlite3_open_v2(path, &db->db,
 	                     SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {
-		*error_r = err_set("state: opening %s: %s", path,
+		*error_r = err_setk(ERRK_STATE, "state: opening %s: %s", path,
 		                   db->db != NULL ? sqlite3_errmsg(db->db) :
 		                   sqlite3_errstr(rc));
 		goto fail;
@@ -616,7 +616,7 @@ int
 state_begin(struct state_db *db, const char **error_r)
 {
 	if (!sqlite3_get_autocommit(db->db)) {
-		*error_r = err_set("state: beginning a transaction: "
+		*error_r = err_setk(ERRK_STATE, "state: beginning a transaction: "
 		                   "a transaction is already open");
 		return -1;
 	}
@@ -627,7 +627,7 @@ int
 state_commit(struct state_db *db, const char **error_r)
 {
 	if (sqlite3_get_autocommit(db->db)) {
-		*error_r = err_set("state: committing: no transaction is open");
+		*error_r = err_setk(ERRK_STATE, "state: committing: no transaction is open");
 		return -1;
 	}
 	return exec_cached(db, STMT_COMMIT, "committing", error_r);
@@ -665,7 +665,8 @@ folder_from_row(sqlite3_stmt *stmt, struct state_folder *f)
 	f->src_highestmodseq = (uint64_t)sqlite3_column_int64(stmt, 6);
 	f->src_uidnext = (uint32_t)sqlite3_column_int64(stmt, 7);
 	f->dst_uidnext = (uint32_t)sqlite3_column_int64(stmt, 8);
-	f->complete = sqlite3_column_int64(stmt, 9) != 0;
+	f->complete = (sqlite3_column_int64(stmt, 9) & 1) != 0;
+	f->gone_pending = (sqlite3_column_int64(stmt, 9) & 2) != 0;
 }
 
 int
@@ -711,7 +712,7 @@ state_folder_put(struct state_db *db, struct state_folder *f,
 	bind_int(stmt, 6, (int64_t)f->src_highestmodseq);
 	bind_int(stmt, 7, f->src_uidnext);
 	bind_int(stmt, 8, f->dst_uidnext);
-	bind_int(stmt, 9, f->complete ? 1 : 0);
+	bind_int(stmt, 9, (f->complete ? 1 : 0) | (f->gone_pending ? 2 : 0));
 	/* RETURNING gives the id for both the insert and the update. */
 	rc = step_to_end(db, stmt, what, &id, error_r);
 	sqlite3_reset(stmt);
@@ -854,7 +855,7 @@ state_msgs_load(struct state_db *db, int64_t folder_id,
 	if (rows < 0 || str_bytes < 0 ||
 	    (uint64_t)rows > SIZE_MAX / 2 / sizeof(*msgs) ||
 	    (uint64_t)str_bytes > SIZE_MAX / 2) {
-		*error_r = err_set("state: %s: implausible size", what);
+		*error_r = err_setk(ERRK_STATE, "state: %s: implausible size", what);
 		goto fail;
 	}
 
@@ -879,7 +880,7 @@ state_msgs_load(struct state_db *db, int64_t folder_id,
 		    arena_size - arena_used < flags_len + 1 +
 		    (fp != NULL ? fp_len + 1 : 0)) {
 			/* Impossible inside one snapshot. */
-			*error_r = err_set("state: %s: table changed while "
+			*error_r = err_setk(ERRK_STATE, "state: %s: table changed while "
 			                   "reading", what);
 			sqlite3_reset(stmt);
 			goto fail;
@@ -909,7 +910,7 @@ state_msgs_load(struct state_db *db, int64_t folder_id,
 	}
 	sqlite3_reset(stmt);
 	if (n != (size_t)rows) {
-		*error_r = err_set("state: %s: table changed while reading",
+		*error_r = err_setk(ERRK_STATE, "state: %s: table changed while reading",
 		                   what);
 		goto fail;
 	}
@@ -970,7 +971,7 @@ state_msg_set_flags(struct state_db *db, int64_t folder_id,
 	if (stmt_run(db, stmt, what, error_r) < 0)
 		return -1;
 	if (sqlite3_changes(db->db) == 0) {
-		*error_r = err_set("state: %s: no mapping for UID %" PRIu32
+		*error_r = err_setk(ERRK_STATE, "state: %s: no mapping for UID %" PRIu32
 		                   " in folder %" PRId64, what, src_uid,
 		                   folder_id);
 		return -1;
@@ -1159,7 +1160,7 @@ mkdir_parents(char *dir, const char **error_r)
 			/* EACCES etc. on a directory that already exists
 			 * (a parent we may not write to) is fine. */
 			if (stat(dir, &st) == -1 || !S_ISDIR(st.st_mode)) {
-				*error_r = err_set("state: creating directory "
+				*error_r = err_errno(saved, "state: creating directory "
 				                   "%s: %s", dir,
 				                   strerror(saved));
 				if (p != NULL)
@@ -1172,7 +1173,7 @@ mkdir_parents(char *dir, const char **error_r)
 		*p = '/';
 	}
 	if (stat(dir, &st) == -1 || !S_ISDIR(st.st_mode)) {
-		*error_r = err_set("state: %s: not a directory", dir);
+		*error_r = err_setk(ERRK_STATE, "state: %s: not a directory", dir);
 		return -1;
 	}
 	return 0;

@@ -76,6 +76,11 @@ struct state_folder {
 	uint32_t src_uidnext;       /* source UIDNEXT at the last completed pass */
 	uint32_t dst_uidnext;       /* destination UIDNEXT after the last committed append */
 	bool complete;              /* last pass over this folder finished */
+	bool gone_pending;          /* the target holds messages the source
+	                             * expunged (a pass without
+	                             * --delete-missing saw them): a pass with
+	                             * it must not skip the folder as unchanged.
+	                             * Stored as bit 1 of the complete column. */
 };
 
 /* Looks up the folder (account, src_name). Returns 0 with *found_r set:

@@ -1,22 +1,25 @@
-/* copy.h: copying one account from an IMAP source to an IMAP target,
- * incrementally, with the state database as memory between runs.
+/* copy.h: copying one account, incrementally, from any source (source.h:
+ * an IMAP account or a Maildir) to any target (target.h: an IMAP account,
+ * or a Dovecot or Courier Maildir written directly with the source's UIDs),
+ * with the state database as memory between runs. One pass driver
+ * (pass.c) does it for every pair.
  *
- * Per folder: list the source's UIDs and flags, diff against the state
- * (source UID -> target UID, flags as copied), find copies the state does
- * not know by fingerprint (a crashed run, another tool), copy the rest
- * with a reader thread (pipelined UID FETCH) feeding a writer (pipelined
- * APPEND with LITERAL+, MULTIAPPEND when offered), then carry flag
- * changes and, on request, expunges over. Deliver first, record after:
- * a crash can only leave unrecorded copies, which the next run finds by
- * fingerprint. */
+ * Per folder: list the source's UIDs and flags, diff them against what the
+ * target holds (the state's source UID -> target UID map for an IMAP
+ * target; the Maildir's own uidlist), find copies no record knows (by
+ * fingerprint on an IMAP target; files an interrupted run left in a
+ * Maildir), copy the rest with a reader thread (pipelined UID FETCH)
+ * feeding the target (pipelined APPEND, or Maildir files), then carry flag
+ * changes and, on request, expunges over. Deliver first, record after: a
+ * crash can only leave unrecorded copies, which the next run finds. */
 #ifndef IMAPFERRY_SYNC_COPY_H
 #define IMAPFERRY_SYNC_COPY_H
 
-#include "client.h"
 #include "foldermap.h"
 #include "reader.h"
 #include "source.h"
 #include "state.h"
+#include "target.h"
 
 /* Live counters shared with a progress display (other threads read them). */
 struct copy_progress {
@@ -33,8 +36,6 @@ struct copy_options {
 	bool skip_deleted;            /* do not copy messages flagged \Deleted */
 	bool no_subscriptions;
 	struct fetch_reader_options fetch; /* source side */
-	unsigned append_depth;        /* APPEND commands in flight; 0: 16 */
-	unsigned multiappend_max;     /* messages per MULTIAPPEND; 0: 32 */
 	uint64_t queue_bytes;         /* reader->writer queue cap; 0: 32 MiB */
 	unsigned max_retries;         /* session retries per folder; 0: 5 */
 	bool quiet;                   /* no per-folder progress lines */
@@ -42,6 +43,20 @@ struct copy_options {
 	/* Only these source folders (wire names); NULL: all. */
 	char *const *folders;
 	size_t n_folders;
+	/* One UID range [uid_lo, uid_hi] of folders[0] (a part of a folder
+	 * split across jobs of run run_id; both 0: whole folders). Only a
+	 * target that keeps UIDs can take one: messages must enter a Maildir
+	 * in ascending UID order, so only the part starting at UID 1 writes
+	 * into the folder; the others copy into a scratch Maildir in the
+	 * folder's tmp/ (".imapferry-stage-<uid_lo>", invisible to the
+	 * server, crash-safe like the folder itself) and record in the state
+	 * database that they are done. The part that finds the done ranges
+	 * covering every UID publishes the staged messages into the folder
+	 * in UID order by hard links, sets UIDNEXT, marks the folder
+	 * complete and removes the scratch folders. A crash leaves them for
+	 * the retried job. */
+	uint32_t uid_lo, uid_hi;
+	int64_t run_id;
 };
 
 /* True if name is selected by a folder filter (NULL list: all). */
@@ -60,21 +75,20 @@ struct copy_stats {
 	uint64_t dropped_flags;       /* flag instances the target refused */
 	unsigned subscribed;
 	double seconds;
+	/* the kind of the error that stopped the pass (-1 returned) */
+	enum err_kind error_kind;
 };
 
-/* Copies the account. src (an IMAP account or a Maildir: its fields are
- * copied, it is not connected yet) and dst are connected (and reconnected
- * after session failures) by this function. Returns 0 when the run completed
- * (stats tell whether everything was copied), -1 with *error_r for a
- * failure of run scope (login refused, disk full, state database error). */
-int copy_account_from(const struct source *src,
-                      const struct imap_client_options *dst,
-                      struct state_db *db, const struct copy_options *opts,
-                      struct copy_stats *stats, const char **error_r) ATTR_WARN_UNUSED;
-/* The same from an IMAP account. */
-int copy_account(const struct imap_client_options *src,
-                 const struct imap_client_options *dst,
-                 struct state_db *db, const struct copy_options *opts,
-                 struct copy_stats *stats, const char **error_r) ATTR_WARN_UNUSED;
+/* Copies the account from src (its fields are copied; it is not connected
+ * yet) to dst. Both are connected (and reconnected after session
+ * failures) by this function. Returns 0 when the pass completed (stats
+ * tell whether everything was copied), -1 with *error_r and
+ * stats->error_kind for a failure that stops the account: login refused
+ * (ERRK_AUTH), quota (ERRK_QUOTA), disk full (ERRK_DISK_FULL), state database
+ * (ERRK_STATE), an unusable target (ERRK_USAGE), sessions that keep failing
+ * (ERRK_SESSION). */
+int copy_account_to(const struct source *src, const struct target_spec *dst,
+                    struct state_db *db, const struct copy_options *opts,
+                    struct copy_stats *stats, const char **error_r) ATTR_WARN_UNUSED;
 
 #endif

@@ -275,14 +275,6 @@ search_done(void *ctx, const struct imap_response *tagged, const char *error)
 		sc->error = xasprintf("UID SEARCH refused: %s", tagged->text);
 }
 
-static int
-cmp_u32(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
 int
 msgsum_uids_all(struct imap_client *c, uint32_t **uids_r, size_t *count_r,
                 const char **error_r)

@@ -201,7 +201,7 @@ md_read_msg(struct maildir_folder *f, uint32_t uid, const char *spool_dir,
 		if (spool < 0 && total > MEM_BODY_MAX) {
 			spool = open(spool_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
 			if (spool < 0) {
-				*error_r = err_set("spool file in %s: %s", spool_dir,
+				*error_r = err_errno(errno, "spool file in %s: %s", spool_dir,
 				                   strerror(errno));
 				goto fail;
 			}
@@ -219,7 +219,7 @@ md_read_msg(struct maildir_folder *f, uint32_t uid, const char *spool_dir,
 		}
 	}
 	if (n < 0) {
-		*error_r = err_set("reading UID %u: %s", uid, strerror(errno));
+		*error_r = err_errno(errno, "reading UID %u: %s", uid, strerror(errno));
 		goto fail;
 	}
 	close(fd);
@@ -232,7 +232,7 @@ md_read_msg(struct maildir_folder *f, uint32_t uid, const char *spool_dir,
 	}
 	return 0;
 write_fail:
-	*error_r = err_set("writing spool file: %s", strerror(errno));
+	*error_r = err_errno(errno, "writing spool file: %s", strerror(errno));
 fail:
 	if (spool >= 0)
 		close(spool);
@@ -510,4 +510,12 @@ source_list_range(struct source *s, uint32_t lo, uint32_t hi, unsigned what,
 	if (ret == 0)
 		keep_range(list, lo, hi);
 	return ret;
+}
+
+uint32_t
+source_uidnext_now(const struct source *s)
+{
+	if (s->kind != SOURCE_IMAP || s->client == NULL)
+		return 0;
+	return imap_client_mailbox(s->client)->uidnext;
 }

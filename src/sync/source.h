@@ -50,6 +50,9 @@ int source_inventory(struct source *s, unsigned flags,
 /* Selects a folder read-only. */
 int source_select(struct source *s, const char *name, struct source_folder *st_r,
                   const char **error_r) ATTR_WARN_UNUSED;
+/* The selected folder's UIDNEXT as the source last reported it (an IMAP
+ * session sees new mail arrive while it works); 0 if unknown. */
+uint32_t source_uidnext_now(const struct source *s);
 /* Summaries of the selected folder: all messages (uids NULL) or the given
  * ones (ascending), with enum msgsum_what items. */
 int source_list(struct source *s, const uint32_t *uids, size_t n, unsigned what,

@@ -4,7 +4,7 @@
 #include "log.h"
 #include "mailboxes.h"
 #include "msgsum.h"
-#include "tomaildir.h"
+#include "target.h"
 
 #include <errno.h>
 #include <openssl/evp.h>
@@ -462,8 +462,8 @@ verify_account_maildir(const struct imap_client_options *src_opts,
 			continue;
 		}
 		if (!res.excluded) {
-			if (tomaildir_dirname_for(res.dst_wire, flavor, &dirname,
-			                          &error) < 0) {
+			if (target_maildir_dirname(res.dst_wire, flavor, &dirname,
+			                           &error) < 0) {
 				add_diff(r, VERIFY_ERROR, box->name, res.dst_wire, 0, 0,
 				         "%s", error);
 			} else {

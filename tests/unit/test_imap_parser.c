@@ -657,7 +657,7 @@ chk_misc_codes(const struct imap_response *r, int idx)
 	static const enum imap_code_type want[] = {
 		IMAP_CODE_ALERT, IMAP_CODE_OVERQUOTA, IMAP_CODE_LIMIT,
 		IMAP_CODE_CLOSED, IMAP_CODE_OTHER, IMAP_CODE_OTHER,
-		IMAP_CODE_OTHER, IMAP_CODE_OTHER,
+		IMAP_CODE_UNAVAILABLE, IMAP_CODE_OTHER,
 	};
 
 	assert_true((size_t)idx < N_ELEMENTS(want));
@@ -685,6 +685,34 @@ chk_misc_codes(const struct imap_response *r, int idx)
 		                    "imap://user;AUTH=GSSAPI@SERVER2/");
 		break;
 	}
+}
+
+static void
+chk_rfc5530(const struct imap_response *r, int idx)
+{
+	static const struct {
+		enum imap_code_type code;
+		enum err_kind kind;
+	} want[] = {
+		{ IMAP_CODE_ALREADYEXISTS, ERRK_FOLDER },
+		{ IMAP_CODE_NONEXISTENT, ERRK_FOLDER },
+		{ IMAP_CODE_OVERQUOTA, ERRK_QUOTA },
+		{ IMAP_CODE_LIMIT, ERRK_MESSAGE },
+		{ IMAP_CODE_INUSE, ERRK_SESSION },
+		{ IMAP_CODE_SERVERBUG, ERRK_FOLDER },
+		{ IMAP_CODE_AUTHENTICATIONFAILED, ERRK_AUTH },
+		{ IMAP_CODE_CONTACTADMIN, ERRK_AUTH },
+		{ IMAP_CODE_NONE, ERRK_FOLDER },
+		{ IMAP_CODE_NONE, ERRK_FOLDER },
+		{ IMAP_CODE_NONE, ERRK_FOLDER },
+	};
+
+	assert_true((size_t)idx < N_ELEMENTS(want));
+	assert_int_equal(r->code.type, want[idx].code);
+	/* the kind comes from the code; the default when there is none,
+	 * whatever the text says */
+	assert_int_equal(imap_code_err_kind(r->code.type, ERRK_FOLDER),
+	                 want[idx].kind);
 }
 
 static void
@@ -1186,6 +1214,19 @@ static const struct tcase status_cases[] = {
 	    "a4 NO [UNAVAILABLE] Backend down\r\n"
 	    "a5 NO [REFERRAL imap://user;AUTH=GSSAPI@SERVER2/] Go away\r\n",
 	    8, chk_misc_codes),
+	OKN("RFC 5530 codes",
+	    "b1 NO [ALREADYEXISTS] Mailbox exists\r\n"
+	    "b2 NO [NONEXISTENT] No such mailbox\r\n"
+	    "b3 NO [OVERQUOTA] Quota exceeded\r\n"
+	    "b4 NO [LIMIT] Message too large\r\n"
+	    "b5 NO [INUSE] Mailbox in use\r\n"
+	    "b6 NO [SERVERBUG] Internal error\r\n"
+	    "b7 NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"
+	    "b8 NO [CONTACTADMIN] Ask the admin\r\n"
+	    "b9 NO No space left on device\r\n"
+	    "b10 NO Quota exceeded (mailbox for user is full)\r\n"
+	    "b11 NO Mailbox already exists\r\n",
+	    11, chk_rfc5530),
 	OK1("badcharset",
 	    "a5 NO [BADCHARSET (UTF-8 US-ASCII)] Unsupported charset\r\n",
 	    chk_badcharset),

@@ -11,6 +11,7 @@
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -750,17 +751,24 @@ test_plan_folder_filter(void **state)
 static void
 test_error_classes(void **state)
 {
-	assert_int_equal(sched_error_classify("target refused APPEND to INBOX: "
-	                 "NO [OVERQUOTA] Quota exceeded"), SCHED_ERR_ACCOUNT);
-	assert_int_equal(sched_error_classify("source: h: login as bob refused: "
-	                 "NO Authentication failed."), SCHED_ERR_ACCOUNT);
-	assert_int_equal(sched_error_classify("state: storing: disk full "
-	                 "(database or disk is full)"), SCHED_ERR_RUN);
-	assert_int_equal(sched_error_classify("target refused APPEND: NO No "
-	                 "space left on device"), SCHED_ERR_RUN);
-	assert_int_equal(sched_error_classify("source: connection reset"),
+	/* by the kind the error was given where it happened, never by the
+	 * text: a server's NO text saying "No space left on device" without
+	 * a code is not a full disk */
+	assert_int_equal(sched_error_classify(ERRK_QUOTA), SCHED_ERR_ACCOUNT);
+	assert_int_equal(sched_error_classify(ERRK_AUTH), SCHED_ERR_ACCOUNT);
+	assert_int_equal(sched_error_classify(ERRK_USAGE), SCHED_ERR_ACCOUNT);
+	assert_int_equal(sched_error_classify(ERRK_STATE), SCHED_ERR_RUN);
+	assert_int_equal(sched_error_classify(ERRK_DISK_FULL), SCHED_ERR_RUN);
+	assert_int_equal(sched_error_classify(ERRK_SESSION), SCHED_ERR_RETRY);
+	assert_int_equal(sched_error_classify(ERRK_FOLDER), SCHED_ERR_RETRY);
+	assert_int_equal(sched_error_classify(ERRK_OTHER), SCHED_ERR_RETRY);
+	assert_int_equal(sched_error_classify(err_kind_of(err_set("target "
+	                 "refused APPEND: NO No space left on device"))),
 	                 SCHED_ERR_RETRY);
-	assert_int_equal(sched_error_classify(NULL), SCHED_ERR_RETRY);
+	assert_int_equal(sched_error_classify(err_kind_of(err_errno(ENOSPC,
+	                 "write: %s", strerror(ENOSPC)))), SCHED_ERR_RUN);
+	assert_int_equal(sched_error_classify(err_kind_of("a static string")),
+	                 SCHED_ERR_RETRY);
 	assert_int_equal(sched_backoff(5, 1), 5);
 	assert_int_equal(sched_backoff(5, 2), 10);
 	assert_int_equal(sched_backoff(5, 3), 20);

@@ -1,0 +1,1296 @@
+/* pass.c: the one pass driver (copy.h): every copy, whatever its source
+ * and target, runs through here. The target's differences are behind
+ * struct target_ops (target.h).
+ *
+ * Threads: the calling thread owns the target and the state database; one
+ * reader thread per folder pass owns the source while it fetches, and
+ * hands messages over through struct mqueue only. */
+#include "copy.h"
+
+#include "flags.h"
+#include "log.h"
+#include "mailboxes.h"
+#include "mqueue.h"
+#include "msgsum.h"
+#include "mutf7.h"
+#include "reader.h"
+#include "source.h"
+#include "uidset.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* What a failure stops: ordered, the worst one wins. */
+enum scope { SCOPE_OK, SCOPE_MESSAGE, SCOPE_FOLDER, SCOPE_SESSION, SCOPE_RUN };
+
+#define COMMIT_EVERY_MSGS 500     /* state records per transaction */
+#define COMMIT_EVERY_MS 2000
+#define GROUP_BYTES (8 * 1024 * 1024)
+
+static enum scope
+scope_of(enum err_kind kind)
+{
+	switch (kind) {
+	case ERRK_NONE:
+		return SCOPE_OK;
+	case ERRK_MESSAGE:
+		return SCOPE_MESSAGE;
+	case ERRK_OTHER:
+	case ERRK_FOLDER:
+		return SCOPE_FOLDER;
+	case ERRK_SESSION:
+		return SCOPE_SESSION;
+	case ERRK_AUTH:
+	case ERRK_QUOTA:
+	case ERRK_DISK_FULL:
+	case ERRK_STATE:
+	case ERRK_USAGE:
+		return SCOPE_RUN;
+	}
+	return SCOPE_RUN;
+}
+
+enum op_type { OP_PUT, OP_FLAGS, OP_DELETE };
+
+struct state_op {
+	enum op_type type;
+	struct state_msg m;       /* flags owned */
+};
+
+struct pass {
+	struct source src;
+	struct target *t;
+	const struct copy_options *o;
+	struct state_db *db;
+	struct copy_stats *stats;
+	struct imap_account_info src_info;
+	bool have_info;
+	char *error;              /* of the worst failure so far */
+	enum scope worst;
+	enum err_kind worst_kind;
+	bool state_broken;        /* a state write failed: write no more */
+	bool ranged;
+	uint32_t lo, hi;
+
+	/* the folder being copied */
+	const char *src_name;
+	char *shown;              /* src_name in UTF-8, for people */
+	struct state_folder sf;
+	uint32_t max_dst_uid;     /* highest target UID recorded */
+	unsigned since_commit;    /* deliveries since the target's commit */
+	unsigned uncommitted;     /* records not yet in the state */
+	uint64_t last_commit;
+	uint32_t *retry;          /* source UIDs to deliver again one by one */
+	size_t n_retry, retry_alloc;
+	struct state_op *ops;     /* state changes not yet written */
+	size_t n_ops, ops_alloc;
+	char **dropped_seen;      /* flags already reported as dropped */
+	size_t n_dropped_seen;
+};
+
+/* ------------------------------------------------------------- failures */
+
+static void
+fail(struct pass *p, enum err_kind kind, const char *fmt, ...) ATTR_PRINTF(3, 4);
+
+static void
+fail(struct pass *p, enum err_kind kind, const char *fmt, ...)
+{
+	enum scope scope = scope_of(kind);
+	va_list ap;
+	char *msg;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	msg = xmalloc((size_t)n + 1);
+	va_start(ap, fmt);
+	vsnprintf(msg, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	if (scope >= p->worst) {
+		free(p->error);
+		p->error = msg;
+		p->worst = scope;
+		p->worst_kind = kind;
+	} else {
+		free(msg);
+	}
+}
+
+/* The kind of an error returned by a source, target or state call, with
+ * the call's default for errors that carry none. Read at once: the next
+ * err_set() in this thread replaces it. */
+static enum err_kind
+kind_or(const char *error, enum err_kind dflt)
+{
+	enum err_kind k = err_kind_of(error);
+
+	return k == ERRK_OTHER || k == ERRK_NONE ? dflt : k;
+}
+
+static void
+fail_state(struct pass *p, const char *error)
+{
+	enum err_kind k = err_kind_of(error);
+
+	p->state_broken = true;
+	fail(p, k == ERRK_DISK_FULL ? ERRK_DISK_FULL : ERRK_STATE, "%s", error);
+}
+
+static void
+clear_failure(struct pass *p)
+{
+	XFREE(p->error);
+	p->worst = SCOPE_OK;
+	p->worst_kind = ERRK_NONE;
+}
+
+/* ------------------------------------------------------------ state */
+
+/* State changes wait in memory and go to the database in one short
+ * transaction per batch: no write lock is held across network I/O, so
+ * parallel sessions and workers sharing the database never wait long for
+ * each other. A crash loses at most the batch: the copies it recorded are
+ * found again by fingerprint. */
+static void
+op_push(struct pass *p, enum op_type type, uint32_t src_uid, uint32_t dst_uid,
+        const char *flags, uint64_t size, int64_t date)
+{
+	struct state_op *op;
+
+	if (p->n_ops == p->ops_alloc) {
+		p->ops_alloc = p->ops_alloc == 0 ? 256 : p->ops_alloc * 2;
+		p->ops = xreallocarray(p->ops, p->ops_alloc, sizeof(*p->ops));
+	}
+	op = &p->ops[p->n_ops++];
+	memset(op, 0, sizeof(*op));
+	op->type = type;
+	op->m.src_uid = src_uid;
+	op->m.dst_uid = dst_uid;
+	op->m.flags = flags != NULL ? xstrdup(flags) : NULL;
+	op->m.size = size;
+	op->m.internaldate = date;
+}
+
+static void
+ops_truncate(struct pass *p, size_t n)
+{
+	for (size_t i = n; i < p->n_ops; i++)
+		free(p->ops[i].m.flags);
+	p->n_ops = n;
+}
+
+/* Writes the pending records and the folder row in one transaction. */
+static int
+state_flush(struct pass *p)
+{
+	const char *error;
+	int ret = 0;
+
+	if (p->state_broken)
+		return -1;
+	if (p->max_dst_uid >= p->sf.dst_uidnext)
+		p->sf.dst_uidnext = p->max_dst_uid + 1;
+	if (state_begin(p->db, &error) < 0)
+		goto fail;
+	for (size_t i = 0; i < p->n_ops && ret == 0; i++) {
+		const struct state_op *op = &p->ops[i];
+
+		switch (op->type) {
+		case OP_PUT:
+			ret = state_msg_put(p->db, p->sf.id, &op->m, &error);
+			break;
+		case OP_FLAGS:
+			ret = state_msg_set_flags(p->db, p->sf.id, op->m.src_uid,
+			                          op->m.flags, &error);
+			break;
+		case OP_DELETE:
+			ret = state_msg_delete(p->db, p->sf.id, op->m.src_uid,
+			                       &error);
+			break;
+		}
+	}
+	if (ret < 0 || state_folder_put(p->db, &p->sf, &error) < 0 ||
+	    state_commit(p->db, &error) < 0) {
+		fail_state(p, error);
+		state_rollback(p->db);
+		return -1;
+	}
+	ops_truncate(p, 0);
+	p->uncommitted = 0;
+	p->last_commit = time_mono_ms();
+	return 0;
+fail:
+	fail_state(p, error);
+	return -1;
+}
+
+/* Commits the target (a Maildir publishes its files) every so many
+ * deliveries, and the state's records every 500 or 2 s. */
+static void
+maybe_commit(struct pass *p, bool target_too)
+{
+	unsigned every = p->t->ops->commit_every(p->t);
+	const char *error;
+
+	if (target_too && every != 0 && p->since_commit >= every) {
+		p->since_commit = 0;
+		if (p->t->ops->commit(p->t, &error) < 0)
+			fail(p, kind_or(error, ERRK_FOLDER), "%s: %s", p->shown, error);
+	}
+	if (p->uncommitted >= COMMIT_EVERY_MSGS ||
+	    (p->uncommitted > 0 &&
+	     time_mono_ms() - p->last_commit >= COMMIT_EVERY_MS))
+		(void)state_flush(p);
+}
+
+static void
+record_copy(struct pass *p, uint32_t src_uid, uint32_t dst_uid,
+            const char *flags, uint64_t size, int64_t date)
+{
+	if (p->t->ops->keeps_uids)
+		return;           /* the target is the record */
+	op_push(p, OP_PUT, src_uid, dst_uid, flags, size, date);
+	if (dst_uid > p->max_dst_uid)
+		p->max_dst_uid = dst_uid;
+	p->uncommitted++;
+}
+
+static void
+message_failed(struct pass *p, uint32_t uid, const char *why)
+{
+	const char *err2;
+
+	log_warn("%s: message UID %" PRIu32 " refused by the target: %s",
+	         p->shown, uid, why);
+	p->stats->failed++;
+	if (p->o->progress != NULL)
+		p->o->progress->failed++;
+	if (state_failure_put(p->db, p->o->account, p->src_name, uid,
+	                      STATE_SCOPE_MESSAGE, why, &err2) < 0)
+		fail_state(p, err2);
+}
+
+/* ---------------------------------------------------------- the sink */
+
+static void
+sink_delivered(void *ctx, uint32_t src_uid, uint32_t dst_uid, const char *flags,
+               uint64_t size, int64_t date)
+{
+	struct pass *p = ctx;
+
+	record_copy(p, src_uid, dst_uid, flags, size, date);
+	p->since_commit++;
+	p->stats->copied++;
+	p->stats->bytes += size;
+	if (p->o->progress != NULL) {
+		p->o->progress->messages++;
+		p->o->progress->bytes += size;
+	}
+}
+
+static void
+sink_refused(void *ctx, uint32_t src_uid, enum err_kind kind, const char *reason)
+{
+	struct pass *p = ctx;
+
+	if (scope_of(kind) > SCOPE_MESSAGE)
+		fail(p, kind, "%s: UID %" PRIu32 ": %s", p->shown, src_uid, reason);
+	else
+		message_failed(p, src_uid, reason);
+}
+
+static void
+sink_retry(void *ctx, uint32_t src_uid)
+{
+	struct pass *p = ctx;
+
+	if (p->n_retry == p->retry_alloc) {
+		p->retry_alloc = p->retry_alloc == 0 ? 16 : p->retry_alloc * 2;
+		p->retry = xreallocarray(p->retry, p->retry_alloc, sizeof(uint32_t));
+	}
+	p->retry[p->n_retry++] = src_uid;
+}
+
+static void
+sink_failed(void *ctx, enum err_kind kind, const char *error)
+{
+	struct pass *p = ctx;
+
+	fail(p, kind, "target: %s", error);
+}
+
+static void
+sink_dropped(void *ctx, uint32_t src_uid, const char *dropped)
+{
+	struct pass *p = ctx;
+	char *dup = xstrdup(dropped), *s, *next;
+
+	(void)src_uid;
+	for (s = dup; s != NULL && *s != '\0'; s = next) {
+		bool seen = false;
+
+		next = strchr(s, ' ');
+		if (next != NULL)
+			*next++ = '\0';
+		if (*s == '\0')
+			continue;
+		p->stats->dropped_flags++;
+		for (size_t i = 0; i < p->n_dropped_seen && !seen; i++)
+			seen = strcmp(p->dropped_seen[i], s) == 0;
+		if (seen)
+			continue;
+		log_warn("%s: the target does not keep %s %s: dropped",
+		         p->shown, s[0] == '\\' ? "flag" : "keyword", s);
+		p->dropped_seen = xreallocarray(p->dropped_seen,
+		                                p->n_dropped_seen + 1, sizeof(char *));
+		p->dropped_seen[p->n_dropped_seen++] = xstrdup(s);
+	}
+	free(dup);
+}
+
+/* ----------------------------------------------------------- copying */
+
+static void
+cmsg_list_free(struct cmsg *list)
+{
+	while (list != NULL) {
+		struct cmsg *m = list;
+
+		list = m->next;
+		cmsg_free(&m);
+	}
+}
+
+/* Copies the given source UIDs (ascending): the reader thread fetches,
+ * the target stores (pipelined where it can). */
+static enum scope
+copy_uids(struct pass *p, const uint32_t *uids, size_t count, bool single)
+{
+	const struct target_ops *ops = p->t->ops;
+	struct fetch_reader_options fo = p->o->fetch;
+	size_t group_max = ops->batch_max(p->t, single);
+	struct source_reader *r;
+	struct mqueue q;
+	struct cmsg *batch;
+	const char *error;
+	char *rerror;
+
+	if (count == 0)
+		return SCOPE_OK;
+	if (ops->ordered) {
+		/* A Maildir takes UIDs in ascending order only, and a server
+		 * may answer pipelined FETCH commands interleaved (Dovecot
+		 * does under load): one larger FETCH at a time keeps it. */
+		fo.depth = 1;
+		if (fo.batch < 500)
+			fo.batch = 500;
+	}
+	mqueue_init(&q, 4096, p->o->queue_bytes != 0 ? p->o->queue_bytes : 32u << 20);
+	r = source_reader_start(&p->src, uids, count, &q, &fo);
+	/* While earlier messages keep the target busy, wait briefly for a
+	 * full group: a server pays per command (a MULTIAPPEND of 1 costs
+	 * Dovecot about 4x the CPU per message of a group of 32). */
+	while ((batch = mqueue_pop_batch_min(&q, group_max, GROUP_BYTES,
+	                                     ops->in_flight(p->t) > 0 ?
+	                                     group_max : 1, 20)) != NULL) {
+		if (p->worst >= SCOPE_FOLDER) {
+			cmsg_list_free(batch);
+			mqueue_abort(&q);
+			continue;
+		}
+		ops->deliver(p->t, batch);
+		if (ops->wait(p->t, false, &error) < 0) {
+			fail(p, kind_or(error, ERRK_SESSION), "target: %s", error);
+			mqueue_abort(&q);
+			continue;
+		}
+		maybe_commit(p, true);
+		if (p->worst >= SCOPE_FOLDER)
+			mqueue_abort(&q);
+	}
+	if (p->worst < SCOPE_SESSION && ops->wait(p->t, true, &error) < 0)
+		fail(p, kind_or(error, ERRK_SESSION), "target: %s", error);
+	rerror = source_reader_join(&r);
+	mqueue_deinit(&q);
+	if (rerror != NULL) {
+		fail(p, ERRK_SESSION, "source: %s", rerror);
+		free(rerror);
+	}
+	return p->worst >= SCOPE_FOLDER ? p->worst : SCOPE_OK;
+}
+
+/* ------------------------------------------------------------- folders */
+
+/* Finds, by fingerprint, source messages already on a target that maps
+ * UIDs (copied by a run that crashed before recording them, or by another
+ * tool), records them, and removes them from to_copy. Target messages
+ * claimed are added to *claimed (when not NULL). */
+static enum scope
+match_unknown(struct pass *p, uint32_t *to_copy, size_t *n_copy, uint32_t from,
+              uint32_t **claimed, size_t *n_claimed)
+{
+	struct msgsum_list dst = { 0 }, src = { 0 };
+	struct msgsum_fpindex ix;
+	const char *error;
+	size_t kept = 0, matched = 0;
+
+	if (p->t->ops->fingerprints(p->t, from, &dst, &error) < 0) {
+		fail(p, kind_or(error, ERRK_SESSION), "target: %s", error);
+		msgsum_list_free(&dst);
+		return p->worst;
+	}
+	if (dst.count == 0) {
+		msgsum_list_free(&dst);
+		return SCOPE_OK;
+	}
+	log_info("%s: %zu messages on the target are not in the state: "
+	         "matching them by fingerprint", p->shown, dst.count);
+	if (source_list(&p->src, to_copy, *n_copy, MSGSUM_FP, &src, &error) < 0) {
+		fail(p, kind_or(error, ERRK_SESSION), "source: %s", error);
+		msgsum_list_free(&dst);
+		msgsum_list_free(&src);
+		return p->worst;
+	}
+	msgsum_fpindex_init(&ix, &dst);
+	for (size_t i = 0; i < *n_copy; i++) {
+		struct msgsum *s = msgsum_find(&src, to_copy[i]);
+		struct msgsum *d = s != NULL && s->have_fp ?
+		                   msgsum_fpindex_take(&ix, s->fp) : NULL;
+
+		if (d != NULL) {
+			record_copy(p, s->uid, d->uid, s->flags, s->size,
+			            s->internaldate);
+			if (claimed != NULL) {
+				*claimed = xreallocarray(*claimed, *n_claimed + 1,
+				                         sizeof(**claimed));
+				(*claimed)[(*n_claimed)++] = d->uid;
+			}
+			matched++;
+		} else {
+			to_copy[kept++] = to_copy[i];
+		}
+	}
+	msgsum_fpindex_free(&ix);
+	p->stats->skipped += matched;
+	if (matched > 0)
+		log_info("%s: %zu messages were already on the target", p->shown,
+		         matched);
+	*n_copy = kept;
+	msgsum_list_free(&dst);
+	msgsum_list_free(&src);
+	return p->worst >= SCOPE_FOLDER ? p->worst : SCOPE_OK;
+}
+
+/* The source folder's UIDs and flags (sizes and dates with meta). With
+ * CONDSTORE, a map in the state and a sync point from the last pass, only
+ * what changed since is fetched (UID SEARCH ALL for the UID set, FETCH ...
+ * (CHANGEDSINCE m) for new and changed flags); unchanged messages keep the
+ * flags the state recorded. */
+static int
+list_source(struct pass *p, const struct state_msg *known, size_t n_known,
+            uint64_t src_modseq, bool meta, struct msgsum_list *list,
+            const char **error_r)
+{
+	struct imap_client *c = p->src.client;
+	struct msgsum_list changed = { 0 };
+	unsigned what = MSGSUM_FLAGS | (meta ? MSGSUM_META : 0);
+	uint32_t *uids;
+	size_t n_uids, k = 0;
+
+	if (p->ranged)
+		return source_list_range(&p->src, p->lo, p->hi, what, list, error_r);
+	/* (a Maildir target compares every message's flags with its own:
+	 * listing them all costs the source one FETCH) */
+	if (p->src.kind != SOURCE_IMAP || p->t->ops->keeps_uids || meta ||
+	    p->sf.src_highestmodseq == 0 || src_modseq == 0 || n_known == 0 ||
+	    !imap_client_has_cap(c, "CONDSTORE"))
+		return source_list(&p->src, NULL, 0, what, list, error_r);
+	if (msgsum_uids_all(c, &uids, &n_uids, error_r) < 0)
+		return -1;
+	if (msgsum_fetch_changed(c, p->sf.src_highestmodseq, MSGSUM_FLAGS,
+	                         &changed, error_r) < 0) {
+		free(uids);
+		msgsum_list_free(&changed);
+		return -1;
+	}
+	list->items = xcalloc(n_uids + 1, sizeof(*list->items));
+	list->alloc = n_uids + 1;
+	for (size_t i = 0; i < n_uids; i++) {
+		struct msgsum *m = &list->items[list->count++];
+		const struct msgsum *ch = msgsum_find(&changed, uids[i]);
+
+		m->uid = uids[i];
+		while (k < n_known && known[k].src_uid < uids[i])
+			k++;
+		if (ch != NULL)
+			m->flags = xstrdup(ch->flags);
+		else if (k < n_known && known[k].src_uid == uids[i])
+			m->flags = xstrdup(known[k].flags != NULL ? known[k].flags : "");
+		else
+			m->flags = xstrdup("");  /* new: flags come with the body */
+	}
+	log_debug("%s: CONDSTORE: %zu UIDs, %zu changed since modseq %llu",
+	          p->shown, n_uids, changed.count,
+	          (unsigned long long)p->sf.src_highestmodseq);
+	free(uids);
+	msgsum_list_free(&changed);
+	return 0;
+}
+
+/* Sets flags of messages already copied: the driver groups what it can. */
+static enum scope
+sync_flags(struct pass *p, const struct target_flags *ch, size_t n)
+{
+	const char *error;
+	size_t mark = p->n_ops;
+
+	p->stats->flags_updated += n;
+	if (n == 0 || p->o->dry_run)
+		return SCOPE_OK;
+	if (!p->t->ops->keeps_uids)
+		for (size_t i = 0; i < n; i++)
+			op_push(p, OP_FLAGS, ch[i].src_uid, 0, ch[i].flags, 0, 0);
+	if (p->t->ops->set_flags(p->t, ch, n, &error) < 0) {
+		fail(p, kind_or(error, ERRK_FOLDER), "%s: changing flags on the "
+		     "target: %s", p->shown, error);
+		/* not carried over: the state must not claim it */
+		ops_truncate(p, mark);
+		return p->worst;
+	}
+	return SCOPE_OK;
+}
+
+/* Expunges on the target what the source no longer has. */
+static enum scope
+delete_missing(struct pass *p, const uint32_t *src_gone, size_t n_gone,
+               uint32_t *dst_gone, size_t n_dst)
+{
+	const char *error;
+	size_t done = 0;
+
+	if (n_gone == 0 && n_dst == 0)
+		return SCOPE_OK;
+	if (p->o->dry_run) {
+		p->stats->expunged += n_gone > n_dst ? n_gone : n_dst;
+		return SCOPE_OK;
+	}
+	if (n_dst > 1)
+		qsort(dst_gone, n_dst, sizeof(*dst_gone), cmp_u32);
+	if (n_dst > 0 &&
+	    p->t->ops->expunge(p->t, dst_gone, n_dst, &done, &error) < 0) {
+		fail(p, kind_or(error, ERRK_FOLDER), "%s: expunging on the target: %s",
+		     p->shown, error);
+		return p->worst;
+	}
+	if (!p->t->ops->keeps_uids)
+		for (size_t i = 0; i < n_gone; i++)
+			op_push(p, OP_DELETE, src_gone[i], 0, NULL, 0, 0);
+	p->stats->expunged += n_gone > done ? n_gone : done;
+	return SCOPE_OK;
+}
+
+/* A target that maps UIDs: after a UIDVALIDITY change on either side the
+ * folder's records are void. With --delete-missing, the target messages
+ * copied before (ours: not mail delivered to the target) are returned in
+ * *ours, sorted, to expunge those no source message claims again. */
+static enum scope
+uidvalidity_changed(struct pass *p, uint32_t src_uidvalidity,
+                    const struct target_folder_info *ti, uint32_t **ours,
+                    size_t *n_ours)
+{
+	struct state_msg *known = NULL;
+	size_t n_known = 0;
+	const char *error;
+
+	log_warn("%s: UIDVALIDITY changed (source %u -> %u, target %u -> %u): "
+	         "matching messages by fingerprint", p->shown,
+	         p->sf.src_uidvalidity, src_uidvalidity, p->sf.dst_uidvalidity,
+	         ti->uidvalidity);
+	if (p->o->delete_missing && !p->o->dry_run && !ti->missing &&
+	    p->sf.dst_uidvalidity == ti->uidvalidity && p->sf.id != 0) {
+		if (state_msgs_load(p->db, p->sf.id, &known, &n_known, &error) < 0) {
+			fail_state(p, error);
+			return SCOPE_RUN;
+		}
+		*ours = xcalloc(n_known + 1, sizeof(**ours));
+		for (size_t i = 0; i < n_known; i++)
+			if (known[i].dst_uid != 0)
+				(*ours)[(*n_ours)++] = known[i].dst_uid;
+		if (*n_ours > 1)
+			qsort(*ours, *n_ours, sizeof(**ours), cmp_u32);
+		state_msgs_free(&known, n_known);
+	}
+	if (!p->o->dry_run &&
+	    state_folder_clear_messages(p->db, p->sf.id, &error) < 0) {
+		fail_state(p, error);
+		return SCOPE_RUN;
+	}
+	p->sf.dst_uidnext = 0;
+	p->sf.complete = false;
+	return SCOPE_OK;
+}
+
+/* A UID range of a split folder is done: record it; the range that
+ * completes the cover publishes every staged range and marks the folder
+ * complete as of the oldest range's view. */
+static enum scope
+part_done(struct pass *p, const char *name)
+{
+	const char *error;
+	uint32_t uidnext, uidvalidity = 0;
+	uint64_t modseq;
+	bool complete, found;
+
+	if (state_part_done(p->db, p->o->run_id, p->o->account, p->src_name,
+	                    p->lo, p->hi, p->sf.src_uidnext,
+	                    p->sf.src_highestmodseq, &error) < 0 ||
+	    state_part_cover(p->db, p->o->run_id, p->o->account, p->src_name,
+	                     &complete, &uidnext, &modseq, &error) < 0) {
+		fail_state(p, error);
+		return SCOPE_RUN;
+	}
+	if (!complete)
+		return SCOPE_OK;
+	if (p->t->ops->publish == NULL) {
+		fail(p, ERRK_USAGE, "%s: the target cannot take UID ranges", p->shown);
+		return SCOPE_RUN;
+	}
+	if (p->t->ops->publish(p->t, name, uidnext, &uidvalidity, &error) < 0) {
+		fail(p, kind_or(error, ERRK_FOLDER), "%s: %s", p->shown, error);
+		return p->worst;
+	}
+	state_folder_free(&p->sf);
+	if (state_folder_get(p->db, p->o->account, p->src_name, &p->sf, &found,
+	                     &error) < 0) {
+		fail_state(p, error);
+		return SCOPE_RUN;
+	}
+	if (!found) {
+		memset(&p->sf, 0, sizeof(p->sf));
+		p->sf.account = xstrdup(p->o->account);
+		p->sf.src_name = xstrdup(p->src_name);
+		p->sf.dst_name = xstrdup(name);
+	}
+	p->sf.src_uidvalidity = uidvalidity;
+	p->sf.src_uidnext = uidnext;
+	p->sf.src_highestmodseq = modseq;
+	p->sf.complete = true;
+	return state_flush(p) < 0 ? SCOPE_RUN : SCOPE_OK;
+}
+
+static enum scope
+copy_folder(struct pass *p, const struct imap_mailbox_info *box,
+            const char *name)
+{
+	const struct copy_options *o = p->o;
+	const struct target_ops *ops = p->t->ops;
+	struct target_open topen = { 0 };
+	struct target_folder_info ti = { 0 };
+	struct target_close tc = { 0 };
+	struct source_folder sfo = { 0 };
+	struct msgsum_list src = { 0 };
+	struct state_msg *known = NULL;
+	struct target_flags *fl = NULL;
+	size_t n_known = 0, n_copy = 0, n_gone = 0, n_dst_gone = 0, n_fl = 0;
+	size_t n_missing = 0;     /* on the target, expunged on the source */
+	uint32_t *to_copy = NULL, *gone = NULL, *dst_gone = NULL;
+	uint32_t *ours = NULL, *claimed = NULL;  /* after a UIDVALIDITY change */
+	size_t n_ours = 0, n_claimed = 0;
+	uint32_t src_uidvalidity, src_uidnext, check_from;
+	uint64_t src_modseq, failed_before = p->stats->failed;
+	const char *error;
+	bool found, meta = false;
+	enum scope sc = SCOPE_OK;
+
+	p->src_name = box->name;
+	free(p->shown);
+	p->shown = mutf7_display(box->name);
+	p->max_dst_uid = 0;
+	p->n_retry = 0;
+	p->since_commit = 0;
+	if (state_folder_get(p->db, o->account, box->name, &p->sf, &found,
+	                     &error) < 0) {
+		fail_state(p, error);
+		return SCOPE_RUN;
+	}
+	if (!found) {
+		memset(&p->sf, 0, sizeof(p->sf));
+		p->sf.account = xstrdup(o->account);
+		p->sf.src_name = xstrdup(box->name);
+	}
+	free(p->sf.dst_name);
+	p->sf.dst_name = xstrdup(name);
+
+	/* Unchanged since the last complete pass (CONDSTORE): nothing to do. */
+	if (found && p->sf.complete && box->have_status &&
+	    p->sf.src_uidvalidity == box->uidvalidity &&
+	    p->sf.src_uidnext == box->uidnext && box->highestmodseq != 0 &&
+	    p->sf.src_highestmodseq == box->highestmodseq &&
+	    !(o->delete_missing && p->sf.gone_pending) &&
+	    ops->folder_exists(p->t, name)) {
+		log_debug("%s: unchanged since the last run", p->shown);
+		p->stats->skipped += box->messages;
+		if (p->ranged && !o->dry_run)
+			sc = part_done(p, name);
+		goto out;
+	}
+
+	if (source_select(&p->src, box->name, &sfo, &error) < 0) {
+		bool dead = source_is_dead(&p->src);
+
+		fail(p, dead ? ERRK_SESSION : kind_or(error, ERRK_FOLDER),
+		     "cannot examine %s on the source: %s", p->shown, error);
+		sc = p->worst;
+		goto out;
+	}
+	/* Courier sends no UIDNEXT on SELECT: STATUS had it */
+	src_uidvalidity = sfo.uidvalidity != 0 ? sfo.uidvalidity : box->uidvalidity;
+	src_uidnext = sfo.uidnext != 0 ? sfo.uidnext : box->uidnext;
+	src_modseq = sfo.highestmodseq;
+
+	topen.name = name;
+	topen.src_uidvalidity = src_uidvalidity;
+	topen.uid_lo = o->uid_lo;
+	topen.uid_hi = o->uid_hi;
+	topen.dry_run = o->dry_run;
+	if (ops->open_folder(p->t, &topen, &ti, &error) < 0) {
+		fail(p, kind_or(error, ERRK_FOLDER), "%s: %s", p->shown, error);
+		sc = p->worst;
+		goto out;
+	}
+	if (ti.created && !o->dry_run)
+		p->stats->folders_created++;
+
+	/* Target UIDs at or above the source UIDNEXT of the last complete
+	 * pass (all of them without one) were not numbered by a complete
+	 * pass of ours: a server that keeps our UIDs may have numbered files
+	 * of an interrupted run, or mail delivered to it, with UIDs the
+	 * source gives to other messages. Checked by INTERNALDATE and size. */
+	check_from = found && p->sf.complete && p->sf.src_uidnext != 0 ?
+	             p->sf.src_uidnext : 1;
+	if (!ops->keeps_uids) {
+		if (found && (p->sf.src_uidvalidity != src_uidvalidity ||
+		              (!ti.missing && p->sf.dst_uidvalidity != 0 &&
+		               p->sf.dst_uidvalidity != ti.uidvalidity)) &&
+		    (sc = uidvalidity_changed(p, src_uidvalidity, &ti, &ours,
+		                              &n_ours)) != SCOPE_OK)
+			goto out;
+		p->sf.dst_uidvalidity = ti.missing ? 0 : ti.uidvalidity;
+	}
+	p->sf.src_uidvalidity = src_uidvalidity;
+	if (!ops->keeps_uids && !o->dry_run && state_flush(p) < 0) {
+		sc = SCOPE_RUN;
+		goto out;
+	}
+	p->last_commit = time_mono_ms();
+	if (!ops->keeps_uids && found && p->sf.id != 0 &&
+	    state_msgs_load(p->db, p->sf.id, &known, &n_known, &error) < 0) {
+		fail_state(p, error);
+		sc = SCOPE_RUN;
+		goto out;
+	}
+	if (ops->keeps_uids && !ti.missing)
+		meta = ops->needs_meta(p->t, check_from);
+	if (sfo.exists > 0 &&
+	    list_source(p, known, n_known, src_modseq, meta, &src, &error) < 0) {
+		fail(p, kind_or(error, ERRK_SESSION), "source: %s", error);
+		sc = p->worst;
+		goto out;
+	}
+	if (ops->keeps_uids && !ti.missing &&
+	    ops->list(p->t, &src, !o->dry_run, &known, &n_known, &error) < 0) {
+		fail(p, kind_or(error, ERRK_FOLDER), "%s: %s", p->shown, error);
+		sc = p->worst;
+		goto out;
+	}
+
+	/* the diff: both lists are sorted by source UID */
+	to_copy = xcalloc(src.count + 1, sizeof(uint32_t));
+	gone = xcalloc(n_known + 1, sizeof(uint32_t));
+	dst_gone = xcalloc(n_known + 1, sizeof(uint32_t));
+	fl = xcalloc(n_known + 1, sizeof(*fl));
+	for (size_t i = 0, k = 0; i < src.count || k < n_known;) {
+		const struct msgsum *s = i < src.count ? &src.items[i] : NULL;
+		const struct state_msg *m = k < n_known ? &known[k] : NULL;
+		char *why = NULL;
+
+		if (m == NULL || (s != NULL && s->uid < m->src_uid)) {
+			i++;
+			if (o->skip_deleted && flags_has(s->flags, "\\Deleted"))
+				continue;
+			if (ops->keeps_uids && !o->dry_run && !ti.missing &&
+			    !ops->can_place(p->t, s->uid, &why)) {
+				message_failed(p, s->uid, why);
+				free(why);
+				continue;
+			}
+			to_copy[n_copy++] = s->uid;
+		} else if (s == NULL || m->src_uid < s->uid) {
+			k++;
+			n_missing++;
+			if (o->delete_missing) {
+				gone[n_gone++] = m->src_uid;
+				if (m->dst_uid != 0)
+					dst_gone[n_dst_gone++] = m->dst_uid;
+			}
+		} else {
+			i++;
+			k++;
+			if (ops->keeps_uids && meta && m->dst_uid >= check_from &&
+			    (m->internaldate != s->internaldate ||
+			     (m->size != MAILDIR_SIZE_UNKNOWN && m->size != s->size))) {
+				why = xasprintf("UID %" PRIu32 " on the target holds "
+				    "another message (INTERNALDATE %" PRId64 ", %" PRIu64
+				    " bytes; the source's: %" PRId64 ", %" PRIu64 " bytes): "
+				    "the server numbered a file of an interrupted run, or "
+				    "mail was delivered to the target; not copied",
+				    s->uid, m->internaldate, m->size, s->internaldate,
+				    s->size);
+				message_failed(p, s->uid, why);
+				free(why);
+				continue;
+			}
+			p->stats->skipped++;
+			if (m->dst_uid != 0 &&
+			    strcmp(s->flags, m->flags != NULL ? m->flags : "") != 0) {
+				fl[n_fl].src_uid = s->uid;
+				fl[n_fl].dst_uid = m->dst_uid;
+				fl[n_fl].flags = s->flags;
+				n_fl++;
+			}
+		}
+	}
+
+	if (!ops->keeps_uids) {
+		/* copies no record knows: an interrupted run, another tool */
+		if (n_copy > 0 && !ti.missing && ti.uidnext > p->sf.dst_uidnext &&
+		    (sc = match_unknown(p, to_copy, &n_copy, p->sf.dst_uidnext,
+		                        n_ours > 0 ? &claimed : NULL,
+		                        &n_claimed)) != SCOPE_OK)
+			goto out_tx;
+		if (n_ours > 0) {
+			/* ours that nothing claimed: dropped by the source */
+			if (n_claimed > 1)
+				qsort(claimed, n_claimed, sizeof(*claimed), cmp_u32);
+			dst_gone = xreallocarray(dst_gone, n_dst_gone + n_ours + 1,
+			                         sizeof(*dst_gone));
+			for (size_t i = 0, k = 0; i < n_ours; i++) {
+				while (k < n_claimed && claimed[k] < ours[i])
+					k++;
+				if (k < n_claimed && claimed[k] == ours[i])
+					continue;
+				dst_gone[n_dst_gone++] = ours[i];
+			}
+		}
+		if (!ti.missing && ti.uidnext > p->sf.dst_uidnext)
+			p->sf.dst_uidnext = ti.uidnext;
+	}
+
+	if (!o->quiet && (n_copy > 0 || n_gone > 0 || n_dst_gone > 0))
+		log_info("%s -> %s: %zu to copy, %zu already there, %zu gone%s",
+		         p->shown, name[0] != '\0' ? name : "INBOX", n_copy,
+		         src.count - n_copy, n_gone > n_dst_gone ? n_gone : n_dst_gone,
+		         o->dry_run ? " (dry run)" : "");
+	if (o->dry_run) {
+		p->stats->copied += n_copy;
+		(void)sync_flags(p, fl, n_fl);
+		(void)delete_missing(p, gone, n_gone, dst_gone, n_dst_gone);
+		goto out;
+	}
+	if ((sc = copy_uids(p, to_copy, n_copy, false)) != SCOPE_OK)
+		goto close;
+	if (p->n_retry > 0) {
+		uint32_t *retry = p->retry;
+		size_t n = p->n_retry;
+
+		qsort(retry, n, sizeof(*retry), cmp_u32);
+		p->retry = NULL;
+		p->n_retry = p->retry_alloc = 0;
+		sc = copy_uids(p, retry, n, true);
+		free(retry);
+		if (sc != SCOPE_OK)
+			goto close;
+	}
+	if ((sc = sync_flags(p, fl, n_fl)) != SCOPE_OK)
+		goto close;
+	if ((sc = delete_missing(p, gone, n_gone, dst_gone, n_dst_gone)) != SCOPE_OK)
+		goto close;
+	p->sf.src_uidnext = src_uidnext;
+	p->sf.src_highestmodseq = src_modseq;
+	/* a later pass with --delete-missing must look at the folder even
+	 * when nothing changes on the source */
+	p->sf.gone_pending = !o->delete_missing && n_missing > 0;
+	/* A message that was not copied leaves the folder incomplete, so
+	 * that the next run tries (and reports) it again instead of skipping
+	 * the folder as unchanged. */
+	p->sf.complete = p->stats->failed == failed_before;
+close:
+	/* UIDNEXT as the source has it now (it may have grown meanwhile) */
+	tc.complete = sc == SCOPE_OK && p->worst < SCOPE_FOLDER;
+	tc.src_uidnext = src_uidnext;
+	if (source_uidnext_now(&p->src) > tc.src_uidnext)
+		tc.src_uidnext = source_uidnext_now(&p->src);
+	if (ops->close_folder(p->t, &tc, &error) < 0) {
+		p->sf.complete = false;
+		fail(p, kind_or(error, ERRK_FOLDER), "%s: %s", p->shown, error);
+		if (sc == SCOPE_OK)
+			sc = p->worst;
+	}
+	if (p->ranged) {
+		/* the range's scratch folder is committed: record the part */
+		if (sc == SCOPE_OK && p->worst < SCOPE_FOLDER && p->sf.complete)
+			sc = part_done(p, name);
+		goto out;
+	}
+out_tx:
+	/* the records so far, and the folder's sync point (a folder that
+	 * keeps UIDs records only that) */
+	if (!p->state_broken)
+		(void)state_flush(p);
+	ops_truncate(p, 0);
+out:
+	state_msgs_free(&known, n_known);
+	msgsum_list_free(&src);
+	free(to_copy);
+	free(gone);
+	free(dst_gone);
+	free(fl);
+	free(ours);
+	free(claimed);
+	ops_truncate(p, 0);
+	state_folder_free(&p->sf);
+	if (sc == SCOPE_OK && p->worst >= SCOPE_FOLDER)
+		sc = p->worst;
+	return sc;
+}
+
+/* ------------------------------------------------------------ sessions */
+
+static void
+disconnect(struct pass *p)
+{
+	source_disconnect(&p->src);
+	p->t->ops->disconnect(p->t);
+	if (p->have_info) {
+		imap_account_info_free(&p->src_info);
+		p->have_info = false;
+	}
+}
+
+/* Connects both sides and lists the source's folders. */
+static enum scope
+connect_both(struct pass *p)
+{
+	const char *error;
+	bool refused;
+
+	if (p->have_info) {
+		imap_account_info_free(&p->src_info);
+		p->have_info = false;
+	}
+	if (!source_is_connected(&p->src) &&
+	    source_connect(&p->src, &refused, &error) < 0) {
+		fail(p, refused ? ERRK_AUTH : kind_or(error, ERRK_SESSION),
+		     "source: %s", error);
+		return p->worst;
+	}
+	if (p->t->ops->connect(p->t, &error) < 0) {
+		fail(p, kind_or(error, ERRK_SESSION), "target: %s", error);
+		return p->worst;
+	}
+	if (source_inventory(&p->src, IMAP_INV_STATUS | IMAP_INV_SUBSCRIBED,
+	                     &p->src_info, &error) < 0) {
+		fail(p, kind_or(error, ERRK_SESSION), "source: %s", error);
+		return p->worst;
+	}
+	p->have_info = true;
+	return SCOPE_OK;
+}
+
+/* Reconnects after a session failure, waiting 1, 2, 4, ... 32 seconds. */
+static enum scope
+reconnect(struct pass *p, unsigned attempt)
+{
+	unsigned wait = 1u << (attempt < 5 ? attempt : 5);
+
+	log_warn("%s; reconnecting in %u s", p->error != NULL ? p->error :
+	         "session lost", wait);
+	disconnect(p);
+	sleep(wait);
+	clear_failure(p);
+	return connect_both(p);
+}
+
+struct fpair {
+	char *src;                /* source wire name (may hold a NUL) */
+	size_t src_len;
+	char *wire;               /* target wire name, NULL if not copied */
+	char *name;               /* the driver's name */
+	bool selectable, subscribed;
+};
+
+static void
+copy_subscriptions(struct pass *p, const struct fpair *pairs, size_t n)
+{
+	char **wires = xcalloc(n + 1, sizeof(*wires));
+	const char *error;
+	unsigned count = 0;
+	size_t k = 0;
+
+	for (size_t i = 0; i < n; i++)
+		if (pairs[i].subscribed && pairs[i].wire != NULL)
+			wires[k++] = pairs[i].wire;
+	if (k > 0 && p->t->ops->subscribe(p->t, wires, k, p->o->dry_run, &count,
+	                                  &error) < 0)
+		log_warn("target: subscriptions: %s", error);
+	p->stats->subscribed += count;
+	free(wires);
+}
+
+static void
+map_folders(struct pass *p, struct fpair *pairs, size_t n)
+{
+	const struct copy_options *o = p->o;
+
+	for (size_t i = 0; i < n; i++) {
+		const struct imap_mailbox_info *box = &p->src_info.boxes[i];
+		struct foldermap_result res;
+		const char *error;
+
+		pairs[i].src = xstrndup(box->name, box->name_len);
+		pairs[i].src_len = box->name_len;
+		pairs[i].selectable = box->selectable;
+		pairs[i].subscribed = box->subscribed;
+		if (foldermap_map(o->fm, box->name, box->name_len, box->attrs, &res,
+		                  &error) < 0) {
+			char *shown = str_escape_controls(pairs[i].src);
+
+			log_warn("source folder %s: %s", shown, error);
+			free(shown);
+			p->stats->folders_failed++;
+			continue;
+		}
+		if (res.note != NULL)
+			log_warn("folder %s: %s", res.logical, res.note);
+		if (res.excluded) {
+			foldermap_result_free(&res);
+			continue;
+		}
+		if (memchr(box->name, '\0', box->name_len) != NULL) {
+			/* SELECT takes a C string: the source would be asked
+			 * for the folder named by the bytes before the NUL */
+			log_error("folder %s cannot be copied: its source name "
+			          "contains a NUL byte", res.logical);
+			p->stats->folders_failed++;
+		} else if (p->t->ops->folder_name(p->t, res.dst_wire, &pairs[i].name,
+		                                  &error) < 0) {
+			log_error("folder %s cannot be stored on the target: %s",
+			          res.logical, error);
+			p->stats->folders_failed++;
+		} else {
+			pairs[i].wire = xstrdup(res.dst_wire);
+		}
+		foldermap_result_free(&res);
+	}
+}
+
+/* Copies one folder, retrying session failures within max_retries.
+ * Returns false when the run must stop. */
+static bool
+folder_with_retries(struct pass *p, const struct fpair *pair, unsigned max_retries)
+{
+	for (unsigned attempt = 0;; attempt++) {
+		const struct imap_mailbox_info *b = NULL;
+		struct imap_mailbox_info box;
+		enum scope sc;
+
+		if (!p->have_info) {
+			/* The last reconnect failed: no sessions and no
+			 * folder list (not "vanished"). Try again; give up
+			 * on the run when that keeps failing. */
+			if (attempt >= max_retries) {
+				char *why = p->error;
+				enum err_kind k = p->worst_kind;
+
+				p->error = NULL;
+				p->worst = SCOPE_OK;
+				fail(p, scope_of(k) == SCOPE_RUN ? k : ERRK_SESSION,
+				     "cannot reconnect: %s", why != NULL ? why :
+				     "session lost");
+				p->worst = SCOPE_RUN;
+				free(why);
+				return false;
+			}
+			if (reconnect(p, attempt) == SCOPE_RUN)
+				return false;
+			continue;
+		}
+		/* by length too: "a" must not match a source "a\0b" */
+		for (size_t k = 0; k < p->src_info.count && b == NULL; k++)
+			if (p->src_info.boxes[k].name_len == pair->src_len &&
+			    memcmp(p->src_info.boxes[k].name, pair->src,
+			           pair->src_len) == 0)
+				b = &p->src_info.boxes[k];
+		if (b == NULL) {
+			char *shown = mutf7_display(pair->src);
+
+			log_warn("%s: vanished from the source", shown);
+			free(shown);
+			return true;
+		}
+		box = *b;
+		sc = copy_folder(p, &box, pair->name);
+		if (sc == SCOPE_OK) {
+			p->stats->folders++;
+			return true;
+		}
+		if (sc == SCOPE_RUN)
+			return false;
+		if (sc <= SCOPE_FOLDER || attempt >= max_retries) {
+			const char *err2;
+
+			log_error("%s", p->error);
+			p->stats->folders_failed++;
+			if (!p->state_broken &&
+			    state_failure_put(p->db, p->o->account, pair->src, 0,
+			                      STATE_SCOPE_FOLDER, p->error, &err2) < 0) {
+				fail_state(p, err2);
+				return false;
+			}
+			clear_failure(p);
+			if (sc > SCOPE_FOLDER && reconnect(p, attempt) == SCOPE_RUN)
+				return false;
+			return true;
+		}
+		if (reconnect(p, attempt) == SCOPE_RUN)
+			return false;
+	}
+}
+
+int
+copy_account_to(const struct source *src, const struct target_spec *dst,
+                struct state_db *db, const struct copy_options *o,
+                struct copy_stats *stats, const char **error_r)
+{
+	struct pass p = {
+		.src = *src, .o = o, .db = db, .stats = stats,
+	};
+	struct target_sink sink = {
+		.ctx = &p, .delivered = sink_delivered, .refused = sink_refused,
+		.retry = sink_retry, .failed = sink_failed, .dropped = sink_dropped,
+	};
+	unsigned max_retries = o->max_retries != 0 ? o->max_retries : 5;
+	double start = time_mono_sec();
+	struct fpair *pairs = NULL;
+	size_t n_names = 0;
+	unsigned attempt = 0;
+	int ret = 0;
+
+	memset(stats, 0, sizeof(*stats));
+	p.ranged = o->uid_lo != 0 || o->uid_hi != 0;
+	p.lo = p.ranged && o->uid_lo > 1 ? o->uid_lo : 1;
+	p.hi = p.ranged ? o->uid_hi : UINT32_MAX;
+	p.t = target_new(dst, &sink, stats);
+	if (p.ranged && (p.t->ops->publish == NULL || o->n_folders != 1)) {
+		*error_r = err_setk(ERRK_USAGE, "a UID range needs one folder and a "
+		                    "target that keeps UIDs (a Maildir): an IMAP "
+		                    "target assigns UIDs in APPEND order");
+		stats->error_kind = ERRK_USAGE;
+		target_free(&p.t);
+		return -1;
+	}
+	while (connect_both(&p) != SCOPE_OK) {
+		if (p.worst == SCOPE_RUN || attempt >= max_retries) {
+			*error_r = err_setk(p.worst_kind, "%s", p.error);
+			stats->error_kind = p.worst_kind;
+			ret = -1;
+			goto out;
+		}
+		log_warn("%s; retrying in %u s", p.error, 1u << attempt);
+		disconnect(&p);
+		sleep(1u << attempt);
+		attempt++;
+		clear_failure(&p);
+	}
+	p.t->ops->setup_foldermap(p.t, o->fm);
+	/* The folder list is taken now: src_info may be reloaded after a
+	 * reconnect. */
+	n_names = p.src_info.count;
+	pairs = xcalloc(n_names + 1, sizeof(*pairs));
+	map_folders(&p, pairs, n_names);
+	for (size_t i = 0; i < n_names; i++) {
+		if (pairs[i].name == NULL || !pairs[i].selectable ||
+		    !copy_folder_selected(o->folders, o->n_folders, pairs[i].src))
+			continue;
+		if (!folder_with_retries(&p, &pairs[i], max_retries)) {
+			*error_r = err_setk(p.worst_kind, "%s", p.error);
+			stats->error_kind = p.worst_kind;
+			ret = -1;
+			goto out;
+		}
+	}
+	/* one part of a split folder writes them: the one from UID 1 */
+	if (!o->no_subscriptions && p.lo <= 1 && p.have_info)
+		copy_subscriptions(&p, pairs, n_names);
+	source_logout(&p.src);
+	p.t->ops->logout(p.t);
+out:
+	for (size_t i = 0; i < n_names && pairs != NULL; i++) {
+		free(pairs[i].src);
+		free(pairs[i].wire);
+		free(pairs[i].name);
+	}
+	free(pairs);
+	disconnect(&p);
+	target_free(&p.t);
+	for (size_t i = 0; i < p.n_dropped_seen; i++)
+		free(p.dropped_seen[i]);
+	free(p.dropped_seen);
+	free(p.retry);
+	ops_truncate(&p, 0);
+	free(p.ops);
+	free(p.error);
+	free(p.shown);
+	stats->seconds = time_mono_sec() - start;
+	return ret;
+}
+
+bool
+copy_folder_selected(char *const *folders, size_t n, const char *name)
+{
+	if (folders == NULL)
+		return true;
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(folders[i], name) == 0 ||
+		    (str_ieq(folders[i], "INBOX") && str_ieq(name, "INBOX")))
+			return true;
+	return false;
+}
+
+struct target *
+target_new(const struct target_spec *spec, const struct target_sink *sink,
+           struct copy_stats *stats)
+{
+	struct target *t = spec->kind == TARGET_MAILDIR ?
+	                   target_maildir_new(spec) : target_imap_new(spec);
+
+	t->spec = spec;
+	t->sink = *sink;
+	t->stats = stats;
+	return t;
+}
+
+void
+target_free(struct target **t)
+{
+	if (*t == NULL)
+		return;
+	(*t)->ops->free(*t);
+	*t = NULL;
+}

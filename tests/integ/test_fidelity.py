@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""Fidelity defects found by trying imapferry as a new user would (issue
+"nothing a client notices"), each reproduced against real servers.
+
+1. --delete-missing misses expunges an earlier run saw: run 1 without the
+   option after an expunge on the source, run 2 with it and the same state:
+   the stale copies must be expunged (the folder's sync point had moved on
+   in run 1, so run 2 skipped the folder as unchanged). Both targets.
+"""
+
+import os
+import re
+import shutil
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as H  # noqa: E402
+import copy_util as U  # noqa: E402
+
+PW = "fid-pw"
+
+
+def fill(s, folders):
+    c = s.imap("alice", PW)
+    for folder, count in folders.items():
+        if folder != "INBOX":
+            assert c.create(folder)[0] == "OK"
+        for i in range(count):
+            U.append(c, folder, U.make_message(i, tag=folder))
+    c.logout()
+
+
+def expunge(s, folder, uids):
+    c = s.imap("alice", PW)
+    assert c.select(folder)[0] == "OK"
+    for u in uids:
+        assert c.uid("STORE", str(u), "+FLAGS.SILENT", "(\\Deleted)")[0] == "OK"
+        assert c.uid("EXPUNGE", str(u))[0] == "OK"
+    c.logout()
+
+
+def count(server, folder):
+    c = server.imap("alice", PW)
+    typ, data = c.status(folder, "(MESSAGES)")
+    c.logout()
+    assert typ == "OK", data
+    return int(re.search(rb"MESSAGES (\d+)", data[0]).group(1))
+
+
+def ferry(args):
+    return H.run_ferry(args, env={"IMAPFERRY_SRC_PASSWORD": PW,
+                                  "IMAPFERRY_DST_PASSWORD": PW})
+
+
+def _delete_missing_after_earlier_run(maildir):
+    tmp = tempfile.mkdtemp(prefix="ife-fid-")
+    state = os.path.join(tmp, "st.db")
+    try:
+        with H.Dovecot("fsrc", users={"alice": PW}, ssl=False) as s, \
+                H.Dovecot("fdst", users={"alice": PW}, ssl=False) as d:
+            fill(s, {"INBOX": 5, "Work": 12})
+            src = s.url("alice", query="?tls=none")
+            dst = (f"maildir:{d.maildir('alice')}" if maildir
+                   else d.url("alice", query="?tls=none"))
+            base = ["copy", "--json", "--state", state] + (
+                ["--owner", "mail:mail"] if maildir else [])
+            p = ferry(base + [src, dst])
+            assert p.returncode == 0, H.describe(p)
+            assert count(d, "Work") == 12
+            expunge(s, "Work", [2, 3, 7])
+            # run 1 after the expunge, without --delete-missing: keeps them
+            p = ferry(base + [src, dst])
+            assert p.returncode == 0, H.describe(p)
+            assert U.summary(p)["expunged"] == 0, H.describe(p)
+            assert count(d, "Work") == 12
+            # run 2 with --delete-missing and the same state: expunges them
+            # although nothing changed on the source since run 1
+            p = ferry(base + ["--delete-missing", src, dst])
+            assert p.returncode == 0, H.describe(p)
+            assert U.summary(p)["expunged"] == 3, H.describe(p)
+            assert count(d, "Work") == 9
+            assert count(d, "INBOX") == 5
+            # and a third pass finds nothing more to do
+            p = ferry(base + ["--delete-missing", src, dst])
+            assert p.returncode == 0, H.describe(p)
+            j = U.summary(p)
+            assert j["expunged"] == 0 and j["copied"] == 0, H.describe(p)
+            v = ferry(["verify", "--json", "--state", state, src, dst])
+            assert v.returncode == 0, H.describe(v)
+    finally:
+        if not H.KEEP:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_delete_missing_after_earlier_run_imap():
+    H.require_root()
+    _delete_missing_after_earlier_run(maildir=False)
+
+
+def test_delete_missing_after_earlier_run_maildir():
+    H.require_root()
+    _delete_missing_after_earlier_run(maildir=True)
+
+
+if __name__ == "__main__":
+    H.run_tests(globals())
