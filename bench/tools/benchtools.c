@@ -121,10 +121,7 @@ static const struct cli_opt_def bench_defs[] = {
 	{ CLI_OPT_PASSWORD_FILE, NULL }, { CLI_OPT_AUTHZID, NULL }, \
 	{ CLI_OPT_JSON, "one JSON object {mode, messages, bytes,\n" \
 	                "seconds, ...}" }, \
-	{ CLI_OPT_INSECURE, NULL }, { CLI_OPT_CA_FILE, NULL }, \
-	{ CLI_OPT_TLS_MIN, NULL }, { CLI_OPT_TIMEOUT, NULL }, \
-	{ CLI_OPT_VERBOSE, NULL }, { CLI_OPT_DEBUG, NULL }, \
-	{ CLI_OPT_TRACE, NULL }
+	CLI_NET_USES
 
 static const struct cli_use fetch_opts[] = {
 	{ OPT_BATCH, NULL },

@@ -210,10 +210,7 @@ static const struct cli_use ls_opts[] = {
 	{ CLI_OPT_AUTHZID, NULL },
 	{ CLI_OPT_JSON, "one JSON object: server, namespaces, separator,\n"
 	                "folders, totals" },
-	{ CLI_OPT_INSECURE, NULL }, { CLI_OPT_CA_FILE, NULL },
-	{ CLI_OPT_TLS_MIN, NULL }, { CLI_OPT_TIMEOUT, NULL },
-	{ CLI_OPT_VERBOSE, NULL }, { CLI_OPT_DEBUG, NULL },
-	{ CLI_OPT_TRACE, NULL },
+	CLI_NET_USES,
 	{ CLI_OPT_NONE, NULL },
 };
 

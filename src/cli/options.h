@@ -87,6 +87,14 @@ struct cli_command {
 	                               * or NULL */
 };
 
+/* The network and logging options (struct cli_common but --json), for
+ * the struct cli_use list of every command that talks to servers. */
+#define CLI_NET_USES \
+	{ CLI_OPT_INSECURE, NULL }, { CLI_OPT_CA_FILE, NULL }, \
+	{ CLI_OPT_TLS_MIN, NULL }, { CLI_OPT_TIMEOUT, NULL }, \
+	{ CLI_OPT_VERBOSE, NULL }, { CLI_OPT_DEBUG, NULL }, \
+	{ CLI_OPT_TRACE, NULL }
+
 /* Options common to every command that talks to servers. */
 struct cli_common {
 	struct net_options net;

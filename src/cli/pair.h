@@ -27,13 +27,6 @@ struct cli_pair {
 	{ CLI_OPT_STATE, NULL }, { CLI_OPT_INCLUDE, NULL }, \
 	{ CLI_OPT_EXCLUDE, NULL }, { CLI_OPT_MAP, NULL }
 
-/* The common options of copy and verify (struct cli_common). */
-#define CLI_NET_USES \
-	{ CLI_OPT_INSECURE, NULL }, { CLI_OPT_CA_FILE, NULL }, \
-	{ CLI_OPT_TLS_MIN, NULL }, { CLI_OPT_TIMEOUT, NULL }, \
-	{ CLI_OPT_VERBOSE, NULL }, { CLI_OPT_DEBUG, NULL }, \
-	{ CLI_OPT_TRACE, NULL }
-
 void cli_pair_init(struct cli_pair *p, int argc);
 /* Consumes a pair option (CLI_PAIR_USES); returns 1 if consumed, 0 if
  * not one. */

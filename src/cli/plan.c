@@ -10,7 +10,7 @@
 static const struct cli_use plan_opts[] = {
 	RUN_CLI_USES,
 	{ CLI_OPT_JSON, "the plan as JSON" },
-	RUN_CLI_NET_USES,
+	CLI_NET_USES,
 	{ CLI_OPT_NONE, NULL },
 };
 

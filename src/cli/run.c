@@ -37,7 +37,7 @@ static const struct cli_use run_opts[] = {
 	{ CLI_OPT_INCLUDE, NULL }, { CLI_OPT_EXCLUDE, NULL },
 	{ CLI_OPT_MAP, NULL },
 	{ CLI_OPT_DELETE_MISSING, NULL }, { CLI_OPT_SKIP_DELETED, NULL },
-	RUN_CLI_NET_USES,
+	CLI_NET_USES,
 	{ CLI_OPT_NONE, NULL },
 };
 

@@ -58,13 +58,6 @@ struct run_cli {
 	{ CLI_OPT_NO_UID_RANGES, NULL }, { CLI_OPT_SPLIT_ABOVE, NULL }, \
 	{ CLI_OPT_OWNER, NULL }, { CLI_OPT_NO_FSYNC, NULL }
 
-/* The network and logging options, last in every list. */
-#define RUN_CLI_NET_USES \
-	{ CLI_OPT_INSECURE, NULL }, { CLI_OPT_CA_FILE, NULL }, \
-	{ CLI_OPT_TLS_MIN, NULL }, { CLI_OPT_TIMEOUT, NULL }, \
-	{ CLI_OPT_VERBOSE, NULL }, { CLI_OPT_DEBUG, NULL }, \
-	{ CLI_OPT_TRACE, NULL }
-
 #define RUN_CLI_TRAILER \
 	"USERS: CSV 'src_user,dst_user[,src_password_file,dst_password_file]' or\n" \
 	"  imapsync lines 'user1;password1;user2;password2'.\n" \
