@@ -12,8 +12,8 @@ Methods (each into a fresh Dovecot target, except fetch):
   ferry          imapferry copy IMAP -> IMAP
   mbsync         isync's mbsync (Far = source, Near = target, Sync Pull)
   dsync          doveadm backup -R imapc: run by the target (the exact baseline)
-  fetch          imapferry fetch-only: the source's read limit (bodies discarded)
-  append         imapferry append-only: the target's APPEND limit (from the files)
+  fetch          imapferry-bench fetch-only: the source's read limit (bodies discarded)
+  append         imapferry-bench append-only: the target's APPEND limit (from the files)
   ferry-maildir  imapferry copy IMAP -> maildir:PATH (skipped while unsupported)
 
 Scopes: "one" = the largest account; "all" = every account, one process per
@@ -320,8 +320,23 @@ class Ctx:
         shutil.copy2(args.bin, self.bin)
         with open(self.bin, "rb") as f:
             self.bin_sha256 = hashlib.sha256(f.read()).hexdigest()
+        # fetch-only and append-only: the separate, never installed
+        # imapferry-bench of the same build
+        self.bench_bin = os.path.join(self.work, "imapferry-bench")
+        if os.access(args.bench_bin, os.X_OK):
+            shutil.copy2(args.bench_bin, self.bench_bin)
         self.ferry_maildir_note = None
         self.quiet_budget = args.quiet_total    # seconds of waiting left
+
+
+def bench_bin_of(ferry_bin):
+    """imapferry-bench of the build that made ferry_bin: BUILD/src/cli/imapferry
+    -> BUILD/bench/tools/imapferry-bench (else the same directory)."""
+    d = os.path.dirname(os.path.abspath(ferry_bin))
+    if d.endswith(os.path.join("src", "cli")):
+        return os.path.join(os.path.dirname(os.path.dirname(d)), "bench", "tools",
+                            "imapferry-bench")
+    return os.path.join(d, "imapferry-bench")
 
 
 def url(server, user):
@@ -406,11 +421,11 @@ def measure(ctx, method, users, run_id):
                              "backup", "-R", "-u", u, "imapc:"])
         elif method == "fetch":
             for u in users:
-                cmds.append([ctx.bin, "fetch-only", "--json", url(ctx.src, u)])
+                cmds.append([ctx.bench_bin, "fetch-only", "--json", url(ctx.src, u)])
             env = ferry_env(ctx.pw[users[0]], ctx.pw[users[0]])
         elif method == "append":
             for u in users:
-                cmds.append([ctx.bin, "append-only", "--json", url(dst, u),
+                cmds.append([ctx.bench_bin, "append-only", "--json", url(dst, u),
                              os.path.join(ctx.root, u, "Maildir")])
             env = ferry_env(ctx.pw[users[0]], ctx.pw[users[0]])
         servers = [ctx.src, dst]
@@ -598,6 +613,9 @@ def main():
     ap.add_argument("--quiet-total", type=float, default=90,
                     help="at most this many seconds of such waiting in the whole bench")
     ap.add_argument("--bin", default=harness.BIN)
+    ap.add_argument("--bench-bin", default=None,
+                    help="imapferry-bench (fetch-only, append-only); default: "
+                         "BUILD/bench/tools/imapferry-bench of --bin's build")
     ap.add_argument("--cache", default="/var/tmp/imapferry-bench")
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
     ap.add_argument("--users", type=int, default=3)
@@ -618,6 +636,11 @@ def main():
         sys.exit("bench: needs root (throwaway Dovecot instances)")
     if not os.access(a.bin, os.X_OK):
         sys.exit(f"bench: {a.bin} not built (cmake --preset default && cmake --build build)")
+    if a.bench_bin is None:
+        a.bench_bin = bench_bin_of(a.bin)
+    if ({"fetch", "append"} & set(methods)) and not os.access(a.bench_bin, os.X_OK):
+        sys.exit(f"bench: {a.bench_bin} not built (cmake --preset default && "
+                 f"cmake --build build)")
     for tool, m in (("mbsync", "mbsync"), ("doveadm", "dsync"), ("dovecot", None)):
         if (m is None or m in methods) and not shutil.which(tool):
             sys.exit(f"bench: {tool} not installed (scripts/install-deps.sh)")

@@ -11,20 +11,11 @@
 #include "pop3.h"
 #include "state.h"
 
-#include <getopt.h>
 #include <pthread.h>
-#include <grp.h>
-#include <pwd.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-enum {
-	OPT_DELETE_MISSING = OPT_PAIR_LAST, OPT_SKIP_DELETED, OPT_DRY_RUN,
-	OPT_NO_SUBS, OPT_FETCH_BATCH, OPT_APPEND_DEPTH, OPT_SPOOL_DIR,
-	OPT_FOLDERS, OPT_OWNER, OPT_SRC_POP3, OPT_NO_FSYNC, OPT_PARALLEL,
-};
 
 #define PARALLEL_MAX 16
 
@@ -180,41 +171,6 @@ copy_parallel(unsigned n, const struct source *src, const struct target_spec *ds
 	return ret;
 }
 
-/* --owner USER[:GROUP] (names or numbers) for files written to a Maildir */
-static int
-parse_owner(const char *spec, uid_t *uid_r, gid_t *gid_r)
-{
-	char *dup = xstrdup(spec), *colon = strchr(dup, ':');
-	struct passwd *pw;
-	struct group *gr;
-	uint64_t v;
-	int ret = -1;
-
-	if (colon != NULL)
-		*colon++ = '\0';
-	if (str_to_u64z(dup, UINT32_MAX - 1, &v)) {
-		*uid_r = (uid_t)v;
-		*gid_r = (gid_t)-1;
-	} else if ((pw = getpwnam(dup)) != NULL) {
-		*uid_r = pw->pw_uid;
-		*gid_r = pw->pw_gid;
-	} else {
-		goto out;
-	}
-	if (colon != NULL) {
-		if (str_to_u64z(colon, UINT32_MAX - 1, &v))
-			*gid_r = (gid_t)v;
-		else if ((gr = getgrnam(colon)) != NULL)
-			*gid_r = gr->gr_gid;
-		else
-			goto out;
-	}
-	ret = 0;
-out:
-	free(dup);
-	return ret;
-}
-
 struct pop3_map {
 	uint32_t *uids;
 	char **uidls;
@@ -311,27 +267,91 @@ print_summary(const struct copy_stats *st, bool json, bool dry_run)
 	       st->seconds, rate, mbs);
 }
 
+static const struct cli_use copy_opts[] = {
+	CLI_PAIR_USES,
+	{ CLI_OPT_DELETE_MISSING, NULL },
+	{ CLI_OPT_SKIP_DELETED, NULL },
+	{ CLI_OPT_DRY_RUN, NULL },
+	{ CLI_OPT_NO_SUBS, NULL },
+	{ CLI_OPT_PARALLEL, NULL },
+	{ CLI_OPT_FOLDERS, NULL },
+	{ CLI_OPT_FETCH_BATCH, NULL },
+	{ CLI_OPT_APPEND_DEPTH, NULL },
+	{ CLI_OPT_SPOOL_DIR, NULL },
+	{ CLI_OPT_OWNER, NULL },
+	{ CLI_OPT_SRC_POP3, NULL },
+	{ CLI_OPT_NO_FSYNC, NULL },
+	{ CLI_OPT_JSON, "the summary as JSON" },
+	CLI_NET_USES,
+	{ CLI_OPT_NONE, NULL },
+};
+
+static const struct cli_command copy_cmd = {
+	.name = "copy", .program = "imapferry", .synopsis = "[options] SRC DST",
+	.intro = "Copies one account incrementally (the state database maps\n"
+	         "each source message to its copy; a re-run copies what is new).",
+	.opts = copy_opts,
+	.trailer =
+	    "SRC, DST: imap://USER@HOST[:PORT] or imaps://... (see imapferry --help)\n"
+	    "SRC may be maildir:PATH[?flavor=dovecot|courier]: a Maildir read\n"
+	    "  through its uidlist (its UIDs are kept where the target allows)\n"
+	    "DST maildir:PATH[?flavor=dovecot|courier] (PATH may use %u %n %d)\n"
+	    "  writes the Maildir directly, keeping UIDVALIDITY, UIDNEXT, UIDs\n"
+	    "The same account as SRC and DST is refused.\n"
+	    "exit status: 0 all copied, 1 failures, 2 usage",
+	.min_args = 2, .max_args = 2,
+};
+
+/* What copy's options set: cmd_copy()'s variables. */
+struct copy_cli {
+	struct cli_pair *pair;
+	struct copy_options *o;
+	struct maildir_options *md;
+	char **folders;
+	unsigned *parallel;
+	const char **src_pop3;
+	struct target_spec *target;
+};
+
+static int
+copy_option(void *ctx, int id, const char *arg, uint64_t num)
+{
+	struct copy_cli *c = ctx;
+
+	if (cli_pair_option(c->pair, id, arg) > 0)
+		return 0;
+	switch (id) {
+	case CLI_OPT_DELETE_MISSING: c->o->delete_missing = true; break;
+	case CLI_OPT_SKIP_DELETED:
+		c->o->skip_deleted = c->o->fetch.skip_deleted = true;
+		break;
+	case CLI_OPT_DRY_RUN: c->o->dry_run = true; break;
+	case CLI_OPT_NO_SUBS: c->o->no_subscriptions = true; break;
+	case CLI_OPT_SPOOL_DIR: c->o->fetch.spool_dir = arg; break;
+	case CLI_OPT_OWNER:
+		if (cli_parse_owner(arg, &c->md->owner, &c->md->group) < 0)
+			return cli_bad_value(id, arg, "unknown user or group");
+		break;
+	case CLI_OPT_SRC_POP3: *c->src_pop3 = arg; break;
+	case CLI_OPT_NO_FSYNC: c->md->fsync = false; break;
+	case CLI_OPT_PARALLEL: *c->parallel = (unsigned)num; break;
+	case CLI_OPT_FOLDERS:
+		/* source folder names as LISTed, e.g. the INBOXes for the
+		 * final pass of a cutover */
+		c->folders[c->o->n_folders++] = (char *)arg;
+		c->o->folders = c->folders;
+		break;
+	case CLI_OPT_FETCH_BATCH: c->o->fetch.batch = (unsigned)num; break;
+	case CLI_OPT_APPEND_DEPTH: c->target->append_depth = (unsigned)num; break;
+	default:
+		return -1;
+	}
+	return 0;
+}
+
 int
 cmd_copy(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		CLI_COMMON_LONGOPTS,
-		CLI_PAIR_LONGOPTS,
-		{ "delete-missing", no_argument, NULL, OPT_DELETE_MISSING },
-		{ "skip-deleted", no_argument, NULL, OPT_SKIP_DELETED },
-		{ "dry-run", no_argument, NULL, OPT_DRY_RUN },
-		{ "no-subscriptions", no_argument, NULL, OPT_NO_SUBS },
-		{ "fetch-batch", required_argument, NULL, OPT_FETCH_BATCH },
-		{ "append-depth", required_argument, NULL, OPT_APPEND_DEPTH },
-		{ "spool-dir", required_argument, NULL, OPT_SPOOL_DIR },
-		{ "folders", required_argument, NULL, OPT_FOLDERS },
-		{ "owner", required_argument, NULL, OPT_OWNER },
-		{ "src-pop3", required_argument, NULL, OPT_SRC_POP3 },
-		{ "no-fsync", no_argument, NULL, OPT_NO_FSYNC },
-		{ "parallel", required_argument, NULL, OPT_PARALLEL },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
 	struct cli_common common = { 0 };
 	struct copy_options o = { 0 };
 	struct copy_stats st;
@@ -345,84 +365,21 @@ cmd_copy(int argc, char **argv)
 	struct target_spec target = { 0 };
 	unsigned parallel = 2;
 	const char *src_pop3 = NULL;
-	int opt, ret, status = 1;
-	uint64_t v;
+	struct copy_cli c = {
+		.pair = &pair, .o = &o, .md = &md, .folders = folders,
+		.parallel = &parallel, .src_pop3 = &src_pop3, .target = &target,
+	};
+	int argi, status = 1;
 
 	cli_pair_init(&pair, argc);
 	pair.allow_maildir_dst = true;
 	pair.allow_maildir_src = true;
 	maildir_options_init(&md);
-	optind = 1;
-	while ((opt = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
-		if ((ret = cli_common_option(&common, opt, optarg)) < 0)
-			goto usage;
-		if (ret > 0 || cli_pair_option(&pair, opt, optarg) > 0)
-			continue;
-		switch (opt) {
-		case OPT_DELETE_MISSING: o.delete_missing = true; break;
-		case OPT_SKIP_DELETED: o.skip_deleted = o.fetch.skip_deleted = true; break;
-		case OPT_DRY_RUN: o.dry_run = true; break;
-		case OPT_NO_SUBS: o.no_subscriptions = true; break;
-		case OPT_SPOOL_DIR: o.fetch.spool_dir = optarg; break;
-		case OPT_OWNER:
-			if (parse_owner(optarg, &md.owner, &md.group) < 0) {
-				fprintf(stderr, "imapferry: --owner: unknown user or "
-				                "group '%s'\n", optarg);
-				goto usage;
-			}
-			break;
-		case OPT_SRC_POP3: src_pop3 = optarg; break;
-		case OPT_NO_FSYNC: md.fsync = false; break;
-		case OPT_PARALLEL:
-			if (!str_to_u64z(optarg, PARALLEL_MAX, &v) || v == 0)
-				goto usage;
-			parallel = (unsigned)v;
-			break;
-		case OPT_FOLDERS:
-			/* source folder names as LISTed, e.g. the INBOXes for
-			 * the final pass of a cutover */
-			folders[o.n_folders++] = optarg;
-			o.folders = folders;
-			break;
-		case OPT_FETCH_BATCH:
-			if (!str_to_u64z(optarg, 10000, &v) || v == 0)
-				goto usage;
-			o.fetch.batch = (unsigned)v;
-			break;
-		case OPT_APPEND_DEPTH:
-			if (!str_to_u64z(optarg, 1000, &v) || v == 0)
-				goto usage;
-			target.append_depth = (unsigned)v;
-			break;
-		case 'h':
-			puts("usage: imapferry copy [options] SRC DST\n"
-			     CLI_PAIR_HELP
-			     "  --delete-missing      expunge on the target what the source lost\n"
-			     "  --skip-deleted        do not copy messages flagged \\Deleted\n"
-			     "  --dry-run             show what would be done\n"
-			     "  --no-subscriptions    do not copy subscriptions\n"
-			     "  --parallel N          session pairs, folders dealt out largest\n"
-			     "                        first (default 2; 1 to 16)\n"
-			     "  --folders NAME        only this source folder (repeatable), e.g.\n"
-			     "                        --folders INBOX for a final cutover pass\n"
-			     "SRC may be maildir:PATH[?flavor=dovecot|courier]: a Maildir read\n"
-			     "  through its uidlist (its UIDs are kept where the target allows)\n"
-			     "DST maildir:PATH[?flavor=dovecot|courier] (PATH may use %u %n %d)\n"
-			     "  writes the Maildir directly, keeping UIDVALIDITY, UIDNEXT, UIDs:\n"
-			     "  --owner USER[:GROUP]  owner of the files (the server's mail user)\n"
-			     "  --src-pop3 URL        pop3[s]://USER@HOST: keep the INBOX's POP3 UIDLs\n"
-			     "  --no-fsync            no fdatasync at commits (faster, less safe)\n"
-			     "  --json                summary as JSON");
-			status = 0;
-			goto out;
-		default:
-			goto usage;
-		}
-	}
-	if (optind + 2 != argc)
-		goto usage;
-	if ((status = cli_pair_setup(&pair, &common, argv[optind],
-	                             argv[optind + 1])) != 0)
+	if (cli_parse(&copy_cmd, argc, argv, &common, copy_option, &c, &argi,
+	              &status) < 0)
+		goto out;
+	if ((status = cli_pair_setup(&pair, &common, argv[argi],
+	                             argv[argi + 1])) != 0)
 		goto out;
 	status = 1;
 	if (cli_pair_state_path(&pair, &state_path) < 0)
@@ -476,10 +433,6 @@ cmd_copy(int argc, char **argv)
 	}
 	print_summary(&st, common.json, o.dry_run);
 	status = (st.failed == 0 && st.folders_failed == 0) ? 0 : 1;
-	goto out;
-usage:
-	fprintf(stderr, "usage: imapferry copy [options] SRC DST (see --help)\n");
-	status = 2;
 out:
 	state_close(&db);
 	cli_pair_free(&pair);

@@ -1,4 +1,5 @@
 #include "endpoint.h"
+#include "options.h"
 
 #include "base.h"
 #include "buf.h"
@@ -98,8 +99,8 @@ endpoint_load_password(struct endpoint *ep, const char *password_file,
 	if (ep->kind != ENDPOINT_IMAP)
 		return 0;
 	if (password_file != NULL) {
-		if (file_read_small(password_file, 64 * 1024, true, &ep->password,
-		                    error_r) < 0)
+		if (cli_password_file_read(password_file, &ep->password,
+		                           error_r) < 0)
 			return -1;
 	} else if ((env = getenv(env_name)) != NULL) {
 		ep->password = xstrdup(env);
@@ -124,6 +125,49 @@ endpoint_free(struct endpoint *ep)
 	free(ep->flavor);
 	free(ep->url);
 	memset(ep, 0, sizeof(*ep));
+}
+
+static unsigned
+effective_port(const struct endpoint *ep)
+{
+	uint64_t v;
+
+	if (ep->port != NULL && str_to_u64z(ep->port, 65535, &v))
+		return (unsigned)v;
+	return ep->imap.implicit_tls ? 993 : 143;
+}
+
+/* The account a login reaches: the authzid, else the user up to '*'. */
+static bool
+same_identity(const struct endpoint *a, const char *a_zid,
+              const struct endpoint *b, const char *b_zid)
+{
+	const char *ua = a_zid != NULL ? a_zid : a->user != NULL ? a->user : "";
+	const char *ub = b_zid != NULL ? b_zid : b->user != NULL ? b->user : "";
+	size_t la = a_zid != NULL ? strlen(ua) : strcspn(ua, "*");
+	size_t lb = b_zid != NULL ? strlen(ub) : strcspn(ub, "*");
+
+	return la == lb && str_ieqn(ua, ub, la);
+}
+
+bool
+endpoint_same_account(const struct endpoint *a, const char *a_zid,
+                      const struct endpoint *b, const char *b_zid)
+{
+	if (a->kind != b->kind)
+		return false;
+	if (a->kind == ENDPOINT_MAILDIR) {
+		char *ra = realpath(a->path, NULL), *rb = realpath(b->path, NULL);
+		bool same = ra != NULL && rb != NULL ? strcmp(ra, rb) == 0 :
+		            strcmp(a->path, b->path) == 0;
+
+		free(ra);
+		free(rb);
+		return same;
+	}
+	return a->host != NULL && b->host != NULL && str_ieq(a->host, b->host) &&
+	       effective_port(a) == effective_port(b) &&
+	       same_identity(a, a_zid, b, b_zid);
 }
 
 char *

@@ -30,6 +30,14 @@ int endpoint_parse(const char *url, struct endpoint *ep, const char **error_r);
 int endpoint_load_password(struct endpoint *ep, const char *password_file,
                            const char *env_name, const char **error_r);
 void endpoint_free(struct endpoint *ep);
+/* True when a and b are the same account, so a copy would read and write
+ * the same mailboxes: two IMAP endpoints with the same host (ignoring
+ * case), port (143 / 993 when not given) and account (the authzid when
+ * given, else the user without a "*master" suffix, ignoring case), or
+ * two Maildirs with the same path (resolved when it exists). a_zid and
+ * b_zid are the authorization identities used, or NULL. */
+bool endpoint_same_account(const struct endpoint *a, const char *a_zid,
+                           const struct endpoint *b, const char *b_zid);
 /* Expands %u (user), %n (local part before '@'), %d (domain after '@')
  * and %% in a path template. The user is taken without a "*master"
  * suffix. Returns a new string. */

@@ -7,7 +7,6 @@
 #include "mailboxes.h"
 #include "mutf7.h"
 
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -206,49 +205,59 @@ print_text(struct imap_client *c, const struct endpoint *ep,
 	       info->count, tot_msgs, tot_size);
 }
 
+static const struct cli_use ls_opts[] = {
+	{ CLI_OPT_PASSWORD_FILE, NULL },
+	{ CLI_OPT_AUTHZID, NULL },
+	{ CLI_OPT_JSON, "one JSON object: server, namespaces, separator,\n"
+	                "folders, totals" },
+	CLI_NET_USES,
+	{ CLI_OPT_NONE, NULL },
+};
+
+static const struct cli_command ls_cmd = {
+	.name = "ls", .program = "imapferry", .synopsis = "[options] URL",
+	.intro = "Shows a server's greeting, capabilities, namespaces and\n"
+	         "separator, then every folder with its attributes, special use,\n"
+	         "messages and size.",
+	.opts = ls_opts,
+	.trailer = "URL: imap://USER@HOST[:PORT] or imaps://USER@HOST[:PORT]\n"
+	           "  (see imapferry --help)",
+	.min_args = 1, .max_args = 1,
+};
+
+struct ls_cli {
+	const char *password_file, *authzid;
+};
+
+static int
+ls_option(void *ctx, int id, const char *arg, uint64_t num)
+{
+	struct ls_cli *c = ctx;
+
+	switch (id) {
+	case CLI_OPT_PASSWORD_FILE: c->password_file = arg; return 0;
+	case CLI_OPT_AUTHZID: c->authzid = arg; return 0;
+	default: return -1;
+	}
+}
+
 int
 cmd_ls(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		CLI_COMMON_LONGOPTS,
-		{ "password-file", required_argument, NULL, OPT_PASSWORD_FILE },
-		{ "authzid", required_argument, NULL, OPT_AUTHZID },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
 	struct cli_common common = { 0 };
-	const char *password_file = NULL, *authzid = NULL, *error;
+	struct ls_cli c = { 0 };
+	const char *password_file, *authzid, *error;
 	struct endpoint ep;
 	struct imap_client *client;
 	struct imap_account_info info;
-	int opt, ret;
+	int argi, status;
 
-	optind = 1;
-	while ((opt = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
-		if ((ret = cli_common_option(&common, opt, optarg)) < 0)
-			return 2;
-		if (ret > 0)
-			continue;
-		switch (opt) {
-		case OPT_PASSWORD_FILE:
-			password_file = optarg;
-			break;
-		case OPT_AUTHZID:
-			authzid = optarg;
-			break;
-		case 'h':
-			puts("usage: imapferry ls [--json] [--password-file FILE] "
-			     "[--authzid ID] [--insecure] URL");
-			return 0;
-		default:
-			return 2;
-		}
-	}
-	if (optind + 1 != argc) {
-		fprintf(stderr, "usage: imapferry ls [options] URL\n");
-		return 2;
-	}
-	if (endpoint_parse(argv[optind], &ep, &error) < 0 ||
+	if (cli_parse(&ls_cmd, argc, argv, &common, ls_option, &c, &argi,
+	              &status) < 0)
+		return status;
+	password_file = c.password_file;
+	authzid = c.authzid;
+	if (endpoint_parse(argv[argi], &ep, &error) < 0 ||
 	    ep.kind != ENDPOINT_IMAP ||
 	    endpoint_load_password(&ep, password_file, "IMAPFERRY_PASSWORD",
 	                           &error) < 0) {

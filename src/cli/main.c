@@ -1,9 +1,6 @@
 /* main.c: imapferry command dispatch. */
 #include "cli.h"
 
-#include "log.h"
-#include "net.h"
-
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,56 +37,6 @@ usage(FILE *f)
 }
 
 int
-cli_common_option(struct cli_common *common, int opt, const char *arg)
-{
-	uint64_t v;
-
-	switch (opt) {
-	case OPT_INSECURE:
-		common->net.insecure = true;
-		return 1;
-	case OPT_TLS_MIN:
-		if (!net_parse_tls_version(arg, &common->net.min_tls_version)) {
-			fprintf(stderr, "imapferry: --tls-min: expected 1.0, 1.1, 1.2 or 1.3\n");
-			return -1;
-		}
-		return 1;
-	case OPT_CA_FILE:
-		common->net.ca_file = arg;
-		return 1;
-	case OPT_TIMEOUT:
-		if (!str_to_u64z(arg, 86400, &v) || v == 0) {
-			fprintf(stderr, "imapferry: --timeout: expected seconds\n");
-			return -1;
-		}
-		common->net.io_timeout_ms = (int)v * 1000;
-		if (common->net.connect_timeout_ms == 0 || v * 1000 < 30000)
-			common->net.connect_timeout_ms = (int)v * 1000;
-		return 1;
-	case 'v':
-		log_configure(LOG_DEBUG, 2);
-		return 1;
-	case OPT_DEBUG:
-		log_configure(LOG_DEBUG, 2);
-		return 1;
-	case OPT_TRACE:
-		log_configure(LOG_TRACE, 2);
-		return 1;
-	case OPT_JSON:
-		common->json = true;
-		return 1;
-	default:
-		return 0;
-	}
-}
-
-void
-cli_apply_common(const struct cli_common *common, struct endpoint *ep)
-{
-	ep->imap.net = common->net;
-}
-
-int
 main(int argc, char **argv)
 {
 	const char *cmd;
@@ -122,11 +69,6 @@ main(int argc, char **argv)
 		return cmd_run(argc - 1, argv + 1);
 	if (strcmp(cmd, "status") == 0)
 		return cmd_status(argc - 1, argv + 1);
-	/* measuring tools for bench/: the limits imapferry is compared to */
-	if (strcmp(cmd, "fetch-only") == 0)
-		return cmd_fetch_only(argc - 1, argv + 1);
-	if (strcmp(cmd, "append-only") == 0)
-		return cmd_append_only(argc - 1, argv + 1);
 	fprintf(stderr, "imapferry: unknown command '%s'\n", cmd);
 	usage(stderr);
 	return 2;

@@ -3,7 +3,6 @@
 #include "mailboxes.h"
 #include "state.h"
 
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,17 +17,17 @@ cli_pair_init(struct cli_pair *p, int argc)
 }
 
 int
-cli_pair_option(struct cli_pair *p, int opt, const char *arg)
+cli_pair_option(struct cli_pair *p, int id, const char *arg)
 {
-	switch (opt) {
-	case OPT_SRC_PWFILE: p->src_pw = arg; return 1;
-	case OPT_DST_PWFILE: p->dst_pw = arg; return 1;
-	case OPT_SRC_AUTHZID: p->src_zid = arg; return 1;
-	case OPT_DST_AUTHZID: p->dst_zid = arg; return 1;
-	case OPT_STATE: p->state_path = arg; return 1;
-	case OPT_INCLUDE: p->includes[p->n_inc++] = arg; return 1;
-	case OPT_EXCLUDE: p->excludes[p->n_exc++] = arg; return 1;
-	case OPT_MAP: p->maps[p->n_map++] = arg; return 1;
+	switch (id) {
+	case CLI_OPT_SRC_PWFILE: p->src_pw = arg; return 1;
+	case CLI_OPT_DST_PWFILE: p->dst_pw = arg; return 1;
+	case CLI_OPT_SRC_AUTHZID: p->src_zid = arg; return 1;
+	case CLI_OPT_DST_AUTHZID: p->dst_zid = arg; return 1;
+	case CLI_OPT_STATE: p->state_path = arg; return 1;
+	case CLI_OPT_INCLUDE: p->includes[p->n_inc++] = arg; return 1;
+	case CLI_OPT_EXCLUDE: p->excludes[p->n_exc++] = arg; return 1;
+	case CLI_OPT_MAP: p->maps[p->n_map++] = arg; return 1;
 	default: return 0;
 	}
 }
@@ -76,17 +75,19 @@ cli_pair_setup(struct cli_pair *p, const struct cli_common *common,
 		                "target");
 		return 2;
 	}
-	if (p->src.kind == ENDPOINT_MAILDIR && p->dst.kind == ENDPOINT_MAILDIR &&
-	    strcmp(p->src.path, p->dst.path) == 0) {
-		fprintf(stderr, "imapferry: source and target are the same Maildir\n");
-		return 2;
-	}
 	if (p->dst.kind == ENDPOINT_MAILDIR && p->src.kind == ENDPOINT_IMAP) {
 		/* %u, %n, %d: the source account's user name */
 		char *path = endpoint_expand_path(p->dst.path, p->src.user);
 
 		free(p->dst.path);
 		p->dst.path = path;
+	}
+	/* reading and writing one account would copy it onto itself */
+	if (endpoint_same_account(&p->src, p->src_zid, &p->dst, p->dst_zid)) {
+		fprintf(stderr, "imapferry: source and target are the same %s: "
+		        "%s\n", p->src.kind == ENDPOINT_MAILDIR ? "Maildir" :
+		        "account", p->src.url);
+		return 2;
 	}
 	if (endpoint_load_password(&p->src, p->src_pw, "IMAPFERRY_SRC_PASSWORD",
 	                           &error) < 0 ||

@@ -20,34 +20,19 @@ struct cli_pair {
 	struct foldermap_side sside, dside;
 };
 
-enum {
-	OPT_SRC_PWFILE = OPT_FIRST_LOCAL, OPT_DST_PWFILE, OPT_SRC_AUTHZID,
-	OPT_DST_AUTHZID, OPT_STATE, OPT_INCLUDE, OPT_EXCLUDE, OPT_MAP,
-	OPT_PAIR_LAST,
-};
-
-#define CLI_PAIR_LONGOPTS \
-	{ "src-password-file", required_argument, NULL, OPT_SRC_PWFILE }, \
-	{ "dst-password-file", required_argument, NULL, OPT_DST_PWFILE }, \
-	{ "src-authzid", required_argument, NULL, OPT_SRC_AUTHZID }, \
-	{ "dst-authzid", required_argument, NULL, OPT_DST_AUTHZID }, \
-	{ "state", required_argument, NULL, OPT_STATE }, \
-	{ "include", required_argument, NULL, OPT_INCLUDE }, \
-	{ "exclude", required_argument, NULL, OPT_EXCLUDE }, \
-	{ "map", required_argument, NULL, OPT_MAP }
-
-#define CLI_PAIR_HELP \
-	"  --src-password-file F / --dst-password-file F\n" \
-	"      (else $IMAPFERRY_SRC_PASSWORD / $IMAPFERRY_DST_PASSWORD)\n" \
-	"  --src-authzid ID / --dst-authzid ID   admin login on behalf of ID\n" \
-	"  --state FILE          state database (default under ~/.local/state)\n" \
-	"  --include RE / --exclude RE   folders to copy (regex on the name)\n" \
-	"  --map 'OLD=NEW'       rename folders (regex, \\1..\\9)\n"
+/* The options of struct cli_pair, for a command's struct cli_use list. */
+#define CLI_PAIR_USES \
+	{ CLI_OPT_SRC_PWFILE, NULL }, { CLI_OPT_DST_PWFILE, NULL }, \
+	{ CLI_OPT_SRC_AUTHZID, NULL }, { CLI_OPT_DST_AUTHZID, NULL }, \
+	{ CLI_OPT_STATE, NULL }, { CLI_OPT_INCLUDE, NULL }, \
+	{ CLI_OPT_EXCLUDE, NULL }, { CLI_OPT_MAP, NULL }
 
 void cli_pair_init(struct cli_pair *p, int argc);
-/* Consumes a pair option; returns 1 if consumed, 0 if not one. */
-int cli_pair_option(struct cli_pair *p, int opt, const char *arg);
-/* Parses the two URLs, loads passwords, applies common options, asks both
+/* Consumes a pair option (CLI_PAIR_USES); returns 1 if consumed, 0 if
+ * not one. */
+int cli_pair_option(struct cli_pair *p, int id, const char *arg);
+/* Parses the two URLs, refuses the same account as source and target
+ * (exit status 2), loads passwords, applies common options, asks both
  * servers for their namespace and separator and builds the folder map.
  * Returns 0, or the exit status to use (message printed). */
 int cli_pair_setup(struct cli_pair *p, const struct cli_common *common,

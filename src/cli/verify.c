@@ -6,14 +6,12 @@
 #include "state.h"
 #include "verify.h"
 
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-enum { OPT_DEEP = OPT_PAIR_LAST, OPT_NO_STATE };
 
 static void
 print_report(const struct verify_report *r, bool json)
@@ -61,17 +59,49 @@ print_report(const struct verify_report *r, bool json)
 	       r->count);
 }
 
+static const struct cli_use verify_opts[] = {
+	CLI_PAIR_USES,
+	{ CLI_OPT_DEEP, NULL },
+	{ CLI_OPT_NO_STATE, NULL },
+	{ CLI_OPT_JSON, "the report as JSON" },
+	CLI_NET_USES,
+	{ CLI_OPT_NONE, NULL },
+};
+
+static const struct cli_command verify_cmd = {
+	.name = "verify", .program = "imapferry", .synopsis = "[options] SRC DST",
+	.intro = "Compares an account on two servers, folder by folder and\n"
+	         "message by message (paired through the state database when\n"
+	         "it exists, else by fingerprint).",
+	.opts = verify_opts,
+	.trailer = "DST may be maildir:PATH[?flavor=dovecot|courier].\n"
+	           "exit status: 0 no difference, 1 differences, 2 error",
+	.min_args = 2, .max_args = 2,
+};
+
+struct verify_cli {
+	struct cli_pair *pair;
+	struct verify_options *o;
+	bool *no_state;
+};
+
+static int
+verify_option(void *ctx, int id, const char *arg, uint64_t num)
+{
+	struct verify_cli *c = ctx;
+
+	if (cli_pair_option(c->pair, id, arg) > 0)
+		return 0;
+	switch (id) {
+	case CLI_OPT_DEEP: c->o->deep = true; return 0;
+	case CLI_OPT_NO_STATE: *c->no_state = true; return 0;
+	default: return -1;
+	}
+}
+
 int
 cmd_verify(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		CLI_COMMON_LONGOPTS,
-		CLI_PAIR_LONGOPTS,
-		{ "deep", no_argument, NULL, OPT_DEEP },
-		{ "no-state", no_argument, NULL, OPT_NO_STATE },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
 	struct cli_common common = { 0 };
 	struct verify_options o = { 0 };
 	struct verify_report r;
@@ -79,36 +109,16 @@ cmd_verify(int argc, char **argv)
 	const char *state_path, *error;
 	struct state_db *db = NULL;
 	bool no_state = false;
-	int opt, ret, status = 2;
+	struct verify_cli c = { .pair = &pair, .o = &o, .no_state = &no_state };
+	int argi, status = 2;
 
 	cli_pair_init(&pair, argc);
 	pair.allow_maildir_dst = true;
-	optind = 1;
-	while ((opt = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
-		if ((ret = cli_common_option(&common, opt, optarg)) < 0)
-			goto usage;
-		if (ret > 0 || cli_pair_option(&pair, opt, optarg) > 0)
-			continue;
-		switch (opt) {
-		case OPT_DEEP: o.deep = true; break;
-		case OPT_NO_STATE: no_state = true; break;
-		case 'h':
-			puts("usage: imapferry verify [options] SRC DST\n"
-			     CLI_PAIR_HELP
-			     "  --deep                compare SHA-256 of every message\n"
-			     "  --no-state            pair messages by fingerprint only\n"
-			     "  --json                report as JSON\n"
-			     "exit status: 0 no difference, 1 differences, 2 error");
-			status = 0;
-			goto out;
-		default:
-			goto usage;
-		}
-	}
-	if (optind + 2 != argc)
-		goto usage;
-	if ((status = cli_pair_setup(&pair, &common, argv[optind],
-	                             argv[optind + 1])) != 0)
+	if (cli_parse(&verify_cmd, argc, argv, &common, verify_option, &c, &argi,
+	              &status) < 0)
+		goto out;
+	if ((status = cli_pair_setup(&pair, &common, argv[argi],
+	                             argv[argi + 1])) != 0)
 		goto out;
 	status = 2;
 	/* The state pairs messages exactly; it is used when it exists. */
@@ -133,10 +143,6 @@ cmd_verify(int argc, char **argv)
 	print_report(&r, common.json);
 	status = r.count == 0 ? 0 : 1;
 	verify_report_free(&r);
-	goto out;
-usage:
-	fprintf(stderr, "usage: imapferry verify [options] SRC DST (see --help)\n");
-	status = 2;
 out:
 	state_close(&db);
 	cli_pair_free(&pair);

@@ -116,8 +116,14 @@ read_password_file(const char *base_dir, const char *name, char **pw_r,
 	else
 		path = xasprintf("%s/%s", base_dir, name);
 	ret = file_read_small(path, PASSWORD_FILE_MAX, true, pw_r, &error);
-	if (ret < 0)
+	if (ret < 0) {
 		*error_r = err_set("password file %s: %s", path, error);
+	} else if ((*pw_r)[0] == '\0') {
+		/* never a login with an empty password */
+		secret_free(pw_r);
+		*error_r = err_set("password file %s is empty", path);
+		ret = -1;
+	}
 	free(path);
 	return ret;
 }

@@ -1,14 +1,21 @@
-/* benchtools.c: fetch-only and append-only, the two limits bench/ compares
- * imapferry copy with.
+/* benchtools.c: imapferry-bench, the two limits bench/ compares
+ * imapferry copy with. Built with imapferry (build/bench/tools/), never
+ * installed.
  *
- *   imapferry fetch-only URL      reads every message of every selectable
- *                                 folder (EXAMINE, pipelined UID FETCH of
- *                                 UID FLAGS INTERNALDATE BODY.PEEK[]), bodies
- *                                 discarded: the source's read limit.
- *   imapferry append-only URL DIR APPENDs every message of a Maildir++ tree
- *                                 (gen.py --maildir) or a tree of .eml files,
- *                                 pipelined, LITERAL+ and MULTIAPPEND: the
- *                                 target's write limit.
+ *   imapferry-bench fetch-only URL      reads every message of every
+ *                                 selectable folder (EXAMINE, pipelined UID
+ *                                 FETCH of UID FLAGS INTERNALDATE
+ *                                 BODY.PEEK[]), bodies discarded: the
+ *                                 source's read limit.
+ *   imapferry-bench append-only URL DIR APPENDs every message of a
+ *                                 Maildir++ tree (gen.py --maildir) or a
+ *                                 tree of .eml files, pipelined, LITERAL+
+ *                                 and MULTIAPPEND: the target's write limit.
+ *
+ * The defaults are copy's: its reader sends UID FETCH of 500 UIDs, one
+ * command in flight (src/sync/reader.h); its writer keeps 16 APPENDs in
+ * flight, MULTIAPPEND groups of up to 32 messages or 8 MiB
+ * (src/sync/copy.h).
  *
  * Both print one JSON object {messages, bytes, seconds, ...} (or a line of
  * text without --json) and use the client library exactly as copy does, so
@@ -25,8 +32,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,8 +41,14 @@
 #include <unistd.h>
 
 enum {
-	OPT_BATCH = OPT_FIRST_LOCAL, OPT_DEPTH, OPT_GROUP, OPT_LITERAL_MEM,
+	OPT_BATCH = CLI_OPT_LOCAL, OPT_DEPTH, OPT_GROUP, OPT_LITERAL_MEM,
 };
+
+/* copy's settings (see the top of the file) */
+#define FETCH_BATCH 500
+#define FETCH_DEPTH 1
+#define APPEND_DEPTH 16
+#define APPEND_GROUP 32
 
 /* Literals up to this size are read into memory for APPEND; larger ones
  * are streamed from the file (as copy does with its spool files). */
@@ -89,67 +102,85 @@ print_result(const struct bench_opts *bo, const char *what,
 	       r->messages, r->failed, r->bytes, r->seconds, rate, mbs);
 }
 
-/* Parses the options shared by both tools. Returns 0, 1 after --help
- * (usage printed) or -1 on a bad option (message printed). */
-static int
-parse_opts(int argc, char **argv, struct bench_opts *bo, const char *usage)
-{
-	static const struct option longopts[] = {
-		CLI_COMMON_LONGOPTS,
-		{ "password-file", required_argument, NULL, OPT_PASSWORD_FILE },
-		{ "authzid", required_argument, NULL, OPT_AUTHZID },
-		{ "batch", required_argument, NULL, OPT_BATCH },
-		{ "depth", required_argument, NULL, OPT_DEPTH },
-		{ "group", required_argument, NULL, OPT_GROUP },
-		{ "literal-mem", required_argument, NULL, OPT_LITERAL_MEM },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	uint64_t v;
-	int opt, ret;
+/* The tools' own options (the others are imapferry's, options.c). */
+static const struct cli_opt_def bench_defs[] = {
+	{ OPT_BATCH, "batch", 0, CLI_ARG_COUNT, "N", 100000,
+	  "UIDs per UID FETCH (default 500, as copy)" },
+	{ OPT_DEPTH, "depth", 0, CLI_ARG_COUNT, "N", 100000,
+	  "commands in flight (default: copy's, 1 UID\n"
+	  "FETCH or 16 APPENDs)" },
+	{ OPT_GROUP, "group", 0, CLI_ARG_COUNT, "N", 100000,
+	  "messages per MULTIAPPEND, up to 8 MiB each\n"
+	  "(default 32, as copy; 1: no MULTIAPPEND)" },
+	{ OPT_LITERAL_MEM, "literal-mem", 0, CLI_ARG_COUNT, "BYTES", 64u << 20,
+	  "bodies above this go to a discarding sink\n(default 4096)" },
+	{ 0, NULL, 0, CLI_ARG_NONE, NULL, 0, NULL },
+};
 
-	optind = 1;
-	while ((opt = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
-		if ((ret = cli_common_option(&bo->common, opt, optarg)) < 0)
-			return -1;
-		if (ret > 0)
-			continue;
-		switch (opt) {
-		case OPT_PASSWORD_FILE:
-			bo->password_file = optarg;
-			break;
-		case OPT_AUTHZID:
-			bo->authzid = optarg;
-			break;
-		case OPT_BATCH:
-		case OPT_DEPTH:
-		case OPT_GROUP:
-			if (!str_to_u64z(optarg, 100000, &v) || v == 0) {
-				fprintf(stderr, "imapferry: bad number: %s\n", optarg);
-				return -1;
-			}
-			if (opt == OPT_BATCH)
-				bo->batch = (unsigned)v;
-			else if (opt == OPT_DEPTH)
-				bo->depth = (unsigned)v;
-			else
-				bo->group = (unsigned)v;
-			break;
-		case OPT_LITERAL_MEM:
-			if (!str_to_u64z(optarg, 64u << 20, &v) || v == 0) {
-				fprintf(stderr, "imapferry: bad number: %s\n", optarg);
-				return -1;
-			}
-			bo->literal_mem = (size_t)v;
-			break;
-		case 'h':
-			puts(usage);
-			return 1;
-		default:
-			return -1;
-		}
+#define BENCH_NET_USES \
+	{ CLI_OPT_PASSWORD_FILE, NULL }, { CLI_OPT_AUTHZID, NULL }, \
+	{ CLI_OPT_JSON, "one JSON object {mode, messages, bytes,\n" \
+	                "seconds, ...}" }, \
+	CLI_NET_USES
+
+static const struct cli_use fetch_opts[] = {
+	{ OPT_BATCH, NULL },
+	{ OPT_DEPTH, "UID FETCH commands in flight (default 1, as\ncopy)" },
+	{ OPT_LITERAL_MEM, NULL },
+	BENCH_NET_USES,
+	{ CLI_OPT_NONE, NULL },
+};
+
+static const struct cli_command fetch_cmd = {
+	.name = "fetch-only", .program = "imapferry-bench",
+	.synopsis = "[options] URL",
+	.intro = "Reads every message of every selectable folder (EXAMINE, then\n"
+	         "pipelined UID FETCH of BATCH UIDs per command, DEPTH commands in\n"
+	         "flight; by default 500 UIDs and 1 command, as copy's reader)\n"
+	         "and discards the bodies: the source's read limit.",
+	.opts = fetch_opts,
+	.trailer = "Password from --password-file or $IMAPFERRY_PASSWORD.",
+	.min_args = 1, .max_args = 1,
+	.extra = bench_defs,
+};
+
+static const struct cli_use append_opts[] = {
+	{ OPT_DEPTH, "APPEND commands in flight (default 16, as\ncopy)" },
+	{ OPT_GROUP, NULL },
+	BENCH_NET_USES,
+	{ CLI_OPT_NONE, NULL },
+};
+
+static const struct cli_command append_cmd = {
+	.name = "append-only", .program = "imapferry-bench",
+	.synopsis = "[options] URL DIR",
+	.intro = "APPENDs every message of DIR into the account at URL: DIR is a\n"
+	         "Maildir++ tree (gen.py --maildir: USER/Maildir or USER) or a tree\n"
+	         "of message files (each directory a folder). Pipelined (DEPTH\n"
+	         "commands in flight, default 16) with LITERAL+ and MULTIAPPEND (up\n"
+	         "to GROUP messages or 8 MiB per command, default 32), as copy's\n"
+	         "writer: the target's APPEND limit. Flags, keywords and\n"
+	         "INTERNALDATE (mtime) are sent.",
+	.opts = append_opts,
+	.trailer = "Password from --password-file or $IMAPFERRY_PASSWORD.",
+	.min_args = 2, .max_args = 2,
+	.extra = bench_defs,
+};
+
+static int
+bench_option(void *ctx, int id, const char *arg, uint64_t num)
+{
+	struct bench_opts *bo = ctx;
+
+	switch (id) {
+	case CLI_OPT_PASSWORD_FILE: bo->password_file = arg; return 0;
+	case CLI_OPT_AUTHZID: bo->authzid = arg; return 0;
+	case OPT_BATCH: bo->batch = (unsigned)num; return 0;
+	case OPT_DEPTH: bo->depth = (unsigned)num; return 0;
+	case OPT_GROUP: bo->group = (unsigned)num; return 0;
+	case OPT_LITERAL_MEM: bo->literal_mem = (size_t)num; return 0;
+	default: return -1;
 	}
-	return 0;
 }
 
 /* Parses url, loads the password and connects. Returns 0 with
@@ -331,10 +362,11 @@ fetch_folder(struct imap_client *c, const struct bench_opts *bo,
 	return 0;
 }
 
-int
+static int
 cmd_fetch_only(int argc, char **argv)
 {
-	struct bench_opts bo = { .batch = 64, .depth = 4, .literal_mem = 4096 };
+	struct bench_opts bo = { .batch = FETCH_BATCH, .depth = FETCH_DEPTH,
+	                         .literal_mem = 4096 };
 	struct bench_result res = { 0 };
 	struct fetch_ctx fc = { .res = &res };
 	struct imap_parser_limits limits = { 0 };
@@ -347,24 +379,15 @@ cmd_fetch_only(int argc, char **argv)
 	struct endpoint ep = { 0 };
 	const char *error;
 	double t0 = time_mono_sec();
-	int ret, status = 1;
+	int argi, status = 1;
 
-	ret = parse_opts(argc, argv, &bo,
-	    "usage: imapferry fetch-only [--json] [--batch N] [--depth N]\n"
-	    "                            [--literal-mem BYTES] [--password-file F] URL\n"
-	    "Reads every message of every selectable folder (EXAMINE, then\n"
-	    "pipelined UID FETCH of N UIDs per command, DEPTH commands in flight;\n"
-	    "default 64 and 4, as copy) and discards the bodies: the source's\n"
-	    "read limit. Password from $IMAPFERRY_PASSWORD.");
-	if (ret != 0)
-		return ret > 0 ? 0 : 2;
-	if (optind + 1 != argc) {
-		fprintf(stderr, "usage: imapferry fetch-only [options] URL\n");
-		return 2;
-	}
+	if (cli_parse(&fetch_cmd, argc, argv, &bo.common, bench_option, &bo,
+	              &argi, &status) < 0)
+		return status;
+	status = 1;
 	/* bodies above literal_mem go to the sink, so none is copied */
 	limits.max_literal_mem = bo.literal_mem;
-	if (bench_connect(&bo, argv[optind], "fetch", &limits, &ep, &c) < 0)
+	if (bench_connect(&bo, argv[argi], "fetch", &limits, &ep, &c) < 0)
 		goto out;
 	imap_client_set_literal_sink(c, &sink);
 	if (imap_account_inventory(c, 0, &info, &error) < 0) {
@@ -789,10 +812,11 @@ create_done(void *ctx, const struct imap_response *tagged, const char *error)
 	/* "already exists" is fine; real failures show in the APPENDs */
 }
 
-int
+static int
 cmd_append_only(int argc, char **argv)
 {
-	struct bench_opts bo = { .batch = 1, .depth = 16, .group = 32 };
+	struct bench_opts bo = { .batch = 1, .depth = APPEND_DEPTH,
+	                         .group = APPEND_GROUP };
 	struct bench_result res = { 0 };
 	struct append_ctx ac = { .res = &res };
 	struct imap_account_info info;
@@ -804,31 +828,19 @@ cmd_append_only(int argc, char **argv)
 	double t0;
 	char sep;
 	bool multi;
-	int ret, status = 1;
+	int argi, status = 1;
 
-	ret = parse_opts(argc, argv, &bo,
-	    "usage: imapferry append-only [--json] [--depth N] [--group N]\n"
-	    "                             [--password-file F] URL DIR\n"
-	    "APPENDs every message of DIR into the account at URL: DIR is a\n"
-	    "Maildir++ tree (gen.py --maildir: USER/Maildir or USER) or a tree of\n"
-	    "message files (each directory a folder). Pipelined (DEPTH commands in\n"
-	    "flight, default 16) with LITERAL+ and MULTIAPPEND (up to GROUP\n"
-	    "messages or 8 MB per command, default 32), as copy does: the target's\n"
-	    "APPEND limit. Flags, keywords and INTERNALDATE (mtime) are sent.\n"
-	    "Password from $IMAPFERRY_PASSWORD.");
-	if (ret != 0)
-		return ret > 0 ? 0 : 2;
-	if (optind + 2 != argc) {
-		fprintf(stderr, "usage: imapferry append-only [options] URL DIR\n");
-		return 2;
-	}
-	dir = argv[optind + 1];
+	if (cli_parse(&append_cmd, argc, argv, &bo.common, bench_option, &bo,
+	              &argi, &status) < 0)
+		return status;
+	status = 1;
+	dir = argv[argi + 1];
 	if (!is_dir(dir)) {
 		fprintf(stderr, "imapferry: %s: not a directory\n", dir);
 		return 2;
 	}
 	t0 = time_mono_sec();
-	if (bench_connect(&bo, argv[optind], "append", NULL, &ep, &c) < 0)
+	if (bench_connect(&bo, argv[argi], "append", NULL, &ep, &c) < 0)
 		goto out;
 	if (imap_account_inventory(c, 0, &info, &error) < 0) {
 		fprintf(stderr, "imapferry: %s\n", error);
@@ -894,4 +906,36 @@ out:
 	free(ac.error);
 	endpoint_free(&ep);
 	return status;
+}
+
+static void
+usage(FILE *f)
+{
+	fputs("usage: imapferry-bench COMMAND [options] ...\n"
+	      "The limits bench/run.py compares imapferry copy with:\n"
+	      "  fetch-only URL        read every message, bodies discarded\n"
+	      "  append-only URL DIR   APPEND every message of a Maildir or tree\n"
+	      "See imapferry-bench COMMAND --help.\n", f);
+}
+
+int
+main(int argc, char **argv)
+{
+	/* A peer closing a socket must be an error, not a signal. */
+	signal(SIGPIPE, SIG_IGN);
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	if (strcmp(argv[1], "fetch-only") == 0)
+		return cmd_fetch_only(argc - 1, argv + 1);
+	if (strcmp(argv[1], "append-only") == 0)
+		return cmd_append_only(argc - 1, argv + 1);
+	fprintf(stderr, "imapferry-bench: unknown command '%s'\n", argv[1]);
+	usage(stderr);
+	return 2;
 }

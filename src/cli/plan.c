@@ -1,0 +1,68 @@
+/* plan.c: imapferry plan USERS SRC DST: inventory every account,
+ * measure the servers and print the schedule (src/report renders it). */
+#include "runcli.h"
+
+#include "json.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+static const struct cli_use plan_opts[] = {
+	RUN_CLI_USES,
+	{ CLI_OPT_JSON, "the plan as JSON" },
+	CLI_NET_USES,
+	{ CLI_OPT_NONE, NULL },
+};
+
+static const struct cli_command plan_cmd = {
+	.name = "plan", .program = "imapferry",
+	.synopsis = "[options] USERS SRC DST",
+	.intro = "Takes an inventory of every account, measures the servers and\n"
+	         "prints the schedule and the predicted time for 1..N workers.",
+	.opts = plan_opts,
+	.trailer = RUN_CLI_TRAILER,
+	.min_args = 3, .max_args = 3,
+};
+
+int
+cmd_plan(int argc, char **argv)
+{
+	struct run_cli c;
+	struct sched_cost cost;
+	struct sched_plan plan;
+	struct sched_account_est *est = NULL;
+	struct report_plan rp;
+	struct buf out;
+	double plan_seconds;
+	int status = 2;
+
+	run_cli_init(&c, argc);
+	if (run_cli_args(&c, &plan_cmd, argc, argv, &status) < 0)
+		goto out;
+	if ((status = run_cli_setup_accounts(&c)) != 0)
+		goto out;
+	if ((status = run_cli_make_plan(&c, &cost, &plan, &est,
+	                                &plan_seconds)) != 0)
+		goto out;
+	run_cli_report_plan(&c, &plan, &cost, est, plan_seconds, &rp);
+	buf_init(&out, SIZE_MAX / 2);
+	if (c.common.json) {
+		struct json j;
+
+		json_init(&j, &out);
+		report_plan_json(&j, &rp, true);
+		puts(buf_data(&out));
+	} else {
+		report_plan_text(&out, &rp);
+		fputs(buf_data(&out), stdout);
+	}
+	buf_free(&out);
+	sched_plan_free(&plan);
+	for (size_t i = 0; i < c.n_accounts; i++)
+		sched_account_est_free(&est[i]);
+	free(est);
+	status = 0;
+out:
+	run_cli_free(&c);
+	return status;
+}

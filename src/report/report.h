@@ -1,0 +1,155 @@
+/* report.h: what imapferry shows and writes about a whole-server run:
+ * the plan (text and JSON), the live progress display, the per-account
+ * summary, the status view and the JSON report, and the safe writing of
+ * report files.
+ *
+ * Everything renders into a struct buf (the caller decides where it
+ * goes: stdout, stderr, a file), so each output is unit-tested from
+ * constructed structs (tests/unit/test_report.c). Nothing here parses
+ * options or talks to a server; the only I/O is report_load() (the state
+ * database) and report_file_write() (a file).
+ *
+ * Layering: report may use sched, state and base. Protocol code (net,
+ * imap, pop3, maildir) never includes it. */
+#ifndef IMAPFERRY_REPORT_H
+#define IMAPFERRY_REPORT_H
+
+#include "buf.h"
+#include "json.h"
+#include "plan.h"
+#include "runner.h"
+#include "state.h"
+#include "users.h"
+
+/* ---- units ---- */
+
+/* "512 B", "1.5 KB", "2.0 MB", ... (powers of 1000) into out. */
+void report_fmt_bytes(char *out, size_t size, double v);
+/* "4.2s", "42s", "3m05s", "2h07m"; "?" for a negative or non-finite s. */
+void report_fmt_duration(char *out, size_t size, double s);
+
+/* ---- the plan ---- */
+
+/* What a plan is printed from. All pointers are borrowed: est and
+ * accounts are indexed by sched_job.account. */
+struct report_plan {
+	const struct sched_plan *plan;
+	const struct sched_cost *cost;
+	const struct sched_account_est *est;
+	const struct sched_account *accounts;
+	unsigned max_conc;            /* jobs at once allowed by the caps */
+	double plan_seconds;          /* how long planning took (text only) */
+	int64_t now;                  /* epoch seconds: the estimated end */
+};
+
+/* The plan as one JSON object (accounts, workers, estimates, the cost
+ * model, notes; the jobs when with_jobs). The state database keeps it
+ * without the jobs. */
+void report_plan_json(struct json *j, const struct report_plan *rp,
+                      bool with_jobs);
+/* The plan as the text table of "imapferry plan", appended to out. The
+ * estimated end is in local time. */
+void report_plan_text(struct buf *out, const struct report_plan *rp);
+
+/* ---- live progress ---- */
+
+enum report_progress {
+	REPORT_PROGRESS_AUTO,         /* tty on a terminal, else plain */
+	REPORT_PROGRESS_TTY,          /* redrawn in place */
+	REPORT_PROGRESS_PLAIN,        /* a log line every 10 s */
+	REPORT_PROGRESS_NONE,
+};
+
+struct report_display {
+	enum report_progress mode;    /* TTY, PLAIN or NONE (not AUTO) */
+	unsigned lines;               /* drawn last time (tty); 0 after
+	                               * something else was written */
+	double last_plain;            /* time of the last plain line */
+};
+
+/* "[####....]" of width characters for fraction 0..1. */
+void report_bar(struct buf *out, double fraction, unsigned width);
+/* The overall progress: messages, bytes, rate, ETA, jobs; sep goes
+ * between its two halves ("\n" on a terminal, where lines must stay
+ * short). */
+void report_view_overall(struct buf *out, const struct sched_view *v,
+                         const char *sep);
+/* One running job: user, part, messages, bytes, time, attempt. */
+void report_view_job(struct buf *out, const struct sched_view_job *a);
+
+/* Appends to out what the display shows now for v (nothing for NONE, or
+ * for PLAIN when the last line is less than 10 s old and not final).
+ * now is time_mono_sec(); width is the terminal's columns (TTY lines
+ * are cut to width - 1, since a wrapped line breaks the redraw). */
+void report_display_render(struct report_display *d,
+                           const struct sched_view *v, bool final,
+                           double now, unsigned width, struct buf *out);
+
+/* ---- the summary and the report of a run ---- */
+
+/* One account of a run, summed over its jobs. Strings are borrowed from
+ * the jobs but errors, which is owned. */
+struct report_account {
+	const char *src_user, *dst_user, *account;
+	size_t jobs, done, failed, pending;
+	uint64_t messages, bytes, skipped, failed_msgs, est_messages, est_bytes;
+	unsigned folders_failed, attempts;
+	double seconds;
+	char *errors;                 /* job errors "; "-joined, or NULL */
+};
+
+/* "done", "done*" (messages failed), "pending" or "failed". */
+const char *report_account_status(const struct report_account *a);
+
+/* Everything the summary and the report show. Owned (report_data_free()). */
+struct report_data {
+	struct state_run run;
+	struct sched_view view;
+	struct state_job *jobs;
+	size_t n_jobs;
+	struct state_failure *fl;     /* this run's accounts' failures first */
+	size_t n_fl;                  /* ... how many of them */
+	size_t n_fl_all;              /* all entries of fl (to free) */
+	struct report_account *accounts;
+	size_t n_accounts;
+};
+
+/* Loads run run_id (0: the last) with its view, jobs and failures, then
+ * report_data_summarize(). d is zeroed first. Returns 0, or -1 with
+ * *error_r (then free d with report_data_free() all the same). */
+int report_load(struct state_db *db, int64_t run_id, struct report_data *d,
+                const char **error_r) ATTR_WARN_UNUSED;
+/* Sums d->jobs into d->accounts (first-seen order) and moves the
+ * failures of these accounts to the front of d->fl (d->n_fl of them);
+ * the others stay after them. For a d filled by hand (tests). */
+void report_data_summarize(struct report_data *d);
+/* Frees everything d owns (also what a failed report_load() left). */
+void report_data_free(struct report_data *d);
+
+/* The report as one JSON object: the run, its progress, the running
+ * jobs and every account with its errors and recorded failures. */
+void report_json(struct json *j, const struct report_data *d, double elapsed);
+/* The per-account table (at most 5 failures shown per account). */
+void report_summary_text(struct buf *out, const struct report_data *d);
+/* What "imapferry status" prints: the run, a bar, the overall progress,
+ * the running jobs and, when the run is not alive, the summary. now is
+ * epoch seconds (for the heartbeat's age). */
+void report_status_text(struct buf *out, const struct report_data *d,
+                        int64_t now, bool alive);
+
+/* ---- files ---- */
+
+/* Writes data to path safely: a new file "path.tmp-XXXXXX" in the same
+ * directory, mode 0600 (reports name accounts), every byte written,
+ * fsync, rename over path (atomic: readers see the old file or the new
+ * one, never half of one), then an fsync of the directory. An existing
+ * file is replaced, whatever its mode. Returns 0, or -1 with *error_r
+ * naming the path (the temporary file is removed). */
+int report_file_write(const char *path, const void *data, size_t len,
+                      const char **error_r) ATTR_WARN_UNUSED;
+/* report_json() of d, with a newline, to path by report_file_write().
+ * Returns 0 or -1 with *error_r. */
+int report_write(const char *path, const struct report_data *d,
+                 double elapsed, const char **error_r) ATTR_WARN_UNUSED;
+
+#endif
