@@ -129,6 +129,7 @@ copy_parallel(unsigned n, const struct source *src, const struct target_spec *ds
 		st->copied += w[i].st.copied;
 		st->skipped += w[i].st.skipped;
 		st->failed += w[i].st.failed;
+		st->failed_in_folders += w[i].st.failed_in_folders;
 		st->flags_updated += w[i].st.flags_updated;
 		st->expunged += w[i].st.expunged;
 		st->bytes += w[i].st.bytes;
@@ -246,6 +247,7 @@ print_summary(const struct copy_stats *st, bool json, bool dry_run)
 		json_key(&j, "copied"); json_u64(&j, st->copied);
 		json_key(&j, "skipped"); json_u64(&j, st->skipped);
 		json_key(&j, "failed"); json_u64(&j, st->failed);
+		json_key(&j, "failed_in_folders"); json_u64(&j, st->failed_in_folders);
 		json_key(&j, "flags_updated"); json_u64(&j, st->flags_updated);
 		json_key(&j, "expunged"); json_u64(&j, st->expunged);
 		json_key(&j, "dropped_flags"); json_u64(&j, st->dropped_flags);
@@ -258,13 +260,17 @@ print_summary(const struct copy_stats *st, bool json, bool dry_run)
 		buf_free(&out);
 		return;
 	}
-	printf("%s%u folders (%u failed, %u created), %" PRIu64 " copied, %" PRIu64
-	       " skipped, %" PRIu64 " failed, %" PRIu64 " flag updates, %" PRIu64
-	       " expunged, %" PRIu64 " bytes in %.1f s (%.0f msg/s, %.1f MB/s)\n",
-	       dry_run ? "dry run: would do: " : "copy: ",
-	       st->folders, st->folders_failed, st->folders_created, st->copied,
-	       st->skipped, st->failed, st->flags_updated, st->expunged, st->bytes,
-	       st->seconds, rate, mbs);
+	printf("%s%u folders (%u failed, %u %s), %" PRIu64 " %s, %" PRIu64
+	       " skipped, %" PRIu64 " failed", dry_run ? "dry run: would do: " :
+	       "copy: ", st->folders, st->folders_failed, st->folders_created,
+	       dry_run ? "to create" : "created", st->copied,
+	       dry_run ? "to copy" : "copied", st->skipped,
+	       st->failed + st->failed_in_folders);
+	if (st->failed_in_folders > 0)
+		printf(" (%" PRIu64 " in failed folders)", st->failed_in_folders);
+	printf(", %" PRIu64 " flag updates, %" PRIu64 " expunged, %" PRIu64
+	       " bytes in %.1f s (%.0f msg/s, %.1f MB/s)\n", st->flags_updated,
+	       st->expunged, st->bytes, st->seconds, rate, mbs);
 }
 
 static const struct cli_use copy_opts[] = {

@@ -3,6 +3,7 @@
 
 #include "buf.h"
 #include "json.h"
+#include "mutf7.h"
 #include "state.h"
 #include "verify.h"
 
@@ -50,9 +51,20 @@ print_report(const struct verify_report *r, bool json)
 	for (size_t i = 0; i < r->count; i++) {
 		const struct verify_diff *d = &r->diffs[i];
 
-		printf("%-14s %s -> %s  src UID %" PRIu32 "  dst UID %" PRIu32 ": %s\n",
-		       verify_kind_name(d->kind), d->src_folder, d->dst_folder,
-		       d->src_uid, d->dst_uid, d->detail);
+		/* names for people in UTF-8 (the wire names stay in --json);
+		 * a UID only where there is one (an extra message has no
+		 * source UID, a missing one no target UID) */
+		char *sf = mutf7_display(d->src_folder != NULL ? d->src_folder : "");
+		char *df = mutf7_display(d->dst_folder != NULL ? d->dst_folder : "");
+
+		printf("%-14s %s -> %s", verify_kind_name(d->kind), sf, df);
+		if (d->src_uid != 0)
+			printf("  src UID %" PRIu32, d->src_uid);
+		if (d->dst_uid != 0)
+			printf("  dst UID %" PRIu32, d->dst_uid);
+		printf(": %s\n", d->detail);
+		free(sf);
+		free(df);
 	}
 	printf("verify: %u folders, %" PRIu64 " messages, %" PRIu64
 	       " matched, %zu differences\n", r->folders, r->messages, r->matched,

@@ -69,6 +69,7 @@ struct copy_stats {
 	uint64_t copied;              /* messages appended */
 	uint64_t skipped;             /* already on the target */
 	uint64_t failed;              /* refused by the target */
+	uint64_t failed_in_folders;   /* not copied: in folders that failed */
 	uint64_t flags_updated;
 	uint64_t expunged;
 	uint64_t bytes;               /* body bytes appended */

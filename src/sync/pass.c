@@ -271,7 +271,8 @@ message_failed(struct pass *p, uint32_t uid, const char *why)
 	p->stats->failed++;
 	if (p->o->progress != NULL)
 		p->o->progress->failed++;
-	if (state_failure_put(p->db, p->o->account, p->src_name, uid,
+	if (!p->o->dry_run &&
+	    state_failure_put(p->db, p->o->account, p->src_name, uid,
 	                      STATE_SCOPE_MESSAGE, why, &err2) < 0)
 		fail_state(p, err2);
 }
@@ -764,8 +765,8 @@ copy_folder(struct pass *p, const struct imap_mailbox_info *box,
 		sc = p->worst;
 		goto out;
 	}
-	if (ti.created && !o->dry_run)
-		p->stats->folders_created++;
+	if (ti.created || (o->dry_run && ti.missing))
+		p->stats->folders_created++;   /* (a dry run: would create) */
 
 	/* Target UIDs at or above the source UIDNEXT of the last complete
 	 * pass (all of them without one) were not numbered by a complete
@@ -797,6 +798,8 @@ copy_folder(struct pass *p, const struct imap_mailbox_info *box,
 	}
 	if (ops->keeps_uids && !ti.missing)
 		meta = ops->needs_meta(p->t, check_from);
+	if (o->dry_run)
+		meta = true;          /* the bytes it would copy */
 	if (sfo.exists > 0 &&
 	    list_source(p, known, n_known, src_modseq, meta, &src, &error) < 0) {
 		fail(p, kind_or(error, ERRK_SESSION), "source: %s", error);
@@ -899,6 +902,12 @@ copy_folder(struct pass *p, const struct imap_mailbox_info *box,
 		         o->dry_run ? " (dry run)" : "");
 	if (o->dry_run) {
 		p->stats->copied += n_copy;
+		for (size_t i = 0; i < n_copy; i++) {
+			const struct msgsum *m = msgsum_find(&src, to_copy[i]);
+
+			if (m != NULL)
+				p->stats->bytes += m->size;
+		}
 		(void)sync_flags(p, fl, n_fl);
 		(void)delete_missing(p, gone, n_gone, dst_gone, n_dst_gone);
 		goto out;
@@ -1053,10 +1062,21 @@ copy_subscriptions(struct pass *p, const struct fpair *pairs, size_t n)
 	free(wires);
 }
 
+/* A folder that will not be copied: it and its messages are counted as
+ * failed (the summary must not say "0 failed" for a folder of 10). */
+static void
+folder_lost(struct pass *p, const struct imap_mailbox_info *box)
+{
+	p->stats->folders_failed++;
+	if (box->have_status)
+		p->stats->failed_in_folders += box->messages;
+}
+
 static void
 map_folders(struct pass *p, struct fpair *pairs, size_t n)
 {
 	const struct copy_options *o = p->o;
+	bool quiet;
 
 	for (size_t i = 0; i < n; i++) {
 		const struct imap_mailbox_info *box = &p->src_info.boxes[i];
@@ -1067,16 +1087,24 @@ map_folders(struct pass *p, struct fpair *pairs, size_t n)
 		pairs[i].src_len = box->name_len;
 		pairs[i].selectable = box->selectable;
 		pairs[i].subscribed = box->subscribed;
+		/* failures are reported by the pass that copies the folder
+		 * (copy --parallel splits the folders between passes) */
+		if (!copy_folder_selected(o->folders, o->n_folders, pairs[i].src))
+			quiet = true;
+		else
+			quiet = false;
 		if (foldermap_map(o->fm, box->name, box->name_len, box->attrs, &res,
 		                  &error) < 0) {
-			char *shown = str_escape_controls(pairs[i].src);
+			char *shown = mutf7_display(pairs[i].src);
 
-			log_warn("source folder %s: %s", shown, error);
+			if (!quiet) {
+				log_warn("source folder %s: %s", shown, error);
+				p->stats->folders_failed++;
+			}
 			free(shown);
-			p->stats->folders_failed++;
 			continue;
 		}
-		if (res.note != NULL)
+		if (res.note != NULL && !quiet)
 			log_warn("folder %s: %s", res.logical, res.note);
 		if (res.excluded) {
 			foldermap_result_free(&res);
@@ -1085,14 +1113,18 @@ map_folders(struct pass *p, struct fpair *pairs, size_t n)
 		if (memchr(box->name, '\0', box->name_len) != NULL) {
 			/* SELECT takes a C string: the source would be asked
 			 * for the folder named by the bytes before the NUL */
-			log_error("folder %s cannot be copied: its source name "
-			          "contains a NUL byte", res.logical);
-			p->stats->folders_failed++;
+			if (!quiet) {
+				log_error("folder %s cannot be copied: its source "
+				          "name contains a NUL byte", res.logical);
+				folder_lost(p, box);
+			}
 		} else if (p->t->ops->folder_name(p->t, res.dst_wire, &pairs[i].name,
 		                                  &error) < 0) {
-			log_error("folder %s cannot be stored on the target: %s",
-			          res.logical, error);
-			p->stats->folders_failed++;
+			if (!quiet) {
+				log_error("folder %s cannot be stored on the target: %s",
+				          res.logical, error);
+				folder_lost(p, box);
+			}
 		} else {
 			pairs[i].wire = xstrdup(res.dst_wire);
 		}
@@ -1108,6 +1140,7 @@ folder_with_retries(struct pass *p, const struct fpair *pair, unsigned max_retri
 	for (unsigned attempt = 0;; attempt++) {
 		const struct imap_mailbox_info *b = NULL;
 		struct imap_mailbox_info box;
+		uint64_t done_before;
 		enum scope sc;
 
 		if (!p->have_info) {
@@ -1145,6 +1178,7 @@ folder_with_retries(struct pass *p, const struct fpair *pair, unsigned max_retri
 			return true;
 		}
 		box = *b;
+		done_before = p->stats->copied + p->stats->skipped;
 		sc = copy_folder(p, &box, pair->name);
 		if (sc == SCOPE_OK) {
 			p->stats->folders++;
@@ -1157,6 +1191,13 @@ folder_with_retries(struct pass *p, const struct fpair *pair, unsigned max_retri
 
 			log_error("%s", p->error);
 			p->stats->folders_failed++;
+			if (box.have_status) {
+				uint64_t done = p->stats->copied + p->stats->skipped -
+				                done_before;
+
+				p->stats->failed_in_folders +=
+				    box.messages > done ? box.messages - done : 0;
+			}
 			if (!p->state_broken &&
 			    state_failure_put(p->db, p->o->account, pair->src, 0,
 			                      STATE_SCOPE_FOLDER, p->error, &err2) < 0) {

@@ -105,6 +105,19 @@ courier_utf8(const char *mutf7, size_t max, char **out_r, const char **error_r)
 	for (size_t i = 0; i < buf_len(&b); i++) {
 		unsigned char ch = (unsigned char)buf_data(&b)[i];
 
+		if (ch >= 0xf0) {
+			/* Courier-IMAP 5 converts names through UCS-2: a
+			 * directory with a character outside the BMP (an
+			 * emoji) makes every LIST of the account fail
+			 * ("imap_filename_to_foldername ... failed"), so the
+			 * user would see no folder at all */
+			buf_free(&b);
+			*error_r = err_setk(ERRK_FOLDER, "\"%.100s\": a character "
+			                    "outside the Basic Multilingual Plane (an "
+			                    "emoji?), which Courier-IMAP cannot list: "
+			                    "rename the folder with --map", mutf7);
+			return -1;
+		}
 		if (ch < 0x20 || ch == 0x7f || ch == '/') {
 			buf_free(&b);
 			*error_r = err_setk(ERRK_FOLDER, "\"%.100s\": %s in the name "

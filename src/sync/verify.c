@@ -217,7 +217,7 @@ verify_account(const struct imap_client_options *src_opts,
 		imap_client_free(&src);
 		return -1;
 	}
-	if (imap_account_inventory(src, 0, &si, error_r) < 0) {
+	if (imap_account_inventory(src, IMAP_INV_STATUS, &si, error_r) < 0) {
 		imap_client_free(&src);
 		imap_client_free(&dst);
 		return -1;
@@ -252,11 +252,14 @@ verify_account(const struct imap_client_options *src_opts,
 				exists = strcmp(di.boxes[k].name, res.dst_wire) == 0 ||
 				         (str_ieq(res.dst_wire, "INBOX") &&
 				          str_ieq(di.boxes[k].name, "INBOX"));
-			if (!exists)
+			if (!exists) {
+				/* its messages are missing too: count them */
 				add_diff(r, VERIFY_FOLDER_MISSING, box->name, res.dst_wire,
 				         0, 0, "%" PRIu32 " messages on the source",
 				         box->messages);
-			else
+				r->folders++;
+				r->messages += box->messages;
+			} else
 				verify_folder(src, dst, o, box->name, res.dst_wire, r);
 		}
 		foldermap_result_free(&res);

@@ -38,9 +38,11 @@ imaplib._MAXLINE = 10_000_000
 
 # Courier users: "alice" gets the Maildir written by imapferry, "bob" is the
 # IMAP source, "admin" logs in on behalf of alice (authzid)
-KUSERS = {"alice": "alicepw-k1", "bob": "bobpw-k2", "admin": "adminpw-k3"}
+KUSERS = {"alice": "alicepw-k1", "bob": "bobpw-k2", "admin": "adminpw-k3",
+          "carol": "carolpw-k4"}
 # Dovecot users: "alice" is the source of test 1, "back"/"authz" targets
-DUSERS = {"alice": "alicepw-d1", "back": "backpw-d2", "authz": "authzpw-d3"}
+DUSERS = {"alice": "alicepw-d1", "back": "backpw-d2", "authz": "authzpw-d3",
+          "emoji": "emojipw-d4"}
 # hand-written dovecot-uidlist headers: folder dir -> (UIDVALIDITY, first UID,
 # UID step, UIDNEXT beyond the last UID)
 UIDLISTS = {"": (1234567, 3, 7, 50), ".Sent": (42, 100, 13, 1),
@@ -288,6 +290,42 @@ def test_dovecot_to_courier_maildir():
     finally:
         c.logout()
     assert not courier_log_problems(), courier_log_problems()
+
+
+def test_non_bmp_folder_name_refused_for_courier():
+    """A folder name with a character outside the BMP written into a
+    Courier Maildir makes Courier-IMAP fail every LIST of the account: the
+    folder is refused with its reason, the rest is copied and listed."""
+    emoji = H.mutf7_encode("Post \U0001F4E7")
+    c = D.imap("emoji", DUSERS["emoji"])
+    try:
+        for box in (emoji, "Plain"):
+            assert c.create(quote(box))[0] == "OK"
+            assert c.append(quote(box), "(\\Seen)", None,
+                            f"Subject: {box}\r\n\r\nbody\r\n".encode())[0] == "OK"
+    finally:
+        c.logout()
+    md = K.maildir("carol")
+    p = ferry("--state", os.path.join(TMP, "emoji.db"), "--owner", "courier:courier",
+              D.url("emoji", query="?tls=none"), f"maildir:{md}?flavor=courier",
+              password=DUSERS["emoji"])
+    assert p.returncode == 1, H.describe(p)
+    j = summary(p)
+    assert j["folders_failed"] == 1 and j["copied"] == 1, H.describe(p)
+    assert "Basic Multilingual Plane" in p.stderr and "--map" in p.stderr, H.describe(p)
+    # the folder is named for people in UTF-8, not in modified UTF-7
+    assert "Post \U0001F4E7" in p.stderr, H.describe(p)
+    assert not any("\U0001F4E7".encode() in n.encode("utf-8", "surrogateescape")
+                   for n in os.listdir(md)), os.listdir(md)
+    # Courier lists the account (it would fail every LIST otherwise)
+    k = K.imap("carol", KUSERS["carol"])
+    try:
+        typ, data = k.list()
+        assert typ == "OK", data
+        names = [d.decode() for d in data if d]
+        assert any(n.endswith('"INBOX.Plain"') or n.endswith("INBOX.Plain") for n in names), names
+    finally:
+        k.logout()
 
 
 def test_courier_to_dovecot():

@@ -220,6 +220,8 @@ def test_codes_decide_not_texts():
             # refused one by one; everything else was copied
             assert j["folders_failed"] == 2, H.describe(p)
             assert j["failed"] == 3, H.describe(p)
+            # the failed folders' messages are counted, not "0 failed"
+            assert j["failed_in_folders"] == 3 + 3, H.describe(p)
             assert j["copied"] == 3 + 40 + 3, H.describe(p)
             got = target_counts(d)
             assert got["INBOX"] == 3 and got["Estate"] == 40 and got["Dup"] == 3, got
@@ -229,6 +231,18 @@ def test_codes_decide_not_texts():
             # the reasons are reported as the server gave them
             assert "Mailbox already exists" in p.stderr, H.describe(p)
             assert "No space left on device" in p.stderr, H.describe(p)
+            # verify (without the proxy) counts the missing folder's
+            # messages, and names no "src UID 0" for extra messages
+            v = H.run_ferry(["verify", "--state", os.path.join(tmp, "a.db"),
+                             s.url("alice", query="?tls=none"),
+                             d.url("alice", query="?tls=none")],
+                            env={"IMAPFERRY_SRC_PASSWORD": PW, "IMAPFERRY_DST_PASSWORD": PW})
+            assert v.returncode == 1, H.describe(v)
+            assert re.search(r"folder_missing +Refused -> Refused: 3 messages on the source",
+                             v.stdout), H.describe(v)
+            assert "src UID 0" not in v.stdout and "dst UID 0" not in v.stdout, H.describe(v)
+            total = sum(FOLDERS.values())
+            assert f"{len(FOLDERS)} folders, {total} messages" in v.stdout, H.describe(v)
     finally:
         if not H.KEEP:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -103,5 +103,46 @@ def test_delete_missing_after_earlier_run_maildir():
     _delete_missing_after_earlier_run(maildir=True)
 
 
+def test_dry_run_says_what_it_would_do():
+    """--dry-run counts the folders it would create and the bytes it
+    would copy (it said "0 created ... 0 bytes"), and creates nothing."""
+    H.require_root()
+    tmp = tempfile.mkdtemp(prefix="ife-fid-")
+    try:
+        with H.Dovecot("fdsrc", users={"alice": PW}, ssl=False) as s, \
+                H.Dovecot("fddst", users={"alice": PW}, ssl=False) as d:
+            fill(s, {"INBOX": 4, "Work": 6, "Work/Old": 2})
+            c = s.imap("alice", PW)
+            want = 0
+            for box in ("INBOX", "Work", "Work/Old"):
+                assert c.select(box)[0] == "OK"
+                typ, data = c.fetch("1:*", "(RFC822.SIZE)")
+                want += sum(int(x) for x in re.findall(rb"RFC822\.SIZE (\d+)",
+                                                        b" ".join(data)))
+            c.logout()
+            for dst in (d.url("alice", query="?tls=none"),
+                        f"maildir:{os.path.join(tmp, 'md')}"):
+                p = ferry(["copy", "--json", "--dry-run", "--state",
+                           os.path.join(tmp, "dry.db"), s.url("alice", query="?tls=none"),
+                           dst])
+                assert p.returncode == 0, H.describe(p)
+                j = U.summary(p)
+                assert j["dry_run"] and j["copied"] == 12, H.describe(p)
+                assert j["folders_created"] == 2 + (1 if dst.startswith("maildir") else 0), \
+                    H.describe(p)
+                assert j["bytes"] == want, (j["bytes"], want, H.describe(p))
+                p = ferry(["copy", "--dry-run", "--state", os.path.join(tmp, "dry.db"),
+                           s.url("alice", query="?tls=none"), dst])
+                assert "to create" in p.stdout and "12 to copy" in p.stdout, H.describe(p)
+            assert not os.path.exists(os.path.join(tmp, "md")), os.listdir(tmp)
+            c = d.imap("alice", PW)
+            typ, data = c.list()
+            c.logout()
+            assert len([x for x in data if x]) == 1, data     # INBOX only
+    finally:
+        if not H.KEEP:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 if __name__ == "__main__":
     H.run_tests(globals())
