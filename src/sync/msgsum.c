@@ -91,7 +91,6 @@ msgsum_fingerprint(const char *hdr, size_t len, uint64_t size,
 {
 	struct buf b;
 	bool in_name = true, space = false;
-	char tail[64];
 
 	buf_init(&b, len + 128);
 	for (size_t i = 0; i < len; i++) {
@@ -135,10 +134,12 @@ msgsum_fingerprint(const char *hdr, size_t len, uint64_t size,
 			*message_id_r = xstrndup(p, strcspn(p, "\n"));
 		}
 	}
-	snprintf(tail, sizeof(tail), "|%llu|%lld", (unsigned long long)size,
-	         (long long)internaldate);
-	if (buf_append_str(&b, tail) < 0)
-		fatal("fingerprint buffer");
+	/* Size and INTERNALDATE are not hashed: servers change them (Dovecot
+	 * drops a final bare CR and replaces a future INTERNALDATE by the
+	 * APPEND time; Courier adds a final CRLF), so msgsum_fpindex_match()
+	 * compares them with those tolerances. */
+	(void)size;
+	(void)internaldate;
 	sha256(buf_data(&b), buf_len(&b), fp_r);
 	buf_free(&b);
 }
@@ -404,25 +405,53 @@ msgsum_fpindex_init(struct msgsum_fpindex *ix, struct msgsum_list *list)
 	qsort(ix->entries, ix->count, sizeof(*ix->entries), cmp_fpentry);
 }
 
-struct msgsum *
-msgsum_fpindex_take(struct msgsum_fpindex *ix, const unsigned char fp[32])
+/* Whether d can be a copy of s as a target stores it: the same size and
+ * INTERNALDATE, or what a server's normalisation makes of them. */
+static bool
+alike(const struct msgsum *s, const struct msgsum *d, int64_t now, bool exact)
 {
-	size_t lo = 0, hi = ix->count;
+	bool size_ok, date_ok;
 
-	/* the first entry with this fingerprint */
+	if (exact)
+		return s->size == d->size && s->internaldate == d->internaldate;
+	/* Dovecot drops a final bare CR (-1), Courier adds a final CRLF
+	 * (+2) to a message that lacks one */
+	size_ok = d->size == s->size || d->size + 1 == s->size ||
+	          d->size == s->size + 2 || d->size == s->size + 1;
+	/* a future INTERNALDATE becomes the APPEND time (in the past now) */
+	date_ok = d->internaldate == s->internaldate ||
+	          (s->internaldate > now && d->internaldate <= now &&
+	           d->internaldate < s->internaldate);
+	return size_ok && date_ok;
+}
+
+struct msgsum *
+msgsum_fpindex_match(struct msgsum_fpindex *ix, const struct msgsum *s,
+                     int64_t now)
+{
+	size_t lo = 0, hi = ix->count, first;
+
+	if (!s->have_fp)
+		return NULL;
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
-		if (memcmp(ix->entries[mid].fp, fp, 32) < 0)
+		if (memcmp(ix->entries[mid].fp, s->fp, 32) < 0)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
-	for (; lo < ix->count && memcmp(ix->entries[lo].fp, fp, 32) == 0; lo++) {
-		size_t pos = ix->entries[lo].pos;
+	first = lo;
+	/* exactly alike first, then through a normalisation */
+	for (int pass = 0; pass < 2; pass++) {
+		for (lo = first; lo < ix->count &&
+		     memcmp(ix->entries[lo].fp, s->fp, 32) == 0; lo++) {
+			size_t pos = ix->entries[lo].pos;
 
-		if (!ix->taken[pos]) {
-			ix->taken[pos] = true;
-			return &ix->list->items[pos];
+			if (!ix->taken[pos] &&
+			    alike(s, &ix->list->items[pos], now, pass == 0)) {
+				ix->taken[pos] = true;
+				return &ix->list->items[pos];
+			}
 		}
 	}
 	return NULL;

@@ -1,7 +1,7 @@
 /* msgsum.h: per-message summaries of a selected folder, fetched in one
  * pipelined pass: UID, flags, INTERNALDATE, RFC822.SIZE, a fingerprint
- * (SHA-256 over the Message-ID/Date/From/To/Subject header fields, size and
- * INTERNALDATE) and, on request, the SHA-256 of the whole body (streamed,
+ * (SHA-256 over the Message-ID/Date/From/To/Subject header fields; size and
+ * INTERNALDATE are compared beside it, see msgsum_fpindex_match()) and, on request, the SHA-256 of the whole body (streamed,
  * never held in memory). Used to find copies without state (dedupe) and
  * by verify. */
 #ifndef IMAPFERRY_SYNC_MSGSUM_H
@@ -60,10 +60,13 @@ struct msgsum_fpindex {
 /* Indexes the messages of list that have a fingerprint. list must not
  * change while the index is used. */
 void msgsum_fpindex_init(struct msgsum_fpindex *ix, struct msgsum_list *list);
-/* Takes the first message not yet taken with this fingerprint (lowest
- * UID), or returns NULL. */
-struct msgsum *msgsum_fpindex_take(struct msgsum_fpindex *ix,
-                                   const unsigned char fp[32]);
+/* Takes the copy of source message s among the indexed ones: the same
+ * fingerprint (header fields), and the same RFC822.SIZE and INTERNALDATE
+ * or what a target's normalisation makes of them (a final bare CR
+ * dropped, a final CRLF added, a future INTERNALDATE replaced by the
+ * APPEND time, before now). Exact matches first; NULL if none. */
+struct msgsum *msgsum_fpindex_match(struct msgsum_fpindex *ix,
+                                    const struct msgsum *s, int64_t now);
 bool msgsum_fpindex_taken(const struct msgsum_fpindex *ix, const struct msgsum *m);
 /* Marks a message of the indexed list as taken (paired by other means). */
 void msgsum_fpindex_mark(struct msgsum_fpindex *ix, const struct msgsum *m);

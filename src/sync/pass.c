@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /* What a failure stops: ordered, the worst one wins. */
@@ -461,8 +462,9 @@ match_unknown(struct pass *p, uint32_t *to_copy, size_t *n_copy, uint32_t from,
 	msgsum_fpindex_init(&ix, &dst);
 	for (size_t i = 0; i < *n_copy; i++) {
 		struct msgsum *s = msgsum_find(&src, to_copy[i]);
-		struct msgsum *d = s != NULL && s->have_fp ?
-		                   msgsum_fpindex_take(&ix, s->fp) : NULL;
+		struct msgsum *d = s != NULL ?
+		                   msgsum_fpindex_match(&ix, s, (int64_t)time(NULL)) :
+		                   NULL;
 
 		if (d != NULL) {
 			record_copy(p, s->uid, d->uid, s->flags, s->size,

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 const char *
 verify_kind_name(enum verify_kind kind)
@@ -175,7 +176,7 @@ verify_folder(struct imap_client *src, struct imap_client *dst,
 
 		if (sused[i])
 			continue;
-		d = msgsum_fpindex_take(&ix, sl.items[i].fp);
+		d = msgsum_fpindex_match(&ix, &sl.items[i], (int64_t)time(NULL));
 		if (d != NULL)
 			compare_pair(r, sf, df, &sl.items[i], d, o->deep);
 		else

@@ -103,6 +103,56 @@ def test_delete_missing_after_earlier_run_maildir():
     _delete_missing_after_earlier_run(maildir=True)
 
 
+def _odd_files(tmp):
+    """Messages a target normalises: a final bare CR, no final CRLF, a
+    future INTERNALDATE (the last one; t0 below puts it in 2035)."""
+    paths = []
+    for i, body in enumerate([
+            b"Subject: bare CR\r\nMessage-ID: <cr@x>\r\n\r\nends with CR\r",
+            b"Subject: no final CRLF\r\nMessage-ID: <nocrlf@x>\r\n\r\nno newline",
+            b"Subject: plain\r\nMessage-ID: <plain@x>\r\n\r\nok\r\n"]):
+        path = os.path.join(tmp, f"odd{i}.eml")
+        with open(path, "wb") as f:
+            f.write(body)
+        paths.append(path)
+    return paths
+
+
+def test_fingerprints_survive_target_normalisation():
+    """Without state, copies the target normalised (Dovecot drops a final
+    bare CR and replaces a future INTERNALDATE by the APPEND time) are
+    recognised: a second stateless run copies nothing again."""
+    H.require_root()
+    tmp = tempfile.mkdtemp(prefix="ife-fid-")
+    try:
+        with H.Dovecot("fnsrc", users={"alice": PW}, ssl=False) as s, \
+                H.Dovecot("fndst", users={"alice": PW}, ssl=False) as d:
+            paths = _odd_files(tmp)
+            U.write_maildir_folder(s, "alice", ".Odd", paths[:2])
+            # a future INTERNALDATE (2035)
+            U.write_maildir_folder(s, "alice", ".Future", paths[2:], t0=2_060_000_000)
+            src = s.url("alice", query="?tls=none")
+            dst = d.url("alice", query="?tls=none")
+            p = ferry(["copy", "--json", "--state", os.path.join(tmp, "1.db"), src, dst])
+            assert p.returncode == 0, H.describe(p)
+            assert U.summary(p)["copied"] == 3, H.describe(p)
+            # the target really changed them (else this test proves nothing)
+            c = d.imap("alice", PW)
+            assert c.select("Future")[0] == "OK"
+            typ, data = c.fetch("1", "(INTERNALDATE)")
+            c.logout()
+            assert b"2035" not in data[0], data
+            # a new state: nothing is copied twice
+            p = ferry(["copy", "--json", "--state", os.path.join(tmp, "2.db"), src, dst])
+            assert p.returncode == 0, H.describe(p)
+            j = U.summary(p)
+            assert j["copied"] == 0 and j["skipped"] == 3, H.describe(p)
+            assert count(d, "Odd") == 2 and count(d, "Future") == 1
+    finally:
+        if not H.KEEP:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def test_dry_run_says_what_it_would_do():
     """--dry-run counts the folders it would create and the bytes it
     would copy (it said "0 created ... 0 bytes"), and creates nothing."""
