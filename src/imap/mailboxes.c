@@ -24,6 +24,32 @@ find_box(struct imap_account_info *info, const char *name, size_t len)
 	return NULL;
 }
 
+/* A new folder entry from a LIST or LSUB reply, with these attributes. */
+static struct imap_mailbox_info *
+add_box(struct inv_ctx *ic, const struct imap_list *l, unsigned attrs)
+{
+	struct imap_account_info *info = ic->info;
+	struct imap_mailbox_info *box;
+
+	if (info->count == ic->alloc) {
+		ic->alloc = ic->alloc == 0 ? 16 : ic->alloc * 2;
+		info->boxes = xreallocarray(info->boxes, ic->alloc,
+		                            sizeof(*info->boxes));
+	}
+	box = &info->boxes[info->count++];
+	memset(box, 0, sizeof(*box));
+	box->name = xstrndup(l->name, l->name_len);
+	box->name_len = l->name_len;
+	box->delimiter = l->delimiter;
+	box->attrs = attrs;
+	box->attr_names = xcalloc(l->attr_names.count + 1, sizeof(char *));
+	for (size_t i = 0; i < l->attr_names.count; i++)
+		box->attr_names[i] = xstrdup(l->attr_names.items[i]);
+	box->selectable = (attrs & (IMAP_MBOX_NOSELECT |
+	                            IMAP_MBOX_NONEXISTENT)) == 0;
+	return box;
+}
+
 static void
 inv_untagged(void *ctx, const struct imap_response *resp)
 {
@@ -39,22 +65,7 @@ inv_untagged(void *ctx, const struct imap_response *resp)
 
 		if (find_box(info, l->name, l->name_len) != NULL)
 			return;
-		if (info->count == ic->alloc) {
-			ic->alloc = ic->alloc == 0 ? 16 : ic->alloc * 2;
-			info->boxes = xreallocarray(info->boxes, ic->alloc,
-			                            sizeof(*info->boxes));
-		}
-		box = &info->boxes[info->count++];
-		memset(box, 0, sizeof(*box));
-		box->name = xstrndup(l->name, l->name_len);
-		box->name_len = l->name_len;
-		box->delimiter = l->delimiter;
-		box->attrs = l->attrs;
-		box->attr_names = xcalloc(l->attr_names.count + 1, sizeof(char *));
-		for (size_t i = 0; i < l->attr_names.count; i++)
-			box->attr_names[i] = xstrdup(l->attr_names.items[i]);
-		box->selectable = (l->attrs & (IMAP_MBOX_NOSELECT |
-		                               IMAP_MBOX_NONEXISTENT)) == 0;
+		box = add_box(ic, l, l->attrs);
 		if (l->attrs & IMAP_MBOX_SUBSCRIBED)
 			box->subscribed = true;
 		if (str_ieq(box->name, "INBOX") && l->delimiter != '\0')
@@ -67,8 +78,13 @@ inv_untagged(void *ctx, const struct imap_response *resp)
 		if (resp->u.list.attrs & IMAP_MBOX_NOSELECT)
 			break;
 		box = find_box(info, resp->u.list.name, resp->u.list.name_len);
-		if (box != NULL)
-			box->subscribed = true;
+		/* a subscription to a folder that does not exist (stale, as
+		 * old servers have many): kept, as \NonExistent, so that it
+		 * is copied exactly */
+		if (box == NULL)
+			box = add_box(ic, &resp->u.list,
+			              IMAP_MBOX_NONEXISTENT | IMAP_MBOX_NOSELECT);
+		box->subscribed = true;
 		break;
 	case IMAP_UNTAGGED_STATUS: {
 		const struct imap_status_data *st = &resp->u.status;

@@ -153,6 +153,54 @@ def test_fingerprints_survive_target_normalisation():
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _lsub(server, maildir_target=None):
+    c = server.imap("alice", PW)
+    typ, data = c.lsub()
+    c.logout()
+    assert typ == "OK", data
+    return sorted(re.search(rb'"([^"]*)"$|(\S+)$', x).group(1 if x.endswith(b'"') else 2)
+                  .decode() for x in data if x)
+
+
+def test_stale_subscriptions_are_copied():
+    """A subscription to a folder that does not exist (common on old
+    servers) is copied like the others into a Maildir (Dovecot and dsync
+    keep them); an IMAP target that refuses it is reported."""
+    H.require_root()
+    tmp = tempfile.mkdtemp(prefix="ife-fid-")
+    try:
+        with H.Dovecot("fssrc", users={"alice": PW}, ssl=False) as s, \
+                H.Dovecot("fsdst", users={"alice": PW, "bob": PW}, ssl=False) as d:
+            fill(s, {"INBOX": 1, "Work": 1})
+            # written as Dovecot keeps them (it refuses to SUBSCRIBE to a
+            # folder that does not exist, but keeps such subscriptions)
+            with open(os.path.join(s.maildir("alice"), "subscriptions"), "w") as f:
+                f.write("V\t2\n\nWork\nGone\tOld\nGone\n")
+            H.chown_tree(s.maildir("alice"), H.MAIL_UID, H.MAIL_GID)
+            want = _lsub(s)
+            assert "Gone" in want and "Gone/Old" in want and "Work" in want, want
+            src = s.url("alice", query="?tls=none")
+            p = ferry(["copy", "--json", "--state", os.path.join(tmp, "a.db"), src,
+                       d.url("alice", query="?tls=none")])
+            assert p.returncode == 0, H.describe(p)
+            # Dovecot refuses SUBSCRIBE to a folder that does not exist:
+            # what it takes is copied, the refusal is reported
+            assert _lsub(d) == ["Work"], _lsub(d)
+            assert "subscription" in p.stderr, H.describe(p)
+            # into a Maildir that Dovecot (user bob) then serves
+            p = ferry(["copy", "--json", "--owner", "mail:mail", "--state",
+                       os.path.join(tmp, "b.db"), src, f"maildir:{d.maildir('bob')}"])
+            assert p.returncode == 0, H.describe(p)
+            c = d.imap("bob", PW)
+            typ, data = c.lsub()
+            c.logout()
+            got = sorted(x.decode().rsplit(" ", 1)[-1].strip('"') for x in data if x)
+            assert got == want, (got, want)
+    finally:
+        if not H.KEEP:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def test_dry_run_says_what_it_would_do():
     """--dry-run counts the folders it would create and the bytes it
     would copy (it said "0 created ... 0 bytes"), and creates nothing."""
