@@ -124,6 +124,9 @@ static const struct cli_opt_def opt_table[] = {
 	{ CLI_OPT_REPORT, "report", 0, CLI_ARG_STRING, "FILE.json", 0,
 	  "per-account report at the end (written mode\n"
 	  "0600, replaced atomically)" },
+	{ CLI_OPT_FINAL, "final", 0, CLI_ARG_NONE, NULL, 0,
+	  "with --state: estimate a final pass now from\n"
+	  "STATUS of every folder against the last pass" },
 	{ CLI_OPT_NEW_RUN, "new-run", 0, CLI_ARG_NONE, NULL, 0,
 	  "plan a new run even if the last one of this\n"
 	  "pass did not finish" },

@@ -9,6 +9,8 @@
 
 static const struct cli_use plan_opts[] = {
 	RUN_CLI_USES,
+	{ CLI_OPT_STATE, "the state of the earlier passes (with --final)" },
+	{ CLI_OPT_FINAL, NULL },
 	{ CLI_OPT_JSON, "the plan as JSON" },
 	CLI_NET_USES,
 	{ CLI_OPT_NONE, NULL },

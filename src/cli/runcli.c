@@ -36,6 +36,7 @@ run_cli_option(void *ctx, int id, const char *arg, uint64_t num)
 	case CLI_OPT_REPORT: c->report_path = arg; return 0;
 	case CLI_OPT_LOG: c->log_path = arg; return 0;
 	case CLI_OPT_NEW_RUN: c->new_run = true; return 0;
+	case CLI_OPT_FINAL: c->final = true; return 0;
 	case CLI_OPT_PROBE_TARGET: c->no_probe_target = false; return 0;
 	case CLI_OPT_NO_PROBE_TARGET: c->no_probe_target = true; return 0;
 	case CLI_OPT_NO_CALIBRATE: c->no_calibrate = true; return 0;
@@ -260,6 +261,7 @@ run_cli_make_plan(struct run_cli *c, struct sched_cost *cost,
 	struct sched_probe_options po = { 0 };
 	struct sched_plan_options o = { 0 };
 	struct sched_account_est *est;
+	struct sched_final_summary final;
 	const char *error;
 	double t0 = time_mono_sec();
 	size_t failed = 0;
@@ -289,6 +291,23 @@ run_cli_make_plan(struct run_cli *c, struct sched_cost *cost,
 			log_warn("plan: %s: %s", c->accounts[i].src_user,
 			         est[i].error);
 		}
+	if (c->final) {
+		struct state_db *db = NULL;
+
+		if (c->state_path == NULL) {
+			fprintf(stderr, "imapferry: --final needs --state (the state "
+			        "of the earlier passes)\n");
+			goto fail;
+		}
+		if (state_open(c->state_path, &db, &error) < 0 ||
+		    sched_final_deltas(db, c->accounts, est, c->n_accounts,
+		                       &final, &error) < 0) {
+			fprintf(stderr, "imapferry: %s\n", error);
+			state_close(&db);
+			goto fail;
+		}
+		state_close(&db);
+	}
 	if (c->no_calibrate) {
 		sched_cost_default(cost);
 	} else {
@@ -308,6 +327,8 @@ run_cli_make_plan(struct run_cli *c, struct sched_cost *cost,
 	o.folders = po.folders;
 	o.n_folders = po.n_folders;
 	sched_plan_build(est, c->n_accounts, cost, &o, plan);
+	if (c->final)
+		sched_plan_note_final(plan, &final);
 	if (failed > 0)
 		log_warn("plan: %zu of %zu accounts could not be inventoried "
 		         "(their jobs will record the error)", failed,
@@ -315,6 +336,11 @@ run_cli_make_plan(struct run_cli *c, struct sched_cost *cost,
 	*est_r = est;
 	*plan_seconds_r = time_mono_sec() - t0;
 	return 0;
+fail:
+	for (size_t i = 0; i < c->n_accounts; i++)
+		sched_account_est_free(&est[i]);
+	free(est);
+	return 1;
 }
 
 void

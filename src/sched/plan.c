@@ -3,8 +3,12 @@
 
 #include "buf.h"
 #include "copy.h"
+#include "state.h"
+#include "users.h"
 
+#include <inttypes.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -633,4 +637,65 @@ sched_plan_free(struct sched_plan *p)
 		free(p->notes[i]);
 	free(p->notes);
 	memset(p, 0, sizeof(*p));
+}
+
+int
+sched_final_deltas(struct state_db *db, const struct sched_account *accounts,
+                   struct sched_account_est *est, size_t n,
+                   struct sched_final_summary *sum, const char **error_r)
+{
+	memset(sum, 0, sizeof(*sum));
+	for (size_t i = 0; i < n; i++) {
+		struct sched_account_est *e = &est[i];
+
+		e->messages = e->bytes = 0;
+		for (size_t k = 0; k < e->n_folders; k++) {
+			struct sched_folder_est *f = &e->folders[k];
+			struct state_folder sf;
+			bool found;
+			uint64_t fresh;
+
+			sum->folders++;
+			if (state_folder_get(db, accounts[i].key, f->name, &sf, &found,
+			                     error_r) < 0)
+				return -1;
+			if (!found || !sf.complete || sf.src_uidnext == 0 ||
+			    f->uidnext == 0) {
+				sum->unknown++;
+			} else {
+				/* UIDs are given in ascending order: what came
+				 * since is at most UIDNEXT now - UIDNEXT then */
+				fresh = f->uidnext > sf.src_uidnext ?
+				        f->uidnext - sf.src_uidnext : 0;
+				if (fresh > f->messages)
+					fresh = f->messages;
+				if (fresh == 0)
+					sum->unchanged++;
+				else
+					sum->changed++;
+				f->bytes = f->messages > 0 ?
+				           (uint64_t)((double)f->bytes * (double)fresh /
+				                      (double)f->messages) : 0;
+				f->messages = fresh;
+			}
+			if (found)
+				state_folder_free(&sf);
+			sum->new_messages += f->messages;
+			sum->new_bytes += f->bytes;
+			e->messages += f->messages;
+			e->bytes += f->bytes;
+		}
+	}
+	return 0;
+}
+
+void
+sched_plan_note_final(struct sched_plan *plan,
+                      const struct sched_final_summary *sum)
+{
+	note_add(plan, xasprintf("final pass: %" PRIu64 " new messages (%" PRIu64
+	    " bytes) in %zu changed folders, %zu folders never copied "
+	    "completely, %zu unchanged (one STATUS each), against the last "
+	    "complete pass in the state", sum->new_messages, sum->new_bytes,
+	    sum->changed, sum->unknown, sum->unchanged));
 }

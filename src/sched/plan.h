@@ -168,4 +168,30 @@ void sched_plan_build(const struct sched_account_est *est, size_t n,
                       struct sched_plan *plan_r);
 void sched_plan_free(struct sched_plan *plan);
 
+/* ---- the final pass ---- */
+struct sched_final_summary {
+	size_t folders;           /* folders inventoried */
+	size_t unchanged;         /* same UIDVALIDITY and UIDNEXT as the last
+	                             complete pass: one STATUS each */
+	size_t changed;           /* new messages since (or flags) */
+	size_t unknown;           /* never copied completely: whole */
+	uint64_t new_messages, new_bytes;
+};
+
+/* Turns the inventory of the accounts into the estimate of a final pass
+ * now: per folder, only the messages above the UIDNEXT of the last
+ * complete pass recorded in the state (bytes in proportion); a folder the
+ * state does not know (or whose UIDVALIDITY changed) stays whole. The
+ * cost model then prices the folders' STATUS and the new mail. accounts[i]
+ * belongs to est[i]. Returns 0, or -1 with *error_r (state database). */
+struct sched_account;
+struct state_db;
+int sched_final_deltas(struct state_db *db, const struct sched_account *accounts,
+                       struct sched_account_est *est, size_t n,
+                       struct sched_final_summary *sum_r,
+                       const char **error_r) ATTR_WARN_UNUSED;
+/* Adds a plan note saying what the final pass covers. */
+void sched_plan_note_final(struct sched_plan *plan,
+                           const struct sched_final_summary *sum);
+
 #endif

@@ -444,6 +444,20 @@ def test_cutover_inbox_pass():
     for u in ("u00", "u05", "u06"):
         extra = write_account_inbox_extra(u, 7)
         EXPECT[u]["INBOX"] += extra
+    # the final pass sized first: from STATUS against the last pass, only
+    # the 21 new messages count, every other folder one STATUS
+    p = H.run_ferry(["plan", USERS_CSV, url(S), url(D), "--state", state, "--final",
+                     "--workers", str(WORKERS), "--no-calibrate", "--json",
+                     *login_args()])
+    no_secrets(p.stdout + p.stderr)
+    assert p.returncode == 0, H.describe(p)
+    final = json.loads(p.stdout)
+    assert final["messages"] == 21, (final["messages"], H.describe(p))
+    note = [n for n in final["notes"] if n.startswith("final pass:")]
+    assert note and note[0].startswith("final pass: 21 new messages"), final["notes"]
+    p = H.run_ferry(["plan", USERS_CSV, url(S), url(D), "--final", "--no-calibrate",
+                     *login_args()])
+    assert p.returncode != 0 and "--final needs --state" in p.stderr, H.describe(p)
     p = H.run_ferry(run_args(D, state, ["--folders", "INBOX", "--new-run"]),
                     timeout=120)
     no_secrets(p.stdout + p.stderr)
