@@ -416,7 +416,10 @@ copy_uids(struct pass *p, const uint32_t *uids, size_t count, bool single)
 		if (p->worst >= SCOPE_FOLDER)
 			mqueue_abort(&q);
 	}
-	if (p->worst < SCOPE_SESSION && ops->wait(p->t, true, &error) < 0)
+	/* Every reply still due, also after a failure that stops the run
+	 * (a server may answer a later command first: an [OVERQUOTA] NO
+	 * before the OK of an earlier APPEND, whose copy must be recorded) */
+	if (ops->wait(p->t, true, &error) < 0 && p->worst < SCOPE_SESSION)
 		fail(p, kind_or(error, ERRK_SESSION), "target: %s", error);
 	rerror = source_reader_join(&r);
 	mqueue_deinit(&q);

@@ -463,13 +463,18 @@ adopt_unlisted(struct md_target *mt, const struct msgsum_list *src,
 }
 
 static void
-add_msg(struct state_msg *out, const struct maildir_msg *m,
+add_msg(struct state_msg *out, char **strings, const struct maildir_msg *m,
         const struct msgsum_list *src)
 {
 	const struct msgsum *s = src != NULL ? msgsum_find(src, m->uid) : NULL;
+	size_t len = strlen(m->flags) + 1;
 
 	out->src_uid = out->dst_uid = m->uid;
-	out->flags = xstrdup(m->flags);
+	/* in the array's own allocation, as state_msgs_load() gives them
+	 * (state_msgs_free() frees both) */
+	memcpy(*strings, m->flags, len);
+	out->flags = *strings;
+	*strings += len;
 	out->internaldate = m->mtime;
 	/* the size as the source counts it when either of ours matches
 	 * (Courier stores LF: the file is shorter than RFC822.SIZE) */
@@ -482,8 +487,9 @@ md_list(struct target *t, const struct msgsum_list *src, bool settle,
         struct state_msg **msgs_r, size_t *n_r, const char **error_r)
 {
 	struct md_target *mt = MT(t);
-	size_t nf, ns, n = 0, i = 0, k = 0;
+	size_t nf, ns, n = 0, i = 0, k = 0, bytes = 0;
 	struct state_msg *v;
+	char *strings;
 
 	/* files a crashed run delivered but did not list */
 	if (settle && mt->lo == 1 && maildir_folder_unlisted_count(mt->f) > 0 &&
@@ -491,7 +497,12 @@ md_list(struct target *t, const struct msgsum_list *src, bool settle,
 		return -1;
 	nf = maildir_folder_count(mt->f);
 	ns = mt->stage != NULL ? maildir_folder_count(mt->stage) : 0;
-	v = xcalloc(nf + ns + 1, sizeof(*v));
+	for (size_t j = 0; j < nf; j++)
+		bytes += strlen(maildir_folder_msg(mt->f, j)->flags) + 1;
+	for (size_t j = 0; j < ns; j++)
+		bytes += strlen(maildir_folder_msg(mt->stage, j)->flags) + 1;
+	v = xcalloc(1, (nf + ns + 1) * sizeof(*v) + bytes);
+	strings = (char *)(v + nf + ns + 1);
 	/* the folder's messages in the range, and the scratch folder's
 	 * (copied by an earlier attempt of this range): both by UID */
 	while (i < nf || k < ns) {
@@ -503,14 +514,14 @@ md_list(struct target *t, const struct msgsum_list *src, bool settle,
 			continue;
 		}
 		if (b != NULL && (a == NULL || b->uid < a->uid)) {
-			add_msg(&v[n++], b, src);
+			add_msg(&v[n++], &strings, b, src);
 			k++;
 		} else if (b != NULL && b->uid == a->uid) {
-			add_msg(&v[n++], a, src);
+			add_msg(&v[n++], &strings, a, src);
 			i++;
 			k++;
 		} else {
-			add_msg(&v[n++], a, src);
+			add_msg(&v[n++], &strings, a, src);
 			i++;
 		}
 	}

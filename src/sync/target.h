@@ -137,7 +137,8 @@ struct target_ops {
 	bool (*needs_meta)(struct target *t, uint32_t check_from);
 	/* keeps_uids: what the open folder holds (in the pass's UID range),
 	 * as records sorted by UID (src_uid == dst_uid, flags, size,
-	 * internaldate; a size that matches src's is given as src's). With
+	 * internaldate; a size that matches src's is given as src's), in
+	 * one allocation that state_msgs_free() frees, as the state's. With
 	 * settle, first settles files an interrupted run left without a UID,
 	 * against src (the source's summaries, with sizes and dates). */
 	int (*list)(struct target *t, const struct msgsum_list *src, bool settle,
