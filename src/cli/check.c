@@ -156,7 +156,8 @@ greeting_has(const char *greeting, const char *word)
 }
 
 /* An IMAP target: folders, APPENDLIMIT, PERMANENTFLAGS of INBOX and of
- * each existing folder, what its greeting says it is. */
+ * each existing folder (SELECTed: nothing is changed but \Recent), what
+ * its greeting says it is. */
 static int
 load_target(const struct endpoint *ep, struct side_data *d,
             struct check_side *side, bool *connect_failed_r,
@@ -187,7 +188,9 @@ load_target(const struct endpoint *ep, struct side_data *d,
 
 		if (!d->folders[i].selectable || examined++ >= CHECK_EXAMINE_MAX)
 			continue;
-		if (imap_client_select(c, d->folders[i].name, true, error_r) < 0) {
+		/* SELECT, not EXAMINE: a read-only folder announces no
+		 * PERMANENTFLAGS a copy could use */
+		if (imap_client_select(c, d->folders[i].name, false, error_r) < 0) {
 			if (imap_client_is_dead(c)) {
 				imap_client_free(&c);
 				return -1;

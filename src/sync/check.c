@@ -39,6 +39,30 @@ check_special_use_name(unsigned bit)
 
 /* ------------------------------------------------------------ helpers */
 
+/* The special-use kinds some folder of the side announces by attribute. */
+static unsigned
+announced_uses(const struct check_folder *folders, size_t count)
+{
+	unsigned m = 0;
+
+	for (size_t i = 0; i < count; i++)
+		m |= folders[i].attrs & IMAP_MBOX_SPECIAL_USE_MASK;
+	return m;
+}
+
+/* The special use of a source folder as clients may rely on it: its
+ * attribute, else its well-known name (recognized, from foldermap) for a
+ * kind no folder announces by attribute. 0: none. */
+static unsigned
+special_of(unsigned attrs, unsigned recognized, unsigned announced)
+{
+	unsigned bit = attrs & IMAP_MBOX_SPECIAL_USE_MASK;
+
+	if (bit != 0)
+		return bit;
+	return (recognized & announced) != 0 ? 0 : recognized;
+}
+
 /* A wire name as a client shows it: UTF-8 (modified UTF-7 decoded), or,
  * when it is not valid modified UTF-7, its bytes with control characters
  * as '?'. New string. */
@@ -386,16 +410,20 @@ static void
 check_special_use(struct ctx *c)
 {
 	const struct check_side *src = &c->in->src, *dst = &c->in->dst;
-	unsigned dst_has = 0, missing = 0;
+	unsigned dst_has = announced_uses(dst->folders, dst->count), missing = 0;
+	unsigned announced = announced_uses(src->folders, src->count);
 	struct check_finding *f;
 	char kinds[128] = "";
 
-	for (size_t i = 0; i < dst->count; i++)
-		dst_has |= dst->folders[i].attrs & IMAP_MBOX_SPECIAL_USE_MASK;
-	for (size_t i = 0; i < src->count; i++)
-		if (mapped(c, i) && c->res[i].special_use != 0 &&
-		    (c->res[i].special_use & dst_has) == 0)
-			missing |= c->res[i].special_use;
+	for (size_t i = 0; i < src->count; i++) {
+		unsigned bit = special_of(src->folders[i].attrs,
+		                          c->res[i].special_use, announced);
+
+		if (mapped(c, i) && (bit & ~dst_has & (IMAP_MBOX_SENT |
+		    IMAP_MBOX_DRAFTS | IMAP_MBOX_TRASH | IMAP_MBOX_JUNK |
+		    IMAP_MBOX_ARCHIVE)) != 0)
+			missing |= bit & ~dst_has;
+	}
 	if (missing == 0)
 		return;
 	for (size_t k = 0; k < N_SPECIAL; k++)
@@ -425,12 +453,17 @@ check_special_use(struct ctx *c)
 		                "no special-use folder at all" : "no special-use folder",
 		                kinds);
 	}
-	for (size_t i = 0; i < src->count; i++)
-		if (mapped(c, i) && (c->res[i].special_use & missing) != 0)
-			finding_folder_take(f, xasprintf("%s (%s%s)", c->shown[i],
-			                    check_special_use_name(c->res[i].special_use),
-			                    (src->folders[i].attrs & c->res[i].special_use) ?
-			                    "" : ", by its name"));
+	for (size_t i = 0; i < src->count; i++) {
+		unsigned bit = special_of(src->folders[i].attrs,
+		                          c->res[i].special_use, announced) & missing;
+
+		for (size_t k = 0; k < N_SPECIAL && mapped(c, i); k++)
+			if (bit & special_uses[k].bit)
+				finding_folder_take(f, xasprintf("%s (%s%s)", c->shown[i],
+				                    special_uses[k].name,
+				                    (src->folders[i].attrs & bit) ? "" :
+				                    ", by its name"));
+	}
 }
 
 static void
@@ -774,11 +807,9 @@ check_dovecot_config(const struct check_side *src, struct buf *out)
 	struct foldermap *fm = foldermap_new(&side, &side);
 	struct foldermap_input *fin;
 	struct foldermap_result *res;
-	unsigned announced = 0;
+	unsigned announced = announced_uses(src->folders, src->count);
 	int ret = -1;
 
-	for (size_t i = 0; i < src->count; i++)
-		announced |= src->folders[i].attrs & IMAP_MBOX_SPECIAL_USE_MASK;
 	fin = xcalloc(src->count + 1, sizeof(*fin));
 	res = xcalloc(src->count + 1, sizeof(*res));
 	for (size_t i = 0; i < src->count; i++) {
@@ -799,14 +830,9 @@ check_dovecot_config(const struct check_side *src, struct buf *out)
 	if (src->separator != '\0' &&
 	    buf_printf(out, "  separator = %c\n", src->separator) < 0)
 		goto out;
-	if (announced == 0 && src->count > 0 &&
-	    buf_append_str(out, "  # the source announces no special-use "
-	                   "attribute: folders recognized by name\n") < 0)
-		goto out;
 	for (size_t i = 0; i < src->count; i++) {
-		unsigned bit = announced != 0 ?
-		    (src->folders[i].attrs & IMAP_MBOX_SPECIAL_USE_MASK) :
-		    res[i].special_use;
+		unsigned bit = special_of(src->folders[i].attrs, res[i].special_use,
+		                          announced);
 		char *shown, *name;
 		size_t plen = strlen(prefix);
 
@@ -817,7 +843,9 @@ check_dovecot_config(const struct check_side *src, struct buf *out)
 		shown = display_name(fin[i].wire, fin[i].len);
 		name = plen > 0 && strlen(shown) > plen && str_ieqn(shown, prefix, plen) ?
 		       shown + plen : shown;
-		if (buf_append_str(out, "  mailbox ") < 0 || conf_quote(out, name) < 0 ||
+		if (((bit & src->folders[i].attrs) == 0 &&
+		     buf_append_str(out, "  # special by its name only:\n") < 0) ||
+		    buf_append_str(out, "  mailbox ") < 0 || conf_quote(out, name) < 0 ||
 		    buf_append_str(out, " {\n    special_use =") < 0) {
 			free(shown);
 			goto out;
