@@ -123,10 +123,18 @@ load_source(struct source *s, struct side_data *d, bool *connect_failed_r,
 
 		if (!f->selectable)
 			continue;
-		if (source_select(s, f->name, &st, error_r) < 0 ||
-		    (st.exists > 0 &&
-		     source_list_range(s, 1, UINT32_MAX, MSGSUM_FLAGS | MSGSUM_META,
-		                       &l, error_r) < 0)) {
+		if (source_select(s, f->name, &st, error_r) < 0) {
+			if (source_is_dead(s)) {
+				source_disconnect(s);
+				return -1;
+			}
+			/* refused (an ACL...): its sizes and keywords stay
+			 * unknown, the copy will say more */
+			continue;
+		}
+		if (st.exists > 0 &&
+		    source_list_range(s, 1, UINT32_MAX, MSGSUM_FLAGS | MSGSUM_META,
+		                      &l, error_r) < 0) {
 			msgsum_list_free(&l);
 			source_disconnect(s);
 			return -1;
@@ -233,7 +241,8 @@ static const struct cli_command check_cmd = {
 	.trailer =
 	    "SRC, DST: as for copy: imap://, imaps://, maildir:PATH[?flavor=courier]\n"
 	    "exit status: 0 clients notice nothing, 1 they notice something,\n"
-	    "2 usage, 3 could not connect",
+	    "2 usage, 3 a server could not be reached, refused the login or\n"
+	    "failed during the inventory",
 	.min_args = 2, .max_args = 2,
 };
 
@@ -305,8 +314,8 @@ cmd_check(int argc, char **argv)
 		source.md.flavor = flavor_of(&pair.src);
 	}
 	if (load_source(&source, &sd, &conn_failed, &error) < 0) {
-		fprintf(stderr, "imapferry: source: %s\n", error);
-		status = conn_failed ? 3 : 1;
+		fprintf(stderr, "imapferry: source%s: %s\n", conn_failed ? "" :
+		        " inventory", error);
 		goto out;
 	}
 	in.src.store = pair.src.kind == ENDPOINT_MAILDIR ? CHECK_STORE_MAILDIR :
@@ -332,8 +341,8 @@ cmd_check(int argc, char **argv)
 		in.dst.store = CHECK_STORE_IMAP;
 		in.dst.host = pair.dst.host;
 		if (load_target(&pair.dst, &dd, &in.dst, &conn_failed, &error) < 0) {
-			fprintf(stderr, "imapferry: target: %s\n", error);
-			status = conn_failed ? 3 : 1;
+			fprintf(stderr, "imapferry: target%s: %s\n", conn_failed ?
+			        "" : " inventory", error);
 			goto out;
 		}
 		in.dst.folders = dd.folders;
@@ -445,7 +454,7 @@ cmd_dovecot_config(int argc, char **argv)
 		fprintf(stderr, "imapferry: %s\n", error);
 		imap_client_free(&client);
 		endpoint_free(&ep);
-		return 1;
+		return 3;
 	}
 	imap_client_logout(&client);
 	side_data_alloc(&d);
