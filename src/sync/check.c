@@ -476,8 +476,8 @@ check_appendlimit(struct ctx *c)
 	if (dst->store != CHECK_STORE_IMAP || dst->appendlimit == 0)
 		return;
 	f = finding_add(c->r, CHECK_ERROR, "appendlimit",
-	                "raise the target's limit (Dovecot: quota_max_mail_size), "
-	                "or copy into its Maildir (maildir:PATH)",
+	                "raise the target's limit, or copy into its Maildir "
+	                "(maildir:PATH), which has none",
 	                "messages larger than the target's APPENDLIMIT (%" PRIu64
 	                " bytes) will be refused", dst->appendlimit);
 	for (size_t i = 0; i < src->count; i++) {
