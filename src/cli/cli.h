@@ -11,6 +11,8 @@ int cmd_verify(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_status(int argc, char **argv);
+int cmd_check(int argc, char **argv);
+int cmd_dovecot_config(int argc, char **argv);
 
 /* Applies net options of common to an endpoint. */
 void cli_apply_common(const struct cli_common *common, struct endpoint *ep);

@@ -15,6 +15,8 @@ usage(FILE *f)
 	      "  ls URL             list a server's capabilities, namespaces and folders\n"
 	      "  copy SRC DST       copy an account, incrementally (see copy --help)\n"
 	      "  verify SRC DST     compare an account on two servers (see verify --help)\n"
+	      "  check SRC DST      what clients will notice after the switch (check --help)\n"
+	      "  dovecot-config SRC a Dovecot configuration that keeps SRC's folder names\n"
 	      "  plan USERS SRC DST inventory and schedule many accounts (plan --help)\n"
 	      "  run USERS SRC DST --state FILE   migrate many accounts (run --help)\n"
 	      "  status --state FILE              progress of a run (status --help)\n"
@@ -63,6 +65,10 @@ main(int argc, char **argv)
 		return cmd_copy(argc - 1, argv + 1);
 	if (strcmp(cmd, "verify") == 0)
 		return cmd_verify(argc - 1, argv + 1);
+	if (strcmp(cmd, "check") == 0)
+		return cmd_check(argc - 1, argv + 1);
+	if (strcmp(cmd, "dovecot-config") == 0)
+		return cmd_dovecot_config(argc - 1, argv + 1);
 	if (strcmp(cmd, "plan") == 0)
 		return cmd_plan(argc - 1, argv + 1);
 	if (strcmp(cmd, "run") == 0)

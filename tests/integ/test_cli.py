@@ -114,6 +114,9 @@ def test_help_lists_every_option():
         "plan": ["--workers", "--ca-file", "--json", "--no-split", "--uid-ranges"],
         "run": ["--state", "--report", "--include", "--progress", "--ca-file"],
         "status": ["--state", "--run", "--json"],
+        "check": ["--src-password-file", "--dst-password-file", "--src-pop3", "--map",
+                  "--json", "--ca-file", "-v"],
+        "dovecot-config": ["--password-file", "--authzid", "--ca-file", "--insecure"],
     }.items():
         p = H.run_ferry([cmd, "--help"])
         assert p.returncode == 0, H.describe(p)
