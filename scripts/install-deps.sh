@@ -15,6 +15,10 @@ apt-get install -y --no-install-recommends \
 	libssl-dev libsqlite3-dev libpq-dev zlib1g-dev libcmocka-dev \
 	dovecot-core dovecot-imapd dovecot-pop3d isync openssl python3 \
 	ca-certificates procps sqlite3
+# The manual page test (man -l) and the package stage (scripts/package.sh:
+# dpkg-buildpackage with debhelper, then man -w on the installed pages).
+apt-get install -y --no-install-recommends \
+	man-db groff-base debhelper dpkg-dev
 
 # Cyrus IMAP for the integration tests. cyrus-imapd Conflicts: with
 # dovecot-imapd (both provide imap-server), so install only its dependencies

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The test command (README, CI): build, unit + integration tests, the same
-# under AddressSanitizer/UBSan, then a short libFuzzer run of every fuzz
-# target. Run as root on Debian 12 after scripts/install-deps.sh: the
+# under AddressSanitizer/UBSan, a short libFuzzer run of every fuzz
+# target, then the Debian package built, installed and checked
+# (scripts/package.sh). Run as root on Debian 12 after scripts/install-deps.sh: the
 # integration tests start throwaway Dovecot/Cyrus servers.
 #
 #   ./scripts/test.sh                 everything
 #   ./scripts/test.sh -R integ/       extra arguments go to both ctest runs
 #   SANITIZE=0 ./scripts/test.sh      skip the sanitizer build
 #   FUZZ_SECONDS=0 ./scripts/test.sh  skip fuzzing (default 60 s per target)
+#   PACKAGE=0 ./scripts/test.sh       skip building and installing the .deb
 #   JOBS=4 ./scripts/test.sh          build and ctest parallelism (default 2)
 #
 # Every stage runs even if an earlier one failed (except the tests of a build
@@ -23,6 +25,7 @@ fi
 JOBS=${JOBS:-2}
 SANITIZE=${SANITIZE:-1}
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
+PACKAGE=${PACKAGE:-1}
 failed=()
 start=$SECONDS
 
@@ -96,6 +99,13 @@ else
 	if stage "build (fuzz)" build fuzz; then
 		stage "fuzz (${FUZZ_SECONDS} s per target)" fuzz_all
 	fi
+fi
+
+if [ "$PACKAGE" = 1 ]; then
+	stage "package (build, install, check the .deb)" env JOBS="$JOBS" \
+		./scripts/package.sh
+else
+	echo "=== package skipped (PACKAGE=$PACKAGE)"
 fi
 
 echo

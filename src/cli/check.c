@@ -230,7 +230,7 @@ static const struct cli_use check_opts[] = {
 	{ CLI_OPT_NONE, NULL },
 };
 
-static const struct cli_command check_cmd = {
+const struct cli_command cli_cmd_check = {
 	.name = "check", .program = "imapferry", .synopsis = "[options] SRC DST",
 	.intro = "Before anything is copied: lists what mail clients will notice\n"
 	         "after the switch from SRC to DST (new UIDs, changed folder\n"
@@ -294,7 +294,7 @@ cmd_check(int argc, char **argv)
 	cli_pair_init(&pair, argc);
 	pair.allow_maildir_dst = true;
 	pair.allow_maildir_src = true;
-	if (cli_parse(&check_cmd, argc, argv, &common, check_option, &c, &argi,
+	if (cli_parse(&cli_cmd_check, argc, argv, &common, check_option, &c, &argi,
 	              &status) < 0)
 		goto out;
 	/* 1 from the pair: a server could not be reached or refused us */
@@ -381,7 +381,7 @@ static const struct cli_use dconf_opts[] = {
 	{ CLI_OPT_NONE, NULL },
 };
 
-static const struct cli_command dconf_cmd = {
+const struct cli_command cli_cmd_dovecot_config = {
 	.name = "dovecot-config", .program = "imapferry",
 	.synopsis = "[options] SRC",
 	.intro = "Prints a Dovecot configuration fragment that makes the new\n"
@@ -426,7 +426,7 @@ cmd_dovecot_config(int argc, char **argv)
 	struct buf out;
 	int argi, status;
 
-	if (cli_parse(&dconf_cmd, argc, argv, &common, dconf_option, &c, &argi,
+	if (cli_parse(&cli_cmd_dovecot_config, argc, argv, &common, dconf_option, &c, &argi,
 	              &status) < 0)
 		return status;
 	if (endpoint_parse(argv[argi], &ep, &error) < 0 ||

@@ -292,7 +292,7 @@ static const struct cli_use copy_opts[] = {
 	{ CLI_OPT_NONE, NULL },
 };
 
-static const struct cli_command copy_cmd = {
+const struct cli_command cli_cmd_copy = {
 	.name = "copy", .program = "imapferry", .synopsis = "[options] SRC DST",
 	.intro = "Copies one account incrementally (the state database maps\n"
 	         "each source message to its copy; a re-run copies what is new).",
@@ -304,7 +304,7 @@ static const struct cli_command copy_cmd = {
 	    "DST maildir:PATH[?flavor=dovecot|courier] (PATH may use %u %n %d)\n"
 	    "  writes the Maildir directly, keeping UIDVALIDITY, UIDNEXT, UIDs\n"
 	    "The same account as SRC and DST is refused.\n"
-	    "exit status: 0 all copied, 1 failures, 2 usage",
+	    CLI_EXIT_HELP,
 	.min_args = 2, .max_args = 2,
 };
 
@@ -375,19 +375,20 @@ cmd_copy(int argc, char **argv)
 		.pair = &pair, .o = &o, .md = &md, .folders = folders,
 		.parallel = &parallel, .src_pop3 = &src_pop3, .target = &target,
 	};
-	int argi, status = 1;
+	int argi, status = CLI_EXIT_USAGE;
 
 	cli_pair_init(&pair, argc);
 	pair.allow_maildir_dst = true;
 	pair.allow_maildir_src = true;
 	maildir_options_init(&md);
-	if (cli_parse(&copy_cmd, argc, argv, &common, copy_option, &c, &argi,
+	if (cli_parse(&cli_cmd_copy, argc, argv, &common, copy_option, &c, &argi,
 	              &status) < 0)
 		goto out;
 	if ((status = cli_pair_setup(&pair, &common, argv[argi],
 	                             argv[argi + 1])) != 0)
 		goto out;
-	status = 1;
+	/* from here on, an error that stops the copy */
+	status = CLI_EXIT_ERROR;
 	if (cli_pair_state_path(&pair, &state_path) < 0)
 		goto out;
 	if (state_open(state_path, &db, &error) < 0) {
@@ -408,6 +409,7 @@ cmd_copy(int argc, char **argv)
 		                   MAILDIR_COURIER : MAILDIR_DOVECOT;
 		if (src_pop3 != NULL) {
 			fprintf(stderr, "imapferry: --src-pop3 needs an IMAP source\n");
+			status = CLI_EXIT_USAGE;
 			goto out;
 		}
 	}
@@ -438,7 +440,8 @@ cmd_copy(int argc, char **argv)
 		goto out;
 	}
 	print_summary(&st, common.json, o.dry_run);
-	status = (st.failed == 0 && st.folders_failed == 0) ? 0 : 1;
+	status = (st.failed == 0 && st.folders_failed == 0) ? CLI_EXIT_OK :
+	         CLI_EXIT_FAILURES;
 out:
 	state_close(&db);
 	cli_pair_free(&pair);

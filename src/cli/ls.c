@@ -214,7 +214,7 @@ static const struct cli_use ls_opts[] = {
 	{ CLI_OPT_NONE, NULL },
 };
 
-static const struct cli_command ls_cmd = {
+const struct cli_command cli_cmd_ls = {
 	.name = "ls", .program = "imapferry", .synopsis = "[options] URL",
 	.intro = "Shows a server's greeting, capabilities, namespaces and\n"
 	         "separator, then every folder with its attributes, special use,\n"
@@ -252,7 +252,7 @@ cmd_ls(int argc, char **argv)
 	struct imap_account_info info;
 	int argi, status;
 
-	if (cli_parse(&ls_cmd, argc, argv, &common, ls_option, &c, &argi,
+	if (cli_parse(&cli_cmd_ls, argc, argv, &common, ls_option, &c, &argi,
 	              &status) < 0)
 		return status;
 	password_file = c.password_file;
@@ -265,7 +265,7 @@ cmd_ls(int argc, char **argv)
 			error = "ls needs an imap:// or imaps:// URL";
 		fprintf(stderr, "imapferry: %s\n", error);
 		endpoint_free(&ep);
-		return 2;
+		return CLI_EXIT_USAGE;
 	}
 	cli_apply_common(&common, &ep);
 	if (authzid != NULL) {
@@ -276,14 +276,14 @@ cmd_ls(int argc, char **argv)
 	if (imap_client_connect(&ep.imap, &client, NULL, &error) < 0) {
 		fprintf(stderr, "imapferry: %s\n", error);
 		endpoint_free(&ep);
-		return 1;
+		return CLI_EXIT_ERROR;
 	}
 	if (imap_account_inventory(client, IMAP_INV_STATUS | IMAP_INV_SIZE,
 	                           &info, &error) < 0) {
 		fprintf(stderr, "imapferry: %s\n", error);
 		imap_client_free(&client);
 		endpoint_free(&ep);
-		return 1;
+		return CLI_EXIT_ERROR;
 	}
 	if (common.json)
 		print_json(client, &ep, &info);
@@ -292,5 +292,5 @@ cmd_ls(int argc, char **argv)
 	imap_account_info_free(&info);
 	imap_client_logout(&client);
 	endpoint_free(&ep);
-	return 0;
+	return CLI_EXIT_OK;
 }

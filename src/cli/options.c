@@ -144,8 +144,8 @@ static const struct cli_opt_def opt_table[] = {
 	{ 0, NULL, 0, CLI_ARG_NONE, NULL, 0, NULL },
 };
 
-static const struct cli_opt_def *
-find_def(const struct cli_command *cmd, int id)
+const struct cli_opt_def *
+cli_opt_find(const struct cli_command *cmd, int id)
 {
 	for (const struct cli_opt_def *d = opt_table; d->id != 0; d++)
 		if (d->id == id)
@@ -160,7 +160,7 @@ find_def(const struct cli_command *cmd, int id)
 int
 cli_bad_value(int id, const char *value, const char *why)
 {
-	const struct cli_opt_def *d = find_def(NULL, id);
+	const struct cli_opt_def *d = cli_opt_find(NULL, id);
 
 	fprintf(stderr, "imapferry: --%s '%s': %s\n", d != NULL ? d->name : "?",
 	        value, why);
@@ -203,17 +203,23 @@ cli_usage(const struct cli_command *cmd, FILE *f)
 	fprintf(f, "usage: %s %s %s\n", cmd->program, cmd->name, cmd->synopsis);
 	if (cmd->intro != NULL)
 		fprintf(f, "%s\n", cmd->intro);
+	cli_usage_options(cmd, f);
+	if (cmd->trailer != NULL)
+		fprintf(f, "%s\n", cmd->trailer);
+}
+
+void
+cli_usage_options(const struct cli_command *cmd, FILE *f)
+{
 	fputs("options:\n", f);
 	for (const struct cli_use *u = cmd->opts; u->id != CLI_OPT_NONE; u++) {
-		const struct cli_opt_def *d = find_def(cmd, u->id);
+		const struct cli_opt_def *d = cli_opt_find(cmd, u->id);
 
 		if (d == NULL)
 			fatal("option %d of %s is not defined", u->id, cmd->name);
 		usage_option(f, d, u->help != NULL ? u->help : d->help);
 	}
 	fprintf(f, "  -h, --help%*sthis text\n", HELP_COLUMN - 12, "");
-	if (cmd->trailer != NULL)
-		fprintf(f, "%s\n", cmd->trailer);
 }
 
 static void
@@ -273,7 +279,7 @@ cli_parse(const struct cli_command *cmd, int argc, char **argv,
 		n++;
 	longopts = xcalloc(n + 2, sizeof(*longopts));
 	for (const struct cli_use *u = cmd->opts; u->id != CLI_OPT_NONE; u++) {
-		const struct cli_opt_def *d = find_def(cmd, u->id);
+		const struct cli_opt_def *d = cli_opt_find(cmd, u->id);
 
 		if (d == NULL)
 			fatal("option %d of %s is not defined", u->id, cmd->name);
@@ -309,9 +315,9 @@ cli_parse(const struct cli_command *cmd, int argc, char **argv,
 		/* a short option: its id */
 		for (const struct cli_use *u = cmd->opts;
 		     opt < 256 && u->id != CLI_OPT_NONE; u++)
-			if ((d = find_def(cmd, u->id))->short_name == opt)
+			if ((d = cli_opt_find(cmd, u->id))->short_name == opt)
 				opt = d->id;
-		d = find_def(cmd, opt);
+		d = cli_opt_find(cmd, opt);
 		if (d == NULL)
 			goto usage;
 		if (d->kind == CLI_ARG_COUNT &&

@@ -8,7 +8,8 @@
  * --timeout), handles the common options itself (struct cli_common) and
  * hands the others to the command's callback. --help prints the usage
  * generated from the same list, so a help text lists every option its
- * command takes. Usage errors: a message on stderr, exit status 2. */
+ * command takes. Usage errors: a message on stderr, exit status 2
+ * (enum cli_exit). */
 #ifndef IMAPFERRY_CLI_OPTIONS_H
 #define IMAPFERRY_CLI_OPTIONS_H
 
@@ -17,6 +18,27 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+
+/* The exit status of every command (README "Exit status", the man
+ * pages' EXIT STATUS; main.c prints the same table). */
+enum cli_exit {
+	CLI_EXIT_OK = 0,        /* all done */
+	CLI_EXIT_FAILURES = 1,  /* done, with failures listed: messages or
+	                         * folders refused (copy), differences
+	                         * (verify), failed or pending jobs (run) */
+	CLI_EXIT_USAGE = 2,     /* the command line: an unknown option, a bad
+	                         * value, URL, folder rule, users file or
+	                         * password file, a missing password */
+	CLI_EXIT_ERROR = 3,     /* could not run, or stopped: a server not
+	                         * reached or a login refused, a state
+	                         * database or file that cannot be used, an
+	                         * error that stops the whole run */
+};
+
+/* The same table as the last lines of each command's --help. */
+#define CLI_EXIT_HELP \
+	"exit status: 0 all done, 1 done with failures (listed), 2 usage,\n" \
+	"  3 could not run (or stopped by an error)"
 
 /* Every option of every command. */
 enum cli_opt {
@@ -116,8 +138,14 @@ int cli_parse(const struct cli_command *cmd, int argc, char **argv,
               struct cli_common *common, cli_option_fn *fn, void *ctx,
               int *argi_r, int *status_r);
 
+/* The definition of option id: the table's, else cmd's own (cmd->extra;
+ * cmd may be NULL). NULL if there is none. */
+const struct cli_opt_def *cli_opt_find(const struct cli_command *cmd, int id);
+
 /* Prints the full usage of cmd (what --help shows) to f. */
 void cli_usage(const struct cli_command *cmd, FILE *f);
+/* Prints "options:" and cmd's options with their help, as --help does. */
+void cli_usage_options(const struct cli_command *cmd, FILE *f);
 
 /* Prints "imapferry: --NAME 'VALUE': why" on stderr for a value of
  * option id (of the common table) that a command refuses. Returns -1

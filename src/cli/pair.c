@@ -66,14 +66,14 @@ cli_pair_setup(struct cli_pair *p, const struct cli_common *common,
 	if (endpoint_parse(src_url, &p->src, &error) < 0 ||
 	    endpoint_parse(dst_url, &p->dst, &error) < 0) {
 		fprintf(stderr, "imapferry: %s\n", error);
-		return 2;
+		return CLI_EXIT_USAGE;
 	}
 	if ((p->src.kind != ENDPOINT_IMAP && !p->allow_maildir_src) ||
 	    (p->dst.kind != ENDPOINT_IMAP && !p->allow_maildir_dst)) {
 		fprintf(stderr, "imapferry: this command does not take a maildir: "
 		                "%s\n", p->src.kind != ENDPOINT_IMAP ? "source" :
 		                "target");
-		return 2;
+		return CLI_EXIT_USAGE;
 	}
 	if (p->dst.kind == ENDPOINT_MAILDIR && p->src.kind == ENDPOINT_IMAP) {
 		/* %u, %n, %d: the source account's user name */
@@ -87,14 +87,14 @@ cli_pair_setup(struct cli_pair *p, const struct cli_common *common,
 		fprintf(stderr, "imapferry: source and target are the same %s: "
 		        "%s\n", p->src.kind == ENDPOINT_MAILDIR ? "Maildir" :
 		        "account", p->src.url);
-		return 2;
+		return CLI_EXIT_USAGE;
 	}
 	if (endpoint_load_password(&p->src, p->src_pw, "IMAPFERRY_SRC_PASSWORD",
 	                           &error) < 0 ||
 	    endpoint_load_password(&p->dst, p->dst_pw, "IMAPFERRY_DST_PASSWORD",
 	                           &error) < 0) {
 		fprintf(stderr, "imapferry: %s\n", error);
-		return 2;
+		return CLI_EXIT_USAGE;
 	}
 	cli_apply_common(common, &p->src);
 	cli_apply_common(common, &p->dst);
@@ -109,7 +109,7 @@ cli_pair_setup(struct cli_pair *p, const struct cli_common *common,
 		sside.prefix = "";
 	} else if (probe_side(&p->src, &sside, &p->sprefix, &error) < 0) {
 		fprintf(stderr, "imapferry: source: %s\n", error);
-		return 1;
+		return CLI_EXIT_ERROR;
 	}
 	if (p->dst.kind == ENDPOINT_MAILDIR) {
 		/* Maildir++ on disk: '.' between levels, no prefix */
@@ -117,7 +117,7 @@ cli_pair_setup(struct cli_pair *p, const struct cli_common *common,
 		dside.prefix = "";
 	} else if (probe_side(&p->dst, &dside, &p->dprefix, &error) < 0) {
 		fprintf(stderr, "imapferry: target: %s\n", error);
-		return 1;
+		return CLI_EXIT_ERROR;
 	}
 	p->sside = sside;
 	p->dside = dside;
@@ -130,7 +130,7 @@ cli_pair_setup(struct cli_pair *p, const struct cli_common *common,
 	return 0;
 bad_rule:
 	fprintf(stderr, "imapferry: %s\n", error);
-	return 2;
+	return CLI_EXIT_USAGE;
 }
 
 struct foldermap *

@@ -34,7 +34,8 @@ int cli_pair_option(struct cli_pair *p, int id, const char *arg);
 /* Parses the two URLs, refuses the same account as source and target
  * (exit status 2), loads passwords, applies common options, asks both
  * servers for their namespace and separator and builds the folder map.
- * Returns 0, or the exit status to use (message printed). */
+ * Returns 0, or the exit status to use (message printed): 2 for a bad
+ * URL, password or folder rule, 3 for a server not reached. */
 int cli_pair_setup(struct cli_pair *p, const struct cli_common *common,
                    const char *src_url, const char *dst_url);
 /* A new folder map with the pair's sides and rules (one per thread: a

@@ -16,13 +16,13 @@ static const struct cli_use plan_opts[] = {
 	{ CLI_OPT_NONE, NULL },
 };
 
-static const struct cli_command plan_cmd = {
+const struct cli_command cli_cmd_plan = {
 	.name = "plan", .program = "imapferry",
 	.synopsis = "[options] USERS SRC DST",
 	.intro = "Takes an inventory of every account, measures the servers and\n"
 	         "prints the schedule and the predicted time for 1..N workers.",
 	.opts = plan_opts,
-	.trailer = RUN_CLI_TRAILER,
+	.trailer = RUN_CLI_TRAILER "\n" CLI_EXIT_HELP,
 	.min_args = 3, .max_args = 3,
 };
 
@@ -36,10 +36,10 @@ cmd_plan(int argc, char **argv)
 	struct report_plan rp;
 	struct buf out;
 	double plan_seconds;
-	int status = 2;
+	int status = CLI_EXIT_USAGE;
 
 	run_cli_init(&c, argc);
-	if (run_cli_args(&c, &plan_cmd, argc, argv, &status) < 0)
+	if (run_cli_args(&c, &cli_cmd_plan, argc, argv, &status) < 0)
 		goto out;
 	if ((status = run_cli_setup_accounts(&c)) != 0)
 		goto out;
@@ -63,7 +63,7 @@ cmd_plan(int argc, char **argv)
 	for (size_t i = 0; i < c.n_accounts; i++)
 		sched_account_est_free(&est[i]);
 	free(est);
-	status = 0;
+	status = CLI_EXIT_OK;
 out:
 	run_cli_free(&c);
 	return status;

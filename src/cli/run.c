@@ -41,14 +41,12 @@ static const struct cli_use run_opts[] = {
 	{ CLI_OPT_NONE, NULL },
 };
 
-static const struct cli_command run_cmd = {
+const struct cli_command cli_cmd_run = {
 	.name = "run", .program = "imapferry",
 	.synopsis = "[options] USERS SRC DST --state FILE",
 	.intro = "Migrates every account of USERS with N workers, resumably.",
 	.opts = run_opts,
-	.trailer = RUN_CLI_TRAILER "\n"
-	    "exit status: 0 all accounts done, 1 some failed or the run "
-	    "stopped, 2 usage",
+	.trailer = RUN_CLI_TRAILER "\n" CLI_EXIT_HELP,
 	.min_args = 3, .max_args = 3,
 };
 
@@ -282,13 +280,13 @@ cmd_run(int argc, char **argv)
 	struct sigaction sa;
 	char *pass = NULL, *lock_path = NULL, *log_default = NULL;
 	const char *error;
-	int ret, status = 2, lock_fd = -1, log_fd = -1;
+	int ret, status = CLI_EXIT_USAGE, lock_fd = -1, log_fd = -1;
 	int64_t run_id = 0;
 	double t0, elapsed;
 	bool found, tty;
 
 	run_cli_init(&c, argc);
-	if (run_cli_args(&c, &run_cmd, argc, argv, &status) < 0)
+	if (run_cli_args(&c, &cli_cmd_run, argc, argv, &status) < 0)
 		goto out;
 	if (c.state_path == NULL) {
 		fprintf(stderr, "imapferry: run: --state FILE is required\n");
@@ -309,6 +307,7 @@ cmd_run(int argc, char **argv)
 		foldermap_free(&fm);
 		if (bad) {
 			fprintf(stderr, "imapferry: %s\n", error);
+			status = CLI_EXIT_USAGE;
 			goto out;
 		}
 	}
@@ -323,6 +322,7 @@ cmd_run(int argc, char **argv)
 		if (log_fd < 0) {
 			fprintf(stderr, "imapferry: --log %s: %s\n", c.log_path,
 			        strerror(errno));
+			status = CLI_EXIT_ERROR;
 			goto out;
 		}
 		log_configure(log_enabled(LOG_DEBUG) ? LOG_DEBUG : LOG_INFO,
@@ -331,7 +331,8 @@ cmd_run(int argc, char **argv)
 	}
 	if ((status = run_cli_setup_accounts(&c)) != 0)
 		goto out;
-	status = 1;
+	/* from here on, an error that stops the run */
+	status = CLI_EXIT_ERROR;
 
 	/* one run at a time per state file */
 	lock_path = xasprintf("%s.lock", c.state_path);
@@ -366,7 +367,7 @@ cmd_run(int argc, char **argv)
 		if ((status = run_cli_make_plan(&c, &cost, &plan, &est,
 		                        &plan_seconds)) != 0)
 			goto out;
-		status = 1;
+		status = CLI_EXIT_ERROR;
 		ret = store_plan(db, &c, pass, &plan, &cost, est, &run_id);
 		report_fmt_duration(b, sizeof(b), plan.predicted[plan.workers]);
 		log_info("run %lld: %zu accounts, %zu jobs, %" PRIu64 " messages; "
@@ -527,13 +528,19 @@ cmd_run(int argc, char **argv)
 		res.failed++;
 	}
 	report_data_free(&rep);
-	status = res.error == NULL && !res.stopped && res.failed == 0 &&
-	         res.pending == 0 ? 0 : 1;
+	/* stopped by an error of the whole run (every login refused, the
+	 * target full): 3; jobs failed or left pending (also after ^C): 1 */
+	if (res.error != NULL)
+		status = CLI_EXIT_ERROR;
+	else if (res.stopped || res.failed > 0 || res.pending > 0)
+		status = CLI_EXIT_FAILURES;
+	else
+		status = CLI_EXIT_OK;
 	goto out;
 usage:
 	fprintf(stderr, "usage: imapferry run %s (see imapferry run --help)\n",
-	        run_cmd.synopsis);
-	status = 2;
+	        cli_cmd_run.synopsis);
+	status = CLI_EXIT_USAGE;
 out:
 	free(res.error);
 	state_run_free(&run);

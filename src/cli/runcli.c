@@ -160,24 +160,24 @@ run_cli_setup_accounts(struct run_cli *c)
 
 	if (sched_users_load(c->users_path, &c->users, &error) < 0) {
 		fprintf(stderr, "imapferry: %s\n", error);
-		return 2;
+		return CLI_EXIT_USAGE;
 	}
 	if (!sched_url_is_imap(c->src_tmpl)) {
 		fprintf(stderr, "imapferry: the source must be an IMAP server "
 		        "(imap:// or imaps://)\n");
-		return 2;
+		return CLI_EXIT_USAGE;
 	}
 	if (load_login_password(c->src_pwfile, "IMAPFERRY_SRC_PASSWORD",
 	                        &c->src_pw) < 0 ||
 	    load_login_password(c->dst_pwfile, "IMAPFERRY_DST_PASSWORD",
 	                        &c->dst_pw) < 0)
-		return 2;
+		return CLI_EXIT_USAGE;
 	sl = (struct sched_login){ .admin = c->src_admin, .password = c->src_pw };
 	dl = (struct sched_login){ .admin = c->dst_admin, .password = c->dst_pw };
 	if (sched_accounts_build(&c->users, c->src_tmpl, c->dst_tmpl, &sl, &dl,
 	                         &c->accounts, &c->n_accounts, &error) < 0) {
 		fprintf(stderr, "imapferry: %s\n", error);
-		return 2;
+		return CLI_EXIT_USAGE;
 	}
 	c->eps = xcalloc(2 * c->n_accounts + 1, sizeof(*c->eps));
 	for (size_t i = 0; i < c->n_accounts; i++) {
@@ -188,14 +188,14 @@ run_cli_setup_accounts(struct run_cli *c)
 		    endpoint_parse(a->dst_url, de, &error) < 0) {
 			fprintf(stderr, "imapferry: users file line %u: %s\n",
 			        a->line, error);
-			return 2;
+			return CLI_EXIT_USAGE;
 		}
 		if (endpoint_same_account(se, a->src_authzid, de,
 		                          a->dst_authzid)) {
 			fprintf(stderr, "imapferry: users file line %u: source and "
 			        "target are the same account (%s)\n", a->line,
 			        a->src_authzid != NULL ? a->src_authzid : se->url);
-			return 2;
+			return CLI_EXIT_USAGE;
 		}
 		cli_apply_common(&c->common, se);
 		cli_apply_common(&c->common, de);
@@ -283,7 +283,7 @@ run_cli_make_plan(struct run_cli *c, struct sched_cost *cost,
 		for (size_t i = 0; i < c->n_accounts; i++)
 			sched_account_est_free(&est[i]);
 		free(est);
-		return 1;
+		return CLI_EXIT_ERROR;
 	}
 	for (size_t i = 0; i < c->n_accounts; i++)
 		if (est[i].error != NULL) {

@@ -90,7 +90,8 @@ bool run_cli_one_server_pair(const struct run_cli *c);
 /* Inventory, calibration, schedule. Returns 0 with *cost, *plan (free
  * with sched_plan_free()), *est_r (one per account, free each with
  * sched_account_est_free() and the array) and the seconds planning took,
- * or an exit status (message printed). */
+ * or an exit status (message printed): 3 when the inventory could not
+ * run (an account that cannot be inventoried is only logged). */
 int run_cli_make_plan(struct run_cli *c, struct sched_cost *cost,
                       struct sched_plan *plan, struct sched_account_est **est_r,
                       double *plan_seconds_r);

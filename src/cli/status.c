@@ -21,12 +21,13 @@ static const struct cli_use status_opts[] = {
 	{ CLI_OPT_NONE, NULL },
 };
 
-static const struct cli_command status_cmd = {
+const struct cli_command cli_cmd_status = {
 	.name = "status", .program = "imapferry",
 	.synopsis = "--state FILE [--run ID] [--json]",
 	.intro = "Shows the progress of the last run (or run ID) of a state\n"
 	         "database: live while it runs, the summary when over.",
 	.opts = status_opts,
+	.trailer = CLI_EXIT_HELP,
 	.min_args = 0, .max_args = 0,
 };
 
@@ -40,19 +41,19 @@ cmd_status(int argc, char **argv)
 	const char *error;
 	int64_t now;
 	bool alive;
-	int status = 2;
+	int status = CLI_EXIT_USAGE;
 
 	memset(&rep, 0, sizeof(rep));
 	run_cli_init(&c, argc);
-	if (run_cli_args(&c, &status_cmd, argc, argv, &status) < 0)
+	if (run_cli_args(&c, &cli_cmd_status, argc, argv, &status) < 0)
 		goto out;
 	if (c.state_path == NULL) {
 		fprintf(stderr, "imapferry: status: --state FILE is required\n");
-		fprintf(stderr, "usage: imapferry status %s\n", status_cmd.synopsis);
-		status = 2;
+		fprintf(stderr, "usage: imapferry status %s\n", cli_cmd_status.synopsis);
+		status = CLI_EXIT_USAGE;
 		goto out;
 	}
-	status = 1;
+	status = CLI_EXIT_ERROR;
 	if (access(c.state_path, F_OK) != 0) {
 		fprintf(stderr, "imapferry: %s: %s\n", c.state_path, strerror(errno));
 		goto out;
@@ -82,7 +83,7 @@ cmd_status(int argc, char **argv)
 		fputs(buf_data(&out), stdout);
 	}
 	buf_free(&out);
-	status = 0;
+	status = CLI_EXIT_OK;
 out:
 	report_data_free(&rep);
 	state_close(&db);

@@ -80,14 +80,14 @@ static const struct cli_use verify_opts[] = {
 	{ CLI_OPT_NONE, NULL },
 };
 
-static const struct cli_command verify_cmd = {
+const struct cli_command cli_cmd_verify = {
 	.name = "verify", .program = "imapferry", .synopsis = "[options] SRC DST",
 	.intro = "Compares an account on two servers, folder by folder and\n"
 	         "message by message (paired through the state database when\n"
 	         "it exists, else by fingerprint).",
 	.opts = verify_opts,
 	.trailer = "DST may be maildir:PATH[?flavor=dovecot|courier].\n"
-	           "exit status: 0 no difference, 1 differences, 2 error",
+	           CLI_EXIT_HELP,
 	.min_args = 2, .max_args = 2,
 };
 
@@ -126,13 +126,13 @@ cmd_verify(int argc, char **argv)
 
 	cli_pair_init(&pair, argc);
 	pair.allow_maildir_dst = true;
-	if (cli_parse(&verify_cmd, argc, argv, &common, verify_option, &c, &argi,
+	if (cli_parse(&cli_cmd_verify, argc, argv, &common, verify_option, &c, &argi,
 	              &status) < 0)
 		goto out;
 	if ((status = cli_pair_setup(&pair, &common, argv[argi],
 	                             argv[argi + 1])) != 0)
 		goto out;
-	status = 2;
+	status = CLI_EXIT_ERROR;
 	/* The state pairs messages exactly; it is used when it exists. */
 	if (!no_state && cli_pair_state_path(&pair, &state_path) == 0 &&
 	    access(state_path, F_OK) == 0 &&
@@ -153,7 +153,7 @@ cmd_verify(int argc, char **argv)
 		goto out;
 	}
 	print_report(&r, common.json);
-	status = r.count == 0 ? 0 : 1;
+	status = r.count == 0 ? CLI_EXIT_OK : CLI_EXIT_FAILURES;
 	verify_report_free(&r);
 out:
 	state_close(&db);

@@ -368,6 +368,16 @@ check_names(struct ctx *c)
 
 			if (!mapped(c, i))
 				continue;
+			if (courier) {
+				/* said above, in its own finding */
+				char *d = display_name(c->res[i].dst_wire,
+				                       strlen(c->res[i].dst_wire));
+				bool bmp = !has_non_bmp(d);
+
+				free(d);
+				if (!bmp)
+					continue;
+			}
 			if (target_maildir_dirname(c->res[i].dst_wire, dst->flavor,
 			                           &dir, &error) < 0)
 				finding_folder_take(f, xasprintf("%s: %s", c->shown[i],

@@ -616,7 +616,7 @@ def test_all_logins_refused():
                      "--workers", "1", "--progress", "none"], timeout=120)
     for u in users()[10:18]:
         assert f"wrong-{u}" not in p.stdout + p.stderr
-    assert p.returncode == 1, H.describe(p)
+    assert p.returncode == 3, H.describe(p)   # the run stopped
     assert "refused the login and none worked" in p.stdout, H.describe(p)
     st = json.loads(H.run_ferry(["status", "--state", state, "--json"]).stdout)
     assert st["status"] == "stopped", st["status"]
