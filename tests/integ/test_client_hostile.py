@@ -609,6 +609,61 @@ def test_starttls_required_not_offered():
     assert fs.received() == b"", fs.received()
 
 
+def test_starttls_not_offered_default():
+    """Issue 12: imap:// without an option requires TLS. A server that does
+    not announce STARTTLS gets no LOGIN / AUTHENTICATE: ls and copy stop
+    with a clear error, and the password never reaches the socket."""
+    for caps in (CAPS, b"IMAP4rev1 LITERAL+ AUTH=PLAIN SASL-IR LOGINDISABLED"):
+        script = [(None, b"* OK [CAPABILITY " + caps + b"] fake\r\n")]
+        with FakeServer(script, linger=5) as fs:
+            p = ferry(["ls", url(fs, query="")])
+            fs.wait(20)
+        assert_fails(p, r"does not offer STARTTLS.*tls=none")
+        assert fs.received() == b"", fs.received()
+    # the same for copy, into a Maildir and into an IMAP target
+    base = tempfile.mkdtemp(prefix="ife-chost-")
+    try:
+        script = [(None, b"* OK [CAPABILITY " + CAPS + b"] fake\r\n")]
+        with FakeServer(script, linger=5) as fs:
+            p = H.run_ferry(["copy", "--state", os.path.join(base, "st.db"),
+                             url(fs, query=""), f"maildir:{base}/Maildir"],
+                            env={"IMAPFERRY_SRC_PASSWORD": PW}, timeout=60)
+            fs.wait(20)
+            assert_fails(p, r"does not offer STARTTLS")
+            got = fs.received()
+            assert PW.encode() not in got and PLAIN_IR not in got, got
+        with FakeServer(script, linger=5) as src, FakeServer(script, linger=5) as dst:
+            p = H.run_ferry(["copy", "--state", os.path.join(base, "st2.db"),
+                             url(src, query=""), url(dst, query="")],
+                            env={"IMAPFERRY_SRC_PASSWORD": PW,
+                                 "IMAPFERRY_DST_PASSWORD": PW}, timeout=60)
+            src.wait(20)
+            dst.wait(1)         # may never be connected to
+            assert_fails(p, r"does not offer STARTTLS")
+            for fs in (src, dst):
+                got = fs.received()
+                assert PW.encode() not in got and PLAIN_IR not in got, got
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    # ?tls=none is the one way to plain text
+    with FakeServer(auth_script(CAPS, [(rb"^A1 AUTHENTICATE PLAIN ", b"A1 OK in\r\n")]),
+                    linger=5) as fs:
+        p = ferry(["ls", url(fs, query="?tls=none")])
+        fs.wait(20)
+    assert p.returncode == 0, H.describe(p)
+
+
+def test_preauth_plain_default():
+    """PREAUTH on a plain connection: no password is sent, but the mail
+    would travel in clear; refused unless ?tls=none."""
+    script = [(None, b"* PREAUTH [CAPABILITY " + CAPS + b"] welcome\r\n")]
+    with FakeServer(script, linger=5) as fs:
+        p = ferry(["ls", url(fs, query="")])
+        fs.wait(20)
+    assert_fails(p, r"PREAUTH.*without TLS")
+    assert fs.received() == b"", fs.received()
+
+
 def test_preauth_bye_greeting():
     script = [(None, b"* BYE [UNAVAILABLE] too many connections\r\n"), ]
     with FakeServer(script, linger=5) as fs:
