@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # The test command (README, CI): build, unit + integration tests, the same
-# under AddressSanitizer/UBSan, a short libFuzzer run of every fuzz
-# target, then the Debian package built, installed and checked
-# (scripts/package.sh). Run as root on Debian 12 after scripts/install-deps.sh: the
+# under AddressSanitizer/UBSan, the threaded tests under ThreadSanitizer,
+# a short libFuzzer run of every fuzz target, then the Debian package
+# built, installed and checked (scripts/package.sh). Run as root on Debian
+# 12 after scripts/install-deps.sh: the
 # integration tests start throwaway Dovecot/Cyrus servers.
 #
 #   ./scripts/test.sh                 everything
 #   ./scripts/test.sh -R integ/       extra arguments go to both ctest runs
 #   SANITIZE=0 ./scripts/test.sh      skip the sanitizer build
+#   TSAN=0 ./scripts/test.sh          skip the ThreadSanitizer build (it runs
+#                                     only the threaded tests, $TSAN_TESTS)
 #   FUZZ_SECONDS=0 ./scripts/test.sh  skip fuzzing (default 60 s per target)
 #   PACKAGE=0 ./scripts/test.sh       skip building and installing the .deb
 #   JOBS=4 ./scripts/test.sh          build and ctest parallelism (default 2)
@@ -24,6 +27,11 @@ fi
 
 JOBS=${JOBS:-2}
 SANITIZE=${SANITIZE:-1}
+TSAN=${TSAN:-1}
+# The tests that run threads: the reader/writer queue, the threaded fake
+# servers of test_net and test_pop3, the scheduler, and the integration
+# tests with a reader thread per copy and parallel workers.
+TSAN_TESTS=${TSAN_TESTS:-'^(unit/test_(mqueue|net|pop3|sched)|integ/test_(copy|run))$'}
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
 PACKAGE=${PACKAGE:-1}
 failed=()
@@ -87,6 +95,21 @@ if [ "$SANITIZE" = 1 ]; then
 	fi
 else
 	echo "=== sanitizer build skipped (SANITIZE=$SANITIZE)"
+fi
+
+if [ "$TSAN" = 1 ]; then
+	if ! command -v clang >/dev/null; then
+		echo "=== ThreadSanitizer build skipped: clang is not installed"
+		failed+=("tsan (no clang)")
+	elif stage "build (tsan)" build tsan; then
+		# halt_on_error: the first race fails the test that hit it
+		stage "ctest (tsan)" env \
+			TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}" \
+			ctest --test-dir build-tsan --output-on-failure -j "$JOBS" \
+			-R "$TSAN_TESTS"
+	fi
+else
+	echo "=== ThreadSanitizer build skipped (TSAN=$TSAN)"
 fi
 
 if [ "$FUZZ_SECONDS" = 0 ]; then

@@ -300,6 +300,8 @@ file_read_small(const char *path, size_t max_size, bool strip_nl,
 	struct stat st;
 	char *data;
 	size_t len = 0;
+	unsigned line;
+	unsigned char byte;
 
 	if (fd < 0) {
 		*error_r = err_errno(errno, "%s: %s", path, strerror(errno));
@@ -330,11 +332,57 @@ file_read_small(const char *path, size_t max_size, bool strip_nl,
 	}
 	close(fd);
 	data[len] = '\0';
-	if (strip_nl)
+	if (text_find_control(data, len, &line, &byte)) {
+		*error_r = err_set("%s: line %u: control byte 0x%02x%s is not "
+		                   "allowed", path, line, byte,
+		                   byte == 0 ? " (NUL)" : byte == '\r' ?
+		                   " (CR not before LF)" : "");
+		/* may be a password: wipe all of it, NULs included */
+		memset(data, 0, len);
+		free(data);
+		return -1;
+	}
+	if (strip_nl) {
 		while (len > 0 && (data[len - 1] == '\n' || data[len - 1] == '\r'))
 			data[--len] = '\0';
+		if (memchr(data, '\n', len) != NULL) {
+			*error_r = err_set("%s: line 2: more than one line (the "
+			                   "file must hold only the value)", path);
+			secret_free(&data);
+			return -1;
+		}
+		if (memchr(data, '\r', len) != NULL) {
+			*error_r = err_set("%s: line 1: CR inside the value", path);
+			secret_free(&data);
+			return -1;
+		}
+	}
 	*data_r = data;
 	return 0;
+}
+
+bool
+text_find_control(const char *text, size_t len, unsigned *line_r,
+                  unsigned char *byte_r)
+{
+	unsigned line = 1;
+
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)text[i];
+
+		if (c == '\n') {
+			line++;
+			continue;
+		}
+		if (c == '\t' || (c >= 0x20 && c != 0x7f))
+			continue;
+		if (c == '\r' && (i + 1 == len || text[i + 1] == '\n'))
+			continue;
+		*line_r = line;
+		*byte_r = c;
+		return true;
+	}
+	return false;
 }
 
 void

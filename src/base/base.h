@@ -58,11 +58,24 @@ size_t str_copy(char *dst, const char *src, size_t dstsize);
 uint64_t time_mono_ms(void);
 double time_mono_sec(void);
 
-/* Reads a whole small file (at most max_size bytes) into a new
- * NUL-terminated string; trailing CR/LF stripped when strip_nl.
- * Returns 0, or -1 with *error_r set (static or per-thread storage). */
+/* Reads a whole small text file (at most max_size bytes) into a new
+ * NUL-terminated string; trailing CR/LF stripped when strip_nl, and the
+ * file must then hold a single line (a password, a token). A NUL or
+ * another control byte (below 0x20, or 0x7f) is refused, except TAB, LF
+ * and a CR before LF (or at the end): the callers treat the text as C
+ * strings, and a NUL would silently cut it. Returns 0, or -1 with
+ * *error_r set (static or per-thread storage) naming path and the line
+ * (never the bytes of the file). */
 int file_read_small(const char *path, size_t max_size, bool strip_nl,
                     char **data_r, const char **error_r);
+
+/* Finds the first byte of the len bytes at text that a text file must not
+ * hold: a control byte other than TAB and LF (below 0x20, or 0x7f), or
+ * a CR that is not followed by LF (a CR as the very last byte is fine).
+ * Returns true and sets *line_r (1-based) and *byte_r when there is one,
+ * false when the text is clean. */
+bool text_find_control(const char *text, size_t len, unsigned *line_r,
+                       unsigned char *byte_r) ATTR_WARN_UNUSED;
 
 /* A copy of s safe to print: bytes below 0x20 and from 0x7f up become
  * "\xHH" (folder names from a server may hold escape sequences). */

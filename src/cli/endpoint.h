@@ -1,5 +1,7 @@
 /* endpoint.h: parsing of the SRC/DST arguments of the command line:
  *   imap://USER@HOST[:PORT][?tls=none|starttls=require|compress=yes]
+ *           (STARTTLS is required unless ?tls=none; starttls=require is
+ *           the default and still accepted)
  *   imaps://USER@HOST[:PORT]
  *   maildir:PATH[?flavor=dovecot|courier]
  * USER may be "alice*master" (Dovecot master login) and may carry

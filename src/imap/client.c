@@ -1101,14 +1101,28 @@ imap_client_connect(const struct imap_client_options *o,
 		goto fail;
 	if (c->caps == NULL && imap_client_simple(c, "CAPABILITY", error_r) < 0)
 		goto fail;
-	if (!o->implicit_tls && o->starttls != IMAP_STARTTLS_NEVER && preauth == 0) {
-		if (imap_client_has_cap(c, "STARTTLS")) {
-			if (do_starttls(c, error_r) < 0)
-				goto fail;
-		} else if (o->starttls == IMAP_STARTTLS_REQUIRE) {
-			*error_r = err_set("%s: server does not offer STARTTLS", c->host);
+	if (!o->implicit_tls && o->starttls != IMAP_STARTTLS_NEVER) {
+		if (preauth != 0) {
+			/* no password is sent, but the mail would travel in
+			 * clear, and STARTTLS is not allowed after PREAUTH */
+			*error_r = err_set("%s: server sent PREAUTH without TLS "
+			                   "(TLS is required: use imaps://, or "
+			                   "?tls=none to allow plain text)", c->host);
 			goto fail;
 		}
+		if (!imap_client_has_cap(c, "STARTTLS")) {
+			*error_r = err_set("%s: server does not offer STARTTLS (TLS is "
+			                   "required: use imaps://, or ?tls=none to "
+			                   "allow plain text)", c->host);
+			goto fail;
+		}
+		if (do_starttls(c, error_r) < 0)
+			goto fail;
+	}
+	/* Defensive: the branch above guarantees it. */
+	if (o->starttls != IMAP_STARTTLS_NEVER && !net_conn_is_tls(c->conn)) {
+		*error_r = err_set("%s: TLS is required", c->host);
+		goto fail;
 	}
 	if (preauth == 0 && o->authzid != NULL && o->authzid[0] != '\0' &&
 	    strstr(c->greeting, "Courier") != NULL) {

@@ -27,10 +27,14 @@
 struct imap_client;
 struct imap_cmd;
 
+/* How an imap:// (not imaps://) session gets TLS. There is no
+ * opportunistic mode: it would send the password in clear to a server (or
+ * a man in the middle) that does not announce STARTTLS. */
 enum imap_starttls {
-	IMAP_STARTTLS_AUTO,     /* use it when offered */
-	IMAP_STARTTLS_REQUIRE,  /* fail when not offered */
-	IMAP_STARTTLS_NEVER,
+	IMAP_STARTTLS_REQUIRE,  /* the default (0): STARTTLS, and fail before
+	                         * any credential when it is not offered or
+	                         * refused, or the greeting is PREAUTH */
+	IMAP_STARTTLS_NEVER,    /* ?tls=none: plain text, asked for explicitly */
 };
 
 enum imap_auth_mech {

@@ -116,11 +116,12 @@ bool pop3_url_is(const char *url);
  * require_tls, and leaves every other field of o alone (net, password,
  * authzid, max_entries). The strings live in u (zeroed first) until
  * pop3_url_free(u).
- *   pop3://   STLS when offered (like imap://);
+ *   pop3://   STLS, required: the session fails before USER/AUTH when
+ *             the server does not offer it (like imap://);
  *   pop3s://  implicit TLS.
  * OPTIONS, '&'-separated (as in imap:// URLs):
  *   tls=none | starttls=no    plain text, no STLS (pop3:// only);
- *   starttls=require          fail unless STLS succeeds (pop3:// only).
+ *   starttls=require          the default, accepted (pop3:// only).
  * USER may be "alice*master" and may hold %XX escapes (alice%40example.org);
  * ";AUTH=*" and ";AUTH=+USER" are accepted and mean USER/PASS (AUTH PLAIN
  * is chosen by setting o->authzid). Passwords in the URL are refused.

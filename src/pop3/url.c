@@ -56,7 +56,8 @@ url_parse(const char *url, struct pop3_options *o, struct pop3_url *u,
 		rest = url + 7;
 		o->implicit_tls = false;
 		o->starttls = true;
-		o->require_tls = false;
+		/* no opportunistic TLS: plain text only with ?tls=none */
+		o->require_tls = true;
 	} else if (strncmp(url, "pop3s://", 8) == 0) {
 		rest = url + 8;
 		o->implicit_tls = true;

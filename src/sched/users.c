@@ -117,7 +117,7 @@ read_password_file(const char *base_dir, const char *name, char **pw_r,
 		path = xasprintf("%s/%s", base_dir, name);
 	ret = file_read_small(path, PASSWORD_FILE_MAX, true, pw_r, &error);
 	if (ret < 0) {
-		*error_r = err_set("password file %s: %s", path, error);
+		*error_r = err_set("password file %s", error); /* names path */
 	} else if ((*pw_r)[0] == '\0') {
 		/* never a login with an empty password */
 		secret_free(pw_r);
@@ -179,9 +179,18 @@ sched_users_parse(const char *text, size_t len, const char *base_dir,
 			k++;
 		if (k == llen || line[k] == '#')
 			continue;
-		if (memchr(line, '\0', llen) != NULL) {
-			*error_r = err_set("users file line %u: NUL byte", lineno);
-			goto fail;
+		{
+			unsigned bad_line;
+			unsigned char byte;
+
+			/* a NUL would cut a name; other control bytes
+			 * reach logs, URLs and paths */
+			if (text_find_control(line, llen, &bad_line, &byte)) {
+				*error_r = err_set("users file line %u: control "
+				    "byte 0x%02x%s is not allowed", lineno, byte,
+				    byte == 0 ? " (NUL)" : "");
+				goto fail;
+			}
 		}
 		if (!have_format) {
 			have_format = true;
@@ -329,7 +338,8 @@ sched_users_load(const char *path, struct sched_users *users_r,
 	int ret;
 
 	if (file_read_small(path, USERS_FILE_MAX, false, &text, &error) < 0) {
-		*error_r = err_set("users file %s: %s", path, error);
+		/* error starts with path */
+		*error_r = err_set("users file %s", error);
 		return -1;
 	}
 	dir = xstrdup(path);
@@ -340,8 +350,11 @@ sched_users_load(const char *path, struct sched_users *users_r,
 	} else {
 		slash[slash == dir ? 1 : 0] = '\0';
 	}
-	/* The text may hold passwords (imapsync format): wiped after. */
-	ret = sched_users_parse(text, strlen(text), dir, users_r, error_r);
+	/* The text may hold passwords (imapsync format): wiped after.
+	 * file_read_small() refused NUL bytes, so strlen() is the size. */
+	ret = sched_users_parse(text, strlen(text), dir, users_r, &error);
+	if (ret < 0)
+		*error_r = err_set("%s: %s", path, error);  /* "users file line N" */
 	secret_free(&text);
 	free(dir);
 	return ret;

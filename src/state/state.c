@@ -546,6 +546,31 @@ open_schema(struct state_db *db, const char **error_r)
 	return 0;
 }
 
+static const char *const sidecar_suffixes[] = { "-wal", "-shm" };
+
+/* Sets the open file fd (named path) to mode 0600 when group or others
+ * have any access, with a warning. Returns 0, or -1 with *error_r. */
+static int
+mode_tighten(const char *path, int fd, const char **error_r)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0) {
+		*error_r = err_set("state: %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if ((st.st_mode & 0077) == 0)
+		return 0;
+	log_warn("state: %s had mode %04o, readable by others: setting it "
+	         "to 0600", path, (unsigned)(st.st_mode & 07777));
+	if (fchmod(fd, 0600) < 0) {
+		*error_r = err_set("state: %s: cannot set mode 0600: %s", path,
+		                   strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 int
 state_open(const char *path, struct state_db **db_r, const char **error_r)
 {
@@ -566,7 +591,33 @@ state_open(const char *path, struct state_db **db_r, const char **error_r)
 		                   strerror(errno));
 		return -1;
 	}
+	/* The state may hold password file names and every folder name:
+	 * a file left readable by others (an older version, a copy, a
+	 * loose umask) is tightened, and so are its -wal and -shm. */
+	if (mode_tighten(path, fd, error_r) < 0) {
+		close(fd);
+		return -1;
+	}
 	close(fd);
+	for (size_t i = 0; i < N_ELEMENTS(sidecar_suffixes); i++) {
+		char *side = xasprintf("%s%s", path, sidecar_suffixes[i]);
+
+		fd = open(side, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+		if (fd == -1 && errno != ENOENT) {
+			*error_r = err_set("state: opening %s: %s", side,
+			                   strerror(errno));
+			free(side);
+			return -1;
+		}
+		if (fd != -1 && mode_tighten(side, fd, error_r) < 0) {
+			close(fd);
+			free(side);
+			return -1;
+		}
+		if (fd != -1)
+			close(fd);
+		free(side);
+	}
 
 	db = xcalloc(1, sizeof(*db));
 	db->path = xstrdup(path);

@@ -34,7 +34,8 @@ mqueue_init(struct mqueue *q, size_t max_count, uint64_t max_mem_bytes)
 	q->max_count = max_count;
 	q->max_mem_bytes = max_mem_bytes;
 	q->bytes = 0;
-	q->closed = q->aborted = false;
+	atomic_init(&q->closed, false);
+	atomic_init(&q->aborted, false);
 	pthread_mutex_init(&q->lock, NULL);
 	{
 		pthread_condattr_t ca;
@@ -161,4 +162,10 @@ mqueue_abort(struct mqueue *q)
 	q->aborted = true;
 	pthread_cond_broadcast(&q->changed);
 	pthread_mutex_unlock(&q->lock);
+}
+
+bool
+mqueue_is_aborted(struct mqueue *q)
+{
+	return atomic_load(&q->aborted);
 }

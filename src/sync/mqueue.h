@@ -9,6 +9,7 @@
 #include "base.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 struct cmsg {
 	struct cmsg *next;
@@ -29,8 +30,10 @@ struct mqueue {
 	size_t count, max_count;
 	uint64_t mem_bytes, max_mem_bytes;
 	uint64_t bytes;           /* body sizes of the queued messages */
-	bool closed;              /* producer finished */
-	bool aborted;             /* consumer gave up: producer stops */
+	/* Written under lock; atomic so that a thread may also poll them
+	 * without the lock (mqueue_is_aborted()) without a data race. */
+	atomic_bool closed;       /* producer finished */
+	atomic_bool aborted;      /* consumer gave up: producer stops */
 };
 
 void mqueue_init(struct mqueue *q, size_t max_count, uint64_t max_mem_bytes);
@@ -52,5 +55,8 @@ struct cmsg *mqueue_pop_batch_min(struct mqueue *q, size_t max_count,
                                   unsigned wait_ms);
 void mqueue_close(struct mqueue *q);
 void mqueue_abort(struct mqueue *q);
+/* True once the consumer called mqueue_abort(): a producer polls it
+ * between expensive steps (any thread, no lock needed). */
+bool mqueue_is_aborted(struct mqueue *q);
 
 #endif

@@ -30,6 +30,13 @@ struct fetch_reader {
 	const uint32_t *uids;
 	size_t count;
 	struct mqueue *q;
+	/* The UIDs a FETCH reply may carry: uids[win_lo .. win_hi), the
+	 * batches submitted and not yet completed (tagged replies come in
+	 * order), each at most once (seen[i] for uids[i]). */
+	size_t batch;
+	size_t win_lo, win_hi;
+	size_t batches_done;
+	bool *seen;
 	char *error;              /* session failure, or NULL */
 	struct fetch_reader_options o;
 	const char *spool_dir;
@@ -116,6 +123,55 @@ spool_release(void *ctx, void *handle)
 	free(sp);
 }
 
+/* Index of uid in uids[lo .. hi) (ascending), or (size_t)-1. */
+static size_t
+uid_index(const uint32_t *uids, size_t lo, size_t hi, uint32_t uid)
+{
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (uids[mid] == uid)
+			return mid;
+		if (uids[mid] < uid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return (size_t)-1;
+}
+
+/* A message in a FETCH reply must be one the batches in flight asked
+ * for, and come once: a server that sends more (UID 999 to "UID FETCH
+ * 1:3", the same UID twice, a body without UID) cannot be trusted with the
+ * rest of the session, and what it sent must not reach the target (a
+ * Maildir's uidlist would jump to UID 1000). Sets r->error and returns
+ * false for such a reply. */
+static bool
+reply_requested(struct fetch_reader *r, const struct imap_fetch *f)
+{
+	size_t i;
+
+	if (!(f->have & IMAP_FETCH_UID)) {
+		r->error = xasprintf("the source sent a message body without UID "
+		                     "(FETCH of sequence number %u): protocol "
+		                     "error", f->seq);
+		return false;
+	}
+	i = uid_index(r->uids, r->win_lo, r->win_hi, f->uid);
+	if (i == (size_t)-1) {
+		r->error = xasprintf("the source sent unrequested UID %u in reply "
+		                     "to UID FETCH: protocol error", f->uid);
+		return false;
+	}
+	if (r->seen[i]) {
+		r->error = xasprintf("the source sent UID %u twice in reply to "
+		                     "UID FETCH: protocol error", f->uid);
+		return false;
+	}
+	r->seen[i] = true;
+	return true;
+}
+
 static void
 reader_fetch(void *ctx, const struct imap_response *resp)
 {
@@ -127,13 +183,17 @@ reader_fetch(void *ctx, const struct imap_response *resp)
 	if (resp->kind != IMAP_RESP_UNTAGGED || resp->type != IMAP_UNTAGGED_FETCH)
 		return;
 	f = &resp->u.fetch;
-	if (!(f->have & IMAP_FETCH_UID))
-		return;
 	for (size_t i = 0; i < f->body_count; i++)
 		if (f->bodies[i].section[0] == '\0')
 			body = f->bodies[i].value;
 	if (body == NULL)
-		return;   /* a flag change pushed by the server */
+		return;   /* a flag change pushed by the server (with or
+		           * without UID), not a message */
+	if (r->error != NULL)
+		return;   /* after a protocol error: drop the rest (a streamed
+		           * body is released by the parser) */
+	if (!reply_requested(r, f))
+		return;   /* the caller reports r->error (session scope) */
 	m = xcalloc(1, sizeof(*m));
 	m->fd = -1;
 	m->uid = f->uid;
@@ -166,6 +226,10 @@ reader_done(void *ctx, const struct imap_response *tagged, const char *error)
 {
 	struct fetch_reader *r = ctx;
 
+	/* the oldest batch in flight is complete: its UIDs leave the window */
+	r->batches_done++;
+	r->win_lo = r->batches_done * r->batch < r->count ?
+	            r->batches_done * r->batch : r->count;
 	if (r->error != NULL)
 		return;
 	if (tagged == NULL)
@@ -185,7 +249,7 @@ reader_main(void *arg)
 		.abort = spool_release, .release = spool_release, .ctx = r,
 		.min_size = 1,        /* every body: one copy, see BODY_MEM_MAX */
 	};
-	unsigned batch = o->batch != 0 ? o->batch : 500;
+	size_t batch = r->batch;
 	/* One FETCH in flight by default: servers may interleave the replies of
 	 * pipelined FETCH commands (Dovecot does under load), and the target
 	 * should get the messages in the source's order (a Maildir even
@@ -199,8 +263,9 @@ reader_main(void *arg)
 		char *set;
 		struct imap_cmd *cmd;
 
-		if (r->q->aborted)
+		if (mqueue_is_aborted(r->q))
 			break;
+		r->win_hi = i + n;
 		set = uidset_string(r->uids + i, n);
 		cmd = imap_cmd_new(r->src);
 		imap_cmd_addf(cmd, "UID FETCH %s (UID FLAGS INTERNALDATE BODY.PEEK[])",
@@ -231,6 +296,8 @@ fetch_reader_start(struct imap_client *src, const uint32_t *uids, size_t count,
 	r->count = count;
 	r->q = q;
 	r->o = *o;
+	r->batch = o->batch != 0 ? o->batch : 500;
+	r->seen = xcalloc(count > 0 ? count : 1, sizeof(*r->seen));
 	r->spool_dir = o->spool_dir != NULL ? o->spool_dir :
 	               (tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp");
 	if (pthread_create(&r->thread, NULL, reader_main, r) != 0)
@@ -246,6 +313,7 @@ fetch_reader_join(struct fetch_reader **rp)
 
 	pthread_join(r->thread, NULL);
 	error = r->error;
+	free(r->seen);
 	free(r);
 	*rp = NULL;
 	return error;

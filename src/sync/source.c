@@ -350,7 +350,7 @@ md_reader_main(void *arg)
 	const char *spool = r->o.spool_dir != NULL ? r->o.spool_dir :
 	                    (getenv("TMPDIR") != NULL ? getenv("TMPDIR") : "/tmp");
 
-	for (size_t i = 0; i < r->count && !r->q->aborted; i++) {
+	for (size_t i = 0; i < r->count && !mqueue_is_aborted(r->q); i++) {
 		const struct maildir_msg *m = maildir_folder_find(r->s->folder,
 		                                                  r->uids[i]);
 		struct cmsg *c;

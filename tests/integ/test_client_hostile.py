@@ -609,6 +609,61 @@ def test_starttls_required_not_offered():
     assert fs.received() == b"", fs.received()
 
 
+def test_starttls_not_offered_default():
+    """Issue 12: imap:// without an option requires TLS. A server that does
+    not announce STARTTLS gets no LOGIN / AUTHENTICATE: ls and copy stop
+    with a clear error, and the password never reaches the socket."""
+    for caps in (CAPS, b"IMAP4rev1 LITERAL+ AUTH=PLAIN SASL-IR LOGINDISABLED"):
+        script = [(None, b"* OK [CAPABILITY " + caps + b"] fake\r\n")]
+        with FakeServer(script, linger=5) as fs:
+            p = ferry(["ls", url(fs, query="")])
+            fs.wait(20)
+        assert_fails(p, r"does not offer STARTTLS.*tls=none")
+        assert fs.received() == b"", fs.received()
+    # the same for copy, into a Maildir and into an IMAP target
+    base = tempfile.mkdtemp(prefix="ife-chost-")
+    try:
+        script = [(None, b"* OK [CAPABILITY " + CAPS + b"] fake\r\n")]
+        with FakeServer(script, linger=5) as fs:
+            p = H.run_ferry(["copy", "--state", os.path.join(base, "st.db"),
+                             url(fs, query=""), f"maildir:{base}/Maildir"],
+                            env={"IMAPFERRY_SRC_PASSWORD": PW}, timeout=60)
+            fs.wait(20)
+            assert_fails(p, r"does not offer STARTTLS")
+            got = fs.received()
+            assert PW.encode() not in got and PLAIN_IR not in got, got
+        with FakeServer(script, linger=5) as src, FakeServer(script, linger=5) as dst:
+            p = H.run_ferry(["copy", "--state", os.path.join(base, "st2.db"),
+                             url(src, query=""), url(dst, query="")],
+                            env={"IMAPFERRY_SRC_PASSWORD": PW,
+                                 "IMAPFERRY_DST_PASSWORD": PW}, timeout=60)
+            src.wait(20)
+            dst.wait(1)         # may never be connected to
+            assert_fails(p, r"does not offer STARTTLS")
+            for fs in (src, dst):
+                got = fs.received()
+                assert PW.encode() not in got and PLAIN_IR not in got, got
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    # ?tls=none is the one way to plain text
+    with FakeServer(auth_script(CAPS, [(rb"^A1 AUTHENTICATE PLAIN ", b"A1 OK in\r\n")]),
+                    linger=5) as fs:
+        p = ferry(["ls", url(fs, query="?tls=none")])
+        fs.wait(20)
+    assert p.returncode == 0, H.describe(p)
+
+
+def test_preauth_plain_default():
+    """PREAUTH on a plain connection: no password is sent, but the mail
+    would travel in clear; refused unless ?tls=none."""
+    script = [(None, b"* PREAUTH [CAPABILITY " + CAPS + b"] welcome\r\n")]
+    with FakeServer(script, linger=5) as fs:
+        p = ferry(["ls", url(fs, query="")])
+        fs.wait(20)
+    assert_fails(p, r"PREAUTH.*without TLS")
+    assert fs.received() == b"", fs.received()
+
+
 def test_preauth_bye_greeting():
     script = [(None, b"* BYE [UNAVAILABLE] too many connections\r\n"), ]
     with FakeServer(script, linger=5) as fs:
@@ -708,7 +763,7 @@ def once(hook):
 
 def run_copy(fetch_hook):
     """copy from the fake source to a Maildir; returns (process, server,
-    sorted message files' bytes)."""
+    sorted message files' bytes); p.uidlist is the INBOX's dovecot-uidlist."""
     base = tempfile.mkdtemp(prefix="ife-chost-")
     try:
         with FakeServer(copy_source(fetch_hook), linger=5) as fs:
@@ -727,6 +782,11 @@ def run_copy(fetch_hook):
         for d, _, fns in os.walk(os.path.join(base, "Maildir")):
             files += [os.path.join(d, f) for f in fns if os.path.basename(d) in ("cur", "new")]
         bodies = sorted(open(f, "rb").read() for f in files)
+        try:
+            with open(os.path.join(base, "Maildir", "dovecot-uidlist"), "rb") as f:
+                p.uidlist = f.read()
+        except FileNotFoundError:
+            p.uidlist = b""
         return p, fs, bodies
     finally:
         shutil.rmtree(base, ignore_errors=True)
@@ -775,6 +835,104 @@ def test_copy_close_mid_literal():
     assert p.returncode == 0, H.describe(p)
     assert re.search(r"warning: .*closed the connection.*reconnecting", p.stderr), H.describe(p)
     assert bodies == COPY_BODIES, (bodies, H.describe(p))
+
+
+EXTRA = b"Subject: intruder\r\nMessage-ID: <x999@x>\r\n\r\nnot requested\r\n"
+
+
+def fetch_item(seq, uid, data):
+    return (b"* %d FETCH (UID %d FLAGS (\\Seen) INTERNALDATE \"01-Jan-2020 10:00:00 +0000\" "
+            b"RFC822.SIZE %d BODY[] {%d}\r\n" % (seq, uid, len(data), len(data)) + data + b")\r\n")
+
+
+def unrequested_hooks():
+    """(name, hook, pattern of the error): FETCH replies with a message
+    nobody asked for, inserted before the tagged OK."""
+    def extra(tag, reply, conn):
+        cut = reply.rindex(tag + b" OK")
+        return reply[:cut] + fetch_item(4, 999, EXTRA) + reply[cut:]
+
+    def extra_first(tag, reply, conn):
+        return fetch_item(4, 999, EXTRA) + reply
+
+    def duplicate(tag, reply, conn):
+        cut = reply.rindex(tag + b" OK")
+        return reply[:cut] + fetch_item(2, 11, EXTRA) + reply[cut:]
+
+    def no_uid(tag, reply, conn):
+        cut = reply.rindex(tag + b" OK")
+        item = (b"* 2 FETCH (FLAGS (\\Seen) BODY[] {%d}\r\n" % len(EXTRA)) + EXTRA + b")\r\n"
+        return reply[:cut] + item + reply[cut:]
+    return [("extra", extra, r"unrequested UID 999"),
+            ("extra_first", extra_first, r"unrequested UID 999"),
+            ("duplicate", duplicate, r"UID 11 twice"),
+            ("no_uid", no_uid, r"without UID")]
+
+
+def test_copy_unrequested_uid_maildir():
+    """Issue 12: to UID FETCH 10:12 the server also sends UID 999 (or UID 11
+    again, or a body without UID). The reader stops with an error naming
+    it; the message is never written, the uidlist gets no line for it and
+    its next UID stays the source's UIDNEXT (13), not 1000. The error is a
+    session's: the retry (a new session) copies what is missing."""
+    for name, hook, pattern in unrequested_hooks():
+        # always: only where the retry has nothing left to fetch (else the
+        # copy backs off session after session)
+        for always in (False, True) if name == "extra" else (False,):
+            p, fs, bodies = run_copy(hook if always else once(hook))
+            what = f"{name} always={always}\n{H.describe(p)}"
+            assert re.search(pattern, p.stderr), what
+            assert EXTRA not in bodies, what
+            uids = [ln.split()[0] for ln in p.uidlist.split(b"\n")[1:] if ln]
+            assert b"999" not in uids and len(set(uids)) == len(uids), (p.uidlist, what)
+            header = p.uidlist.split(b"\n")[0].split()
+            assert b"N13" in header or not p.uidlist, (p.uidlist, what)
+            # the requested messages that came before the intruder are
+            # kept; the retry fetches only what is missing
+            if always and p.returncode != 0:
+                assert all(b in COPY_BODIES for b in bodies), what
+                assert len(set(bodies)) == len(bodies), what
+            else:
+                assert p.returncode == 0, what
+                assert bodies == COPY_BODIES, what
+
+
+def test_copy_unrequested_uid_imap():
+    """The same into a real Dovecot: nothing unrequested is APPENDed."""
+    base = tempfile.mkdtemp(prefix="ife-chost-")
+    try:
+        with H.Dovecot("unreq", users={"t": "tpw"}, ssl=False) as d:
+            for name, hook, pattern in unrequested_hooks():
+                # once: the retry (a new session) brings the rest
+                with FakeServer(copy_source(once(hook)), linger=5) as fs:
+                    p = H.run_ferry(["copy", "--state", os.path.join(base, name + ".db"),
+                                     "--timeout", "5",
+                                     f"imap://{USER}@127.0.0.1:{fs.port}?tls=none",
+                                     d.url("t", query="?tls=none")],
+                                    env={"IMAPFERRY_SRC_PASSWORD": PW,
+                                         "IMAPFERRY_DST_PASSWORD": "tpw"}, timeout=120)
+                    fs.wait(20)
+                what = f"{name}\n{H.describe(p)}"
+                assert re.search(pattern, p.stderr), what
+                c = d.imap("t", "tpw")
+                try:
+                    typ, data = c.select("INBOX")
+                    n = int(data[0])
+                    got = []
+                    if n:
+                        typ, data = c.fetch("1:*", "(BODY.PEEK[])")
+                        got = sorted(i[1] for i in data if isinstance(i, tuple))
+                    assert all(b in COPY_BODIES for b in got), (got, what)
+                    assert len(set(got)) == len(got), (got, what)
+                    if p.returncode == 0:
+                        assert got == COPY_BODIES, (got, what)
+                    c.select("INBOX")
+                    c.store("1:*", "+FLAGS", "\\Deleted") if n else None
+                    c.expunge()
+                finally:
+                    c.logout()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 if __name__ == "__main__":

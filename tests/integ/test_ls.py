@@ -209,8 +209,11 @@ def test_starttls_require_without_starttls_fails():
         p = ferry(["ls", plain.url("user1", query="?starttls=require")],
                   password=PW["user1"], expect_ok=False)
         assert "starttls" in p.stderr.lower() or "tls" in p.stderr.lower(), H.describe(p)
-        # Without ?starttls=require, a server that offers no STARTTLS is used in the clear.
-        j = ls_json(plain.url("user1"), password=PW["user1"])
+        # Issue 12: without an option too (TLS is required by default);
+        # only ?tls=none uses a server that offers no STARTTLS in the clear.
+        p = ferry(["ls", plain.url("user1")], password=PW["user1"], expect_ok=False)
+        assert "does not offer STARTTLS" in p.stderr, H.describe(p)
+        j = ls_json(plain.url("user1", query="?tls=none"), password=PW["user1"])
         assert j["server"]["tls"] == "none", j["server"]
 
 

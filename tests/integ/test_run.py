@@ -342,6 +342,27 @@ def test_plan_imapsync_format():
     assert plan["accounts"] == 2 and all("error" not in j for j in plan["jobs"])
 
 
+def test_users_file_control_bytes():
+    """Issue 12: a NUL in the users file cut the user name ("u03,u0\\0x"
+    copied u03 into "u0"): plan and run refuse the file, name it and the
+    line, and copy nothing."""
+    path = os.path.join(TMP, "nul.csv")
+    with open(path, "wb") as f:
+        f.write(b"src_user,dst_user\nu02,u02\nu03,u0\x003\n")
+    state = os.path.join(TMP, "nul.db")
+    for args in (["plan", path, url(S), url(D), "--no-calibrate"],
+                 ["run", path, url(S), url(D), "--state", state,
+                  "--progress", "none"]):
+        p = H.run_ferry([*args, *login_args()], timeout=60)
+        assert p.returncode != 0, H.describe(p)
+        assert "nul.csv" in p.stderr and "line 3" in p.stderr, H.describe(p)
+        assert "NUL" in p.stderr, H.describe(p)
+    # nothing ran: no job was recorded
+    if os.path.exists(state):
+        st = H.run_ferry(["status", "--state", state, "--json"])
+        assert '"done": 0' in st.stdout or st.returncode != 0, st.stdout
+
+
 def start_and_wait(args, kill, low, high):
     """Starts a run; the first one (kill 0) is given until its plan is
     stored (planning alone is ~10 s here); then waits a random time in

@@ -142,6 +142,42 @@ test_pop_min(void **state)
 	mqueue_deinit(&q);
 }
 
+static void *
+poll_aborted(void *arg)
+{
+	struct mqueue *q = arg;
+	unsigned long spins = 0;
+
+	/* what the readers do between batches: no lock held */
+	while (!mqueue_is_aborted(q))
+		spins++;
+	return (void *)(uintptr_t)(spins > 0 ? 1 : 2);
+}
+
+/* Issue 12: producers poll the abort flag without the lock while the
+ * consumer sets it; the flag is atomic (a ThreadSanitizer build reported
+ * the plain read as a data race). The poller sees it and stops. */
+static void
+test_abort_polled(void **state)
+{
+	struct mqueue q;
+	pthread_t t;
+	void *ret;
+
+	(void)state;
+	mqueue_init(&q, 4, 1 << 20);
+	assert_false(mqueue_is_aborted(&q));
+	assert_int_equal(pthread_create(&t, NULL, poll_aborted, &q), 0);
+	usleep(2000);
+	mqueue_abort(&q);
+	assert_int_equal(pthread_join(t, &ret), 0);
+	assert_non_null(ret);
+	assert_true(mqueue_is_aborted(&q));
+	/* a push after the abort is refused and frees the message */
+	assert_int_equal(mqueue_push(&q, msg(1, 10, true)), -1);
+	mqueue_deinit(&q);
+}
+
 /* A full queue ends the wait: the producer would block otherwise. */
 static void
 test_pop_min_full(void **state)
@@ -167,6 +203,7 @@ main(void)
 		cmocka_unit_test(test_batches),
 		cmocka_unit_test(test_pop_min),
 		cmocka_unit_test(test_pop_min_full),
+		cmocka_unit_test(test_abort_polled),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

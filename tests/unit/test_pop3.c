@@ -1002,10 +1002,11 @@ test_url_ok(void **state)
 		const char *url, *host, *port, *user;
 		bool implicit_tls, starttls, require_tls;
 	} cases[] = {
+		/* issue 12: pop3:// requires STLS unless ?tls=none */
 		{ "pop3://alice@mail.example.org", "mail.example.org", NULL, "alice",
-		  false, true, false },
+		  false, true, true },
 		{ "pop3://alice@mail.example.org:1110/", "mail.example.org", "1110",
-		  "alice", false, true, false },
+		  "alice", false, true, true },
 		{ "pop3s://alice@mail.example.org:1995", "mail.example.org", "1995",
 		  "alice", true, false, true },
 		{ "pop3://alice%40example.org@[::1]:110/?tls=none", "::1", "110",
@@ -1015,7 +1016,7 @@ test_url_ok(void **state)
 		{ "pop3://alice*master;AUTH=*@h?starttls=no", "h", NULL,
 		  "alice*master", false, false, false },
 		{ "pop3://bob;auth=+USER@[2001:db8::1]", "2001:db8::1", NULL, "bob",
-		  false, true, false },
+		  false, true, true },
 	};
 
 	(void)state;

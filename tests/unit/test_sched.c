@@ -183,6 +183,87 @@ test_users_load(void **state)
 	free(dir);
 }
 
+static void
+write_bytes(const char *dir, const char *name, const char *data, size_t len)
+{
+	char path[512];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	assert_int_equal(fwrite(data, 1, len, f), len);
+	assert_int_equal(fclose(f), 0);
+}
+
+#define B(s) s, sizeof(s) - 1
+
+/* Issue 12: a NUL (or another control byte) in the users file or in a
+ * password file is refused with the file name and the line, instead of
+ * cutting the text there ("user1,us\0er1" copied user1 to "us"). */
+static void
+test_users_control_bytes(void **state)
+{
+	static const struct {
+		const char *file;      /* "users.csv" or "pw" */
+		const char *data;
+		size_t len;
+		const char *error;     /* substring */
+	} cases[] = {
+		{ "users.csv", B("src_user,dst_user\nuser1,us\0er1\n"),
+		  "line 2" },
+		{ "users.csv", B("src_user,dst_user\nuser1,user1\n\0"),
+		  "line 3" },
+		{ "users.csv", B("src_user,dst_user\r\nuser1,us\x01" "er1\r\n"),
+		  "line 2" },
+		{ "users.csv", B("src_user,dst_user\nuser1,us\rer1\n"),
+		  "line 2" },
+		{ "users.csv", B("src_user,dst_user\nuser1,user1\x1b[2J\n"),
+		  "line 2" },
+		{ "users.csv", B("u1;p\0w;u2;pw2\n"), "line 1" },
+		{ "pw", B("sec\0ret\n"), "line 1" },
+		{ "pw", B("secret\nmore\n"), "line 2" },
+		{ "pw", B("sec\x7fret\n"), "line 1" },
+	};
+	char *dir = tmpdir_new(), path[512];
+
+	(void)state;
+	for (size_t i = 0; i < N_ELEMENTS(cases); i++) {
+		struct sched_users u;
+		const char *error = NULL;
+
+		if (strcmp(cases[i].file, "pw") == 0)
+			write_file(dir, "users.csv",
+			           "src_user,src_password_file\nuser1,pw\n");
+		write_bytes(dir, cases[i].file, cases[i].data, cases[i].len);
+		snprintf(path, sizeof(path), "%s/users.csv", dir);
+		if (sched_users_load(path, &u, &error) == 0) {
+			fail_msg("case %zu: loaded %zu users, first %s -> %s", i,
+			         u.count, u.users[0].src_user, u.users[0].dst_user);
+		}
+		if (!contains(error, cases[i].error) ||
+		    !contains(error, cases[i].file))
+			fail_msg("case %zu: error '%s', expected '%s' and '%s'", i,
+			         error != NULL ? error : "(null)", cases[i].error,
+			         cases[i].file);
+		/* TAB is allowed; a CR only before LF. */
+		unlink(path);
+	}
+	write_bytes(dir, "users.csv", B("src_user,dst_user\r\n\tuser1\t,user2\r\n"));
+	{
+		struct sched_users u;
+		const char *error = NULL;
+
+		snprintf(path, sizeof(path), "%s/users.csv", dir);
+		if (sched_users_load(path, &u, &error) < 0)
+			fail_msg("%s", error);
+		assert_string_equal(u.users[0].src_user, "user1");
+		sched_users_free(&u);
+	}
+	rm_rf(dir);
+	free(dir);
+}
+
 /* ------------------------------------------------------------ templates */
 
 struct tmpl_case {
@@ -917,6 +998,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_users_parse),
 		cmocka_unit_test(test_users_load),
+		cmocka_unit_test(test_users_control_bytes),
 		cmocka_unit_test(test_template_expand),
 		cmocka_unit_test(test_url_helpers),
 		cmocka_unit_test(test_accounts_build),

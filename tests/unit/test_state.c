@@ -167,6 +167,46 @@ test_open_create(void **statep)
 	state_close(&db);       /* NULL is fine */
 }
 
+/* An existing state file (and its -wal/-shm) with looser permissions is
+ * put back to 0600 when opened; a new one is 0600 whatever the umask. */
+static void
+test_open_fixes_mode(void **statep)
+{
+	struct fixture *fx = *statep;
+	struct state_db *db;
+	char wal[320], shm[320];
+	struct stat st;
+	mode_t old_umask = umask(0);
+	int fd;
+
+	db = open_ok(fx->path);
+	assert_int_equal(stat(fx->path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	state_close(&db);
+	snprintf(wal, sizeof(wal), "%s-wal", fx->path);
+	snprintf(shm, sizeof(shm), "%s-shm", fx->path);
+	assert_int_equal(chmod(fx->path, 0644), 0);
+	/* leftovers of a run under a loose umask */
+	fd = open(wal, O_WRONLY | O_CREAT | O_TRUNC, 0666);
+	assert_true(fd >= 0);
+	close(fd);
+	fd = open(shm, O_WRONLY | O_CREAT | O_TRUNC, 0664);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(chmod(wal, 0666), 0);
+	assert_int_equal(chmod(shm, 0664), 0);
+
+	db = open_ok(fx->path);
+	assert_int_equal(stat(fx->path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	assert_int_equal(stat(wal, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	if (stat(shm, &st) == 0)
+		assert_int_equal(st.st_mode & 0777, 0600);
+	state_close(&db);
+	umask(old_umask);
+}
+
 static void
 test_open_missing_dir(void **statep)
 {
@@ -981,6 +1021,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		T(test_open_create),
+		T(test_open_fixes_mode),
 		T(test_open_missing_dir),
 		T(test_folders),
 		T(test_msgs_bulk),
