@@ -98,6 +98,11 @@ cli_pair_setup(struct cli_pair *p, const struct cli_common *common,
 	}
 	cli_apply_common(common, &p->src);
 	cli_apply_common(common, &p->dst);
+	/* one TLS context (one read of the trust store) for every session
+	 * of both sides: reconnects, --parallel pairs; a failure here is
+	 * reported by the first connection that needs TLS */
+	if (net_tls_ctx_new(&common->net, &p->tls, &error) == 0)
+		p->src.imap.net.tls_ctx = p->dst.imap.net.tls_ctx = p->tls;
 	if (p->src_zid != NULL)
 		p->src.imap.authzid = p->src.authzid = xstrdup(p->src_zid);
 	if (p->dst_zid != NULL)
@@ -177,6 +182,7 @@ cli_pair_free(struct cli_pair *p)
 		foldermap_free(&p->fm);
 	endpoint_free(&p->src);
 	endpoint_free(&p->dst);
+	net_tls_ctx_free(&p->tls);
 	free(p->sprefix);
 	free(p->dprefix);
 	free(p->account);

@@ -16,6 +16,7 @@ struct cli_pair {
 	char *sprefix, *dprefix, *account, *default_state;
 	bool allow_maildir_dst;   /* copy, verify: DST may be maildir:PATH */
 	bool allow_maildir_src;   /* copy: SRC may be maildir:PATH */
+	struct net_tls_ctx *tls;  /* shared by every connection, or NULL */
 	/* namespaces as probed (prefix strings point into sprefix/dprefix) */
 	struct foldermap_side sside, dside;
 };

@@ -128,6 +128,7 @@ run_cli_free(struct run_cli *c)
 	secret_free(&c->dst_pw);
 	sched_slots_free(&c->src_slots);
 	sched_slots_free(&c->dst_slots);
+	net_tls_ctx_free(&c->tls);
 	free(c->folders);
 	free(c->includes);
 	free(c->excludes);
@@ -180,6 +181,11 @@ run_cli_setup_accounts(struct run_cli *c)
 		return CLI_EXIT_USAGE;
 	}
 	c->eps = xcalloc(2 * c->n_accounts + 1, sizeof(*c->eps));
+	/* one TLS context (one read of the trust store) for every session of
+	 * every account; a failure is reported by the first connection that
+	 * needs TLS */
+	if (net_tls_ctx_new(&c->common.net, &c->tls, &error) < 0)
+		c->tls = NULL;
 	for (size_t i = 0; i < c->n_accounts; i++) {
 		struct sched_account *a = &c->accounts[i];
 		struct endpoint *se = &c->eps[2 * i], *de = &c->eps[2 * i + 1];
@@ -199,6 +205,7 @@ run_cli_setup_accounts(struct run_cli *c)
 		}
 		cli_apply_common(&c->common, se);
 		cli_apply_common(&c->common, de);
+		se->imap.net.tls_ctx = de->imap.net.tls_ctx = c->tls;
 		se->imap.password = a->src_password;
 		se->imap.authzid = a->src_authzid;
 		se->imap.label = "src";

@@ -25,6 +25,7 @@ struct run_cli {
 	const char *src_admin, *dst_admin, *src_pwfile, *dst_pwfile;
 	const char *state_path, *report_path, *log_path;
 	bool new_run, no_probe_target, no_calibrate, no_split, final;
+	struct net_tls_ctx *tls;      /* shared by every session, or NULL */
 	bool delete_missing, skip_deleted, uid_ranges;
 	struct maildir_options md;
 	unsigned max_errors, backoff, sample;

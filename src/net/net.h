@@ -25,7 +25,22 @@ struct net_options {
 	 * also lowers the OpenSSL security level so TLS 1.0 servers work. */
 	int min_tls_version;
 	const char *ca_file;      /* NULL: system trust store */
+	/* A TLS context made once by net_tls_ctx_new() from these same
+	 * options and shared by every connection that uses them (the trust
+	 * store is read once, not per connection); NULL: each connection
+	 * makes its own. Borrowed: it must outlive the connections. */
+	struct net_tls_ctx *tls_ctx;
 };
+
+struct net_tls_ctx;
+
+/* A TLS client context for o (verification, CA file, minimum version),
+ * shareable between threads and connections. Returns 0, or -1 with
+ * *error_r (an unreadable CA file, the trust store). */
+int net_tls_ctx_new(const struct net_options *o, struct net_tls_ctx **ctx_r,
+                    const char **error_r) ATTR_WARN_UNUSED;
+/* Drops the caller's reference (connections keep theirs); NULL-safe. */
+void net_tls_ctx_free(struct net_tls_ctx **ctx);
 
 /* Parses "1.0", "1.1", "1.2", "1.3" into an OpenSSL version constant.
  * Returns false for anything else. */

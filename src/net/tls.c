@@ -164,10 +164,13 @@ is_ip_literal(const char *host)
 	       inet_pton(AF_INET6, host, addr) == 1;
 }
 
+struct net_tls_ctx {
+	SSL_CTX *ctx;
+};
+
 static SSL_CTX *
-ctx_new(struct net_conn *conn, const char **error_r)
+ctx_new(const struct net_options *opts, const char **error_r)
 {
-	const struct net_options *opts = &conn->opts;
 	char reason[256];
 	SSL_CTX *ctx;
 
@@ -289,9 +292,16 @@ net_tls_start(struct net_conn *conn, const char **error_r)
 
 	if (pthread_once(&bio_once, bio_method_init) != 0)
 		fatal("pthread_once failed");
-	conn->ssl_ctx = ctx_new(conn, error_r);
-	if (conn->ssl_ctx == NULL)
-		return -1;
+	if (conn->opts.tls_ctx != NULL) {
+		/* shared: one trust store read for all connections */
+		if (SSL_CTX_up_ref(conn->opts.tls_ctx->ctx) != 1)
+			fatal("SSL_CTX_up_ref failed");
+		conn->ssl_ctx = conn->opts.tls_ctx->ctx;
+	} else {
+		conn->ssl_ctx = ctx_new(&conn->opts, error_r);
+		if (conn->ssl_ctx == NULL)
+			return -1;
+	}
 	conn->ssl = SSL_new(conn->ssl_ctx);
 	bio = BIO_new(bio_method);
 	if (conn->ssl == NULL || bio == NULL)
@@ -427,4 +437,26 @@ net_tls_free(struct net_conn *conn)
 	}
 	SSL_CTX_free(conn->ssl_ctx);
 	conn->ssl_ctx = NULL;
+}
+
+int
+net_tls_ctx_new(const struct net_options *o, struct net_tls_ctx **ctx_r,
+                const char **error_r)
+{
+	SSL_CTX *ctx = ctx_new(o, error_r);
+
+	if (ctx == NULL)
+		return -1;
+	*ctx_r = xcalloc(1, sizeof(**ctx_r));
+	(*ctx_r)->ctx = ctx;
+	return 0;
+}
+
+void
+net_tls_ctx_free(struct net_tls_ctx **ctx)
+{
+	if (*ctx == NULL)
+		return;
+	SSL_CTX_free((*ctx)->ctx);
+	XFREE(*ctx);
 }

@@ -19,6 +19,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -1029,6 +1030,60 @@ test_tls_ca_file_missing(void **state)
 	server_finish(&srv);
 }
 
+/* One TLS context shared by connections: the trust store is read once
+ * (a CA file removed after the context was made does not matter), and a
+ * connection keeps the context after the caller dropped it. */
+static void
+test_tls_shared_ctx(void **state)
+{
+	struct server srv = { 0 }, srv2 = { 0 };
+	struct net_options o = opts_default();
+	struct net_tls_ctx *ctx = NULL;
+	struct net_conn *conn = NULL, *conn2 = NULL;
+	const char *error = NULL;
+	char ca[] = "/tmp/test_net_ca_XXXXXX", buf[65536];
+	int in, out;
+	ssize_t n;
+
+	(void)state;
+	out = mkstemp(ca);
+	assert_true(out >= 0);
+	in = open(cert_local.path, O_RDONLY);
+	assert_true(in >= 0);
+	while ((n = read(in, buf, sizeof(buf))) > 0)
+		assert_int_equal(write(out, buf, (size_t)n), n);
+	close(in);
+	close(out);
+	o.ca_file = ca;
+	assert_int_equal(net_tls_ctx_new(&o, &ctx, &error), 0);
+	unlink(ca);
+	/* without the shared context the CA file is read again: gone */
+	server_start(&srv, SRV_CLOSE, NULL);
+	assert_int_equal(net_connect("127.0.0.1", srv.port, true, &o, &conn,
+	                             &error), -1);
+	assert_contains(error, "cannot load CA file");
+	server_finish(&srv);
+	/* with it, two verified connections */
+	o.tls_ctx = ctx;
+	server_start(&srv, SRV_ECHO, server_ctx(&cert_local, 0, 0));
+	server_start(&srv2, SRV_ECHO, server_ctx(&cert_local, 0, 0));
+	conn = connect_ok(&srv, true, &o);
+	conn2 = connect_ok(&srv2, true, &o);
+	net_tls_ctx_free(&ctx);
+	assert_null(ctx);
+	tls_expect_echo(conn);
+	tls_expect_echo(conn2);
+	net_conn_close(&conn);
+	net_conn_close(&conn2);
+	server_finish(&srv);
+	server_finish(&srv2);
+	/* a context for an unreadable CA file fails when made */
+	o.tls_ctx = NULL;
+	o.ca_file = "/nonexistent/ca.pem";
+	assert_int_equal(net_tls_ctx_new(&o, &ctx, &error), -1);
+	assert_contains(error, "cannot load CA file /nonexistent/ca.pem");
+}
+
 static void
 test_tls_versions(void **state)
 {
@@ -1274,6 +1329,7 @@ main(void)
 		cmocka_unit_test(test_tls_ip_mismatch),
 		cmocka_unit_test(test_tls_hostname_mismatch),
 		cmocka_unit_test(test_tls_ca_file_missing),
+		cmocka_unit_test(test_tls_shared_ctx),
 		cmocka_unit_test(test_tls_versions),
 		cmocka_unit_test(test_tls_peer_gone),
 		cmocka_unit_test(test_starttls),
