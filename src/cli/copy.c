@@ -393,8 +393,21 @@ cmd_copy(int argc, char **argv)
 	log_info("copying %s -> %s (state %s)", pair.src.url, pair.dst.url,
 	         state_path);
 	/* the source: an IMAP account, or a Maildir read through its uidlist */
-	source.kind = pair.src.kind == ENDPOINT_MAILDIR ? SOURCE_MAILDIR : SOURCE_IMAP;
+	source.kind = pair.src.kind == ENDPOINT_MAILDIR ? SOURCE_MAILDIR :
+	              pair.src.kind == ENDPOINT_CYRUS ? SOURCE_CYRUS : SOURCE_IMAP;
 	source.imap = &pair.src.imap;
+	if (source.kind == SOURCE_CYRUS) {
+		source.root = pair.src.path;
+		source.cy = (struct cyrus_options){
+			.user = pair.src.cy_user, .config_dir = pair.src.cy_config,
+			.mboxlist = pair.src.cy_mboxlist, .tmpl = pair.src.cy_tmpl,
+			.sub_file = pair.src.cy_sub, .seen_file = pair.src.cy_seen,
+		};
+		if (src_pop3 != NULL) {
+			fprintf(stderr, "imapferry: --src-pop3 needs an IMAP source\n");
+			goto out;
+		}
+	}
 	if (source.kind == SOURCE_MAILDIR) {
 		source.root = pair.src.path;
 		maildir_options_init(&source.md);
