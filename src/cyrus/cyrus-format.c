@@ -130,9 +130,8 @@ dlist_item(const char **pp, const char *end, struct buf *out)
 		*pp = p + 3 + n;
 		return 1;
 	}
-	sp = memchr(p, ' ', (size_t)(end - p));
-	if (sp == NULL)
-		sp = end;
+	for (sp = p; sp < end && *sp != ' ' && *sp != '\r' && *sp != '\n'; sp++)
+		;
 	while (sp > p && sp[-1] == ')')
 		sp--;
 	if (sp == p)
@@ -219,7 +218,7 @@ header_parse_dlist(const char *p, const char *end, struct cyrus_header *h,
 		f->have_key = false;
 	}
 	buf_free(&item);
-	while (p < end && (*p == ' ' || *p == '\r'))
+	while (p < end && (*p == ' ' || *p == '\r' || *p == '\n'))
 		p++;
 	if (p != end)
 		goto bad_trailing;
@@ -250,9 +249,9 @@ cyrus_header_parse(const char *data, size_t len, struct cyrus_header *h,
 		return -1;
 	}
 	if (p < end && *p == '%') {
-		const char *eol = memchr(p, '\n', (size_t)(end - p));
-
-		ret = header_parse_dlist(p, eol != NULL ? eol : end, h, error_r);
+		/* Cyrus cuts at the first LF; a literal ({N+} CRLF) would hold
+		 * one, so the dlist is read up to the end of the file */
+		ret = header_parse_dlist(p, end, h, error_r);
 	} else {
 		ret = header_parse_v2(p, end, h, error_r);
 	}
