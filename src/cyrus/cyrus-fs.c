@@ -24,6 +24,7 @@ struct cyrus_account {
 	char *user;               /* as given */
 	struct cyrus_mailbox *boxes;
 	size_t count;
+	char *inbox_id;           /* INBOX's uniqueid in the uuid layout */
 	char *seen;               /* the flat seen db, or NULL */
 	size_t seen_len;
 };
@@ -291,24 +292,35 @@ expand_tmpl(const char *tmpl, const char *user)
 	return buf_take(&b);
 }
 
-/* Finds the config file <user>.<ext> (sub, seen) under config_dir:
- * user/<h>/<user>.<ext>, with the plain or the full hash (imap/user.c,
- * user_hash_meta()). Returns a new path of an existing file, or NULL. */
+/* Finds the config file of the user for ext ("sub", "seen") under
+ * config_dir (imap/user.c, user_hash_meta(); mboxname.c,
+ * mboxname_conf_getpath()): user/<h>/<user>.<ext> with the plain or the
+ * full hash, and for an INBOX in the 3.x layout by unique id
+ * user/uuid/<c0>/<c1>/<uniqueid>/<ext>.db. Returns a new path of an
+ * existing file, or NULL. */
 static char *
-config_file(const char *config_dir, const char *user, const char *ext)
+config_file(const char *config_dir, const char *user, const char *ext,
+            const char *inbox_id)
 {
 	const char *at = strchr(user, '@');
 	char *local = xstrndup(user, at != NULL ? (size_t)(at - user) : strlen(user));
+	struct stat st;
 
-	for (int full = 0; full < 2; full++) {
-		char *path = at != NULL ?
-		    xasprintf("%s/domain/%c/%s/user/%c/%s.%s", config_dir,
-		              cyrus_dir_hash(at + 1, full), at + 1,
-		              cyrus_dir_hash(local, full), local, ext) :
-		    xasprintf("%s/user/%c/%s.%s", config_dir,
-		              cyrus_dir_hash(local, full), local, ext);
-		struct stat st;
+	for (int k = 0; k < 3; k++) {
+		char *path;
 
+		if (k == 2 && (inbox_id == NULL || strlen(inbox_id) < 2))
+			break;
+		if (k == 2)
+			path = xasprintf("%s/user/uuid/%c/%c/%s/%s.db", config_dir,
+			                 inbox_id[0], inbox_id[1], inbox_id, ext);
+		else if (at != NULL)
+			path = xasprintf("%s/domain/%c/%s/user/%c/%s.%s", config_dir,
+			                 cyrus_dir_hash(at + 1, k), at + 1,
+			                 cyrus_dir_hash(local, k), local, ext);
+		else
+			path = xasprintf("%s/user/%c/%s.%s", config_dir,
+			                 cyrus_dir_hash(local, k), local, ext);
 		if (stat(path, &st) == 0 && S_ISREG(st.st_mode)) {
 			free(local);
 			return path;
@@ -381,6 +393,8 @@ find_mailboxes(struct cyrus_account *a, const struct cyrus_options *o,
 					continue;
 				dir = xasprintf("uuid/%c/%c/%s", e[i].uniqueid[0],
 				                e[i].uniqueid[1], e[i].uniqueid);
+				if (strcmp(e[i].name, "INBOX") == 0 && a->inbox_id == NULL)
+					a->inbox_id = xstrdup(e[i].uniqueid);
 			}
 			add_box(a, &alloc, e[i].name, dir);
 			e[i].name = NULL;
@@ -411,7 +425,8 @@ read_subscriptions(struct cyrus_account *a, const struct cyrus_options *o,
                    const char **error_r)
 {
 	char *path = o->sub_file != NULL ? xstrdup(o->sub_file) :
-	             o->config_dir != NULL ? config_file(o->config_dir, o->user, "sub") :
+	             o->config_dir != NULL ?
+	             config_file(o->config_dir, o->user, "sub", a->inbox_id) :
 	             NULL;
 	char *data, **names;
 	size_t n;
@@ -463,7 +478,8 @@ cyrus_account_open(const char *root, const struct cyrus_options *o,
 	if (read_subscriptions(a, o, error_r) < 0)
 		goto fail;
 	seen_path = o->seen_file != NULL ? xstrdup(o->seen_file) :
-	            o->config_dir != NULL ? config_file(o->config_dir, o->user, "seen") :
+	            o->config_dir != NULL ?
+	            config_file(o->config_dir, o->user, "seen", a->inbox_id) :
 	            NULL;
 	if (seen_path != NULL) {
 		int ret = file_read_small(seen_path, META_MAX, false, &a->seen, error_r);
@@ -496,6 +512,7 @@ cyrus_account_free(struct cyrus_account **ap)
 	free(a->boxes);
 	free(a->root);
 	free(a->user);
+	free(a->inbox_id);
 	free(a->seen);
 	free(a);
 	*ap = NULL;
