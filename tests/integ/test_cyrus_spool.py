@@ -16,6 +16,8 @@ INTERNALDATE, RFC822.SIZE and body bytes; the same subscriptions.
   dump     the same spool through a `ctl_mboxlist -d` dump
   uuid     mailbox_legacy_dirs: no (spool/uuid/x/y/<uniqueid>): through the
            dump
+  imap     the same spool into an IMAP account of the Dovecot (new UIDs):
+           the same bodies, flags, dates and subscriptions
   errors   a user without mailboxes, an unknown index version: clear
            errors, exit status non-zero
 """
@@ -36,7 +38,8 @@ import copy_util as U  # noqa: E402
 import maildir_util as M  # noqa: E402
 
 CUSERS = {"alice": "alicepw-s1", "carol": "carolpw-s3"}
-DUSERS = {"alice": "alicepw-t1", "carol": "carolpw-t3", "dave": "davepw-t4"}
+DUSERS = {"alice": "alicepw-t1", "carol": "carolpw-t3", "dave": "davepw-t4",
+          "erin": "erinpw-t5"}
 KEYWORDS = [f"kw{i:02d}" for i in range(30)]
 C = C2 = D = None
 TMP = None
@@ -231,11 +234,31 @@ def test_uuid():
     check_account(C2, "carol", p)
 
 
+def test_to_imap():
+    """cyrus: -> imap://: the same bodies, flags and dates (new UIDs)."""
+    root = copy_spool(C, "imap")
+    dst = D.url("dave", query="?tls=none")
+    p = H.run_ferry(["copy", "--json", "--state", os.path.join(TMP, "imap.db"),
+                     f"cyrus:{root}/spool?user=alice&config={root}/lib", dst],
+                    env={"IMAPFERRY_DST_PASSWORD": DUSERS["dave"]})
+    assert p.returncode == 0, H.describe(p)
+    src = U.snapshot(C, "alice", CUSERS["alice"])
+    got = U.snapshot(D, "dave", DUSERS["dave"])
+    mapping = {raw: to_dovecot(raw) for raw in src}
+    # (Dovecot's Maildir keeps 26 keywords per folder: that folder's
+    # flags are checked by the Maildir tests above)
+    n = U.compare_snapshots(src, got, mapping, ignore=("INBOX.Keywords",))
+    assert len(got["Keywords"]) == len(src["INBOX.Keywords"])
+    assert summary(p)["copied"] == n + len(got["Keywords"]), summary(p)
+    assert sorted(U.subscriptions(D.imap("dave", DUSERS["dave"]))) == \
+        sorted(to_dovecot(s) for s in M.lsub(C, "alice", CUSERS["alice"]))
+
+
 def test_errors():
     root = copy_spool(C, "errors")
-    p = ferry(f"cyrus:{root}/spool?user=nobody", "dave", expect=1)
+    p = ferry(f"cyrus:{root}/spool?user=nobody", "erin", expect=1)
     assert "no mailboxes of nobody" in p.stderr, H.describe(p)
-    p = ferry(f"cyrus:{root}/spool", "dave", expect=2)
+    p = ferry(f"cyrus:{root}/spool", "erin", expect=2)
     assert "user=NAME" in p.stderr, H.describe(p)
     # an index of a version this reader does not know: that folder fails,
     # naming the version; the others are copied
@@ -247,7 +270,7 @@ def test_errors():
         data[hlen - 4:hlen] = struct.pack(">I", zlib.crc32(bytes(data[:hlen - 4])))
         f.seek(0)
         f.write(data)
-    p = ferry(f"cyrus:{root}/spool?user=alice", "dave", expect=1)
+    p = ferry(f"cyrus:{root}/spool?user=alice", "erin", expect=1)
     assert "unsupported minor version 19" in p.stderr, H.describe(p)
     j = summary(p)
     assert j["folders_failed"] == 1 and j["copied"] > 100, j
