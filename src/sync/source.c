@@ -28,6 +28,11 @@ source_connect(struct source *s, bool *refused_r, const char **error_r)
 
 	*refused_r = false;
 	if (s->kind == SOURCE_IMAP) {
+		if (s->root != NULL && s->cy.user != NULL && s->cyrus == NULL &&
+		    cyrus_account_open(s->root, &s->cy, &s->cyrus, error_r) < 0) {
+			*refused_r = true;
+			return -1;
+		}
 		if (imap_client_connect(s->imap, &s->client, refused_r, error_r) < 0)
 			return -1;
 		/* MODSEQ in every FETCH and STATUS from now on */
@@ -414,9 +419,9 @@ cy_select(struct source *s, const char *name, struct source_folder *st,
  * from the index (changed or torn while copied) is an error
  * (ERRK_MESSAGE). */
 static int
-cy_read_msg(const struct cyrus_folder *f, const struct cyrus_record *rec,
-            bool in_memory, char **data_r, int *fd_r, uint64_t *size_r,
-            const char **error_r)
+cy_read_file(const struct cyrus_folder *f, uint32_t uid, uint64_t want_size,
+             bool in_memory, char **data_r, int *fd_r, uint64_t *size_r,
+             const char **error_r)
 {
 	uint64_t fsize, got = 0;
 	bool missing;
@@ -425,12 +430,11 @@ cy_read_msg(const struct cyrus_folder *f, const struct cyrus_record *rec,
 
 	*data_r = NULL;
 	*fd_r = -1;
-	if (cyrus_folder_open_msg(f, rec->uid, &fd, &fsize, &missing, error_r) < 0)
+	if (cyrus_folder_open_msg(f, uid, &fd, &fsize, &missing, error_r) < 0)
 		return -1;
-	if (fsize != rec->size) {
+	if (fsize != want_size) {
 		*error_r = err_setk(ERRK_MESSAGE, "spool file %u.: %" PRIu64 " bytes, "
-		                    "the index says %" PRIu64, rec->uid, fsize,
-		                    rec->size);
+		                    "expected %" PRIu64, uid, fsize, want_size);
 		close(fd);
 		return -1;
 	}
@@ -446,7 +450,7 @@ cy_read_msg(const struct cyrus_folder *f, const struct cyrus_record *rec,
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
-			*error_r = err_setk(ERRK_MESSAGE, "spool file %u.: %s", rec->uid,
+			*error_r = err_setk(ERRK_MESSAGE, "spool file %u.: %s", uid,
 			                    n < 0 ? strerror(errno) : "shrank while read");
 			free(data);
 			close(fd);
@@ -458,6 +462,15 @@ cy_read_msg(const struct cyrus_folder *f, const struct cyrus_record *rec,
 	close(fd);
 	*data_r = data;
 	return 0;
+}
+
+static int
+cy_read_msg(const struct cyrus_folder *f, const struct cyrus_record *rec,
+            bool in_memory, char **data_r, int *fd_r, uint64_t *size_r,
+            const char **error_r)
+{
+	return cy_read_file(f, rec->uid, rec->size, in_memory, data_r, fd_r,
+	                    size_r, error_r);
 }
 
 static void header_fields(const char *msg, size_t len, struct buf *out);
@@ -519,6 +532,43 @@ cy_list(struct source *s, const uint32_t *uids, size_t n, unsigned what,
 	}
 	(void)error_r;
 	return 0;
+}
+
+
+/* ------------------------------------------------------ hybrid (IMAP) */
+
+/* The spool folder of the IMAP folder just selected: "INBOX.A.B" (Cyrus's
+ * legacy namespace) or "A/B" (altnamespace) is "A/B" in the spool. Kept
+ * only when its UIDVALIDITY is the server's: another one means the copy
+ * is of another incarnation of the folder, and every body comes over
+ * IMAP. */
+static void
+hy_select(struct source *s, const char *name, uint32_t uidvalidity)
+{
+	char sep = s->imap_sep != '\0' ? s->imap_sep : '.';
+	char *cname;
+	const char *error;
+
+	if (s->cfolder != NULL)
+		cyrus_folder_close(&s->cfolder);
+	if (str_ieq(name, "INBOX"))
+		cname = xstrdup("INBOX");
+	else if (str_has_iprefix(name, "INBOX") && name[5] == sep)
+		cname = xstrdup(name + 6);
+	else
+		cname = xstrdup(name);
+	for (char *c = cname; *c != '\0' && sep != '/'; c++)
+		if (*c == sep)
+			*c = '/';
+	if (cyrus_folder_open(s->cyrus, cname, &s->cfolder, &error) < 0) {
+		log_warn("%s: bodies over IMAP: %s", name, error);
+	} else if (cyrus_folder_uidvalidity(s->cfolder) != uidvalidity) {
+		log_warn("%s: bodies over IMAP: the spool copy has UIDVALIDITY %u, "
+		         "the server %u", name, cyrus_folder_uidvalidity(s->cfolder),
+		         uidvalidity);
+		cyrus_folder_close(&s->cfolder);
+	}
+	free(cname);
 }
 
 /* -------------------------------------------------------------- readers */
@@ -606,6 +656,115 @@ cy_reader_main(void *arg)
 	return NULL;
 }
 
+static void
+count_bodies(struct source *s, bool spool, uint64_t n)
+{
+	if (s->body_stats != NULL)
+		__atomic_fetch_add(spool ? &s->body_stats->from_spool :
+		                   &s->body_stats->from_imap, n, __ATOMIC_RELAXED);
+}
+
+/* Fetches uids over IMAP into r->q, in order: through a private queue
+ * drained into r->q (a fetch reader closes the queue it fills). Returns
+ * 0, or -1 when the consumer aborted or the session failed (r->error). */
+static int
+hy_fetch_imap(struct source_reader *r, const uint32_t *uids, size_t n)
+{
+	struct mqueue tq;
+	struct fetch_reader *fr;
+	struct cmsg *list;
+	char *error;
+	int ret = 0;
+
+	mqueue_init(&tq, 64, 64u << 20);
+	fr = fetch_reader_start(r->s->client, uids, n, &tq, &r->o);
+	while ((list = mqueue_pop_batch(&tq, 64, UINT64_MAX)) != NULL) {
+		while (list != NULL) {
+			struct cmsg *m = list;
+
+			list = m->next;
+			m->next = NULL;
+			if (ret < 0) {
+				cmsg_free(&m);
+			} else if (mqueue_push(r->q, m) < 0) {
+				ret = -1;
+				mqueue_abort(&tq);
+			}
+		}
+	}
+	error = fetch_reader_join(&fr);
+	mqueue_deinit(&tq);
+	if (error != NULL) {
+		r->error = error;
+		return -1;
+	}
+	count_bodies(r->s, false, n);
+	return ret;
+}
+
+/* The hybrid reader: per batch one UID FETCH (UID FLAGS INTERNALDATE
+ * RFC822.SIZE), then each body from its spool file when the file has
+ * exactly RFC822.SIZE bytes, else over IMAP, in UID order. */
+static void *
+hy_reader_main(void *arg)
+{
+	struct source_reader *r = arg;
+	const struct cyrus_folder *f = r->s->cfolder;
+	size_t batch = r->o.batch != 0 ? r->o.batch : 500;
+	uint32_t *fb = xcalloc(batch + 1, sizeof(*fb));
+	bool stop = false;
+
+	for (size_t at = 0; at < r->count && !stop && !r->q->aborted; at += batch) {
+		size_t n = r->count - at < batch ? r->count - at : batch, n_fb = 0;
+		struct msgsum_list meta = { 0 };
+		char *set = uidset_string(r->uids + at, n);
+		const char *error;
+
+		if (msgsum_fetch(r->s->client, set, MSGSUM_FLAGS | MSGSUM_META, &meta,
+		                 &error) < 0) {
+			r->error = xstrdup(error);
+			stop = true;
+		}
+		free(set);
+		for (size_t i = 0; i < n && !stop && !r->q->aborted; i++) {
+			const struct msgsum *m = msgsum_find(&meta, r->uids[at + i]);
+			struct cmsg *c;
+
+			if (m == NULL)
+				continue;       /* expunged on the server meanwhile */
+			if (r->o.skip_deleted && flags_has(m->flags, "\\Deleted"))
+				continue;
+			c = xcalloc(1, sizeof(*c));
+			c->fd = -1;
+			if (cy_read_file(f, m->uid, m->size, false, &c->data, &c->fd,
+			                 &c->size, &error) < 0) {
+				cmsg_free(&c);
+				fb[n_fb++] = m->uid;
+				continue;
+			}
+			/* what could not come from the spool goes first: UID order */
+			if (n_fb > 0 && hy_fetch_imap(r, fb, n_fb) < 0) {
+				cmsg_free(&c);
+				stop = true;
+				break;
+			}
+			n_fb = 0;
+			c->uid = m->uid;
+			c->flags = xstrdup(m->flags);
+			c->internaldate = m->internaldate;
+			count_bodies(r->s, true, 1);
+			if (mqueue_push(r->q, c) < 0)
+				stop = true;
+		}
+		if (!stop && n_fb > 0 && hy_fetch_imap(r, fb, n_fb) < 0)
+			stop = true;
+		msgsum_list_free(&meta);
+	}
+	free(fb);
+	mqueue_close(r->q);
+	return NULL;
+}
+
 struct source_reader *
 source_reader_start(struct source *s, const uint32_t *uids, size_t count,
                     struct mqueue *q, const struct fetch_reader_options *o)
@@ -613,7 +772,7 @@ source_reader_start(struct source *s, const uint32_t *uids, size_t count,
 	struct source_reader *r = xcalloc(1, sizeof(*r));
 
 	r->s = s;
-	if (s->kind == SOURCE_IMAP) {
+	if (s->kind == SOURCE_IMAP && s->cfolder == NULL) {
 		r->imap = fetch_reader_start(s->client, uids, count, q, o);
 		return r;
 	}
@@ -621,7 +780,8 @@ source_reader_start(struct source *s, const uint32_t *uids, size_t count,
 	r->count = count;
 	r->q = q;
 	r->o = *o;
-	if (pthread_create(&r->thread, NULL, s->kind == SOURCE_CYRUS ?
+	if (pthread_create(&r->thread, NULL, s->kind == SOURCE_IMAP ?
+	                   hy_reader_main : s->kind == SOURCE_CYRUS ?
 	                   cy_reader_main : md_reader_main, r) != 0)
 		fatal("pthread_create failed");
 	return r;
@@ -654,7 +814,10 @@ source_inventory(struct source *s, unsigned flags, struct imap_account_info *inf
 		return md_inventory(s, flags, info, error_r);
 	if (s->kind == SOURCE_CYRUS)
 		return cy_inventory(s, flags, info, error_r);
-	return imap_account_inventory(s->client, flags, info, error_r);
+	if (imap_account_inventory(s->client, flags, info, error_r) < 0)
+		return -1;
+	s->imap_sep = info->separator;
+	return 0;
 }
 
 int
@@ -674,6 +837,8 @@ source_select(struct source *s, const char *name, struct source_folder *st,
 	st->uidnext = mb->uidnext;
 	st->exists = mb->exists;
 	st->highestmodseq = mb->highestmodseq;
+	if (s->cyrus != NULL)
+		hy_select(s, name, mb->uidvalidity);
 	return 0;
 }
 

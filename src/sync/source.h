@@ -28,10 +28,24 @@ struct source {
 	struct maildir_folder *folder;
 	/* Cyrus spool: root is the partition; cy names the user (its strings
 	 * are borrowed); the account is opened by source_connect(), cfolder
-	 * is the selected folder */
+	 * is the selected folder.
+	 * An IMAP source with root and cy.user set takes its bodies from that
+	 * copied spool ("hybrid": metadata by UID FETCH, each body from
+	 * <UID>. when its size is the RFC822.SIZE, else over IMAP); cfolder is
+	 * then the spool's folder of the selected one when its UIDVALIDITY
+	 * matches, else NULL (everything over IMAP). */
 	struct cyrus_options cy;
 	struct cyrus_account *cyrus;
 	struct cyrus_folder *cfolder;
+	char imap_sep;                  /* from source_inventory() */
+	struct source_body_stats *body_stats; /* may be NULL; shared by copies */
+};
+
+/* Where the bodies of a hybrid source came from (updated atomically: the
+ * copies of one source in parallel workers share it). */
+struct source_body_stats {
+	uint64_t from_spool;            /* read from <UID>. files */
+	uint64_t from_imap;             /* file missing or of another size */
 };
 
 /* The selected folder as the source reports it. */

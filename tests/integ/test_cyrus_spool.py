@@ -18,11 +18,14 @@ INTERNALDATE, RFC822.SIZE and body bytes; the same subscriptions.
            dump
   imap     the same spool into an IMAP account of the Dovecot (new UIDs):
            the same bodies, flags, dates and subscriptions
+  hybrid   --bodies-from cyrus-spool: with Cyrus's IMAP as the source: a
+           missing file and one of another size come over IMAP, counted
   errors   a user without mailboxes, an unknown index version: clear
            errors, exit status non-zero
 """
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -39,7 +42,7 @@ import maildir_util as M  # noqa: E402
 
 CUSERS = {"alice": "alicepw-s1", "carol": "carolpw-s3"}
 DUSERS = {"alice": "alicepw-t1", "carol": "carolpw-t3", "dave": "davepw-t4",
-          "erin": "erinpw-t5"}
+          "erin": "erinpw-t5", "frank": "frankpw-t6"}
 KEYWORDS = [f"kw{i:02d}" for i in range(30)]
 C = C2 = D = None
 TMP = None
@@ -252,6 +255,33 @@ def test_to_imap():
     assert summary(p)["copied"] == n + len(got["Keywords"]), summary(p)
     assert sorted(U.subscriptions(D.imap("dave", DUSERS["dave"]))) == \
         sorted(to_dovecot(s) for s in M.lsub(C, "alice", CUSERS["alice"]))
+
+
+def test_hybrid():
+    """--bodies-from cyrus-spool: metadata over IMAP, bodies from the copy;
+    a missing file and one of another size come over IMAP, counted."""
+    root = copy_spool(C, "hybrid")
+    inbox = os.path.join(root, "spool", "user", "alice")
+    real = os.path.join(inbox, "Real")
+    first = min(int(n[:-1]) for n in os.listdir(inbox) if re.fullmatch(r"\d+\.", n))
+    os.unlink(os.path.join(inbox, f"{first}."))
+    some = sorted(n for n in os.listdir(real) if re.fullmatch(r"\d+\.", n))[3]
+    with open(os.path.join(real, some), "ab") as f:
+        f.write(b"changed since the server wrote it\r\n")
+    target = D.maildir("frank")
+    p = H.run_ferry(["copy", "--json", "--owner", "mail:mail",
+                     "--state", os.path.join(TMP, "frank.db"),
+                     "--bodies-from", f"cyrus-spool:{root}/spool?user=alice",
+                     C.url("alice"), f"maildir:{target}"],
+                    env={"IMAPFERRY_SRC_PASSWORD": CUSERS["alice"]})
+    assert p.returncode == 0, H.describe(p)
+    lines = [json.loads(ln) for ln in p.stdout.splitlines() if ln.startswith("{")]
+    bodies, j = lines[-2], lines[-1]
+    assert bodies == {"bodies_from_spool": j["copied"] - 2, "bodies_from_imap": 2}, (bodies, j)
+    src = {to_dovecot(k): v for k, v in M.snapshot(C, "alice", CUSERS["alice"]).items()}
+    dst = M.snapshot(D, "frank", DUSERS["frank"])
+    n = M.compare_snapshots(src, dst, ignore=("Keywords",))
+    assert n + len(src["Keywords"]["msgs"]) == j["copied"], (n, j)
 
 
 def test_errors():
