@@ -549,6 +549,7 @@ cyrus_folder_open(struct cyrus_account *a, const char *name,
 	}
 	f = xcalloc(1, sizeof(*f));
 	f->a = a;
+	f->dir_fd = -1;
 	if ((f->dir_fd = open_dir_below(a->root_fd, box->dir, error_r)) < 0)
 		goto fail;
 	if (read_file_at(f->dir_fd, "cyrus.header", META_MAX, &data, &len, error_r) < 0 ||
@@ -582,7 +583,7 @@ cyrus_folder_close(struct cyrus_folder **fp)
 
 	if (f == NULL)
 		return;
-	if (f->dir_fd > 0)
+	if (f->dir_fd >= 0)
 		close(f->dir_fd);
 	cyrus_header_free(&f->h);
 	cyrus_index_free(&f->ix);
