@@ -273,6 +273,21 @@ print_summary(const struct copy_stats *st, bool json, bool dry_run)
 	       st->expunged, st->bytes, st->seconds, rate, mbs);
 }
 
+/* --bodies-from: where the bodies came from (before the summary, which
+ * stays the last line; with --json as its own object {"bodies_from_spool": N, "bodies_from_imap":
+ * M}). */
+static void
+print_body_stats(const struct source_body_stats *bs, bool json)
+{
+	if (json)
+		printf("{\"bodies_from_spool\": %" PRIu64 ", \"bodies_from_imap\": %"
+		       PRIu64 "}\n", bs->from_spool, bs->from_imap);
+	else
+		printf("bodies: %" PRIu64 " from the Cyrus spool, %" PRIu64 " over IMAP "
+		       "(file missing or of another size)\n", bs->from_spool,
+		       bs->from_imap);
+}
+
 static const struct cli_use copy_opts[] = {
 	CLI_PAIR_USES,
 	{ CLI_OPT_DELETE_MISSING, NULL },
@@ -286,6 +301,7 @@ static const struct cli_use copy_opts[] = {
 	{ CLI_OPT_SPOOL_DIR, NULL },
 	{ CLI_OPT_OWNER, NULL },
 	{ CLI_OPT_SRC_POP3, NULL },
+	{ CLI_OPT_BODIES_FROM, NULL },
 	{ CLI_OPT_NO_FSYNC, NULL },
 	{ CLI_OPT_JSON, "the summary as JSON" },
 	CLI_NET_USES,
@@ -301,6 +317,9 @@ const struct cli_command cli_cmd_copy = {
 	    "SRC, DST: imap://USER@HOST[:PORT] or imaps://... (see imapferry --help)\n"
 	    "SRC may be maildir:PATH[?flavor=dovecot|courier]: a Maildir read\n"
 	    "  through its uidlist (its UIDs are kept where the target allows)\n"
+	    "SRC may be cyrus:PARTITION?user=NAME[&config=DIR][&mboxlist=DUMP]\n"
+	    "  [&template=T][&sub=FILE][&seen=FILE]: a copied Cyrus spool, read\n"
+	    "  offline (see docs/internals/cyrus-formats.md)\n"
 	    "DST maildir:PATH[?flavor=dovecot|courier] (PATH may use %u %n %d)\n"
 	    "  writes the Maildir directly, keeping UIDVALIDITY, UIDNEXT, UIDs\n"
 	    "The same account as SRC and DST is refused.\n"
@@ -316,6 +335,7 @@ struct copy_cli {
 	char **folders;
 	unsigned *parallel;
 	const char **src_pop3;
+	const char **bodies_from;
 	struct target_spec *target;
 };
 
@@ -339,6 +359,11 @@ copy_option(void *ctx, int id, const char *arg, uint64_t num)
 			return cli_bad_value(id, arg, "unknown user or group");
 		break;
 	case CLI_OPT_SRC_POP3: *c->src_pop3 = arg; break;
+	case CLI_OPT_BODIES_FROM:
+		if (strncmp(arg, "cyrus-spool:", 12) != 0)
+			return cli_bad_value(id, arg, "expected cyrus-spool:PATH?user=NAME");
+		*c->bodies_from = arg;
+		break;
 	case CLI_OPT_NO_FSYNC: c->md->fsync = false; break;
 	case CLI_OPT_PARALLEL: *c->parallel = (unsigned)num; break;
 	case CLI_OPT_FOLDERS:
@@ -370,10 +395,13 @@ cmd_copy(int argc, char **argv)
 	struct source source = { 0 };
 	struct target_spec target = { 0 };
 	unsigned parallel = 2;
-	const char *src_pop3 = NULL;
+	const char *src_pop3 = NULL, *bodies_from = NULL;
+	struct endpoint bodies = { 0 };
+	struct source_body_stats body_stats = { 0 };
 	struct copy_cli c = {
 		.pair = &pair, .o = &o, .md = &md, .folders = folders,
-		.parallel = &parallel, .src_pop3 = &src_pop3, .target = &target,
+		.parallel = &parallel, .src_pop3 = &src_pop3,
+		.bodies_from = &bodies_from, .target = &target,
 	};
 	int argi, status = CLI_EXIT_USAGE;
 
@@ -400,8 +428,45 @@ cmd_copy(int argc, char **argv)
 	log_info("copying %s -> %s (state %s)", pair.src.url, pair.dst.url,
 	         state_path);
 	/* the source: an IMAP account, or a Maildir read through its uidlist */
-	source.kind = pair.src.kind == ENDPOINT_MAILDIR ? SOURCE_MAILDIR : SOURCE_IMAP;
+	source.kind = pair.src.kind == ENDPOINT_MAILDIR ? SOURCE_MAILDIR :
+	              pair.src.kind == ENDPOINT_CYRUS ? SOURCE_CYRUS : SOURCE_IMAP;
 	source.imap = &pair.src.imap;
+	if (source.kind == SOURCE_CYRUS) {
+		source.root = pair.src.path;
+		source.cy = (struct cyrus_options){
+			.user = pair.src.cy_user, .config_dir = pair.src.cy_config,
+			.mboxlist = pair.src.cy_mboxlist, .tmpl = pair.src.cy_tmpl,
+			.sub_file = pair.src.cy_sub, .seen_file = pair.src.cy_seen,
+		};
+		if (src_pop3 != NULL) {
+			fprintf(stderr, "imapferry: --src-pop3 needs an IMAP source\n");
+			goto out;
+		}
+	}
+	if (bodies_from != NULL) {
+		/* cyrus-spool:... is a cyrus: endpoint used for bodies only */
+		char *url = xasprintf("cyrus:%s", bodies_from + 12);
+
+		if (source.kind != SOURCE_IMAP) {
+			fprintf(stderr, "imapferry: --bodies-from needs an IMAP source\n");
+			free(url);
+			status = 2;
+			goto out;
+		}
+		if (endpoint_parse(url, &bodies, &error) < 0) {
+			fprintf(stderr, "imapferry: --bodies-from: %s\n", error);
+			free(url);
+			status = 2;
+			goto out;
+		}
+		free(url);
+		source.root = bodies.path;
+		source.cy = (struct cyrus_options){
+			.user = bodies.cy_user, .config_dir = bodies.cy_config,
+			.mboxlist = bodies.cy_mboxlist, .tmpl = bodies.cy_tmpl,
+		};
+		source.body_stats = &body_stats;
+	}
 	if (source.kind == SOURCE_MAILDIR) {
 		source.root = pair.src.path;
 		maildir_options_init(&source.md);
@@ -439,12 +504,15 @@ cmd_copy(int argc, char **argv)
 		print_summary(&st, common.json, o.dry_run);
 		goto out;
 	}
+	if (bodies_from != NULL)
+		print_body_stats(&body_stats, common.json);
 	print_summary(&st, common.json, o.dry_run);
 	status = (st.failed == 0 && st.folders_failed == 0) ? CLI_EXIT_OK :
 	         CLI_EXIT_FAILURES;
 out:
 	state_close(&db);
 	cli_pair_free(&pair);
+	endpoint_free(&bodies);
 	free(folders);
 	pop3_matched_free(&pop3.uids, &pop3.uidls, pop3.count);
 	return status;

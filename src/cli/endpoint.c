@@ -21,11 +21,39 @@ static const struct url_server_syntax imap_syntax = {
 	.auth_hint = "",
 };
 
+/* cyrus: options: "user=", "config=", ... and where each goes */
+static int
+parse_cyrus_option(struct endpoint *ep, const char *item, const char **error_r)
+{
+	static const char *const keys[] = {
+		"user=", "config=", "mboxlist=", "template=", "sub=", "seen=",
+	};
+	char **slots[] = {
+		&ep->cy_user, &ep->cy_config, &ep->cy_mboxlist, &ep->cy_tmpl,
+		&ep->cy_sub, &ep->cy_seen,
+	};
+
+	for (size_t i = 0; i < N_ELEMENTS(keys); i++) {
+		size_t klen = strlen(keys[i]);
+
+		if (strncmp(item, keys[i], klen) == 0 && item[klen] != '\0') {
+			free(*slots[i]);
+			*slots[i] = xstrdup(item + klen);
+			return 0;
+		}
+	}
+	*error_r = err_setk(ERRK_USAGE, "unknown or empty cyrus: URL option '%s'",
+	                    item);
+	return -1;
+}
+
 static int
 parse_option(void *ctx, const char *item, const char **error_r)
 {
 	struct endpoint *ep = ctx;
 
+	if (ep->kind == ENDPOINT_CYRUS)
+		return parse_cyrus_option(ep, item, error_r);
 	if (strcmp(item, "tls=none") == 0 || strcmp(item, "starttls=no") == 0)
 		ep->imap.starttls = IMAP_STARTTLS_NEVER;
 	else if (strcmp(item, "starttls=require") == 0)
@@ -64,6 +92,23 @@ endpoint_parse(const char *url, struct endpoint *ep, const char **error_r)
 		}
 		return q != NULL ? url_query_parse(q + 1, parse_option, ep, error_r) : 0;
 	}
+	if (strncmp(url, "cyrus:", 6) == 0) {
+		ep->kind = ENDPOINT_CYRUS;
+		q = strchr(url + 6, '?');
+		ep->path = q != NULL ? xstrndup(url + 6, (size_t)(q - url - 6)) :
+		                       xstrdup(url + 6);
+		if (ep->path[0] == '\0') {
+			*error_r = "cyrus: needs the partition directory";
+			return -1;
+		}
+		if (q != NULL && url_query_parse(q + 1, parse_option, ep, error_r) < 0)
+			return -1;
+		if (ep->cy_user == NULL) {
+			*error_r = "cyrus: needs ?user=NAME";
+			return -1;
+		}
+		return 0;
+	}
 	ep->kind = ENDPOINT_IMAP;
 	if (strncmp(url, "imap://", 7) == 0) {
 		rest = url + 7;
@@ -71,7 +116,8 @@ endpoint_parse(const char *url, struct endpoint *ep, const char **error_r)
 		rest = url + 8;
 		ep->imap.implicit_tls = true;
 	} else {
-		*error_r = err_set("'%s': expected imap://, imaps:// or maildir:", url);
+		*error_r = err_set("'%s': expected imap://, imaps://, maildir: or "
+		                   "cyrus:", url);
 		return -1;
 	}
 	if (url_server_parse(url, rest, &imap_syntax, &server, error_r) < 0)
@@ -123,6 +169,12 @@ endpoint_free(struct endpoint *ep)
 	free(ep->authzid);
 	free(ep->path);
 	free(ep->flavor);
+	free(ep->cy_user);
+	free(ep->cy_config);
+	free(ep->cy_mboxlist);
+	free(ep->cy_tmpl);
+	free(ep->cy_sub);
+	free(ep->cy_seen);
 	free(ep->url);
 	memset(ep, 0, sizeof(*ep));
 }

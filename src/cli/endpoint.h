@@ -4,6 +4,8 @@
  *           the default and still accepted)
  *   imaps://USER@HOST[:PORT]
  *   maildir:PATH[?flavor=dovecot|courier]
+ *   cyrus:PARTITION?user=NAME[&config=DIR][&mboxlist=DUMP][&template=T]
+ *         [&sub=FILE][&seen=FILE]       (a copied Cyrus spool, source only)
  * USER may be "alice*master" (Dovecot master login) and may carry
  * ";AUTH=PLAIN" / ";AUTH=LOGIN" / ";AUTH=XOAUTH2"; %XX escapes are decoded
  * (alice%40example.org). Passwords never come from the URL. */
@@ -12,16 +14,18 @@
 
 #include "client.h"
 
-enum endpoint_kind { ENDPOINT_IMAP, ENDPOINT_MAILDIR };
+enum endpoint_kind { ENDPOINT_IMAP, ENDPOINT_MAILDIR, ENDPOINT_CYRUS };
 
 struct endpoint {
 	enum endpoint_kind kind;
 	/* IMAP: strings below are owned by the endpoint */
 	struct imap_client_options imap;
 	char *host, *port, *user, *password, *authzid;
-	/* MAILDIR */
+	/* MAILDIR, CYRUS (path: the partition root) */
 	char *path;
 	char *flavor;
+	/* CYRUS: see struct cyrus_options */
+	char *cy_user, *cy_config, *cy_mboxlist, *cy_tmpl, *cy_sub, *cy_seen;
 	char *url;            /* as given, for messages (never has a password) */
 };
 

@@ -84,6 +84,11 @@ static const struct cli_opt_def opt_table[] = {
 	{ CLI_OPT_SRC_POP3, "src-pop3", 0, CLI_ARG_STRING, "URL", 0,
 	  "Maildir target: pop3[s]://USER@HOST, keep the\n"
 	  "INBOX's POP3 UIDLs" },
+	{ CLI_OPT_BODIES_FROM, "bodies-from", 0, CLI_ARG_STRING, "URL", 0,
+	  "IMAP source: cyrus-spool:PATH?user=NAME[&..]:\n"
+	  "bodies from a copied Cyrus spool, metadata\n"
+	  "over IMAP (IMAP when a file is missing or\n"
+	  "its size differs)" },
 	{ CLI_OPT_PARALLEL, "parallel", 0, CLI_ARG_COUNT, "N", 16,
 	  "session pairs, folders dealt out largest\n"
 	  "first (default 2; 1 to 16)" },

@@ -71,13 +71,18 @@ cli_pair_setup(struct cli_pair *p, const struct cli_common *common,
 	if ((p->src.kind != ENDPOINT_IMAP && !p->allow_maildir_src) ||
 	    (p->dst.kind != ENDPOINT_IMAP && !p->allow_maildir_dst)) {
 		fprintf(stderr, "imapferry: this command does not take a maildir: "
-		                "%s\n", p->src.kind != ENDPOINT_IMAP ? "source" :
-		                "target");
+		                "or cyrus: %s\n", p->src.kind != ENDPOINT_IMAP ?
+		                "source" : "target");
 		return CLI_EXIT_USAGE;
 	}
-	if (p->dst.kind == ENDPOINT_MAILDIR && p->src.kind == ENDPOINT_IMAP) {
+	if (p->dst.kind == ENDPOINT_CYRUS) {
+		fprintf(stderr, "imapferry: a cyrus: spool can only be a source\n");
+		return 2;
+	}
+	if (p->dst.kind == ENDPOINT_MAILDIR && p->src.kind != ENDPOINT_MAILDIR) {
 		/* %u, %n, %d: the source account's user name */
-		char *path = endpoint_expand_path(p->dst.path, p->src.user);
+		char *path = endpoint_expand_path(p->dst.path,
+		    p->src.kind == ENDPOINT_CYRUS ? p->src.cy_user : p->src.user);
 
 		free(p->dst.path);
 		p->dst.path = path;
@@ -111,6 +116,10 @@ cli_pair_setup(struct cli_pair *p, const struct cli_common *common,
 	p->dst.imap.label = "dst";
 	if (p->src.kind == ENDPOINT_MAILDIR) {
 		sside.separator = '.';
+		sside.prefix = "";
+	} else if (p->src.kind == ENDPOINT_CYRUS) {
+		/* cyrus.c names folders "A/B" ('.' inside a level is a '.') */
+		sside.separator = '/';
 		sside.prefix = "";
 	} else if (probe_side(&p->src, &sside, &p->sprefix, &error) < 0) {
 		fprintf(stderr, "imapferry: source: %s\n", error);

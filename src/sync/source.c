@@ -1,4 +1,5 @@
-/* source.c: IMAP and Maildir sources behind one interface (source.h). */
+/* source.c: IMAP, Maildir and Cyrus spool sources behind one interface
+ * (source.h). */
 #define _GNU_SOURCE 1 /* O_TMPFILE */
 #include "source.h"
 
@@ -27,11 +28,24 @@ source_connect(struct source *s, bool *refused_r, const char **error_r)
 
 	*refused_r = false;
 	if (s->kind == SOURCE_IMAP) {
+		if (s->root != NULL && s->cy.user != NULL && s->cyrus == NULL &&
+		    cyrus_account_open(s->root, &s->cy, &s->cyrus, error_r) < 0) {
+			*refused_r = true;
+			return -1;
+		}
 		if (imap_client_connect(s->imap, &s->client, refused_r, error_r) < 0)
 			return -1;
 		/* MODSEQ in every FETCH and STATUS from now on */
 		if (imap_client_enable(s->client, "CONDSTORE", error_r) < 0) {
 			imap_client_free(&s->client);
+			return -1;
+		}
+		return 0;
+	}
+	if (s->kind == SOURCE_CYRUS) {
+		/* offline: a bad root or user will not get better by retrying */
+		if (cyrus_account_open(s->root, &s->cy, &s->cyrus, error_r) < 0) {
+			*refused_r = true;
 			return -1;
 		}
 		return 0;
@@ -51,6 +65,10 @@ source_disconnect(struct source *s)
 		imap_client_free(&s->client);
 	if (s->folder != NULL)
 		maildir_folder_close(&s->folder);
+	if (s->cfolder != NULL)
+		cyrus_folder_close(&s->cfolder);
+	if (s->cyrus != NULL)
+		cyrus_account_free(&s->cyrus);
 }
 
 void
@@ -64,7 +82,7 @@ source_logout(struct source *s)
 bool
 source_is_connected(const struct source *s)
 {
-	return s->kind == SOURCE_MAILDIR || s->client != NULL;
+	return s->kind == SOURCE_MAILDIR || s->client != NULL || s->cyrus != NULL;
 }
 
 bool
@@ -329,6 +347,230 @@ md_list(struct source *s, const uint32_t *uids, size_t n, unsigned what,
 	return 0;
 }
 
+/* ---------------------------------------------------------- Cyrus spool */
+
+static int
+cy_inventory(struct source *s, unsigned flags, struct imap_account_info *info,
+             const char **error_r)
+{
+	size_t n = cyrus_account_count(s->cyrus);
+
+	memset(info, 0, sizeof(*info));
+	info->boxes = xcalloc(n + 1, sizeof(*info->boxes));
+	info->separator = '/';
+	for (size_t i = 0; i < n; i++) {
+		const struct cyrus_mailbox *mb = cyrus_account_mailbox(s->cyrus, i);
+		struct imap_mailbox_info *box = &info->boxes[info->count++];
+		struct cyrus_folder *f;
+		const char *error;
+
+		memset(box, 0, sizeof(*box));
+		box->name = xstrdup(mb->name);
+		box->name_len = strlen(box->name);
+		box->delimiter = '/';
+		box->attr_names = xcalloc(1, sizeof(char *));
+		box->selectable = true;
+		box->subscribed = mb->subscribed;
+		if (!(flags & (IMAP_INV_STATUS | IMAP_INV_SIZE)))
+			continue;
+		if (cyrus_folder_open(s->cyrus, mb->name, &f, &error) < 0) {
+			/* listed without status: selecting it reports the error */
+			log_warn("Cyrus mailbox %s: %s", mb->name, error);
+			continue;
+		}
+		box->have_status = true;
+		box->uidvalidity = cyrus_folder_uidvalidity(f);
+		box->uidnext = cyrus_folder_uidnext(f);
+		box->messages = (uint32_t)cyrus_folder_index(f)->count;
+		box->highestmodseq = cyrus_folder_index(f)->highestmodseq;
+		if (flags & IMAP_INV_SIZE) {
+			const struct cyrus_index *ix = cyrus_folder_index(f);
+
+			for (size_t k = 0; k < ix->count; k++)
+				box->size += ix->records[k].size;
+			box->have_size = true;
+			box->size_source = "status";
+		}
+		cyrus_folder_close(&f);
+	}
+	return 0;
+}
+
+static int
+cy_select(struct source *s, const char *name, struct source_folder *st,
+          const char **error_r)
+{
+	if (s->cfolder != NULL)
+		cyrus_folder_close(&s->cfolder);
+	if (cyrus_folder_open(s->cyrus, name, &s->cfolder, error_r) < 0)
+		return -1;
+	memset(st, 0, sizeof(*st));
+	st->uidvalidity = cyrus_folder_uidvalidity(s->cfolder);
+	st->uidnext = cyrus_folder_uidnext(s->cfolder);
+	st->exists = (uint32_t)cyrus_folder_index(s->cfolder)->count;
+	st->highestmodseq = cyrus_folder_index(s->cfolder)->highestmodseq;
+	return 0;
+}
+
+/* The spool file of a record, served as Cyrus serves it (byte for byte:
+ * Cyrus stores CRLF). Up to MEM_BODY_MAX bytes go to memory (*data_r),
+ * larger files are handed over as their own read-only fd (*fd_r, at
+ * offset 0) unless in_memory. A missing file or one whose size differs
+ * from the index (changed or torn while copied) is an error
+ * (ERRK_MESSAGE). */
+static int
+cy_read_file(const struct cyrus_folder *f, uint32_t uid, uint64_t want_size,
+             bool in_memory, char **data_r, int *fd_r, uint64_t *size_r,
+             const char **error_r)
+{
+	uint64_t fsize, got = 0;
+	bool missing;
+	char *data;
+	int fd;
+
+	*data_r = NULL;
+	*fd_r = -1;
+	if (cyrus_folder_open_msg(f, uid, &fd, &fsize, &missing, error_r) < 0)
+		return -1;
+	if (fsize != want_size) {
+		*error_r = err_setk(ERRK_MESSAGE, "spool file %u.: %" PRIu64 " bytes, "
+		                    "expected %" PRIu64, uid, fsize, want_size);
+		close(fd);
+		return -1;
+	}
+	*size_r = fsize;
+	if (fsize > MEM_BODY_MAX && !in_memory) {
+		*fd_r = fd;
+		return 0;
+	}
+	data = xmalloc((size_t)fsize + 1);
+	while (got < fsize) {
+		ssize_t n = read(fd, data + got, (size_t)(fsize - got));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			*error_r = err_setk(ERRK_MESSAGE, "spool file %u.: %s", uid,
+			                    n < 0 ? strerror(errno) : "shrank while read");
+			free(data);
+			close(fd);
+			return -1;
+		}
+		got += (uint64_t)n;
+	}
+	data[fsize] = '\0';
+	close(fd);
+	*data_r = data;
+	return 0;
+}
+
+static int
+cy_read_msg(const struct cyrus_folder *f, const struct cyrus_record *rec,
+            bool in_memory, char **data_r, int *fd_r, uint64_t *size_r,
+            const char **error_r)
+{
+	return cy_read_file(f, rec->uid, rec->size, in_memory, data_r, fd_r,
+	                    size_r, error_r);
+}
+
+static void header_fields(const char *msg, size_t len, struct buf *out);
+
+static int
+cy_list(struct source *s, const uint32_t *uids, size_t n, unsigned what,
+        struct msgsum_list *list, const char **error_r)
+{
+	const struct cyrus_folder *f = s->cfolder;
+	const struct cyrus_index *ix = cyrus_folder_index(f);
+	size_t count = uids != NULL ? n : ix->count;
+
+	for (size_t i = 0; i < count; i++) {
+		const struct cyrus_record *r = uids != NULL ?
+		    cyrus_folder_find(f, uids[i]) : &ix->records[i];
+		struct msgsum *sum;
+		char *fl;
+
+		if (r == NULL)
+			continue;
+		if (list->count == list->alloc) {
+			list->alloc = list->alloc == 0 ? 256 : list->alloc * 2;
+			list->items = xreallocarray(list->items, list->alloc,
+			                            sizeof(*list->items));
+		}
+		sum = &list->items[list->count++];
+		memset(sum, 0, sizeof(*sum));
+		sum->uid = r->uid;
+		fl = cyrus_folder_flags(f, r);
+		sum->flags = flags_canonical_str(fl);
+		free(fl);
+		sum->internaldate = r->internaldate;
+		sum->size = r->size;
+		if (what & (MSGSUM_FP | MSGSUM_BODY)) {
+			char *data;
+			uint64_t size;
+			int fd;
+			struct buf hdr;
+			const char *error;
+
+			if (cy_read_msg(f, r, true, &data, &fd, &size, &error) < 0) {
+				log_warn("Cyrus UID %u: %s", r->uid, error);
+				continue;
+			}
+			buf_init(&hdr, 1 << 20);
+			header_fields(data, (size_t)size, &hdr);
+			msgsum_fingerprint(buf_data(&hdr), buf_len(&hdr), sum->size,
+			                   sum->internaldate, sum->fp, &sum->message_id);
+			sum->have_fp = true;
+			buf_free(&hdr);
+			if (what & MSGSUM_BODY) {
+				unsigned int n32 = 32;
+				EVP_Digest(data, (size_t)size, sum->body_sha, &n32,
+				           EVP_sha256(), NULL);
+				sum->have_body = true;
+			}
+			free(data);
+		}
+	}
+	(void)error_r;
+	return 0;
+}
+
+
+/* ------------------------------------------------------ hybrid (IMAP) */
+
+/* The spool folder of the IMAP folder just selected: "INBOX.A.B" (Cyrus's
+ * legacy namespace) or "A/B" (altnamespace) is "A/B" in the spool. Kept
+ * only when its UIDVALIDITY is the server's: another one means the copy
+ * is of another incarnation of the folder, and every body comes over
+ * IMAP. */
+static void
+hy_select(struct source *s, const char *name, uint32_t uidvalidity)
+{
+	char sep = s->imap_sep != '\0' ? s->imap_sep : '.';
+	char *cname;
+	const char *error;
+
+	if (s->cfolder != NULL)
+		cyrus_folder_close(&s->cfolder);
+	if (str_ieq(name, "INBOX"))
+		cname = xstrdup("INBOX");
+	else if (str_has_iprefix(name, "INBOX") && name[5] == sep)
+		cname = xstrdup(name + 6);
+	else
+		cname = xstrdup(name);
+	for (char *c = cname; *c != '\0' && sep != '/'; c++)
+		if (*c == sep)
+			*c = '/';
+	if (cyrus_folder_open(s->cyrus, cname, &s->cfolder, &error) < 0) {
+		log_warn("%s: bodies over IMAP: %s", name, error);
+	} else if (cyrus_folder_uidvalidity(s->cfolder) != uidvalidity) {
+		log_warn("%s: bodies over IMAP: the spool copy has UIDVALIDITY %u, "
+		         "the server %u", name, cyrus_folder_uidvalidity(s->cfolder),
+		         uidvalidity);
+		cyrus_folder_close(&s->cfolder);
+	}
+	free(cname);
+}
+
 /* -------------------------------------------------------------- readers */
 
 struct source_reader {
@@ -378,6 +620,151 @@ md_reader_main(void *arg)
 	return NULL;
 }
 
+static void *
+cy_reader_main(void *arg)
+{
+	struct source_reader *r = arg;
+	const struct cyrus_folder *f = r->s->cfolder;
+
+	for (size_t i = 0; i < r->count && !r->q->aborted; i++) {
+		const struct cyrus_record *rec = cyrus_folder_find(f, r->uids[i]);
+		struct cmsg *c;
+		const char *error;
+		char *fl;
+
+		if (rec == NULL)
+			continue;
+		if (r->o.skip_deleted && (rec->system_flags & CYRUS_FLAG_DELETED))
+			continue;
+		c = xcalloc(1, sizeof(*c));
+		c->uid = rec->uid;
+		fl = cyrus_folder_flags(f, rec);
+		c->flags = flags_canonical_str(fl);
+		free(fl);
+		c->internaldate = rec->internaldate;
+		if (cy_read_msg(f, rec, false, &c->data, &c->fd, &c->size, &error) < 0) {
+			/* the next pass finds it again (a copy taken while the
+			 * server ran may lag its index) */
+			log_warn("Cyrus UID %u: %s", rec->uid, error);
+			cmsg_free(&c);
+			continue;
+		}
+		if (mqueue_push(r->q, c) < 0)
+			break;
+	}
+	mqueue_close(r->q);
+	return NULL;
+}
+
+static void
+count_bodies(struct source *s, bool spool, uint64_t n)
+{
+	if (s->body_stats != NULL)
+		__atomic_fetch_add(spool ? &s->body_stats->from_spool :
+		                   &s->body_stats->from_imap, n, __ATOMIC_RELAXED);
+}
+
+/* Fetches uids over IMAP into r->q, in order: through a private queue
+ * drained into r->q (a fetch reader closes the queue it fills). Returns
+ * 0, or -1 when the consumer aborted or the session failed (r->error). */
+static int
+hy_fetch_imap(struct source_reader *r, const uint32_t *uids, size_t n)
+{
+	struct mqueue tq;
+	struct fetch_reader *fr;
+	struct cmsg *list;
+	char *error;
+	int ret = 0;
+
+	mqueue_init(&tq, 64, 64u << 20);
+	fr = fetch_reader_start(r->s->client, uids, n, &tq, &r->o);
+	while ((list = mqueue_pop_batch(&tq, 64, UINT64_MAX)) != NULL) {
+		while (list != NULL) {
+			struct cmsg *m = list;
+
+			list = m->next;
+			m->next = NULL;
+			if (ret < 0) {
+				cmsg_free(&m);
+			} else if (mqueue_push(r->q, m) < 0) {
+				ret = -1;
+				mqueue_abort(&tq);
+			}
+		}
+	}
+	error = fetch_reader_join(&fr);
+	mqueue_deinit(&tq);
+	if (error != NULL) {
+		r->error = error;
+		return -1;
+	}
+	count_bodies(r->s, false, n);
+	return ret;
+}
+
+/* The hybrid reader: per batch one UID FETCH (UID FLAGS INTERNALDATE
+ * RFC822.SIZE), then each body from its spool file when the file has
+ * exactly RFC822.SIZE bytes, else over IMAP, in UID order. */
+static void *
+hy_reader_main(void *arg)
+{
+	struct source_reader *r = arg;
+	const struct cyrus_folder *f = r->s->cfolder;
+	size_t batch = r->o.batch != 0 ? r->o.batch : 500;
+	uint32_t *fb = xcalloc(batch + 1, sizeof(*fb));
+	bool stop = false;
+
+	for (size_t at = 0; at < r->count && !stop && !r->q->aborted; at += batch) {
+		size_t n = r->count - at < batch ? r->count - at : batch, n_fb = 0;
+		struct msgsum_list meta = { 0 };
+		char *set = uidset_string(r->uids + at, n);
+		const char *error;
+
+		if (msgsum_fetch(r->s->client, set, MSGSUM_FLAGS | MSGSUM_META, &meta,
+		                 &error) < 0) {
+			r->error = xstrdup(error);
+			stop = true;
+		}
+		free(set);
+		for (size_t i = 0; i < n && !stop && !r->q->aborted; i++) {
+			const struct msgsum *m = msgsum_find(&meta, r->uids[at + i]);
+			struct cmsg *c;
+
+			if (m == NULL)
+				continue;       /* expunged on the server meanwhile */
+			if (r->o.skip_deleted && flags_has(m->flags, "\\Deleted"))
+				continue;
+			c = xcalloc(1, sizeof(*c));
+			c->fd = -1;
+			if (cy_read_file(f, m->uid, m->size, false, &c->data, &c->fd,
+			                 &c->size, &error) < 0) {
+				cmsg_free(&c);
+				fb[n_fb++] = m->uid;
+				continue;
+			}
+			/* what could not come from the spool goes first: UID order */
+			if (n_fb > 0 && hy_fetch_imap(r, fb, n_fb) < 0) {
+				cmsg_free(&c);
+				stop = true;
+				break;
+			}
+			n_fb = 0;
+			c->uid = m->uid;
+			c->flags = xstrdup(m->flags);
+			c->internaldate = m->internaldate;
+			count_bodies(r->s, true, 1);
+			if (mqueue_push(r->q, c) < 0)
+				stop = true;
+		}
+		if (!stop && n_fb > 0 && hy_fetch_imap(r, fb, n_fb) < 0)
+			stop = true;
+		msgsum_list_free(&meta);
+	}
+	free(fb);
+	mqueue_close(r->q);
+	return NULL;
+}
+
 struct source_reader *
 source_reader_start(struct source *s, const uint32_t *uids, size_t count,
                     struct mqueue *q, const struct fetch_reader_options *o)
@@ -385,7 +772,7 @@ source_reader_start(struct source *s, const uint32_t *uids, size_t count,
 	struct source_reader *r = xcalloc(1, sizeof(*r));
 
 	r->s = s;
-	if (s->kind == SOURCE_IMAP) {
+	if (s->kind == SOURCE_IMAP && s->cfolder == NULL) {
 		r->imap = fetch_reader_start(s->client, uids, count, q, o);
 		return r;
 	}
@@ -393,7 +780,9 @@ source_reader_start(struct source *s, const uint32_t *uids, size_t count,
 	r->count = count;
 	r->q = q;
 	r->o = *o;
-	if (pthread_create(&r->thread, NULL, md_reader_main, r) != 0)
+	if (pthread_create(&r->thread, NULL, s->kind == SOURCE_IMAP ?
+	                   hy_reader_main : s->kind == SOURCE_CYRUS ?
+	                   cy_reader_main : md_reader_main, r) != 0)
 		fatal("pthread_create failed");
 	return r;
 }
@@ -423,7 +812,12 @@ source_inventory(struct source *s, unsigned flags, struct imap_account_info *inf
 {
 	if (s->kind == SOURCE_MAILDIR)
 		return md_inventory(s, flags, info, error_r);
-	return imap_account_inventory(s->client, flags, info, error_r);
+	if (s->kind == SOURCE_CYRUS)
+		return cy_inventory(s, flags, info, error_r);
+	if (imap_account_inventory(s->client, flags, info, error_r) < 0)
+		return -1;
+	s->imap_sep = info->separator;
+	return 0;
 }
 
 int
@@ -434,6 +828,8 @@ source_select(struct source *s, const char *name, struct source_folder *st,
 
 	if (s->kind == SOURCE_MAILDIR)
 		return md_select(s, name, st, error_r);
+	if (s->kind == SOURCE_CYRUS)
+		return cy_select(s, name, st, error_r);
 	if (imap_client_select(s->client, name, true, error_r) < 0)
 		return -1;
 	mb = imap_client_mailbox(s->client);
@@ -441,6 +837,8 @@ source_select(struct source *s, const char *name, struct source_folder *st,
 	st->uidnext = mb->uidnext;
 	st->exists = mb->exists;
 	st->highestmodseq = mb->highestmodseq;
+	if (s->cyrus != NULL)
+		hy_select(s, name, mb->uidvalidity);
 	return 0;
 }
 
@@ -453,6 +851,8 @@ source_list(struct source *s, const uint32_t *uids, size_t n, unsigned what,
 
 	if (s->kind == SOURCE_MAILDIR)
 		return md_list(s, uids, n, what, list, error_r);
+	if (s->kind == SOURCE_CYRUS)
+		return cy_list(s, uids, n, what, list, error_r);
 	if (uids == NULL) {
 		if (imap_client_mailbox(s->client)->exists == 0)
 			return 0;
@@ -496,6 +896,8 @@ source_list_range(struct source *s, uint32_t lo, uint32_t hi, unsigned what,
 		lo = 1;
 	if (s->kind == SOURCE_MAILDIR) {
 		ret = md_list(s, NULL, 0, what, list, error_r);
+	} else if (s->kind == SOURCE_CYRUS) {
+		ret = cy_list(s, NULL, 0, what, list, error_r);
 	} else {
 		if (imap_client_mailbox(s->client)->exists == 0)
 			return 0;

@@ -1,19 +1,21 @@
-/* source.h: where a copy reads from: an IMAP account or a Maildir (Dovecot
+/* source.h: where a copy reads from: an IMAP account, a Maildir (Dovecot
  * or Courier, read through its uidlist so UIDs are the ones its server
- * showed). The copy engines talk to this interface only, so every source
+ * showed) or a copied Cyrus spool (read through cyrus.index: UIDVALIDITY,
+ * UIDs, flags and INTERNALDATE as the Cyrus server showed them). The copy engines talk to this interface only, so every source
  * works with every target. A source is used by one thread at a time; the
  * reader started by source_reader_start() owns it until joined. */
 #ifndef IMAPFERRY_SYNC_SOURCE_H
 #define IMAPFERRY_SYNC_SOURCE_H
 
 #include "client.h"
+#include "cyrus.h"
 #include "maildir.h"
 #include "mailboxes.h"
 #include "mqueue.h"
 #include "msgsum.h"
 #include "reader.h"
 
-enum source_kind { SOURCE_IMAP, SOURCE_MAILDIR };
+enum source_kind { SOURCE_IMAP, SOURCE_MAILDIR, SOURCE_CYRUS };
 
 struct source {
 	enum source_kind kind;
@@ -24,6 +26,26 @@ struct source {
 	const char *root;
 	struct maildir_options md;
 	struct maildir_folder *folder;
+	/* Cyrus spool: root is the partition; cy names the user (its strings
+	 * are borrowed); the account is opened by source_connect(), cfolder
+	 * is the selected folder.
+	 * An IMAP source with root and cy.user set takes its bodies from that
+	 * copied spool ("hybrid": metadata by UID FETCH, each body from
+	 * <UID>. when its size is the RFC822.SIZE, else over IMAP); cfolder is
+	 * then the spool's folder of the selected one when its UIDVALIDITY
+	 * matches, else NULL (everything over IMAP). */
+	struct cyrus_options cy;
+	struct cyrus_account *cyrus;
+	struct cyrus_folder *cfolder;
+	char imap_sep;                  /* from source_inventory() */
+	struct source_body_stats *body_stats; /* may be NULL; shared by copies */
+};
+
+/* Where the bodies of a hybrid source came from (updated atomically: the
+ * copies of one source in parallel workers share it). */
+struct source_body_stats {
+	uint64_t from_spool;            /* read from <UID>. files */
+	uint64_t from_imap;             /* file missing or of another size */
 };
 
 /* The selected folder as the source reports it. */
@@ -44,7 +66,8 @@ bool source_is_dead(const struct source *s);
 
 /* Folders with status (and subscriptions with IMAP_INV_SUBSCRIBED). For a
  * Maildir the names are '.'-separated without prefix ("Archive.2019"),
- * INBOX is "INBOX". */
+ * for a Cyrus spool '/'-separated without prefix ("Archive/2019"); INBOX
+ * is "INBOX". */
 int source_inventory(struct source *s, unsigned flags,
                      struct imap_account_info *info, const char **error_r) ATTR_WARN_UNUSED;
 /* Selects a folder read-only. */
