@@ -293,15 +293,13 @@ err_kind_name(enum err_kind kind)
 }
 
 int
-file_read_small(const char *path, size_t max_size, bool strip_nl,
-                char **data_r, const char **error_r)
+file_read_raw(const char *path, size_t max_size, char **data_r, size_t *len_r,
+              const char **error_r)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	struct stat st;
 	char *data;
 	size_t len = 0;
-	unsigned line;
-	unsigned char byte;
 
 	if (fd < 0) {
 		*error_r = err_errno(errno, "%s: %s", path, strerror(errno));
@@ -332,6 +330,22 @@ file_read_small(const char *path, size_t max_size, bool strip_nl,
 	}
 	close(fd);
 	data[len] = '\0';
+	*data_r = data;
+	*len_r = len;
+	return 0;
+}
+
+int
+file_read_small(const char *path, size_t max_size, bool strip_nl,
+                char **data_r, const char **error_r)
+{
+	char *data;
+	size_t len;
+	unsigned line;
+	unsigned char byte;
+
+	if (file_read_raw(path, max_size, &data, &len, error_r) < 0)
+		return -1;
 	if (text_find_control(data, len, &line, &byte)) {
 		*error_r = err_set("%s: line %u: control byte 0x%02x%s is not "
 		                   "allowed", path, line, byte,

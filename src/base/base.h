@@ -69,6 +69,13 @@ double time_mono_sec(void);
 int file_read_small(const char *path, size_t max_size, bool strip_nl,
                     char **data_r, const char **error_r);
 
+/* Reads a whole small file of any bytes (at most max_size) into a new
+ * buffer of *len_r bytes plus a terminating NUL, for formats that carry
+ * control bytes or NULs of their own (Cyrus's subscriptions use 0x1f);
+ * the caller parses it by length. Returns 0, or -1 with *error_r. */
+int file_read_raw(const char *path, size_t max_size, char **data_r,
+                  size_t *len_r, const char **error_r);
+
 /* Finds the first byte of the len bytes at text that a text file must not
  * hold: a control byte other than TAB and LF (below 0x20, or 0x7f), or
  * a CR that is not followed by LF (a CR as the very last byte is fine).

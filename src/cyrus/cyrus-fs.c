@@ -365,12 +365,13 @@ find_mailboxes(struct cyrus_account *a, const struct cyrus_options *o,
 		struct cyrus_mbentry *e = NULL;
 		size_t n = 0, alloc = 0;
 		char *data;
+		size_t len;
 
-		if (file_read_small(o->mboxlist, META_MAX, false, &data, error_r) < 0) {
+		if (file_read_raw(o->mboxlist, META_MAX, &data, &len, error_r) < 0) {
 			free(user_dir);
 			return -1;
 		}
-		ret = cyrus_mboxlist_parse(data, strlen(data), o->user, &e, &n, error_r);
+		ret = cyrus_mboxlist_parse(data, len, o->user, &e, &n, error_r);
 		free(data);
 		if (ret < 0) {
 			free(user_dir);
@@ -429,16 +430,16 @@ read_subscriptions(struct cyrus_account *a, const struct cyrus_options *o,
 	             config_file(o->config_dir, o->user, "sub", a->inbox_id) :
 	             NULL;
 	char *data, **names;
-	size_t n;
+	size_t n, len;
 	int ret;
 
 	if (path == NULL)
 		return 0;
-	ret = file_read_small(path, META_MAX, false, &data, error_r);
+	ret = file_read_raw(path, META_MAX, &data, &len, error_r);
 	free(path);
 	if (ret < 0)
 		return -1;
-	ret = cyrus_subs_parse(data, strlen(data), o->user, &names, &n, error_r);
+	ret = cyrus_subs_parse(data, len, o->user, &names, &n, error_r);
 	free(data);
 	if (ret < 0)
 		return -1;
@@ -482,12 +483,12 @@ cyrus_account_open(const char *root, const struct cyrus_options *o,
 	            config_file(o->config_dir, o->user, "seen", a->inbox_id) :
 	            NULL;
 	if (seen_path != NULL) {
-		int ret = file_read_small(seen_path, META_MAX, false, &a->seen, error_r);
+		int ret = file_read_raw(seen_path, META_MAX, &a->seen, &a->seen_len,
+		                        error_r);
 
 		free(seen_path);
 		if (ret < 0)
 			goto fail;
-		a->seen_len = strlen(a->seen);
 	}
 	*acct_r = a;
 	return 0;

@@ -286,7 +286,7 @@ def test_hybrid():
 
 def test_errors():
     root = copy_spool(C, "errors")
-    p = ferry(f"cyrus:{root}/spool?user=nobody", "erin", expect=1)
+    p = ferry(f"cyrus:{root}/spool?user=nobody", "erin", expect=3)
     assert "no mailboxes of nobody" in p.stderr, H.describe(p)
     p = ferry(f"cyrus:{root}/spool", "erin", expect=2)
     assert "user=NAME" in p.stderr, H.describe(p)
