@@ -271,6 +271,10 @@ print_summary(const struct copy_stats *st, bool json, bool dry_run)
 	printf(", %" PRIu64 " flag updates, %" PRIu64 " expunged, %" PRIu64
 	       " bytes in %.1f s (%.0f msg/s, %.1f MB/s)\n", st->flags_updated,
 	       st->expunged, st->bytes, st->seconds, rate, mbs);
+	if (st->dropped_flags > 0)
+		printf("not kept: %" PRIu64 " flags or keywords the target cannot "
+		       "store (named above; a Dovecot Maildir keeps more than 26 "
+		       "keywords with --dst-imap)\n", st->dropped_flags);
 }
 
 /* --bodies-from: where the bodies came from (before the summary, which
@@ -301,6 +305,7 @@ static const struct cli_use copy_opts[] = {
 	{ CLI_OPT_SPOOL_DIR, NULL },
 	{ CLI_OPT_OWNER, NULL },
 	{ CLI_OPT_SRC_POP3, NULL },
+	{ CLI_OPT_DST_IMAP, NULL },
 	{ CLI_OPT_BODIES_FROM, NULL },
 	{ CLI_OPT_NO_FSYNC, NULL },
 	{ CLI_OPT_JSON, "the summary as JSON" },
@@ -336,6 +341,7 @@ struct copy_cli {
 	unsigned *parallel;
 	const char **src_pop3;
 	const char **bodies_from;
+	const char **dst_imap;
 	struct target_spec *target;
 };
 
@@ -363,6 +369,9 @@ copy_option(void *ctx, int id, const char *arg, uint64_t num)
 		if (strncmp(arg, "cyrus-spool:", 12) != 0)
 			return cli_bad_value(id, arg, "expected cyrus-spool:PATH?user=NAME");
 		*c->bodies_from = arg;
+		break;
+	case CLI_OPT_DST_IMAP:
+		*c->dst_imap = arg;
 		break;
 	case CLI_OPT_NO_FSYNC: c->md->fsync = false; break;
 	case CLI_OPT_PARALLEL: *c->parallel = (unsigned)num; break;
@@ -395,13 +404,13 @@ cmd_copy(int argc, char **argv)
 	struct source source = { 0 };
 	struct target_spec target = { 0 };
 	unsigned parallel = 2;
-	const char *src_pop3 = NULL, *bodies_from = NULL;
-	struct endpoint bodies = { 0 };
+	const char *src_pop3 = NULL, *bodies_from = NULL, *dst_imap = NULL;
+	struct endpoint bodies = { 0 }, dovecot = { 0 };
 	struct source_body_stats body_stats = { 0 };
 	struct copy_cli c = {
 		.pair = &pair, .o = &o, .md = &md, .folders = folders,
 		.parallel = &parallel, .src_pop3 = &src_pop3,
-		.bodies_from = &bodies_from, .target = &target,
+		.bodies_from = &bodies_from, .target = &target, .dst_imap = &dst_imap,
 	};
 	int argi, status = CLI_EXIT_USAGE;
 
@@ -492,6 +501,32 @@ cmd_copy(int argc, char **argv)
 		target.pop3_uids = pop3.uids;
 		target.pop3_uidls = pop3.uidls;
 		target.pop3_count = pop3.count;
+		if (dst_imap != NULL) {
+			/* the Dovecot serving the Maildir, for the keywords the
+			 * file names cannot hold */
+			const char *why = NULL;
+
+			if (endpoint_parse(dst_imap, &dovecot, &error) < 0)
+				why = error;
+			else if (dovecot.kind != ENDPOINT_IMAP)
+				why = "an imap:// or imaps:// URL";
+			else if (endpoint_load_password(&dovecot, pair.dst_pw,
+			                                "IMAPFERRY_DST_PASSWORD",
+			                                &error) < 0)
+				why = error;
+			if (why != NULL) {
+				fprintf(stderr, "imapferry: --dst-imap: %s\n", why);
+				status = CLI_EXIT_USAGE;
+				goto out;
+			}
+			cli_apply_common(&common, &dovecot);
+			dovecot.imap.label = "dovecot";
+			target.dst_imap = &dovecot.imap;
+		}
+	} else if (dst_imap != NULL) {
+		fprintf(stderr, "imapferry: --dst-imap needs a maildir: target\n");
+		status = CLI_EXIT_USAGE;
+		goto out;
 	} else {
 		target.kind = TARGET_IMAP;
 		target.imap = &pair.dst.imap;
@@ -507,12 +542,15 @@ cmd_copy(int argc, char **argv)
 	if (bodies_from != NULL)
 		print_body_stats(&body_stats, common.json);
 	print_summary(&st, common.json, o.dry_run);
-	status = (st.failed == 0 && st.folders_failed == 0) ? CLI_EXIT_OK :
+	/* a flag or keyword not kept is a loss: listed, exit status 1 */
+	status = (st.failed == 0 && st.folders_failed == 0 &&
+	          st.dropped_flags == 0) ? CLI_EXIT_OK :
 	         CLI_EXIT_FAILURES;
 out:
 	state_close(&db);
 	cli_pair_free(&pair);
 	endpoint_free(&bodies);
+	endpoint_free(&dovecot);
 	free(folders);
 	pop3_matched_free(&pop3.uids, &pop3.uidls, pop3.count);
 	return status;

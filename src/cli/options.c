@@ -84,6 +84,11 @@ static const struct cli_opt_def opt_table[] = {
 	{ CLI_OPT_SRC_POP3, "src-pop3", 0, CLI_ARG_STRING, "URL", 0,
 	  "Maildir target: pop3[s]://USER@HOST, keep the\n"
 	  "INBOX's POP3 UIDLs" },
+	{ CLI_OPT_DST_IMAP, "dst-imap", 0, CLI_ARG_STRING, "URL", 0,
+	  "Dovecot Maildir target: the Dovecot serving it\n"
+	  "(imap://USER*MASTER@HOST, the password as the\n"
+	  "target's): keywords beyond the file names' 26\n"
+	  "are set through it" },
 	{ CLI_OPT_BODIES_FROM, "bodies-from", 0, CLI_ARG_STRING, "URL", 0,
 	  "IMAP source: cyrus-spool:PATH?user=NAME[&..]:\n"
 	  "bodies from a copied Cyrus spool, metadata\n"

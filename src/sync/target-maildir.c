@@ -14,7 +14,9 @@
 
 #include "copy.h"
 #include "log.h"
+#include "mailboxes.h"
 #include "mutf7.h"
+#include "uidset.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -30,8 +32,22 @@
 #define STAGE_PREFIX ".imapferry-stage-"
 #define PUBLISH_COMMIT_EVERY 5000
 
+/* Keywords a message could not keep in its file name, to set through the
+ * serving Dovecot (spec->dst_imap) once the message is committed. */
+struct kw_pending {
+	uint32_t uid;
+	char *keywords;           /* space-separated, owned */
+};
+
 struct md_target {
 	struct target t;
+	/* --dst-imap: the Dovecot serving the Maildir */
+	struct imap_client *imap;
+	char *imap_prefix;
+	char imap_sep;
+	bool imap_failed;
+	struct kw_pending *kw;
+	size_t n_kw, kw_alloc;
 	/* the open folder */
 	struct maildir_folder *f;
 	struct maildir_folder *stage; /* a range above UID 1: its scratch folder */
@@ -545,6 +561,146 @@ md_can_place(struct target *t, uint32_t uid, char **why_r)
 
 /* -------------------------------------------------------- delivery */
 
+/* Keywords uid could not keep in its file name: through the Dovecot that
+ * serves the Maildir after the commit, or reported as dropped. */
+static void
+kw_dropped(struct md_target *mt, uint32_t uid, const char *dropped)
+{
+	struct kw_pending *k;
+
+	if (mt->t.spec->dst_imap == NULL || mt->t.spec->md.flavor != MAILDIR_DOVECOT) {
+		mt->t.sink.dropped(mt->t.sink.ctx, uid, dropped);
+		return;
+	}
+	if (mt->n_kw == mt->kw_alloc) {
+		mt->kw_alloc = mt->kw_alloc == 0 ? 64 : mt->kw_alloc * 2;
+		mt->kw = xreallocarray(mt->kw, mt->kw_alloc, sizeof(*mt->kw));
+	}
+	k = &mt->kw[mt->n_kw++];
+	k->uid = uid;
+	k->keywords = xstrdup(dropped);
+}
+
+static void
+kw_clear(struct md_target *mt, bool report)
+{
+	for (size_t i = 0; i < mt->n_kw; i++) {
+		if (report)
+			mt->t.sink.dropped(mt->t.sink.ctx, mt->kw[i].uid,
+			                   mt->kw[i].keywords);
+		free(mt->kw[i].keywords);
+	}
+	mt->n_kw = 0;
+}
+
+/* The IMAP name, on the serving Dovecot, of a Maildir++ directory name
+ * (".Archive.2019" -> prefix + "Archive" + sep + "2019"; "" is INBOX). */
+static char *
+imap_name_of(const struct md_target *mt, const char *dirname)
+{
+	char *name, *p;
+
+	if (dirname[0] == '\0')
+		return xstrdup("INBOX");
+	name = xasprintf("%s%s", mt->imap_prefix != NULL ? mt->imap_prefix : "",
+	                 dirname + 1);
+	if (mt->imap_sep != '.' && mt->imap_sep != '\0')
+		for (p = name + strlen(mt->imap_prefix != NULL ?
+		                       mt->imap_prefix : ""); *p != '\0'; p++)
+			if (*p == '.')
+				*p = mt->imap_sep;
+	return name;
+}
+
+/* Sets the pending keywords of the committed folder dirname through the
+ * serving Dovecot (grouped by keyword set: one UID STORE each); what it
+ * refuses, or all when it cannot be reached, is reported as dropped. */
+static void
+kw_flush(struct md_target *mt, const char *dirname)
+{
+	struct imap_cmd_wait w = { 0 };
+	struct imap_account_info info;
+	const char *error;
+	bool *done;
+	char *mailbox;
+
+	if (mt->n_kw == 0)
+		return;
+	if (mt->imap == NULL && !mt->imap_failed) {
+		if (imap_client_connect(mt->t.spec->dst_imap, &mt->imap, NULL,
+		                        &error) < 0 ||
+		    imap_account_inventory(mt->imap, 0, &info, &error) < 0) {
+			log_warn("--dst-imap: %s: keywords beyond the file names' 26 "
+			         "are not kept", error);
+			if (mt->imap != NULL)
+				imap_client_free(&mt->imap);
+			mt->imap_failed = true;
+		} else {
+			mt->imap_sep = info.separator;
+			if (info.ns_count[0] > 0) {
+				mt->imap_prefix = xstrdup(info.ns[0][0].prefix);
+				if (info.ns[0][0].delimiter != '\0')
+					mt->imap_sep = info.ns[0][0].delimiter;
+			}
+			imap_account_info_free(&info);
+		}
+	}
+	if (mt->imap == NULL) {
+		kw_clear(mt, true);
+		return;
+	}
+	mailbox = imap_name_of(mt, dirname);
+	if (imap_client_select(mt->imap, mailbox, false, &error) < 0) {
+		log_warn("--dst-imap: selecting %s: %s: keywords beyond the file "
+		         "names' 26 are not kept", mailbox, error);
+		if (imap_client_is_dead(mt->imap))
+			imap_client_free(&mt->imap);
+		free(mailbox);
+		kw_clear(mt, true);
+		return;
+	}
+	done = xcalloc(mt->n_kw + 1, sizeof(bool));
+	for (size_t i = 0; i < mt->n_kw; i++) {
+		uint32_t *uids;
+		size_t n = 0;
+		struct imap_cmd *cmd;
+		char *set;
+
+		if (done[i])
+			continue;
+		uids = xcalloc(mt->n_kw - i + 1, sizeof(*uids));
+		for (size_t j = i; j < mt->n_kw; j++)
+			if (!done[j] && strcmp(mt->kw[j].keywords, mt->kw[i].keywords) == 0) {
+				uids[n++] = mt->kw[j].uid;
+				done[j] = true;
+			}
+		qsort(uids, n, sizeof(*uids), cmp_u32);
+		set = uidset_string(uids, n);
+		cmd = imap_cmd_new(mt->imap);
+		imap_cmd_addf(cmd, "UID STORE %s +FLAGS.SILENT (%s)", set,
+		              mt->kw[i].keywords);
+		imap_cmd_submit(cmd, imap_cmd_wait_done, &w);
+		free(set);
+		free(uids);
+	}
+	free(done);
+	if (imap_client_run(mt->imap, &error) < 0 || w.error != NULL) {
+		log_warn("--dst-imap: setting keywords in %s: %s", mailbox,
+		         w.error != NULL ? w.error : error);
+		if (imap_client_is_dead(mt->imap))
+			imap_client_free(&mt->imap);
+		kw_clear(mt, true);
+	} else {
+		kw_clear(mt, false);
+	}
+	/* nothing selected stays open between folders */
+	if (mt->imap != NULL && imap_client_simple(mt->imap, "UNSELECT", &error) < 0 &&
+	    imap_client_is_dead(mt->imap))
+		imap_client_free(&mt->imap);
+	free(w.error);
+	free(mailbox);
+}
+
 static size_t
 md_batch_max(struct target *t, bool single)
 {
@@ -583,7 +739,7 @@ md_deliver(struct target *t, struct cmsg *list)
 				sink->refused(sink->ctx, m->uid, ERRK_MESSAGE, error);
 		} else {
 			if (dropped != NULL)
-				sink->dropped(sink->ctx, m->uid, dropped);
+				kw_dropped(mt, m->uid, dropped);
 			sink->delivered(sink->ctx, m->uid, m->uid, m->flags, m->size,
 			                m->internaldate);
 		}
@@ -661,7 +817,7 @@ md_set_flags(struct target *t, const struct target_flags *fl, size_t n,
 			continue;
 		}
 		if (dropped != NULL)
-			t->sink.dropped(t->sink.ctx, fl[i].src_uid, dropped);
+			kw_dropped(mt, fl[i].dst_uid, dropped);
 		free(dropped);
 	}
 	return 0;
@@ -712,6 +868,12 @@ md_close_folder(struct target *t, const struct target_close *c,
 			log_warn("%s: %s", maildir_folder_name(mt->f), error);
 	}
 	ret = md_commit(t, error_r);
+	/* what the file names cannot hold, once Dovecot can see the files
+	 * (a range above UID 1 is still staged: its publisher does it) */
+	if (ret == 0 && mt->stage == NULL)
+		kw_flush(mt, mt->dirname);
+	else
+		kw_clear(mt, mt->stage == NULL);
 	if (ret == 0 && !mt->ranged && c->complete)
 		remove_all_stages(t->spec->root, mt->dirname);
 	close_folder_handles(mt);
@@ -838,7 +1000,7 @@ md_publish(struct target *t, const char *dirname, uint32_t uidnext,
 			goto out;
 		}
 		if (dropped != NULL)
-			sink->dropped(sink->ctx, uid, dropped);
+			kw_dropped(mt, uid, dropped);
 		free(dropped);
 		if (++published % PUBLISH_COMMIT_EVERY == 0 &&
 		    maildir_folder_commit(f, error_r) < 0) {
@@ -859,6 +1021,7 @@ md_publish(struct target *t, const char *dirname, uint32_t uidnext,
 		*error_r = md_error(*error_r, ERRK_FOLDER);
 		goto out;
 	}
+	kw_flush(mt, dirname);
 	log_info("%s: %zu staged messages published from %zu UID ranges%s",
 	         dirname[0] != '\0' ? dirname : "INBOX", published, n_names,
 	         refused > 0 ? " (some refused)" : "");
@@ -933,7 +1096,14 @@ md_remove_folder(struct target *t, const char *name, const char **error_r)
 static void
 md_free(struct target *t)
 {
-	close_folder_handles(MT(t));
+	struct md_target *mt = MT(t);
+
+	close_folder_handles(mt);
+	kw_clear(mt, true);
+	free(mt->kw);
+	if (mt->imap != NULL)
+		imap_client_logout(&mt->imap);
+	free(mt->imap_prefix);
 	free(t);
 }
 

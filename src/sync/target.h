@@ -52,6 +52,11 @@ struct target_spec {
 	const uint32_t *pop3_uids;
 	char *const *pop3_uidls;
 	size_t pop3_count;
+	/* The Dovecot that serves this Maildir, logged in as the account
+	 * (a master user): keywords the file names cannot hold (more than
+	 * 26 in a folder) are set through it after each commit, into its
+	 * index. NULL: they are reported as not kept. */
+	const struct imap_client_options *dst_imap;
 };
 
 /* How a driver reports what happens to single messages. ctx is the

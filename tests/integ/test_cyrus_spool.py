@@ -152,11 +152,18 @@ def mboxlist_dump(cy, path):
                        stdout=f, check=True)
 
 
-def ferry(src, user, *opts, expect=0):
+def ferry(src, user, *opts, expect=0, dst_imap=False):
+    """copy SRC maildir:(D's Maildir of user); with dst_imap, the keywords
+    the file names cannot hold (more than 26) go through D (--dst-imap,
+    D's master user); without, they are named as not kept (exit 1)."""
     target = D.maildir(user)
+    env = {"IMAPFERRY_SRC_PASSWORD": None}
+    if dst_imap:
+        opts = (*opts, "--dst-imap", f"imap://{user}*{D.master[0]}@{D.host}:{D.port}?tls=none")
+        env["IMAPFERRY_DST_PASSWORD"] = D.master[1]
     p = H.run_ferry(["copy", "--json", "--owner", "mail:mail",
                      "--state", os.path.join(TMP, f"{user}.db"), *opts,
-                     src, f"maildir:{target}"], env={"IMAPFERRY_SRC_PASSWORD": None})
+                     src, f"maildir:{target}"], env=env)
     assert p.returncode == expect, H.describe(p)
     return p
 
@@ -166,7 +173,7 @@ def to_dovecot(raw):
     return "INBOX" if raw == "INBOX" else raw[len("INBOX."):].replace(".", "/")
 
 
-def check_account(cy, user, p):
+def check_account(cy, user, p, all_kept=False):
     """The Maildir served by Dovecot equals the Cyrus account by UID."""
     src = M.snapshot(cy, user, CUSERS[user])
     dst = M.snapshot(D, user, DUSERS[user])
@@ -180,15 +187,21 @@ def check_account(cy, user, p):
     kws = {f for m in src["Keywords"]["msgs"].values() for f in m["flags"]
            if not f.startswith("\\")}
     assert kws == set(KEYWORDS), sorted(kws)
-    # Maildir keeps 26 keywords per folder: imapferry names each one it
-    # drops (so all 30 came out of the spool); the rest must be identical
-    dropped = {}
-    for folder, kw in DROPPED.findall(p.stderr):
-        dropped.setdefault(folder, set()).add(kw)
-    assert set(dropped) == {"Keywords"}, dropped
-    assert len(dropped["Keywords"]) == 4 and dropped["Keywords"] <= set(KEYWORDS), dropped
-    for m in src["Keywords"]["msgs"].values():
-        m["flags"] = tuple(f for f in m["flags"] if f not in dropped["Keywords"])
+    if all_kept:
+        # --dst-imap: the 4 keywords beyond the file names' 26 are in
+        # Dovecot's index: all 30 served
+        assert not DROPPED.findall(p.stderr), H.describe(p)
+    else:
+        # Maildir file names keep 26 keywords per folder: imapferry names
+        # each one it drops (so all 30 came out of the spool); the rest
+        # must be identical
+        dropped = {}
+        for folder, kw in DROPPED.findall(p.stderr):
+            dropped.setdefault(folder, set()).add(kw)
+        assert set(dropped) == {"Keywords"}, dropped
+        assert len(dropped["Keywords"]) == 4 and dropped["Keywords"] <= set(KEYWORDS), dropped
+        for m in src["Keywords"]["msgs"].values():
+            m["flags"] = tuple(f for f in m["flags"] if f not in dropped["Keywords"])
     n = M.compare_snapshots(src, dst)
     assert n == sum(len(v["msgs"]) for v in src.values()) and n > 150, n
     subs = sorted(to_dovecot(s) for s in M.lsub(cy, user, CUSERS[user]))
@@ -207,14 +220,14 @@ def test_legacy():
     root = copy_spool(C, "legacy")
     assert os.path.isdir(os.path.join(root, "spool", "user", "alice", "Keywords"))
     src = f"cyrus:{root}/spool?user=alice&config={root}/lib"
-    p = ferry(src, "alice")
+    p = ferry(src, "alice", dst_imap=True)
     j = summary(p)
-    assert j["failed"] == 0 and j["copied"] > 150, j
-    n = check_account(C, "alice", p)
+    assert j["failed"] == 0 and j["copied"] > 150 and j["dropped_flags"] == 0, j
+    n = check_account(C, "alice", p, all_kept=True)
     assert j["copied"] == n, (j, n)
     # incremental: nothing new
-    j = summary(ferry(src, "alice"))
-    assert j["copied"] == 0 and j["failed"] == 0, j
+    j = summary(ferry(src, "alice", dst_imap=True))
+    assert j["copied"] == 0 and j["failed"] == 0 and j["dropped_flags"] == 0, j
 
 
 def test_dump():
@@ -223,7 +236,8 @@ def test_dump():
     mboxlist_dump(C, dump)
     shutil.rmtree(D.maildir("alice"))
     os.unlink(os.path.join(TMP, "alice.db"))
-    p = ferry(f"cyrus:{root}/spool?user=alice&config={root}/lib&mboxlist={dump}", "alice")
+    p = ferry(f"cyrus:{root}/spool?user=alice&config={root}/lib&mboxlist={dump}", "alice",
+              expect=1)    # 4 keywords not kept, without --dst-imap
     check_account(C, "alice", p)
 
 
@@ -233,7 +247,8 @@ def test_uuid():
     assert not os.path.exists(os.path.join(root, "spool", "user", "carol"))
     dump = os.path.join(root, "mailboxes.json")
     mboxlist_dump(C2, dump)
-    p = ferry(f"cyrus:{root}/spool?user=carol&config={root}/lib&mboxlist={dump}", "carol")
+    p = ferry(f"cyrus:{root}/spool?user=carol&config={root}/lib&mboxlist={dump}", "carol",
+              expect=1)    # 4 keywords not kept, without --dst-imap
     check_account(C2, "carol", p)
 
 
@@ -274,7 +289,9 @@ def test_hybrid():
                      "--bodies-from", f"cyrus-spool:{root}/spool?user=alice",
                      C.url("alice"), f"maildir:{target}"],
                     env={"IMAPFERRY_SRC_PASSWORD": CUSERS["alice"]})
-    assert p.returncode == 0, H.describe(p)
+    # the Keywords folder's 4 keywords beyond 26 are not kept (no --dst-imap)
+    assert p.returncode == 1 and U_dropped(p) > 0, H.describe(p)
+    assert len(set(DROPPED.findall(p.stderr))) == 4, H.describe(p)
     lines = [json.loads(ln) for ln in p.stdout.splitlines() if ln.startswith("{")]
     bodies, j = lines[-2], lines[-1]
     assert bodies == {"bodies_from_spool": j["copied"] - 2, "bodies_from_imap": 2}, (bodies, j)
@@ -282,6 +299,11 @@ def test_hybrid():
     dst = M.snapshot(D, "frank", DUSERS["frank"])
     n = M.compare_snapshots(src, dst, ignore=("Keywords",))
     assert n + len(src["Keywords"]["msgs"]) == j["copied"], (n, j)
+
+
+def U_dropped(p):
+    return [json.loads(ln) for ln in p.stdout.splitlines() if ln.startswith("{")][-1][
+        "dropped_flags"]
 
 
 def test_errors():
