@@ -307,9 +307,9 @@ section_timeline(struct buf *out, const struct report_data *d,
 		S("<p>No job has started.</p></section>\n");
 		goto out;
 	}
-	P("<svg class=\"chart\" viewBox=\"0 0 %d %d\" role=\"img\" "
-	  "aria-label=\"one lane per worker, one bar per job\">\n", SVG_W,
-	  height);
+	P("<div class=\"chartbox\"><svg class=\"chart wide\" viewBox=\"0 0 %d "
+	  "%d\" role=\"img\" aria-label=\"one lane per worker, one bar per "
+	  "job\">\n", SVG_W, height);
 	for (unsigned l = 0; l < lanes; l++)
 		P("<text x=\"4\" y=\"%d\">lane %u</text>", top + (int)l * lane_h + 15,
 		  l + 1);
@@ -339,7 +339,7 @@ section_timeline(struct buf *out, const struct report_data *d,
 		bars++;
 	}
 	time_axis(out, span, top + (int)lanes * lane_h + 4);
-	S("</svg>\n<p class=\"legend\"><span class=\"key done\"></span>done "
+	S("</svg></div>\n<p class=\"legend\"><span class=\"key done\"></span>done "
 	  "<span class=\"key partial\"></span>done, messages refused "
 	  "<span class=\"key failed\"></span>failed "
 	  "<span class=\"key running\"></span>running "
@@ -372,8 +372,9 @@ rate_chart(struct buf *out, const char *cls, const char *title,
 		report_fmt_bytes(b, sizeof(b), peak);
 	else
 		snprintf(b, sizeof(b), "%.1f", peak);
-	P("<svg class=\"chart %s\" viewBox=\"0 0 %d %d\" role=\"img\" "
-	  "aria-label=\"%s\">\n<text x=\"%d\" y=\"14\" class=\"ctitle\">%s, "
+	P("<div class=\"chartbox\"><svg class=\"chart wide %s\" viewBox=\"0 0 "
+	  "%d %d\" role=\"img\" aria-label=\"%s\">\n<text x=\"%d\" y=\"14\" "
+	  "class=\"ctitle\">%s, "
 	  "peak %s%s</text>", cls, SVG_W, top + plot_h + 24, title, SVG_LEFT,
 	  title, b, bytes ? "/s" : "/s");
 	P("<line class=\"axis\" x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\"/>",
@@ -394,7 +395,7 @@ rate_chart(struct buf *out, const char *cls, const char *title,
 	}
 	S("\n");
 	time_axis(out, span, top + plot_h);
-	S("</svg>\n");
+	S("</svg></div>\n");
 }
 
 static void
@@ -483,8 +484,9 @@ histogram(struct buf *out, const char *cls, const char *title,
 			P("<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%zu"
 			  "</text>", x + cw / 2, top + plot_h - h - 3, count[k]);
 		if (k % 2 == 1)
-			P("<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%s</text>",
-			  x + cw, top + plot_h + 14, b);
+			P("<text x=\"%.1f\" y=\"%d\" text-anchor=\"%s\">%s</text>",
+			  x + cw, top + plot_h + 14,
+			  k + 1 == HIST_BINS ? "end" : "middle", b);
 		S("\n");
 	}
 	P("<line class=\"axis\" x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\"/>",
@@ -561,7 +563,7 @@ section_accounts(struct buf *out, const struct report_data *d)
 			S("<td data-v=\"-1\">?</td>");
 		P("<td data-v=\"%.3f\">%s</td>", a->seconds, b2);
 		P("<td data-v=\"%u\">%u</td>", a->attempts, a->attempts);
-		P("<td data-v=\"%zu\">", nerr + (a->errors != NULL));
+		P("<td class=\"txt\" data-v=\"%zu\">", nerr + (a->errors != NULL));
 		for (size_t r = 0; r < REPORT_REASON_COUNT; r++) {
 			if (counts[r] == 0)
 				continue;
@@ -704,16 +706,19 @@ static const char page_style[] =
 	"table{border-collapse:collapse;width:100%;font-size:.9em}\n"
 	"th,td{border-bottom:1px solid var(--line);padding:4px 6px;"
 	"text-align:left;vertical-align:top}\n"
-	"td[data-v]{text-align:right;font-variant-numeric:tabular-nums}\n"
+	"td[data-v]{text-align:right;font-variant-numeric:tabular-nums;"
+	"white-space:nowrap}td.txt{text-align:left;white-space:normal}\n"
 	"table.sortable th{cursor:pointer;user-select:none;white-space:nowrap}\n"
 	"th[data-dir=a]::after{content:' \\25b2'}th[data-dir=d]::after"
 	"{content:' \\25bc'}\n"
 	"td.st.done{color:var(--done)}td.st.partial{color:#a86f00}"
 	"td.st.failed{color:var(--failed)}\n"
 	"table.fail td:last-child{overflow-wrap:anywhere}\n"
+	".chartbox{overflow-x:auto}\n"
 	"@media (max-width:640px){body{padding:8px;font-size:14px}"
 	".two{grid-template-columns:1fr}.cards{grid-template-columns:1fr 1fr}"
-	"}\n"
+	"svg.chart.wide{min-width:720px}svg.chart text{font-size:14px}"
+	"svg.chart text.ctitle{font-size:15px}}\n"
 	"@media print{body{max-width:none;font-size:10pt}.noprint{display:none}"
 	"section{break-inside:avoid-page}table{break-inside:auto}"
 	"tr{break-inside:avoid}.scroll{overflow:visible}"
