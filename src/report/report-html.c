@@ -528,7 +528,8 @@ section_accounts(struct buf *out, const struct report_data *d)
 	  "<thead><tr><th data-type=\"s\">account</th><th data-type=\"s\">"
 	  "status</th><th data-type=\"n\">messages</th><th data-type=\"n\">"
 	  "size</th><th data-type=\"n\">folders</th><th data-type=\"n\">time"
-	  "</th><th data-type=\"n\">attempts</th><th data-type=\"n\">errors"
+	  "</th><th data-type=\"n\">attempts</th><th data-type=\"n\" "
+	  "class=\"txt\">errors"
 	  "</th></tr></thead>\n<tbody>\n");
 	for (size_t i = 0; i < d->n_accounts; i++) {
 		const struct report_account *a = &d->accounts[i];
@@ -709,6 +710,7 @@ static const char page_style[] =
 	"td[data-v]{text-align:right;font-variant-numeric:tabular-nums;"
 	"white-space:nowrap}td.txt{text-align:left;white-space:normal;min-width:14em}\n"
 	"table.sortable th{cursor:pointer;user-select:none;white-space:nowrap}\n"
+	"th[data-type=n]{text-align:right}th.txt{text-align:left}\n"
 	"th[data-dir=a]::after{content:' \\25b2'}th[data-dir=d]::after"
 	"{content:' \\25bc'}\n"
 	"td.st.done{color:var(--done)}td.st.partial{color:#a86f00}"
