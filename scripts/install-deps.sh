@@ -19,6 +19,9 @@ apt-get install -y --no-install-recommends \
 # dpkg-buildpackage with debhelper, then man -w on the installed pages).
 apt-get install -y --no-install-recommends \
 	man-db groff-base debhelper dpkg-dev
+# The HTML report's test (tests/integ/test_report_html.py) loads the page
+# in headless Chromium: the DOM after the script ran, and screenshots.
+apt-get install -y --no-install-recommends chromium
 
 # Cyrus IMAP for the integration tests. cyrus-imapd Conflicts: with
 # dovecot-imapd (both provide imap-server), so install only its dependencies

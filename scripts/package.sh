@@ -73,7 +73,7 @@ check "imapferry --help" /usr/bin/imapferry --help
 check "imapferry --version is $version" \
 	sh -c "/usr/bin/imapferry --version | grep -qx 'imapferry ${version%%-*}'"
 for page in imapferry imapferry-ls imapferry-copy imapferry-verify \
-	imapferry-plan imapferry-run imapferry-status; do
+	imapferry-plan imapferry-run imapferry-status imapferry-report; do
 	check "man -w $page" man -w "$page"
 done
 check "man imapferry-copy renders" sh -c \

@@ -13,12 +13,13 @@ int cmd_verify(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_status(int argc, char **argv);
+int cmd_report(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_dovecot_config(int argc, char **argv);
 
 /* Each command's name, synopsis, help texts and options (ls.c, ...). */
 extern const struct cli_command cli_cmd_ls, cli_cmd_copy, cli_cmd_verify,
-    cli_cmd_plan, cli_cmd_run, cli_cmd_status, cli_cmd_check,
+    cli_cmd_plan, cli_cmd_run, cli_cmd_status, cli_cmd_report, cli_cmd_check,
     cli_cmd_dovecot_config;
 
 /* One imapferry command: what main() dispatches to and what the manual

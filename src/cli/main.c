@@ -23,6 +23,8 @@ const struct cli_entry cli_commands[] = {
 	  "migrate many accounts" },
 	{ &cli_cmd_status, cmd_status, "--state FILE",
 	  "progress of a run" },
+	{ &cli_cmd_report, cmd_report, "--state FILE --html OUT",
+	  "a run's report as one HTML page" },
 	{ NULL, NULL, NULL, NULL },
 };
 

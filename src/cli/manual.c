@@ -233,7 +233,11 @@ static const struct man_page pages[] = {
 	  "`--max-dst-conns`), retries by error scope with backoff, live "
 	  "progress (a bar on a terminal, log lines otherwise), a summary per "
 	  "account and `--report FILE.json` (written mode 0600 and replaced "
-	  "atomically: it names accounts). Everything is in the state "
+	  "atomically: it names accounts). `--metrics FILE.prom` writes "
+	  "Prometheus metrics every 5 s for node_exporter's textfile "
+	  "collector (copied messages and bytes per source and target host, "
+	  "jobs by state, retries, queue depth, rates, the estimated end). "
+	  "Everything is in the state "
 	  "database: the same command after a crash or a kill resumes; "
 	  "`--new-run` starts a new pass. `^C` once starts no new jobs and "
 	  "waits for the running ones; twice, it quits at once (the run "
@@ -304,6 +308,34 @@ static const struct man_page pages[] = {
 	  "only read.",
 	  "    imapferry status --state migration.db\n"
 	  "    imapferry status --state migration.db --json" },
+	{ "report",
+	  "Writes the report of the last run (or run ID) of a state database "
+	  "as one HTML page (`--html`): self-contained (no script, font or "
+	  "image from elsewhere), readable on a phone and printable. It shows "
+	  "the run at a glance (accounts, messages, bytes, duration, the "
+	  "plan's estimate against what happened, failures), a timeline with "
+	  "a bar per job, the throughput over time, histograms of account "
+	  "sizes and times, a table of the accounts that sorts by any column, "
+	  "and every failure grouped by its reason. Without `--html` it prints "
+	  "the summary of `imapferry-run`(1) with the failures by reason, or "
+	  "with `--json` the report that `run --report` writes.\n"
+	  "\n"
+	  "Some of it is derived, not stored: the state database does not "
+	  "record which worker ran a job, so the timeline's lanes come from "
+	  "interval scheduling; the throughput spreads each job's messages and "
+	  "bytes evenly over its last attempt; a failure's reason "
+	  "(`refused-by-target`, `too-large`, `over-quota`, `uid-conflict`, "
+	  "`source-vanished`, `source-folder-failed`, `target-folder-failed`, "
+	  "`session`, `run`) is read from its scope and its text.",
+	  "3: the state database does not exist, holds no run, or the page "
+	  "cannot be written.",
+	  0,
+	  "- `FILE` (`--state`): the state database of `imapferry-run`(1), "
+	  "only read.\n"
+	  "- `OUT.html` (`--html`): written mode 0600 (it names accounts) "
+	  "through a temporary file in the same directory, renamed over it.",
+	  "    imapferry report --state migration.db --html report.html\n"
+	  "    imapferry report --state migration.db --run 3 --json" },
 };
 
 /* Text with roff's special characters escaped. A '-' at the start of a

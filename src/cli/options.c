@@ -151,6 +151,12 @@ static const struct cli_opt_def opt_table[] = {
 	  "STATE.log, so the display stays clean)" },
 	{ CLI_OPT_RUN_ID, "run", 0, CLI_ARG_STRING, "ID", 0,
 	  "this run instead of the last one" },
+	{ CLI_OPT_HTML, "html", 0, CLI_ARG_STRING, "FILE.html", 0,
+	  "the report as one HTML page (written mode\n"
+	  "0600, replaced atomically)" },
+	{ CLI_OPT_METRICS, "metrics", 0, CLI_ARG_STRING, "FILE.prom", 0,
+	  "Prometheus metrics every 5 s (node_exporter\n"
+	  "textfile collector: renamed into place)" },
 	{ 0, NULL, 0, CLI_ARG_NONE, NULL, 0, NULL },
 };
 

@@ -30,6 +30,7 @@ static const struct cli_use run_opts[] = {
 	                 "(FILE.lock keeps a second run out)" },
 	{ CLI_OPT_NEW_RUN, NULL },
 	{ CLI_OPT_REPORT, NULL },
+	{ CLI_OPT_METRICS, NULL },
 	{ CLI_OPT_MAX_ERRORS, NULL },
 	{ CLI_OPT_BACKOFF, NULL },
 	{ CLI_OPT_PROGRESS, NULL },
@@ -276,6 +277,7 @@ cmd_run(int argc, char **argv)
 	struct sched_run_result res = { 0 };
 	struct copy_options copy = { 0 };
 	struct report_display disp = { 0 };
+	struct run_metrics metrics = { 0 };
 	struct report_data rep;
 	struct sigaction sa;
 	char *pass = NULL, *lock_path = NULL, *log_default = NULL;
@@ -441,6 +443,7 @@ cmd_run(int argc, char **argv)
 	}
 	if (disp.mode == REPORT_PROGRESS_TTY)
 		fputs("\033[?25l", stderr); /* hide the cursor */
+	metrics.path = c.metrics_path;
 	while (!sched_runner_finished(runner)) {
 		struct sched_view v;
 
@@ -458,6 +461,7 @@ cmd_run(int argc, char **argv)
 		}
 		sched_runner_view(runner, &v);
 		display_draw(&disp, &v, false);
+		ignore_result(run_metrics_tick(&metrics, &c, db, run_id, &v, false));
 		sched_view_free(&v);
 		usleep(500 * 1000);
 	}
@@ -500,6 +504,7 @@ cmd_run(int argc, char **argv)
 	if (state_run_update(db, &run, &error) < 0)
 		fprintf(stderr, "imapferry: %s\n", error);
 	state_run_free(&run);
+	ignore_result(run_metrics_tick(&metrics, &c, db, run_id, NULL, true));
 
 	if (report_load(db, run_id, &rep, &error) < 0) {
 		fprintf(stderr, "imapferry: %s\n", error);

@@ -24,6 +24,7 @@ struct run_cli {
 	size_t n_inc, n_exc, n_map;
 	const char *src_admin, *dst_admin, *src_pwfile, *dst_pwfile;
 	const char *state_path, *report_path, *log_path;
+	const char *html_path, *metrics_path;
 	bool new_run, no_probe_target, no_calibrate, no_split, final;
 	struct net_tls_ctx *tls;      /* shared by every session, or NULL */
 	bool delete_missing, skip_deleted, uid_ranges;
@@ -101,5 +102,22 @@ void run_cli_report_plan(const struct run_cli *c, const struct sched_plan *p,
                          const struct sched_cost *cost,
                          const struct sched_account_est *est,
                          double plan_seconds, struct report_plan *rp_r);
+
+/* run --metrics FILE (metrics.c). Zero it and set path (NULL: off). */
+struct run_metrics {
+	const char *path;
+	double last;                  /* time_mono_sec() of the last write */
+	bool written, warned;
+};
+/* Writes the metrics of run_id to m->path (report_file_write(): a
+ * temporary file in the same directory renamed over it, as
+ * node_exporter's textfile collector wants) when the last write is 5 s
+ * old, or always when final. Totals come from the job table (the
+ * runner's progress thread updates it every 2 s), hosts from c's
+ * accounts, rates and ETA from v (NULL: from the run's row). Returns 0,
+ * or -1 after logging the first failure (the run goes on). */
+int run_metrics_tick(struct run_metrics *m, const struct run_cli *c,
+                     struct state_db *db, int64_t run_id,
+                     const struct sched_view *v, bool final);
 
 #endif

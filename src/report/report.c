@@ -343,6 +343,175 @@ report_display_render(struct report_display *d, const struct sched_view *v,
 	buf_free(&line);
 }
 
+/* ----------------------------------------------------------- reasons */
+
+static const struct {
+	const char *name, *label;
+} reason_names[REPORT_REASON_COUNT] = {
+	[REPORT_REASON_REFUSED] = { "refused-by-target", "refused by the target" },
+	[REPORT_REASON_TOO_LARGE] = { "too-large", "too large for the target" },
+	[REPORT_REASON_OVER_QUOTA] = { "over-quota", "over quota on the target" },
+	[REPORT_REASON_UID_CONFLICT] = { "uid-conflict",
+	                                 "cannot keep its UID" },
+	[REPORT_REASON_VANISHED] = { "source-vanished",
+	                             "vanished from the source" },
+	[REPORT_REASON_SOURCE_FOLDER] = { "source-folder-failed",
+	                                  "source folder failed" },
+	[REPORT_REASON_TARGET_FOLDER] = { "target-folder-failed",
+	                                  "target folder failed" },
+	[REPORT_REASON_SESSION] = { "session", "connection (session)" },
+	[REPORT_REASON_RUN] = { "run", "whole run" },
+};
+
+/* True if s contains word, ASCII case-insensitively. */
+static bool
+has_word(const char *s, const char *word)
+{
+	size_t n = strlen(word);
+
+	for (; *s != '\0'; s++)
+		if (str_ieqn(s, word, n))
+			return true;
+	return false;
+}
+
+/* True if s contains any of the NULL-terminated words. */
+static bool
+has_any(const char *s, const char *const *words)
+{
+	for (; *words != NULL; words++)
+		if (has_word(s, *words))
+			return true;
+	return false;
+}
+
+enum report_reason
+report_failure_reason(const struct state_failure *f)
+{
+	/* RFC 5530 response codes first (as the target sent them), then the
+	 * engine's own texts (src/sync/pass.c, target-*.c) */
+	static const char *const too_large[] = {
+		"[TOOBIG]", "too large", "too big", "APPENDLIMIT", "exceeds",
+		"[LIMIT]", NULL,
+	};
+	static const char *const quota[] = { "[OVERQUOTA]", "quota", NULL };
+	static const char *const uid[] = {
+		"cannot keep its UID", "holds another message", NULL,
+	};
+	static const char *const vanished[] = {
+		"vanished", "[EXPUNGEISSUED]", "[NONEXISTENT]", "no longer exists",
+		"expunged", NULL,
+	};
+	static const char *const source[] = {
+		"on the source", "source:", NULL,
+	};
+	const char *t = f->reason != NULL ? f->reason : "";
+
+	switch (f->scope) {
+	case STATE_SCOPE_MESSAGE:
+		if (has_any(t, too_large))
+			return REPORT_REASON_TOO_LARGE;
+		if (has_any(t, quota))
+			return REPORT_REASON_OVER_QUOTA;
+		if (has_any(t, uid))
+			return REPORT_REASON_UID_CONFLICT;
+		if (has_any(t, vanished))
+			return REPORT_REASON_VANISHED;
+		return REPORT_REASON_REFUSED;
+	case STATE_SCOPE_FOLDER:
+		if (has_any(t, vanished))
+			return REPORT_REASON_VANISHED;
+		if (has_any(t, source))
+			return REPORT_REASON_SOURCE_FOLDER;
+		return REPORT_REASON_TARGET_FOLDER;
+	case STATE_SCOPE_SESSION:
+		return REPORT_REASON_SESSION;
+	default:
+		return REPORT_REASON_RUN;
+	}
+}
+
+const char *
+report_reason_name(enum report_reason r)
+{
+	return (size_t)r < REPORT_REASON_COUNT ? reason_names[r].name : "run";
+}
+
+const char *
+report_reason_label(enum report_reason r)
+{
+	return (size_t)r < REPORT_REASON_COUNT ? reason_names[r].label :
+	       "whole run";
+}
+
+const char *
+report_scope_name(int scope)
+{
+	static const char *const scopes[] = {
+		"message", "folder", "session", "run",
+	};
+
+	return scope >= 0 && (size_t)scope < N_ELEMENTS(scopes) ?
+	       scopes[scope] : "run";
+}
+
+void
+report_reason_counts(const struct report_data *d,
+                     size_t counts[REPORT_REASON_COUNT])
+{
+	memset(counts, 0, REPORT_REASON_COUNT * sizeof(counts[0]));
+	for (size_t i = 0; i < d->n_fl; i++)
+		counts[report_failure_reason(&d->fl[i])]++;
+}
+
+/* The src_user of account key, or the key. */
+static const char *
+account_user(const struct report_data *d, const char *key)
+{
+	for (size_t i = 0; i < d->n_accounts; i++)
+		if (strcmp(d->accounts[i].account, key) == 0)
+			return d->accounts[i].src_user;
+	return key;
+}
+
+void
+report_reasons_text(struct buf *out, const struct report_data *d,
+                    size_t max_each)
+{
+	size_t counts[REPORT_REASON_COUNT];
+
+	if (d->n_fl == 0)
+		return;
+	report_reason_counts(d, counts);
+	ignore_result(buf_append_str(out, "failures by reason:\n"));
+	for (size_t r = 0; r < REPORT_REASON_COUNT; r++) {
+		size_t shown = 0;
+
+		if (counts[r] == 0)
+			continue;
+		ignore_result(buf_printf(out, "  %s: %zu\n",
+		    report_reason_name((enum report_reason)r), counts[r]));
+		for (size_t i = 0; i < d->n_fl; i++) {
+			const struct state_failure *f = &d->fl[i];
+
+			if (report_failure_reason(f) != r)
+				continue;
+			if (max_each > 0 && shown++ == max_each) {
+				ignore_result(buf_printf(out, "    ... %zu more (see "
+				    "--report)\n", counts[r] - max_each));
+				break;
+			}
+			ignore_result(buf_printf(out, "    %s %s",
+			    account_user(d, f->account),
+			    f->folder[0] ? f->folder : "(session)"));
+			if (f->src_uid != 0)
+				ignore_result(buf_printf(out, " UID %" PRIu32,
+				    f->src_uid));
+			ignore_result(buf_printf(out, ": %s\n", f->reason));
+		}
+	}
+}
+
 /* ----------------------------------------------------------- summary */
 
 const char *
@@ -373,7 +542,12 @@ summarize(const struct state_job *jobs, size_t n, size_t *count_r)
 			a->src_user = j->src_user;
 			a->dst_user = j->dst_user;
 			a->account = j->account;
+			a->folders = -1;
 		}
+		if (j->started > 0 && (a->started == 0 || j->started < a->started))
+			a->started = j->started;
+		if (j->finished > a->finished)
+			a->finished = j->finished;
 		a->jobs++;
 		if (j->status == STATE_JOB_DONE)
 			a->done++;
@@ -448,6 +622,23 @@ report_load(struct state_db *db, int64_t run_id, struct report_data *d,
 	return 0;
 }
 
+int
+report_load_folders(struct state_db *db, struct report_data *d,
+                    const char **error_r)
+{
+	for (size_t i = 0; i < d->n_accounts; i++) {
+		struct state_folder *f;
+		size_t n;
+
+		if (state_folder_list(db, d->accounts[i].account, &f, &n,
+		                      error_r) < 0)
+			return -1;
+		d->accounts[i].folders = (long)n;
+		state_folder_list_free(&f, n);
+	}
+	return 0;
+}
+
 void
 report_data_free(struct report_data *d)
 {
@@ -506,6 +697,9 @@ report_summary_text(struct buf *out, const struct report_data *d)
 			ignore_result(buf_printf(out, ": %s\n", fl[k].reason));
 		}
 	}
+	/* every failure once more by reason: the counts a migration is
+	 * judged by (the JSON report has them all) */
+	report_reasons_text(out, d, 50);
 }
 
 void
@@ -558,10 +752,6 @@ static void
 account_json(struct json *j, const struct report_data *d,
              const struct report_account *a)
 {
-	static const char *const scopes[] = {
-		"message", "folder", "session", "run",
-	};
-
 	json_obj_begin(j);
 	json_key(j, "src_user"); json_str(j, a->src_user);
 	json_key(j, "dst_user"); json_str(j, a->dst_user);
@@ -591,9 +781,9 @@ account_json(struct json *j, const struct report_data *d,
 		if (strcmp(f->account, a->account) != 0)
 			continue;
 		json_obj_begin(j);
-		json_key(j, "scope");
-		json_str(j, (size_t)f->scope < N_ELEMENTS(scopes) ?
-		         scopes[f->scope] : "run");
+		json_key(j, "scope"); json_str(j, report_scope_name(f->scope));
+		json_key(j, "category");
+		json_str(j, report_reason_name(report_failure_reason(f)));
 		json_key(j, "folder"); json_str(j, f->folder);
 		json_key(j, "uid"); json_u64(j, f->src_uid);
 		json_key(j, "reason"); json_str(j, f->reason);
@@ -602,6 +792,47 @@ account_json(struct json *j, const struct report_data *d,
 	}
 	json_arr_end(j);
 	json_obj_end(j);
+}
+
+/* "failure_counts": every category with its count; "failures": each
+ * failure, grouped by category (in the order of enum report_reason). */
+static void
+reasons_json(struct json *j, const struct report_data *d)
+{
+	size_t counts[REPORT_REASON_COUNT];
+
+	report_reason_counts(d, counts);
+	json_key(j, "failure_counts");
+	json_obj_begin(j);
+	for (size_t r = 0; r < REPORT_REASON_COUNT; r++) {
+		json_key(j, report_reason_name((enum report_reason)r));
+		json_u64(j, counts[r]);
+	}
+	json_obj_end(j);
+	json_key(j, "failures");
+	json_arr_begin(j);
+	for (size_t r = 0; r < REPORT_REASON_COUNT; r++) {
+		for (size_t i = 0; i < d->n_fl; i++) {
+			const struct state_failure *f = &d->fl[i];
+
+			if (report_failure_reason(f) != r)
+				continue;
+			json_obj_begin(j);
+			json_key(j, "category");
+			json_str(j, report_reason_name((enum report_reason)r));
+			json_key(j, "account"); json_str(j, f->account);
+			json_key(j, "src_user");
+			json_str(j, account_user(d, f->account));
+			json_key(j, "scope"); json_str(j, report_scope_name(f->scope));
+			json_key(j, "folder"); json_str(j, f->folder);
+			json_key(j, "uid"); json_u64(j, f->src_uid);
+			json_key(j, "reason"); json_str(j, f->reason);
+			json_key(j, "attempts"); json_u64(j, f->attempts);
+			json_key(j, "when"); json_i64(j, f->when);
+			json_obj_end(j);
+		}
+	}
+	json_arr_end(j);
 }
 
 void
@@ -645,6 +876,7 @@ report_json(struct json *j, const struct report_data *d, double elapsed)
 	for (size_t i = 0; i < d->n_accounts; i++)
 		account_json(j, d, &d->accounts[i]);
 	json_arr_end(j);
+	reasons_json(j, d);
 	json_obj_end(j);
 }
 

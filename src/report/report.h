@@ -96,6 +96,10 @@ struct report_account {
 	unsigned folders_failed, attempts;
 	double seconds;
 	char *errors;                 /* job errors "; "-joined, or NULL */
+	long folders;                 /* in the state database; -1 unknown
+	                               * (report_load_folders() fills it) */
+	int64_t started, finished;    /* first start, last end of its jobs'
+	                               * last attempts (epoch s); 0 never */
 };
 
 /* "done", "done*" (messages failed), "pending" or "failed". */
@@ -123,6 +127,10 @@ int report_load(struct state_db *db, int64_t run_id, struct report_data *d,
  * failures of these accounts to the front of d->fl (d->n_fl of them);
  * the others stay after them. For a d filled by hand (tests). */
 void report_data_summarize(struct report_data *d);
+/* Sets the folders of each account of d from the state database.
+ * Returns 0 or -1 with *error_r. */
+int report_load_folders(struct state_db *db, struct report_data *d,
+                        const char **error_r) ATTR_WARN_UNUSED;
 /* Frees everything d owns (also what a failed report_load() left). */
 void report_data_free(struct report_data *d);
 
@@ -136,6 +144,93 @@ void report_summary_text(struct buf *out, const struct report_data *d);
  * epoch seconds (for the heartbeat's age). */
 void report_status_text(struct buf *out, const struct report_data *d,
                         int64_t now, bool alive);
+
+/* ---- failure reasons ----
+ *
+ * The state database keeps each failure as a row (account, folder, UID,
+ * scope, the server's or the engine's text); it has no reason code. The
+ * reports group failures by a category derived from the scope and the
+ * text as stored (docs/report.md lists the rules): this is a reading of
+ * the text for people, never an input to what the engine does. */
+enum report_reason {
+	REPORT_REASON_REFUSED,        /* message: refused by the target */
+	REPORT_REASON_TOO_LARGE,      /* message: [TOOBIG], APPENDLIMIT, ... */
+	REPORT_REASON_OVER_QUOTA,     /* message: [OVERQUOTA], quota */
+	REPORT_REASON_UID_CONFLICT,   /* message: cannot keep its UID */
+	REPORT_REASON_VANISHED,       /* message or folder: gone from the source */
+	REPORT_REASON_SOURCE_FOLDER,  /* folder: the source could not be read */
+	REPORT_REASON_TARGET_FOLDER,  /* folder: the target folder failed */
+	REPORT_REASON_SESSION,        /* session scope */
+	REPORT_REASON_RUN,            /* run scope */
+	REPORT_REASON_COUNT
+};
+
+/* The category of one failure row. */
+enum report_reason report_failure_reason(const struct state_failure *f);
+/* "refused-by-target", "too-large", ... (JSON keys, metric labels). */
+const char *report_reason_name(enum report_reason r);
+/* "refused by the target", "too large for the target", ... */
+const char *report_reason_label(enum report_reason r);
+/* Counts d's failures (the first d->n_fl) per category into counts. */
+void report_reason_counts(const struct report_data *d,
+                          size_t counts[REPORT_REASON_COUNT]);
+/* "message", "folder", "session", "run". */
+const char *report_scope_name(int scope);
+
+/* "failures by reason:", then for each category with failures its count
+ * and each failure (account, folder, UID, text), at most max_each per
+ * category (0: all). Nothing when d has no failures. */
+void report_reasons_text(struct buf *out, const struct report_data *d,
+                         size_t max_each);
+
+/* ---- the HTML report (report-html.c) ----
+ *
+ * One self-contained page (no script, font or image from elsewhere; SVG
+ * drawn here): the run at a glance, a timeline of the jobs, throughput,
+ * histograms of account sizes and times, a sortable table of accounts,
+ * every failure grouped by reason, the verification. Every text from the
+ * state database is escaped. now is epoch seconds (the end of running
+ * jobs); folders of the accounts come from report_load_folders() (else
+ * shown as "?"). */
+void report_html(struct buf *out, const struct report_data *d, int64_t now);
+/* report_html() of d to path by report_file_write(). */
+int report_html_write(const char *path, const struct report_data *d,
+                      int64_t now, const char **error_r) ATTR_WARN_UNUSED;
+/* Appends s to out with & < > " ' escaped for HTML text and attributes. */
+void report_html_escape(struct buf *out, const char *s);
+/* Lane of each of n intervals [start[i], end[i]) by interval scheduling
+ * in order of start: the first lane free at its start (lanes_r[i], from
+ * 0; -1 for an interval with start 0, never run). Returns the number of
+ * lanes used. */
+unsigned report_assign_lanes(const int64_t *start, const int64_t *end,
+                             size_t n, int *lanes_r);
+/* Spreads each job's value evenly over [start, end] (end == start: one
+ * second) and sums it per bucket of width seconds from t0: buckets[k]
+ * gets the value that fell into [t0 + k*width, t0 + (k+1)*width). */
+void report_spread(const int64_t *start, const int64_t *end,
+                   const double *value, size_t n, int64_t t0, double width,
+                   double *buckets, size_t n_buckets);
+
+/* ---- metrics (report-metrics.c) ---- */
+
+/* What the Prometheus text is made of; all borrowed. */
+struct report_metrics {
+	int64_t run_id;
+	const struct state_job *jobs;
+	size_t n_jobs;
+	const char *const *src_host;  /* per job: source host label */
+	const char *const *dst_host;  /* per job: target host label */
+	double rate_messages, rate_bytes; /* recent, per second */
+	double eta_seconds;           /* < 0 unknown */
+	int64_t started;              /* the run's start, epoch seconds */
+	int64_t now;                  /* epoch seconds */
+};
+
+/* The metrics in the Prometheus text exposition format (HELP and TYPE
+ * lines, label values escaped), for node_exporter's textfile collector:
+ * copied messages and bytes per source and target host, jobs by state,
+ * retries, queue depth, rates, the estimated end. */
+void report_metrics_text(struct buf *out, const struct report_metrics *m);
 
 /* ---- files ---- */
 

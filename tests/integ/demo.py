@@ -21,6 +21,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as H  # noqa: E402
 
 USERS = {f"user{i}": f"demo-pw-{i}" for i in (1, 2, 3)}
+# Kept after the demo (the work directory is removed): beside the binary's
+# build directory, e.g. build/demo-report.html.
+BUILD_DIR = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(H.BIN)),
+                                          "..", ".."))
+REPORT = os.path.join(BUILD_DIR, "demo-report.html")
+METRICS = os.path.join(BUILD_DIR, "demo-metrics.prom")
 MASTER = ("master", "demo-master-pw")
 
 
@@ -64,9 +70,10 @@ def steps(src, dst, cut, workdir):
                       ["ls", src.url("user1")], USERS["user1"], ca),
         lambda: ferry("plan the whole server: inventory, measured costs, schedule",
                       ["plan", "--workers", "3", *both, users_csv, srct, dstt], env=ca),
-        lambda: ferry("run it: 3 workers, resumable, every account (Dovecot master user)",
+        lambda: ferry("run it: 3 workers, resumable, every account (Dovecot master user), "
+                      "Prometheus metrics for node_exporter",
                       ["run", "--workers", "3", "--progress", "plain", "--state", state,
-                       *both, users_csv, srct, dstt], env=ca),
+                       "--metrics", METRICS, *both, users_csv, srct, dstt], env=ca),
         lambda: ferry("status of the run, from the state database",
                       ["status", "--state", state]),
         lambda: ferry("prove it: verify user1, every message's SHA-256",
@@ -83,6 +90,8 @@ def steps(src, dst, cut, workdir):
         lambda: ferry("the source INBOX ...", ["ls", src.url("user1")], USERS["user1"], ca),
         lambda: ferry("... and the new server: same UIDVALIDITY and UIDNEXT per folder",
                       ["ls", cut.url("user1", query="?tls=none")], USERS["user1"]),
+        lambda: ferry("what administrators look at: the first run as one HTML page",
+                      ["report", "--state", state, "--run", "1", "--html", REPORT]),
     ]
 
 
@@ -123,6 +132,8 @@ def main():
             except EOFError:
                 pass
     print("\ndemo: servers stopped")
+    print(f"demo: the HTML report of the run: {REPORT}")
+    print(f"demo: its Prometheus metrics: {METRICS}")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -341,7 +342,10 @@ test_summary(void **state)
 	    "account                      status    messages       size     time attempts  errors\n"
 	    "alice                        done*          150   150.0 KB      20s        2  1 recorded failure\n"
 	    "    Sent UID 12: refused by the target: too big\n"
-	    "bob                          failed           0        0 B      10s        3  login refused: [AUTHENTICATIONFAILED]\n");
+	    "bob                          failed           0        0 B      10s        3  login refused: [AUTHENTICATIONFAILED]\n"
+	    "failures by reason:\n"
+	    "  too-large: 1\n"
+	    "    alice Sent UID 12: refused by the target: too big\n");
 	/* status of a dead run: header, bar, progress, then the summary */
 	buf_reset(&out);
 	report_status_text(&out, &d, 1700000160, false);
@@ -355,7 +359,10 @@ test_summary(void **state)
 	    "account                      status    messages       size     time attempts  errors\n"
 	    "alice                        done*          150   150.0 KB      20s        2  1 recorded failure\n"
 	    "    Sent UID 12: refused by the target: too big\n"
-	    "bob                          failed           0        0 B      10s        3  login refused: [AUTHENTICATIONFAILED]\n");
+	    "bob                          failed           0        0 B      10s        3  login refused: [AUTHENTICATIONFAILED]\n"
+	    "failures by reason:\n"
+	    "  too-large: 1\n"
+	    "    alice Sent UID 12: refused by the target: too big\n");
 	buf_free(&out);
 	report_data_free(&d);
 	assert_null(d.jobs);
@@ -384,7 +391,21 @@ test_summary_many_failures(void **state)
 	    "    INBOX UID 1: no\n"));
 	assert_non_null(strstr(buf_data(&out), "    INBOX UID 5: no\n"
 	    "    ... 2 more (see --report)\n"));
+	/* per account at most 5; by reason all of them */
+	*strstr(buf_data(&out), "failures by reason:") = '\0';
 	assert_null(strstr(buf_data(&out), "UID 6"));
+	buf_reset(&out);
+	report_reasons_text(&out, &d, 0);
+	assert_string_equal(buf_data(&out), "failures by reason:\n"
+	    "  refused-by-target: 6\n"
+	    "    carol INBOX UID 1: no\n    carol INBOX UID 2: no\n"
+	    "    carol INBOX UID 3: no\n    carol INBOX UID 4: no\n"
+	    "    carol INBOX UID 5: no\n    carol INBOX UID 6: no\n"
+	    "  session: 1\n"
+	    "    carol (session): no\n");
+	buf_reset(&out);
+	report_reasons_text(&out, &d, 2);
+	assert_non_null(strstr(buf_data(&out), "UID 2: no\n    ... 4 more"));
 	buf_free(&out);
 	report_data_free(&d);
 }
@@ -403,14 +424,23 @@ static const char report_expected[] =
 	"\"status\":\"done*\",\"jobs\":2,\"messages\":150,\"bytes\":150000,"
 	"\"skipped\":0,\"failed_messages\":1,\"folders_failed\":0,"
 	"\"est_messages\":160,\"est_bytes\":0,\"seconds\":20.000,\"attempts\":2,"
-	"\"errors\":[{\"scope\":\"message\",\"folder\":\"Sent\",\"uid\":12,"
+	"\"errors\":[{\"scope\":\"message\",\"category\":\"too-large\","
+	"\"folder\":\"Sent\",\"uid\":12,"
 	"\"reason\":\"refused by the target: too big\",\"attempts\":1}]},"
 	"{\"src_user\":\"bob\",\"dst_user\":\"bob\",\"account\":\"k-bob\","
 	"\"status\":\"failed\",\"jobs\":1,\"messages\":0,\"bytes\":0,"
 	"\"skipped\":0,\"failed_messages\":0,\"folders_failed\":0,"
 	"\"est_messages\":5,\"est_bytes\":0,\"seconds\":10.000,\"attempts\":3,"
 	"\"errors\":[{\"scope\":\"job\","
-	"\"reason\":\"login refused: [AUTHENTICATIONFAILED]\"}]}]}";
+	"\"reason\":\"login refused: [AUTHENTICATIONFAILED]\"}]}],"
+	"\"failure_counts\":{\"refused-by-target\":0,\"too-large\":1,"
+	"\"over-quota\":0,\"uid-conflict\":0,\"source-vanished\":0,"
+	"\"source-folder-failed\":0,\"target-folder-failed\":0,"
+	"\"session\":0,\"run\":0},"
+	"\"failures\":[{\"category\":\"too-large\",\"account\":\"k-alice\","
+	"\"src_user\":\"alice\",\"scope\":\"message\",\"folder\":\"Sent\","
+	"\"uid\":12,\"reason\":\"refused by the target: too big\","
+	"\"attempts\":1,\"when\":0}]}";
 
 static void
 test_report_json(void **state)
@@ -426,6 +456,363 @@ test_report_json(void **state)
 	assert_string_equal(buf_data(&out), report_expected);
 	buf_free(&out);
 	report_data_free(&d);
+}
+
+/* ----------------------------------------------------------- reasons */
+
+static void
+test_reasons(void **state)
+{
+	static const struct {
+		enum state_scope scope;
+		const char *text;
+		enum report_reason want;
+	} t[] = {
+		{ STATE_SCOPE_MESSAGE, "[TOOBIG] Message too large",
+		  REPORT_REASON_TOO_LARGE },
+		{ STATE_SCOPE_MESSAGE, "message exceeds APPENDLIMIT",
+		  REPORT_REASON_TOO_LARGE },
+		{ STATE_SCOPE_MESSAGE, "[OVERQUOTA] Quota exceeded (mailbox "
+		  "for user is full)", REPORT_REASON_OVER_QUOTA },
+		{ STATE_SCOPE_MESSAGE, "UID 7 is below the Maildir folder's "
+		  "UIDNEXT 9: it cannot keep its UID", REPORT_REASON_UID_CONFLICT },
+		{ STATE_SCOPE_MESSAGE, "UID 3 on the target holds another message",
+		  REPORT_REASON_UID_CONFLICT },
+		{ STATE_SCOPE_MESSAGE, "[EXPUNGEISSUED] Some messages were "
+		  "expunged", REPORT_REASON_VANISHED },
+		{ STATE_SCOPE_MESSAGE, "[PARSE] bad header", REPORT_REASON_REFUSED },
+		{ STATE_SCOPE_MESSAGE, "", REPORT_REASON_REFUSED },
+		{ STATE_SCOPE_FOLDER, "cannot examine Lists on the source: "
+		  "[NONEXISTENT] Mailbox doesn't exist", REPORT_REASON_VANISHED },
+		{ STATE_SCOPE_FOLDER, "cannot examine Lists on the source: BAD",
+		  REPORT_REASON_SOURCE_FOLDER },
+		{ STATE_SCOPE_FOLDER, "Lists: target refused CREATE: [CANNOT] x",
+		  REPORT_REASON_TARGET_FOLDER },
+		{ STATE_SCOPE_SESSION, "too big", REPORT_REASON_SESSION },
+		{ STATE_SCOPE_RUN, "disk full", REPORT_REASON_RUN },
+	};
+
+	for (size_t i = 0; i < N_ELEMENTS(t); i++) {
+		struct state_failure f = { .scope = t[i].scope,
+		                           .reason = (char *)t[i].text };
+
+		assert_int_equal(report_failure_reason(&f), t[i].want);
+	}
+	assert_string_equal(report_reason_name(REPORT_REASON_TOO_LARGE),
+	                    "too-large");
+	assert_string_equal(report_reason_label(REPORT_REASON_REFUSED),
+	                    "refused by the target");
+	assert_string_equal(report_scope_name(-1), "run");
+}
+
+/* -------------------------------------------------------------- HTML */
+
+static void
+test_lanes_spread(void **state)
+{
+	/* 5 jobs on 2 workers; job 3 never started; job 4 starts when job 0
+	 * ends (the lane is free again) */
+	const int64_t start[] = { 100, 100, 105, 0, 110, 111 };
+	const int64_t end[] = { 110, 120, 108, 0, 130, 112 };
+	const double val[] = { 10, 20, 0, 99, 40, 5 };
+	int lanes[6];
+	double b[4];
+
+	assert_int_equal(report_assign_lanes(start, end, 6, lanes), 3);
+	assert_int_equal(lanes[0], 0);
+	assert_int_equal(lanes[1], 1);
+	assert_int_equal(lanes[2], 2);
+	assert_int_equal(lanes[3], -1);
+	assert_int_equal(lanes[4], 0);
+	assert_int_equal(lanes[5], 2);
+	/* buckets of 10 s from 100: job 0 all in the first, job 1 half and
+	 * half, job 4 half and half of the next two, job 5 in the second */
+	report_spread(start, end, val, 6, 100, 10, b, 4);
+	assert_true(fabs(b[0] - 20) < 1e-9);
+	assert_true(fabs(b[1] - 35) < 1e-9);
+	assert_true(fabs(b[2] - 20) < 1e-9);
+	assert_true(fabs(b[3] - 0) < 1e-9);
+}
+
+static bool
+is_void_element(const char *name, size_t len)
+{
+	static const char *const v[] = { "meta", "br", "hr", "img", "input",
+	                                  "link" };
+
+	for (size_t i = 0; i < N_ELEMENTS(v); i++)
+		if (strlen(v[i]) == len && memcmp(v[i], name, len) == 0)
+			return true;
+	return false;
+}
+
+/* A small check of the page's structure: every element closed in order
+ * (void and self-closed elements aside), no '<' in text that does not
+ * start a tag, script and style bodies skipped. Returns the number of
+ * elements, or fails the test. */
+static size_t
+html_check(const char *html)
+{
+	char stack[256][24];
+	size_t depth = 0, elements = 0;
+	const char *p = html;
+
+	assert_true(strncmp(p, "<!DOCTYPE html>", 15) == 0);
+	p += 15;
+	while ((p = strchr(p, '<')) != NULL) {
+		const char *name, *end;
+		size_t len;
+		bool closing = p[1] == '/';
+
+		name = p + 1 + closing;
+		len = strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789");
+		assert_true(len > 0 && len < sizeof(stack[0]));
+		end = strchr(name, '>');
+		assert_non_null(end);
+		/* no '<' inside a tag: attribute values are escaped */
+		assert_true(memchr(name, '<', (size_t)(end - name)) == NULL);
+		if (closing) {
+			assert_true(depth > 0);
+			depth--;
+			assert_int_equal(strlen(stack[depth]), len);
+			assert_memory_equal(stack[depth], name, len);
+		} else {
+			elements++;
+			if (end[-1] != '/' && !is_void_element(name, len)) {
+				assert_true(depth < N_ELEMENTS(stack));
+				memcpy(stack[depth], name, len);
+				stack[depth][len] = '\0';
+				depth++;
+			}
+			if ((len == 6 && memcmp(name, "script", 6) == 0) ||
+			    (len == 5 && memcmp(name, "style", 5) == 0)) {
+				char close[16];
+
+				snprintf(close, sizeof(close), "</%.*s>", (int)len, name);
+				end = strstr(end, close);
+				assert_non_null(end);
+				end--;
+			}
+		}
+		p = end + 1;
+	}
+	assert_int_equal(depth, 0);
+	return elements;
+}
+
+static size_t
+count_str(const char *s, const char *what)
+{
+	size_t n = 0;
+
+	while ((s = strstr(s, what)) != NULL) {
+		n++;
+		s += strlen(what);
+	}
+	return n;
+}
+
+static void
+test_html(void **state)
+{
+	static const char hostile[] = "<script>alert(1)</script>&\"'";
+	struct report_data d;
+	struct buf out;
+	const char *h;
+
+	/* the fixture with times (alice's two jobs back to back, bob's
+	 * beside them), a hostile folder name, account name and server
+	 * texts; then summarized again, since accounts borrow the strings */
+	data_fixture(&d);
+	d.run.src = xstrdup("imap://%u@old.example.org");
+	d.run.dst = xstrdup("imap://%u@<b>new</b>");
+	free(d.fl[0].folder);    /* alice's, first after summarizing */
+	d.fl[0].folder = xstrdup(hostile);
+	free(d.fl[0].reason);
+	d.fl[0].reason = xstrdup("[TOOBIG] <img src=x onerror=alert(2)>");
+	free(d.jobs[1].error);
+	d.jobs[1].error = xstrdup("login refused: <i>no</i>");
+	free(d.jobs[1].src_user);
+	d.jobs[1].src_user = xstrdup("bob<svg onload=alert(3)>");
+	d.jobs[0].id = 1;
+	d.jobs[0].started = 1700000000;
+	d.jobs[0].finished = 1700000040;
+	d.jobs[1].id = 2;
+	d.jobs[1].started = 1700000010;
+	d.jobs[1].finished = 1700000020;
+	d.jobs[2].id = 3;
+	d.jobs[2].started = 1700000040;
+	d.jobs[2].finished = 1700000090;
+	for (size_t i = 0; i < d.n_accounts; i++)
+		free(d.accounts[i].errors);
+	free(d.accounts);
+	report_data_summarize(&d);
+	d.accounts[0].folders = 4;
+
+	buf_init(&out, 1 << 22);
+	report_html(&out, &d, 1700000100);
+	h = buf_data(&out);
+	assert_true(html_check(h) > 50);
+	/* the sections */
+	assert_non_null(strstr(h, "<section id=\"glance\">"));
+	assert_non_null(strstr(h, "<section id=\"timeline\">"));
+	assert_non_null(strstr(h, "<section id=\"throughput\">"));
+	assert_non_null(strstr(h, "<section id=\"distribution\">"));
+	assert_non_null(strstr(h, "<section id=\"accounts\">"));
+	assert_non_null(strstr(h, "<section id=\"failures\">"));
+	assert_non_null(strstr(h, "No verification recorded"));
+	/* SVG: one bar per job, two lanes (alice's jobs back to back) */
+	assert_int_equal(count_str(h, "<svg "), 5);
+	assert_int_equal(count_str(h, "<rect class=\"bar "), 3);
+	assert_non_null(strstr(h, "3 jobs in 2 lanes"));
+	assert_non_null(strstr(h, "<rect class=\"bar partial\" data-job=\"1\""));
+	assert_non_null(strstr(h, "<rect class=\"bar failed\" data-job=\"2\""));
+	/* the table: one row per account, numbers sortable by data-v */
+	assert_int_equal(count_str(h, "<tr data-account="), 2);
+	assert_non_null(strstr(h, "<td data-v=\"4\">4</td>"));
+	assert_non_null(strstr(h, "too-large 1"));
+	/* failures grouped by reason */
+	assert_non_null(strstr(h, "<h3 id=\"reason-too-large\">too large for "
+	                          "the target <span class=\"count\">(1)"));
+	assert_int_equal(count_str(h, "<tr class=\"failure\""), 1);
+	assert_int_equal(count_str(h, "<tr class=\"joberror\""), 1);
+	/* every text escaped: the only script element is the page's own */
+	assert_int_equal(count_str(h, "<script"), 1);
+	assert_null(strstr(h, "<img"));
+	assert_null(strstr(h, "<svg onload"));
+	assert_null(strstr(h, "<i>"));
+	assert_null(strstr(h, "<b>"));
+	assert_non_null(strstr(h, "&lt;script&gt;alert(1)&lt;/script&gt;"
+	                          "&amp;&quot;&#39;"));
+	assert_non_null(strstr(h, "bob&lt;svg onload=alert(3)&gt;"));
+	/* self-contained */
+	assert_null(strstr(h, "http://"));
+	assert_null(strstr(h, "https://"));
+	assert_null(strstr(h, " src=\""));
+	assert_null(strstr(h, " href="));
+	assert_non_null(strstr(h, "@media print"));
+	assert_non_null(strstr(h, "name=\"viewport\""));
+	buf_free(&out);
+	report_data_free(&d);
+}
+
+static void
+test_html_empty(void **state)
+{
+	struct report_data d;
+	struct buf out;
+
+	memset(&d, 0, sizeof(d));
+	d.run.id = 1;
+	d.run.status = xstrdup("running");
+	d.run.error = xstrdup("");
+	d.run.src = xstrdup("");
+	d.run.dst = xstrdup("");
+	d.run.started = 1700000000;
+	report_data_summarize(&d);
+	buf_init(&out, 1 << 20);
+	report_html(&out, &d, 1700000005);
+	html_check(buf_data(&out));
+	assert_non_null(strstr(buf_data(&out), "No job has started."));
+	assert_non_null(strstr(buf_data(&out), "No failure recorded."));
+	buf_free(&out);
+	report_data_free(&d);
+}
+
+/* ----------------------------------------------------------- metrics */
+
+static void
+test_metrics(void **state)
+{
+	struct state_job jobs[3];
+	const char *src[] = { "old.example.org", "old.example.org", "b\"\\\n" };
+	const char *dst[] = { "new:143", "new:143", "maildir" };
+	struct report_metrics m = {
+		.run_id = 3, .jobs = jobs, .n_jobs = 3, .src_host = src,
+		.dst_host = dst, .rate_messages = 12.5, .rate_bytes = 1000,
+		.eta_seconds = 9.5, .started = 1700000000, .now = 1700000050,
+	};
+	struct buf out;
+
+	memset(jobs, 0, sizeof(jobs));
+	jobs[0] = (struct state_job){ .status = STATE_JOB_DONE, .messages = 10,
+		.bytes = 1000, .attempts = 1, .est_messages = 10 };
+	jobs[1] = (struct state_job){ .status = STATE_JOB_RUNNING, .messages = 5,
+		.bytes = 500, .attempts = 3, .errors = 2, .failed = 1 };
+	jobs[2] = (struct state_job){ .status = STATE_JOB_PENDING };
+	buf_init(&out, 1 << 20);
+	report_metrics_text(&out, &m);
+	assert_string_equal(buf_data(&out),
+	    "# HELP imapferry_run_info The run these metrics are of (value 1).\n"
+	    "# TYPE imapferry_run_info gauge\n"
+	    "imapferry_run_info{run=\"3\"} 1\n"
+	    "# HELP imapferry_messages_copied_total Messages copied, per source "
+	    "and target host.\n"
+	    "# TYPE imapferry_messages_copied_total counter\n"
+	    "imapferry_messages_copied_total{src_host=\"old.example.org\","
+	    "dst_host=\"new:143\"} 15\n"
+	    "imapferry_messages_copied_total{src_host=\"b\\\"\\\\\\n\","
+	    "dst_host=\"maildir\"} 0\n"
+	    "# HELP imapferry_bytes_copied_total Bytes copied (RFC822.SIZE), per "
+	    "source and target host.\n"
+	    "# TYPE imapferry_bytes_copied_total counter\n"
+	    "imapferry_bytes_copied_total{src_host=\"old.example.org\","
+	    "dst_host=\"new:143\"} 1500\n"
+	    "imapferry_bytes_copied_total{src_host=\"b\\\"\\\\\\n\","
+	    "dst_host=\"maildir\"} 0\n"
+	    "# HELP imapferry_jobs Jobs of the run by state.\n"
+	    "# TYPE imapferry_jobs gauge\n"
+	    "imapferry_jobs{state=\"pending\"} 1\n"
+	    "imapferry_jobs{state=\"running\"} 1\n"
+	    "imapferry_jobs{state=\"done\"} 1\n"
+	    "imapferry_jobs{state=\"failed\"} 0\n"
+	    "# HELP imapferry_queue_depth Jobs waiting to run (pending, retries "
+	    "included).\n"
+	    "# TYPE imapferry_queue_depth gauge\n"
+	    "imapferry_queue_depth 1\n"
+	    "# HELP imapferry_job_retries_total Attempts started beyond the "
+	    "first of each job.\n"
+	    "# TYPE imapferry_job_retries_total counter\n"
+	    "imapferry_job_retries_total 2\n"
+	    "# HELP imapferry_job_errors_total Attempts that failed.\n"
+	    "# TYPE imapferry_job_errors_total counter\n"
+	    "imapferry_job_errors_total 2\n"
+	    "# HELP imapferry_messages_failed Messages refused in the last "
+	    "attempt of each job.\n"
+	    "# TYPE imapferry_messages_failed gauge\n"
+	    "imapferry_messages_failed 1\n"
+	    "# HELP imapferry_planned_messages Messages the plan estimated.\n"
+	    "# TYPE imapferry_planned_messages gauge\n"
+	    "imapferry_planned_messages 10\n"
+	    "# HELP imapferry_planned_bytes Bytes the plan estimated.\n"
+	    "# TYPE imapferry_planned_bytes gauge\n"
+	    "imapferry_planned_bytes 0\n"
+	    "# HELP imapferry_rate_messages_per_second Recent copy rate in "
+	    "messages per second.\n"
+	    "# TYPE imapferry_rate_messages_per_second gauge\n"
+	    "imapferry_rate_messages_per_second 12.5\n"
+	    "# HELP imapferry_rate_bytes_per_second Recent copy rate in bytes "
+	    "per second.\n"
+	    "# TYPE imapferry_rate_bytes_per_second gauge\n"
+	    "imapferry_rate_bytes_per_second 1000\n"
+	    "# HELP imapferry_start_time_seconds When the run started (Unix "
+	    "time).\n"
+	    "# TYPE imapferry_start_time_seconds gauge\n"
+	    "imapferry_start_time_seconds 1700000000\n"
+	    "# HELP imapferry_estimated_end_time_seconds When the run should end "
+	    "at the recent rate (Unix time; NaN unknown).\n"
+	    "# TYPE imapferry_estimated_end_time_seconds gauge\n"
+	    "imapferry_estimated_end_time_seconds 1700000060\n"
+	    "# HELP imapferry_last_update_time_seconds When this file was "
+	    "written (Unix time).\n"
+	    "# TYPE imapferry_last_update_time_seconds gauge\n"
+	    "imapferry_last_update_time_seconds 1700000050\n");
+	buf_reset(&out);
+	m.eta_seconds = -1;
+	report_metrics_text(&out, &m);
+	assert_non_null(strstr(buf_data(&out),
+	    "\nimapferry_estimated_end_time_seconds NaN\n"));
+	buf_free(&out);
 }
 
 /* ------------------------------------------------------------- files */
@@ -532,6 +919,11 @@ main(void)
 		cmocka_unit_test(test_summary),
 		cmocka_unit_test(test_summary_many_failures),
 		cmocka_unit_test(test_report_json),
+		cmocka_unit_test(test_reasons),
+		cmocka_unit_test(test_lanes_spread),
+		cmocka_unit_test(test_html),
+		cmocka_unit_test(test_html_empty),
+		cmocka_unit_test(test_metrics),
 		cmocka_unit_test(test_file_write),
 	};
 
