@@ -621,7 +621,9 @@ test_dovecot_existing_uidlist(void **state)
 	commit_ok(f);
 	ul = slurp2(fx->root, "dovecot-uidlist");
 	assert_non_null(strstr(ul, "\n1002 :1600000000.M1P2.mx\n"));
-	assert_true(strncmp(ul, "3 V1234567 N1003 ", 17) == 0);
+	/* appended: the header keeps N1002, readers take the last UID + 1 */
+	assert_true(strncmp(ul, "3 V1234567 N1002 ", 17) == 0);
+	assert_int_equal(maildir_folder_min_uid(f), 1003);
 	free(ul);
 	maildir_folder_close(&f);
 
@@ -683,15 +685,17 @@ test_lock_timeout(void **state)
 	assert_non_null(strstr(error, "dovecot-uidlist.lock is locked by"));
 	assert_non_null(strstr(error, content));
 	assert_non_null(strstr(error, "gave up after 1.2 s"));
-	/* a delivery waits the same way and leaves nothing behind */
-	assert_int_equal(maildir_deliver(f, 1, "", 1, "x", 1, NULL, NULL, &error), -1);
+	/* a delivery takes no lock: it waits in tmp/, and its commit waits
+	 * for the lock the same way and publishes nothing */
+	assert_int_equal(maildir_deliver(f, 1, "", 1, "x", 1, NULL, NULL, &error), 0);
+	assert_int_equal(maildir_folder_commit(f, &error), -1);
 	assert_non_null(strstr(error, "locked by"));
 	{
 		char *cur = xasprintf("%s/.L/cur", fx->root);
 		char *tmp = xasprintf("%s/.L/tmp", fx->root);
 
 		assert_int_equal(count_files(cur), 0);
-		assert_int_equal(count_files(tmp), 0);
+		assert_int_equal(count_files(tmp), 1);
 		free(cur);
 		free(tmp);
 	}
@@ -743,6 +747,18 @@ test_lock_stale_dead_pid(void **state)
 
 /* ---- a second writer changed the folder: our floor follows ---- */
 
+/* Number of files in root/dirname/sub. */
+static size_t
+count_in(const char *root, const char *dirname, const char *sub)
+{
+	char *p = xasprintf("%s/%s%s%s", root, dirname, dirname[0] != '\0' ? "/" : "",
+	                    sub);
+	size_t n = count_files(p);
+
+	free(p);
+	return n;
+}
+
 static void
 test_refresh_under_lock(void **state)
 {
@@ -758,11 +774,17 @@ test_refresh_under_lock(void **state)
 	deliver_ok(b, 11, "", 1, msg_crlf, NULL, NULL);
 	commit_ok(b);
 	maildir_folder_close(&b);
-	/* a still believes 10 is free; taking the lock re-reads the uidlist */
+	/* a still believes 10 is free: the delivery (no lock) is pending;
+	 * the commit's lock re-reads the uidlist, finds 10 taken and drops
+	 * the delivery instead of listing a UID the server gave out */
 	assert_int_equal(maildir_folder_min_uid(a), 10);
-	assert_int_equal(maildir_deliver(a, 10, "", 1, "x", 1, NULL, NULL, &error), -1);
-	assert_non_null(strstr(error, "12"));
+	deliver_ok(a, 10, "", 1, "x", NULL, NULL);
+	assert_int_equal(maildir_folder_commit(a, &error), -1);
+	assert_non_null(strstr(error, "up to 11"));
+	assert_non_null(strstr(error, "1 uncommitted deliveries from UID 10"));
+	assert_int_equal(count_in(fx->root, "", "tmp"), 0);
 	assert_int_equal(maildir_folder_count(a), 2);
+	assert_int_equal(maildir_folder_min_uid(a), 12);
 	deliver_ok(a, 12, "", 1, msg_crlf, NULL, NULL);
 	commit_ok(a);
 	assert_int_equal(maildir_folder_count(a), 3);
@@ -851,11 +873,11 @@ test_courier(void **state)
 	deliver_ok(f, 5, "\\Seen Work $Label1", 1500000005, msg_crlf, NULL, NULL);
 	deliver_ok(f, 17, "\\Answered", 1500000017, msg_mixed, NULL, NULL);
 	deliver_ok(f, 900, "Work", 1500000900, msg_lf, NULL, NULL);
-	/* the Courier lock lives in tmp/ while held */
+	/* the Courier lock lives in tmp/ while held: only inside commit */
 	{
 		char *lk = xasprintf("%s/tmp/courier.lock", dir);
 
-		assert_int_equal(stat(lk, &st), 0);
+		assert_int_equal(stat(lk, &st), -1);
 		commit_ok(f);
 		assert_int_equal(stat(lk, &st), -1);
 		free(lk);
@@ -1030,18 +1052,6 @@ test_deliver_fd(void **state)
 
 /* ---- pending deliveries: in tmp/ until commit ---- */
 
-/* Number of files in root/dirname/sub. */
-static size_t
-count_in(const char *root, const char *dirname, const char *sub)
-{
-	char *p = xasprintf("%s/%s%s%s", root, dirname, dirname[0] != '\0' ? "/" : "",
-	                    sub);
-	size_t n = count_files(p);
-
-	free(p);
-	return n;
-}
-
 /* The path of the file in root/sub whose name starts with prefix (new
  * string), or NULL. */
 static char *
@@ -1198,8 +1208,8 @@ test_pending_many(void **state)
 		for (uint32_t uid = 1; uid <= n; uid++)
 			deliver_ok(f, uid * 3, uid % 3 == 0 ? "\\Seen Work" : "\\Seen",
 			           1600000000 + uid, msg_crlf, NULL, NULL);
-		/* (+ courier.lock, held in tmp/) */
-		assert_int_equal(count_in(fx->root, dn, "tmp"), n + (flavor == 1));
+		/* (no courier.lock: deliveries take no lock) */
+		assert_int_equal(count_in(fx->root, dn, "tmp"), n);
 		assert_int_equal(count_in(fx->root, dn, "cur"), 0);
 		/* a flag change and an expunge among them */
 		assert_int_equal(maildir_set_flags(f, 30, "\\Answered", NULL, &error), 0);
@@ -1274,17 +1284,20 @@ test_pending_commit_fails(void **state)
 	assert_int_equal(count_in(fx->root, "", "cur"), 8);
 	assert_int_equal(count_in(fx->root, "", "tmp"), 0);
 	ul = slurp2(fx->root, "dovecot-uidlist");
-	assert_true(strncmp(ul, "3 V31 N10\n1 :", 13) == 0);
+	/* appended: the header keeps N2 */
+	assert_true(strncmp(ul, "3 V31 N2\n1 :", 12) == 0);
 	assert_non_null(strstr(ul, "\n5 :1500000005.M"));
 	assert_null(strstr(ul, "\n6 :"));
 	assert_non_null(strstr(ul, "\n9 :1500000009.M"));
 	free(ul);
 	free(ul0);
 
-	/* 2: writing the uidlist fails after the renames: all go back */
+	/* 2: writing the uidlist fails after the renames: all go back (a
+	 * higher N makes it a rewrite through dovecot-uidlist.tmp) */
 	ul0 = slurp2(fx->root, "dovecot-uidlist");
 	for (uint32_t uid = 10; uid <= 12; uid++)
 		deliver_ok(f, uid, "", 1500000000 + uid, msg_crlf, NULL, NULL);
+	assert_int_equal(maildir_folder_set_uids(f, 31, 20, &error), 0);
 	blocker = xasprintf("%s/dovecot-uidlist.tmp", fx->root);
 	assert_int_equal(mkdir(blocker, 0700), 0);
 	assert_int_equal(maildir_folder_commit(f, &error), -1);
@@ -1330,7 +1343,7 @@ test_crash_pending(void **state)
 	maildir_folder_close(&f);
 	ul0 = slurp2(fx->root, "dovecot-uidlist");
 	/* a child delivers UIDs 50-52 and dies before commit, holding the
-	 * lock (as after SIGKILL) */
+	 * lock (as after SIGKILL inside a commit) */
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
@@ -1343,6 +1356,8 @@ test_crash_pending(void **state)
 			                    strlen(msg_lf), NULL, NULL, &error) < 0)
 				_exit(2);
 		}
+		if (maildir_folder_lock(c, &error) < 0)
+			_exit(3);
 		_exit(0);
 	}
 	assert_int_equal(waitpid(pid, &status, 0), pid);
@@ -1373,7 +1388,7 @@ test_crash_pending(void **state)
 	commit_ok(f);
 	assert_int_equal(stat(lock, &st), -1);
 	ul = slurp2(fx->root, "dovecot-uidlist");
-	assert_true(strncmp(ul, "3 V77 N51\n10 :", 14) == 0);
+	assert_true(strncmp(ul, "3 V77 N50\n10 :", 14) == 0);
 	assert_non_null(strstr(ul, "\n50 :1600000000.M"));
 	free(ul);
 	maildir_folder_close(&f);
@@ -1422,7 +1437,7 @@ test_unlisted(void **state)
 		char *line = xasprintf("\n50 :%s\n", base);
 
 		assert_non_null(strstr(ul, line));
-		assert_true(strncmp(ul, "3 V77 N51\n", 10) == 0);
+		assert_true(strncmp(ul, "3 V77 N50\n", 10) == 0);
 		free(line);
 	}
 	free(ul);
