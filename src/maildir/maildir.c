@@ -2616,6 +2616,14 @@ maildir_folder_commit(struct maildir_folder *f, const char **error_r)
 	    (f->set_v == 0 || (f->have_uidlist && f->set_v == f->ul.uidvalidity)) &&
 	    (f->set_n == 0 || (f->have_uidlist && f->set_n <= disk_uidnext(f))))
 		return 0;
+	/* The batch's data first, before the lock: the files are ours, in
+	 * tmp/, and the server waits for the lock, not for our disk. */
+	if (f->o.fsync && sync_files(f, error_r) < 0) {
+		if (!f->lock_explicit)
+			md_lock_release(lockdirfd(f), f->lockspec, &f->lock);
+		f->lock_explicit = false;
+		return -1;
+	}
 	f->lock_explicit = false;       /* commit releases the lock anyway */
 	if (lock_folder(f, error_r) < 0)
 		return -1;
@@ -2663,11 +2671,10 @@ maildir_folder_commit(struct maildir_folder *f, const char **error_r)
 	 * cur/ (Dovecot would record an undefined letter as unknown-N). */
 	if (dkw_unwritten(f) && kw_flush(f, error_r) < 0)
 		goto fail;
-	/* Publish the pending files, then list them. Until the uidlist
-	 * names them any failure moves them back to tmp/, so the server
-	 * never numbers a file of ours itself. */
-	if (f->o.fsync && sync_files(f, error_r) < 0)
-		goto fail;
+	/* Publish the pending files (their data is on disk: sync_files()
+	 * above), then list them. Until the uidlist names them any failure
+	 * moves them back to tmp/, so the server never numbers a file of
+	 * ours itself. */
 	if (publish(f, &published, error_r) < 0)
 		goto fail;
 	if (f->o.fsync && sync_dirs(f, published, error_r) < 0)
