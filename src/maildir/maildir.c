@@ -2619,8 +2619,8 @@ maildir_folder_commit(struct maildir_folder *f, const char **error_r)
 	/* The batch's data first, before the lock: the files are ours, in
 	 * tmp/, and the server waits for the lock, not for our disk. */
 	if (f->o.fsync && sync_files(f, error_r) < 0) {
-		if (!f->lock_explicit)
-			md_lock_release(lockdirfd(f), f->lockspec, &f->lock);
+		/* as every failed commit: the lock (maildir_folder_lock()) goes */
+		md_lock_release(lockdirfd(f), f->lockspec, &f->lock);
 		f->lock_explicit = false;
 		return -1;
 	}
