@@ -515,6 +515,11 @@ md_uidlist_parse(const char *text, size_t len, struct md_uidlist *ul,
 		const char *why;
 
 		lineno++;
+		if (nl == NULL && lineno > 1) {
+			/* no LF: an append cut short, or being written */
+			ul->torn = true;
+			break;
+		}
 		if (lineno == 1) {
 			if (parse_header(p, (size_t)(le - p), ul, &why) < 0)
 				goto broken;
@@ -539,8 +544,10 @@ md_uidlist_parse(const char *text, size_t len, struct md_uidlist *ul,
 		md_uidlist_free(ul);
 		return -1;
 	}
-	if (!sorted)
+	if (!sorted) {
+		ul->unsorted = true;
 		sort_records(ul);
+	}
 	return 0;
 }
 
@@ -552,21 +559,29 @@ md_uidlist_format(struct buf *out, enum maildir_flavor flavor,
 	if (flavor == MAILDIR_COURIER) {
 		if (buf_printf(out, "1 %u %u\n", uidvalidity, uidnext) < 0)
 			return -1;
-		for (size_t i = 0; i < n; i++) {
-			if (buf_printf(out, "%u %s\n", recs[i].uid, recs[i].base) < 0)
-				return -1;
-		}
-		return 0;
+		return md_uidlist_format_recs(out, flavor, recs, n);
 	}
 	if (buf_printf(out, "3 V%u N%u%s%s\n", uidvalidity, uidnext,
 	               hdr_extra != NULL ? " " : "",
 	               hdr_extra != NULL ? hdr_extra : "") < 0)
 		return -1;
+	return md_uidlist_format_recs(out, flavor, recs, n);
+}
+
+int
+md_uidlist_format_recs(struct buf *out, enum maildir_flavor flavor,
+                       const struct md_rec *recs, size_t n)
+{
 	for (size_t i = 0; i < n; i++) {
 		const char *ext = recs[i].ext != NULL ? recs[i].ext : "";
+		int r;
 
-		if (buf_printf(out, "%u%s%s :%s\n", recs[i].uid,
-		               ext[0] != '\0' ? " " : "", ext, recs[i].base) < 0)
+		if (flavor == MAILDIR_COURIER)
+			r = buf_printf(out, "%u %s\n", recs[i].uid, recs[i].base);
+		else
+			r = buf_printf(out, "%u%s%s :%s\n", recs[i].uid,
+			               ext[0] != '\0' ? " " : "", ext, recs[i].base);
+		if (r < 0)
 			return -1;
 	}
 	return 0;

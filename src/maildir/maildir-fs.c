@@ -32,15 +32,18 @@ md_read_at(int dirfd, const char *name, struct buf *b, struct stat *st_r,
 	}
 	buf_reset(b);
 	for (;;) {
-		char *p = buf_reserve(b, 65536);
+		size_t want = 65536;
+		char *p = buf_reserve(b, want);
 		ssize_t n;
 
+		if (p == NULL)  /* near the cap: the rest may still fit */
+			p = buf_reserve(b, want = 1);
 		if (p == NULL) {
-			*error_r = err_set("%s: larger than %u bytes", name, MD_META_MAX);
+			*error_r = err_set("%s: %u bytes or larger", name, MD_META_MAX);
 			close(fd);
 			return -1;
 		}
-		n = read(fd, p, 65536);
+		n = read(fd, p, want);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
@@ -82,13 +85,23 @@ int
 md_fix_owner(int fd, const struct maildir_options *o, mode_t mode,
              const char *what, const char **error_r)
 {
+	struct stat st;
+	bool chown_needed;
+
+	/* fstat costs no inode write; fchmod/fchown that change nothing
+	 * would still dirty the inode (ctime) of every message */
+	if (fstat(fd, &st) < 0) {
+		*error_r = err_errno(errno, "stat %s: %s", what, strerror(errno));
+		return -1;
+	}
 	/* fchmod: the umask must not narrow the configured modes */
-	if (fchmod(fd, mode) < 0) {
+	if ((st.st_mode & 07777) != (mode & 07777) && fchmod(fd, mode) < 0) {
 		*error_r = err_errno(errno, "chmod %s: %s", what, strerror(errno));
 		return -1;
 	}
-	if ((o->owner != (uid_t)-1 || o->group != (gid_t)-1) &&
-	    fchown(fd, o->owner, o->group) < 0) {
+	chown_needed = (o->owner != (uid_t)-1 && st.st_uid != o->owner) ||
+	               (o->group != (gid_t)-1 && st.st_gid != o->group);
+	if (chown_needed && fchown(fd, o->owner, o->group) < 0) {
 		*error_r = err_errno(errno, "chown %s to %ld:%ld: %s", what, (long)o->owner,
 		                   (long)o->group, strerror(errno));
 		return -1;

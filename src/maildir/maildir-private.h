@@ -15,7 +15,10 @@
 #define MD_LOCK_DOVECOT "dovecot-uidlist.lock"
 #define MD_LOCK_COURIER "courier.lock"   /* in tmp/ */
 #define MD_MAX_KEYWORDS 26              /* Dovecot letters a-z */
-#define MD_META_MAX (256u * 1024 * 1024) /* uidlist/keywords size cap */
+/* Size cap of the uidlist and keywords files, for reading and writing
+ * alike: a uidlist we write can always be read back (about 12 million
+ * messages at ~80 bytes a line). */
+#define MD_META_MAX (1024u * 1024 * 1024)
 #define MD_POP3_UIDL_MAX 255             /* RFC 1939 */
 
 /* System flag bits, in the order of their Maildir letters. */
@@ -72,6 +75,8 @@ struct md_rec {
 
 struct md_uidlist {
 	int version;            /* 0: none/empty, 1 or 3 */
+	bool unsorted;          /* lines were out of order or repeated a UID */
+	bool torn;              /* the last line had no LF and was ignored */
 	uint32_t uidvalidity, uidnext;
 	char *hdr_extra;        /* owned: header fields other than V and N, or NULL */
 	struct md_rec *recs;    /* sorted by uid, unique */
@@ -81,14 +86,21 @@ struct md_uidlist {
 void md_uidlist_free(struct md_uidlist *ul);
 /* Parses a dovecot-uidlist (v1 or v3) or courierimapuiddb (v1) text of len
  * bytes. Out-of-order lines are sorted; for a repeated UID the last line
- * wins. An empty text is version 0. Returns -1 with *error_r (line number)
- * on a broken header or line. */
+ * wins (both set ul->unsorted). An empty text is version 0. A last record
+ * line without its LF is ignored and sets ul->torn: an append cut short by
+ * a crash, or one still being written; Dovecot's reader (which reads only
+ * LF-terminated lines) ignores it the same way. Returns -1 with *error_r
+ * (line number) on a broken header or line. */
 int md_uidlist_parse(const char *text, size_t len, struct md_uidlist *ul,
                      const char **error_r);
 /* Appends the file text: Dovecot v3 or Courier v1 (recs must be sorted). */
 int md_uidlist_format(struct buf *out, enum maildir_flavor flavor,
                       uint32_t uidvalidity, uint32_t uidnext,
                       const char *hdr_extra, const struct md_rec *recs, size_t n);
+/* Appends only the record lines of recs (no header), as
+ * md_uidlist_format() writes them: what an append to the file adds. */
+int md_uidlist_format_recs(struct buf *out, enum maildir_flavor flavor,
+                           const struct md_rec *recs, size_t n);
 /* The value of ext field `key` in an ext string (new string), or NULL. */
 char *md_ext_get(const char *ext, char key);
 
@@ -130,7 +142,8 @@ int md_read_at(int dirfd, const char *name, struct buf *b, struct stat *st_r,
                const char **error_r);
 /* write(2) all of data; -1 with errno on failure. */
 int md_write_all(int fd, const void *data, size_t len);
-/* Applies mode and owner to a new fd. */
+/* Applies mode and owner to a new fd; calls fchmod/fchown only when its
+ * mode (the umask may have narrowed it) or owner differ. */
 int md_fix_owner(int fd, const struct maildir_options *o, mode_t mode,
                  const char *what, const char **error_r);
 /* mkdir name under dirfd (EEXIST is fine) and open it O_NOFOLLOW; applies
@@ -178,5 +191,12 @@ void md_lock_release(int lockdirfd, const struct md_lock_spec *spec,
                      struct md_lock *lk);
 /* "<pid>:<hostname>" as Dovecot and Courier write it (static buffer). */
 const char *md_lock_id(void);
+
+/* ---- test hooks (maildir.c) ---- */
+
+/* Bytes of uidlist text this folder wrote so far (appends and rewrites),
+ * and how many commits rewrote the whole file. */
+uint64_t md_folder_uidlist_bytes(const struct maildir_folder *f);
+unsigned int md_folder_uidlist_rewrites(const struct maildir_folder *f);
 
 #endif

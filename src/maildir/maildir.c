@@ -1,12 +1,13 @@
 /* maildir.c: a Maildir++ folder: open/scan, deliver, flag changes,
  * expunge, commit of the uidlist and keywords. See maildir.h for the model. */
-#define _GNU_SOURCE 1 /* syncfs */
+#define _GNU_SOURCE 1 /* sync_file_range */
 #include "maildir-private.h"
 #include "log.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -14,6 +15,11 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+/* Size of each half of a folder's I/O buffer (struct maildir_folder.iobuf):
+ * the source chunk read by maildir_deliver_fd() and the Courier LF
+ * conversion. */
+#define IO_CHUNK 65536
 
 /* One message file (listed or not). */
 struct mfile {
@@ -39,6 +45,8 @@ struct maildir_folder {
 
 	const struct md_lock_spec *lockspec;
 	struct md_lock lock;
+	bool lock_explicit;     /* taken by maildir_folder_lock(): kept until
+	                           commit or close */
 
 	/* uidlist: disk records plus pending ones, sorted by UID */
 	struct md_uidlist ul;
@@ -48,12 +56,22 @@ struct maildir_folder {
 	uint32_t set_v, set_n;  /* from set_uids, 0 = unset */
 	uint32_t floor;         /* lowest UID accepted now */
 	bool dirty;             /* records changed since the last commit */
+	bool need_rewrite;      /* a line on disk changed (expunge) or the
+	                           file cannot take appends: rewrite it whole */
 	bool dir_dirty;         /* renames/unlinks in cur/ since the last commit */
+	size_t nlost;           /* pending deliveries dropped by a re-read:
+	                           below the floor the server left */
+	uint32_t lost_first, lost_floor;
+	uint64_t ul_bytes;      /* uidlist bytes written (test hook) */
+	unsigned int ul_rewrites;
+	char *iobuf;            /* 2 * IO_CHUNK, allocated at first use */
 
 	/* keywords */
 	char *dkw[MD_MAX_KEYWORDS];
 	bool dkw_exists;
 	struct stat dkw_st;
+	uint32_t dkw_disk;      /* letters defined in dovecot-keywords on disk;
+	                           others in dkw[] wait for the next commit */
 	uint32_t used_letters;  /* a-z letters seen in file names */
 	bool ckw_dirty;         /* Courier :list must be rewritten */
 	struct stat ckw_st;     /* of :list */
@@ -344,7 +362,24 @@ kw_flush(struct maildir_folder *f, const char **error_r)
 		f->dkw_st = st;
 		f->dkw_exists = true;
 	}
+	f->dkw_disk = 0;
+	for (int i = 0; i < MD_MAX_KEYWORDS; i++) {
+		if (f->dkw[i] != NULL)
+			f->dkw_disk |= 1u << i;
+	}
 	return 0;
+}
+
+/* true if set[] uses a keyword letter that dovecot-keywords on disk does
+ * not define yet (defined in memory by kw_letter() since). */
+static bool
+letters_need_flush(const struct maildir_folder *f, const bool set[128])
+{
+	for (int i = 0; i < MD_MAX_KEYWORDS; i++) {
+		if (set['a' + i] && (f->dkw_disk & (1u << i)) == 0)
+			return true;
+	}
+	return false;
 }
 
 /* Marks in set[] the letters of fl: system flags and (Dovecot) keyword
@@ -457,7 +492,8 @@ clear_state(struct maildir_folder *f)
 	f->nsynced = 0;
 	f->have_uidlist = f->dkw_exists = f->ckw_exists = f->ckwdir_exists = false;
 	f->used_letters = 0;
-	f->dirty = f->dir_dirty = f->ckw_dirty = false;
+	f->dkw_disk = 0;
+	f->dirty = f->dir_dirty = f->ckw_dirty = f->need_rewrite = false;
 }
 
 /* Scans one of cur/ and new/ into *v. */
@@ -664,6 +700,9 @@ load(struct maildir_folder *f, const char **error_r)
 		}
 		f->ul_st = st;
 		f->have_uidlist = f->ul.version != 0;
+		/* appends need a sorted v3 file ending in LF: Dovecot
+		 * rejects a file with lines out of order */
+		f->need_rewrite = f->ul.unsorted || f->ul.torn;
 		if (f->o.flavor == MAILDIR_COURIER && f->have_uidlist &&
 		    f->ul.version != 1) {
 			*error_r = err_set("%s/%s: unexpected version %d", f->where,
@@ -689,6 +728,10 @@ load(struct maildir_folder *f, const char **error_r)
 		f->dkw_exists = r > 0;
 		if (r > 0)
 			md_dkw_parse(buf_data(&b), buf_len(&b), f->dkw);
+		for (int i = 0; i < MD_MAX_KEYWORDS; i++) {
+			if (f->dkw[i] != NULL)
+				f->dkw_disk |= 1u << i;
+		}
 	} else if (load_courier_keywords(f, &ckw, &err) < 0) {
 		*error_r = err_wrap(err, "%s: %s", f->where, err);
 		buf_free(&b);
@@ -805,8 +848,102 @@ meta_changed(const struct maildir_folder *f)
 	return false;
 }
 
+static void add_listed(struct maildir_folder *f, struct mfile *m, const char *ext);
+static void letters_mark(struct maildir_folder *f, struct md_flags *fl, bool set[128],
+                         bool *kw_defined_r);
+static void letters_emit(const struct maildir_folder *f, const bool set_in[128],
+                         const char *old_letters, char *out);
+
+/* Gives a pending Dovecot delivery the keyword letters its flags have in
+ * f->dkw now (defining letters as needed): its final name in cur/ is
+ * only used at commit, so it may change until then. */
+static void
+pending_rename_letters(struct maildir_folder *f, struct mfile *m)
+{
+	struct md_flags fl;
+	bool set[128] = { false }, defined = false;
+	char letters[130], *flags;
+
+	if (f->o.flavor != MAILDIR_DOVECOT)
+		return;
+	md_flags_init(&fl);
+	md_flags_parse(&fl, m->pub.flags);
+	letters_mark(f, &fl, set, &defined);
+	letters_emit(f, set, "", letters);
+	free(m->name);
+	m->name = xasprintf("%s:2,%s", m->pub.base, letters);
+	flags = flags_from_letters(f, letters, NULL);
+	if (strcmp(flags, m->pub.flags) != 0)
+		log_warn("%s: UID %u: the folder's keywords changed meanwhile; "
+		         "stored as \"%s\" instead of \"%s\"", f->where,
+		         m->pub.uid, flags, m->pub.flags);
+	free(m->pub.flags);
+	m->pub.flags = flags;
+	md_flags_free(&fl);
+}
+
+/* Re-reads the folder the server changed, keeping our pending deliveries
+ * (files in tmp/ the server cannot see). Those whose UID is now below the
+ * floor the server left (it numbered new mail meanwhile, or rewrote N)
+ * cannot be published under their UID: they are unlinked from tmp/ and
+ * counted in f->nlost for the next commit to report. The others get
+ * their keyword letters again (dovecot-keywords may have changed). */
 static int
-ensure_locked(struct maildir_folder *f, const char **error_r)
+reload(struct maildir_folder *f, const char **error_r)
+{
+	struct mfile **pend = NULL;
+	char **pext = NULL;
+	size_t npend = 0, j = 0;
+	int r;
+
+	for (size_t i = 0; i < f->nmsgs; i++) {
+		struct mfile *m = f->msgs[i];
+		bool found;
+		size_t ri;
+
+		if (m->tmpname == NULL) {
+			f->msgs[j++] = m;
+			continue;
+		}
+		ri = rec_index(&f->ul, m->pub.uid, &found);
+		pend = xreallocarray(pend, npend + 1, sizeof(*pend));
+		pext = xreallocarray(pext, npend + 1, sizeof(*pext));
+		pend[npend] = m;
+		pext[npend] = xstrdup(found ? f->ul.recs[ri].ext : "");
+		npend++;
+	}
+	f->nmsgs = j;
+	r = load(f, error_r);
+	for (size_t i = 0; i < npend; i++) {
+		struct mfile *m = pend[i];
+
+		if (r < 0 || m->pub.uid < f->floor) {
+			if (unlinkat(f->tmpfd, m->tmpname, 0) < 0 && errno != ENOENT)
+				log_warn("%s: unlink tmp/%s: %s", f->where, m->tmpname,
+				         strerror(errno));
+			if (r == 0) {
+				if (f->nlost++ == 0)
+					f->lost_first = m->pub.uid;
+				f->lost_floor = f->floor;
+			}
+			mfile_free(m);
+		} else {
+			pending_rename_letters(f, m);
+			add_listed(f, m, pext[i]);
+		}
+		free(pext[i]);
+	}
+	free(pend);
+	free(pext);
+	return r;
+}
+
+/* Takes the folder lock; re-reads the folder (reload()) if the server
+ * changed the uidlist or keywords since we read them. Writers change
+ * them only under this lock: what we read now stays valid until we
+ * release it. */
+static int
+lock_folder(struct maildir_folder *f, const char **error_r)
 {
 	if (f->lock.fd >= 0) {
 		md_lock_touch(&f->lock);
@@ -815,31 +952,41 @@ ensure_locked(struct maildir_folder *f, const char **error_r)
 	if (md_lock_take(lockdirfd(f), f->dirfd, f->lockspec, &f->lock, &f->o,
 	                 f->o.lock_timeout_ms, f->where, error_r) < 0)
 		return -1;
-	/* Writers change the uidlist only under this lock: what we read now
-	 * stays valid until we release it. */
-	if (meta_changed(f)) {
-		/* Only a failed commit leaves changes behind without the
-		 * lock. Its pending deliveries may no longer fit the floor
-		 * the server left: they are dropped from tmp/ (copied again
-		 * by the next run). */
-		size_t n = drop_pending(f);
-
-		if (f->dirty)
-			log_warn("%s: the server changed the folder since the last "
-			         "failed commit; %zu uncommitted deliveries dropped",
-			         f->where, n);
-		if (load(f, error_r) < 0) {
-			md_lock_release(lockdirfd(f), f->lockspec, &f->lock);
-			return -1;
-		}
+	if (meta_changed(f) && reload(f, error_r) < 0) {
+		md_lock_release(lockdirfd(f), f->lockspec, &f->lock);
+		return -1;
 	}
 	return 0;
+}
+
+/* Releases a lock lock_folder() took, unless maildir_folder_lock() asked
+ * to keep it until the commit. */
+static void
+unlock_folder(struct maildir_folder *f)
+{
+	if (!f->lock_explicit)
+		md_lock_release(lockdirfd(f), f->lockspec, &f->lock);
 }
 
 int
 maildir_folder_lock(struct maildir_folder *f, const char **error_r)
 {
-	return ensure_locked(f, error_r);
+	if (lock_folder(f, error_r) < 0)
+		return -1;
+	f->lock_explicit = true;
+	return 0;
+}
+
+uint64_t
+md_folder_uidlist_bytes(const struct maildir_folder *f)
+{
+	return f->ul_bytes;
+}
+
+unsigned int
+md_folder_uidlist_rewrites(const struct maildir_folder *f)
+{
+	return f->ul_rewrites;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1063,8 +1210,7 @@ maildir_folder_close(struct maildir_folder **fp)
 	if (f == NULL)
 		return;
 	*fp = NULL;
-	/* uncommitted deliveries were never published: remove them while
-	 * still holding the lock */
+	/* uncommitted deliveries were never published: remove them */
 	drop_pending(f);
 	if (f->lock.fd >= 0)
 		md_lock_release(lockdirfd(f), f->lockspec, &f->lock);
@@ -1072,6 +1218,7 @@ maildir_folder_close(struct maildir_folder **fp)
 	free(f->msgs);
 	free(f->unl);
 	free(f->synced);
+	free(f->iobuf);
 	if (f->tmpfd >= 0)
 		close(f->tmpfd);
 	if (f->newfd >= 0)
@@ -1191,8 +1338,18 @@ struct writer {
 	bool held_cr;           /* Courier: a CR waiting to see if LF follows */
 	uint64_t out_len, lfs, bare_lfs;
 	size_t blen;
-	char buf[65536];
+	char *buf;              /* IO_CHUNK bytes, borrowed from the folder */
 };
+
+/* The folder's I/O buffer: 2 * IO_CHUNK bytes, one per folder for all
+ * its deliveries (owned by f, freed by close). */
+static char *
+folder_iobuf(struct maildir_folder *f)
+{
+	if (f->iobuf == NULL)
+		f->iobuf = xmalloc(2 * IO_CHUNK);
+	return f->iobuf;
+}
 
 static int
 writer_flush(struct writer *w)
@@ -1220,7 +1377,7 @@ count_bytes(struct writer *w, const char *p, size_t len)
 static int
 writer_emit(struct writer *w, char c)
 {
-	if (w->blen == sizeof(w->buf) && writer_flush(w) < 0)
+	if (w->blen == IO_CHUNK && writer_flush(w) < 0)
 		return -1;
 	w->buf[w->blen++] = c;
 	count_bytes(w, &c, 1);
@@ -1330,14 +1487,13 @@ register_pending(struct maildir_folder *f, uint32_t uid, const char *uniq,
 	bool kw_defined = false, courier = f->o.flavor == MAILDIR_COURIER;
 	struct mfile *m;
 
+	(void)error_r;
 	md_flags_init(&fl);
 	md_flags_parse(&fl, flags != NULL ? flags : "");
+	/* new keyword letters are defined in memory only: commit writes
+	 * dovecot-keywords under the lock before it publishes the file */
 	letters_mark(f, &fl, set, &kw_defined);
 	letters_emit(f, set, "", letters);
-	if (kw_defined && kw_flush(f, error_r) < 0) {
-		md_flags_free(&fl);
-		return -1;
-	}
 	if (courier)
 		base = xasprintf("%s,S=%llu", uniq, (unsigned long long)file_size);
 	else
@@ -1379,7 +1535,7 @@ deliver(struct maildir_folder *f, uint32_t uid, const char *flags,
         int64_t internaldate, const void *data, int in_fd, uint64_t len,
         const char *pop3_uidl, char **dropped_r, const char **error_r)
 {
-	struct writer *w = NULL;
+	struct writer wr, *w;
 	struct timespec now;
 	char uniq[512];
 	bool courier = f->o.flavor == MAILDIR_COURIER;
@@ -1395,11 +1551,8 @@ deliver(struct maildir_folder *f, uint32_t uid, const char *flags,
 		                   "without space, 1-255 bytes)", f->where, uid);
 		return -1;
 	}
-	if (ensure_locked(f, error_r) < 0)
-		return -1;
-	if (check_new_uid(f, uid, error_r) < 0)      /* floor may have moved */
-		return -1;
-
+	/* No lock: the file stays in tmp/, invisible to the server, and
+	 * commit checks the UID again under the lock. */
 	clock_gettime(CLOCK_REALTIME, &now);
 	secs = internaldate > 0 ? (time_t)internaldate : now.tv_sec;
 	for (int tries = 0; fd < 0; tries++) {
@@ -1417,19 +1570,20 @@ deliver(struct maildir_folder *f, uint32_t uid, const char *flags,
 	if (md_fix_owner(fd, &f->o, f->o.file_mode, uniq, error_r) < 0)
 		goto fail;
 
-	w = xmalloc(sizeof(*w));
-	memset(w, 0, offsetof(struct writer, buf));
+	w = &wr;
+	memset(w, 0, sizeof(*w));
 	w->fd = fd;
 	w->courier = courier;
+	w->buf = folder_iobuf(f);
 	if (data != NULL) {
 		if (writer_put(w, data, (size_t)len) < 0)
 			goto write_error;
 	} else {
-		char *chunk = xmalloc(65536);
+		char *chunk = folder_iobuf(f) + IO_CHUNK;
 		uint64_t left = len;
 
 		while (left > 0) {
-			ssize_t n = read(in_fd, chunk, left < 65536 ? (size_t)left : 65536);
+			ssize_t n = read(in_fd, chunk, left < IO_CHUNK ? (size_t)left : IO_CHUNK);
 
 			if (n < 0 && errno == EINTR)
 				continue;
@@ -1440,19 +1594,19 @@ deliver(struct maildir_folder *f, uint32_t uid, const char *flags,
 					        (unsigned long long)len) :
 					err_errno(errno, "%s: UID %u: reading the source: %s", f->where,
 					        uid, strerror(errno));
-				free(chunk);
 				goto fail;
 			}
-			if (writer_put(w, chunk, (size_t)n) < 0) {
-				free(chunk);
+			if (writer_put(w, chunk, (size_t)n) < 0)
 				goto write_error;
-			}
 			left -= (uint64_t)n;
 		}
-		free(chunk);
 	}
 	if (writer_finish(w) < 0)
 		goto write_error;
+	/* start the write-back now, without waiting: commit's fdatasync
+	 * of the batch then finds most of the data on its way */
+	if (f->o.fsync)
+		(void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 	{
 		struct timespec ts[2] = { { (time_t)internaldate, 0 },
 		                          { (time_t)internaldate, 0 } };
@@ -1474,7 +1628,6 @@ deliver(struct maildir_folder *f, uint32_t uid, const char *flags,
 	                     w->out_len + (courier ? w->lfs : w->bare_lfs),
 	                     pop3_uidl, dropped_r, error_r) < 0)
 		goto fail;
-	free(w);
 	return 0;
 
 write_error:
@@ -1483,7 +1636,6 @@ fail:
 	if (fd >= 0)
 		close(fd);
 	unlinkat(f->tmpfd, uniq, 0);
-	free(w);
 	return -1;
 }
 
@@ -1539,8 +1691,7 @@ maildir_link_in(struct maildir_folder *f, struct maildir_folder *from,
 		*error_r = err_set("%s: UID %u vanished", from->where, uid);
 		return -1;
 	}
-	if (check_new_uid(f, uid, error_r) < 0 || ensure_locked(f, error_r) < 0 ||
-	    check_new_uid(f, uid, error_r) < 0)
+	if (check_new_uid(f, uid, error_r) < 0)
 		return -1;
 	clock_gettime(CLOCK_REALTIME, &now);
 	for (int tries = 0;; tries++) {
@@ -1693,24 +1844,42 @@ maildir_set_flags(struct maildir_folder *f, uint32_t uid, const char *flags,
 	struct md_flags fl;
 	struct mfile *m;
 	char letters[130], *name;
-	bool set[128] = { false };
-	bool kw_defined = false;
+	bool set[128];
+	bool kw_defined = false, locked_here = false;
 	int r = -1;
 
 	if (dropped_r != NULL)
 		*dropped_r = NULL;
-	if (ensure_locked(f, error_r) < 0)
-		return -1;
-	m = msg_lookup(f, uid);
-	if (m == NULL) {
-		*error_r = err_set("%s: no message with UID %u", f->where, uid);
-		return -1;
+	for (;;) {
+		m = msg_lookup(f, uid);
+		if (m == NULL) {
+			*error_r = err_set("%s: no message with UID %u", f->where, uid);
+			if (locked_here)
+				unlock_folder(f);
+			return -1;
+		}
+		memset(set, 0, sizeof(set));
+		md_flags_init(&fl);
+		md_flags_parse(&fl, flags != NULL ? flags : "");
+		letters_mark(f, &fl, set, &kw_defined);
+		/* A file in cur/ may use a keyword letter only once
+		 * dovecot-keywords defines it, and that file is written under
+		 * the lock. No lock otherwise: Dovecot renames files in cur/
+		 * without it too. (A pending delivery gets its letters at
+		 * commit.) */
+		if (m->tmpname != NULL || !letters_need_flush(f, set))
+			break;
+		if (f->lock.fd >= 0) {
+			if (kw_flush(f, error_r) < 0)
+				goto out;
+			break;
+		}
+		md_flags_free(&fl);
+		if (lock_folder(f, error_r) < 0)
+			return -1;
+		locked_here = true;
+		/* the folder may have been re-read: look again */
 	}
-	md_flags_init(&fl);
-	md_flags_parse(&fl, flags != NULL ? flags : "");
-	letters_mark(f, &fl, set, &kw_defined);
-	if (kw_defined && kw_flush(f, error_r) < 0)
-		goto out;
 	for (int tries = 0; ; tries++) {
 		letters_emit(f, set, m->pub.in_new ? "" : md_name_letters(m->name),
 		             letters);
@@ -1758,6 +1927,8 @@ maildir_set_flags(struct maildir_folder *f, uint32_t uid, const char *flags,
 	r = 0;
 out:
 	md_flags_free(&fl);
+	if (locked_here)
+		unlock_folder(f);
 	return r;
 }
 
@@ -1808,8 +1979,9 @@ maildir_expunge(struct maildir_folder *f, uint32_t uid, const char **error_r)
 	bool found;
 	size_t i;
 
-	if (ensure_locked(f, error_r) < 0)
-		return -1;
+	/* No lock: unlinking a message is what Dovecot does without it; its
+	 * line goes at the next commit (a line without a file counts as
+	 * expunged meanwhile). */
 	i = msg_index(f, uid, &found);
 	if (!found) {
 		*error_r = err_set("%s: no message with UID %u", f->where, uid);
@@ -1828,6 +2000,8 @@ maildir_expunge(struct maildir_folder *f, uint32_t uid, const char **error_r)
 		        (f->ul.nrecs - i - 1) * sizeof(*f->ul.recs));
 		f->ul.nrecs--;
 		f->dirty = true;
+		if (uid <= f->disk_maxuid)
+			f->need_rewrite = true; /* a line on disk goes */
 	}
 	return 0;
 }
@@ -1852,7 +2026,9 @@ unlisted_locked(struct maildir_folder *f, size_t i, size_t *idx_r,
 		return -1;
 	}
 	base = xstrdup(f->unl[i]->pub.base);
-	if (ensure_locked(f, error_r) < 0) {
+	/* the server can number an unlisted file at any time: keep it from
+	 * doing so until the commit (maildir_folder_lock()) */
+	if (maildir_folder_lock(f, error_r) < 0) {
 		free(base);
 		return -1;
 	}
@@ -1976,17 +2152,16 @@ maildir_msg_size(struct maildir_folder *f, uint32_t uid, uint64_t *size_r,
 	}
 	if (open_mfile(f, m, &fd, error_r) < 0)
 		return -1;
-	memset(&cnt, 0, offsetof(struct writer, buf));
-	chunk = xmalloc(65536);
+	memset(&cnt, 0, sizeof(cnt));
+	chunk = folder_iobuf(f);
 	for (;;) {
-		ssize_t n = read(fd, chunk, 65536);
+		ssize_t n = read(fd, chunk, IO_CHUNK);
 
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
 			*error_r = err_errno(errno, "%s: read %s: %s", f->where, fsname_of(m),
 			                   strerror(errno));
-			free(chunk);
 			close(fd);
 			return -1;
 		}
@@ -1994,7 +2169,6 @@ maildir_msg_size(struct maildir_folder *f, uint32_t uid, uint64_t *size_r,
 			break;
 		count_bytes(&cnt, chunk, (size_t)n);
 	}
-	free(chunk);
 	close(fd);
 	m->pub.size = cnt.out_len + (f->o.flavor == MAILDIR_COURIER ? cnt.lfs :
 	                             cnt.bare_lfs);
@@ -2016,43 +2190,127 @@ fsync_fd(int fd, const char *what, const struct maildir_folder *f,
 	return 0;
 }
 
+/* fdatasync() of a set of open files by a few threads at once: the file
+ * system commits its journal once for all the calls waiting at that
+ * moment (ext4's jbd2, XFS's log force), where one call after another
+ * would pay one journal commit and cache flush per file. The threads
+ * share only this struct: the fds are read-only, the counters atomic. */
+#define SYNC_THREADS 16
+#define SYNC_CHUNK 256          /* files open at once */
+
+struct sync_job {
+	const int *fds;
+	size_t n;
+	atomic_size_t next;
+	atomic_size_t failed;   /* index + 1 of a failed file, 0 if none */
+	atomic_int failed_errno;
+};
+
+static void *
+sync_worker(void *arg)
+{
+	struct sync_job *j = arg;
+
+	for (;;) {
+		size_t i = atomic_fetch_add(&j->next, 1);
+		size_t none = 0;
+
+		if (i >= j->n)
+			break;
+		if (fdatasync(j->fds[i]) < 0 &&
+		    atomic_compare_exchange_strong(&j->failed, &none, i + 1))
+			atomic_store(&j->failed_errno, errno);
+	}
+	return NULL;
+}
+
+/* fdatasyncs fds[0..n); returns -1 and sets *failed_r, *errno_r for a
+ * failed one. */
+static int
+sync_fds(const int *fds, size_t n, size_t *failed_r, int *errno_r)
+{
+	struct sync_job j = { .fds = fds, .n = n };
+	pthread_t th[SYNC_THREADS];
+	size_t nth = 0, want = n < SYNC_THREADS ? n : SYNC_THREADS;
+
+	atomic_init(&j.next, 0);
+	atomic_init(&j.failed, 0);
+	atomic_init(&j.failed_errno, 0);
+	/* the calling thread is one of the workers */
+	for (size_t i = 1; i < want; i++) {
+		if (pthread_create(&th[nth], NULL, sync_worker, &j) != 0)
+			break;  /* fewer threads: slower, still complete */
+		nth++;
+	}
+	sync_worker(&j);
+	for (size_t i = 0; i < nth; i++)
+		pthread_join(th[i], NULL);
+	if (atomic_load(&j.failed) != 0) {
+		*failed_r = atomic_load(&j.failed) - 1;
+		*errno_r = atomic_load(&j.failed_errno);
+		return -1;
+	}
+	return 0;
+}
+
 /* Makes the batch's files durable (pending ones in tmp/, adopted ones
- * where they are) before they are published and listed. */
+ * where they are) before they are published and listed: an fdatasync of
+ * each, issued in parallel (sync_fds()), SYNC_CHUNK files at a time.
+ * deliver() started their write-back (sync_file_range), so this mostly
+ * waits for writes already under way. Not syncfs(): on a shared mail
+ * spool it would flush every user's pending writes, and its errors may
+ * belong to other files. */
 static int
 sync_files(struct maildir_folder *f, const char **error_r)
 {
-	/* One syncfs() per commit flushes the whole batch: thousands of
-	 * fdatasync() calls cost far more (24 s against 6 s for 16,000
-	 * messages here). Per-file fdatasync stays as the fallback. */
-	if (f->nsynced > 1 && syncfs(f->curfd) == 0)
-		return 0;
-	for (size_t i = 0; i < f->nsynced; i++) {
-		struct mfile *m = msg_lookup(f, f->synced[i]);
-		int fd;
+	int fds[SYNC_CHUNK];
+	struct mfile *ms[SYNC_CHUNK];
+	size_t nfd = 0, i = 0;
+	int ret = 0;
 
-		if (m == NULL)
-			continue;       /* expunged since */
-		fd = openat(dirfd_of(f, m), fsname_of(m), O_RDONLY | O_NOFOLLOW |
-		            O_CLOEXEC);
-		if (fd < 0 && errno == ENOENT && relocate(f, m) == 0)
-			fd = openat(dirfd_of(f, m), m->name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-		if (fd < 0 && errno == ENOENT && m->tmpname == NULL)
-			continue;       /* removed by someone else */
-		if (fd < 0) {
-			*error_r = err_errno(errno, "%s: open %s%s: %s", f->where,
-			                   m->tmpname != NULL ? "tmp/" : "", fsname_of(m),
-			                   strerror(errno));
-			return -1;
+	while (ret == 0 && (i < f->nsynced || nfd > 0)) {
+		if (i < f->nsynced && nfd < SYNC_CHUNK) {
+			struct mfile *m = msg_lookup(f, f->synced[i++]);
+			int fd;
+
+			if (m == NULL)
+				continue;       /* expunged since */
+			fd = openat(dirfd_of(f, m), fsname_of(m), O_RDONLY | O_NOFOLLOW |
+			            O_CLOEXEC);
+			if (fd < 0 && errno == ENOENT && relocate(f, m) == 0)
+				fd = openat(dirfd_of(f, m), m->name, O_RDONLY | O_NOFOLLOW |
+				            O_CLOEXEC);
+			if (fd < 0 && errno == ENOENT && m->tmpname == NULL)
+				continue;       /* removed by someone else */
+			if (fd < 0) {
+				*error_r = err_errno(errno, "%s: open %s%s: %s", f->where,
+				                     m->tmpname != NULL ? "tmp/" : "",
+				                     fsname_of(m), strerror(errno));
+				ret = -1;
+				break;
+			}
+			fds[nfd] = fd;
+			ms[nfd++] = m;
+			continue;
 		}
-		if (fdatasync(fd) < 0) {
-			*error_r = err_errno(errno, "%s: fdatasync %s: %s", f->where, fsname_of(m),
-			                   strerror(errno));
-			close(fd);
-			return -1;
+		{
+			size_t bad;
+			int e;
+
+			if (sync_fds(fds, nfd, &bad, &e) < 0) {
+				*error_r = err_errno(e, "%s: fdatasync %s: %s", f->where,
+				                     fsname_of(ms[bad]), strerror(e));
+				ret = -1;
+			}
 		}
-		close(fd);
+		for (size_t k = 0; k < nfd; k++)
+			close(fds[k]);
+		nfd = 0;
+		md_lock_touch(&f->lock);
 	}
-	return 0;
+	for (size_t k = 0; k < nfd; k++)
+		close(fds[k]);
+	return ret;
 }
 
 /* Makes the renames into cur/ (publish, flag changes), new/ and new
@@ -2209,23 +2467,177 @@ write_courier_keywords(struct maildir_folder *f, const char **error_r)
 	return r;
 }
 
+/* true if f->dkw[] defines letters dovecot-keywords does not have yet */
+static bool
+dkw_unwritten(const struct maildir_folder *f)
+{
+	if (f->o.flavor != MAILDIR_DOVECOT)
+		return false;
+	for (int i = 0; i < MD_MAX_KEYWORDS; i++) {
+		if (f->dkw[i] != NULL && (f->dkw_disk & (1u << i)) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* The UIDNEXT a server takes from the uidlist on disk: Dovecot max(N,
+ * last + 1), Courier the header's N alone. */
+static uint32_t
+disk_uidnext(const struct maildir_folder *f)
+{
+	uint32_t n = f->have_uidlist ? f->ul.uidnext : 1;
+
+	if (f->o.flavor == MAILDIR_COURIER)
+		return n;
+	return f->disk_maxuid >= n ? f->disk_maxuid + 1 : n;
+}
+
+/* Appends the lines of the records above disk_maxuid to dovecot-uidlist,
+ * as Dovecot does when it only adds records: under the lock, to the file
+ * we read (same inode and size), which must end in LF (a torn last line
+ * would otherwise merge with ours). The header stays: readers take
+ * max(N, last UID + 1). Space is reserved first (fallocate), so a full
+ * disk fails before a byte is written; a failing write is cut back to
+ * the old size. Returns 1 when appended, 0 when the file cannot take an
+ * append (the caller rewrites it), -1 with *error_r. */
+static int
+uidlist_append(struct maildir_folder *f, const char **error_r)
+{
+	bool found;
+	size_t from = rec_index(&f->ul, f->disk_maxuid + 1, &found);
+	struct buf b;
+	struct stat st;
+	char last;
+	int fd, ret = -1;
+
+	fd = openat(f->dirfd, MD_UIDLIST_DOVECOT, O_RDWR | O_APPEND | O_NOFOLLOW |
+	            O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+	    st.st_ino != f->ul_st.st_ino || st.st_dev != f->ul_st.st_dev ||
+	    st.st_size != f->ul_st.st_size || st.st_size == 0 ||
+	    pread(fd, &last, 1, st.st_size - 1) != 1 || last != '\n') {
+		close(fd);
+		return 0;
+	}
+	buf_init(&b, MD_META_MAX);
+	if (md_uidlist_format_recs(&b, MAILDIR_DOVECOT, f->ul.recs + from,
+	                           f->ul.nrecs - from) < 0 ||
+	    (uint64_t)st.st_size + buf_len(&b) >= MD_META_MAX) {
+		*error_r = err_set("%s: uidlist too large (limit %u bytes)", f->where,
+		                   MD_META_MAX);
+		goto out;
+	}
+	if (buf_len(&b) > 0 &&
+	    fallocate(fd, FALLOC_FL_KEEP_SIZE, st.st_size, (off_t)buf_len(&b)) < 0 &&
+	    errno != EOPNOTSUPP && errno != ENOSYS) {
+		*error_r = err_errno(errno, "%s: %s: %s", f->where, MD_UIDLIST_DOVECOT,
+		                     strerror(errno));
+		goto out;
+	}
+	/* one write: a reader sees whole lines, plus at most a last line
+	 * without its LF that it ignores until the rest arrives */
+	if (md_write_all(fd, buf_data(&b), buf_len(&b)) < 0 ||
+	    (f->o.fsync && fdatasync(fd) < 0)) {
+		int e = errno;
+
+		if (ftruncate(fd, st.st_size) < 0)
+			log_warn("%s: cutting %s back after a failed append: %s",
+			         f->where, MD_UIDLIST_DOVECOT, strerror(errno));
+		*error_r = err_errno(e, "%s: appending to %s: %s", f->where,
+		                     MD_UIDLIST_DOVECOT, strerror(e));
+		goto out;
+	}
+	f->ul_bytes += buf_len(&b);
+	ret = 1;
+out:
+	if (close(fd) < 0 && ret == 1) {
+		*error_r = err_errno(errno, "%s: close %s: %s", f->where,
+		                     MD_UIDLIST_DOVECOT, strerror(errno));
+		ret = -1;
+	}
+	buf_free(&b);
+	return ret;
+}
+
+/* Replaces the whole uidlist (temporary file + rename). */
+static int
+uidlist_rewrite(struct maildir_folder *f, uint32_t v, uint32_t n,
+                const char **error_r)
+{
+	struct buf b;
+	const char *err;
+	char tmpname[600];
+	int r;
+
+	/* below the cap by one byte: what md_read_at() reads back */
+	buf_init(&b, MD_META_MAX - 1);
+	if (md_uidlist_format(&b, f->o.flavor, v, n, f->ul.hdr_extra, f->ul.recs,
+	                      f->ul.nrecs) < 0) {
+		buf_free(&b);
+		*error_r = err_set("%s: uidlist too large (limit %u bytes)", f->where,
+		                   MD_META_MAX);
+		return -1;
+	}
+	if (f->o.flavor == MAILDIR_DOVECOT) {
+		/* Dovecot's own temp name; it writes it only under the lock */
+		r = md_replace_file(f->dirfd, MD_UIDLIST_DOVECOT ".tmp", false, f->dirfd,
+		                    MD_UIDLIST_DOVECOT, buf_data(&b), buf_len(&b), &f->o,
+		                    0, &err);
+	} else {
+		snprintf(tmpname, sizeof(tmpname), "%lld.%ld_uiddb.%s",
+		         (long long)time(NULL), (long)getpid(), f->hostname);
+		r = md_replace_file(f->tmpfd, tmpname, false, f->dirfd,
+		                    MD_UIDLIST_COURIER, buf_data(&b), buf_len(&b), &f->o,
+		                    0, &err);
+	}
+	if (r < 0) {
+		buf_free(&b);
+		*error_r = err_wrap(err, "%s: %s", f->where, err);
+		return -1;
+	}
+	f->ul_bytes += buf_len(&b);
+	f->ul_rewrites++;
+	buf_free(&b);
+	return 0;
+}
+
 int
 maildir_folder_commit(struct maildir_folder *f, const char **error_r)
 {
 	uint32_t v, n, mx;
-	struct buf b;
 	struct stat st;
-	const char *err;
-	char tmpname[600];
-	bool published;
+	bool published, rewrite;
 	int r;
 
-	if (f->lock.fd < 0 && !f->dirty && !f->ckw_dirty &&
+	if (f->lock.fd < 0 && !f->dirty && !f->ckw_dirty && f->nlost == 0 &&
+	    !dkw_unwritten(f) &&
 	    (f->set_v == 0 || (f->have_uidlist && f->set_v == f->ul.uidvalidity)) &&
-	    (f->set_n == 0 || (f->have_uidlist && f->set_n <= f->ul.uidnext)))
+	    (f->set_n == 0 || (f->have_uidlist && f->set_n <= disk_uidnext(f))))
 		return 0;
-	if (ensure_locked(f, error_r) < 0)
+	/* The batch's data first, before the lock: the files are ours, in
+	 * tmp/, and the server waits for the lock, not for our disk. */
+	if (f->o.fsync && sync_files(f, error_r) < 0) {
+		/* as every failed commit: the lock (maildir_folder_lock()) goes */
+		md_lock_release(lockdirfd(f), f->lockspec, &f->lock);
+		f->lock_explicit = false;
 		return -1;
+	}
+	f->lock_explicit = false;       /* commit releases the lock anyway */
+	if (lock_folder(f, error_r) < 0)
+		return -1;
+	if (f->nlost > 0) {
+		/* the server numbered mail (or raised N) meanwhile: those
+		 * UIDs are no longer ours to give */
+		*error_r = err_set("%s: the server gave out UIDs up to %u since "
+		                   "the folder was read; %zu uncommitted deliveries "
+		                   "from UID %u on were dropped (they cannot keep "
+		                   "their UIDs)", f->where, f->lost_floor - 1,
+		                   f->nlost, f->lost_first);
+		f->nlost = 0;
+		goto fail;
+	}
 	v = f->set_v != 0 ? f->set_v : (f->have_uidlist ? f->ul.uidvalidity : 0);
 	if (v == 0 && f->ul.nrecs > 0) {
 		*error_r = err_set("%s: UIDVALIDITY not set (call maildir_folder_set_uids)",
@@ -2239,8 +2651,8 @@ maildir_folder_commit(struct maildir_folder *f, const char **error_r)
 	}
 	mx = max_uid(f);
 	n = maildir_folder_uidnext(f);
-	if (v == 0 || (!f->dirty && !f->ckw_dirty && f->have_uidlist &&
-	               n == f->ul.uidnext)) {
+	if (v == 0 || (!f->dirty && !f->ckw_dirty && !dkw_unwritten(f) &&
+	               f->have_uidlist && n == disk_uidnext(f))) {
 		/* nothing to write (so nothing pending); make flag renames
 		 * durable */
 		if (f->o.fsync && f->dir_dirty && sync_dirs(f, false, error_r) < 0)
@@ -2255,11 +2667,14 @@ maildir_folder_commit(struct maildir_folder *f, const char **error_r)
 		                   "not writing the uidlist", f->where, f->lockspec->name);
 		goto fail;
 	}
-	/* Publish the pending files, then list them. Until the new uidlist
-	 * is renamed into place any failure moves them back to tmp/, so the
-	 * server never numbers a file of ours itself. */
-	if (f->o.fsync && sync_files(f, error_r) < 0)
+	/* Keyword letters of the batch, before any file using them is in
+	 * cur/ (Dovecot would record an undefined letter as unknown-N). */
+	if (dkw_unwritten(f) && kw_flush(f, error_r) < 0)
 		goto fail;
+	/* Publish the pending files (their data is on disk: sync_files()
+	 * above), then list them. Until the uidlist names them any failure
+	 * moves them back to tmp/, so the server never numbers a file of
+	 * ours itself. */
 	if (publish(f, &published, error_r) < 0)
 		goto fail;
 	if (f->o.fsync && sync_dirs(f, published, error_r) < 0)
@@ -2268,33 +2683,26 @@ maildir_folder_commit(struct maildir_folder *f, const char **error_r)
 	    write_courier_keywords(f, error_r) < 0)
 		goto fail_unpublish;
 
-	buf_init(&b, (size_t)1 << 31);
-	if (md_uidlist_format(&b, f->o.flavor, v, n, f->ul.hdr_extra, f->ul.recs,
-	                      f->ul.nrecs) < 0) {
-		buf_free(&b);
-		*error_r = err_set("%s: uidlist too large", f->where);
+	/* Dovecot: new lines only are appended, as Dovecot itself does;
+	 * the whole file is rewritten when a line on disk changes, the
+	 * header changes (a new UIDVALIDITY, an N above what the lines
+	 * imply), or the file cannot take an append. Courier takes the
+	 * header's next UID for new mail and never max(UID) + 1, and reads
+	 * a torn last line as a record: always a rewrite. */
+	rewrite = f->o.flavor == MAILDIR_COURIER || !f->have_uidlist ||
+	          f->ul.version != 3 || f->need_rewrite || f->ul.uidvalidity != v ||
+	          n != (f->ul.uidnext > mx ? f->ul.uidnext : mx + 1);
+	r = rewrite ? 0 : uidlist_append(f, error_r);
+	if (r == 0) {
+		rewrite = true;
+		r = uidlist_rewrite(f, v, n, error_r);
+	}
+	if (r < 0)
 		goto fail_unpublish;
-	}
-	if (f->o.flavor == MAILDIR_DOVECOT) {
-		/* Dovecot's own temp name; it writes it only under the lock */
-		r = md_replace_file(f->dirfd, MD_UIDLIST_DOVECOT ".tmp", false, f->dirfd,
-		                    MD_UIDLIST_DOVECOT, buf_data(&b), buf_len(&b), &f->o,
-		                    0, &err);
-	} else {
-		snprintf(tmpname, sizeof(tmpname), "%lld.%ld_uiddb.%s",
-		         (long long)time(NULL), (long)getpid(), f->hostname);
-		r = md_replace_file(f->tmpfd, tmpname, false, f->dirfd,
-		                    MD_UIDLIST_COURIER, buf_data(&b), buf_len(&b), &f->o,
-		                    0, &err);
-	}
-	buf_free(&b);
-	if (r < 0) {
-		*error_r = err_wrap(err, "%s: %s", f->where, err);
-		goto fail_unpublish;
-	}
 	/* the uidlist names the published files now */
 	publish_done(f);
-	if (f->o.fsync && fsync_fd(f->dirfd, "folder directory", f, error_r) < 0)
+	if (f->o.fsync && rewrite &&
+	    fsync_fd(f->dirfd, "folder directory", f, error_r) < 0)
 		goto fail;
 
 	/* the new file is now the disk state */
@@ -2314,9 +2722,13 @@ maildir_folder_commit(struct maildir_folder *f, const char **error_r)
 		f->nckw_updates = 0;
 	}
 	f->have_uidlist = true;
-	f->ul.version = f->o.flavor == MAILDIR_COURIER ? 1 : 3;
-	f->ul.uidvalidity = v;
-	f->ul.uidnext = n;
+	if (rewrite) {
+		f->ul.version = f->o.flavor == MAILDIR_COURIER ? 1 : 3;
+		f->ul.uidvalidity = v;
+		f->ul.uidnext = n;
+		f->ul.torn = f->ul.unsorted = false;
+		f->need_rewrite = false;
+	}
 	f->disk_maxuid = mx;
 	f->floor = n > mx ? n : mx + 1;
 	f->set_v = f->set_n = 0;

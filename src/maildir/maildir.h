@@ -8,31 +8,73 @@
  * Model (docs: /work/shared/docs/FORMATS.md sections 1 and 2):
  *   - A folder is opened once; its uidlist (dovecot-uidlist v3/v1 or
  *     courierimapuiddb), keywords file and cur/ + new/ are read.
- *   - Changes (deliver, set_flags, expunge, adopt) first take the folder's
- *     lock (Dovecot: dovecot-uidlist.lock; Courier: tmp/courier.lock) and
- *     hold it until maildir_folder_commit() or maildir_folder_close(), so a
- *     live server never numbers our files itself. Taking the lock re-reads
- *     the uidlist if the server changed it since open.
+ *   - The folder's lock (Dovecot: dovecot-uidlist.lock; Courier:
+ *     tmp/courier.lock) is held only inside maildir_folder_commit(), never
+ *     across the caller's network reads: a live server waits for that lock
+ *     whenever it syncs (Dovecot gives up after ~2 minutes and breaks a
+ *     lock unchanged for 2 minutes). Deliveries, flag changes and
+ *     expunges take no lock (Dovecot renames and unlinks in cur/ without
+ *     it too); exceptions: a flag change that needs a new Dovecot keyword
+ *     letter on a published message takes it while it writes
+ *     dovecot-keywords and renames, and maildir_unlisted_adopt()/_expunge()
+ *     and maildir_folder_lock() take it until the next commit.
  *   - Deliveries are written to tmp/ (O_EXCL), checked, given their mtime
  *     (INTERNALDATE) and kept there, pending, invisible to the server.
- *     maildir_folder_commit(), once per batch and under the lock, renames
- *     every pending file into cur/ under its final name and then replaces
- *     the uidlist (temporary file renamed over the old one) with their
- *     lines; if any step before that rename fails, the files already moved
- *     go back to tmp/. With options.fsync, commit fdatasyncs the files
- *     before, and cur/ after, the renames, then the new uidlist and the
- *     directory. A crash (even SIGKILL while a live server waits for our
- *     lock) therefore leaves the old or the new uidlist, and our pending
- *     files in tmp/ (removed by the next maildir_folder_open() with create
- *     once our pid is gone); only a crash inside commit, between the
- *     renames and the uidlist rename, leaves files in cur/ without a line
- *     ("unlisted", see below), which the server numbers from UIDNEXT up.
- *     Never a line naming a UID the server already gave to another message.
+ *     maildir_folder_commit(), once per batch: (fsync) fdatasyncs the
+ *     batch's files, takes the lock, re-reads the uidlist and keywords if
+ *     the server changed them since we read them, writes dovecot-keywords
+ *     if the batch defined letters, renames every pending file into cur/
+ *     under its final name, and adds their lines to the uidlist, then
+ *     unlocks. If any step before the uidlist is written fails, the files
+ *     already moved go back to tmp/.
+ *   - UIDs of pending deliveries: maildir_deliver() refuses a UID below
+ *     maildir_folder_min_uid(), the floor as of our last read of the
+ *     uidlist. Without the lock the server may number new mail (or raise
+ *     N) before our commit; the commit's re-read then drops every pending
+ *     delivery whose UID is now below the floor the server left (unlinked
+ *     from tmp/, never published) and fails with an error saying so; the
+ *     others stay pending and the next commit publishes them. So a UID
+ *     the server gave to another message is never written for ours.
+ *   - Dovecot uidlist writes, as Dovecot itself does them: a commit that
+ *     only adds lines appends them (one write, fdatasync with
+ *     options.fsync) to the file we read, under the lock, keeping its
+ *     header: readers take UIDNEXT = max(N, last UID + 1). The whole file
+ *     is rewritten (temporary file + rename) only when it must change
+ *     otherwise: a line on disk goes (expunge), the header changes (a new
+ *     UIDVALIDITY, an N above the last UID + 1, as the copy sets once at
+ *     the end of a folder), or the file cannot take an append (missing,
+ *     version 1, lines out of order, or a torn last line). A folder filled
+ *     in k commits thus costs O(N) uidlist bytes, not O(N * k). Courier
+ *     takes the header's next UID for new mail (never max(UID) + 1) and
+ *     reads a partial last line as a record: its courierimapuiddb is
+ *     always rewritten whole.
+ *   - A torn last line (no LF: an append cut short by a crash, or being
+ *     written) is ignored by the reader, as Dovecot's reader ignores it;
+ *     the file it names is unlisted; the next commit rewrites the file
+ *     instead of appending after the fragment.
+ *   - Crash safety: a crash (even SIGKILL inside a commit while a live
+ *     server waits for our lock) leaves the old uidlist, or the new one,
+ *     or the old one plus some whole appended lines and possibly a torn
+ *     one; and our pending files in tmp/ (removed by the next
+ *     maildir_folder_open() with create once our pid is gone). Only a
+ *     crash inside commit, between the renames and the uidlist write,
+ *     leaves files in cur/ without a line ("unlisted", see below), which
+ *     the server numbers from UIDNEXT up. Never a line naming a UID the
+ *     server already gave to another message.
+ *   - Durability with options.fsync: deliver() starts each file's
+ *     write-back (sync_file_range, no wait); commit fdatasyncs the batch's
+ *     files (several calls in flight at once, so the file system commits
+ *     its journal once for many files) before it takes the lock, then
+ *     cur/ after the renames, then the appended uidlist (fdatasync) or
+ *     the new uidlist and the folder directory. No syncfs(): on a shared
+ *     spool it flushes every user's writes.
  *   - Dovecot keyword letters are defined in dovecot-keywords (written
  *     under the lock) before any file using the letter appears in cur/,
  *     because Dovecot would otherwise record an undefined letter as
- *     "unknown-N" for good. Courier keywords go to courierimapkeywords/:list
- *     at commit.
+ *     "unknown-N" for good. A delivery's new letters are chosen in memory
+ *     and written by its commit; if the server defined keywords meanwhile,
+ *     the commit gives pending deliveries their letters again. Courier
+ *     keywords go to courierimapkeywords/:list at commit.
  *
  * A struct maildir_folder is used by one thread at a time. Error strings
  * (*error_r) are static or per-thread (err_set()) and stay valid until the
@@ -135,8 +177,10 @@ uint32_t maildir_folder_uidvalidity(const struct maildir_folder *f);
 /* The N the next commit writes: max(set N, N on disk, highest UID + 1). */
 uint32_t maildir_folder_uidnext(const struct maildir_folder *f);
 /* The lowest UID maildir_deliver() accepts now: max(N on disk, highest UID
- * on disk + 1) -- the server may already have seen anything below -- and
- * above every UID delivered since. 1 for a folder without a uidlist. */
+ * on disk + 1) as of our last read of the uidlist (open, or a commit's
+ * re-read) -- the server may already have seen anything below -- and
+ * above every UID delivered since. 1 for a folder without a uidlist. The
+ * server may raise it meanwhile: commit checks again (see the model). */
 uint32_t maildir_folder_min_uid(const struct maildir_folder *f);
 /* The folder's directory name as passed to open (borrowed). */
 const char *maildir_folder_name(const struct maildir_folder *f);
@@ -186,11 +230,11 @@ int maildir_unlisted_expunge(struct maildir_folder *f, size_t i, const char **er
  * Dovecot keyword, an invalid name, an unknown \System flag) do not fail the
  * delivery: they are listed, space-separated, in *dropped_r (a new string,
  * NULL if none; dropped_r may be NULL) so the caller can set them over IMAP.
- * (dovecot-keywords is written at once, under the lock: before any file
- * using a new letter can appear in cur/.) pop3_uidl (or NULL): stored as
+ * (New letters are written to dovecot-keywords by the commit, under the
+ * lock, before the file appears in cur/.) pop3_uidl (or NULL): stored as
  * the Dovecot "P" field (printable ASCII without space, at most 70 bytes).
- * The uidlist line is written by commit. Returns -1 with *error_r on a UID
- * below min_uid, lock timeout, short read (deliver_fd), or I/O error;
+ * Takes no lock. The uidlist line is written by commit. Returns -1 with
+ * *error_r on a UID below min_uid, short read (deliver_fd), or I/O error;
  * nothing is left in tmp/ or cur/ then. */
 int maildir_deliver(struct maildir_folder *f, uint32_t uid, const char *flags,
                     int64_t internaldate, const void *data, size_t len,
@@ -207,7 +251,7 @@ int maildir_deliver_fd(struct maildir_folder *f, uint32_t uid, const char *flags
  * file stays), so a crash before f's commit loses nothing; remove `from`
  * after the commit. Used to publish a UID range staged in a scratch
  * folder. Returns -1 with *error_r (unknown UID, UID below f's floor,
- * lock, link failure). */
+ * link failure; no lock is taken). */
 int maildir_link_in(struct maildir_folder *f, struct maildir_folder *from,
                     uint32_t uid, char **dropped_r, const char **error_r);
 
@@ -220,8 +264,11 @@ int maildir_folder_remove(const char *root, const char *dirname,
 
 /* Replaces a message's flags (rename within cur/, or new/ -> cur/; for a
  * pending delivery only the name commit will give it changes); letters
- * the library does not manage (e.g. 'P') are kept. Keywords as in deliver.
- * Returns -1 if uid is unknown or the file vanished. */
+ * the library does not manage (e.g. 'P') are kept. Keywords as in deliver;
+ * a published file that needs a new Dovecot letter: dovecot-keywords is
+ * written under the lock first (held for this call only, unless
+ * maildir_folder_lock() took it). Returns -1 if uid is unknown, the file
+ * vanished, or that lock times out. */
 int maildir_set_flags(struct maildir_folder *f, uint32_t uid, const char *flags,
                       char **dropped_r, const char **error_r);
 
@@ -230,7 +277,8 @@ int maildir_set_flags(struct maildir_folder *f, uint32_t uid, const char *flags,
  * error. The UID is not reused. Returns -1 if uid is unknown. */
 int maildir_expunge(struct maildir_folder *f, uint32_t uid, const char **error_r);
 
-/* Takes the folder lock now (changes take it implicitly). Waits up to
+/* Takes the folder lock now and keeps it until the next commit or close
+ * (changes take it as the model says). Waits up to
  * o->lock_timeout_ms for a foreign lock; breaks a stale one as the server
  * does (Dovecot: our host, dead pid, >= 2 s old; or lock and uidlist both
  * unchanged for 120 s. Courier: our host and dead pid; or 120 s old).
@@ -238,26 +286,31 @@ int maildir_expunge(struct maildir_folder *f, uint32_t uid, const char **error_r
  * Returns 0, or -1 ("... lock held by 1234:host ...; gave up after 30 s"). */
 int maildir_folder_lock(struct maildir_folder *f, const char **error_r);
 
-/* Publishes the pending deliveries and writes the uidlist (and Courier
- * keywords) reflecting all changes since the last commit, then releases
- * the lock. Under the lock, in this order: (fsync: fdatasync the batch's
- * files); rename every pending file from tmp/ into cur/ under its final
- * name, in UID order; (fsync: cur/); Courier keywords; the new uidlist by
- * temporary file + rename; (fsync: the folder directory). Dovecot:
- * "3 V<v> N<n>" plus the old header's other fields (G<guid>, unknown keys),
- * then "<uid> [ext] :<base>" lines in ascending UID order (P<uidl> for
- * pop3_uidl; other fields of existing lines kept). Courier: "1 <v> <n>"
- * then "<uid> <base>".
+/* Publishes the pending deliveries and writes the uidlist (and keywords)
+ * reflecting all changes since the last commit; holds the lock only
+ * while it does (see the model). In this order: (fsync: fdatasync the
+ * batch's files); take the lock, re-reading the folder if the server
+ * changed it (dropping pending deliveries whose UID it gave out, which
+ * fails the commit: "... N uncommitted deliveries from UID U on were
+ * dropped ..."); dovecot-keywords if the batch defined letters; rename
+ * every pending file from tmp/ into cur/ under its final name, in UID
+ * order; (fsync: cur/); Courier keywords; the uidlist: Dovecot appends
+ * "<uid> [ext] :<base>" lines when only lines were added (fdatasync), or
+ * rewrites "3 V<v> N<n>" plus the old header's other fields (G<guid>,
+ * unknown keys) and all lines in ascending UID order (P<uidl> for
+ * pop3_uidl; other fields of existing lines kept) by temporary file +
+ * rename (fsync: the folder directory); Courier always rewrites "1 <v>
+ * <n>" then "<uid> <base>"; release the lock.
  * Never writes an N below the one on disk or a UID at or below one on disk.
- * With no changes it only releases the lock. Returns -1 with *error_r
- * (UIDVALIDITY unset, lock lost or timed out, a pending file vanished, I/O
- * error); the previous uidlist is then untouched, the lock released, and
- * pending files moved back to tmp/ (best effort: one that cannot go back
- * stays in cur/ unlisted, with a warning). They stay pending: a later
- * commit retries, unless taking the lock again finds that the server
- * changed the folder meanwhile, which drops them (unlinked from tmp/).
- * (A failing fsync of the folder directory after the uidlist rename also
- * returns -1; the new uidlist is then in place.) */
+ * With no changes it only releases a lock held. Returns -1 with *error_r
+ * (UIDVALIDITY unset, lock lost or timed out, UIDs taken by the server
+ * meanwhile, a pending file vanished, I/O error); the previous uidlist is
+ * then untouched (an append that failed is cut back), the lock released,
+ * and pending files moved back to tmp/ (best effort: one that cannot go
+ * back stays in cur/ unlisted, with a warning). They stay pending: a
+ * later commit retries them (except those dropped as above). (A failing
+ * fsync of the folder directory after the uidlist rename also returns
+ * -1; the new uidlist is then in place.) */
 int maildir_folder_commit(struct maildir_folder *f, const char **error_r);
 
 /* Opens the file of uid read-only (O_NOFOLLOW), from tmp/ for a pending

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "maildir.h"
@@ -630,7 +631,9 @@ test_dovecot_existing_uidlist(void **state)
 	commit_ok(f);
 	ul = slurp2(fx->root, "dovecot-uidlist");
 	assert_non_null(strstr(ul, "\n1002 :1600000000.M1P2.mx\n"));
-	assert_true(strncmp(ul, "3 V1234567 N1003 ", 17) == 0);
+	/* appended: the header keeps N1002, readers take the last UID + 1 */
+	assert_true(strncmp(ul, "3 V1234567 N1002 ", 17) == 0);
+	assert_int_equal(maildir_folder_min_uid(f), 1003);
 	free(ul);
 	maildir_folder_close(&f);
 
@@ -692,15 +695,17 @@ test_lock_timeout(void **state)
 	assert_non_null(strstr(error, "dovecot-uidlist.lock is locked by"));
 	assert_non_null(strstr(error, content));
 	assert_non_null(strstr(error, "gave up after 1.2 s"));
-	/* a delivery waits the same way and leaves nothing behind */
-	assert_int_equal(maildir_deliver(f, 1, "", 1, "x", 1, NULL, NULL, &error), -1);
+	/* a delivery takes no lock: it waits in tmp/, and its commit waits
+	 * for the lock the same way and publishes nothing */
+	assert_int_equal(maildir_deliver(f, 1, "", 1, "x", 1, NULL, NULL, &error), 0);
+	assert_int_equal(maildir_folder_commit(f, &error), -1);
 	assert_non_null(strstr(error, "locked by"));
 	{
 		char *cur = xasprintf("%s/.L/cur", fx->root);
 		char *tmp = xasprintf("%s/.L/tmp", fx->root);
 
 		assert_int_equal(count_files(cur), 0);
-		assert_int_equal(count_files(tmp), 0);
+		assert_int_equal(count_files(tmp), 1);
 		free(cur);
 		free(tmp);
 	}
@@ -752,6 +757,18 @@ test_lock_stale_dead_pid(void **state)
 
 /* ---- a second writer changed the folder: our floor follows ---- */
 
+/* Number of files in root/dirname/sub. */
+static size_t
+count_in(const char *root, const char *dirname, const char *sub)
+{
+	char *p = xasprintf("%s/%s%s%s", root, dirname, dirname[0] != '\0' ? "/" : "",
+	                    sub);
+	size_t n = count_files(p);
+
+	free(p);
+	return n;
+}
+
 static void
 test_refresh_under_lock(void **state)
 {
@@ -767,11 +784,17 @@ test_refresh_under_lock(void **state)
 	deliver_ok(b, 11, "", 1, msg_crlf, NULL, NULL);
 	commit_ok(b);
 	maildir_folder_close(&b);
-	/* a still believes 10 is free; taking the lock re-reads the uidlist */
+	/* a still believes 10 is free: the delivery (no lock) is pending;
+	 * the commit's lock re-reads the uidlist, finds 10 taken and drops
+	 * the delivery instead of listing a UID the server gave out */
 	assert_int_equal(maildir_folder_min_uid(a), 10);
-	assert_int_equal(maildir_deliver(a, 10, "", 1, "x", 1, NULL, NULL, &error), -1);
-	assert_non_null(strstr(error, "12"));
+	deliver_ok(a, 10, "", 1, "x", NULL, NULL);
+	assert_int_equal(maildir_folder_commit(a, &error), -1);
+	assert_non_null(strstr(error, "up to 11"));
+	assert_non_null(strstr(error, "1 uncommitted deliveries from UID 10"));
+	assert_int_equal(count_in(fx->root, "", "tmp"), 0);
 	assert_int_equal(maildir_folder_count(a), 2);
+	assert_int_equal(maildir_folder_min_uid(a), 12);
 	deliver_ok(a, 12, "", 1, msg_crlf, NULL, NULL);
 	commit_ok(a);
 	assert_int_equal(maildir_folder_count(a), 3);
@@ -860,11 +883,11 @@ test_courier(void **state)
 	deliver_ok(f, 5, "\\Seen Work $Label1", 1500000005, msg_crlf, NULL, NULL);
 	deliver_ok(f, 17, "\\Answered", 1500000017, msg_mixed, NULL, NULL);
 	deliver_ok(f, 900, "Work", 1500000900, msg_lf, NULL, NULL);
-	/* the Courier lock lives in tmp/ while held */
+	/* the Courier lock lives in tmp/ while held: only inside commit */
 	{
 		char *lk = xasprintf("%s/tmp/courier.lock", dir);
 
-		assert_int_equal(stat(lk, &st), 0);
+		assert_int_equal(stat(lk, &st), -1);
 		commit_ok(f);
 		assert_int_equal(stat(lk, &st), -1);
 		free(lk);
@@ -1039,18 +1062,6 @@ test_deliver_fd(void **state)
 
 /* ---- pending deliveries: in tmp/ until commit ---- */
 
-/* Number of files in root/dirname/sub. */
-static size_t
-count_in(const char *root, const char *dirname, const char *sub)
-{
-	char *p = xasprintf("%s/%s%s%s", root, dirname, dirname[0] != '\0' ? "/" : "",
-	                    sub);
-	size_t n = count_files(p);
-
-	free(p);
-	return n;
-}
-
 /* The path of the file in root/sub whose name starts with prefix (new
  * string), or NULL. */
 static char *
@@ -1207,8 +1218,8 @@ test_pending_many(void **state)
 		for (uint32_t uid = 1; uid <= n; uid++)
 			deliver_ok(f, uid * 3, uid % 3 == 0 ? "\\Seen Work" : "\\Seen",
 			           1600000000 + uid, msg_crlf, NULL, NULL);
-		/* (+ courier.lock, held in tmp/) */
-		assert_int_equal(count_in(fx->root, dn, "tmp"), n + (flavor == 1));
+		/* (no courier.lock: deliveries take no lock) */
+		assert_int_equal(count_in(fx->root, dn, "tmp"), n);
 		assert_int_equal(count_in(fx->root, dn, "cur"), 0);
 		/* a flag change and an expunge among them */
 		assert_int_equal(maildir_set_flags(f, 30, "\\Answered", NULL, &error), 0);
@@ -1283,17 +1294,20 @@ test_pending_commit_fails(void **state)
 	assert_int_equal(count_in(fx->root, "", "cur"), 8);
 	assert_int_equal(count_in(fx->root, "", "tmp"), 0);
 	ul = slurp2(fx->root, "dovecot-uidlist");
-	assert_true(strncmp(ul, "3 V31 N10\n1 :", 13) == 0);
+	/* appended: the header keeps N2 */
+	assert_true(strncmp(ul, "3 V31 N2\n1 :", 12) == 0);
 	assert_non_null(strstr(ul, "\n5 :1500000005.M"));
 	assert_null(strstr(ul, "\n6 :"));
 	assert_non_null(strstr(ul, "\n9 :1500000009.M"));
 	free(ul);
 	free(ul0);
 
-	/* 2: writing the uidlist fails after the renames: all go back */
+	/* 2: writing the uidlist fails after the renames: all go back (a
+	 * higher N makes it a rewrite through dovecot-uidlist.tmp) */
 	ul0 = slurp2(fx->root, "dovecot-uidlist");
 	for (uint32_t uid = 10; uid <= 12; uid++)
 		deliver_ok(f, uid, "", 1500000000 + uid, msg_crlf, NULL, NULL);
+	assert_int_equal(maildir_folder_set_uids(f, 31, 20, &error), 0);
 	blocker = xasprintf("%s/dovecot-uidlist.tmp", fx->root);
 	assert_int_equal(mkdir(blocker, 0700), 0);
 	assert_int_equal(maildir_folder_commit(f, &error), -1);
@@ -1339,7 +1353,7 @@ test_crash_pending(void **state)
 	maildir_folder_close(&f);
 	ul0 = slurp2(fx->root, "dovecot-uidlist");
 	/* a child delivers UIDs 50-52 and dies before commit, holding the
-	 * lock (as after SIGKILL) */
+	 * lock (as after SIGKILL inside a commit) */
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
@@ -1352,6 +1366,8 @@ test_crash_pending(void **state)
 			                    strlen(msg_lf), NULL, NULL, &error) < 0)
 				_exit(2);
 		}
+		if (maildir_folder_lock(c, &error) < 0)
+			_exit(3);
 		_exit(0);
 	}
 	assert_int_equal(waitpid(pid, &status, 0), pid);
@@ -1382,7 +1398,7 @@ test_crash_pending(void **state)
 	commit_ok(f);
 	assert_int_equal(stat(lock, &st), -1);
 	ul = slurp2(fx->root, "dovecot-uidlist");
-	assert_true(strncmp(ul, "3 V77 N51\n10 :", 14) == 0);
+	assert_true(strncmp(ul, "3 V77 N50\n10 :", 14) == 0);
 	assert_non_null(strstr(ul, "\n50 :1600000000.M"));
 	free(ul);
 	maildir_folder_close(&f);
@@ -1431,7 +1447,7 @@ test_unlisted(void **state)
 		char *line = xasprintf("\n50 :%s\n", base);
 
 		assert_non_null(strstr(ul, line));
-		assert_true(strncmp(ul, "3 V77 N51\n", 10) == 0);
+		assert_true(strncmp(ul, "3 V77 N50\n", 10) == 0);
 		free(line);
 	}
 	free(ul);
@@ -1668,6 +1684,290 @@ test_uidlist_parse(void **state)
 	md_uidlist_free(&ul);
 }
 
+
+/* ---- issue 15: appends, the lock only in commit ---- */
+
+static off_t
+file_size_of(const char *root, const char *name)
+{
+	char *p = xasprintf("%s/%s", root, name);
+	struct stat st;
+
+	assert_int_equal(stat(p, &st), 0);
+	free(p);
+	return st.st_size;
+}
+
+/* A folder filled in many commits: every commit after the first appends
+ * only its own lines, so the bytes written add up to the file's size
+ * (linear, not quadratic); the file equals what one commit of all the
+ * messages writes, apart from the header's N, which readers take as
+ * max(N, last UID + 1). A higher UIDNEXT at the end rewrites it once. */
+static void
+test_uidlist_append_linear(void **state)
+{
+	struct fixture *fx = *state;
+	struct maildir_options o = opts(MAILDIR_DOVECOT);
+	struct maildir_folder *f = open_ok(fx->root, ".Many", &o);
+	struct maildir_folder *g;
+	const uint32_t batches = 40, per = 25;
+	const char *error;
+	char *ul, *one, *nl1, *nl2;
+	uint64_t bytes_after_first = 0;
+	off_t size_after_first = 0;
+
+	assert_int_equal(maildir_folder_set_uids(f, 4242, 0, &error), 0);
+	for (uint32_t b = 0; b < batches; b++) {
+		for (uint32_t k = 1; k <= per; k++) {
+			uint32_t uid = b * per + k;
+
+			deliver_ok(f, uid, uid % 2 ? "\\Seen" : "", 1600000000 + uid,
+			           msg_crlf, uid % 5 == 0 ? "u" : NULL, NULL);
+		}
+		commit_ok(f);
+		if (b == 0) {
+			bytes_after_first = md_folder_uidlist_bytes(f);
+			size_after_first = file_size_of(fx->root, ".Many/dovecot-uidlist");
+		}
+	}
+	/* the first commit created the file; the others only appended */
+	assert_int_equal(md_folder_uidlist_rewrites(f), 1);
+	assert_int_equal(bytes_after_first, (uint64_t)size_after_first);
+	assert_int_equal(md_folder_uidlist_bytes(f),
+	                 (uint64_t)file_size_of(fx->root, ".Many/dovecot-uidlist"));
+	assert_int_equal(maildir_folder_min_uid(f), batches * per + 1);
+
+	/* the same content as a single commit writes (names differ in
+	 * their unique part: compare the parsed records) */
+	ul = slurp2(fx->root, ".Many/dovecot-uidlist");
+	assert_true(strncmp(ul, "3 V4242 N26\n", 12) == 0);
+	g = open_ok(fx->root, ".Many", &o);
+	assert_int_equal(maildir_folder_count(g), batches * per);
+	assert_int_equal(maildir_folder_unlisted_count(g), 0);
+	assert_int_equal(maildir_folder_uidnext(g), batches * per + 1);
+	assert_string_equal(maildir_folder_find(g, 5)->pop3_uidl, "u");
+	/* a forced rewrite (a higher N) writes the same lines */
+	assert_int_equal(maildir_folder_set_uids(g, 4242, 5000, &error), 0);
+	commit_ok(g);
+	assert_int_equal(md_folder_uidlist_rewrites(g), 1);
+	one = slurp2(fx->root, ".Many/dovecot-uidlist");
+	assert_true(strncmp(one, "3 V4242 N5000\n", 14) == 0);
+	nl1 = strchr(ul, '\n');
+	nl2 = strchr(one, '\n');
+	assert_string_equal(nl1, nl2);
+	free(one);
+	free(ul);
+	maildir_folder_close(&g);
+	maildir_folder_close(&f);
+
+	/* an expunge of a line on disk rewrites; a commit with only new
+	 * lines after it appends again */
+	f = open_ok(fx->root, ".Many", &o);
+	assert_int_equal(maildir_expunge(f, 7, &error), 0);
+	commit_ok(f);
+	assert_int_equal(md_folder_uidlist_rewrites(f), 1);
+	ul = slurp2(fx->root, ".Many/dovecot-uidlist");
+	assert_null(strstr(ul, "\n7 :"));
+	free(ul);
+	deliver_ok(f, 5000, "", 1600009999, msg_crlf, NULL, NULL);
+	commit_ok(f);
+	assert_int_equal(md_folder_uidlist_rewrites(f), 1);
+	maildir_folder_close(&f);
+}
+
+/* A crash in the middle of an append leaves a last line without its LF.
+ * Dovecot's reader (i_stream_read_next_line) ignores it; so do we: the
+ * file it names is unlisted. The next commit rewrites the file instead
+ * of appending after the fragment. */
+static void
+test_uidlist_torn_line(void **state)
+{
+	struct fixture *fx = *state;
+	struct maildir_options o = opts(MAILDIR_DOVECOT);
+	struct maildir_folder *f;
+	struct md_uidlist ul;
+	const char *error;
+	char *p, *text;
+	static const char torn[] =
+		"3 V9 N2\n1 :1500000001.M1P1.mx\n2 :1500000002.M2P1.mx\n3 :15000";
+
+	assert_int_equal(md_uidlist_parse(torn, strlen(torn), &ul, &error), 0);
+	assert_int_equal(ul.nrecs, 2);
+	assert_true(ul.torn);
+	md_uidlist_free(&ul);
+	/* a torn UID ("1" of "12") is not a line either */
+	assert_int_equal(md_uidlist_parse("3 V9 N2\n1 :a\n1", 14, &ul, &error), 0);
+	assert_int_equal(ul.nrecs, 1);
+	assert_true(ul.torn);
+	md_uidlist_free(&ul);
+	/* a header alone without LF is still read */
+	assert_int_equal(md_uidlist_parse("3 V9 N2", 7, &ul, &error), 0);
+	assert_int_equal(ul.uidnext, 2);
+	assert_false(ul.torn);
+	md_uidlist_free(&ul);
+
+	f = open_ok(fx->root, "", &o);
+	maildir_folder_close(&f);
+	for (int i = 1; i <= 3; i++) {
+		p = xasprintf("%s/cur/150000000%d.M%dP1.mx:2,", fx->root, i, i);
+		write_file(p, "Subject: x\n\nx\n");
+		free(p);
+	}
+	p = xasprintf("%s/dovecot-uidlist", fx->root);
+	write_file(p, "3 V9 N2\n1 :1500000001.M1P1.mx\n2 :1500000002.M2P1.mx\n"
+	              "3 :1500000003.M3");
+	f = open_ok(fx->root, "", &o);
+	assert_int_equal(maildir_folder_count(f), 2);
+	assert_int_equal(maildir_folder_unlisted_count(f), 1);
+	assert_int_equal(maildir_folder_min_uid(f), 3);
+	deliver_ok(f, 4, "", 1600000004, msg_crlf, NULL, NULL);
+	commit_ok(f);
+	/* rewritten, not appended to the fragment */
+	assert_int_equal(md_folder_uidlist_rewrites(f), 1);
+	text = slurp(p);
+	assert_true(strncmp(text, "3 V9 N5\n1 :1500000001.M1P1.mx\n"
+	                    "2 :1500000002.M2P1.mx\n4 :1600000004.M", 62) == 0);
+	assert_int_equal(text[strlen(text) - 1], '\n');
+	assert_null(strstr(text, "M3\n"));
+	free(text);
+	/* the next commit appends again */
+	deliver_ok(f, 5, "", 1600000005, msg_crlf, NULL, NULL);
+	commit_ok(f);
+	assert_int_equal(md_folder_uidlist_rewrites(f), 1);
+	maildir_folder_close(&f);
+	free(p);
+}
+
+/* Deliveries take no lock: another process takes dovecot-uidlist.lock
+ * and changes the folder while ours are pending; our commit then waits
+ * for the lock, re-reads the uidlist, keeps the deliveries above what
+ * the server numbered and appends after the server's lines. */
+static void
+test_lock_free_between_deliveries(void **state)
+{
+	struct fixture *fx = *state;
+	struct maildir_options o = opts(MAILDIR_DOVECOT);
+	struct maildir_folder *f = open_ok(fx->root, "", &o);
+	char *lock = xasprintf("%s/dovecot-uidlist.lock", fx->root);
+	char *ulp = xasprintf("%s/dovecot-uidlist", fx->root);
+	const char *error;
+	char *text;
+	struct stat st;
+	pid_t pid;
+	int status, pfd[2];
+	uint64_t t0;
+
+	assert_int_equal(maildir_folder_set_uids(f, 5, 0, &error), 0);
+	deliver_ok(f, 1, "", 1600000001, msg_crlf, NULL, NULL);
+	commit_ok(f);
+	deliver_ok(f, 100, "", 1600000100, msg_crlf, NULL, NULL);
+	deliver_ok(f, 101, "\\Seen", 1600000101, msg_crlf, NULL, NULL);
+	assert_int_equal(stat(lock, &st), -1);
+	/* "the server": takes the lock, numbers a message of its own as 50
+	 * (an append, as Dovecot does), holds the lock 400 ms */
+	assert_int_equal(pipe(pfd), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int fd = open(lock, O_WRONLY | O_CREAT | O_EXCL, 0600), uf;
+		struct timespec ts = { 0, 400 * 1000000L };
+
+		if (fd < 0)
+			_exit(1);
+		if (write(fd, "1:other", 7) != 7)
+			_exit(2);
+		uf = open(ulp, O_WRONLY | O_APPEND);
+		if (uf < 0 || write(uf, "50 :1600000050.M1P2.mx\n", 23) != 23)
+			_exit(3);
+		close(uf);
+		if (write(pfd[1], "x", 1) != 1)
+			_exit(4);
+		nanosleep(&ts, NULL);
+		unlink(lock);
+		_exit(0);
+	}
+	close(pfd[1]);
+	{
+		char c;
+
+		assert_int_equal(read(pfd[0], &c, 1), 1);
+	}
+	close(pfd[0]);
+	/* the lock is theirs now; delivering does not wait */
+	t0 = time_mono_ms();
+	deliver_ok(f, 102, "", 1600000102, msg_crlf, NULL, NULL);
+	assert_true(time_mono_ms() - t0 < 300);
+	/* the commit waits for it, then re-reads */
+	commit_ok(f);
+	assert_true(time_mono_ms() - t0 >= 300);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	assert_int_equal(stat(lock, &st), -1);
+	text = slurp(ulp);
+	assert_non_null(strstr(text, "\n1 :1600000001.M"));
+	assert_non_null(strstr(text, "\n50 :1600000050.M1P2.mx\n100 :1600000100.M"));
+	assert_non_null(strstr(text, "\n102 :1600000102.M"));
+	free(text);
+	/* a re-read file: the server's line came in, ours were appended */
+	assert_int_equal(md_folder_uidlist_rewrites(f), 1);
+	assert_int_equal(maildir_folder_count(f), 4);  /* 50 has no file */
+	assert_int_equal(maildir_folder_min_uid(f), 103);
+	maildir_folder_close(&f);
+	free(lock);
+	free(ulp);
+}
+
+/* Keyword letters: a new keyword of a pending delivery is defined in
+ * dovecot-keywords by the commit, before the file that uses it is in
+ * cur/; if the server defined the letter for another keyword meanwhile,
+ * the delivery gets the next free letter. A flag change on a published
+ * message that needs a new letter writes the keywords file under the
+ * lock first and releases the lock. */
+static void
+test_keywords_before_use(void **state)
+{
+	struct fixture *fx = *state;
+	struct maildir_options o = opts(MAILDIR_DOVECOT);
+	struct maildir_folder *f = open_ok(fx->root, "", &o);
+	char *kwp = xasprintf("%s/dovecot-keywords", fx->root);
+	char *lock = xasprintf("%s/dovecot-uidlist.lock", fx->root);
+	const char *error;
+	char *text, *name;
+	struct stat st;
+
+	assert_int_equal(maildir_folder_set_uids(f, 3, 0, &error), 0);
+	deliver_ok(f, 1, "\\Seen Work", 1600000001, msg_crlf, NULL, NULL);
+	/* pending: nothing defined on disk yet, nothing in cur/ */
+	assert_int_equal(stat(kwp, &st), -1);
+	assert_int_equal(count_in(fx->root, "", "cur"), 0);
+	/* the server defines "a" meanwhile (under its lock) */
+	write_file(kwp, "0 Other\n");
+	commit_ok(f);
+	text = slurp(kwp);
+	assert_string_equal(text, "0 Other\n1 Work\n");
+	free(text);
+	name = find_prefix(fx->root, "cur", "1600000001.M");
+	assert_non_null(name);
+	assert_non_null(strstr(name, ":2,Sb"));
+	free(name);
+	assert_string_equal(maildir_folder_find(f, 1)->flags, "Work \\Seen");
+	/* a published message gets a new keyword: defined first */
+	assert_int_equal(maildir_set_flags(f, 1, "Third", NULL, &error), 0);
+	text = slurp(kwp);
+	assert_string_equal(text, "0 Other\n1 Work\n2 Third\n");
+	free(text);
+	name = find_prefix(fx->root, "cur", "1600000001.M");
+	assert_non_null(strstr(name, ":2,c"));
+	free(name);
+	assert_int_equal(stat(lock, &st), -1);
+	maildir_folder_close(&f);
+	f = open_ok(fx->root, "", &o);
+	assert_string_equal(maildir_folder_find(f, 1)->flags, "Third");
+	maildir_folder_close(&f);
+	free(kwp);
+	free(lock);
+}
+
 /* ---- throughput ---- */
 
 /* A UID range staged in a scratch folder inside tmp/ is published into
@@ -1875,6 +2175,10 @@ main(void)
 		T(test_modes),
 		T(test_link_in),
 		T(test_link_in_courier),
+		T(test_uidlist_append_linear),
+		T(test_uidlist_torn_line),
+		T(test_lock_free_between_deliveries),
+		T(test_keywords_before_use),
 		T(test_throughput),
 	};
 
