@@ -331,6 +331,19 @@ kw_letter(struct maildir_folder *f, const char *name, bool *defined_r)
 	return -1;
 }
 
+void
+maildir_folder_plan_keywords(struct maildir_folder *f,
+                             const char *const *names, size_t n)
+{
+	bool defined = false;
+
+	if (f->o.flavor != MAILDIR_DOVECOT)
+		return;
+	for (size_t i = 0; i < n; i++)
+		if (kw_letter(f, names[i], &defined) < 0)
+			break;
+}
+
 /* Writes dovecot-keywords (under the uidlist lock). Its mtime must grow:
  * Dovecot notices changes by mtime seconds. */
 static int

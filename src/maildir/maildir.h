@@ -255,6 +255,15 @@ int maildir_deliver_fd(struct maildir_folder *f, uint32_t uid, const char *flags
 int maildir_link_in(struct maildir_folder *f, struct maildir_folder *from,
                     uint32_t uid, char **dropped_r, const char **error_r);
 
+/* Dovecot: gives keyword letters (a-z), in the order given, to those of
+ * names that have none yet, while letters remain, before deliveries ask
+ * for them: a caller that knows a folder holds more than 26 keywords
+ * names the ones that matter most first (well-known ones such as $Junk),
+ * so those are the ones the file names keep. Defined in memory; the next
+ * commit writes dovecot-keywords. Courier: nothing to do (no limit). */
+void maildir_folder_plan_keywords(struct maildir_folder *f,
+                                  const char *const *names, size_t n);
+
 /* Removes the folder root/dirname (not INBOX) with the files of its cur/,
  * new/, tmp/ and courierimapkeywords/ and its own files; a subdirectory
  * other than those makes it fail. A missing folder is not an error. For

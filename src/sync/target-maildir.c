@@ -478,6 +478,86 @@ adopt_unlisted(struct md_target *mt, const struct msgsum_list *src,
 	return 0;
 }
 
+/* Keywords clients act on, given Dovecot's 26 file-name letters first:
+ * junk filters, forwarding and receipts, Thunderbird's labels. */
+static const char *const well_known_keywords[] = {
+	"$Junk", "$NotJunk", "Junk", "NonJunk", "$Forwarded", "$MDNSent",
+	"$Phishing", "$Label1", "$Label2", "$Label3", "$Label4", "$Label5",
+};
+
+struct kw_count {
+	char *name;
+	size_t count;
+	int rank;                 /* index in well_known_keywords, or -1 */
+};
+
+static int
+cmp_kw_count(const void *a, const void *b)
+{
+	const struct kw_count *x = a, *y = b;
+
+	if ((x->rank >= 0) != (y->rank >= 0))
+		return x->rank >= 0 ? -1 : 1;
+	if (x->rank >= 0)
+		return x->rank - y->rank;
+	if (x->count != y->count)
+		return x->count > y->count ? -1 : 1;
+	return strcmp(x->name, y->name);
+}
+
+/* Plans the folder's keyword letters from what the source's messages
+ * carry: the well-known keywords first, then by how many messages use
+ * them, so that past 26 the least used ones are those set through
+ * --dst-imap (or reported). */
+static void
+plan_keywords(struct maildir_folder *f, const struct msgsum_list *src)
+{
+	struct kw_count *v = NULL;
+	const char **names;
+	size_t n = 0;
+
+	if (f == NULL || src == NULL)
+		return;
+	for (size_t i = 0; i < src->count; i++) {
+		const char *p = src->items[i].flags != NULL ? src->items[i].flags : "";
+
+		while (*p != '\0') {
+			size_t len = strcspn(p, " "), k;
+
+			if (len > 0 && p[0] != '\\') {
+				for (k = 0; k < n; k++)
+					if (strlen(v[k].name) == len &&
+					    str_ieqn(v[k].name, p, len))
+						break;
+				if (k == n) {
+					v = xreallocarray(v, n + 1, sizeof(*v));
+					v[n].name = xstrndup(p, len);
+					v[n].count = 0;
+					v[n].rank = -1;
+					for (size_t w = 0; w < N_ELEMENTS(well_known_keywords); w++)
+						if (str_ieq(v[n].name, well_known_keywords[w]))
+							v[n].rank = (int)w;
+					n++;
+				}
+				v[k].count++;
+			}
+			p += len;
+			p += strspn(p, " ");
+		}
+	}
+	if (n == 0)
+		return;
+	qsort(v, n, sizeof(*v), cmp_kw_count);
+	names = xcalloc(n, sizeof(*names));
+	for (size_t i = 0; i < n; i++)
+		names[i] = v[i].name;
+	maildir_folder_plan_keywords(f, names, n);
+	for (size_t i = 0; i < n; i++)
+		free(v[i].name);
+	free(names);
+	free(v);
+}
+
 static void
 add_msg(struct state_msg *out, char **strings, const struct maildir_msg *m,
         const struct msgsum_list *src)
@@ -511,6 +591,10 @@ md_list(struct target *t, const struct msgsum_list *src, bool settle,
 	if (settle && mt->lo == 1 && maildir_folder_unlisted_count(mt->f) > 0 &&
 	    adopt_unlisted(mt, src, error_r) < 0)
 		return -1;
+	if (settle) {
+		plan_keywords(mt->f, src);
+		plan_keywords(mt->stage, src);
+	}
 	nf = maildir_folder_count(mt->f);
 	ns = mt->stage != NULL ? maildir_folder_count(mt->stage) : 0;
 	for (size_t j = 0; j < nf; j++)

@@ -201,6 +201,56 @@ def test_stale_subscriptions_are_copied():
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def test_well_known_keywords_keep_their_letters():
+    """More than 26 keywords into a Dovecot Maildir: $Junk, seen last and
+    on one message only, is kept; the least used custom keywords are the
+    ones not kept (and named, exit 1); with --dst-imap all are kept."""
+    H.require_root()
+    tmp = tempfile.mkdtemp(prefix="ife-fid-")
+    try:
+        with H.Dovecot("fksrc", users={"alice": PW}, ssl=False) as s, \
+                H.Dovecot("fkdst", users={"alice": PW, "bob": PW}, ssl=False) as d:
+            kws = [f"Custom{i:02d}" for i in range(27)]
+            c = s.imap("alice", PW)
+            assert c.create("Tags")[0] == "OK"
+            for i, k in enumerate(kws):
+                # Custom00 and Custom01 on one message each, the others on two
+                for rep in range(1 if i < 2 else 2):
+                    U.append(c, "Tags", U.make_message(100 * rep + i, tag="Tags"),
+                             flags=f"\\Seen {k}")
+            U.append(c, "Tags", U.make_message(999, tag="Tags"), flags="$Junk")
+            c.logout()
+            src = s.url("alice", query="?tls=none")
+            p = ferry(["copy", "--json", "--owner", "mail:mail", "--state",
+                       os.path.join(tmp, "a.db"), src, f"maildir:{d.maildir('alice')}"])
+            assert p.returncode == 1, H.describe(p)
+            lost = set(re.findall(r"does not keep keyword (\S+): dropped", p.stderr))
+            assert lost == {"Custom00", "Custom01"}, (lost, H.describe(p))
+            c = d.imap("alice", PW)
+            assert c.select("Tags")[0] == "OK"
+            typ, data = c.uid("SEARCH", "KEYWORD", "$Junk")
+            c.logout()
+            assert typ == "OK" and len(data[0].split()) == 1, data
+            # through the serving Dovecot, every keyword is kept
+            p = H.run_ferry(["copy", "--json", "--owner", "mail:mail", "--state",
+                             os.path.join(tmp, "b.db"), "--dst-imap",
+                             f"imap://bob*{d.master[0]}@{d.host}:{d.port}?tls=none",
+                             src, f"maildir:{d.maildir('bob')}"],
+                            env={"IMAPFERRY_SRC_PASSWORD": PW,
+                                 "IMAPFERRY_DST_PASSWORD": d.master[1]})
+            p2 = p
+            assert p.returncode == 0, H.describe(p)
+            c = d.imap("bob", PW)
+            assert c.select("Tags")[0] == "OK"
+            for k in ("Custom00", "Custom01", "$Junk", "Custom26"):
+                typ, data = c.uid("SEARCH", "KEYWORD", k)
+                assert typ == "OK" and data[0].split(), (k, data, H.describe(p2))
+            c.logout()
+    finally:
+        if not H.KEEP:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def test_dry_run_says_what_it_would_do():
     """--dry-run counts the folders it would create and the bytes it
     would copy (it said "0 created ... 0 bytes"), and creates nothing."""
