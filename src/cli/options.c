@@ -141,6 +141,12 @@ static const struct cli_opt_def opt_table[] = {
 	  "STATE.log, so the display stays clean)" },
 	{ CLI_OPT_RUN_ID, "run", 0, CLI_ARG_STRING, "ID", 0,
 	  "this run instead of the last one" },
+	{ CLI_OPT_MACHINE, "machine", 0, CLI_ARG_STRING, "NAME", 0,
+	  "this machine's name in a run shared through\n"
+	  "PostgreSQL (default: the host name)" },
+	{ CLI_OPT_LEASE, "lease", 0, CLI_ARG_COUNT, "SECONDS", 3600,
+	  "with PostgreSQL: a job of a machine that stops\n"
+	  "renewing it goes to another after this (30)" },
 	{ 0, NULL, 0, CLI_ARG_NONE, NULL, 0, NULL },
 };
 
