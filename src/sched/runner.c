@@ -719,11 +719,12 @@ end:
 		ret = -1;
 	}
 	if (r->shared) {
-		bool lost;
+		/* read before state_fence_set() clears it */
+		bool lost = state_fence_lost(w->db);
 
 		state_fence_set(w->db, 0, 0);
 		pthread_mutex_lock(&r->lock);
-		lost = rj->lost || state_fence_lost(w->db);
+		lost = lost || rj->lost;
 		if (lost) {
 			/* another machine runs it now: write nothing more */
 			rj->local = false;
