@@ -3,7 +3,8 @@
 # benchmark. Idempotent; run as root on Debian 12.
 set -eu
 export DEBIAN_FRONTEND=noninteractive
-# Keep package postinst scripts from starting system daemons (dovecot, ...):
+# Keep package postinst scripts from starting system daemons (dovecot,
+# postgresql, ...):
 # the test harness starts its own throwaway instances.
 if [ ! -e /usr/sbin/policy-rc.d ]; then
 	printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
@@ -14,7 +15,7 @@ apt-get install -y --no-install-recommends \
 	build-essential cmake ninja-build pkg-config clang llvm libclang-rt-14-dev \
 	libssl-dev libsqlite3-dev libpq-dev zlib1g-dev libcmocka-dev \
 	dovecot-core dovecot-imapd dovecot-pop3d isync openssl python3 \
-	ca-certificates procps sqlite3
+	ca-certificates procps sqlite3 postgresql iproute2
 # The manual page test (man -l) and the package stage (scripts/package.sh:
 # dpkg-buildpackage with debhelper, then man -w on the installed pages).
 apt-get install -y --no-install-recommends \

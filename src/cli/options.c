@@ -157,6 +157,12 @@ static const struct cli_opt_def opt_table[] = {
 	{ CLI_OPT_METRICS, "metrics", 0, CLI_ARG_STRING, "FILE.prom", 0,
 	  "Prometheus metrics every 5 s (node_exporter\n"
 	  "textfile collector: renamed into place)" },
+	{ CLI_OPT_MACHINE, "machine", 0, CLI_ARG_STRING, "NAME", 0,
+	  "this machine's name in a run shared through\n"
+	  "PostgreSQL (default: the host name)" },
+	{ CLI_OPT_LEASE, "lease", 0, CLI_ARG_COUNT, "SECONDS", 3600,
+	  "with PostgreSQL: a job of a machine that stops\n"
+	  "renewing it goes to another after this (30)" },
 	{ 0, NULL, 0, CLI_ARG_NONE, NULL, 0, NULL },
 };
 

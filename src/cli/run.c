@@ -33,6 +33,7 @@ static const struct cli_use run_opts[] = {
 	{ CLI_OPT_METRICS, NULL },
 	{ CLI_OPT_MAX_ERRORS, NULL },
 	{ CLI_OPT_BACKOFF, NULL },
+	{ CLI_OPT_MACHINE, NULL }, { CLI_OPT_LEASE, NULL },
 	{ CLI_OPT_PROGRESS, NULL },
 	{ CLI_OPT_LOG, NULL },
 	{ CLI_OPT_INCLUDE, NULL }, { CLI_OPT_EXCLUDE, NULL },
@@ -47,7 +48,12 @@ const struct cli_command cli_cmd_run = {
 	.synopsis = "[options] USERS SRC DST --state FILE",
 	.intro = "Migrates every account of USERS with N workers, resumably.",
 	.opts = run_opts,
-	.trailer = RUN_CLI_TRAILER "\n" CLI_EXIT_HELP,
+	.trailer = RUN_CLI_TRAILER "\n"
+	    "Several machines: --state postgresql://USER@HOST[:PORT]/DB (the\n"
+	    "  password from PGPASSWORD or ~/.pgpass), the same command on each\n"
+	    "  machine with its own --machine NAME: the first plans, the others\n"
+	    "  join; --max-src-conns/--max-dst-conns then hold over all of them.\n"
+	    CLI_EXIT_HELP,
 	.min_args = 3, .max_args = 3,
 };
 
@@ -166,6 +172,9 @@ store_plan(struct state_db *db, const struct run_cli *c, const char *pass,
 		sj.est_seconds = jb->est_seconds;
 		sj.status = STATE_JOB_PENDING;
 		sj.scope = -1;
+		/* the caps over several machines count by these */
+		sj.src_slot = a->src_slot;
+		sj.dst_slot = a->dst_maildir ? NULL : a->dst_slot;
 		rc = state_job_insert(db, &sj, &error);
 		free(sj.folders);
 		free(sj.exclude);
@@ -184,6 +193,64 @@ fail:
 	fprintf(stderr, "imapferry: %s\n", error);
 	free(run.folders);
 	buf_free(&out);
+	return -1;
+}
+
+/* True when a machine other than self renewed its row of run_id in the
+ * last window seconds and still runs. */
+static bool
+others_alive(struct state_db *db, int64_t run_id, const char *self,
+             int64_t window)
+{
+	struct state_machine *m;
+	const char *error;
+	size_t n;
+	bool alive = false;
+
+	if (state_machine_list(db, run_id, &m, &n, &error) < 0) {
+		fprintf(stderr, "imapferry: %s\n", error);
+		return true; /* do not retry others' failed jobs blindly */
+	}
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(m[i].name, self) != 0 &&
+		    strcmp(m[i].status, "running") == 0 && m[i].age <= window)
+			alive = true;
+	state_machine_list_free(&m, n);
+	return alive;
+}
+
+/* Joins run r on a shared state: running jobs belong to live machines or
+ * are claimed again when their lease expires, so nothing is requeued;
+ * failed jobs are retried only by the first machine of a restart. */
+static int
+join_run(struct state_db *db, struct state_run *r, const char *machine,
+         unsigned lease)
+{
+	const char *error;
+	bool alive = others_alive(db, r->id, machine,
+	                          (int64_t)(lease > 10 ? lease : 10));
+
+	if (!alive && state_job_retry_failed(db, r->id, &error) < 0)
+		goto fail;
+	if (strcmp(r->status, "running") != 0) {
+		free(r->status);
+		r->status = xstrdup("running");
+		free(r->error);
+		r->error = xstrdup("");
+		r->finished = 0;
+		r->heartbeat = (int64_t)time(NULL);
+		r->pid = (int64_t)getpid();
+		if (state_run_update(db, r, &error) < 0)
+			goto fail;
+	}
+	log_info("run: %s run %lld as machine %s%s",
+	         alive ? "joining" : "resuming", (long long)r->id, machine,
+	         alive ? "" : "; failed jobs are retried");
+	fprintf(stderr, "imapferry: %s run %lld as machine %s\n",
+	        alive ? "joining" : "resuming", (long long)r->id, machine);
+	return 0;
+fail:
+	fprintf(stderr, "imapferry: %s\n", error);
 	return -1;
 }
 
@@ -240,16 +307,32 @@ fail:
 	return -1;
 }
 
-/* Quick exit on a second signal: the run is resumable from the state. */
+/* Quick exit on a second signal: the run is resumable from the state.
+ * On a shared state only this machine's row says so: its leases expire
+ * and other machines take its jobs over. */
 static void
-quick_exit_run(const char *state_path, int64_t run_id)
+quick_exit_run(const char *state_path, int64_t run_id, const char *machine)
 {
 	struct state_db *db = NULL;
 	struct state_run r;
 	const char *error;
 	bool found;
 
-	if (state_open(state_path, &db, &error) == 0 &&
+	if (state_open(state_path, &db, &error) == 0 && state_is_shared(db)) {
+		struct state_machine *m;
+		size_t n;
+
+		if (state_machine_list(db, run_id, &m, &n, &error) == 0) {
+			for (size_t i = 0; i < n; i++)
+				if (strcmp(m[i].name, machine) == 0) {
+					free(m[i].status);
+					m[i].status = xstrdup("interrupted");
+					ignore_result(state_machine_put(db, &m[i],
+					                                &error));
+				}
+			state_machine_list_free(&m, n);
+		}
+	} else if (db != NULL &&
 	    state_run_get(db, run_id, NULL, &r, &found, &error) == 0 && found) {
 		free(r.status);
 		r.status = xstrdup("interrupted");
@@ -281,6 +364,9 @@ cmd_run(int argc, char **argv)
 	struct report_data rep;
 	struct sigaction sa;
 	char *pass = NULL, *lock_path = NULL, *log_default = NULL;
+	char host[256] = "";
+	const char *machine;
+	bool shared, locked = false;
 	const char *error;
 	int ret, status = CLI_EXIT_USAGE, lock_fd = -1, log_fd = -1;
 	int64_t run_id = 0;
@@ -313,11 +399,17 @@ cmd_run(int argc, char **argv)
 			goto out;
 		}
 	}
+	shared = state_path_is_url(c.state_path);
+	if (gethostname(host, sizeof(host) - 1) < 0)
+		snprintf(host, sizeof(host), "unknown");
+	machine = c.machine != NULL ? c.machine : host;
 	tty = isatty(STDERR_FILENO) == 1;
 	disp.mode = c.progress == REPORT_PROGRESS_AUTO ?
 	    (tty ? REPORT_PROGRESS_TTY : REPORT_PROGRESS_PLAIN) : c.progress;
 	if (c.log_path == NULL && disp.mode == REPORT_PROGRESS_TTY)
-		c.log_path = log_default = xasprintf("%s.log", c.state_path);
+		c.log_path = log_default = shared ?
+		    xasprintf("imapferry-%s.log", machine) :
+		    xasprintf("%s.log", c.state_path);
 	if (c.log_path != NULL) {
 		log_fd = open(c.log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
 		              0600);
@@ -336,10 +428,12 @@ cmd_run(int argc, char **argv)
 	/* from here on, an error that stops the run */
 	status = CLI_EXIT_ERROR;
 
-	/* one run at a time per state file */
-	lock_path = xasprintf("%s.lock", c.state_path);
-	lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (lock_fd < 0 || flock(lock_fd, LOCK_EX | LOCK_NB) < 0) {
+	/* one run at a time per state file (a shared state has many) */
+	if (!shared)
+		lock_path = xasprintf("%s.lock", c.state_path);
+	if (!shared)
+		lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (!shared && (lock_fd < 0 || flock(lock_fd, LOCK_EX | LOCK_NB) < 0)) {
 		fprintf(stderr, "imapferry: %s: %s\n", lock_path,
 		        errno == EWOULDBLOCK ? "another imapferry run uses this "
 		        "state database" : strerror(errno));
@@ -350,12 +444,27 @@ cmd_run(int argc, char **argv)
 		goto out;
 	}
 	pass = pass_key(&c);
+	/* machines started together: the first plans, the others wait for
+	 * its plan and join the run */
+	if (shared) {
+		if (state_run_lock(db, pass, &error) < 0) {
+			fprintf(stderr, "imapferry: %s\n", error);
+			goto out;
+		}
+		locked = true;
+	}
 	if (state_run_get(db, 0, pass, &run, &found, &error) < 0) {
 		fprintf(stderr, "imapferry: %s\n", error);
 		goto out;
 	}
 	t0 = time_mono_sec();
-	if (found && strcmp(run.status, "done") != 0 && !c.new_run) {
+	if (shared && found && strcmp(run.status, "done") != 0 &&
+	    (!c.new_run || others_alive(db, run.id, machine, 10))) {
+		/* --new-run on every machine: the first one's new run */
+		if (join_run(db, &run, machine, c.lease > 0 ? c.lease : 30) < 0)
+			goto out;
+		run_id = run.id;
+	} else if (found && strcmp(run.status, "done") != 0 && !c.new_run) {
 		if (resume_run(db, &run, c.workers) < 0)
 			goto out;
 		run_id = run.id;
@@ -390,6 +499,10 @@ cmd_run(int argc, char **argv)
 		t0 = time_mono_sec();
 	}
 	state_run_free(&run);
+	if (locked) {
+		state_run_unlock(db, pass);
+		locked = false;
+	}
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_signal;
@@ -424,6 +537,10 @@ cmd_run(int argc, char **argv)
 	ro.n_excludes = c.n_exc;
 	ro.maps = c.maps;
 	ro.n_maps = c.n_map;
+	ro.machine = machine;
+	ro.lease = c.lease;
+	ro.max_src = c.max_src;
+	ro.max_dst = c.max_dst;
 	/* the signals go to this thread only: workers are not interrupted */
 	{
 		sigset_t block, old;
@@ -457,7 +574,7 @@ cmd_run(int argc, char **argv)
 		} else if (signal_count > 1 || got_signal == SIGTERM) {
 			if (disp.mode == REPORT_PROGRESS_TTY)
 				fputs("\033[?25h", stderr);
-			quick_exit_run(c.state_path, run_id);
+			quick_exit_run(c.state_path, run_id, machine);
 		}
 		sched_runner_view(runner, &v);
 		display_draw(&disp, &v, false);
@@ -482,6 +599,28 @@ cmd_run(int argc, char **argv)
 		fprintf(stderr, "imapferry: %s\n", found ? error : "run vanished");
 		goto out;
 	}
+	if (shared) {
+		/* the run is over only when no machine has a job left */
+		struct state_job *jobs;
+		size_t n, open_jobs = 0, failed = 0;
+
+		if (state_job_list(db, run_id, &jobs, &n, &error) < 0) {
+			fprintf(stderr, "imapferry: %s\n", error);
+			goto out;
+		}
+		for (size_t i = 0; i < n; i++) {
+			open_jobs += jobs[i].status == STATE_JOB_PENDING ||
+			    jobs[i].status == STATE_JOB_RUNNING;
+			failed += jobs[i].status == STATE_JOB_FAILED;
+		}
+		state_job_list_free(&jobs, n);
+		res.pending = open_jobs;
+		res.failed = failed;
+		if (open_jobs > 0 && (res.error != NULL || res.stopped)) {
+			/* others go on, or the next start resumes */
+			goto summary;
+		}
+	}
 	free(run.status);
 	free(run.error);
 	if (res.error != NULL) {
@@ -503,6 +642,7 @@ cmd_run(int argc, char **argv)
 	run.eta_seconds = strcmp(run.status, "done") == 0 ? 0 : -1;
 	if (state_run_update(db, &run, &error) < 0)
 		fprintf(stderr, "imapferry: %s\n", error);
+summary:
 	state_run_free(&run);
 	ignore_result(run_metrics_tick(&metrics, &c, db, run_id, NULL, true));
 
@@ -527,6 +667,10 @@ cmd_run(int argc, char **argv)
 	       res.src_peak, res.dst_peak);
 	if (res.error != NULL)
 		printf("stopped: %s\n", res.error);
+	if (shared)
+		printf("machine %s: %u job%s lost to other machines (lease "
+		       "expired)\n", machine, res.lost_leases,
+		       res.lost_leases == 1 ? "" : "s");
 	if (c.report_path != NULL &&
 	    report_write(c.report_path, &rep, elapsed, &error) < 0) {
 		fprintf(stderr, "imapferry: --report %s\n", error);
@@ -547,6 +691,8 @@ usage:
 	        cli_cmd_run.synopsis);
 	status = CLI_EXIT_USAGE;
 out:
+	if (locked)
+		state_run_unlock(db, pass);
 	free(res.error);
 	state_run_free(&run);
 	state_close(&db);

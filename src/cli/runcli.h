@@ -33,6 +33,8 @@ struct run_cli {
 	double split_above;
 	enum report_progress progress;
 	int64_t run_id;
+	const char *machine;         /* --machine, or NULL */
+	unsigned lease;              /* --lease, 0: 30 s */
 	/* resolved */
 	const char *users_path, *src_tmpl, *dst_tmpl;
 	char *src_pw, *dst_pw;

@@ -7,8 +7,10 @@
 #include "probe.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -28,6 +30,11 @@ struct rjob {
 	double attempt_start;       /* monotonic seconds */
 	char **folders, **exclude;  /* decoded j.folders / j.exclude */
 	size_t n_folders, n_exclude;
+	/* shared state: this machine's claim of the job */
+	bool local;                 /* claimed by a worker of this process */
+	int64_t token;              /* the claim's fencing token */
+	bool lost;                  /* the heartbeat found it taken over */
+	double last_beat;           /* monotonic seconds of the last renewal */
 };
 
 struct ns_entry {
@@ -67,12 +74,22 @@ struct sched_runner {
 	bool progress_started;
 	bool progress_quit;
 	struct state_run run;       /* the run row, for heartbeats */
+	/* several machines (shared state) */
+	bool shared;
+	unsigned lease;             /* seconds */
+	unsigned lost_leases;       /* jobs of this machine others took */
+	unsigned local_done;        /* attempts ended here */
+	uint64_t local_messages, local_bytes; /* copied here, ended attempts */
+	int64_t started_wall;
+	char host[256];
 };
 
 struct worker {
 	struct sched_runner *r;
 	struct state_db *db;
 };
+
+static void attempt_begin_locked(struct rjob *rj);
 
 /* -------------------------------------------------------- classification */
 
@@ -150,19 +167,42 @@ set_run_error(struct sched_runner *r, const char *error)
 	pthread_cond_broadcast(&r->changed);
 }
 
-/* Writes the job's row (a copy taken under the lock). */
+/* Writes the job's row (a copy taken under the lock). With a shared
+ * state, the end of a claimed attempt is written only while the claim
+ * holds (state_job_release()), and other workers are woken. */
 static void
 job_persist(struct worker *w, struct rjob *rj)
 {
 	struct sched_runner *r = w->r;
 	struct state_job copy;
 	const char *error;
+	bool claimed, lost = false;
+	int64_t token;
+	int rc;
 
 	pthread_mutex_lock(&r->lock);
 	copy = rj->j;
 	copy.error = xstrdup(rj->j.error != NULL ? rj->j.error : "");
+	claimed = r->shared && rj->local;
+	token = rj->token;
+	if (claimed && rj->j.status != STATE_JOB_RUNNING)
+		rj->local = false;
 	pthread_mutex_unlock(&r->lock);
-	if (state_job_update(w->db, &copy, &error) < 0) {
+	if (claimed)
+		rc = state_job_release(w->db, &copy, token, &lost, &error);
+	else
+		rc = state_job_update(w->db, &copy, &error);
+	if (rc == 0 && lost) {
+		log_warn("%s (part %u/%u): another machine took this job over "
+		         "(lease lost): its end is not recorded here",
+		         copy.src_user, copy.part, copy.parts);
+		pthread_mutex_lock(&r->lock);
+		r->lost_leases++;
+		pthread_mutex_unlock(&r->lock);
+	}
+	if (rc == 0 && claimed)
+		state_notify(w->db);
+	if (rc < 0) {
 		enum err_kind kind = err_kind_of(error);
 
 		log_error("run: %s", error);
@@ -310,12 +350,7 @@ job_pick(struct sched_runner *r)
 			best->j.updated = now;
 			best->j.started = now;
 			best->j.finished = 0;
-			best->base_messages = best->j.messages;
-			best->base_bytes = best->j.bytes;
-			best->live.messages = 0;
-			best->live.bytes = 0;
-			best->live.failed = 0;
-			best->attempt_start = time_mono_sec();
+			attempt_begin_locked(best);
 			pthread_mutex_unlock(&r->lock);
 			return best;
 		}
@@ -332,12 +367,133 @@ job_pick(struct sched_runner *r)
 	return NULL;
 }
 
+/* Starts an attempt of rj in memory (lock held). */
+static void
+attempt_begin_locked(struct rjob *rj)
+{
+	rj->base_messages = rj->j.messages;
+	rj->base_bytes = rj->j.bytes;
+	rj->live.messages = 0;
+	rj->live.bytes = 0;
+	rj->live.failed = 0;
+	rj->attempt_start = time_mono_sec();
+	rj->last_beat = rj->attempt_start;
+}
+
+/* Replaces the mirror of a job by row j (moved; lock held). */
+static void
+mirror_take_locked(struct rjob *rj, struct state_job *j)
+{
+	state_job_free(&rj->j);
+	rj->j = *j;
+	memset(j, 0, sizeof(*j));
+}
+
+/* The job with this id, or NULL. Jobs are sorted by seq, seq = index+1
+ * as stored by the plan; the loop covers other numberings. */
+static struct rjob *
+job_by_id(struct sched_runner *r, int64_t id, unsigned seq)
+{
+	if (seq >= 1 && seq <= r->n_jobs && r->jobs[seq - 1].j.id == id)
+		return &r->jobs[seq - 1];
+	for (size_t i = 0; i < r->n_jobs; i++)
+		if (r->jobs[i].j.id == id)
+			return &r->jobs[i];
+	return NULL;
+}
+
+/* Shared state: claims the next job from the database, waiting while
+ * the run has jobs pending (backoff, caps) or running elsewhere.
+ * Returns NULL when the worker should exit. */
+static struct rjob *
+job_claim(struct worker *w)
+{
+	struct sched_runner *r = w->r;
+	struct state_claim c = {
+		.run_id = r->o.run_id, .machine = r->o.machine,
+		.lease_seconds = r->lease, .max_src = r->o.max_src,
+		.max_dst = r->o.max_dst,
+	};
+	double failing_since = 0;
+
+	for (;;) {
+		struct state_job j;
+		struct rjob *rj;
+		const char *error;
+		size_t busy;
+		bool found, stop;
+
+		pthread_mutex_lock(&r->lock);
+		stop = r->stop;
+		pthread_mutex_unlock(&r->lock);
+		if (stop)
+			return NULL;
+		if (state_job_claim(w->db, &c, &j, &found, &busy, &error) < 0) {
+			/* PostgreSQL restarting, the network: try again for
+			 * a while (the leases of running jobs outlive it) */
+			double now = time_mono_sec();
+
+			if (failing_since == 0)
+				failing_since = now;
+			if (now - failing_since > 60) {
+				pthread_mutex_lock(&r->lock);
+				set_run_error(r, error);
+				pthread_mutex_unlock(&r->lock);
+				return NULL;
+			}
+			log_warn("run: %s; trying again", error);
+			sleep(1);
+			continue;
+		}
+		failing_since = 0;
+		if (!found) {
+			if (busy == 0)
+				return NULL;
+			(void)state_wait(w->db, 1000);
+			continue;
+		}
+		pthread_mutex_lock(&r->lock);
+		rj = job_by_id(r, j.id, j.seq);
+		if (rj == NULL || rj->account == SIZE_MAX) {
+			/* a job this process cannot run (another users file) */
+			pthread_mutex_unlock(&r->lock);
+			j.status = STATE_JOB_FAILED;
+			j.finished = (int64_t)time(NULL);
+			free(j.error);
+			j.error = xstrdup("the account is not in this machine's "
+			                  "users file");
+			if (state_job_release(w->db, &j, j.lease_token, &found,
+			                      &error) < 0)
+				log_warn("run: %s", error);
+			state_job_free(&j);
+			continue;
+		}
+		rj->token = j.lease_token;
+		rj->local = true;
+		rj->lost = false;
+		mirror_take_locked(rj, &j);
+		attempt_begin_locked(rj);
+		if (rj->j.attempts > 1)
+			log_info("%s (part %u/%u): attempt %u%s", rj->j.src_user,
+			         rj->j.part, rj->j.parts, rj->j.attempts,
+			         rj->j.errors == 0 ? " (taken over from a machine "
+			         "that stopped renewing its lease)" : "");
+		pthread_mutex_unlock(&r->lock);
+		return rj;
+	}
+}
+
 /* Fails every pending job of account (its login was refused). */
 static void
 fail_account(struct worker *w, size_t account, const char *error)
 {
 	struct sched_runner *r = w->r;
+	const char *err2;
 
+	if (r->shared &&
+	    state_job_fail_account(w->db, r->o.run_id,
+	                           r->accounts[account].key, error, &err2) < 0)
+		log_warn("run: %s", err2);
 	for (size_t i = 0; i < r->n_jobs; i++) {
 		struct rjob *rj = &r->jobs[i];
 		bool hit;
@@ -351,7 +507,7 @@ fail_account(struct worker *w, size_t account, const char *error)
 			job_set_error(rj, error, STATE_SCOPE_RUN);
 		}
 		pthread_mutex_unlock(&r->lock);
-		if (hit)
+		if (hit && !r->shared)
 			job_persist(w, rj);
 	}
 }
@@ -371,6 +527,9 @@ job_end(struct worker *w, struct rjob *rj, int ret, const char *error,
 	bool account_failed = false;
 
 	pthread_mutex_lock(&r->lock);
+	r->local_done++;
+	r->local_messages += st->copied;
+	r->local_bytes += st->bytes;
 	rj->j.seconds += time_mono_sec() - rj->attempt_start;
 	rj->j.messages = rj->base_messages + st->copied;
 	rj->j.bytes = rj->base_bytes + st->bytes;
@@ -472,7 +631,8 @@ job_run(struct worker *w, struct rjob *rj)
 	                 a->src_opts.authzid != NULL ? "+authzid" : "");
 	dkey = xasprintf("dst:%s%s", a->dst_slot != NULL ? a->dst_slot : "",
 	                 a->dst_opts.authzid != NULL ? "+authzid" : "");
-	job_persist(w, rj);
+	if (!r->shared)
+		job_persist(w, rj);
 	if (r->o.src_slots != NULL && a->src_slot != NULL)
 		sched_slots_acquire(r->o.src_slots, a->src_slot);
 	if (!a->dst_maildir && r->o.dst_slots != NULL && a->dst_slot != NULL)
@@ -538,6 +698,9 @@ job_run(struct worker *w, struct rjob *rj)
 	args.progress = &rj->live;
 	log_debug("%s (part %u/%u): starting attempt %u", a->src_user,
 	          rj->j.part, rj->j.parts, rj->j.attempts);
+	/* every state write of the engine checks the claim (state.h) */
+	if (r->shared)
+		state_fence_set(w->db, rj->j.id, rj->token);
 	ret = (r->o.engine != NULL ? r->o.engine : sched_engine_copy)(&args, &st,
 	                                                            &error);
 	kind = ret < 0 ? st.error_kind : ERRK_NONE;
@@ -554,6 +717,32 @@ end:
 		set_run_error(r, error);
 		pthread_mutex_unlock(&r->lock);
 		ret = -1;
+	}
+	if (r->shared) {
+		/* read before state_fence_set() clears it */
+		bool lost = state_fence_lost(w->db);
+
+		state_fence_set(w->db, 0, 0);
+		pthread_mutex_lock(&r->lock);
+		lost = lost || rj->lost;
+		if (lost) {
+			/* another machine runs it now: write nothing more */
+			rj->local = false;
+			rj->j.seconds += time_mono_sec() - rj->attempt_start;
+			r->lost_leases++;
+			pthread_cond_broadcast(&r->changed);
+		}
+		pthread_mutex_unlock(&r->lock);
+		if (lost) {
+			log_warn("%s (part %u/%u): the lease was taken over by "
+			         "another machine: leaving the job to it",
+			         a->src_user, rj->j.part, rj->j.parts);
+			free(sel);
+			strv_free(&list);
+			free(skey);
+			free(dkey);
+			return;
+		}
 	}
 	{
 		char *e = error != NULL ? xstrdup(error) : NULL;
@@ -590,6 +779,9 @@ worker_thread(void *arg)
 		pthread_mutex_lock(&r->lock);
 		set_run_error(r, error);
 		pthread_mutex_unlock(&r->lock);
+	} else if (r->shared) {
+		while ((rj = job_claim(w)) != NULL)
+			job_run(w, rj);
 	} else {
 		while ((rj = job_pick(r)) != NULL)
 			job_run(w, rj);
@@ -799,6 +991,124 @@ struct progress_item {
 	uint64_t messages, bytes;
 };
 
+struct beat_item {
+	int64_t id, token;
+	uint64_t messages, bytes;
+	size_t index;
+};
+
+/* Shared state: renews the leases of this machine's running jobs that
+ * are due (every lease/3 s, or all with force) and stores their live
+ * counters; a job found taken over is marked lost for its worker. */
+static void
+leases_renew(struct sched_runner *r, struct state_db *db, bool force)
+{
+	struct beat_item *items;
+	double now = time_mono_sec();
+	double every = r->lease / 3.0 < 0.5 ? 0.5 : r->lease / 3.0;
+	size_t n = 0;
+
+	pthread_mutex_lock(&r->lock);
+	items = xcalloc(r->n_jobs + 1, sizeof(*items));
+	for (size_t i = 0; i < r->n_jobs; i++) {
+		struct rjob *rj = &r->jobs[i];
+
+		if (!rj->local || rj->lost || rj->j.status != STATE_JOB_RUNNING ||
+		    (!force && now - rj->last_beat < every))
+			continue;
+		items[n].id = rj->j.id;
+		items[n].token = rj->token;
+		items[n].messages = rj->base_messages + rj->live.messages;
+		items[n].bytes = rj->base_bytes + rj->live.bytes;
+		items[n].index = i;
+		n++;
+	}
+	pthread_mutex_unlock(&r->lock);
+	for (size_t i = 0; i < n; i++) {
+		const char *error;
+		bool lost;
+
+		if (state_job_heartbeat(db, items[i].id, items[i].token, r->lease,
+		                        items[i].messages, items[i].bytes,
+		                        (int64_t)time(NULL), &lost, &error) < 0) {
+			/* the lease runs on; the next tick tries again */
+			log_warn("run: renewing a lease: %s", error);
+			continue;
+		}
+		pthread_mutex_lock(&r->lock);
+		if (lost && r->jobs[items[i].index].token == items[i].token) {
+			r->jobs[items[i].index].lost = true;
+			log_warn("%s (part %u/%u): the lease was taken over by "
+			         "another machine", r->jobs[items[i].index].j.src_user,
+			         r->jobs[items[i].index].j.part,
+			         r->jobs[items[i].index].j.parts);
+		} else if (!lost) {
+			r->jobs[items[i].index].last_beat = now;
+		}
+		pthread_mutex_unlock(&r->lock);
+	}
+	free(items);
+}
+
+/* Shared state: reads the jobs other machines run into the mirror (the
+ * view then shows the whole run). */
+static void
+mirror_refresh(struct sched_runner *r, struct state_db *db)
+{
+	struct state_job *jobs;
+	const char *error;
+	size_t n;
+
+	if (state_job_list(db, r->o.run_id, &jobs, &n, &error) < 0) {
+		log_warn("run: reading the jobs: %s", error);
+		return;
+	}
+	pthread_mutex_lock(&r->lock);
+	for (size_t i = 0; i < n; i++) {
+		struct rjob *rj = job_by_id(r, jobs[i].id, jobs[i].seq);
+
+		if (rj != NULL && !rj->local)
+			mirror_take_locked(rj, &jobs[i]);
+	}
+	pthread_mutex_unlock(&r->lock);
+	state_job_list_free(&jobs, n);
+}
+
+/* Shared state: this machine's row (status: "running", or the final
+ * one). */
+static void
+machine_write(struct sched_runner *r, struct state_db *db, const char *status)
+{
+	struct state_machine m = { 0 };
+	double elapsed = time_mono_sec() - r->start;
+	const char *error;
+
+	pthread_mutex_lock(&r->lock);
+	m.run_id = r->o.run_id;
+	m.name = (char *)r->o.machine;
+	m.host = r->host;
+	m.pid = (int64_t)getpid();
+	m.status = (char *)status;
+	m.started = r->started_wall;
+	m.workers = r->n_threads;
+	m.jobs_done = r->local_done;
+	m.messages = r->local_messages;
+	m.bytes = r->local_bytes;
+	for (size_t i = 0; i < r->n_jobs; i++)
+		if (r->jobs[i].local && r->jobs[i].j.status == STATE_JOB_RUNNING) {
+			m.jobs_running++;
+			m.messages += r->jobs[i].live.messages;
+			m.bytes += r->jobs[i].live.bytes;
+		}
+	pthread_mutex_unlock(&r->lock);
+	if (elapsed > 1) {
+		m.rate_messages = (double)m.messages / elapsed;
+		m.rate_bytes = (double)m.bytes / elapsed;
+	}
+	if (state_machine_put(db, &m, &error) < 0)
+		log_warn("run: %s", error);
+}
+
 /* Writes the live counters of running jobs and the run's heartbeat. */
 static void
 progress_write(struct sched_runner *r, struct state_db *db)
@@ -810,12 +1120,18 @@ progress_write(struct sched_runner *r, struct state_db *db)
 	const char *error;
 	double work;
 
+	if (r->shared) {
+		/* counters go with the lease renewals */
+		leases_renew(r, db, true);
+		mirror_refresh(r, db);
+		machine_write(r, db, "running");
+	}
 	pthread_mutex_lock(&r->lock);
 	items = xcalloc(r->n_jobs + 1, sizeof(*items));
 	for (size_t i = 0; i < r->n_jobs; i++) {
 		struct rjob *rj = &r->jobs[i];
 
-		if (rj->j.status != STATE_JOB_RUNNING)
+		if (rj->j.status != STATE_JOB_RUNNING || r->shared)
 			continue;
 		items[n].id = rj->j.id;
 		items[n].attempts = rj->j.attempts;
@@ -884,6 +1200,8 @@ progress_thread(void *arg)
 		sched_view_free(&v);
 		if (db != NULL && (quit || tick % PROGRESS_WRITE_TICKS == 0))
 			progress_write(r, db);
+		else if (db != NULL && r->shared)
+			leases_renew(r, db, false);
 		if (quit)
 			break;
 		tick++;
@@ -913,6 +1231,9 @@ sched_runner_start(const struct sched_run_options *o,
 	r->start = time_mono_sec();
 	pthread_mutex_init(&r->lock, NULL);
 	pthread_cond_init(&r->changed, NULL);
+	r->started_wall = (int64_t)time(NULL);
+	if (gethostname(r->host, sizeof(r->host) - 1) < 0)
+		snprintf(r->host, sizeof(r->host), "unknown");
 	if (state_open(o->state_path, &db, error_r) < 0 ||
 	    state_run_get(db, o->run_id, NULL, &r->run, &found, error_r) < 0 ||
 	    state_job_list(db, o->run_id, &jobs, &n, error_r) < 0)
@@ -947,7 +1268,11 @@ sched_runner_start(const struct sched_run_options *o,
 	}
 	free(jobs); /* its strings moved into r->jobs */
 	jobs = NULL;
-	for (size_t i = 0; i < n; i++) {
+	r->shared = state_is_shared(db);
+	r->lease = o->lease > 0 ? o->lease : 30;
+	if (r->o.machine == NULL)
+		r->o.machine = r->host;
+	for (size_t i = 0; i < n && !r->shared; i++) {
 		struct rjob *rj = &r->jobs[i];
 		const char *error;
 
@@ -1020,6 +1345,20 @@ sched_runner_finish(struct sched_runner **rp, struct sched_run_result *res)
 	pthread_mutex_unlock(&r->lock);
 	if (r->progress_started)
 		pthread_join(r->progress, NULL);
+	if (r->shared) {
+		struct state_db *db = NULL;
+		const char *error;
+
+		if (state_open(r->o.state_path, &db, &error) == 0) {
+			mirror_refresh(r, db);
+			machine_write(r, db, r->run_error != NULL ? "stopped" :
+			              r->stop ? "interrupted" : "done");
+		} else {
+			log_warn("run: %s", error);
+		}
+		state_close(&db);
+	}
+	res->lost_leases = r->lost_leases;
 	res->stopped = r->stop;
 	res->error = r->run_error;
 	r->run_error = NULL;

@@ -29,7 +29,20 @@
  * Crash safety: the engine is crash-safe per account; the job table only
  * has to resume: jobs found "running" in the database belong to a dead
  * process and are pending again (state_job_requeue()). A job is marked
- * done only after the engine returned. */
+ * done only after the engine returned.
+ *
+ * Several machines (a shared PostgreSQL state, state_is_shared()): the
+ * workers claim jobs from the database (state_job_claim(): plan order,
+ * the caps max_src/max_dst counted over all machines) instead of the
+ * table in memory, with a lease the progress thread renews every
+ * lease/3 s; the copy engine's writes are fenced by the claim's token
+ * (state_fence_set()). A worker whose job was taken over (its lease
+ * expired: the process stalled, the network broke) writes nothing more
+ * for it and takes the next. Idle workers wait for a NOTIFY (a job ended
+ * or became due) or 1 s, and exit when the run has no job pending or
+ * running on any machine. The in-memory table mirrors the database
+ * (refreshed every 2 s) so the view shows the whole run.
+ * docs/internals/queue.md. */
 #ifndef IMAPFERRY_SCHED_RUNNER_H
 #define IMAPFERRY_SCHED_RUNNER_H
 
@@ -86,6 +99,10 @@ struct sched_run_options {
 	/* --include / --exclude / --map rules for every job's folder map */
 	const char *const *includes, *const *excludes, *const *maps;
 	size_t n_includes, n_excludes, n_maps;
+	/* several machines (used when the state is shared) */
+	const char *machine;          /* this machine's name */
+	unsigned lease;               /* seconds; 0: 30 */
+	unsigned max_src, max_dst;    /* caps over all machines; 0: none */
 };
 
 struct sched_runner;
@@ -147,6 +164,7 @@ struct sched_run_result {
 	char *error;                  /* run-scope error (owned), or NULL */
 	size_t done, failed, pending;
 	unsigned src_peak, dst_peak;  /* most sessions at once per server */
+	unsigned lost_leases;         /* jobs this machine lost to others */
 };
 
 /* Waits for the workers, writes the final progress and frees *r.

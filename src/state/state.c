@@ -1,650 +1,57 @@
-/* state.c: the SQLite state database. See state.h for the contract.
- *
- * Every statement is prepared once per handle (lazily, on first use) and
- * kept in db->stmts; after each use it is reset, never finalized, so hot
- * paths (state_msg_put() in a batch) only bind and step. */
+/* state.c: the state API (state.h) over its two backends, SQLite
+ * (state-sqlite.c) and PostgreSQL (state-pg.c), and what both share: the
+ * fencing of a handle's writes by a job's lease token, the free
+ * functions, the default path. */
 #include "state.h"
+#include "state-backend.h"
 #include "state-private.h"
 
 #include "log.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
-
-/* PRAGMA application_id: "ifer". Tells our files from other SQLite files. */
-#define STATE_APPLICATION_ID 0x69666572
-#define STATE_BUSY_TIMEOUT_MS 30000
-/* UPSERT needs 3.24, RETURNING 3.35. */
-#define STATE_MIN_SQLITE 3035000
-
-enum stmt {
-	STMT_BEGIN,
-	STMT_BEGIN_READ,
-	STMT_COMMIT,
-	STMT_ROLLBACK,
-	STMT_FOLDER_GET,
-	STMT_FOLDER_PUT,
-	STMT_FOLDER_LIST,
-	STMT_FOLDER_CLEAR,
-	STMT_FOLDER_DELETE,
-	STMT_MSG_COUNT,
-	STMT_MSG_LOAD,
-	STMT_MSG_PUT,
-	STMT_MSG_SET_FLAGS,
-	STMT_MSG_DELETE,
-	STMT_FAILURE_PUT,
-	STMT_FAILURE_CLEAR,
-	STMT_FAILURE_LIST,
-	STMT_META_SET,
-	STMT_META_DELETE,
-	STMT_META_GET,
-	STMT_COUNT
-};
-
-#define FOLDER_COLUMNS \
-	"id, account, src_name, src_uidvalidity, dst_name, dst_uidvalidity, " \
-	"src_highestmodseq, src_uidnext, dst_uidnext, complete"
-
-static const char *const stmt_sql[STMT_COUNT] = {
-	[STMT_BEGIN] = "BEGIN IMMEDIATE",
-	[STMT_BEGIN_READ] = "BEGIN DEFERRED",
-	[STMT_COMMIT] = "COMMIT",
-	[STMT_ROLLBACK] = "ROLLBACK",
-	[STMT_FOLDER_GET] =
-	    "SELECT " FOLDER_COLUMNS " FROM folder"
-	    " WHERE account = ?1 AND src_name = ?2",
-	[STMT_FOLDER_PUT] =
-	    "INSERT INTO folder (account, src_name, src_uidvalidity, dst_name,"
-	    " dst_uidvalidity, src_highestmodseq, src_uidnext, dst_uidnext,"
-	    " complete) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
-	    " ON CONFLICT (account, src_name) DO UPDATE SET"
-	    " src_uidvalidity = excluded.src_uidvalidity,"
-	    " dst_name = excluded.dst_name,"
-	    " dst_uidvalidity = excluded.dst_uidvalidity,"
-	    " src_highestmodseq = excluded.src_highestmodseq,"
-	    " src_uidnext = excluded.src_uidnext,"
-	    " dst_uidnext = excluded.dst_uidnext,"
-	    " complete = excluded.complete"
-	    " RETURNING id",
-	[STMT_FOLDER_LIST] =
-	    "SELECT " FOLDER_COLUMNS " FROM folder WHERE account = ?1"
-	    " ORDER BY src_name",
-	[STMT_FOLDER_CLEAR] = "DELETE FROM msg WHERE folder_id = ?1",
-	[STMT_FOLDER_DELETE] = "DELETE FROM folder WHERE id = ?1",
-	/* Bytes of all strings incl. their NULs, for the one allocation. */
-	[STMT_MSG_COUNT] =
-	    "SELECT count(*), coalesce(sum(length(CAST(flags AS BLOB)) + 1 +"
-	    " coalesce(length(CAST(fingerprint AS BLOB)) + 1, 0)), 0)"
-	    " FROM msg WHERE folder_id = ?1",
-	[STMT_MSG_LOAD] =
-	    "SELECT src_uid, dst_uid, flags, size, internaldate, fingerprint"
-	    " FROM msg WHERE folder_id = ?1 ORDER BY src_uid",
-	[STMT_MSG_PUT] =
-	    "INSERT INTO msg (folder_id, src_uid, dst_uid, flags, size,"
-	    " internaldate, fingerprint) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
-	    " ON CONFLICT (folder_id, src_uid) DO UPDATE SET"
-	    " dst_uid = excluded.dst_uid, flags = excluded.flags,"
-	    " size = excluded.size, internaldate = excluded.internaldate,"
-	    " fingerprint = excluded.fingerprint",
-	[STMT_MSG_SET_FLAGS] =
-	    "UPDATE msg SET flags = ?3 WHERE folder_id = ?1 AND src_uid = ?2",
-	[STMT_MSG_DELETE] =
-	    "DELETE FROM msg WHERE folder_id = ?1 AND src_uid = ?2",
-	[STMT_FAILURE_PUT] =
-	    "INSERT INTO failure (account, folder, src_uid, scope, reason,"
-	    " last_time, attempts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1)"
-	    " ON CONFLICT (account, folder, src_uid) DO UPDATE SET"
-	    " scope = excluded.scope, reason = excluded.reason,"
-	    " last_time = excluded.last_time, attempts = attempts + 1",
-	[STMT_FAILURE_CLEAR] =
-	    "DELETE FROM failure WHERE account = ?1 AND folder = ?2"
-	    " AND src_uid = ?3",
-	[STMT_FAILURE_LIST] =
-	    "SELECT account, folder, src_uid, scope, reason, last_time, attempts"
-	    " FROM failure WHERE ?1 IS NULL OR account = ?1"
-	    " ORDER BY account, folder, src_uid",
-	[STMT_META_SET] =
-	    "INSERT INTO meta (key, value) VALUES (?1, ?2)"
-	    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-	[STMT_META_DELETE] = "DELETE FROM meta WHERE key = ?1",
-	[STMT_META_GET] = "SELECT value FROM meta WHERE key = ?1",
-};
-
-/* Version 1. Unsigned 64-bit values (size, modseq) are stored as the
- * signed integer with the same bits. */
-static const char schema_v1[] =
-	"CREATE TABLE folder ("
-	" id INTEGER PRIMARY KEY,"
-	" account TEXT NOT NULL,"
-	" src_name TEXT NOT NULL,"
-	" src_uidvalidity INTEGER NOT NULL,"
-	" dst_name TEXT NOT NULL,"
-	" dst_uidvalidity INTEGER NOT NULL,"
-	" src_highestmodseq INTEGER NOT NULL,"
-	" src_uidnext INTEGER NOT NULL,"
-	" dst_uidnext INTEGER NOT NULL,"
-	" complete INTEGER NOT NULL,"
-	" UNIQUE (account, src_name));"
-	"CREATE TABLE msg ("
-	" folder_id INTEGER NOT NULL REFERENCES folder (id) ON DELETE CASCADE,"
-	" src_uid INTEGER NOT NULL,"
-	" dst_uid INTEGER NOT NULL,"
-	" flags TEXT NOT NULL,"
-	" size INTEGER NOT NULL,"
-	" internaldate INTEGER NOT NULL,"
-	" fingerprint TEXT,"
-	" PRIMARY KEY (folder_id, src_uid)) WITHOUT ROWID;"
-	"CREATE TABLE failure ("
-	" account TEXT NOT NULL,"
-	" folder TEXT NOT NULL,"
-	" src_uid INTEGER NOT NULL,"
-	" scope INTEGER NOT NULL,"
-	" reason TEXT NOT NULL,"
-	" last_time INTEGER NOT NULL,"
-	" attempts INTEGER NOT NULL,"
-	" PRIMARY KEY (account, folder, src_uid)) WITHOUT ROWID;"
-	"CREATE TABLE meta ("
-	" key TEXT PRIMARY KEY,"
-	" value TEXT NOT NULL) WITHOUT ROWID;";
-
-/* Version 2 adds the runs and jobs of the scheduler (imapferry run). IF
- * NOT EXISTS: the same text migrates a version 1 file and completes a new
- * one; a file whose version was set back by hand keeps its tables. */
-/* Version 3: the UID-range parts of a folder done in a run (a Maildir
- * target publishes the staged parts once they cover every UID). */
-static const char schema_v3[] =
-	"CREATE TABLE IF NOT EXISTS part ("
-	" run_id INTEGER NOT NULL,"
-	" account TEXT NOT NULL,"
-	" folder TEXT NOT NULL,"
-	" uid_lo INTEGER NOT NULL,"
-	" uid_hi INTEGER NOT NULL,"
-	" uidnext INTEGER NOT NULL,"
-	" modseq INTEGER NOT NULL,"
-	" PRIMARY KEY (run_id, account, folder, uid_lo));";
-
-static const char schema_v2[] =
-	"CREATE TABLE IF NOT EXISTS run ("
-	" id INTEGER PRIMARY KEY,"
-	" pass TEXT NOT NULL,"
-	" src TEXT NOT NULL,"
-	" dst TEXT NOT NULL,"
-	" folders TEXT NOT NULL,"
-	" workers INTEGER NOT NULL,"
-	" status TEXT NOT NULL,"
-	" error TEXT NOT NULL,"
-	" started INTEGER NOT NULL,"
-	" finished INTEGER NOT NULL,"
-	" heartbeat INTEGER NOT NULL,"
-	" pid INTEGER NOT NULL,"
-	" est_seconds REAL NOT NULL,"
-	" rate_messages REAL NOT NULL,"
-	" rate_bytes REAL NOT NULL,"
-	" eta_seconds REAL NOT NULL,"
-	" plan TEXT NOT NULL);"
-	"CREATE TABLE IF NOT EXISTS job ("
-	" id INTEGER PRIMARY KEY,"
-	" run_id INTEGER NOT NULL REFERENCES run (id) ON DELETE CASCADE,"
-	" seq INTEGER NOT NULL,"
-	" account TEXT NOT NULL,"
-	" src_user TEXT NOT NULL,"
-	" dst_user TEXT NOT NULL,"
-	" part INTEGER NOT NULL,"
-	" parts INTEGER NOT NULL,"
-	" folders TEXT NOT NULL,"
-	" exclude TEXT NOT NULL,"
-	" uid_lo INTEGER NOT NULL,"
-	" uid_hi INTEGER NOT NULL,"
-	" est_messages INTEGER NOT NULL,"
-	" est_bytes INTEGER NOT NULL,"
-	" est_seconds REAL NOT NULL,"
-	" status TEXT NOT NULL,"
-	" attempts INTEGER NOT NULL,"
-	" errors INTEGER NOT NULL,"
-	" messages INTEGER NOT NULL,"
-	" bytes INTEGER NOT NULL,"
-	" skipped INTEGER NOT NULL,"
-	" failed INTEGER NOT NULL,"
-	" folders_failed INTEGER NOT NULL,"
-	" error TEXT NOT NULL,"
-	" scope INTEGER NOT NULL,"
-	" started INTEGER NOT NULL,"
-	" finished INTEGER NOT NULL,"
-	" updated INTEGER NOT NULL,"
-	" not_before INTEGER NOT NULL,"
-	" seconds REAL NOT NULL,"
-	" UNIQUE (run_id, seq));";
 
 struct state_db {
-	sqlite3 *db;
-	char *path;
-	sqlite3_stmt *stmts[STMT_COUNT];
+	struct sq_db *sq;           /* exactly one of sq, pg */
+	struct pg_db *pg;
+	int64_t fence_job, fence_token; /* 0 0: no fence */
+	bool fence_lost;
 };
 
-/* Formats the error of the last failed SQLite call: "state: what: msg".
- * rc is that call's result code. */
-static const char *
-db_error(struct state_db *db, const char *what, int rc)
+/* Calls the backend's function fn with db's backend handle first. */
+#define CALL(fn, ...) \
+	(db->pg != NULL ? pg_##fn(db->pg, __VA_ARGS__) : \
+	 sq_##fn(db->sq, __VA_ARGS__))
+#define CALL0(fn) (db->pg != NULL ? pg_##fn(db->pg) : sq_##fn(db->sq))
+
+bool
+state_path_is_url(const char *path)
 {
-	const char *msg = sqlite3_errmsg(db->db);
-	int sys = sqlite3_system_errno(db->db);
-	bool full = (rc & 0xff) == SQLITE_FULL;
-
-	/* SQLite maps ENOSPC on write() to SQLITE_FULL, but not on fsync()
-	 * or mmap of the shm file, nor a full quota. */
-	if ((rc & 0xff) == SQLITE_IOERR) {
-		full = sys == ENOSPC;
-#ifdef EDQUOT
-		full = full || sys == EDQUOT;
-#endif
-	}
-	if (full)
-		return err_setk(ERRK_DISK_FULL, "state: %s: disk full (%s)", what, msg);
-	return err_setk(ERRK_STATE, "state: %s: %s", what, msg);
-}
-
-/* Returns the cached statement id, prepared on first use, or NULL with
- * *error_r. The statement is reset and ready for binding. */
-static sqlite3_stmt *
-stmt_get(struct state_db *db, enum stmt id, const char *what,
-         const char **error_r)
-{
-	int rc;
-
-	if (db->stmts[id] != NULL)
-		return db->stmts[id];
-	rc = sqlite3_prepare_v3(db->db, stmt_sql[id], -1,
-	                        SQLITE_PREPARE_PERSISTENT, &db->stmts[id], NULL);
-	if (rc != SQLITE_OK) {
-		*error_r = db_error(db, what, rc);
-		db->stmts[id] = NULL;
-		return NULL;
-	}
-	return db->stmts[id];
-}
-
-/* Steps stmt once. Returns 1 when a row is there to read, 0 at the end,
- * or -1 with *error_r. The caller resets (cached statements) or
- * finalizes (prep_once()) stmt afterwards in every case. */
-static int
-step_next(struct state_db *db, sqlite3_stmt *stmt, const char *what,
-          const char **error_r)
-{
-	int rc = sqlite3_step(stmt);
-
-	if (rc == SQLITE_ROW)
-		return 1;
-	if (rc == SQLITE_DONE)
-		return 0;
-	*error_r = db_error(db, what, rc);
-	return -1;
-}
-
-/* Steps stmt to its end. With id_r, the first column of every row (a
- * "RETURNING id") is stored there: a write with RETURNING makes its
- * changes at the first step, and is stepped to the end anyway so that an
- * autocommit statement commits before the reset. Returns 0 or -1 with
- * *error_r; neither resets nor finalizes stmt. */
-static int
-step_to_end(struct state_db *db, sqlite3_stmt *stmt, const char *what,
-            int64_t *id_r, const char **error_r)
-{
-	int rc;
-
-	while ((rc = step_next(db, stmt, what, error_r)) > 0)
-		if (id_r != NULL)
-			*id_r = sqlite3_column_int64(stmt, 0);
-	return rc;
-}
-
-/* Steps a cached statement that returns no rows (or whose rows are not
- * needed) to completion and resets it. Returns 0 or -1 with *error_r. */
-static int
-stmt_run(struct state_db *db, sqlite3_stmt *stmt, const char *what,
-         const char **error_r)
-{
-	int rc = step_to_end(db, stmt, what, NULL, error_r);
-
-	sqlite3_reset(stmt);
-	return rc;
-}
-
-/* Runs a cached statement without parameters. */
-static int
-exec_cached(struct state_db *db, enum stmt id, const char *what,
-            const char **error_r)
-{
-	sqlite3_stmt *stmt = stmt_get(db, id, what, error_r);
-
-	if (stmt == NULL)
-		return -1;
-	return stmt_run(db, stmt, what, error_r);
-}
-
-/* Binding fails only on a wrong index (a bug) or out of memory; a failed
- * binding leaves NULL, which a NOT NULL column then rejects at step. So
- * the results of sqlite3_bind_*() are not checked one by one. Strings are
- * bound SQLITE_STATIC: the statement is always stepped and reset before
- * the caller's string can go away. */
-static void
-bind_text(sqlite3_stmt *stmt, int idx, const char *s)
-{
-	if (s == NULL)
-		sqlite3_bind_null(stmt, idx);
-	else
-		sqlite3_bind_text(stmt, idx, s, -1, SQLITE_STATIC);
-}
-
-static void
-bind_int(sqlite3_stmt *stmt, int idx, int64_t v)
-{
-	sqlite3_bind_int64(stmt, idx, v);
-}
-
-/* Copies text column i; NULL stays NULL unless not_null. */
-static char *
-col_strdup(sqlite3_stmt *stmt, int i, bool not_null)
-{
-	const unsigned char *s = sqlite3_column_text(stmt, i);
-
-	if (s == NULL)
-		return not_null ? xstrdup("") : NULL;
-	return xstrndup((const char *)s, (size_t)sqlite3_column_bytes(stmt, i));
-}
-
-/* Makes room in the array list (count elements used, *alloc allocated,
- * of size bytes each) for one more: first elements at first, then
- * doubling. Returns the array, perhaps moved. */
-static void *
-list_grow(void *list, size_t count, size_t *alloc, size_t size, size_t first)
-{
-	if (count < *alloc)
-		return list;
-	*alloc = *alloc == 0 ? first : *alloc * 2;
-	return xreallocarray(list, *alloc, size);
-}
-
-static int
-require_transaction(struct state_db *db, const char *what,
-                    const char **error_r)
-{
-	if (!sqlite3_get_autocommit(db->db))
-		return 0;
-	*error_r = err_setk(ERRK_STATE, "state: %s: called outside a transaction "
-	                   "(call state_begin() first)", what);
-	return -1;
-}
-
-/* Runs sql (no parameters, one-time setup) for state_open(). */
-static int
-open_exec(struct state_db *db, const char *sql, const char *what,
-          const char **error_r)
-{
-	int rc = sqlite3_exec(db->db, sql, NULL, NULL, NULL);
-
-	if (rc != SQLITE_OK) {
-		*error_r = err_setk(ERRK_STATE, "state: opening %s: %s: %s%s", db->path, what,
-		                   (rc & 0xff) == SQLITE_FULL ? "disk full: " : "",
-		                   sqlite3_errmsg(db->db));
-		return -1;
-	}
-	return 0;
-}
-
-/* Reads a PRAGMA returning one integer. */
-static int
-open_pragma_int(struct state_db *db, const char *sql, const char *what,
-                int64_t *value_r, const char **error_r)
-{
-	sqlite3_stmt *stmt;
-	int rc;
-
-	rc = sqlite3_prepare_v2(db->db, sql, -1, &stmt, NULL);
-	if (rc == SQLITE_OK) {
-		rc = sqlite3_step(stmt);
-		if (rc == SQLITE_ROW) {
-			*value_r = sqlite3_column_int64(stmt, 0);
-			rc = SQLITE_OK;
-		} else if (rc == SQLITE_DONE) {
-			*value_r = 0;
-			rc = SQLITE_OK;
-		}
-	}
-	if (rc != SQLITE_OK)
-		*error_r = err_setk(ERRK_STATE, "state: opening %s: %s: %s", db->path, what,
-		                   sqlite3_errmsg(db->db));
-	sqlite3_finalize(stmt);
-	return rc == SQLITE_OK ? 0 : -1;
-}
-
-/* Switches to WAL; the first statement that reads the file, so this is
- * where a file that is not a database fails. */
-static int
-open_wal(struct state_db *db, const char **error_r)
-{
-	sqlite3_stmt *stmt;
-	const unsigned char *mode = NULL;
-	int rc;
-
-	rc = sqlite3_prepare_v2(db->db, "PRAGMA journal_mode = WAL", -1,
-	                        &stmt, NULL);
-	if (rc == SQLITE_OK) {
-		rc = sqlite3_step(stmt);
-		if (rc == SQLITE_ROW) {
-			mode = sqlite3_column_text(stmt, 0);
-			rc = SQLITE_OK;
-		}
-	}
-	if (rc != SQLITE_OK) {
-		*error_r = err_setk(ERRK_STATE, "state: opening %s: %s", db->path,
-		                   sqlite3_errmsg(db->db));
-	} else if (mode == NULL || strcmp((const char *)mode, "wal") != 0) {
-		*error_r = err_setk(ERRK_STATE, "state: opening %s: cannot use WAL journal "
-		                   "(file system without shared memory?): "
-		                   "journal mode is %s", db->path,
-		                   mode == NULL ? "unknown" : (const char *)mode);
-		rc = SQLITE_ERROR;
-	}
-	sqlite3_finalize(stmt);
-	return rc == SQLITE_OK ? 0 : -1;
-}
-
-/* Checks the schema inside a write transaction (so two processes opening
- * a new file do not both create it), creating it in an empty file. */
-static int
-open_schema_locked(struct state_db *db, const char **error_r)
-{
-	int64_t version, app_id, objects;
-	char sql[128];
-
-	if (open_pragma_int(db, "PRAGMA user_version", "reading schema version",
-	                    &version, error_r) < 0 ||
-	    open_pragma_int(db, "PRAGMA application_id",
-	                    "reading application id", &app_id, error_r) < 0 ||
-	    open_pragma_int(db, "SELECT count(*) FROM sqlite_schema",
-	                    "reading schema", &objects, error_r) < 0)
-		return -1;
-
-	if (version == 0 && app_id == 0 && objects == 0) {
-		if (open_exec(db, schema_v1, "creating schema", error_r) < 0 ||
-		    open_exec(db, schema_v2, "creating schema", error_r) < 0 ||
-		    open_exec(db, schema_v3, "creating schema", error_r) < 0)
-			return -1;
-		snprintf(sql, sizeof(sql), "PRAGMA application_id = %d;"
-		         "PRAGMA user_version = %d", STATE_APPLICATION_ID,
-		         STATE_SCHEMA_VERSION);
-		return open_exec(db, sql, "setting schema version", error_r);
-	}
-	if (app_id != STATE_APPLICATION_ID) {
-		*error_r = err_setk(ERRK_STATE, "state: opening %s: not an imapferry state "
-		                   "database (another program's SQLite file)",
-		                   db->path);
-		return -1;
-	}
-	if (version > STATE_SCHEMA_VERSION) {
-		*error_r = err_setk(ERRK_STATE, "state: opening %s: schema version %" PRId64
-		                   " is newer than this imapferry supports (%d); "
-		                   "use a newer imapferry", db->path, version,
-		                   STATE_SCHEMA_VERSION);
-		return -1;
-	}
-	if (version < 1) {
-		*error_r = err_setk(ERRK_STATE, "state: opening %s: invalid schema version %"
-		                   PRId64, db->path, version);
-		return -1;
-	}
-	/* Migrations from older versions go here, one step per version. */
-	if (version < 2 &&
-	    open_exec(db, schema_v2, "migrating schema to version 2",
-	              error_r) < 0)
-		return -1;
-	if (version < 3 &&
-	    open_exec(db, schema_v3, "migrating schema to version 3",
-	              error_r) < 0)
-		return -1;
-	if (version < STATE_SCHEMA_VERSION) {
-		snprintf(sql, sizeof(sql), "PRAGMA user_version = %d",
-		         STATE_SCHEMA_VERSION);
-		return open_exec(db, sql, "setting schema version", error_r);
-	}
-	return 0;
-}
-
-static int
-open_schema(struct state_db *db, const char **error_r)
-{
-	int64_t version, app_id;
-
-	/* Fast path without the write lock: an up-to-date file. */
-	if (open_pragma_int(db, "PRAGMA user_version", "reading schema version",
-	                    &version, error_r) < 0 ||
-	    open_pragma_int(db, "PRAGMA application_id",
-	                    "reading application id", &app_id, error_r) < 0)
-		return -1;
-	if (version == STATE_SCHEMA_VERSION && app_id == STATE_APPLICATION_ID)
-		return 0;
-
-	if (open_exec(db, "BEGIN IMMEDIATE", "locking for schema check",
-	              error_r) < 0)
-		return -1;
-	if (open_schema_locked(db, error_r) < 0) {
-		(void)sqlite3_exec(db->db, "ROLLBACK", NULL, NULL, NULL);
-		return -1;
-	}
-	if (open_exec(db, "COMMIT", "committing schema", error_r) < 0) {
-		(void)sqlite3_exec(db->db, "ROLLBACK", NULL, NULL, NULL);
-		return -1;
-	}
-	return 0;
-}
-
-static const char *const sidecar_suffixes[] = { "-wal", "-shm" };
-
-/* Sets the open file fd (named path) to mode 0600 when group or others
- * have any access, with a warning. Returns 0, or -1 with *error_r. */
-static int
-mode_tighten(const char *path, int fd, const char **error_r)
-{
-	struct stat st;
-
-	if (fstat(fd, &st) < 0) {
-		*error_r = err_set("state: %s: %s", path, strerror(errno));
-		return -1;
-	}
-	if ((st.st_mode & 0077) == 0)
-		return 0;
-	log_warn("state: %s had mode %04o, readable by others: setting it "
-	         "to 0600", path, (unsigned)(st.st_mode & 07777));
-	if (fchmod(fd, 0600) < 0) {
-		*error_r = err_set("state: %s: cannot set mode 0600: %s", path,
-		                   strerror(errno));
-		return -1;
-	}
-	return 0;
+	return strncmp(path, "postgresql://", 13) == 0 ||
+	    strncmp(path, "postgres://", 11) == 0;
 }
 
 int
 state_open(const char *path, struct state_db **db_r, const char **error_r)
 {
-	struct state_db *db;
-	int fd, rc;
+	struct state_db *db = xcalloc(1, sizeof(*db));
+	int rc;
 
 	*db_r = NULL;
-	if (sqlite3_libversion_number() < STATE_MIN_SQLITE) {
-		*error_r = err_setk(ERRK_STATE, "state: SQLite %s is too old (need 3.35)",
-		                   sqlite3_libversion());
+	if (state_path_is_url(path))
+		rc = pg_open(path, &db->pg, error_r);
+	else
+		rc = sq_open(path, &db->sq, error_r);
+	if (rc < 0) {
+		free(db);
 		return -1;
 	}
-	/* Create the file ourselves for mode 0600 (SQLite would use 0644);
-	 * SQLite gives the -wal and -shm files the database file's mode. */
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (fd == -1) {
-		*error_r = err_errno(errno, "state: opening %s: %s", path,
-		                   strerror(errno));
-		return -1;
-	}
-	/* The state may hold password file names and every folder name:
-	 * a file left readable by others (an older version, a copy, a
-	 * loose umask) is tightened, and so are its -wal and -shm. */
-	if (mode_tighten(path, fd, error_r) < 0) {
-		close(fd);
-		return -1;
-	}
-	close(fd);
-	for (size_t i = 0; i < N_ELEMENTS(sidecar_suffixes); i++) {
-		char *side = xasprintf("%s%s", path, sidecar_suffixes[i]);
-
-		fd = open(side, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
-		if (fd == -1 && errno != ENOENT) {
-			*error_r = err_set("state: opening %s: %s", side,
-			                   strerror(errno));
-			free(side);
-			return -1;
-		}
-		if (fd != -1 && mode_tighten(side, fd, error_r) < 0) {
-			close(fd);
-			free(side);
-			return -1;
-		}
-		if (fd != -1)
-			close(fd);
-		free(side);
-	}
-
-	db = xcalloc(1, sizeof(*db));
-	db->path = xstrdup(path);
-	/* NOMUTEX: one handle per thread, so no per-call locking. */
-	rc = sqlite3_open_v2(path, &db->db,
-	                     SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
-	if (rc != SQLITE_OK) {
-		*error_r = err_setk(ERRK_STATE, "state: opening %s: %s", path,
-		                   db->db != NULL ? sqlite3_errmsg(db->db) :
-		                   sqlite3_errstr(rc));
-		goto fail;
-	}
-	sqlite3_extended_result_codes(db->db, 1);
-	sqlite3_busy_timeout(db->db, STATE_BUSY_TIMEOUT_MS);
-
-	if (open_wal(db, error_r) < 0 ||
-	    open_exec(db, "PRAGMA synchronous = NORMAL", "setting synchronous",
-	              error_r) < 0 ||
-	    open_exec(db, "PRAGMA foreign_keys = ON", "enabling foreign keys",
-	              error_r) < 0 ||
-	    open_schema(db, error_r) < 0)
-		goto fail;
 	*db_r = db;
 	return 0;
-fail:
-	state_close(&db);
-	return -1;
 }
 
 void
@@ -654,132 +61,151 @@ state_close(struct state_db **dbp)
 
 	if (db == NULL)
 		return;
-	for (size_t i = 0; i < STMT_COUNT; i++)
-		sqlite3_finalize(db->stmts[i]);
-	/* Rolls back an open transaction. close_v2 cannot fail with BUSY. */
-	sqlite3_close_v2(db->db);
-	free(db->path);
+	if (db->pg != NULL)
+		pg_close(&db->pg);
+	else
+		sq_close(&db->sq);
 	free(db);
 	*dbp = NULL;
+}
+
+bool
+state_is_shared(const struct state_db *db)
+{
+	return db->pg != NULL;
+}
+
+struct sqlite3 *
+state_db_sqlite(struct state_db *db)
+{
+	return db->sq != NULL ? sq_handle(db->sq) : NULL;
+}
+
+/* ------------------------------------------------------------ fencing */
+
+void
+state_fence_set(struct state_db *db, int64_t job_id, int64_t token)
+{
+	db->fence_job = job_id;
+	db->fence_token = token;
+	db->fence_lost = false;
+}
+
+bool
+state_fence_lost(const struct state_db *db)
+{
+	return db->fence_lost;
 }
 
 int
 state_begin(struct state_db *db, const char **error_r)
 {
-	if (!sqlite3_get_autocommit(db->db)) {
-		*error_r = err_setk(ERRK_STATE, "state: beginning a transaction: "
-		                   "a transaction is already open");
+	bool held;
+
+	if (db->fence_lost) {
+		*error_r = err_setk(ERRK_STATE, "state: job %" PRId64 " was taken "
+		                    "over by another worker (lease lost): not "
+		                    "writing for it", db->fence_job);
 		return -1;
 	}
-	return exec_cached(db, STMT_BEGIN, "beginning a transaction", error_r);
+	if (CALL(begin, error_r) < 0)
+		return -1;
+	if (db->fence_job == 0)
+		return 0;
+	/* Locks the job row until the end of the transaction: a claim
+	 * cannot take the job over while this transaction writes for it. */
+	if (CALL(fence_check, db->fence_job, db->fence_token, &held,
+	         error_r) < 0) {
+		CALL0(rollback);
+		return -1;
+	}
+	if (!held) {
+		CALL0(rollback);
+		db->fence_lost = true;
+		log_warn("state: job %" PRId64 ": the lease was taken over by "
+		         "another worker: this worker stops writing for it",
+		         db->fence_job);
+		*error_r = err_setk(ERRK_STATE, "state: job %" PRId64 " was taken "
+		                    "over by another worker (lease lost): not "
+		                    "writing for it", db->fence_job);
+		return -1;
+	}
+	return 0;
 }
 
 int
 state_commit(struct state_db *db, const char **error_r)
 {
-	if (sqlite3_get_autocommit(db->db)) {
-		*error_r = err_setk(ERRK_STATE, "state: committing: no transaction is open");
-		return -1;
-	}
-	return exec_cached(db, STMT_COMMIT, "committing", error_r);
+	return CALL(commit, error_r);
 }
 
 void
 state_rollback(struct state_db *db)
 {
-	const char *error = "";
-
-	/* SQLite rolls back by itself after some errors (SQLITE_FULL,
-	 * SQLITE_IOERR); then there is nothing left to do. */
-	if (sqlite3_get_autocommit(db->db))
-		return;
-	if (exec_cached(db, STMT_ROLLBACK, "rolling back", &error) < 0)
-		log_warn("%s", error);
+	CALL0(rollback);
 }
 
 bool
 state_in_transaction(struct state_db *db)
 {
-	return !sqlite3_get_autocommit(db->db);
+	return CALL0(in_transaction);
 }
 
-/* Fills f from a row of FOLDER_COLUMNS. */
-static void
-folder_from_row(sqlite3_stmt *stmt, struct state_folder *f)
+/* A write outside a transaction on a fenced handle runs in its own
+ * transaction, which checks the fence (state_begin()). Returns 0 with
+ * *own_r when one was opened, or -1 with *error_r. */
+static int
+fenced_enter(struct state_db *db, bool *own_r, const char **error_r)
 {
-	f->id = sqlite3_column_int64(stmt, 0);
-	f->account = col_strdup(stmt, 1, true);
-	f->src_name = col_strdup(stmt, 2, true);
-	f->src_uidvalidity = (uint32_t)sqlite3_column_int64(stmt, 3);
-	f->dst_name = col_strdup(stmt, 4, true);
-	f->dst_uidvalidity = (uint32_t)sqlite3_column_int64(stmt, 5);
-	f->src_highestmodseq = (uint64_t)sqlite3_column_int64(stmt, 6);
-	f->src_uidnext = (uint32_t)sqlite3_column_int64(stmt, 7);
-	f->dst_uidnext = (uint32_t)sqlite3_column_int64(stmt, 8);
-	f->complete = (sqlite3_column_int64(stmt, 9) & 1) != 0;
-	f->gone_pending = (sqlite3_column_int64(stmt, 9) & 2) != 0;
+	*own_r = false;
+	if (db->fence_job == 0 || CALL0(in_transaction))
+		return 0;
+	if (state_begin(db, error_r) < 0)
+		return -1;
+	*own_r = true;
+	return 0;
 }
+
+/* Ends what fenced_enter() opened; rc is the write's result. */
+static int
+fenced_leave(struct state_db *db, bool own, int rc, const char **error_r)
+{
+	if (!own)
+		return rc;
+	if (rc < 0) {
+		CALL0(rollback);
+		return -1;
+	}
+	if (CALL(commit, error_r) < 0) {
+		CALL0(rollback);
+		return -1;
+	}
+	return 0;
+}
+
+/* A write fenced as above: expr is evaluated between the two. */
+#define FENCED(expr) do { \
+	bool own_; \
+	if (fenced_enter(db, &own_, error_r) < 0) \
+		return -1; \
+	return fenced_leave(db, own_, (expr), error_r); \
+} while (0)
+
+/* ----------------------------------------------------------- dispatch */
 
 int
 state_folder_get(struct state_db *db, const char *account,
                  const char *src_name, struct state_folder *f_r,
                  bool *found_r, const char **error_r)
 {
-	const char *what = "reading folder";
-	sqlite3_stmt *stmt;
-	int rc;
-
-	memset(f_r, 0, sizeof(*f_r));
-	*found_r = false;
-	if ((stmt = stmt_get(db, STMT_FOLDER_GET, what, error_r)) == NULL)
-		return -1;
-	bind_text(stmt, 1, account);
-	bind_text(stmt, 2, src_name);
-	rc = step_next(db, stmt, what, error_r);
-	if (rc > 0) {
-		folder_from_row(stmt, f_r);
-		*found_r = true;
-	}
-	sqlite3_reset(stmt);
-	return rc < 0 ? -1 : 0;
+	return CALL(folder_get, account, src_name, f_r, found_r, error_r);
 }
 
 int
 state_folder_put(struct state_db *db, struct state_folder *f,
                  const char **error_r)
 {
-	const char *what = "storing folder";
-	sqlite3_stmt *stmt;
-	int64_t id = 0;
-	int rc;
-
-	if ((stmt = stmt_get(db, STMT_FOLDER_PUT, what, error_r)) == NULL)
-		return -1;
-	bind_text(stmt, 1, f->account);
-	bind_text(stmt, 2, f->src_name);
-	bind_int(stmt, 3, f->src_uidvalidity);
-	bind_text(stmt, 4, f->dst_name != NULL ? f->dst_name : "");
-	bind_int(stmt, 5, f->dst_uidvalidity);
-	bind_int(stmt, 6, (int64_t)f->src_highestmodseq);
-	bind_int(stmt, 7, f->src_uidnext);
-	bind_int(stmt, 8, f->dst_uidnext);
-	bind_int(stmt, 9, (f->complete ? 1 : 0) | (f->gone_pending ? 2 : 0));
-	/* RETURNING gives the id for both the insert and the update. */
-	rc = step_to_end(db, stmt, what, &id, error_r);
-	sqlite3_reset(stmt);
-	if (rc < 0)
-		return -1;
-	f->id = id;
-	return 0;
-}
-
-void
-state_folder_free(struct state_folder *f)
-{
-	free(f->account);
-	free(f->src_name);
-	free(f->dst_name);
-	memset(f, 0, sizeof(*f));
+	FENCED(CALL(folder_put, f, error_r));
 }
 
 int
@@ -787,82 +213,21 @@ state_folder_list(struct state_db *db, const char *account,
                   struct state_folder **folders_r, size_t *count_r,
                   const char **error_r)
 {
-	const char *what = "listing folders";
-	struct state_folder *folders = NULL;
-	size_t count = 0, alloc = 0;
-	sqlite3_stmt *stmt;
-	int rc;
-
-	*folders_r = NULL;
-	*count_r = 0;
-	if ((stmt = stmt_get(db, STMT_FOLDER_LIST, what, error_r)) == NULL)
-		return -1;
-	bind_text(stmt, 1, account);
-	while ((rc = step_next(db, stmt, what, error_r)) > 0) {
-		folders = list_grow(folders, count, &alloc, sizeof(*folders), 16);
-		folder_from_row(stmt, &folders[count++]);
-	}
-	sqlite3_reset(stmt);
-	if (rc < 0) {
-		state_folder_list_free(&folders, count);
-		return -1;
-	}
-	*folders_r = folders;
-	*count_r = count;
-	return 0;
-}
-
-void
-state_folder_list_free(struct state_folder **folders, size_t count)
-{
-	if (*folders == NULL)
-		return;
-	for (size_t i = 0; i < count; i++)
-		state_folder_free(&(*folders)[i]);
-	XFREE(*folders);
-}
-
-/* Runs a cached statement whose only parameter ?1 is an id. */
-static int
-exec_with_id(struct state_db *db, enum stmt id, int64_t value,
-             const char *what, const char **error_r)
-{
-	sqlite3_stmt *stmt = stmt_get(db, id, what, error_r);
-
-	if (stmt == NULL)
-		return -1;
-	bind_int(stmt, 1, value);
-	return stmt_run(db, stmt, what, error_r);
+	return CALL(folder_list, account, folders_r, count_r, error_r);
 }
 
 int
 state_folder_clear_messages(struct state_db *db, int64_t folder_id,
                             const char **error_r)
 {
-	return exec_with_id(db, STMT_FOLDER_CLEAR, folder_id,
-	                    "clearing message mappings", error_r);
+	FENCED(CALL(folder_clear_messages, folder_id, error_r));
 }
 
 int
 state_folder_delete(struct state_db *db, int64_t folder_id,
                     const char **error_r)
 {
-	/* The messages go with ON DELETE CASCADE. */
-	return exec_with_id(db, STMT_FOLDER_DELETE, folder_id,
-	                    "deleting folder", error_r);
-}
-
-/* Ends the read snapshot state_msgs_load() opened, if it opened one. */
-static void
-load_end(struct state_db *db, bool own_txn)
-{
-	const char *error = NULL;
-
-	if (own_txn && !sqlite3_get_autocommit(db->db) &&
-	    exec_cached(db, STMT_COMMIT, "ending read", &error) < 0) {
-		log_warn("%s", error);
-		state_rollback(db);
-	}
+	FENCED(CALL(folder_delete, folder_id, error_r));
 }
 
 int
@@ -870,138 +235,14 @@ state_msgs_load(struct state_db *db, int64_t folder_id,
                 struct state_msg **msgs_r, size_t *count_r,
                 const char **error_r)
 {
-	const char *what = "loading message mappings";
-	/* Outside the caller's transaction, the count and the rows must come
-	 * from one snapshot: another process may write in between. */
-	bool own_txn = sqlite3_get_autocommit(db->db) != 0;
-	struct state_msg *msgs = NULL;
-	sqlite3_stmt *stmt;
-	int64_t rows, str_bytes;
-	size_t n = 0, arena_size, arena_used = 0;
-	char *arena;
-	int rc;
-
-	*msgs_r = NULL;
-	*count_r = 0;
-	if (own_txn &&
-	    exec_cached(db, STMT_BEGIN_READ, what, error_r) < 0)
-		return -1;
-
-	if ((stmt = stmt_get(db, STMT_MSG_COUNT, what, error_r)) == NULL)
-		goto fail;
-	bind_int(stmt, 1, folder_id);
-	rc = sqlite3_step(stmt);
-	if (rc != SQLITE_ROW) {
-		*error_r = db_error(db, what, rc);
-		sqlite3_reset(stmt);
-		goto fail;
-	}
-	rows = sqlite3_column_int64(stmt, 0);
-	str_bytes = sqlite3_column_int64(stmt, 1);
-	sqlite3_reset(stmt);
-	if (rows == 0) {
-		load_end(db, own_txn);
-		return 0;
-	}
-	if (rows < 0 || str_bytes < 0 ||
-	    (uint64_t)rows > SIZE_MAX / 2 / sizeof(*msgs) ||
-	    (uint64_t)str_bytes > SIZE_MAX / 2) {
-		*error_r = err_setk(ERRK_STATE, "state: %s: implausible size", what);
-		goto fail;
-	}
-
-	/* One block: the array, then every string. */
-	arena_size = (size_t)str_bytes;
-	msgs = xmalloc((size_t)rows * sizeof(*msgs) + arena_size);
-	arena = (char *)(msgs + rows);
-
-	if ((stmt = stmt_get(db, STMT_MSG_LOAD, what, error_r)) == NULL)
-		goto fail;
-	bind_int(stmt, 1, folder_id);
-	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-		struct state_msg *m = &msgs[n];
-		const unsigned char *flags, *fp;
-		size_t flags_len, fp_len;
-
-		flags = sqlite3_column_text(stmt, 2);
-		flags_len = (size_t)sqlite3_column_bytes(stmt, 2);
-		fp = sqlite3_column_text(stmt, 5);
-		fp_len = (size_t)sqlite3_column_bytes(stmt, 5);
-		if (n == (size_t)rows ||
-		    arena_size - arena_used < flags_len + 1 +
-		    (fp != NULL ? fp_len + 1 : 0)) {
-			/* Impossible inside one snapshot. */
-			*error_r = err_setk(ERRK_STATE, "state: %s: table changed while "
-			                   "reading", what);
-			sqlite3_reset(stmt);
-			goto fail;
-		}
-		m->src_uid = (uint32_t)sqlite3_column_int64(stmt, 0);
-		m->dst_uid = (uint32_t)sqlite3_column_int64(stmt, 1);
-		m->size = (uint64_t)sqlite3_column_int64(stmt, 3);
-		m->internaldate = sqlite3_column_int64(stmt, 4);
-		m->flags = arena + arena_used;
-		if (flags_len > 0)
-			memcpy(m->flags, flags, flags_len);
-		m->flags[flags_len] = '\0';
-		arena_used += flags_len + 1;
-		m->fingerprint = NULL;
-		if (fp != NULL) {
-			m->fingerprint = arena + arena_used;
-			memcpy(m->fingerprint, fp, fp_len);
-			m->fingerprint[fp_len] = '\0';
-			arena_used += fp_len + 1;
-		}
-		n++;
-	}
-	if (rc != SQLITE_DONE) {
-		*error_r = db_error(db, what, rc);
-		sqlite3_reset(stmt);
-		goto fail;
-	}
-	sqlite3_reset(stmt);
-	if (n != (size_t)rows) {
-		*error_r = err_setk(ERRK_STATE, "state: %s: table changed while reading",
-		                   what);
-		goto fail;
-	}
-	load_end(db, own_txn);
-	*msgs_r = msgs;
-	*count_r = n;
-	return 0;
-fail:
-	free(msgs);
-	if (own_txn)
-		state_rollback(db);
-	return -1;
-}
-
-void
-state_msgs_free(struct state_msg **msgs, size_t count)
-{
-	(void)count; /* one allocation */
-	XFREE(*msgs);
+	return CALL(msgs_load, folder_id, msgs_r, count_r, error_r);
 }
 
 int
 state_msg_put(struct state_db *db, int64_t folder_id,
               const struct state_msg *m, const char **error_r)
 {
-	const char *what = "inserting message mapping";
-	sqlite3_stmt *stmt;
-
-	if (require_transaction(db, what, error_r) < 0)
-		return -1;
-	if ((stmt = stmt_get(db, STMT_MSG_PUT, what, error_r)) == NULL)
-		return -1;
-	bind_int(stmt, 1, folder_id);
-	bind_int(stmt, 2, m->src_uid);
-	bind_int(stmt, 3, m->dst_uid);
-	bind_text(stmt, 4, m->flags != NULL ? m->flags : "");
-	bind_int(stmt, 5, (int64_t)m->size);
-	bind_int(stmt, 6, m->internaldate);
-	bind_text(stmt, 7, m->fingerprint);
-	return stmt_run(db, stmt, what, error_r);
+	return CALL(msg_put, folder_id, m, error_r);
 }
 
 int
@@ -1009,41 +250,14 @@ state_msg_set_flags(struct state_db *db, int64_t folder_id,
                     uint32_t src_uid, const char *flags,
                     const char **error_r)
 {
-	const char *what = "updating message flags";
-	sqlite3_stmt *stmt;
-
-	if (require_transaction(db, what, error_r) < 0)
-		return -1;
-	if ((stmt = stmt_get(db, STMT_MSG_SET_FLAGS, what, error_r)) == NULL)
-		return -1;
-	bind_int(stmt, 1, folder_id);
-	bind_int(stmt, 2, src_uid);
-	bind_text(stmt, 3, flags != NULL ? flags : "");
-	if (stmt_run(db, stmt, what, error_r) < 0)
-		return -1;
-	if (sqlite3_changes(db->db) == 0) {
-		*error_r = err_setk(ERRK_STATE, "state: %s: no mapping for UID %" PRIu32
-		                   " in folder %" PRId64, what, src_uid,
-		                   folder_id);
-		return -1;
-	}
-	return 0;
+	return CALL(msg_set_flags, folder_id, src_uid, flags, error_r);
 }
 
 int
 state_msg_delete(struct state_db *db, int64_t folder_id, uint32_t src_uid,
                  const char **error_r)
 {
-	const char *what = "deleting message mapping";
-	sqlite3_stmt *stmt;
-
-	if (require_transaction(db, what, error_r) < 0)
-		return -1;
-	if ((stmt = stmt_get(db, STMT_MSG_DELETE, what, error_r)) == NULL)
-		return -1;
-	bind_int(stmt, 1, folder_id);
-	bind_int(stmt, 2, src_uid);
-	return stmt_run(db, stmt, what, error_r);
+	return CALL(msg_delete, folder_id, src_uid, error_r);
 }
 
 int
@@ -1052,18 +266,8 @@ state_failure_put(struct state_db *db, const char *account,
                   enum state_scope scope, const char *reason,
                   const char **error_r)
 {
-	const char *what = "recording failure";
-	sqlite3_stmt *stmt;
-
-	if ((stmt = stmt_get(db, STMT_FAILURE_PUT, what, error_r)) == NULL)
-		return -1;
-	bind_text(stmt, 1, account);
-	bind_text(stmt, 2, src_folder != NULL ? src_folder : "");
-	bind_int(stmt, 3, src_uid);
-	bind_int(stmt, 4, (int64_t)scope);
-	bind_text(stmt, 5, reason != NULL ? reason : "");
-	bind_int(stmt, 6, (int64_t)time(NULL));
-	return stmt_run(db, stmt, what, error_r);
+	FENCED(CALL(failure_put, account, src_folder, src_uid, scope, reason,
+	            error_r));
 }
 
 int
@@ -1071,15 +275,7 @@ state_failure_clear(struct state_db *db, const char *account,
                     const char *src_folder, uint32_t src_uid,
                     const char **error_r)
 {
-	const char *what = "clearing failure";
-	sqlite3_stmt *stmt;
-
-	if ((stmt = stmt_get(db, STMT_FAILURE_CLEAR, what, error_r)) == NULL)
-		return -1;
-	bind_text(stmt, 1, account);
-	bind_text(stmt, 2, src_folder != NULL ? src_folder : "");
-	bind_int(stmt, 3, src_uid);
-	return stmt_run(db, stmt, what, error_r);
+	FENCED(CALL(failure_clear, account, src_folder, src_uid, error_r));
 }
 
 int
@@ -1087,100 +283,190 @@ state_failure_list(struct state_db *db, const char *account,
                    struct state_failure **f_r, size_t *count_r,
                    const char **error_r)
 {
-	const char *what = "listing failures";
-	struct state_failure *list = NULL;
-	size_t count = 0, alloc = 0;
-	sqlite3_stmt *stmt;
-	int rc;
-
-	*f_r = NULL;
-	*count_r = 0;
-	if ((stmt = stmt_get(db, STMT_FAILURE_LIST, what, error_r)) == NULL)
-		return -1;
-	bind_text(stmt, 1, account);
-	while ((rc = step_next(db, stmt, what, error_r)) > 0) {
-		struct state_failure *f;
-		int64_t scope, attempts;
-
-		list = list_grow(list, count, &alloc, sizeof(*list), 16);
-		f = &list[count++];
-		f->account = col_strdup(stmt, 0, true);
-		f->folder = col_strdup(stmt, 1, true);
-		f->src_uid = (uint32_t)sqlite3_column_int64(stmt, 2);
-		scope = sqlite3_column_int64(stmt, 3);
-		f->scope = scope >= STATE_SCOPE_MESSAGE &&
-		    scope <= STATE_SCOPE_RUN ? (enum state_scope)scope :
-		    STATE_SCOPE_RUN;
-		f->reason = col_strdup(stmt, 4, true);
-		f->when = sqlite3_column_int64(stmt, 5);
-		attempts = sqlite3_column_int64(stmt, 6);
-		f->attempts = attempts < 0 ? 0 : attempts > UINT32_MAX ?
-		    UINT32_MAX : (unsigned)attempts;
-	}
-	sqlite3_reset(stmt);
-	if (rc < 0) {
-		state_failure_list_free(&list, count);
-		return -1;
-	}
-	*f_r = list;
-	*count_r = count;
-	return 0;
-}
-
-void
-state_failure_list_free(struct state_failure **f, size_t count)
-{
-	if (*f == NULL)
-		return;
-	for (size_t i = 0; i < count; i++) {
-		free((*f)[i].account);
-		free((*f)[i].folder);
-		free((*f)[i].reason);
-	}
-	XFREE(*f);
+	return CALL(failure_list, account, f_r, count_r, error_r);
 }
 
 int
 state_meta_set(struct state_db *db, const char *key, const char *value,
                const char **error_r)
 {
-	const char *what = "storing run metadata";
-	sqlite3_stmt *stmt;
-
-	stmt = stmt_get(db, value != NULL ? STMT_META_SET : STMT_META_DELETE,
-	                what, error_r);
-	if (stmt == NULL)
-		return -1;
-	bind_text(stmt, 1, key);
-	if (value != NULL)
-		bind_text(stmt, 2, value);
-	return stmt_run(db, stmt, what, error_r);
+	FENCED(CALL(meta_set, key, value, error_r));
 }
 
 int
 state_meta_get(struct state_db *db, const char *key, char **value_r,
                const char **error_r)
 {
-	const char *what = "reading run metadata";
-	sqlite3_stmt *stmt;
-	int rc;
-
-	*value_r = NULL;
-	if ((stmt = stmt_get(db, STMT_META_GET, what, error_r)) == NULL)
-		return -1;
-	bind_text(stmt, 1, key);
-	rc = step_next(db, stmt, what, error_r);
-	if (rc > 0)
-		*value_r = col_strdup(stmt, 0, true);
-	sqlite3_reset(stmt);
-	return rc < 0 ? -1 : 0;
+	return CALL(meta_get, key, value_r, error_r);
 }
 
-struct sqlite3 *
-state_db_sqlite(struct state_db *db)
+int
+state_run_insert(struct state_db *db, struct state_run *r,
+                 const char **error_r)
 {
-	return db->db;
+	return CALL(run_insert, r, error_r);
 }
+
+int
+state_run_update(struct state_db *db, const struct state_run *r,
+                 const char **error_r)
+{
+	return CALL(run_update, r, error_r);
+}
+
+int
+state_run_get(struct state_db *db, int64_t id, const char *pass,
+              struct state_run *r_r, bool *found_r, const char **error_r)
+{
+	return CALL(run_get, id, pass, r_r, found_r, error_r);
+}
+
+int
+state_job_insert(struct state_db *db, struct state_job *j,
+                 const char **error_r)
+{
+	return CALL(job_insert, j, error_r);
+}
+
+int
+state_job_update(struct state_db *db, const struct state_job *j,
+                 const char **error_r)
+{
+	return CALL(job_update, j, error_r);
+}
+
+int
+state_job_progress(struct state_db *db, int64_t id, unsigned attempts,
+                   uint64_t messages, uint64_t bytes, int64_t updated,
+                   const char **error_r)
+{
+	return CALL(job_progress, id, attempts, messages, bytes, updated,
+	            error_r);
+}
+
+int
+state_job_requeue(struct state_db *db, int64_t run_id, const char **error_r)
+{
+	return CALL(job_requeue, run_id, error_r);
+}
+
+int
+state_job_list(struct state_db *db, int64_t run_id, struct state_job **jobs_r,
+               size_t *count_r, const char **error_r)
+{
+	return CALL(job_list, run_id, jobs_r, count_r, error_r);
+}
+
+int
+state_part_done(struct state_db *db, int64_t run_id, const char *account,
+                const char *folder, uint32_t uid_lo, uint32_t uid_hi,
+                uint32_t uidnext, uint64_t modseq, const char **error_r)
+{
+	FENCED(CALL(part_done, run_id, account, folder, uid_lo, uid_hi, uidnext,
+	            modseq, error_r));
+}
+
+int
+state_part_cover(struct state_db *db, int64_t run_id, const char *account,
+                 const char *folder, bool *complete_r, uint32_t *uidnext_r,
+                 uint64_t *modseq_r, const char **error_r)
+{
+	return CALL(part_cover, run_id, account, folder, complete_r, uidnext_r,
+	            modseq_r, error_r);
+}
+
+int
+state_job_claim(struct state_db *db, const struct state_claim *c,
+                struct state_job *j_r, bool *found_r, size_t *busy_r,
+                const char **error_r)
+{
+	return CALL(job_claim, c, j_r, found_r, busy_r, error_r);
+}
+
+int
+state_job_heartbeat(struct state_db *db, int64_t id, int64_t token,
+                    unsigned lease_seconds, uint64_t messages, uint64_t bytes,
+                    int64_t updated, bool *lost_r, const char **error_r)
+{
+	return CALL(job_heartbeat, id, token, lease_seconds, messages, bytes,
+	            updated, lost_r, error_r);
+}
+
+int
+state_job_release(struct state_db *db, const struct state_job *j,
+                  int64_t token, bool *lost_r, const char **error_r)
+{
+	return CALL(job_release, j, token, lost_r, error_r);
+}
+
+int
+state_job_fail_account(struct state_db *db, int64_t run_id,
+                       const char *account, const char *error,
+                       const char **error_r)
+{
+	return CALL(job_fail_account, run_id, account, error, error_r);
+}
+
+int
+state_job_retry_failed(struct state_db *db, int64_t run_id,
+                       const char **error_r)
+{
+	return CALL(job_retry_failed, run_id, error_r);
+}
+
+int
+state_machine_put(struct state_db *db, const struct state_machine *m,
+                  const char **error_r)
+{
+	return CALL(machine_put, m, error_r);
+}
+
+int
+state_machine_list(struct state_db *db, int64_t run_id,
+                   struct state_machine **m_r, size_t *count_r,
+                   const char **error_r)
+{
+	return CALL(machine_list, run_id, m_r, count_r, error_r);
+}
+
+void
+state_machine_list_free(struct state_machine **m, size_t count)
+{
+	if (*m == NULL)
+		return;
+	for (size_t i = 0; i < count; i++) {
+		free((*m)[i].name);
+		free((*m)[i].host);
+		free((*m)[i].status);
+	}
+	XFREE(*m);
+}
+
+int
+state_run_lock(struct state_db *db, const char *key, const char **error_r)
+{
+	return CALL(run_lock, key, error_r);
+}
+
+void
+state_run_unlock(struct state_db *db, const char *key)
+{
+	CALL(run_unlock, key);
+}
+
+void
+state_notify(struct state_db *db)
+{
+	CALL0(notify);
+}
+
+bool
+state_wait(struct state_db *db, unsigned ms)
+{
+	return CALL(wait, ms);
+}
+
+/* ------------------------------------------------------------- common */
 
 uint64_t
 state_fnv1a(uint64_t h, const void *data, size_t len)
@@ -1261,42 +547,6 @@ state_default_path(const char *src_url, const char *dst_url,
 	return path;
 }
 
-/* ------------------------------------------------ runs and jobs (v2) */
-
-/* Runs and jobs are written a few times per second at most: their
- * statements are prepared per call instead of cached in db->stmts. */
-static sqlite3_stmt *
-prep_once(struct state_db *db, const char *sql, const char *what,
-          const char **error_r)
-{
-	sqlite3_stmt *stmt = NULL;
-	int rc = sqlite3_prepare_v2(db->db, sql, -1, &stmt, NULL);
-
-	if (rc != SQLITE_OK) {
-		*error_r = db_error(db, what, rc);
-		sqlite3_finalize(stmt);
-		return NULL;
-	}
-	return stmt;
-}
-
-/* Steps a prep_once() statement to the end (see step_to_end(); id_r may
- * be NULL) and finalizes it. Returns 0 or -1 with *error_r. */
-static int
-run_once(struct state_db *db, sqlite3_stmt *stmt, const char *what,
-         int64_t *id_r, const char **error_r)
-{
-	int rc = step_to_end(db, stmt, what, id_r, error_r);
-
-	sqlite3_finalize(stmt);
-	return rc;
-}
-
-static void
-bind_str0(sqlite3_stmt *stmt, int idx, const char *s)
-{
-	bind_text(stmt, idx, s != NULL ? s : "");
-}
 
 static const char *const job_status_names[] = {
 	[STATE_JOB_PENDING] = "pending",
@@ -1313,8 +563,8 @@ state_job_status_name(enum state_job_status status)
 	return job_status_names[status];
 }
 
-static enum state_job_status
-job_status_parse(const char *s)
+enum state_job_status
+state_job_status_parse(const char *s)
 {
 	for (size_t i = 0; i < N_ELEMENTS(job_status_names); i++)
 		if (strcmp(s, job_status_names[i]) == 0)
@@ -1322,115 +572,6 @@ job_status_parse(const char *s)
 	return STATE_JOB_FAILED;
 }
 
-/* The columns of a run that state_run_update() writes, in the order
- * bind_run_progress() binds them. */
-#define RUN_PROGRESS_COLUMNS \
-	"workers, status, error, finished, heartbeat, pid, est_seconds," \
-	" rate_messages, rate_bytes, eta_seconds, plan"
-
-/* Binds r's RUN_PROGRESS_COLUMNS to the 11 parameters from first on. */
-static void
-bind_run_progress(sqlite3_stmt *stmt, int first, const struct state_run *r)
-{
-	bind_int(stmt, first, r->workers);
-	bind_str0(stmt, first + 1, r->status);
-	bind_str0(stmt, first + 2, r->error);
-	bind_int(stmt, first + 3, r->finished);
-	bind_int(stmt, first + 4, r->heartbeat);
-	bind_int(stmt, first + 5, r->pid);
-	sqlite3_bind_double(stmt, first + 6, r->est_seconds);
-	sqlite3_bind_double(stmt, first + 7, r->rate_messages);
-	sqlite3_bind_double(stmt, first + 8, r->rate_bytes);
-	sqlite3_bind_double(stmt, first + 9, r->eta_seconds);
-	bind_str0(stmt, first + 10, r->plan);
-}
-
-int
-state_run_insert(struct state_db *db, struct state_run *r,
-                 const char **error_r)
-{
-	const char *what = "storing run";
-	sqlite3_stmt *stmt;
-
-	stmt = prep_once(db,
-	    "INSERT INTO run (pass, src, dst, folders, started, " RUN_PROGRESS_COLUMNS
-	    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,"
-	    " ?14, ?15, ?16) RETURNING id", what, error_r);
-	if (stmt == NULL)
-		return -1;
-	bind_str0(stmt, 1, r->pass);
-	bind_str0(stmt, 2, r->src);
-	bind_str0(stmt, 3, r->dst);
-	bind_str0(stmt, 4, r->folders);
-	bind_int(stmt, 5, r->started);
-	bind_run_progress(stmt, 6, r);
-	return run_once(db, stmt, what, &r->id, error_r);
-}
-
-int
-state_run_update(struct state_db *db, const struct state_run *r,
-                 const char **error_r)
-{
-	const char *what = "updating run";
-	sqlite3_stmt *stmt;
-
-	stmt = prep_once(db,
-	    "UPDATE run SET (" RUN_PROGRESS_COLUMNS ") = (?2, ?3, ?4, ?5, ?6,"
-	    " ?7, ?8, ?9, ?10, ?11, ?12) WHERE id = ?1", what, error_r);
-	if (stmt == NULL)
-		return -1;
-	bind_int(stmt, 1, r->id);
-	bind_run_progress(stmt, 2, r);
-	return run_once(db, stmt, what, NULL, error_r);
-}
-
-int
-state_run_get(struct state_db *db, int64_t id, const char *pass,
-              struct state_run *r_r, bool *found_r, const char **error_r)
-{
-	const char *what = "reading run";
-	sqlite3_stmt *stmt;
-	int rc;
-
-	memset(r_r, 0, sizeof(*r_r));
-	*found_r = false;
-	stmt = prep_once(db,
-	    "SELECT id, pass, src, dst, folders, workers, status, error,"
-	    " started, finished, heartbeat, pid, est_seconds, rate_messages,"
-	    " rate_bytes, eta_seconds, plan FROM run"
-	    " WHERE (?1 > 0 AND id = ?1) OR"
-	    " (?1 <= 0 AND (?2 IS NULL OR pass = ?2))"
-	    " ORDER BY id DESC LIMIT 1", what, error_r);
-	if (stmt == NULL)
-		return -1;
-	bind_int(stmt, 1, id);
-	bind_text(stmt, 2, pass);
-	rc = step_next(db, stmt, what, error_r);
-	if (rc > 0) {
-		int64_t w = sqlite3_column_int64(stmt, 5);
-
-		r_r->id = sqlite3_column_int64(stmt, 0);
-		r_r->pass = col_strdup(stmt, 1, true);
-		r_r->src = col_strdup(stmt, 2, true);
-		r_r->dst = col_strdup(stmt, 3, true);
-		r_r->folders = col_strdup(stmt, 4, true);
-		r_r->workers = w < 0 ? 0 : w > UINT32_MAX ? UINT32_MAX : (unsigned)w;
-		r_r->status = col_strdup(stmt, 6, true);
-		r_r->error = col_strdup(stmt, 7, true);
-		r_r->started = sqlite3_column_int64(stmt, 8);
-		r_r->finished = sqlite3_column_int64(stmt, 9);
-		r_r->heartbeat = sqlite3_column_int64(stmt, 10);
-		r_r->pid = sqlite3_column_int64(stmt, 11);
-		r_r->est_seconds = sqlite3_column_double(stmt, 12);
-		r_r->rate_messages = sqlite3_column_double(stmt, 13);
-		r_r->rate_bytes = sqlite3_column_double(stmt, 14);
-		r_r->eta_seconds = sqlite3_column_double(stmt, 15);
-		r_r->plan = col_strdup(stmt, 16, true);
-		*found_r = true;
-	}
-	sqlite3_finalize(stmt);
-	return rc < 0 ? -1 : 0;
-}
 
 void
 state_run_free(struct state_run *r)
@@ -1445,202 +586,6 @@ state_run_free(struct state_run *r)
 	memset(r, 0, sizeof(*r));
 }
 
-/* The columns of a job that state_job_update() writes, in the order
- * bind_job_progress() binds them. */
-#define JOB_PROGRESS_COLUMNS \
-	"status, attempts, errors, messages, bytes, skipped, failed," \
-	" folders_failed, error, scope, started, finished, updated," \
-	" not_before, seconds"
-
-/* Binds j's JOB_PROGRESS_COLUMNS to the 15 parameters from first on. */
-static void
-bind_job_progress(sqlite3_stmt *stmt, int first, const struct state_job *j)
-{
-	bind_text(stmt, first, state_job_status_name(j->status));
-	bind_int(stmt, first + 1, j->attempts);
-	bind_int(stmt, first + 2, j->errors);
-	bind_int(stmt, first + 3, (int64_t)j->messages);
-	bind_int(stmt, first + 4, (int64_t)j->bytes);
-	bind_int(stmt, first + 5, (int64_t)j->skipped);
-	bind_int(stmt, first + 6, (int64_t)j->failed);
-	bind_int(stmt, first + 7, j->folders_failed);
-	bind_str0(stmt, first + 8, j->error);
-	bind_int(stmt, first + 9, j->scope);
-	bind_int(stmt, first + 10, j->started);
-	bind_int(stmt, first + 11, j->finished);
-	bind_int(stmt, first + 12, j->updated);
-	bind_int(stmt, first + 13, j->not_before);
-	sqlite3_bind_double(stmt, first + 14, j->seconds);
-}
-
-int
-state_job_insert(struct state_db *db, struct state_job *j,
-                 const char **error_r)
-{
-	const char *what = "storing job";
-	sqlite3_stmt *stmt;
-
-	stmt = prep_once(db,
-	    "INSERT INTO job (run_id, seq, account, src_user, dst_user, part,"
-	    " parts, folders, exclude, uid_lo, uid_hi, est_messages, est_bytes,"
-	    " est_seconds, " JOB_PROGRESS_COLUMNS ") VALUES (?1, ?2, ?3, ?4,"
-	    " ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,"
-	    " ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)"
-	    " RETURNING id", what, error_r);
-	if (stmt == NULL)
-		return -1;
-	bind_int(stmt, 1, j->run_id);
-	bind_int(stmt, 2, j->seq);
-	bind_str0(stmt, 3, j->account);
-	bind_str0(stmt, 4, j->src_user);
-	bind_str0(stmt, 5, j->dst_user);
-	bind_int(stmt, 6, j->part);
-	bind_int(stmt, 7, j->parts);
-	bind_str0(stmt, 8, j->folders);
-	bind_str0(stmt, 9, j->exclude);
-	bind_int(stmt, 10, j->uid_lo);
-	bind_int(stmt, 11, j->uid_hi);
-	bind_int(stmt, 12, (int64_t)j->est_messages);
-	bind_int(stmt, 13, (int64_t)j->est_bytes);
-	sqlite3_bind_double(stmt, 14, j->est_seconds);
-	bind_job_progress(stmt, 15, j);
-	return run_once(db, stmt, what, &j->id, error_r);
-}
-
-int
-state_job_update(struct state_db *db, const struct state_job *j,
-                 const char **error_r)
-{
-	const char *what = "updating job";
-	sqlite3_stmt *stmt;
-
-	stmt = prep_once(db,
-	    "UPDATE job SET (" JOB_PROGRESS_COLUMNS ") = (?2, ?3, ?4, ?5, ?6,"
-	    " ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) WHERE id = ?1",
-	    what, error_r);
-	if (stmt == NULL)
-		return -1;
-	bind_int(stmt, 1, j->id);
-	bind_job_progress(stmt, 2, j);
-	return run_once(db, stmt, what, NULL, error_r);
-}
-
-int
-state_job_progress(struct state_db *db, int64_t id, unsigned attempts,
-                   uint64_t messages, uint64_t bytes, int64_t updated,
-                   const char **error_r)
-{
-	const char *what = "updating job progress";
-	sqlite3_stmt *stmt;
-
-	stmt = prep_once(db,
-	    "UPDATE job SET messages = ?3, bytes = ?4, updated = ?5"
-	    " WHERE id = ?1 AND attempts = ?2 AND status = 'running'",
-	    what, error_r);
-	if (stmt == NULL)
-		return -1;
-	bind_int(stmt, 1, id);
-	bind_int(stmt, 2, attempts);
-	bind_int(stmt, 3, (int64_t)messages);
-	bind_int(stmt, 4, (int64_t)bytes);
-	bind_int(stmt, 5, updated);
-	return run_once(db, stmt, what, NULL, error_r);
-}
-
-int
-state_job_requeue(struct state_db *db, int64_t run_id, const char **error_r)
-{
-	const char *what = "requeueing jobs";
-	sqlite3_stmt *stmt;
-
-	stmt = prep_once(db,
-	    "UPDATE job SET status = 'pending', not_before = 0"
-	    " WHERE run_id = ?1 AND status = 'running'", what, error_r);
-	if (stmt == NULL)
-		return -1;
-	bind_int(stmt, 1, run_id);
-	return run_once(db, stmt, what, NULL, error_r);
-}
-
-static unsigned
-col_uint(sqlite3_stmt *stmt, int i)
-{
-	int64_t v = sqlite3_column_int64(stmt, i);
-
-	return v < 0 ? 0 : v > UINT32_MAX ? UINT32_MAX : (unsigned)v;
-}
-
-int
-state_job_list(struct state_db *db, int64_t run_id, struct state_job **jobs_r,
-               size_t *count_r, const char **error_r)
-{
-	const char *what = "listing jobs";
-	struct state_job *list = NULL;
-	size_t count = 0, alloc = 0;
-	sqlite3_stmt *stmt;
-	int rc;
-
-	*jobs_r = NULL;
-	*count_r = 0;
-	stmt = prep_once(db,
-	    "SELECT id, run_id, seq, account, src_user, dst_user, part, parts,"
-	    " folders, exclude, uid_lo, uid_hi, est_messages, est_bytes,"
-	    " est_seconds, status, attempts, errors, messages, bytes, skipped,"
-	    " failed, folders_failed, error, scope, started, finished, updated,"
-	    " not_before, seconds FROM job WHERE run_id = ?1 ORDER BY seq",
-	    what, error_r);
-	if (stmt == NULL)
-		return -1;
-	bind_int(stmt, 1, run_id);
-	while ((rc = step_next(db, stmt, what, error_r)) > 0) {
-		struct state_job *j;
-		char *status;
-
-		list = list_grow(list, count, &alloc, sizeof(*list), 64);
-		j = &list[count++];
-		memset(j, 0, sizeof(*j));
-		j->id = sqlite3_column_int64(stmt, 0);
-		j->run_id = sqlite3_column_int64(stmt, 1);
-		j->seq = col_uint(stmt, 2);
-		j->account = col_strdup(stmt, 3, true);
-		j->src_user = col_strdup(stmt, 4, true);
-		j->dst_user = col_strdup(stmt, 5, true);
-		j->part = col_uint(stmt, 6);
-		j->parts = col_uint(stmt, 7);
-		j->folders = col_strdup(stmt, 8, true);
-		j->exclude = col_strdup(stmt, 9, true);
-		j->uid_lo = col_uint(stmt, 10);
-		j->uid_hi = col_uint(stmt, 11);
-		j->est_messages = (uint64_t)sqlite3_column_int64(stmt, 12);
-		j->est_bytes = (uint64_t)sqlite3_column_int64(stmt, 13);
-		j->est_seconds = sqlite3_column_double(stmt, 14);
-		status = col_strdup(stmt, 15, true);
-		j->status = job_status_parse(status);
-		free(status);
-		j->attempts = col_uint(stmt, 16);
-		j->errors = col_uint(stmt, 17);
-		j->messages = (uint64_t)sqlite3_column_int64(stmt, 18);
-		j->bytes = (uint64_t)sqlite3_column_int64(stmt, 19);
-		j->skipped = (uint64_t)sqlite3_column_int64(stmt, 20);
-		j->failed = (uint64_t)sqlite3_column_int64(stmt, 21);
-		j->folders_failed = col_uint(stmt, 22);
-		j->error = col_strdup(stmt, 23, true);
-		j->scope = (int)sqlite3_column_int64(stmt, 24);
-		j->started = sqlite3_column_int64(stmt, 25);
-		j->finished = sqlite3_column_int64(stmt, 26);
-		j->updated = sqlite3_column_int64(stmt, 27);
-		j->not_before = sqlite3_column_int64(stmt, 28);
-		j->seconds = sqlite3_column_double(stmt, 29);
-	}
-	sqlite3_finalize(stmt);
-	if (rc < 0) {
-		state_job_list_free(&list, count);
-		return -1;
-	}
-	*jobs_r = list;
-	*count_r = count;
-	return 0;
-}
 
 void
 state_job_free(struct state_job *j)
@@ -1651,6 +596,9 @@ state_job_free(struct state_job *j)
 	free(j->folders);
 	free(j->exclude);
 	free(j->error);
+	free(j->src_slot);
+	free(j->dst_slot);
+	free(j->claimed_by);
 	memset(j, 0, sizeof(*j));
 }
 
@@ -1664,79 +612,46 @@ state_job_list_free(struct state_job **jobs, size_t count)
 	XFREE(*jobs);
 }
 
-/* ---- UID-range parts ---- */
 
-/* Prepares sql (not cached: a few calls per folder) with its first three
- * parameters bound: run_id, account, folder. */
-static sqlite3_stmt *
-part_stmt(struct state_db *db, const char *sql, int64_t run_id,
-          const char *account, const char *folder, const char *what,
-          const char **error_r)
+void
+state_folder_free(struct state_folder *f)
 {
-	sqlite3_stmt *stmt = prep_once(db, sql, what, error_r);
-
-	if (stmt == NULL)
-		return NULL;
-	sqlite3_bind_int64(stmt, 1, run_id);
-	bind_text(stmt, 2, account);
-	bind_text(stmt, 3, folder);
-	return stmt;
+	free(f->account);
+	free(f->src_name);
+	free(f->dst_name);
+	memset(f, 0, sizeof(*f));
 }
 
-int
-state_part_done(struct state_db *db, int64_t run_id, const char *account,
-                const char *folder, uint32_t uid_lo, uint32_t uid_hi,
-                uint32_t uidnext, uint64_t modseq, const char **error_r)
-{
-	const char *what = "recording a finished UID range";
-	sqlite3_stmt *stmt;
 
-	stmt = part_stmt(db, "INSERT OR REPLACE INTO part (run_id, account, "
-	    "folder, uid_lo, uid_hi, uidnext, modseq) VALUES "
-	    "(?, ?, ?, ?, ?, ?, ?)", run_id, account, folder, what, error_r);
-	if (stmt == NULL)
-		return -1;
-	sqlite3_bind_int64(stmt, 4, uid_lo);
-	sqlite3_bind_int64(stmt, 5, uid_hi);
-	sqlite3_bind_int64(stmt, 6, uidnext);
-	sqlite3_bind_int64(stmt, 7, (sqlite3_int64)modseq);
-	return run_once(db, stmt, what, NULL, error_r);
+void
+state_folder_list_free(struct state_folder **folders, size_t count)
+{
+	if (*folders == NULL)
+		return;
+	for (size_t i = 0; i < count; i++)
+		state_folder_free(&(*folders)[i]);
+	XFREE(*folders);
 }
 
-int
-state_part_cover(struct state_db *db, int64_t run_id, const char *account,
-                 const char *folder, bool *complete_r, uint32_t *uidnext_r,
-                 uint64_t *modseq_r, const char **error_r)
+
+void
+state_msgs_free(struct state_msg **msgs, size_t count)
 {
-	const char *what = "reading the finished UID ranges";
-	sqlite3_stmt *stmt;
-	uint64_t next = 1;    /* the lowest UID not covered yet */
-	int rc;
+	(void)count; /* one allocation */
+	XFREE(*msgs);
+}
 
-	*complete_r = false;
-	*uidnext_r = 0;
-	*modseq_r = 0;
-	stmt = part_stmt(db, "SELECT uid_lo, uid_hi, uidnext, modseq FROM part "
-	    "WHERE run_id = ? AND account = ? AND folder = ? ORDER BY uid_lo",
-	    run_id, account, folder, what, error_r);
-	if (stmt == NULL)
-		return -1;
-	while ((rc = step_next(db, stmt, what, error_r)) > 0) {
-		uint64_t lo = (uint64_t)sqlite3_column_int64(stmt, 0);
-		uint64_t hi = (uint64_t)sqlite3_column_int64(stmt, 1);
-		uint32_t un = (uint32_t)sqlite3_column_int64(stmt, 2);
-		uint64_t ms = (uint64_t)sqlite3_column_int64(stmt, 3);
 
-		if (lo <= next && hi + 1 > next)
-			next = hi + 1;
-		if (*uidnext_r == 0 || (un != 0 && un < *uidnext_r))
-			*uidnext_r = un;
-		if (*modseq_r == 0 || (ms != 0 && ms < *modseq_r))
-			*modseq_r = ms;
+void
+state_failure_list_free(struct state_failure **f, size_t count)
+{
+	if (*f == NULL)
+		return;
+	for (size_t i = 0; i < count; i++) {
+		free((*f)[i].account);
+		free((*f)[i].folder);
+		free((*f)[i].reason);
 	}
-	sqlite3_finalize(stmt);
-	if (rc < 0)
-		return -1;
-	*complete_r = next > UINT32_MAX;
-	return 0;
+	XFREE(*f);
 }
+

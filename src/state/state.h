@@ -1,4 +1,8 @@
-/* state.h: the persistent state database of the copy engine (SQLite).
+/* state.h: the persistent state database of the copy engine: an SQLite
+ * file (one machine), or a PostgreSQL database shared by several machines
+ * (state_open() with "postgresql://USER@HOST[:PORT]/DB"). One API, two
+ * backends (state-sqlite.c, state-pg.c) with the same schema and the
+ * same semantics; docs/internals/queue.md describes the queue.
  *
  * It records which source message went to which destination message, so a
  * run that was killed at any moment (kill -9, crash) resumes without losing
@@ -28,8 +32,9 @@
 
 #include "base.h"
 
-/* Schema version stored in PRAGMA user_version. */
-#define STATE_SCHEMA_VERSION 3
+/* Schema version: PRAGMA user_version (SQLite), table imapferry_schema
+ * (PostgreSQL). 4 adds the leases of jobs and the machines of a run. */
+#define STATE_SCHEMA_VERSION 4
 
 struct state_db;
 
@@ -41,6 +46,16 @@ struct state_db;
  * -1 with *error_r. */
 int state_open(const char *path, struct state_db **db_r,
                const char **error_r) ATTR_WARN_UNUSED;
+
+/* True when path names a PostgreSQL database ("postgresql://..." or
+ * "postgres://...") rather than an SQLite file. Such a URL must not hold
+ * a password (libpq reads it from PGPASSWORD or ~/.pgpass): state_open()
+ * refuses one, so it never shows in a process list or a log. */
+bool state_path_is_url(const char *path);
+
+/* True when the database is shared by several machines (PostgreSQL):
+ * jobs are then claimed with leases (state_job_claim()). */
+bool state_is_shared(const struct state_db *db);
 
 /* Closes *db and sets it to NULL; NULL is allowed. A transaction still open
  * is rolled back. */
@@ -315,6 +330,11 @@ struct state_job {
 	int64_t started, finished, updated; /* epoch seconds, 0 = never */
 	int64_t not_before;         /* pending: retry not before this time */
 	double seconds;             /* time spent, over all attempts */
+	/* schema 4: caps and leases (several machines) */
+	char *src_slot, *dst_slot;  /* "host:port" of its servers, "" none */
+	char *claimed_by;           /* machine of the last claim, or "" */
+	int64_t lease_token;        /* fencing token of the last claim */
+	int64_t lease_expires;      /* epoch seconds (database clock) */
 };
 
 /* Inserts j (j->id ignored) and sets j->id. Returns 0 or -1 with *error_r. */
@@ -360,5 +380,122 @@ int state_part_done(struct state_db *db, int64_t run_id, const char *account,
 int state_part_cover(struct state_db *db, int64_t run_id, const char *account,
                      const char *folder, bool *complete_r, uint32_t *uidnext_r,
                      uint64_t *modseq_r, const char **error_r) ATTR_WARN_UNUSED;
+
+/* ---- several machines: claims, leases and fencing (schema 4) ----
+ *
+ * A worker claims a job (state_job_claim()): the job becomes running with
+ * a new fencing token (a sequence, never reused) and a lease that expires
+ * lease_seconds later by the database's clock. The worker extends it
+ * (state_job_heartbeat()) and ends the attempt (state_job_release()); both
+ * only while the token is still the job's: a job whose lease expired is
+ * claimed again by another worker with a new token, and the first
+ * worker's writes then change nothing (*lost_r).
+ *
+ * The copy engine's own writes (mappings, folders, failures, parts) are
+ * fenced through the handle: after state_fence_set(db, job, token) every
+ * transaction started on db first checks, and locks against a takeover
+ * until it ends, that the job still runs under token (PostgreSQL: SELECT
+ * ... FOR SHARE on the job row, which a claim's FOR UPDATE SKIP LOCKED
+ * skips; SQLite: inside BEGIN IMMEDIATE), and every write outside a
+ * transaction runs in one such transaction. When the check fails, the
+ * write fails as a state error and state_fence_lost() turns true: the
+ * worker stops writing for that job. */
+
+/* What state_job_claim() may take. */
+struct state_claim {
+	int64_t run_id;
+	const char *machine;          /* recorded as claimed_by */
+	unsigned lease_seconds;       /* >= 1 */
+	unsigned max_src, max_dst;    /* jobs running at once per src_slot /
+	                               * dst_slot over all machines; 0: any */
+};
+
+/* Claims the first runnable job of the run by seq: pending and due
+ * (not_before passed), or running with an expired lease (its machine died
+ * or stalls), and whose servers are below the caps (counted from the jobs
+ * running with a live lease; claims are serialized per run, so the caps
+ * are exact). The job becomes running with attempts + 1, a new token and
+ * lease; taking over an expired lease counts one lost lease for the
+ * machine that held it. Returns 0 with *found_r (true: *j_r filled, free
+ * with state_job_free(); its lease_token is the fence) and *busy_r, the
+ * jobs of the run not finished (pending or running, including the one
+ * claimed): 0 means the run has nothing left. -1 with *error_r. */
+int state_job_claim(struct state_db *db, const struct state_claim *c,
+                    struct state_job *j_r, bool *found_r, size_t *busy_r,
+                    const char **error_r) ATTR_WARN_UNUSED;
+
+/* Extends the lease of job id to lease_seconds from now and stores its
+ * live counters, if token is still its token and it is running; else
+ * sets *lost_r (nothing written). Returns 0 or -1 with *error_r. */
+int state_job_heartbeat(struct state_db *db, int64_t id, int64_t token,
+                        unsigned lease_seconds, uint64_t messages,
+                        uint64_t bytes, int64_t updated, bool *lost_r,
+                        const char **error_r) ATTR_WARN_UNUSED;
+
+/* Ends an attempt: stores the mutable fields of j (status pending, done
+ * or failed) and ends the lease, if token is still the job's token and it
+ * is running; else sets *lost_r (nothing written). Returns 0 or -1. */
+int state_job_release(struct state_db *db, const struct state_job *j,
+                      int64_t token, bool *lost_r,
+                      const char **error_r) ATTR_WARN_UNUSED;
+
+/* Fails every pending job of account in the run (its login was refused)
+ * with error. Returns 0 or -1 with *error_r. */
+int state_job_fail_account(struct state_db *db, int64_t run_id,
+                           const char *account, const char *error,
+                           const char **error_r) ATTR_WARN_UNUSED;
+
+/* Sets the failed jobs of the run back to pending with no errors (a
+ * resumed run retries them). Returns 0 or -1 with *error_r. */
+int state_job_retry_failed(struct state_db *db, int64_t run_id,
+                           const char **error_r) ATTR_WARN_UNUSED;
+
+/* Fences db's writes by job id's token (see above); 0 0 ends fencing. */
+void state_fence_set(struct state_db *db, int64_t job_id, int64_t token);
+/* True when a write was refused since state_fence_set(): the job was
+ * taken over by another worker. */
+bool state_fence_lost(const struct state_db *db);
+
+/* One machine of a run (imapferry run --machine NAME). Strings owned. */
+struct state_machine {
+	int64_t run_id;
+	char *name;
+	char *host;                   /* hostname */
+	int64_t pid;
+	char *status;                 /* "running", "done", "stopped", ... */
+	int64_t started, heartbeat;   /* epoch seconds; heartbeat: db clock */
+	unsigned workers, jobs_running, jobs_done;
+	uint64_t messages, bytes;     /* copied by this machine */
+	double rate_messages, rate_bytes;
+	unsigned lost_leases;         /* its jobs others took over */
+	int64_t age;                  /* list only: seconds since heartbeat */
+};
+
+/* Inserts or updates the machine (run_id, name); heartbeat is set to now
+ * by the database, lost_leases is kept. Returns 0 or -1 with *error_r. */
+int state_machine_put(struct state_db *db, const struct state_machine *m,
+                      const char **error_r) ATTR_WARN_UNUSED;
+/* Lists the machines of a run by name (free with
+ * state_machine_list_free()). Returns 0 or -1 with *error_r. */
+int state_machine_list(struct state_db *db, int64_t run_id,
+                       struct state_machine **m_r, size_t *count_r,
+                       const char **error_r) ATTR_WARN_UNUSED;
+void state_machine_list_free(struct state_machine **m, size_t count);
+
+/* Serializes "find the run or plan it" among machines: a lock on key held
+ * by this handle until state_run_unlock() or state_close() (PostgreSQL:
+ * a session advisory lock; SQLite: nothing, FILE.lock does it). Waits.
+ * Returns 0 or -1 with *error_r. */
+int state_run_lock(struct state_db *db, const char *key,
+                   const char **error_r) ATTR_WARN_UNUSED;
+void state_run_unlock(struct state_db *db, const char *key);
+
+/* Wakes the idle workers of every machine (PostgreSQL: NOTIFY; SQLite:
+ * nothing). Best effort. */
+void state_notify(struct state_db *db);
+/* Waits up to ms milliseconds for a state_notify() from any handle (the
+ * first call subscribes; PostgreSQL: LISTEN). Notifications can be lost
+ * (a reconnect): callers poll too. Returns true if woken. */
+bool state_wait(struct state_db *db, unsigned ms);
 
 #endif

@@ -1052,6 +1052,129 @@ env -i /bin/sh -c 'set -a; . {K}/etc/imapd.env; set +a
 # --------------------------------------------------------------------------
 # Corpus
 
+
+class Postgres(_Server):
+    """A throwaway PostgreSQL on 127.0.0.1 (the shared state of several
+    imapferry machines), as tests/support/pgtmp.sh does for the unit tests.
+
+    initdb refuses root: as root the server runs as "postgres". The user
+    "imapferry" logs in with a password (scram-sha-256), which clients take
+    from PGPASSWORD (env()), never from the URL. restart() stops the server
+    (immediate: like a crash) and starts it again on the same port.
+    """
+
+    kind = "postgres"
+    USER = "imapferry"
+    PASSWORD = "pg-throwaway-7Qe"
+
+    def __init__(self, name="pg"):
+        self.name = name
+        self.dir = short_tempdir(name)
+        self.data = os.path.join(self.dir, "data")
+        self.log_path = os.path.join(self.dir, "server.log")
+        self.port = None
+        self.bindir = None
+        self.user = None
+
+    @staticmethod
+    def find_bindir():
+        import glob
+        dirs = sorted(glob.glob("/usr/lib/postgresql/*/bin"),
+                      key=lambda d: int(re.sub(r"\D", "", d.split("/")[-2]) or 0))
+        for d in reversed(dirs):
+            if os.path.exists(os.path.join(d, "initdb")):
+                return d
+        return None
+
+    def _as_owner(self, argv):
+        if os.geteuid() == 0:
+            return ["runuser", "-u", "postgres", "--", *argv]
+        return argv
+
+    def env(self, extra=None):
+        e = dict(os.environ)
+        e["PGPASSWORD"] = self.PASSWORD
+        e.update(extra or {})
+        return e
+
+    def start(self, timeout=60):
+        self.bindir = self.find_bindir()
+        if self.bindir is None:
+            skip("PostgreSQL is not installed (scripts/install-deps.sh)")
+        try:
+            return self._start(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, timeout):
+        if os.geteuid() == 0:
+            import pwd
+            pw = pwd.getpwnam("postgres")
+            os.chown(self.dir, pw.pw_uid, pw.pw_gid)
+        pwfile = os.path.join(self.dir, "pw")
+        with open(pwfile, "w") as f:
+            f.write(self.PASSWORD + "\n")
+        os.chmod(pwfile, 0o644)
+        subprocess.run(self._as_owner([
+            os.path.join(self.bindir, "initdb"), "-D", self.data, "-U", self.USER,
+            f"--pwfile={pwfile}", "--auth-host=scram-sha-256", "--auth-local=trust",
+            "-E", "SQL_ASCII", "--locale=C"]), check=True,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        os.unlink(pwfile)
+        self.port = free_ports(1)[0]
+        self._pg_ctl_start(timeout)
+        _servers.append(self)
+        return self
+
+    def _pg_ctl_start(self, timeout):
+        opts = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir} "
+                "-c fsync=off -c synchronous_commit=off -c max_connections=300")
+        p = subprocess.run(self._as_owner([
+            os.path.join(self.bindir, "pg_ctl"), "-D", self.data, "-l", self.log_path,
+            "-w", "-t", str(timeout), "-o", opts, "start"]),
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if p.returncode != 0:
+            self.print_log_tail()
+            raise RuntimeError(f"pg_ctl start failed: {p.stdout}")
+
+    def stop_server(self, mode="immediate"):
+        if self.bindir and os.path.isdir(self.data):
+            subprocess.run(self._as_owner([
+                os.path.join(self.bindir, "pg_ctl"), "-D", self.data, "-m", mode,
+                "-w", "stop"]), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def restart(self, down_seconds=0.0):
+        """Stops the server at once (as a crash would) and starts it again."""
+        self.stop_server("immediate")
+        time.sleep(down_seconds)
+        self._pg_ctl_start(60)
+
+    def stop(self):
+        if self in _servers:
+            _servers.remove(self)
+        self.stop_server()
+        self._cleanup_dir()
+
+    def url(self, db="postgres"):
+        return f"postgresql://{self.USER}@{self.host}:{self.port}/{db}"
+
+    def psql(self, db, sql):
+        """Runs sql; returns the rows as lists of strings."""
+        p = subprocess.run([os.path.join(self.bindir, "psql"), "-X", "-q", "-A", "-t",
+                            "-F", "\t", "-v", "ON_ERROR_STOP=1", "-h", self.host,
+                            "-p", str(self.port), "-U", self.USER, "-d", db, "-c", sql],
+                           env=self.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
+        if p.returncode != 0:
+            raise RuntimeError(f"psql {sql!r}: {p.stderr}")
+        return [ln.split("\t") for ln in p.stdout.splitlines() if ln]
+
+    def createdb(self, db):
+        self.psql("postgres", f'CREATE DATABASE "{db}"')
+        return self.url(db)
+
+
 def corpus_gen_path():
     p = os.environ.get("IMAPFERRY_CORPUS_GEN")
     if p:

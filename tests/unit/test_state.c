@@ -1,4 +1,8 @@
-/* test_state.c: the SQLite state database. */
+/* test_state.c: the state database, both backends: every test of the
+ * API runs against SQLite and, when the PostgreSQL binaries are installed,
+ * against a throwaway PostgreSQL (tests/support/pgtmp.sh) started once for
+ * the whole program; without them the PostgreSQL cases are skipped with a
+ * message. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -27,7 +31,113 @@
 struct fixture {
 	char dir[256];
 	char path[300];
+	char db[32];                /* PostgreSQL: the database's name */
 };
+
+/* The throwaway PostgreSQL of this program (test code: one per process). */
+static struct {
+	bool tried, up;
+	char dir[256];
+	char url[200];              /* postgresql://imapferry@127.0.0.1:PORT */
+	unsigned next_db;
+} pg;
+
+/* Runs tests/support/pgtmp.sh with args; returns its exit status and, with
+ * out, its first output line. */
+static int
+pgtmp(char *out, size_t out_size, const char *fmt, ...) ATTR_PRINTF(3, 4);
+
+static int
+pgtmp(char *out, size_t out_size, const char *fmt, ...)
+{
+	char args[1024], cmd[1400];
+	va_list ap;
+	FILE *f;
+	int status;
+
+	va_start(ap, fmt);
+	vsnprintf(args, sizeof(args), fmt, ap);
+	va_end(ap);
+	snprintf(cmd, sizeof(cmd), "sh %s/tests/support/pgtmp.sh %s",
+	         IMAPFERRY_SOURCE_DIR, args);
+	f = popen(cmd, "r");
+	if (f == NULL)
+		return -1;
+	if (out != NULL) {
+		out[0] = '\0';
+		if (fgets(out, (int)out_size, f) != NULL)
+			out[strcspn(out, "\n")] = '\0';
+	}
+	while (fgetc(f) != EOF)
+		;
+	status = pclose(f);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static void
+pg_stop(void)
+{
+	if (pg.up)
+		(void)pgtmp(NULL, 0, "stop %s", pg.dir);
+	if (pg.dir[0] != '\0')
+		tmpdir_remove(pg.dir);
+}
+
+/* Starts the server on first use. Returns false when there is none. */
+static bool
+pg_start(void)
+{
+	int rc;
+
+	if (pg.tried)
+		return pg.up;
+	pg.tried = true;
+	/* the server's password, as libpq finds it in production */
+	setenv("PGPASSWORD", "throwaway", 1);
+	if (tmpdir_make(pg.dir, sizeof(pg.dir), "test_state_pg") < 0)
+		return false;
+	rc = pgtmp(pg.url, sizeof(pg.url), "start %s", pg.dir);
+	if (rc != 0) {
+		fprintf(stderr, "test_state: PostgreSQL tests skipped: %s\n",
+		        rc == 77 ? "PostgreSQL is not installed" :
+		        "the throwaway server did not start");
+		return false;
+	}
+	pg.up = true;
+	atexit(pg_stop);
+	return true;
+}
+
+/* A fixture whose path is a new, empty PostgreSQL database. */
+static int
+setup_pg(void **statep)
+{
+	struct fixture *fx = xcalloc(1, sizeof(*fx));
+
+	*statep = fx;
+	if (!pg_start())
+		return 0;
+	snprintf(fx->db, sizeof(fx->db), "t%u", ++pg.next_db);
+	if (pgtmp(NULL, 0, "createdb %s %s", pg.dir, fx->db) != 0)
+		return -1;
+	snprintf(fx->path, sizeof(fx->path), "%s/%s", pg.url, fx->db);
+	return 0;
+}
+
+static int
+teardown_pg(void **statep)
+{
+	free(*statep);
+	return 0;
+}
+
+/* In a PostgreSQL test: skips it when there is no server. */
+#define NEED_PG() do { \
+	if (!pg.up) { \
+		fprintf(stderr, "skipped: no PostgreSQL\n"); \
+		skip(); \
+	} \
+} while (0)
 
 static int
 setup(void **statep)
@@ -409,8 +519,10 @@ test_msg_update_delete_clear(void **statep)
 	assert_non_null(strstr(error, "no mapping for UID 77"));
 	assert_int_equal(state_msg_delete(db, fid, 5, &error), 0);
 	assert_int_equal(state_msg_delete(db, fid, 5, &error), 0);
-	/* The folder must exist. */
-	{
+	/* The folder must exist. (PostgreSQL reports it at the next
+	 * statement, the batch's, and aborts the transaction: state.h asks
+	 * for a rollback after any error anyway.) */
+	if (!state_is_shared(db)) {
 		struct state_msg m = { .src_uid = 1, .flags = "" };
 
 		assert_int_equal(state_msg_put(db, 4242, &m, &error), -1);
@@ -1014,7 +1126,402 @@ test_default_path(void **statep)
 	free(p1);
 }
 
+
+/* ---- claims, leases, fencing (both backends) ---- */
+
+static int64_t
+run_add(struct state_db *db, unsigned n_jobs)
+{
+	struct state_run r = { .pass = "p", .status = "running",
+	                       .eta_seconds = -1 };
+	const char *error;
+
+	if (state_run_insert(db, &r, &error) < 0)
+		fail_msg("%s", error);
+	for (unsigned i = 1; i <= n_jobs; i++) {
+		struct state_job j = {
+			.run_id = r.id, .seq = i, .account = "acct",
+			.src_user = "u", .dst_user = "u", .part = 1, .parts = 1,
+			.status = STATE_JOB_PENDING, .scope = -1,
+			.src_slot = "src:143", .dst_slot = "dst:143",
+		};
+		char name[16];
+
+		snprintf(name, sizeof(name), "acct%u", i);
+		j.account = name;
+		if (state_job_insert(db, &j, &error) < 0)
+			fail_msg("%s", error);
+	}
+	return r.id;
+}
+
+static bool
+claim(struct state_db *db, int64_t run_id, const char *machine,
+      unsigned lease, unsigned max_src, struct state_job *j_r, size_t *busy_r)
+{
+	struct state_claim c = { .run_id = run_id, .machine = machine,
+	                         .lease_seconds = lease, .max_src = max_src };
+	const char *error;
+	size_t busy;
+	bool found;
+
+	if (state_job_claim(db, &c, j_r, &found, &busy, &error) < 0)
+		fail_msg("%s", error);
+	if (busy_r != NULL)
+		*busy_r = busy;
+	return found;
+}
+
+static void
+machine_add(struct state_db *db, int64_t run_id, const char *name)
+{
+	struct state_machine m = { .run_id = run_id, .name = (char *)name,
+	                           .host = "h", .status = "running",
+	                           .workers = 2 };
+	const char *error;
+
+	if (state_machine_put(db, &m, &error) < 0)
+		fail_msg("%s", error);
+}
+
+/* Claims in seq order; the cap per source server holds; an expired lease
+ * is claimed again with a new token, and the old token's heartbeat and
+ * release change nothing. */
+static void
+test_claims(void **statep)
+{
+	struct fixture *fx = *statep;
+	struct state_db *a = open_ok(fx->path);
+	struct state_db *b = open_ok(fx->path);
+	struct state_job j1, j2, j3, jx, *list;
+	const char *error;
+	size_t busy, n;
+	bool lost;
+	int64_t run_id = run_add(a, 3);
+
+	machine_add(a, run_id, "m1");
+	machine_add(a, run_id, "m2");
+	assert_true(claim(a, run_id, "m1", 1, 2, &j1, &busy));
+	assert_int_equal(j1.seq, 1);
+	assert_int_equal(j1.status, STATE_JOB_RUNNING);
+	assert_int_equal(j1.attempts, 1);
+	assert_string_equal(j1.claimed_by, "m1");
+	assert_int_equal(busy, 3);
+	assert_true(claim(b, run_id, "m2", 60, 2, &j2, NULL));
+	assert_int_equal(j2.seq, 2);
+	assert_true(j2.lease_token > j1.lease_token);
+	/* two running on src:143: the third waits for the cap */
+	assert_false(claim(b, run_id, "m2", 60, 2, &jx, &busy));
+	assert_int_equal(busy, 3);
+	/* no cap: it is claimed */
+	assert_true(claim(b, run_id, "m2", 60, 0, &j3, NULL));
+	assert_int_equal(j3.seq, 3);
+	j3.status = STATE_JOB_DONE;
+	assert_int_equal(state_job_release(b, &j3, j3.lease_token, &lost,
+	                                   &error), 0);
+	assert_false(lost);
+	/* a second release of the same claim is fenced */
+	assert_int_equal(state_job_release(b, &j3, j3.lease_token, &lost,
+	                                   &error), 0);
+	assert_true(lost);
+
+	/* j1's lease (1 s) expires: m2 takes it over */
+	assert_false(claim(b, run_id, "m2", 60, 0, &jx, NULL));
+	sleep(3);
+	assert_true(claim(b, run_id, "m2", 60, 0, &jx, &busy));
+	assert_int_equal(jx.id, j1.id);
+	assert_int_equal(jx.attempts, 2);
+	assert_true(jx.lease_token > j2.lease_token);
+	assert_int_equal(busy, 2);
+	/* m1's writes for its old claim change nothing */
+	assert_int_equal(state_job_heartbeat(a, j1.id, j1.lease_token, 60, 5, 50,
+	                                     1, &lost, &error), 0);
+	assert_true(lost);
+	j1.status = STATE_JOB_DONE;
+	assert_int_equal(state_job_release(a, &j1, j1.lease_token, &lost,
+	                                   &error), 0);
+	assert_true(lost);
+	assert_int_equal(state_job_heartbeat(b, jx.id, jx.lease_token, 60, 7, 70,
+	                                     1, &lost, &error), 0);
+	assert_false(lost);
+	assert_int_equal(state_job_list(a, run_id, &list, &n, &error), 0);
+	assert_int_equal(n, 3);
+	assert_int_equal(list[0].status, STATE_JOB_RUNNING);
+	assert_string_equal(list[0].claimed_by, "m2");
+	assert_int_equal(list[0].messages, 7);
+	assert_int_equal(list[2].status, STATE_JOB_DONE);
+	state_job_list_free(&list, n);
+	{
+		struct state_machine *m;
+
+		assert_int_equal(state_machine_list(a, run_id, &m, &n, &error), 0);
+		assert_int_equal(n, 2);
+		assert_string_equal(m[0].name, "m1");
+		assert_int_equal(m[0].lost_leases, 1);
+		assert_int_equal(m[1].lost_leases, 0);
+		state_machine_list_free(&m, n);
+	}
+	/* the rest done: nothing busy */
+	jx.status = STATE_JOB_DONE;
+	assert_int_equal(state_job_release(b, &jx, jx.lease_token, &lost,
+	                                   &error), 0);
+	j2.status = STATE_JOB_FAILED;
+	assert_int_equal(state_job_release(b, &j2, j2.lease_token, &lost,
+	                                   &error), 0);
+	assert_false(claim(a, run_id, "m1", 60, 0, &j3, &busy));
+	assert_int_equal(busy, 0);
+	/* a resumed run retries the failed one */
+	assert_int_equal(state_job_retry_failed(a, run_id, &error), 0);
+	assert_true(claim(a, run_id, "m1", 60, 0, &j3, &busy));
+	assert_int_equal(j3.seq, 2);
+	state_job_free(&j3);
+	state_job_free(&j1);
+	state_job_free(&j2);
+	state_job_free(&jx);
+	state_close(&a);
+	state_close(&b);
+}
+
+/* A handle fenced by a claim's token writes while the claim holds, and
+ * refuses every write (mappings, folders, failures, parts) once another
+ * worker took the job over. */
+static void
+test_fence(void **statep)
+{
+	struct fixture *fx = *statep;
+	struct state_db *a = open_ok(fx->path);
+	struct state_db *b = open_ok(fx->path);
+	struct state_job j1, j2;
+	struct state_folder f = { .account = "acct1", .src_name = "INBOX",
+	                          .dst_name = "INBOX" };
+	const char *error;
+	int64_t run_id = run_add(a, 1), fid;
+
+	assert_true(claim(a, run_id, "m1", 1, 0, &j1, NULL));
+	state_fence_set(a, j1.id, j1.lease_token);
+	fid = folder_add(a, "acct1", "INBOX");   /* outside a transaction */
+	begin_ok(a);
+	msg_put_ok(a, fid, 1, "");
+	commit_ok(a);
+	assert_false(state_fence_lost(a));
+	sleep(3);
+	/* expired but not taken over: the token still holds */
+	begin_ok(a);
+	msg_put_ok(a, fid, 2, "");
+	commit_ok(a);
+	assert_true(claim(b, run_id, "m2", 60, 0, &j2, NULL));
+	assert_int_equal(state_begin(a, &error), -1);
+	assert_non_null(strstr(error, "taken over"));
+	assert_int_equal(err_kind_of(error), ERRK_STATE);
+	assert_true(state_fence_lost(a));
+	assert_false(state_in_transaction(a));
+	assert_int_equal(state_folder_put(a, &f, &error), -1);
+	assert_int_equal(state_failure_put(a, "acct1", "INBOX", 3,
+	                                   STATE_SCOPE_MESSAGE, "x", &error), -1);
+	assert_int_equal(state_part_done(a, run_id, "acct1", "INBOX", 1, 10, 11,
+	                                 0, &error), -1);
+	/* reads go on */
+	assert_int_equal(msg_count(a, fid), 2);
+	/* the new owner writes */
+	state_fence_set(b, j2.id, j2.lease_token);
+	begin_ok(b);
+	msg_put_ok(b, fid, 3, "");
+	commit_ok(b);
+	assert_int_equal(msg_count(a, fid), 3);
+	/* unfenced again */
+	state_fence_set(a, 0, 0);
+	assert_int_equal(state_folder_put(a, &f, &error), 0);
+	state_job_free(&j1);
+	state_job_free(&j2);
+	state_close(&a);
+	state_close(&b);
+}
+
+static void
+test_machines(void **statep)
+{
+	struct fixture *fx = *statep;
+	struct state_db *db = open_ok(fx->path);
+	struct state_machine m = { .name = "b", .host = "hb", .pid = 42,
+	                           .status = "running", .started = 1000,
+	                           .workers = 4, .jobs_running = 2,
+	                           .messages = 10, .bytes = 1000,
+	                           .rate_messages = 1.5 }, *list;
+	const char *error;
+	size_t n;
+
+	m.run_id = run_add(db, 0);
+	assert_int_equal(state_machine_put(db, &m, &error), 0);
+	m.name = "a";
+	assert_int_equal(state_machine_put(db, &m, &error), 0);
+	m.jobs_running = 0;
+	m.status = "done";
+	assert_int_equal(state_machine_put(db, &m, &error), 0);
+	assert_int_equal(state_machine_list(db, m.run_id, &list, &n, &error), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(list[0].name, "a");
+	assert_string_equal(list[0].status, "done");
+	assert_int_equal(list[0].jobs_running, 0);
+	assert_string_equal(list[1].host, "hb");
+	assert_int_equal(list[1].pid, 42);
+	assert_int_equal(list[1].jobs_running, 2);
+	assert_int_equal(list[1].workers, 4);
+	assert_true(list[1].age >= 0 && list[1].age < 5);
+	assert_true(list[1].rate_messages == 1.5);
+	state_machine_list_free(&list, n);
+	assert_null(list);
+	assert_int_equal(state_machine_list(db, m.run_id + 1, &list, &n,
+	                                    &error), 0);
+	assert_int_equal(n, 0);
+	state_close(&db);
+}
+
+/* ---- PostgreSQL only ---- */
+
+static void
+test_pg_password_refused(void **statep)
+{
+	struct fixture *fx = *statep;
+	struct state_db *db = NULL;
+	const char *error;
+	char url[400];
+
+	assert_true(state_path_is_url(fx->path));
+	assert_false(state_path_is_url("/tmp/x.db"));
+	assert_true(state_path_is_url("postgres://u@h/d"));
+	snprintf(url, sizeof(url), "postgresql://imapferry:s3cret@%s",
+	         fx->path + strlen("postgresql://imapferry@"));
+	assert_int_equal(state_open(url, &db, &error), -1);
+	assert_null(strstr(error, "s3cret"));
+	assert_non_null(strstr(error, "PGPASSWORD"));
+	snprintf(url, sizeof(url), "%s?password=s3cret", fx->path);
+	assert_int_equal(state_open(url, &db, &error), -1);
+	assert_null(strstr(error, "s3cret"));
+	/* a wrong password from the environment: a clear error */
+	setenv("PGPASSWORD", "wrong", 1);
+	assert_int_equal(state_open(fx->path, &db, &error), -1);
+	assert_int_equal(err_kind_of(error), ERRK_STATE);
+	assert_non_null(strstr(error, "password"));
+	setenv("PGPASSWORD", "throwaway", 1);
+	db = open_ok(fx->path);
+	assert_true(state_is_shared(db));
+	assert_null(state_db_sqlite(db));
+	state_close(&db);
+}
+
+/* The schema is created once, has a version, a newer one is refused, and
+ * a database of another program too. */
+static void
+test_pg_schema(void **statep)
+{
+	struct fixture *fx = *statep;
+	struct state_db *db = open_ok(fx->path), *db2;
+	const char *error;
+	char out[64], other[300];
+
+	db2 = open_ok(fx->path);   /* opens the existing schema */
+	state_close(&db2);
+	state_close(&db);
+	assert_int_equal(pgtmp(out, sizeof(out), "psql %s %s 'SELECT version"
+	                       " FROM imapferry_schema'", pg.dir, fx->db), 0);
+	assert_int_equal(atoi(out), STATE_SCHEMA_VERSION);
+	assert_int_equal(pgtmp(NULL, 0, "psql %s %s 'UPDATE imapferry_schema"
+	                       " SET version = 99'", pg.dir, fx->db), 0);
+	assert_int_equal(state_open(fx->path, &db, &error), -1);
+	assert_non_null(strstr(error, "newer"));
+
+	snprintf(out, sizeof(out), "%s_other", fx->db);
+	assert_int_equal(pgtmp(NULL, 0, "createdb %s %s", pg.dir, out), 0);
+	assert_int_equal(pgtmp(NULL, 0, "psql %s %s 'CREATE TABLE job (x int)'",
+	                       pg.dir, out), 0);
+	snprintf(other, sizeof(other), "%s/%s", pg.url, out);
+	assert_int_equal(state_open(other, &db, &error), -1);
+	assert_non_null(strstr(error, "another program"));
+}
+
+/* The server closes the connection between two transactions (a restart):
+ * the next statement reconnects; inside a transaction the error is
+ * returned and the next transaction works. */
+static void
+test_pg_reconnect(void **statep)
+{
+	struct fixture *fx = *statep;
+	struct state_db *db = open_ok(fx->path);
+	int64_t fid = folder_add(db, "alice", "INBOX");
+#define KILL_SQL "psql %s %s \"SELECT pg_terminate_backend(pid)" \
+	    " FROM pg_stat_activity WHERE application_name = 'imapferry'\""
+	const char *error;
+
+	begin_ok(db);
+	msg_put_ok(db, fid, 1, "");
+	commit_ok(db);
+	assert_int_equal(pgtmp(NULL, 0, KILL_SQL, pg.dir, fx->db), 0);
+	assert_int_equal(msg_count(db, fid), 1);
+	begin_ok(db);
+	assert_int_equal(pgtmp(NULL, 0, KILL_SQL, pg.dir, fx->db), 0);
+	msg_put_ok(db, fid, 2, "");      /* buffered */
+	assert_int_equal(state_commit(db, &error), -1);
+	assert_int_equal(err_kind_of(error), ERRK_STATE);
+	state_rollback(db);
+	begin_ok(db);
+	msg_put_ok(db, fid, 2, "");
+	commit_ok(db);
+	assert_int_equal(msg_count(db, fid), 2);
+	state_close(&db);
+}
+
+/* While a fenced transaction is open its job cannot be taken over, even
+ * with an expired lease: the claim skips the locked row. */
+static void
+test_pg_fence_blocks_claim(void **statep)
+{
+	struct fixture *fx = *statep;
+	struct state_db *a = open_ok(fx->path);
+	struct state_db *b = open_ok(fx->path);
+	struct state_job j1, j2;
+	int64_t run_id = run_add(a, 1), fid = folder_add(a, "acct1", "INBOX");
+
+	assert_true(claim(a, run_id, "m1", 1, 0, &j1, NULL));
+	state_fence_set(a, j1.id, j1.lease_token);
+	sleep(3);
+	begin_ok(a);
+	msg_put_ok(a, fid, 1, "");
+	assert_false(claim(b, run_id, "m2", 60, 0, &j2, NULL));
+	commit_ok(a);
+	assert_true(claim(b, run_id, "m2", 60, 0, &j2, NULL));
+	assert_int_equal(msg_count(b, fid), 1);
+	state_job_free(&j1);
+	state_job_free(&j2);
+	state_close(&a);
+	state_close(&b);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+#define P(f) cmocka_unit_test_prestate_setup_teardown(f##_pg, setup_pg, \
+                                                    teardown_pg, NULL)
+/* The same test on PostgreSQL. */
+#define PG_CASE(f) \
+	static void f##_pg(void **statep) \
+	{ \
+		NEED_PG(); \
+		f(statep); \
+	}
+PG_CASE(test_folders)
+PG_CASE(test_msgs_bulk)
+PG_CASE(test_msg_update_delete_clear)
+PG_CASE(test_outside_transaction)
+PG_CASE(test_failures)
+PG_CASE(test_meta)
+PG_CASE(test_parts)
+PG_CASE(test_reopen_persists)
+PG_CASE(test_second_handle)
+PG_CASE(test_claims)
+PG_CASE(test_fence)
+PG_CASE(test_machines)
+PG_CASE(test_pg_password_refused)
+PG_CASE(test_pg_schema)
+PG_CASE(test_pg_reconnect)
+PG_CASE(test_pg_fence_blocks_claim)
 
 int
 main(void)
@@ -1040,6 +1547,25 @@ main(void)
 		T(test_disk_full),
 		T(test_fnv1a),
 		T(test_default_path),
+		T(test_claims),
+		T(test_fence),
+		T(test_machines),
+		P(test_folders),
+		P(test_msgs_bulk),
+		P(test_msg_update_delete_clear),
+		P(test_outside_transaction),
+		P(test_failures),
+		P(test_meta),
+		P(test_parts),
+		P(test_reopen_persists),
+		P(test_second_handle),
+		P(test_claims),
+		P(test_fence),
+		P(test_machines),
+		P(test_pg_password_refused),
+		P(test_pg_schema),
+		P(test_pg_reconnect),
+		P(test_pg_fence_blocks_claim),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
