@@ -476,3 +476,18 @@ msgsum_fpindex_free(struct msgsum_fpindex *ix)
 	free(ix->taken);
 	memset(ix, 0, sizeof(*ix));
 }
+
+struct msgsum *
+msgsum_list_add(struct msgsum_list *list)
+{
+	struct msgsum *m;
+
+	if (list->count == list->alloc) {
+		list->alloc = list->alloc == 0 ? 256 : list->alloc * 2;
+		list->items = xreallocarray(list->items, list->alloc,
+		                            sizeof(*list->items));
+	}
+	m = &list->items[list->count++];
+	memset(m, 0, sizeof(*m));
+	return m;
+}

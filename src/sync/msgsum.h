@@ -48,6 +48,8 @@ int msgsum_fetch_changed(struct imap_client *client, uint64_t changedsince,
 int msgsum_uids_all(struct imap_client *client, uint32_t **uids_r,
                     size_t *count_r, const char **error_r) ATTR_WARN_UNUSED;
 void msgsum_list_free(struct msgsum_list *list);
+/* A new zeroed entry at the end of list (which grows as needed). */
+struct msgsum *msgsum_list_add(struct msgsum_list *list);
 /* Binary search by uid; NULL if absent. */
 struct msgsum *msgsum_find(const struct msgsum_list *list, uint32_t uid);
 /* An index of a list by fingerprint, to pair copies in O(n log n). */

@@ -302,13 +302,7 @@ md_list(struct source *s, const uint32_t *uids, size_t n, unsigned what,
 
 		if (m == NULL)
 			continue;
-		if (list->count == list->alloc) {
-			list->alloc = list->alloc == 0 ? 256 : list->alloc * 2;
-			list->items = xreallocarray(list->items, list->alloc,
-			                            sizeof(*list->items));
-		}
-		sum = &list->items[list->count++];
-		memset(sum, 0, sizeof(*sum));
+		sum = msgsum_list_add(list);
 		sum->uid = m->uid;
 		sum->flags = xstrdup(m->flags);
 		sum->internaldate = m->mtime;
@@ -491,13 +485,7 @@ cy_list(struct source *s, const uint32_t *uids, size_t n, unsigned what,
 
 		if (r == NULL)
 			continue;
-		if (list->count == list->alloc) {
-			list->alloc = list->alloc == 0 ? 256 : list->alloc * 2;
-			list->items = xreallocarray(list->items, list->alloc,
-			                            sizeof(*list->items));
-		}
-		sum = &list->items[list->count++];
-		memset(sum, 0, sizeof(*sum));
+		sum = msgsum_list_add(list);
 		sum->uid = r->uid;
 		fl = cyrus_folder_flags(f, r);
 		sum->flags = flags_canonical_str(fl);
