@@ -261,6 +261,8 @@ md_connect(struct target *t, const char **error_r)
 		                    t->spec->root);
 		return -1;
 	}
+	/* what maildir_folder_create() of a killed run left half built */
+	maildir_create_cleanup(t->spec->root);
 	return 0;
 }
 
@@ -349,6 +351,7 @@ md_open_folder(struct target *t, const struct target_open *o,
 {
 	struct md_target *mt = MT(t);
 	const struct target_spec *s = t->spec;
+	bool created = false;
 	uint32_t v;
 
 	close_folder_handles(mt);
@@ -363,6 +366,14 @@ md_open_folder(struct target *t, const struct target_open *o,
 		*error_r = err_setk(ERRK_FOLDER, "the source reports no UIDVALIDITY");
 		return -1;
 	}
+	/* a new folder appears complete, with its uidlist: a server that
+	 * lists it meanwhile (or after a kill) cannot number it itself */
+	if (!o->dry_run &&
+	    maildir_folder_create(s->root, o->name, &s->md, o->src_uidvalidity,
+	                          &created, error_r) < 0) {
+		*error_r = md_error(*error_r, ERRK_FOLDER);
+		return -1;
+	}
 	if (maildir_folder_open(s->root, o->name, &s->md, !o->dry_run, &mt->f,
 	                        error_r) < 0) {
 		if (o->dry_run) {
@@ -373,6 +384,24 @@ md_open_folder(struct target *t, const struct target_open *o,
 		return -1;
 	}
 	v = maildir_folder_uidvalidity(mt->f);
+	if (!o->dry_run && v != o->src_uidvalidity &&
+	    maildir_folder_count(mt->f) == 0 &&
+	    maildir_folder_unlisted_count(mt->f) == 0) {
+		/* empty, numbered by the server (a login before the copy, or
+		 * after a killed one): nothing was ever listed there, take it
+		 * over with the source's UIDVALIDITY */
+		maildir_folder_close(&mt->f);
+		if (maildir_folder_takeover(s->root, o->name, &s->md,
+		                            o->src_uidvalidity, error_r) < 0 ||
+		    maildir_folder_open(s->root, o->name, &s->md, true, &mt->f,
+		                        error_r) < 0) {
+			*error_r = md_error(*error_r, ERRK_FOLDER);
+			return -1;
+		}
+		v = maildir_folder_uidvalidity(mt->f);
+	}
+	if (created)
+		info->created = true;
 	if (v == 0) {
 		/* UIDNEXT is set after the last delivery: a committed N is a
 		 * floor for the UIDs that may follow */
