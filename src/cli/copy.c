@@ -280,6 +280,7 @@ static const struct cli_use copy_opts[] = {
 	{ CLI_OPT_DRY_RUN, NULL },
 	{ CLI_OPT_NO_SUBS, NULL },
 	{ CLI_OPT_PARALLEL, NULL },
+	{ CLI_OPT_RETRY_BUDGET, NULL },
 	{ CLI_OPT_FOLDERS, NULL },
 	{ CLI_OPT_FETCH_BATCH, NULL },
 	{ CLI_OPT_APPEND_DEPTH, NULL },
@@ -341,6 +342,7 @@ copy_option(void *ctx, int id, const char *arg, uint64_t num)
 	case CLI_OPT_SRC_POP3: *c->src_pop3 = arg; break;
 	case CLI_OPT_NO_FSYNC: c->md->fsync = false; break;
 	case CLI_OPT_PARALLEL: *c->parallel = (unsigned)num; break;
+	case CLI_OPT_RETRY_BUDGET: c->o->retry_budget_s = (unsigned)num; break;
 	case CLI_OPT_FOLDERS:
 		/* source folder names as LISTed, e.g. the INBOXes for the
 		 * final pass of a cutover */
