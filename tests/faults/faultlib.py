@@ -121,3 +121,125 @@ def imapferry_probe_folders(server, user, pw):
                 if re.search(r"imapferry", raw)]
     finally:
         c.logout()
+
+
+class FaultProxy:
+    """A TCP proxy 127.0.0.1:port -> 127.0.0.1:upstream that cuts
+    connections (RST, both sides) or stalls them (stops forwarding, keeps
+    them open) when the bytes forwarded, counted over every connection and
+    both directions, reach the next of the given offsets. A cut falls at an
+    exact byte: inside a literal as often as anywhere else."""
+
+    def __init__(self, upstream_port, cuts=(), stalls=()):
+        import socket
+        import threading
+        self.upstream = upstream_port
+        self.events = sorted([(o, "cut") for o in cuts] + [(o, "stall") for o in stalls])
+        self.fired = []
+        self.total = 0
+        self.conns = 0
+        self.lock = threading.Lock()
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.stopped = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self):
+        self.stopped = True
+        self.sock.close()
+
+    def _accept(self):
+        import socket
+        import threading
+        while not self.stopped:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                u = socket.create_connection(("127.0.0.1", self.upstream))
+            except OSError:
+                c.close()
+                continue
+            with self.lock:
+                self.conns += 1
+            threading.Thread(target=self._pump, args=(c, u), daemon=True).start()
+
+    @staticmethod
+    def _rst(*socks):
+        import socket
+        import struct
+        for s in socks:
+            try:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                s.close()
+            except OSError:
+                pass
+
+    def _budget(self, n):
+        """How many of n bytes may pass now, and the event at that point."""
+        with self.lock:
+            if self.events and self.total + n >= self.events[0][0]:
+                off, kind = self.events.pop(0)
+                k = max(0, off - self.total)
+                self.total += k
+                self.fired.append((kind, off))
+                return k, kind
+            self.total += n
+            return n, None
+
+    def _pump(self, c, u):
+        import select
+        socks = [c, u]
+        peer = {c: u, u: c}
+        try:
+            while True:
+                r, _, _ = select.select(socks, [], [], 60)
+                if not r:
+                    continue
+                for s in r:
+                    data = s.recv(65536)
+                    if not data:
+                        self._rst(c, u)
+                        return
+                    k, kind = self._budget(len(data))
+                    if k:
+                        peer[s].sendall(data[:k])
+                    if kind == "cut":
+                        self._rst(c, u)
+                        return
+                    if kind == "stall":
+                        # keep both open, forward nothing more, until
+                        # the client gives up on it
+                        while True:
+                            rr, _, _ = select.select([c], [], [], 120)
+                            if not rr or not c.recv(65536):
+                                break
+                        self._rst(c, u)
+                        return
+        except OSError:
+            self._rst(c, u)
+
+
+def sha_multiset(snap):
+    """{folder: sorted body SHA-256 list} of an M.snapshot()."""
+    return {f: sorted(m["sha"] for m in v["msgs"].values()) for f, v in snap.items()}
+
+
+def lost_and_duplicated(src, dst):
+    """(lost, duplicated) message counts between two M.snapshot()s,
+    comparing bodies per folder."""
+    import collections
+    lost = dup = 0
+    a, b = sha_multiset(src), sha_multiset(dst)
+    for f in set(a) | set(b):
+        ca, cb = collections.Counter(a.get(f, [])), collections.Counter(b.get(f, []))
+        for h in set(ca) | set(cb):
+            if cb[h] < ca[h]:
+                lost += ca[h] - cb[h]
+            elif cb[h] > ca[h]:
+                dup += cb[h] - ca[h]
+    return lost, dup
