@@ -437,7 +437,13 @@ cmd_copy(int argc, char **argv)
 	     copy_parallel(parallel, &source, &target, &o, &pair, state_path, &st,
 	                   &error) :
 	     copy_account_to(&source, &target, db, &o, &st, &error)) < 0) {
-		fprintf(stderr, "imapferry: stopped: %s\n", error);
+		/* a full disk or quota says so, whatever the call's text */
+		if ((st.error_kind == ERRK_DISK_FULL || st.error_kind == ERRK_QUOTA) &&
+		    strstr(error, err_kind_name(st.error_kind)) == NULL)
+			fprintf(stderr, "imapferry: stopped: %s: %s\n",
+			        err_kind_name(st.error_kind), error);
+		else
+			fprintf(stderr, "imapferry: stopped: %s\n", error);
 		print_summary(&st, common.json, o.dry_run);
 		goto out;
 	}

@@ -456,8 +456,8 @@ maildir_folder_takeover(const char *root, const char *dirname,
 		ret = write_uidlist(dfd, tmpfd, &o, uidvalidity, &err);
 		if (ret < 0)
 			*error_r = err_wrap(err, "%s: %s", where, err);
-		else
-			log_info("%s: empty folder created by the server (UIDVALIDITY "
+		else if (r > 0)
+			log_info("%s: empty folder numbered by the server (UIDVALIDITY "
 			         "%u) given the source's UIDVALIDITY %u", where,
 			         ul.uidvalidity, uidvalidity);
 	}

@@ -1287,6 +1287,7 @@ copy_account_to(const struct source *src, const struct target_spec *dst,
 	};
 	struct retry rt;
 	double start = time_mono_sec();
+	size_t inbox = SIZE_MAX;        /* the INBOX pair, if any */
 	struct fpair *pairs = NULL;
 	size_t n_names = 0;
 	int ret = 0;
@@ -1326,7 +1327,14 @@ copy_account_to(const struct source *src, const struct target_spec *dst,
 	n_names = p.src_info.count;
 	pairs = xcalloc(n_names + 1, sizeof(*pairs));
 	map_folders(&p, pairs, n_names);
-	for (size_t i = 0; i < n_names; i++) {
+	for (size_t i = 0; i < n_names && inbox >= n_names; i++)
+		if (pairs[i].src_len == 5 && str_ieqn(pairs[i].src, "INBOX", 5))
+			inbox = i;
+	for (size_t k = 0; k < n_names; k++) {
+		/* INBOX first: a Maildir root gets its uidlist before any
+		 * folder appears in it (a server would number it itself) */
+		size_t i = inbox >= n_names ? k : k == 0 ? inbox : k <= inbox ? k - 1 : k;
+
 		if (pairs[i].name == NULL || !pairs[i].selectable ||
 		    !copy_folder_selected(o->folders, o->n_folders, pairs[i].src))
 			continue;
