@@ -90,26 +90,49 @@ def uid_problems(server):
 
 def run_rss(cmd, env, timeout=120):
     """Runs cmd (stdout/stderr to temporary files, stdin /dev/null).
-    Returns (exit status, stdout, stderr, peak RSS in KiB from wait4)."""
+    Returns (exit status, stdout, stderr, peak RSS in KiB). The peak comes
+    from /usr/bin/time (its child's ru_maxrss); without it, from polling
+    VmHWM in /proc. (Not wait4() here: a child forked from this Python
+    process keeps the parent's high-water mark across exec.)"""
     import tempfile
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        p = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=out,
-                             stderr=err)
+    timer = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
+            tempfile.NamedTemporaryFile(mode="r") as tf:
+        full = [timer, "-f", "%M", "-o", tf.name, *cmd] if timer else list(cmd)
+        p = subprocess.Popen(full, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+        hwm = 0
         deadline = time.monotonic() + timeout
-        while True:
-            pid, status, ru = os.wait4(p.pid, os.WNOHANG)
-            if pid == p.pid:
-                break
+        while p.poll() is None:
             if time.monotonic() > deadline:
                 p.kill()
-                pid, status, ru = os.wait4(p.pid, 0)
+                p.wait()
                 break
-            time.sleep(0.02)
-        p.returncode = os.waitstatus_to_exitcode(status)
+            if not timer:
+                try:
+                    with open(f"/proc/{p.pid}/status") as f:
+                        for ln in f:
+                            if ln.startswith("VmHWM:"):
+                                hwm = max(hwm, int(ln.split()[1]))
+                except (OSError, ValueError):
+                    pass
+            time.sleep(0.01)
+        rc = p.returncode
+        if timer:
+            vals = [ln.strip() for ln in tf.read().splitlines() if ln.strip().isdigit()]
+            hwm = int(vals[-1]) if vals else 0
+            text = tf.name
+            del text
         out.seek(0)
         err.seek(0)
-        return (p.returncode, out.read().decode(errors="replace"),
-                err.read().decode(errors="replace"), ru.ru_maxrss)
+        e = err.read().decode(errors="replace")
+        if timer:
+            # time(1) reports a signal as "Command terminated by signal N"
+            m = re.search(r"Command terminated by signal (\d+)", e)
+            if m:
+                rc = -int(m.group(1))
+            elif re.search(r"Command exited with non-zero status (\d+)", e):
+                rc = int(re.search(r"Command exited with non-zero status (\d+)", e).group(1))
+        return rc, out.read().decode(errors="replace"), e, hwm
 
 
 def imapferry_probe_folders(server, user, pw):
