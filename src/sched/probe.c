@@ -8,6 +8,7 @@
 #include "mqueue.h"
 #include "target.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <libgen.h>
 #include <math.h>
@@ -464,6 +465,35 @@ remove_stale_probes(struct imap_client *c, const struct imap_account_info *info,
 			log_info("plan: deleted the probe folder %s a killed run left "
 			         "on %s", name, user);
 	}
+}
+
+/* Removes the scratch folders ".imapferry-probe-<pid>" that a killed
+ * Maildir probe of this host left in parent (pid gone). */
+static void
+remove_stale_md_probes(const char *parent)
+{
+	DIR *d = opendir(parent);
+	struct dirent *de;
+
+	if (d == NULL)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		const char *p = de->d_name, *err;
+		char *end;
+		long pid;
+
+		if (strncmp(p, "." PROBE_TAG, strlen("." PROBE_TAG)) != 0)
+			continue;
+		p += strlen("." PROBE_TAG);
+		pid = strtol(p, &end, 10);
+		if (end == p || *end != '\0' || pid <= 0 || pid > INT32_MAX ||
+		    (pid_t)pid == getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+			continue;
+		if (maildir_folder_remove(parent, de->d_name, &err) < 0)
+			log_warn("plan: could not remove %s/%s a killed run left: %s",
+			         parent, de->d_name, err);
+	}
+	closedir(d);
 }
 
 /* A synthetic message of about size bytes. Returns a new buffer. */
@@ -956,6 +986,7 @@ probe_maildir(const struct sched_account *a, const struct sched_probe_options *o
 		}
 		parent = p;
 	}
+	remove_stale_md_probes(parent);
 	/* the engine's own Maildir driver, on a scratch folder */
 	spec.root = parent;
 	t = target_new(&spec, &sink, &stats);
