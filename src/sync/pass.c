@@ -1046,9 +1046,9 @@ reconnect(struct pass *p, unsigned attempt, double left)
 		wait = (unsigned)left;
 	if (wait == 0)
 		wait = 1;
-	log_warn("%s; retry %u in %u s (%.0f s left of the retry budget)",
-	         p->error != NULL ? p->error : "session lost", attempt + 1, wait,
-	         left > 0 ? left : 0);
+	log_warn("%s; reconnecting in %u s (retry %u, %.0f s left of the retry "
+	         "budget)", p->error != NULL ? p->error : "session lost", wait,
+	         attempt + 1, left > 0 ? left : 0);
 	disconnect(p);
 	sleep(wait);
 	clear_failure(p);
@@ -1314,8 +1314,8 @@ copy_account_to(const struct source *src, const struct target_spec *dst,
 			ret = -1;
 			goto out;
 		}
-		log_warn("%s; retry %u in %u s", p.error, rt.attempt + 1,
-		         backoff_s(rt.attempt));
+		log_warn("%s; retrying in %u s (retry %u)", p.error,
+		         backoff_s(rt.attempt), rt.attempt + 1);
 		disconnect(&p);
 		sleep(backoff_s(rt.attempt));
 		rt.attempt++;
