@@ -39,6 +39,10 @@ struct md_target {
 	uint32_t uidvalidity;     /* the source's */
 	uint32_t lo, hi;
 	bool ranged, inbox;
+	/* a delivery failed for want of space: deliver nothing more in this
+	 * folder, or a later, smaller file would be committed above the
+	 * failed UID, which could then never get its UID */
+	bool full;
 };
 
 static struct md_target *
@@ -357,6 +361,7 @@ md_open_folder(struct target *t, const struct target_open *o,
 	close_folder_handles(mt);
 	memset(info, 0, sizeof(*info));
 	mt->dirname = xstrdup(o->name);
+	mt->full = false;
 	mt->inbox = o->name[0] == '\0';
 	mt->ranged = o->uid_lo != 0 || o->uid_hi != 0;
 	mt->lo = mt->ranged && o->uid_lo > 1 ? o->uid_lo : 1;
@@ -596,6 +601,10 @@ md_deliver(struct target *t, struct cmsg *list)
 		int ret;
 
 		list = m->next;
+		if (mt->full) {
+			cmsg_free(&m);  /* the run stops: copied again next time */
+			continue;
+		}
 		if (m->fd >= 0)
 			ret = maildir_deliver_fd(into, m->uid, m->flags, m->internaldate,
 			                         m->fd, m->size, uidl, &dropped, &error);
@@ -606,9 +615,10 @@ md_deliver(struct target *t, struct cmsg *list)
 		if (ret < 0) {
 			enum err_kind k = err_kind_of(error);
 
-			if (k == ERRK_DISK_FULL || k == ERRK_QUOTA)
+			if (k == ERRK_DISK_FULL || k == ERRK_QUOTA) {
+				mt->full = true;
 				sink->failed(sink->ctx, k, error);
-			else
+			} else
 				sink->refused(sink->ctx, m->uid, ERRK_MESSAGE, error);
 		} else {
 			if (dropped != NULL)
