@@ -15,7 +15,7 @@ apt-get install -y --no-install-recommends \
 	build-essential cmake ninja-build pkg-config clang llvm libclang-rt-14-dev \
 	libssl-dev libsqlite3-dev libpq-dev zlib1g-dev libcmocka-dev \
 	dovecot-core dovecot-imapd dovecot-pop3d isync openssl python3 \
-	ca-certificates procps sqlite3 postgresql iproute2
+	ca-certificates procps sqlite3 postgresql iproute2 time
 # The manual page test (man -l) and the package stage (scripts/package.sh:
 # dpkg-buildpackage with debhelper, then man -w on the installed pages).
 apt-get install -y --no-install-recommends \

@@ -86,12 +86,18 @@ if stage "build (default)" build default; then
 	stage "ctest (default)" ctest --test-dir build --output-on-failure -j "$JOBS" "$@"
 fi
 
+# The fault suite's long tests (kill -9, cuts, disk full: minutes of
+# reconnects and reruns, no new code paths for a sanitizer) run once, in
+# the default stage; the hostile-server test runs under ASan too.
+SAN_EXCLUDE="${SAN_EXCLUDE-^faults/test_fault_(kill|net|disk)\$}"
+
 if [ "$SANITIZE" = 1 ]; then
 	if stage "build (sanitize)" build sanitize; then
 		stage "ctest (sanitize)" env \
 			ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1}" \
 			UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}" \
-			ctest --test-dir build-san --output-on-failure -j "$JOBS" "$@"
+			ctest --test-dir build-san --output-on-failure -j "$JOBS" \
+			${SAN_EXCLUDE:+-E "$SAN_EXCLUDE"} "$@"
 	fi
 else
 	echo "=== sanitizer build skipped (SANITIZE=$SANITIZE)"

@@ -299,6 +299,7 @@ static const struct cli_use copy_opts[] = {
 	{ CLI_OPT_DRY_RUN, NULL },
 	{ CLI_OPT_NO_SUBS, NULL },
 	{ CLI_OPT_PARALLEL, NULL },
+	{ CLI_OPT_RETRY_BUDGET, NULL },
 	{ CLI_OPT_FOLDERS, NULL },
 	{ CLI_OPT_FETCH_BATCH, NULL },
 	{ CLI_OPT_APPEND_DEPTH, NULL },
@@ -375,6 +376,7 @@ copy_option(void *ctx, int id, const char *arg, uint64_t num)
 		break;
 	case CLI_OPT_NO_FSYNC: c->md->fsync = false; break;
 	case CLI_OPT_PARALLEL: *c->parallel = (unsigned)num; break;
+	case CLI_OPT_RETRY_BUDGET: c->o->retry_budget_s = (unsigned)num; break;
 	case CLI_OPT_FOLDERS:
 		/* source folder names as LISTed, e.g. the INBOXes for the
 		 * final pass of a cutover */
@@ -535,7 +537,13 @@ cmd_copy(int argc, char **argv)
 	     copy_parallel(parallel, &source, &target, &o, &pair, state_path, &st,
 	                   &error) :
 	     copy_account_to(&source, &target, db, &o, &st, &error)) < 0) {
-		fprintf(stderr, "imapferry: stopped: %s\n", error);
+		/* a full disk or quota says so, whatever the call's text */
+		if ((st.error_kind == ERRK_DISK_FULL || st.error_kind == ERRK_QUOTA) &&
+		    strstr(error, err_kind_name(st.error_kind)) == NULL)
+			fprintf(stderr, "imapferry: stopped: %s: %s\n",
+			        err_kind_name(st.error_kind), error);
+		else
+			fprintf(stderr, "imapferry: stopped: %s\n", error);
 		print_summary(&st, common.json, o.dry_run);
 		goto out;
 	}

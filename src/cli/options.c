@@ -22,7 +22,8 @@ static const struct cli_opt_def opt_table[] = {
 	{ CLI_OPT_CA_FILE, "ca-file", 0, CLI_ARG_STRING, "FILE", 0,
 	  "trust these CA certificates too" },
 	{ CLI_OPT_TIMEOUT, "timeout", 0, CLI_ARG_COUNT, "SECONDS", 86400,
-	  "network timeout (default 120)" },
+	  "a stall: no byte for this long while a reply\n"
+	  "is due (default 60)" },
 	{ CLI_OPT_VERBOSE, "verbose", 'v', CLI_ARG_NONE, NULL, 0,
 	  "more logging" },
 	{ CLI_OPT_DEBUG, "debug", 0, CLI_ARG_NONE, NULL, 0,
@@ -94,6 +95,9 @@ static const struct cli_opt_def opt_table[] = {
 	  "bodies from a copied Cyrus spool, metadata\n"
 	  "over IMAP (IMAP when a file is missing or\n"
 	  "its size differs)" },
+	{ CLI_OPT_RETRY_BUDGET, "retry-budget", 0, CLI_ARG_COUNT, "SECONDS", 86400,
+	  "keep reconnecting to copy a folder until it\n"
+	  "made no progress for this long (600)" },
 	{ CLI_OPT_PARALLEL, "parallel", 0, CLI_ARG_COUNT, "N", 16,
 	  "session pairs, folders dealt out largest\n"
 	  "first (default 2; 1 to 16)" },

@@ -166,6 +166,35 @@ int maildir_folder_open(const char *root, const char *dirname,
                         const struct maildir_options *o, bool create,
                         struct maildir_folder **f_r, const char **error_r);
 
+/* Creates the folder root/dirname (dirname "" is INBOX, the root) if it
+ * does not exist, complete before a server can see it: cur/ new/ tmp/,
+ * "maildirfolder" (not for INBOX) and a uidlist "V<uidvalidity> N1" are
+ * built under a name servers ignore (root/tmp/.imapferry-new-<pid>-XXXXXX,
+ * or root/imapferry-new-<pid>-XXXXXX in a root without tmp/; for the root,
+ * ".<root name>.imapferry-new-<pid>-XXXXXX" beside it) and
+ * renamed into place (RENAME_NOREPLACE). Staging directories a killed run
+ * left (dead pid) are removed first. An existing folder is left as it is
+ * (*created_r false); so is a race lost to another creator. A non-INBOX
+ * folder whose root is missing gets a bare root directory (INBOX's
+ * UIDVALIDITY is not known here): create INBOX first. (maildir-create.c)
+ * Returns 0, or -1 with *error_r. */
+int maildir_folder_create(const char *root, const char *dirname,
+                          const struct maildir_options *o, uint32_t uidvalidity,
+                          bool *created_r, const char **error_r);
+
+/* Removes the staging directories of maildir_folder_create() that killed
+ * runs (dead pid) left in and beside root. Errors are ignored. */
+void maildir_create_cleanup(const char *root);
+
+/* Gives an empty folder the server numbered itself (a uidlist of another
+ * UIDVALIDITY, or none, no uidlist line and no file in cur/ or new/) the
+ * uidlist "V<uidvalidity> N1", under the uidlist lock. Nothing was ever
+ * numbered there that a client could have cached, so no UID is lost.
+ * Returns 0, or -1 with *error_r (not empty, lock timeout, I/O). */
+int maildir_folder_takeover(const char *root, const char *dirname,
+                            const struct maildir_options *o, uint32_t uidvalidity,
+                            const char **error_r);
+
 /* Closes the folder and sets *f to NULL. Uncommitted changes are dropped:
  * pending deliveries are unlinked from tmp/ (they were never published),
  * flag renames, unlinks and adoptions' moves stay done. Releases the lock

@@ -1,6 +1,7 @@
 /* net.c: TCP connect, the connection object, output buffering and the
  * plain/TLS transport dispatch. TLS is in tls.c, DEFLATE in compress.c. */
 #include "net-private.h"
+#include "log.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -15,7 +16,9 @@
 #include <unistd.h>
 
 #define DEFAULT_CONNECT_TIMEOUT_MS 30000
-#define DEFAULT_IO_TIMEOUT_MS 120000
+#define DEFAULT_IO_TIMEOUT_MS 60000
+/* Silence after which a wait is logged (once): a stall shows at once. */
+#define QUIET_LOG_MS 10000
 
 /* Formats a timeout in ms as seconds for messages: "30" or "0.3". */
 static const char *
@@ -96,13 +99,19 @@ net_io_wait(struct net_conn *conn, short events, bool writing,
             const char **error_r)
 {
 	struct pollfd pfd = { .fd = conn->fd, .events = events };
-	int timeout = conn->opts.io_timeout_ms;
-	uint64_t deadline = time_mono_ms() + (uint64_t)timeout;
-	char secs[32];
+	uint64_t start = time_mono_ms();
+	uint64_t deadline = start + (uint64_t)conn->opts.io_timeout_ms;
+	bool logged = conn->opts.io_timeout_ms <= QUIET_LOG_MS;
+	char secs[32], secs2[32];
 
+	/* The timeout counts from the last byte: every read or write that
+	 * made progress waits afresh, so a large literal that keeps arriving
+	 * never times out; silence while a reply is due does (a stall). */
 	for (;;) {
-		int n = poll(&pfd, 1, timeout);
-		uint64_t now;
+		uint64_t now = time_mono_ms();
+		uint64_t until = !logged && start + QUIET_LOG_MS < deadline ?
+		                 start + QUIET_LOG_MS : deadline;
+		int n = now >= until ? 0 : poll(&pfd, 1, (int)(until - now));
 
 		/* POLLERR/POLLHUP count as ready: the next recv/send reports. */
 		if (n > 0)
@@ -113,7 +122,7 @@ net_io_wait(struct net_conn *conn, short events, bool writing,
 			return -1;
 		}
 		now = time_mono_ms();
-		if (n == 0 || now >= deadline) {
+		if (now >= deadline) {
 			*error_r = err_set("timeout after %s s %s %s",
 			                   fmt_secs(secs, sizeof(secs),
 			                            conn->opts.io_timeout_ms),
@@ -121,7 +130,14 @@ net_io_wait(struct net_conn *conn, short events, bool writing,
 			                   conn->host);
 			return -1;
 		}
-		timeout = (int)(deadline - now);
+		if (!logged && now >= start + QUIET_LOG_MS) {
+			log_info("%s: no progress %s it for %s s; waiting up to %s s",
+			         conn->host, writing ? "writing to" : "reading from",
+			         fmt_secs(secs, sizeof(secs), QUIET_LOG_MS),
+			         fmt_secs(secs2, sizeof(secs2),
+			                  conn->opts.io_timeout_ms));
+			logged = true;
+		}
 	}
 }
 
@@ -245,6 +261,17 @@ conn_new(int fd, const char *host, const struct net_options *opts)
 	(void)fcntl(fd, F_SETFD, FD_CLOEXEC);
 	/* Fails harmlessly on non-TCP sockets (socketpair in tests). */
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	/* An idle connection (the source while the target commits, or the
+	 * reverse) is kept open through NAT and firewalls, and a dead peer
+	 * found, by TCP keepalive: probes after 60 s idle, every 15 s. */
+	(void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	{
+		int idle = 60, intvl = 15, cnt = 4;
+
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+	}
 	return conn;
 }
 

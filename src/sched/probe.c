@@ -8,10 +8,12 @@
 #include "mqueue.h"
 #include "target.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <libgen.h>
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
@@ -369,6 +371,131 @@ mailbox_command(struct imap_client *c, const char *verb, const char *name,
 	return 0;
 }
 
+/* ------------------------------------------- probe folders */
+
+/* Probe folders in a user's target mailbox are named
+ * "<prefix>imapferry-probe-h<host id>-<pid>[-<n>]": the name itself is the
+ * record of who made it (the 8 hex digits hash this host's name: no '.'
+ * or other separator of any server), so the next probe on the same host
+ * removes what a killed run left (its pid gone) before making its own,
+ * with no state database (plan runs without one). */
+#define PROBE_TAG "imapferry-probe-"
+
+static uint32_t
+probe_host_id(void)
+{
+	char host[256];
+	uint32_t h = 2166136261u;
+
+	if (gethostname(host, sizeof(host)) < 0)
+		str_copy(host, "localhost", sizeof(host));
+	host[sizeof(host) - 1] = '\0';
+	for (const char *p = host; *p != '\0'; p++)
+		h = (h ^ (unsigned char)*p) * 16777619u;
+	return h;
+}
+
+/* A new string: the probe folder name; index < 0: none. */
+static char *
+probe_folder_name(const char *prefix, int index)
+{
+	if (index < 0)
+		return xasprintf("%s" PROBE_TAG "h%08x-%ld", prefix,
+		                 (unsigned)probe_host_id(), (long)getpid());
+	return xasprintf("%s" PROBE_TAG "h%08x-%ld-%d", prefix,
+	                 (unsigned)probe_host_id(), (long)getpid(), index);
+}
+
+/* true if name (without the prefix) is a probe folder a dead process of
+ * this host made: "h<our id>-<pid>[-<n>]", or the older "<pid>[-<n>]"
+ * of versions that did not name the host. */
+static bool
+probe_folder_stale(const char *name, uint32_t host_id)
+{
+	const char *p = name;
+	char *end;
+	long pid;
+
+	if (strncmp(p, PROBE_TAG, strlen(PROBE_TAG)) != 0)
+		return false;
+	p += strlen(PROBE_TAG);
+	if (*p == 'h') {
+		unsigned long id = strtoul(p + 1, &end, 16);
+
+		if (end != p + 9 || *end != '-' || id != host_id)
+			return false;
+		p = end + 1;
+	}
+	if (*p < '0' || *p > '9')
+		return false;
+	pid = strtol(p, &end, 10);
+	if (*end == '-') {
+		const char *q = end + 1;
+
+		if (*q < '0' || *q > '9')
+			return false;
+		(void)strtol(q, &end, 10);
+	}
+	if (*end != '\0' || pid <= 0 || pid > INT32_MAX || (pid_t)pid == getpid())
+		return false;
+	return kill((pid_t)pid, 0) < 0 && errno == ESRCH;
+}
+
+/* Deletes the probe folders a killed plan or run of this host left in
+ * the account (listed in info). Failures are logged, not fatal. */
+static void
+remove_stale_probes(struct imap_client *c, const struct imap_account_info *info,
+                    const char *prefix, const char *user)
+{
+	uint32_t id = probe_host_id();
+	size_t plen = strlen(prefix);
+
+	for (size_t i = 0; i < info->count; i++) {
+		const char *name = info->boxes[i].name;
+		const char *err;
+
+		if (info->boxes[i].name_len != strlen(name) ||
+		    strncmp(name, prefix, plen) != 0 ||
+		    !probe_folder_stale(name + plen, id))
+			continue;
+		if (mailbox_command(c, "DELETE", name, &err) < 0)
+			log_warn("plan: could not delete the probe folder %s a killed "
+			         "run left on %s: %s", name, user, err);
+		else
+			log_info("plan: deleted the probe folder %s a killed run left "
+			         "on %s", name, user);
+	}
+}
+
+/* Removes the scratch folders ".imapferry-probe-<pid>" that a killed
+ * Maildir probe of this host left in parent (pid gone). */
+static void
+remove_stale_md_probes(const char *parent)
+{
+	DIR *d = opendir(parent);
+	struct dirent *de;
+
+	if (d == NULL)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		const char *p = de->d_name, *err;
+		char *end;
+		long pid;
+
+		if (strncmp(p, "." PROBE_TAG, strlen("." PROBE_TAG)) != 0)
+			continue;
+		p += strlen("." PROBE_TAG);
+		pid = strtol(p, &end, 10);
+		if (end == p || *end != '\0' || pid <= 0 || pid > INT32_MAX ||
+		    (pid_t)pid == getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+			continue;
+		if (maildir_folder_remove(parent, de->d_name, &err) < 0)
+			log_warn("plan: could not remove %s/%s a killed run left: %s",
+			         parent, de->d_name, err);
+	}
+	closedir(d);
+}
+
 /* A synthetic message of about size bytes. Returns a new buffer. */
 static char *
 synthetic_message(size_t size, unsigned n, size_t *len_r)
@@ -484,9 +611,8 @@ par_append_thread(void *arg)
 	     imap_account_inventory(c, 0, &info, &error) == 0;
 	if (ok) {
 		per_cmd = imap_client_has_cap(c, "MULTIAPPEND") ? 32 : 1;
-		folder = xasprintf("%simapferry-probe-%ld-%u",
-		                   info.ns_count[0] > 0 ? info.ns[0][0].prefix : "",
-		                   (long)getpid(), p->index);
+		folder = probe_folder_name(info.ns_count[0] > 0 ?
+		                           info.ns[0][0].prefix : "", (int)p->index);
 		imap_account_info_free(&info);
 		ok = created = mailbox_command(c, "CREATE", folder, &error) == 0;
 	}
@@ -690,7 +816,11 @@ probe_target(const struct sched_account *a, const struct sched_probe_options *o,
 		goto out;
 	if (info.ns_count[0] > 0)
 		prefix = info.ns[0][0].prefix;
-	folder = xasprintf("%simapferry-probe-%ld", prefix, (long)getpid());
+	remove_stale_probes(c, &info, prefix, a->dst_user);
+	folder = probe_folder_name(prefix, -1);
+	log_info("plan: target probe in %s's mailbox: folder %s (deleted after "
+	         "the probe; one a killed run leaves is deleted by the next)",
+	         a->dst_user, folder);
 	imap_account_info_free(&info);
 	t_create = time_mono_sec();
 	if (mailbox_command(c, "CREATE", folder, error_r) < 0)
@@ -856,6 +986,7 @@ probe_maildir(const struct sched_account *a, const struct sched_probe_options *o
 		}
 		parent = p;
 	}
+	remove_stale_md_probes(parent);
 	/* the engine's own Maildir driver, on a scratch folder */
 	spec.root = parent;
 	t = target_new(&spec, &sink, &stats);

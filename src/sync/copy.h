@@ -37,7 +37,11 @@ struct copy_options {
 	bool no_subscriptions;
 	struct fetch_reader_options fetch; /* source side */
 	uint64_t queue_bytes;         /* reader->writer queue cap; 0: 32 MiB */
-	unsigned max_retries;         /* session retries per folder; 0: 5 */
+	unsigned max_retries;         /* session retries per folder; 0: no
+	                               * count, only the time budget */
+	unsigned retry_budget_s;      /* keep retrying a folder's session
+	                               * failures while the last progress is
+	                               * at most this old; 0: 600 */
 	bool quiet;                   /* no per-folder progress lines */
 	struct copy_progress *progress; /* NULL or live counters */
 	/* Only these source folders (wire names); NULL: all. */

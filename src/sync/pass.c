@@ -1027,18 +1027,62 @@ connect_both(struct pass *p)
 	return SCOPE_OK;
 }
 
-/* Reconnects after a session failure, waiting 1, 2, 4, ... 32 seconds. */
-static enum scope
-reconnect(struct pass *p, unsigned attempt)
+/* The wait before retry number attempt (0-based): 1, 2, 4, 8, 16, then
+ * 30 s. */
+static unsigned
+backoff_s(unsigned attempt)
 {
-	unsigned wait = 1u << (attempt < 5 ? attempt : 5);
+	return attempt < 5 ? 1u << attempt : 30;
+}
 
-	log_warn("%s; reconnecting in %u s", p->error != NULL ? p->error :
-	         "session lost", wait);
+/* Reconnects after a session failure, waiting backoff_s(attempt) (cut to
+ * what is left of the budget, at least 1 s). Logs the retry once. */
+static enum scope
+reconnect(struct pass *p, unsigned attempt, double left)
+{
+	unsigned wait = backoff_s(attempt);
+
+	if (left >= 1 && wait > (unsigned)left)
+		wait = (unsigned)left;
+	if (wait == 0)
+		wait = 1;
+	log_warn("%s; reconnecting in %u s (retry %u, %.0f s left of the retry "
+	         "budget)", p->error != NULL ? p->error : "session lost", wait,
+	         attempt + 1, left > 0 ? left : 0);
 	disconnect(p);
 	sleep(wait);
 	clear_failure(p);
 	return connect_both(p);
+}
+
+/* Session retries of one folder: a time budget rather than a count, so a
+ * copy through many short cuts keeps going. The budget is time without
+ * progress: an attempt that copied something starts it again, and the
+ * backoff again from 1 s. */
+struct retry {
+	double start, budget;
+	unsigned attempt, max;        /* max 0: no count limit */
+};
+
+static void
+retry_init(struct retry *r, const struct copy_options *o)
+{
+	r->start = time_mono_sec();
+	r->budget = o->retry_budget_s != 0 ? o->retry_budget_s : 600;
+	r->attempt = 0;
+	r->max = o->max_retries;
+}
+
+static double
+retry_left(const struct retry *r)
+{
+	return r->budget - (time_mono_sec() - r->start);
+}
+
+static bool
+retry_exhausted(const struct retry *r)
+{
+	return retry_left(r) <= 0 || (r->max != 0 && r->attempt >= r->max);
 }
 
 struct fpair {
@@ -1137,12 +1181,15 @@ map_folders(struct pass *p, struct fpair *pairs, size_t n)
 	}
 }
 
-/* Copies one folder, retrying session failures within max_retries.
- * Returns false when the run must stop. */
+/* Copies one folder, retrying session failures within the retry budget
+ * (copy_options.retry_budget_s). Returns false when the run must stop. */
 static bool
-folder_with_retries(struct pass *p, const struct fpair *pair, unsigned max_retries)
+folder_with_retries(struct pass *p, const struct fpair *pair)
 {
-	for (unsigned attempt = 0;; attempt++) {
+	struct retry rt;
+
+	retry_init(&rt, p->o);
+	for (;; rt.attempt++) {
 		const struct imap_mailbox_info *b = NULL;
 		struct imap_mailbox_info box;
 		uint64_t done_before;
@@ -1152,7 +1199,7 @@ folder_with_retries(struct pass *p, const struct fpair *pair, unsigned max_retri
 			/* The last reconnect failed: no sessions and no
 			 * folder list (not "vanished"). Try again; give up
 			 * on the run when that keeps failing. */
-			if (attempt >= max_retries) {
+			if (retry_exhausted(&rt)) {
 				char *why = p->error;
 				enum err_kind k = p->worst_kind;
 
@@ -1165,7 +1212,7 @@ folder_with_retries(struct pass *p, const struct fpair *pair, unsigned max_retri
 				free(why);
 				return false;
 			}
-			if (reconnect(p, attempt) == SCOPE_RUN)
+			if (reconnect(p, rt.attempt, retry_left(&rt)) == SCOPE_RUN)
 				return false;
 			continue;
 		}
@@ -1191,7 +1238,13 @@ folder_with_retries(struct pass *p, const struct fpair *pair, unsigned max_retri
 		}
 		if (sc == SCOPE_RUN)
 			return false;
-		if (sc <= SCOPE_FOLDER || attempt >= max_retries) {
+		if (sc > SCOPE_FOLDER && p->stats->copied + p->stats->skipped >
+		    done_before) {
+			/* progress: back to a short wait, a fresh budget */
+			rt.attempt = 0;
+			rt.start = time_mono_sec();
+		}
+		if (sc <= SCOPE_FOLDER || retry_exhausted(&rt)) {
 			const char *err2;
 
 			log_error("%s", p->error);
@@ -1210,11 +1263,12 @@ folder_with_retries(struct pass *p, const struct fpair *pair, unsigned max_retri
 				return false;
 			}
 			clear_failure(p);
-			if (sc > SCOPE_FOLDER && reconnect(p, attempt) == SCOPE_RUN)
+			if (sc > SCOPE_FOLDER &&
+			    reconnect(p, rt.attempt, 0) == SCOPE_RUN)
 				return false;
 			return true;
 		}
-		if (reconnect(p, attempt) == SCOPE_RUN)
+		if (reconnect(p, rt.attempt, retry_left(&rt)) == SCOPE_RUN)
 			return false;
 	}
 }
@@ -1231,11 +1285,11 @@ copy_account_to(const struct source *src, const struct target_spec *dst,
 		.ctx = &p, .delivered = sink_delivered, .refused = sink_refused,
 		.retry = sink_retry, .failed = sink_failed, .dropped = sink_dropped,
 	};
-	unsigned max_retries = o->max_retries != 0 ? o->max_retries : 5;
+	struct retry rt;
 	double start = time_mono_sec();
+	size_t inbox = SIZE_MAX;        /* the INBOX pair, if any */
 	struct fpair *pairs = NULL;
 	size_t n_names = 0;
-	unsigned attempt = 0;
 	int ret = 0;
 
 	memset(stats, 0, sizeof(*stats));
@@ -1251,17 +1305,20 @@ copy_account_to(const struct source *src, const struct target_spec *dst,
 		target_free(&p.t);
 		return -1;
 	}
+	retry_init(&rt, o);
 	while (connect_both(&p) != SCOPE_OK) {
-		if (p.worst == SCOPE_RUN || attempt >= max_retries) {
+		/* a first connection: a few tries, not the folder budget */
+		if (p.worst == SCOPE_RUN || rt.attempt >= 5 || retry_exhausted(&rt)) {
 			*error_r = err_setk(p.worst_kind, "%s", p.error);
 			stats->error_kind = p.worst_kind;
 			ret = -1;
 			goto out;
 		}
-		log_warn("%s; retrying in %u s", p.error, 1u << attempt);
+		log_warn("%s; retrying in %u s (retry %u)", p.error,
+		         backoff_s(rt.attempt), rt.attempt + 1);
 		disconnect(&p);
-		sleep(1u << attempt);
-		attempt++;
+		sleep(backoff_s(rt.attempt));
+		rt.attempt++;
 		clear_failure(&p);
 	}
 	p.t->ops->setup_foldermap(p.t, o->fm);
@@ -1270,11 +1327,18 @@ copy_account_to(const struct source *src, const struct target_spec *dst,
 	n_names = p.src_info.count;
 	pairs = xcalloc(n_names + 1, sizeof(*pairs));
 	map_folders(&p, pairs, n_names);
-	for (size_t i = 0; i < n_names; i++) {
+	for (size_t i = 0; i < n_names && inbox >= n_names; i++)
+		if (pairs[i].src_len == 5 && str_ieqn(pairs[i].src, "INBOX", 5))
+			inbox = i;
+	for (size_t k = 0; k < n_names; k++) {
+		/* INBOX first: a Maildir root gets its uidlist before any
+		 * folder appears in it (a server would number it itself) */
+		size_t i = inbox >= n_names ? k : k == 0 ? inbox : k <= inbox ? k - 1 : k;
+
 		if (pairs[i].name == NULL || !pairs[i].selectable ||
 		    !copy_folder_selected(o->folders, o->n_folders, pairs[i].src))
 			continue;
-		if (!folder_with_retries(&p, &pairs[i], max_retries)) {
+		if (!folder_with_retries(&p, &pairs[i])) {
 			*error_r = err_setk(p.worst_kind, "%s", p.error);
 			stats->error_kind = p.worst_kind;
 			ret = -1;

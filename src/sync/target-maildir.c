@@ -55,6 +55,10 @@ struct md_target {
 	uint32_t uidvalidity;     /* the source's */
 	uint32_t lo, hi;
 	bool ranged, inbox;
+	/* a delivery failed for want of space: deliver nothing more in this
+	 * folder, or a later, smaller file would be committed above the
+	 * failed UID, which could then never get its UID */
+	bool full;
 };
 
 static struct md_target *
@@ -277,6 +281,8 @@ md_connect(struct target *t, const char **error_r)
 		                    t->spec->root);
 		return -1;
 	}
+	/* what maildir_folder_create() of a killed run left half built */
+	maildir_create_cleanup(t->spec->root);
 	return 0;
 }
 
@@ -365,11 +371,13 @@ md_open_folder(struct target *t, const struct target_open *o,
 {
 	struct md_target *mt = MT(t);
 	const struct target_spec *s = t->spec;
+	bool created = false;
 	uint32_t v;
 
 	close_folder_handles(mt);
 	memset(info, 0, sizeof(*info));
 	mt->dirname = xstrdup(o->name);
+	mt->full = false;
 	mt->inbox = o->name[0] == '\0';
 	mt->ranged = o->uid_lo != 0 || o->uid_hi != 0;
 	mt->lo = mt->ranged && o->uid_lo > 1 ? o->uid_lo : 1;
@@ -377,6 +385,14 @@ md_open_folder(struct target *t, const struct target_open *o,
 	mt->uidvalidity = o->src_uidvalidity;
 	if (o->src_uidvalidity == 0) {
 		*error_r = err_setk(ERRK_FOLDER, "the source reports no UIDVALIDITY");
+		return -1;
+	}
+	/* a new folder appears complete, with its uidlist: a server that
+	 * lists it meanwhile (or after a kill) cannot number it itself */
+	if (!o->dry_run &&
+	    maildir_folder_create(s->root, o->name, &s->md, o->src_uidvalidity,
+	                          &created, error_r) < 0) {
+		*error_r = md_error(*error_r, ERRK_FOLDER);
 		return -1;
 	}
 	if (maildir_folder_open(s->root, o->name, &s->md, !o->dry_run, &mt->f,
@@ -389,6 +405,24 @@ md_open_folder(struct target *t, const struct target_open *o,
 		return -1;
 	}
 	v = maildir_folder_uidvalidity(mt->f);
+	if (!o->dry_run && v != o->src_uidvalidity &&
+	    maildir_folder_count(mt->f) == 0 &&
+	    maildir_folder_unlisted_count(mt->f) == 0) {
+		/* empty, numbered by the server (a login before the copy, or
+		 * after a killed one): nothing was ever listed there, take it
+		 * over with the source's UIDVALIDITY */
+		maildir_folder_close(&mt->f);
+		if (maildir_folder_takeover(s->root, o->name, &s->md,
+		                            o->src_uidvalidity, error_r) < 0 ||
+		    maildir_folder_open(s->root, o->name, &s->md, true, &mt->f,
+		                        error_r) < 0) {
+			*error_r = md_error(*error_r, ERRK_FOLDER);
+			return -1;
+		}
+		v = maildir_folder_uidvalidity(mt->f);
+	}
+	if (created)
+		info->created = true;
 	if (v == 0) {
 		/* UIDNEXT is set after the last delivery: a committed N is a
 		 * floor for the UIDs that may follow */
@@ -807,6 +841,10 @@ md_deliver(struct target *t, struct cmsg *list)
 		int ret;
 
 		list = m->next;
+		if (mt->full) {
+			cmsg_free(&m);  /* the run stops: copied again next time */
+			continue;
+		}
 		if (m->fd >= 0)
 			ret = maildir_deliver_fd(into, m->uid, m->flags, m->internaldate,
 			                         m->fd, m->size, uidl, &dropped, &error);
@@ -817,9 +855,10 @@ md_deliver(struct target *t, struct cmsg *list)
 		if (ret < 0) {
 			enum err_kind k = err_kind_of(error);
 
-			if (k == ERRK_DISK_FULL || k == ERRK_QUOTA)
+			if (k == ERRK_DISK_FULL || k == ERRK_QUOTA) {
+				mt->full = true;
 				sink->failed(sink->ctx, k, error);
-			else
+			} else
 				sink->refused(sink->ctx, m->uid, ERRK_MESSAGE, error);
 		} else {
 			if (dropped != NULL)

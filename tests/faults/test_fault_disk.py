@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+"""Fault suite: disk full.
+
+Each test mounts a small tmpfs (`mount -t tmpfs -o size=...`), fills it
+during a copy, and checks a clean stop: exit status 3 and an error that
+says "disk full"; then gives space back (remount bigger, or remove a filler
+file) and checks that the next run completes with nothing lost, nothing
+twice, and (Maildir) every UID kept.
+
+  maildir_target  the target Maildir, served by a Dovecot, on a 20 MB tmpfs
+  state_db        the state database on a tmpfs with a few KB left, IMAP
+                  target
+"""
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import faultlib as F  # noqa: E402
+from faultlib import H, M  # noqa: E402
+
+S = CORPUS = USER = TMP = None
+PW = "pw-disk-Q3"
+
+
+@contextlib.contextmanager
+def tmpfs(path, size):
+    os.makedirs(path, exist_ok=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", path],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        H.skip(f"cannot mount a tmpfs: {r.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", path], capture_output=True)
+
+
+@contextlib.contextmanager
+def setup():
+    global S, CORPUS, USER, TMP
+    H.require_root()
+    CORPUS = H.gen_corpus(users=1, messages=500, seed=3)
+    USER = CORPUS.users()[0]
+    TMP = tempfile.mkdtemp(prefix="ife-fd-")
+    with H.Dovecot("fd-src", users={USER: PW}, ssl=False) as S:
+        S.load_maildir(USER, CORPUS.user_dir(USER))
+        try:
+            yield
+        finally:
+            shutil.rmtree(TMP, ignore_errors=True)
+
+
+def src_url():
+    return S.url(USER, query="?tls=none")
+
+
+def du(path):
+    total = 0
+    for dp, _dn, fn in os.walk(path):
+        for f in fn:
+            try:
+                total += os.lstat(os.path.join(dp, f)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def test_maildir_target():
+    with H.Dovecot("fd-dst", users={USER: PW}, ssl=False) as d:
+        home = os.path.join(d.data_dir, USER)
+        with tmpfs(home, "20m"):
+            os.chown(home, H.MAIL_UID, H.MAIL_GID)
+            state = os.path.join(TMP, "md.db")
+            args = ["copy", "--state", state, "--owner", "mail:mail", src_url(),
+                    f"maildir:{d.maildir(USER)}"]
+            env = F.ferry_env(src_pw=PW)
+            p = F.run(args, env)
+            assert p.returncode == 3, f"expected a stop (3)\n{H.describe(p)}"
+            assert "disk full" in p.stderr.lower(), p.stderr[-3000:]
+            used = du(home)
+            r = subprocess.run(["mount", "-o", "remount,size=200m", home],
+                               capture_output=True, text=True)
+            assert r.returncode == 0, r.stderr
+            # a client logs in before the next run (not while the disk is
+            # full: Dovecot itself needs room for its index): it must find
+            # nothing to number itself, or the next run could not keep UIDs
+            F.login_check(d, USER, PW)
+            p2 = F.run(args, env)
+            assert p2.returncode == 0, H.describe(p2)
+            src, dst = M.snapshot(S, USER, PW), M.snapshot(d, USER, PW)
+            n = M.compare_snapshots(src, dst)
+            assert not F.uid_problems(d), F.uid_problems(d)
+            err = [ln for ln in p.stderr.splitlines() if "disk full" in ln.lower()]
+            H.log(f"maildir_target: stopped with exit 3 ({used // 1024} KiB left in the Maildir after the stop): "
+                  f"{err[-1][:160]!r}; after the remount {n} messages, UIDs kept")
+
+
+def test_state_db():
+    with H.Dovecot("fd-dst2", users={USER: PW}, ssl=False) as d:
+        sdir = os.path.join(TMP, "statefs")
+        with tmpfs(sdir, "512k"):
+            state = os.path.join(sdir, "st.db")
+            # leave a few pages: the database starts, then fills up
+            filler = os.path.join(sdir, "filler")
+            st = os.statvfs(sdir)
+            with open(filler, "wb") as f:
+                f.write(b"\0" * max(0, st.f_bavail * st.f_frsize - 96 * 1024))
+            args = ["copy", "--state", state, src_url(),
+                    d.url(USER, query="?tls=none")]
+            env = F.ferry_env(src_pw=PW, dst_pw=PW)
+            p = F.run(args, env)
+            assert p.returncode == 3, f"expected a stop (3)\n{H.describe(p)}"
+            assert "disk full" in p.stderr.lower(), p.stderr[-3000:]
+            os.unlink(filler)
+            p2 = F.run(args, env)
+            assert p2.returncode == 0, H.describe(p2)
+            lost, dup = F.lost_and_duplicated(M.snapshot(S, USER, PW),
+                                              M.snapshot(d, USER, PW))
+            assert (lost, dup) == (0, 0), f"{lost} lost, {dup} duplicated"
+            err = [ln for ln in p.stderr.splitlines() if "disk full" in ln.lower()]
+            H.log(f"state_db: stopped with exit 3: {err[-1][:160]!r}; after freeing "
+                  f"space: 0 lost, 0 duplicated")
+
+
+if __name__ == "__main__":
+    H.run_tests(setup=setup)
