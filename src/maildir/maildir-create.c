@@ -371,7 +371,7 @@ maildir_folder_create(const char *root, const char *dirname,
 				ret = build_and_rename(tfd, tmpdir, STAGE_TAG, dirname, rootfd,
 				                       false, &o, uidvalidity, created_r, &err);
 			else
-				ret = build_and_rename(rootfd, root, STAGE_TAG + 1, dirname,
+				ret = build_and_rename(rootfd, root, &STAGE_TAG[1], dirname,
 				                       rootfd, false, &o, uidvalidity,
 				                       created_r, &err);
 			if (ret < 0)
@@ -489,7 +489,7 @@ maildir_create_cleanup(const char *root)
 			cleanup_stages(tfd, STAGE_TAG);
 			close(tfd);
 		}
-		cleanup_stages(fd, STAGE_TAG + 1);
+		cleanup_stages(fd, &STAGE_TAG[1]);
 		close(fd);
 	}
 	slash = strrchr(copy, '/');

@@ -152,6 +152,10 @@ sched_engine_copy(const struct sched_engine_args *a, struct copy_stats *stats,
 	o.uid_lo = a->uid_lo;
 	o.uid_hi = a->uid_hi;
 	o.run_id = a->run_id;
+	/* a job is retried by the runner (backoff, --max-errors): within
+	 * one attempt, a folder gets 2 minutes without progress, not 10 */
+	if (o.retry_budget_s == 0)
+		o.retry_budget_s = 120;
 	return copy_account_to(&src, &dst, a->db, &o, stats, error_r);
 }
 

@@ -554,6 +554,13 @@ pg_open(const char *path, struct pg_db **db_r, const char **error_r)
 	/* quiet NOTICEs (CREATE ... IF NOT EXISTS) and a fixed time zone */
 	res = PQexec(db->conn, "SET client_min_messages = warning");
 	PQclear(res);
+	/* imapferry never waits for anything but the database inside a
+	 * transaction: a transaction idle this long belongs to a process
+	 * that was frozen (SIGSTOP, a VM paused) holding a job row's lock,
+	 * which would keep every other machine from taking the job over
+	 * when its lease expires. PostgreSQL ends such a session. */
+	res = PQexec(db->conn, "SET idle_in_transaction_session_timeout = '5s'");
+	PQclear(res);
 	if (open_schema(db, error_r) < 0)
 		goto fail;
 	*db_r = db;

@@ -98,6 +98,17 @@ state_fence_lost(const struct state_db *db)
 }
 
 int
+state_fence_check(struct state_db *db, const char **error_r)
+{
+	if (db->fence_job == 0 && !db->fence_lost)
+		return 0;
+	if (state_begin(db, error_r) < 0)
+		return -1;
+	state_rollback(db);
+	return 0;
+}
+
+int
 state_begin(struct state_db *db, const char **error_r)
 {
 	bool held;

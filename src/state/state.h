@@ -455,6 +455,12 @@ void state_fence_set(struct state_db *db, int64_t job_id, int64_t token);
 /* True when a write was refused since state_fence_set(): the job was
  * taken over by another worker. */
 bool state_fence_lost(const struct state_db *db);
+/* Checks now that the fence still holds (one short transaction; nothing
+ * to do without a fence), before work whose effect is outside the state
+ * (messages sent to a target): a worker that was frozen past its lease
+ * must notice before it sends, not at its next state write. Returns 0, or
+ * -1 with *error_r (ERRK_STATE) when the job was taken over. */
+int state_fence_check(struct state_db *db, const char **error_r) ATTR_WARN_UNUSED;
 
 /* One machine of a run (imapferry run --machine NAME). Strings owned. */
 struct state_machine {

@@ -30,6 +30,7 @@ enum scope { SCOPE_OK, SCOPE_MESSAGE, SCOPE_FOLDER, SCOPE_SESSION, SCOPE_RUN };
 
 #define COMMIT_EVERY_MSGS 500     /* state records per transaction */
 #define COMMIT_EVERY_MS 2000
+#define FENCE_EVERY_MS 250        /* a shared job's lease checked before sending */
 #define GROUP_BYTES (8 * 1024 * 1024)
 
 static enum scope
@@ -85,6 +86,7 @@ struct pass {
 	unsigned since_commit;    /* deliveries since the target's commit */
 	unsigned uncommitted;     /* records not yet in the state */
 	uint64_t last_commit;
+	uint64_t last_fence;      /* time of the last state_fence_check() */
 	uint32_t *retry;          /* source UIDs to deliver again one by one */
 	size_t n_retry, retry_alloc;
 	struct state_op *ops;     /* state changes not yet written */
@@ -405,6 +407,18 @@ copy_uids(struct pass *p, const uint32_t *uids, size_t count, bool single)
 			cmsg_list_free(batch);
 			mqueue_abort(&q);
 			continue;
+		}
+		/* a job shared through PostgreSQL: is it still ours? (a
+		 * worker frozen past its lease must not send what the worker
+		 * that took the job over copies too) */
+		if (time_mono_ms() - p->last_fence >= FENCE_EVERY_MS) {
+			p->last_fence = time_mono_ms();
+			if (state_fence_check(p->db, &error) < 0) {
+				fail_state(p, error);
+				cmsg_list_free(batch);
+				mqueue_abort(&q);
+				continue;
+			}
 		}
 		ops->deliver(p->t, batch);
 		if (ops->wait(p->t, false, &error) < 0) {
@@ -1192,7 +1206,7 @@ folder_with_retries(struct pass *p, const struct fpair *pair)
 	for (;; rt.attempt++) {
 		const struct imap_mailbox_info *b = NULL;
 		struct imap_mailbox_info box;
-		uint64_t done_before;
+		uint64_t done_before, copied_before;
 		enum scope sc;
 
 		if (!p->have_info) {
@@ -1231,6 +1245,7 @@ folder_with_retries(struct pass *p, const struct fpair *pair)
 		}
 		box = *b;
 		done_before = p->stats->copied + p->stats->skipped;
+		copied_before = p->stats->copied;
 		sc = copy_folder(p, &box, pair->name);
 		if (sc == SCOPE_OK) {
 			p->stats->folders++;
@@ -1238,9 +1253,10 @@ folder_with_retries(struct pass *p, const struct fpair *pair)
 		}
 		if (sc == SCOPE_RUN)
 			return false;
-		if (sc > SCOPE_FOLDER && p->stats->copied + p->stats->skipped >
-		    done_before) {
-			/* progress: back to a short wait, a fresh budget */
+		if (sc > SCOPE_FOLDER && p->stats->copied > copied_before) {
+			/* progress (messages copied in this attempt; not the
+			 * ones found there again, which every attempt counts):
+			 * back to a short wait, a fresh budget */
 			rt.attempt = 0;
 			rt.start = time_mono_sec();
 		}

@@ -276,7 +276,9 @@ def test_sigstop_past_lease():
         for seq, st, by, att, msgs in query(
                 db, "SELECT seq, status, claimed_by, attempts, messages FROM job"
                 " WHERE account LIKE '%u0_%' ORDER BY seq"):
-            if st == "running" and by == "s1" and int(msgs) > 50:
+            # (progress reaches the table with the heartbeat only: on a
+            # fast machine a big job can end before it shows messages)
+            if st == "running" and by == "s1":
                 job = seq
                 break
         time.sleep(0.05)

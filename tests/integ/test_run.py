@@ -286,6 +286,16 @@ def check_account(server, user, only=None):
 # ------------------------------------------------------------------- tests
 
 def test_plan():
+    global SPLIT_ABOVE
+    # the split threshold from this machine's own estimate of the largest
+    # account (a fixed number of seconds made the test depend on how fast
+    # the machine measured: the estimate moves with the calibration)
+    p = H.run_ferry(["plan", USERS_CSV, url(S), url(D), "--no-split", "--json",
+                     *login_args()])
+    assert p.returncode == 0, H.describe(p)
+    est = max(j["seconds"] for j in json.loads(p.stdout)["jobs"] if j["src_user"] == "u00")
+    SPLIT_ABOVE = f"{min(0.3, est / 3):.3f}"
+    H.log(f"plan: u00 estimated at {est:.3f} s: split above {SPLIT_ABOVE} s")
     p = H.run_ferry(["plan", USERS_CSV, url(S), url(D), "--workers",
                      str(WORKERS), "--max-src-conns", str(MAX_SRC),
                      "--max-dst-conns", str(MAX_DST), "--split-above",

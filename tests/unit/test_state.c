@@ -1224,6 +1224,7 @@ test_claims(void **statep)
 	assert_int_equal(state_job_release(b, &j3, j3.lease_token, &lost,
 	                                   &error), 0);
 	assert_true(lost);
+	state_job_free(&j3);
 
 	/* j1's lease (1 s) expires: m2 takes it over */
 	assert_false(claim(b, run_id, "m2", 60, 0, &jx, NULL));
