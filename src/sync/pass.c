@@ -1201,12 +1201,13 @@ static bool
 folder_with_retries(struct pass *p, const struct fpair *pair)
 {
 	struct retry rt;
+	uint64_t best_done = 0;   /* the furthest an attempt got */
 
 	retry_init(&rt, p->o);
 	for (;; rt.attempt++) {
 		const struct imap_mailbox_info *b = NULL;
 		struct imap_mailbox_info box;
-		uint64_t done_before, copied_before;
+		uint64_t done_before;
 		enum scope sc;
 
 		if (!p->have_info) {
@@ -1245,7 +1246,6 @@ folder_with_retries(struct pass *p, const struct fpair *pair)
 		}
 		box = *b;
 		done_before = p->stats->copied + p->stats->skipped;
-		copied_before = p->stats->copied;
 		sc = copy_folder(p, &box, pair->name);
 		if (sc == SCOPE_OK) {
 			p->stats->folders++;
@@ -1253,12 +1253,22 @@ folder_with_retries(struct pass *p, const struct fpair *pair)
 		}
 		if (sc == SCOPE_RUN)
 			return false;
-		if (sc > SCOPE_FOLDER && p->stats->copied > copied_before) {
-			/* progress (messages copied in this attempt; not the
-			 * ones found there again, which every attempt counts):
-			 * back to a short wait, a fresh budget */
-			rt.attempt = 0;
-			rt.start = time_mono_sec();
+		if (sc > SCOPE_FOLDER) {
+			uint64_t done = p->stats->copied + p->stats->skipped -
+			                done_before;
+
+			/* a session that got as far as the folder's messages:
+			 * back to a short wait (cuts are transient) */
+			if (done > 0)
+				rt.attempt = 0;
+			/* further through the folder than any attempt before
+			 * (each counts the messages found there again, so a
+			 * high-water mark): a fresh budget. A folder that fails
+			 * at the same place every time ends with its budget. */
+			if (done > best_done) {
+				best_done = done;
+				rt.start = time_mono_sec();
+			}
 		}
 		if (sc <= SCOPE_FOLDER || retry_exhausted(&rt)) {
 			const char *err2;
