@@ -1151,6 +1151,10 @@ md_publish(struct target *t, const char *dirname, uint32_t uidnext,
 	for (size_t i = 0; i < n_names; i++)
 		maildir_folder_close(&stages[i]);
 	remove_stages(tmpdir, names, n_names);
+	/* nothing of ours stays in the folder: a later publisher that
+	 * waited on this file finds no staged folder left (publishing is
+	 * idempotent under the uidlist lock) */
+	(void)unlink(lockpath);
 	*uidvalidity_r = v;
 	ret = 0;
 out:
