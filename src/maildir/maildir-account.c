@@ -60,12 +60,12 @@ maildir_subscriptions_write(const char *root, const struct maildir_options *o,
 		return -1;
 	}
 	/* The ".lock" file is the temp file (Dovecot's dotlock protocol):
-	 * whoever creates it may rename it into place. */
+	 * whoever creates it may rename it into place. It has its owner and
+	 * content before it has its name (md_create_excl). */
 	for (;;) {
 		struct stat st;
 
-		fd = openat(rootfd, lockname, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
-		            O_CLOEXEC, o->file_mode);
+		fd = md_create_excl(rootfd, lockname, o, buf_data(&b), buf_len(&b), &err);
 		if (fd >= 0 || errno != EEXIST)
 			break;
 		if (fstatat(rootfd, lockname, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
@@ -85,16 +85,13 @@ maildir_subscriptions_write(const char *root, const struct maildir_options *o,
 		}
 	}
 	if (fd < 0) {
-		*error_r = err_set("%s/%s: %s", root, lockname, errno == EEXIST ?
-		                   "locked by another process" : strerror(errno));
+		if (errno == EEXIST)
+			*error_r = err_set("%s/%s: locked by another process", root, lockname);
+		else
+			*error_r = err_wrap(err, "%s: %s", root, err);
 		goto out;
 	}
-	if (md_fix_owner(fd, o, o->file_mode, lockname, &err) < 0) {
-		*error_r = err_wrap(err, "%s: %s", root, err);
-		goto out_unlink;
-	}
-	if (md_write_all(fd, buf_data(&b), buf_len(&b)) < 0 ||
-	    (o->fsync && fdatasync(fd) < 0)) {
+	if (o->fsync && fdatasync(fd) < 0) {
 		*error_r = err_errno(errno, "%s/%s: write: %s", root, lockname, strerror(errno));
 		goto out_unlink;
 	}

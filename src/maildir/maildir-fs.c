@@ -2,6 +2,7 @@
  * reads, atomic replacement, directory creation with owner and mode, and the
  * O_EXCL lock files of Dovecot and Courier. Every path is relative to a
  * directory descriptor and opened with O_NOFOLLOW. */
+#define _GNU_SOURCE     /* O_TMPFILE */
 #include "maildir-private.h"
 
 #include <errno.h>
@@ -148,24 +149,101 @@ md_mkdir_open(int dirfd, const char *name, const struct maildir_options *o,
 }
 
 int
+md_create_excl(int dirfd, const char *name, const struct maildir_options *o,
+               const void *data, size_t len, const char **error_r)
+{
+	char procpath[64];
+	int fd, saved;
+
+	*error_r = NULL;
+#ifdef O_TMPFILE
+	fd = openat(dirfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, o->file_mode);
+	if (fd >= 0) {
+		if (md_fix_owner(fd, o, o->file_mode, name, error_r) < 0) {
+			close(fd);
+			return -1;
+		}
+		if (md_write_all(fd, data, len) < 0) {
+			saved = errno;
+			*error_r = err_errno(saved, "write %s: %s", name, strerror(saved));
+			close(fd);
+			errno = saved;
+			return -1;
+		}
+		snprintf(procpath, sizeof(procpath), "/proc/self/fd/%d", fd);
+		if (linkat(AT_FDCWD, procpath, dirfd, name, AT_SYMLINK_FOLLOW) == 0)
+			return fd;
+		saved = errno;
+		if (saved == ENOENT &&   /* no /proc: root may link by descriptor */
+		    linkat(fd, "", dirfd, name, AT_EMPTY_PATH) == 0)
+			return fd;
+		if (saved == ENOENT)
+			saved = errno;
+		close(fd);
+		errno = saved;
+		if (saved == EEXIST) {
+			*error_r = err_errno(saved, "create %s: %s", name, strerror(saved));
+			return -1;
+		}
+		/* linking refused for another reason: the plain way below */
+	} else if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL &&
+	           errno != ENOENT) {
+		saved = errno;
+		*error_r = err_errno(saved, "create %s: %s", name, strerror(saved));
+		errno = saved;
+		return -1;
+	}
+#endif
+	/* No O_TMPFILE (NFS, old kernels): O_EXCL, then owner and content.
+	 * A kill in between leaves an empty file, judged stale by age. */
+	fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+	            o->file_mode);
+	if (fd < 0) {
+		saved = errno;
+		*error_r = err_errno(saved, "create %s: %s", name, strerror(saved));
+		errno = saved;
+		return -1;
+	}
+	if (md_fix_owner(fd, o, o->file_mode, name, error_r) < 0 ||
+	    md_write_all(fd, data, len) < 0) {
+		saved = errno;
+		if (*error_r == NULL)
+			*error_r = err_errno(saved, "write %s: %s", name, strerror(saved));
+		close(fd);
+		unlinkat(dirfd, name, 0);
+		errno = saved;
+		return -1;
+	}
+	return fd;
+}
+
+int
 md_replace_file(int tmpdirfd, const char *tmpname, bool excl, int dirfd,
                 const char *name, const void *data, size_t len,
                 const struct maildir_options *o, time_t mtime,
                 const char **error_r)
 {
-	int flags = O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC |
-	            (excl ? O_EXCL : O_TRUNC);
-	int fd = openat(tmpdirfd, tmpname, flags, o->file_mode);
+	int fd;
 
-	if (fd < 0) {
-		*error_r = err_errno(errno, "create %s: %s", tmpname, strerror(errno));
-		return -1;
-	}
-	if (md_fix_owner(fd, o, o->file_mode, tmpname, error_r) < 0)
-		goto fail;
-	if (md_write_all(fd, data, len) < 0) {
-		*error_r = err_errno(errno, "write %s: %s", tmpname, strerror(errno));
-		goto fail;
+	if (excl) {
+		/* the temp file is a lock others judge: complete before named */
+		fd = md_create_excl(tmpdirfd, tmpname, o, data, len, error_r);
+		if (fd < 0)
+			return -1;
+	} else {
+		fd = openat(tmpdirfd, tmpname,
+		            O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_TRUNC,
+		            o->file_mode);
+		if (fd < 0) {
+			*error_r = err_errno(errno, "create %s: %s", tmpname, strerror(errno));
+			return -1;
+		}
+		if (md_fix_owner(fd, o, o->file_mode, tmpname, error_r) < 0)
+			goto fail;
+		if (md_write_all(fd, data, len) < 0) {
+			*error_r = err_errno(errno, "write %s: %s", tmpname, strerror(errno));
+			goto fail;
+		}
 	}
 	if (mtime > 0) {
 		struct timespec ts[2] = { { mtime, 0 }, { mtime, 0 } };
@@ -310,24 +388,18 @@ md_lock_take(int lockdirfd, int watchdirfd, const struct md_lock_spec *spec,
 	struct lock_info li = { .holder = "" };
 
 	for (;;) {
-		int fd = openat(lockdirfd, spec->name,
-		                O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-		                o->file_mode);
+		const char *id = md_lock_id();
+		const char *err2 = NULL;
+		/* owner, mode and "<pid>:<host>" are in place before the lock
+		 * has a name: a kill -9 never leaves an empty root-owned lock
+		 * that Dovecot cannot read and waits 2 minutes for */
+		int fd = md_create_excl(lockdirfd, spec->name, o, id, strlen(id), &err2);
 		struct stat st;
 		uint64_t waited;
 
 		if (fd >= 0) {
-			const char *id = md_lock_id();
-			const char *err2;
-
-			if (md_fix_owner(fd, o, o->file_mode, spec->name, &err2) < 0) {
-				*error_r = err_wrap(err2, "%s: lock: %s", where, err2);
-				close(fd);
-				unlinkat(lockdirfd, spec->name, 0);
-				return -1;
-			}
-			if (md_write_all(fd, id, strlen(id)) < 0 || fstat(fd, &st) < 0) {
-				*error_r = err_errno(errno, "%s: writing lock %s: %s", where,
+			if (fstat(fd, &st) < 0) {
+				*error_r = err_errno(errno, "%s: lock %s: %s", where,
 				                   spec->name, strerror(errno));
 				close(fd);
 				unlinkat(lockdirfd, spec->name, 0);
@@ -340,8 +412,7 @@ md_lock_take(int lockdirfd, int watchdirfd, const struct md_lock_spec *spec,
 			return 0;
 		}
 		if (errno != EEXIST) {
-			*error_r = err_errno(errno, "%s: creating lock %s: %s", where, spec->name,
-			                   strerror(errno));
+			*error_r = err_wrap(err2, "%s: lock: %s", where, err2);
 			return -1;
 		}
 		lock_examine(lockdirfd, watchdirfd, spec, &li);

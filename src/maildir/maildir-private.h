@@ -150,6 +150,14 @@ int md_fix_owner(int fd, const struct maildir_options *o, mode_t mode,
  * mode and owner when created. Returns the fd or -1. */
 int md_mkdir_open(int dirfd, const char *name, const struct maildir_options *o,
                   bool create, bool *created_r, const char **error_r);
+/* Creates name in dirfd exclusively (errno EEXIST when it exists) with the
+ * configured owner and mode and data already in it: an unnamed O_TMPFILE
+ * gets owner, mode and content, then a link gives it its name, so a kill -9
+ * leaves no file or the complete one, never an empty root-owned lock a
+ * server cannot read. Falls back to O_EXCL where O_TMPFILE is missing
+ * (NFS). Returns the open descriptor, or -1 with *error_r. */
+int md_create_excl(int dirfd, const char *name, const struct maildir_options *o,
+                   const void *data, size_t len, const char **error_r);
 /* Writes data to tmpname under tmpdir (O_CREAT|O_TRUNC or O_EXCL), sets
  * mode/owner, optional mtime (>0), fdatasync when o->fsync, then renames it
  * to name under dirfd. */

@@ -19,6 +19,7 @@ import harness as H  # noqa: E402,F401
 import maildir_util as M  # noqa: E402,F401
 
 SEED = int(os.environ.get("IMAPFERRY_TEST_SEED", str(int(time.time()))))
+print(f"faults: IMAPFERRY_TEST_SEED={SEED} replays this run", flush=True)
 
 
 def rng(tag):

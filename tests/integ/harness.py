@@ -328,7 +328,15 @@ class _Server:
         self.start()
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, exc, tb):
+        # a test failing inside the with block: this server's log goes
+        # with the failure (it is gone from _servers when the runner
+        # prints the logs of the servers still running)
+        if exc_type is not None and not issubclass(exc_type, (KeyboardInterrupt, SystemExit, Skip)):
+            try:
+                self.print_log_tail(60)
+            except Exception:  # noqa: BLE001 - never mask the test's error
+                pass
         self.stop()
         return False
 

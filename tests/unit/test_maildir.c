@@ -755,6 +755,42 @@ test_lock_stale_dead_pid(void **state)
 	free(lock);
 }
 
+/* A lock has its owner, mode and "<pid>:<host>" before it has its name
+ * (md_create_excl): a kill -9 between create and write must not leave an
+ * empty lock the server cannot read (Dovecot waited 2 minutes on one). */
+static void
+test_create_excl_complete(void **state)
+{
+	struct fixture *fx = *state;
+	struct maildir_options o = opts(MAILDIR_DOVECOT);
+	const char *error = NULL, *id = md_lock_id();
+	char *path = xasprintf("%s/x.lock", fx->dir), *body;
+	struct stat st;
+	int dfd = open(fx->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), fd, fd2;
+
+	assert_true(dfd >= 0);
+	o.file_mode = 0640;
+	fd = md_create_excl(dfd, "x.lock", &o, id, strlen(id), &error);
+	assert_true(fd >= 0);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0640);
+	assert_int_equal((size_t)st.st_size, strlen(id));
+	body = slurp2(fx->dir, "x.lock");
+	assert_string_equal(body, id);
+	free(body);
+	/* exclusive: a second create fails with EEXIST and leaves it alone */
+	fd2 = md_create_excl(dfd, "x.lock", &o, "other", 5, &error);
+	assert_int_equal(fd2, -1);
+	assert_int_equal(errno, EEXIST);
+	assert_non_null(error);
+	body = slurp2(fx->dir, "x.lock");
+	assert_string_equal(body, id);
+	free(body);
+	close(fd);
+	close(dfd);
+	free(path);
+}
+
 /* ---- a second writer changed the folder: our floor follows ---- */
 
 /* Number of files in root/dirname/sub. */
@@ -2161,6 +2197,7 @@ main(void)
 		T(test_dovecot_existing_uidlist),
 		T(test_lock_timeout),
 		T(test_lock_stale_dead_pid),
+		T(test_create_excl_complete),
 		T(test_refresh_under_lock),
 		T(test_symlink_refused),
 		T(test_courier),
