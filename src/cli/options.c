@@ -167,6 +167,22 @@ static const struct cli_opt_def opt_table[] = {
 	{ CLI_OPT_LEASE, "lease", 0, CLI_ARG_COUNT, "SECONDS", 3600,
 	  "with PostgreSQL: a job of a machine that stops\n"
 	  "renewing it goes to another after this (30)" },
+	/* plan from an inventory file */
+	{ CLI_OPT_INVENTORY, "inventory", 0, CLI_ARG_STRING, "FILE", 0,
+	  "plan from this inventory (plan --json, or CSV\n"
+	  "account,folder,messages,bytes) without\n"
+	  "connecting; no USERS SRC DST" },
+	{ CLI_OPT_MACHINES, "machines", 0, CLI_ARG_COUNT, "M", 1000,
+	  "the estimate for 1..M machines running\n"
+	  "--workers jobs each (one shared queue)" },
+	{ CLI_OPT_COST, "cost", 0, CLI_ARG_STRING, "FILE", 0,
+	  "the cost model of an earlier calibration\n"
+	  "(--save-cost, or the output of plan --json)" },
+	{ CLI_OPT_SAVE_COST, "save-cost", 0, CLI_ARG_STRING, "FILE", 0,
+	  "write the cost model to FILE (JSON)" },
+	{ CLI_OPT_SRC_MAX_RATE, "src-max-rate", 0, CLI_ARG_STRING, "MB/S", 0,
+	  "with --machines: the most the source serves in\n"
+	  "all (MB/s); default: no limit" },
 	{ 0, NULL, 0, CLI_ARG_NONE, NULL, 0, NULL },
 };
 

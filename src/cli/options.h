@@ -71,6 +71,9 @@ enum cli_opt {
 	CLI_OPT_RUN_ID, CLI_OPT_FINAL, CLI_OPT_HTML, CLI_OPT_METRICS,
 	/* run on several machines (PostgreSQL state) */
 	CLI_OPT_MACHINE, CLI_OPT_LEASE,
+	/* plan from an inventory file, for several machines */
+	CLI_OPT_INVENTORY, CLI_OPT_MACHINES, CLI_OPT_COST, CLI_OPT_SAVE_COST,
+	CLI_OPT_SRC_MAX_RATE,
 	/* the first id a program may use for options of its own (extra) */
 	CLI_OPT_LOCAL = 1500,
 };

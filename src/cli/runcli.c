@@ -2,6 +2,7 @@
  * status (runcli.h). */
 #include "runcli.h"
 
+#include "inventory.h"
 #include "log.h"
 #include "probe.h"
 
@@ -319,7 +320,12 @@ run_cli_make_plan(struct run_cli *c, struct sched_cost *cost,
 		}
 		state_close(&db);
 	}
-	if (c->no_calibrate) {
+	if (c->cost_path != NULL) {
+		if (sched_cost_load(c->cost_path, cost, &error) < 0) {
+			fprintf(stderr, "imapferry: %s\n", error);
+			goto fail;
+		}
+	} else if (c->no_calibrate) {
 		sched_cost_default(cost);
 	} else {
 		log_info("plan: measuring the source");

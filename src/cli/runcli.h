@@ -33,6 +33,7 @@ struct run_cli {
 	double split_above;
 	enum report_progress progress;
 	int64_t run_id;
+	const char *cost_path;       /* --cost: no calibration, or NULL */
 	const char *machine;         /* --machine, or NULL */
 	unsigned lease;              /* --lease, 0: 30 s */
 	/* resolved */

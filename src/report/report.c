@@ -1,6 +1,8 @@
 /* report.c: plan, progress, summary and report rendering (report.h). */
 #include "report.h"
 
+#include "inventory.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -54,26 +56,47 @@ report_fmt_duration(char *out, size_t size, double s)
 static void
 cost_json(struct json *j, const struct sched_cost *c)
 {
-	json_obj_begin(j);
-	json_key(j, "calibrated"); json_bool(j, c->calibrated);
-	json_key(j, "per_account_ms"); json_double(j, c->per_account * 1e3);
-	json_key(j, "per_folder_ms"); json_double(j, c->per_folder * 1e3);
-	json_key(j, "per_message_ms"); json_double(j, c->per_message * 1e3);
-	json_key(j, "per_megabyte_ms"); json_double(j, c->per_byte * 1e9);
-	json_key(j, "avg_message_size"); json_double(j, c->avg_message_size);
-	json_key(j, "parallel_sessions"); json_u64(j, c->par_sessions);
-	json_key(j, "parallel_speedup"); json_double(j, c->par_speedup);
-	json_key(j, "sample_messages"); json_u64(j, c->sample_messages);
-	json_key(j, "sample_bytes"); json_u64(j, c->sample_bytes);
-	json_key(j, "sample_seconds"); json_double(j, c->sample_seconds);
-	json_key(j, "target_probed"); json_bool(j, c->target_probed);
-	if (c->target_probed) {
-		json_key(j, "target_per_message_ms");
-		json_double(j, c->dst_per_message * 1e3);
-		json_key(j, "target_per_megabyte_ms");
-		json_double(j, c->dst_per_byte * 1e9);
+	sched_cost_json(j, c);
+}
+
+/* The accounts' folders as plan --inventory reads them back. */
+static void
+inventory_json(struct json *j, const struct report_plan *rp)
+{
+	json_arr_begin(j);
+	for (size_t i = 0; i < rp->plan->n_accounts; i++) {
+		const struct sched_account_est *e = &rp->est[i];
+		char sep[2] = { e->separator, '\0' };
+
+		json_obj_begin(j);
+		json_key(j, "account"); json_str(j, rp->accounts[i].src_user);
+		if (e->prefix != NULL) {
+			json_key(j, "prefix"); json_str(j, e->prefix);
+		}
+		if (e->separator != '\0') {
+			json_key(j, "separator"); json_str(j, sep);
+		}
+		if (e->error != NULL) {
+			json_key(j, "error"); json_str(j, e->error);
+		}
+		json_key(j, "folders");
+		json_arr_begin(j);
+		for (size_t k = 0; k < e->n_folders; k++) {
+			const struct sched_folder_est *f = &e->folders[k];
+
+			json_obj_begin(j);
+			json_key(j, "name"); json_str(j, f->name);
+			json_key(j, "messages"); json_u64(j, f->messages);
+			json_key(j, "bytes"); json_u64(j, f->bytes);
+			if (f->uidnext != 0) {
+				json_key(j, "uidnext"); json_u64(j, f->uidnext);
+			}
+			json_obj_end(j);
+		}
+		json_arr_end(j);
+		json_obj_end(j);
 	}
-	json_obj_end(j);
+	json_arr_end(j);
 }
 
 static void
@@ -150,7 +173,25 @@ report_plan_json(struct json *j, const struct report_plan *rp, bool with_jobs)
 	for (size_t i = 0; i < p->n_notes; i++)
 		json_str(j, p->notes[i]);
 	json_arr_end(j);
+	if (rp->machines > 0) {
+		json_key(j, "machine_workers"); json_u64(j, rp->machine_workers);
+		json_key(j, "source_max_mb_s"); json_double(j, rp->src_rate / 1e6);
+		json_key(j, "final_inventory"); json_bool(j, rp->final_inventory);
+		json_key(j, "machines");
+		json_arr_begin(j);
+		for (unsigned m = 1; m <= rp->machines; m++) {
+			json_obj_begin(j);
+			json_key(j, "machines"); json_u64(j, m);
+			json_key(j, "workers"); json_u64(j, m * rp->machine_workers);
+			json_key(j, "seconds"); json_double(j, rp->machine_seconds[m]);
+			json_key(j, "bound"); json_str(j, rp->machine_bound[m]);
+			json_obj_end(j);
+		}
+		json_arr_end(j);
+	}
 	if (with_jobs) {
+		json_key(j, "inventory");
+		inventory_json(j, rp);
 		json_key(j, "jobs");
 		json_arr_begin(j);
 		for (size_t i = 0; i < p->n_jobs; i++)
@@ -242,6 +283,18 @@ report_plan_text(struct buf *out, const struct report_plan *rp)
 	ignore_result(buf_printf(out, "\nwith %u workers (at most %u at once by "
 	    "the connection caps): about %.0f s, ending about %s (planning took "
 	    "%s)\n", p->workers, rp->max_conc, p->predicted[p->workers], b1, b3));
+	if (rp->machines == 0)
+		return;
+	if (rp->src_rate > 0)
+		ignore_result(buf_printf(out, "source limit: %.0f MB/s in all\n",
+		                         rp->src_rate / 1e6));
+	for (unsigned m = 1; m <= rp->machines; m++) {
+		report_fmt_duration(b3, sizeof(b3), rp->machine_seconds[m]);
+		ignore_result(buf_printf(out, "%u machine%s x %u workers: %s "
+		    "(%.0f s; limited by %s)\n", m, m > 1 ? "s" : "",
+		    rp->machine_workers, b3, rp->machine_seconds[m],
+		    rp->machine_bound[m]));
+	}
 }
 
 /* ----------------------------------------------------------- display */

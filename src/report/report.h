@@ -40,11 +40,21 @@ struct report_plan {
 	unsigned max_conc;            /* jobs at once allowed by the caps */
 	double plan_seconds;          /* how long planning took (text only) */
 	int64_t now;                  /* epoch seconds: the estimated end */
+	/* plan --machines M: the estimate with 1..M machines of
+	 * machine_workers workers each ([m], [0] unused), and what limits
+	 * each (sched_predict_machines()); machines 0: none */
+	unsigned machines, machine_workers;
+	const double *machine_seconds;
+	const char *const *machine_bound;
+	double src_rate;              /* bytes/s, the source's total; 0 none */
+	bool final_inventory;         /* an inventory of new mail (--final) */
 };
 
 /* The plan as one JSON object (accounts, workers, estimates, the cost
- * model, notes; the jobs when with_jobs). The state database keeps it
- * without the jobs. */
+ * model, notes; the jobs and the inventory (every account's folders, the
+ * format plan --inventory reads: src/sched/inventory.h) when with_jobs;
+ * the estimate per machine count with rp->machines). The state database
+ * keeps it without the jobs. */
 void report_plan_json(struct json *j, const struct report_plan *rp,
                       bool with_jobs);
 /* The plan as the text table of "imapferry plan", appended to out. The

@@ -20,6 +20,7 @@ sched_cost_default(struct sched_cost *c)
 	memset(c, 0, sizeof(*c));
 	c->per_account = 0.3;
 	c->per_folder = 0.05;
+	c->per_status = 0.002;
 	c->per_message = 0.005;
 	c->per_byte = 1.0 / 20e6;
 	c->par_sessions = 0;
@@ -554,7 +555,7 @@ sched_plan_build(const struct sched_account_est *est, size_t n,
 			sel[a][nsel[a]++] = f;
 		}
 		acc_seconds[a] = e->error != NULL ? c->per_account :
-		    sched_cost_job(c, (unsigned)nsel[a], m, b);
+		    sched_cost_job(c, (unsigned)nsel[a], m, b) + e->extra_seconds;
 		p->total_seconds += acc_seconds[a];
 		p->messages += m;
 		p->bytes += b;

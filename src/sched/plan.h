@@ -45,6 +45,9 @@
 struct sched_cost {
 	double per_account;       /* seconds per job (logins, inventories) */
 	double per_folder;        /* seconds per folder (SELECT both sides) */
+	double per_status;        /* seconds per folder of an unchanged folder
+	                             in a later pass: its STATUS in the
+	                             inventory (inventory.h) */
 	double per_message;       /* seconds per message */
 	double per_byte;          /* seconds per byte */
 	unsigned par_sessions;    /* P of the parallel measure; <= 1: none */
@@ -60,7 +63,8 @@ struct sched_cost {
 };
 
 /* Defaults without a measure: 5 ms per message, 20 MB/s, 50 ms per
- * folder, 0.3 s per account, linear speedup, 60 KB per message. */
+ * folder, 2 ms per STATUS, 0.3 s per account, linear speedup, 60 KB per
+ * message. */
 void sched_cost_default(struct sched_cost *c);
 
 /* One timed batch of the sample. */
@@ -111,6 +115,8 @@ struct sched_account_est {
 	size_t n_folders;
 	uint64_t messages, bytes;
 	double login_seconds;     /* login + inventory of the source */
+	double extra_seconds;     /* added to the account's cost: the STATUS
+	                             of folders left out (inventory.h) */
 	char *prefix;             /* personal namespace prefix (owned) or NULL */
 	char separator;           /* hierarchy separator, '\0' unknown */
 	char *error;              /* inventory failed: why (owned), or NULL */
