@@ -1074,8 +1074,8 @@ sample_account(const struct sched_account *a, const struct sched_folder_est *f,
                size_t *n_keep_r,
                struct sched_cost *cost, struct sched_batch *batches,
                size_t *n_batches, size_t max_batches, double *examine_r,
-               double *login_r, uint64_t *size_sum_r, uint64_t *size_count_r,
-               const char **error_r)
+               double *login_r, double *status_r, uint64_t *size_sum_r,
+               uint64_t *size_count_r, const char **error_r)
 {
 	struct imap_account_info info;
 	struct size_scan scan = { 0 };
@@ -1096,6 +1096,28 @@ sample_account(const struct sched_account *a, const struct sched_folder_est *f,
 		goto out;
 	imap_account_info_free(&info);
 	*login_r = time_mono_sec() - t0;
+	/* STATUS per folder (a later pass checks an unchanged folder with
+	 * its STATUS only): LIST with STATUS minus LIST alone, warm */
+	*status_r = -1;
+	{
+		double t_list, t_status;
+		size_t count;
+
+		t0 = time_mono_sec();
+		if (imap_account_inventory(c, 0, &info, error_r) < 0)
+			goto out;
+		imap_account_info_free(&info);
+		t_list = time_mono_sec() - t0;
+		t0 = time_mono_sec();
+		if (imap_account_inventory(c, IMAP_INV_STATUS, &info, error_r) < 0)
+			goto out;
+		count = info.count;
+		imap_account_info_free(&info);
+		t_status = time_mono_sec() - t0;
+		if (count > 0)
+			*status_r = (t_status > t_list ? t_status - t_list : 0) /
+			            (double)count;
+	}
 	imap_client_set_literal_sink(c, &discard_sink);
 	t0 = time_mono_sec();
 	if (imap_client_select(c, f->name, true, error_r) < 0)
@@ -1177,7 +1199,8 @@ sched_calibrate(const struct sched_account *accounts,
 	struct sched_batch batches[SAMPLE_ACCOUNTS * 8];
 	size_t n_batches = 0;
 	double examine[SAMPLE_ACCOUNTS], alone[LOGIN_SAMPLES], *logins;
-	size_t n_examine = 0, n_logins = 0, n_extra = 0;
+	double status[SAMPLE_ACCOUNTS];
+	size_t n_examine = 0, n_logins = 0, n_extra = 0, n_status = 0;
 	uint64_t size_sum = 0, size_count = 0;
 	struct msg_size *par_sample = NULL;
 	size_t n_par = 0;
@@ -1230,10 +1253,13 @@ sched_calibrate(const struct sched_account *accounts,
 		                   &n_par, cost, batches,
 		                   &n_batches, N_ELEMENTS(batches),
 		                   &examine[n_examine], &alone[n_examine],
-		                   &size_sum, &size_count, error_r) < 0) {
+		                   &status[n_status], &size_sum, &size_count,
+		                   error_r) < 0) {
 			ret = -1;
 			break;
 		}
+		if (status[n_status] >= 0)
+			n_status++;
 		if (s == 0) {
 			par_account = &accounts[order[s]];
 			par_folder = big->name;
@@ -1269,6 +1295,8 @@ sched_calibrate(const struct sched_account *accounts,
 	}
 	if (n_examine > 0)
 		cost->per_folder = 2 * median(examine, n_examine);
+	if (n_status > 0)
+		cost->per_status = median(status, n_status);
 	if (n_examine + n_extra > 0)
 		cost->per_account = 2 * median(alone, n_examine + n_extra);
 	if (n_batches > 0 &&

@@ -10,7 +10,10 @@
  *   0. login + inventory (LIST, STATUS) timed alone, on up to seven
  *      accounts one after the other: twice the median is the cost per
  *      job (the engine logs in and lists on both sides);
- *   1. in the largest folder of up to three of the largest accounts:
+ *   1. in up to three of the largest accounts: LIST and LIST with
+ *      STATUS again, timed: their difference per folder is the STATUS
+ *      cost of an unchanged folder in a later pass (per_status, the
+ *      median; plan --inventory --final uses it); in the largest folder:
  *      EXAMINE (timed: twice it is the cost per folder, plus the CREATE
  *      of step 2 for a first pass), FETCH (UID RFC822.SIZE) of up to
  *      5000 messages (the average message size), then a sample chosen at
