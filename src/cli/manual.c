@@ -219,14 +219,29 @@ static const struct man_page pages[] = {
 	  "`maildir:/srv/mail/%u/Maildir`. A line whose source and target are "
 	  "the same account is refused.\n"
 	  "\n"
+	  "With `--inventory FILE` nothing is contacted: the accounts and "
+	  "their folders come from FILE (the JSON of `plan --json`, which "
+	  "holds an \"inventory\" array, or CSV lines "
+	  "`account,folder,messages,bytes`) and the costs from `--cost FILE` "
+	  "(what `--save-cost FILE` wrote after a calibration, or a `plan "
+	  "--json` output; else the defaults). `--machines M` prints the "
+	  "estimate for 1..M machines of `--workers` jobs each sharing one "
+	  "queue, and what limits each (`--src-max-rate`: the source's total). "
+	  "With `--final`, FILE lists the new mail since the last complete "
+	  "pass: a folder with 0 messages costs one STATUS. docs/SCALE.md "
+	  "simulates a whole server this way.\n"
+	  "\n"
 	  "@URLS@",
 	  "An account that cannot be inventoried is logged and planned with "
-	  "default costs (exit status 0). 3: the inventory could not run.",
+	  "default costs (exit status 0). 2: a malformed inventory or cost "
+	  "file (the line named). 3: the inventory could not run.",
 	  ENV_PAIR | ENV_TLS, NULL,
 	  "    imapferry plan --workers 8 --src-admin cyrus \\\n"
 	  "      --src-password-file admin.pw --dst-password-file master.pw \\\n"
 	  "      users.csv 'imap://%u@old.example' \\\n"
-	  "      'imap://%u*master@new.example'" },
+	  "      'imap://%u*master@new.example'\n"
+	  "    imapferry plan --inventory old-server.csv --cost cost.json \\\n"
+	  "      --workers 8 --machines 8 --src-max-rate 150" },
 	{ "run",
 	  "Executes the plan of `imapferry-plan`(1) with N workers, with caps "
 	  "on sessions per source and per target server (`--max-src-conns`, "
@@ -260,7 +275,9 @@ static const struct man_page pages[] = {
 	  "      --src-admin cyrus --src-password-file admin.pw \\\n"
 	  "      --dst-password-file master.pw --report report.json \\\n"
 	  "      users.csv 'imap://%u@old.example' \\\n"
-	  "      'imap://%u*master@new.example'" },
+	  "      'imap://%u*master@new.example'\n"
+	  "    imapferry plan --inventory old-server.csv --cost cost.json \\\n"
+	  "      --workers 8 --machines 8 --src-max-rate 150" },
 	{ "check",
 	  "Lists, before anything is copied, what mail clients will notice "
 	  "after the switch from SRC to DST (the same URLs and options as "

@@ -146,6 +146,7 @@ void
 report_plan_json(struct json *j, const struct report_plan *rp, bool with_jobs)
 {
 	const struct sched_plan *p = rp->plan;
+	double est;
 
 	json_obj_begin(j);
 	json_key(j, "accounts"); json_u64(j, p->n_accounts);
@@ -155,9 +156,11 @@ report_plan_json(struct json *j, const struct report_plan *rp, bool with_jobs)
 	json_key(j, "bytes"); json_u64(j, p->bytes);
 	json_key(j, "total_work_s"); json_double(j, p->total_seconds);
 	json_key(j, "split_threshold_s"); json_double(j, p->threshold);
-	json_key(j, "estimated_seconds"); json_double(j, p->predicted[p->workers]);
-	json_key(j, "estimated_end"); json_i64(j, rp->now +
-	                                     (int64_t)p->predicted[p->workers]);
+	/* with --machines: the estimate of all of them */
+	est = rp->machines > 0 ? rp->machine_seconds[rp->machines] :
+	    p->predicted[p->workers];
+	json_key(j, "estimated_seconds"); json_double(j, est);
+	json_key(j, "estimated_end"); json_i64(j, rp->now + (int64_t)est);
 	json_key(j, "predicted_seconds");
 	json_arr_begin(j);
 	for (unsigned k = 1; k <= p->workers; k++) {
@@ -190,13 +193,13 @@ report_plan_json(struct json *j, const struct report_plan *rp, bool with_jobs)
 		json_arr_end(j);
 	}
 	if (with_jobs) {
-		json_key(j, "inventory");
-		inventory_json(j, rp);
 		json_key(j, "jobs");
 		json_arr_begin(j);
 		for (size_t i = 0; i < p->n_jobs; i++)
 			job_json(j, rp, i);
 		json_arr_end(j);
+		json_key(j, "inventory");
+		inventory_json(j, rp);
 	}
 	json_obj_end(j);
 }
@@ -220,6 +223,9 @@ job_folders(char *out, size_t size, const struct report_plan *rp,
 	else
 		snprintf(out, size, "%zu folders", jb->n_folders);
 }
+
+static void report_plan_machines_text(struct buf *out,
+                                      const struct report_plan *rp);
 
 void
 report_plan_text(struct buf *out, const struct report_plan *rp)
@@ -253,9 +259,10 @@ report_plan_text(struct buf *out, const struct report_plan *rp)
 	    p->n_jobs, p->messages, b1, b2, p->threshold));
 	report_fmt_bytes(b1, sizeof(b1), cost->avg_message_size);
 	ignore_result(buf_printf(out, "cost model (%s): %.3f ms/message + %.2f "
-	    "ms/MB, %.0f ms/folder, %.0f ms/account; average message %s\n",
+	    "ms/MB, %.0f ms/folder (%.1f ms STATUS), %.0f ms/account; average "
+	    "message %s\n",
 	    cost->calibrated ? "measured" : "defaults", cost->per_message * 1e3,
-	    cost->per_byte * 1e9, cost->per_folder * 1e3,
+	    cost->per_byte * 1e9, cost->per_folder * 1e3, cost->per_status * 1e3,
 	    cost->per_account * 1e3, b1));
 	if (cost->calibrated) {
 		report_fmt_bytes(b1, sizeof(b1), (double)cost->sample_bytes);
@@ -270,6 +277,11 @@ report_plan_text(struct buf *out, const struct report_plan *rp)
 		ignore_result(buf_printf(out, "  target APPEND: %.3f ms/message + "
 		    "%.2f ms/MB (a job costs the slower side)\n",
 		    cost->dst_per_message * 1e3, cost->dst_per_byte * 1e9));
+	if (rp->machines > 0) {
+		/* the estimate per machine count instead of per worker */
+		report_plan_machines_text(out, rp);
+		return;
+	}
 	ignore_result(buf_append_str(out, "predicted time:"));
 	for (unsigned k = 1; k <= p->workers; k++) {
 		report_fmt_duration(b3, sizeof(b3), p->predicted[k]);
@@ -283,8 +295,16 @@ report_plan_text(struct buf *out, const struct report_plan *rp)
 	ignore_result(buf_printf(out, "\nwith %u workers (at most %u at once by "
 	    "the connection caps): about %.0f s, ending about %s (planning took "
 	    "%s)\n", p->workers, rp->max_conc, p->predicted[p->workers], b1, b3));
-	if (rp->machines == 0)
-		return;
+}
+
+static void
+report_plan_machines_text(struct buf *out, const struct report_plan *rp)
+{
+	char b3[32];
+
+	ignore_result(buf_printf(out, "%s\n", rp->final_inventory ?
+	    "final pass: the inventory lists the new mail; a folder without "
+	    "any costs one STATUS" : "estimate per machine count (one shared queue):"));
 	if (rp->src_rate > 0)
 		ignore_result(buf_printf(out, "source limit: %.0f MB/s in all\n",
 		                         rp->src_rate / 1e6));

@@ -120,7 +120,7 @@ test_plan_text(void **state)
 	    "note: alice split into 2 parts\n"
 	    "\n"
 	    "2 accounts, 3 jobs, 1500 messages, 15.0 MB; 1m10s of work; split above 34.8 s\n"
-	    "cost model (defaults): 5.000 ms/message + 50.00 ms/MB, 50 ms/folder, 300 ms/account; average message 60.0 KB\n"
+	    "cost model (defaults): 5.000 ms/message + 50.00 ms/MB, 50 ms/folder (2.0 ms STATUS), 300 ms/account; average message 60.0 KB\n"
 	    "predicted time: 1 worker 1m10s, 2 workers 1m05s\n"
 	    "with 2 workers (at most 2 at once by the connection caps): about 65 s, ending about 2023-11-14 22:14 (planning took 1.5s)\n");
 	buf_free(&out);
@@ -146,7 +146,8 @@ test_plan_json(void **state)
 	    "\"estimated_end\":1700000065,\"predicted_seconds\":["
 	    "{\"workers\":1,\"seconds\":69.550},{\"workers\":2,\"seconds\":65.000}],"
 	    "\"cost\":{\"calibrated\":false,\"per_account_ms\":300.000,"
-	    "\"per_folder_ms\":50.000,\"per_message_ms\":5.000,"
+	    "\"per_folder_ms\":50.000,\"status_per_folder_ms\":2.000,"
+	    "\"per_message_ms\":5.000,"
 	    "\"per_megabyte_ms\":50.000,\"avg_message_size\":60000.000,"
 	    "\"parallel_sessions\":0,\"parallel_speedup\":0.000,"
 	    "\"sample_messages\":0,\"sample_bytes\":0,\"sample_seconds\":0.000,"
@@ -161,7 +162,10 @@ test_plan_json(void **state)
 	    "\"seconds\":4.250},"
 	    "{\"order\":3,\"src_user\":\"bob\",\"dst_user\":\"bob\",\"part\":1,"
 	    "\"parts\":1,\"folders\":null,\"rest\":false,\"messages\":0,"
-	    "\"bytes\":0,\"seconds\":0.300,\"error\":\"login refused\"}]}");
+	    "\"bytes\":0,\"seconds\":0.300,\"error\":\"login refused\"}],"
+	    "\"inventory\":[{\"account\":\"alice\",\"folders\":[]},"
+	    "{\"account\":\"bob\",\"error\":\"login refused\","
+	    "\"folders\":[]}]}");
 	/* without the jobs (what the state database keeps) */
 	buf_reset(&out);
 	json_init(&j, &out);
