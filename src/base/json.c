@@ -1,6 +1,7 @@
 #include "json.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -155,6 +156,20 @@ json_double(struct json *j, double v)
 
 	value_prefix(j);
 	snprintf(tmp, sizeof(tmp), "%.3f", v);
+	put(j, tmp, strlen(tmp));
+}
+
+void
+json_double_g(struct json *j, double v)
+{
+	char tmp[64];
+
+	if (!isfinite(v)) {
+		json_null(j);
+		return;
+	}
+	value_prefix(j);
+	snprintf(tmp, sizeof(tmp), "%.9g", v);
 	put(j, tmp, strlen(tmp));
 }
 

@@ -889,23 +889,23 @@ sched_cost_json(struct json *j, const struct sched_cost *c)
 {
 	json_obj_begin(j);
 	json_key(j, "calibrated"); json_bool(j, c->calibrated);
-	json_key(j, "per_account_ms"); json_double(j, c->per_account * 1e3);
-	json_key(j, "per_folder_ms"); json_double(j, c->per_folder * 1e3);
-	json_key(j, "status_per_folder_ms"); json_double(j, c->per_status * 1e3);
-	json_key(j, "per_message_ms"); json_double(j, c->per_message * 1e3);
-	json_key(j, "per_megabyte_ms"); json_double(j, c->per_byte * 1e9);
-	json_key(j, "avg_message_size"); json_double(j, c->avg_message_size);
+	json_key(j, "per_account_ms"); json_double_g(j, c->per_account * 1e3);
+	json_key(j, "per_folder_ms"); json_double_g(j, c->per_folder * 1e3);
+	json_key(j, "status_per_folder_ms"); json_double_g(j, c->per_status * 1e3);
+	json_key(j, "per_message_ms"); json_double_g(j, c->per_message * 1e3);
+	json_key(j, "per_megabyte_ms"); json_double_g(j, c->per_byte * 1e9);
+	json_key(j, "avg_message_size"); json_double_g(j, c->avg_message_size);
 	json_key(j, "parallel_sessions"); json_u64(j, c->par_sessions);
-	json_key(j, "parallel_speedup"); json_double(j, c->par_speedup);
+	json_key(j, "parallel_speedup"); json_double_g(j, c->par_speedup);
 	json_key(j, "sample_messages"); json_u64(j, c->sample_messages);
 	json_key(j, "sample_bytes"); json_u64(j, c->sample_bytes);
-	json_key(j, "sample_seconds"); json_double(j, c->sample_seconds);
+	json_key(j, "sample_seconds"); json_double_g(j, c->sample_seconds);
 	json_key(j, "target_probed"); json_bool(j, c->target_probed);
 	if (c->target_probed) {
 		json_key(j, "target_per_message_ms");
-		json_double(j, c->dst_per_message * 1e3);
+		json_double_g(j, c->dst_per_message * 1e3);
 		json_key(j, "target_per_megabyte_ms");
-		json_double(j, c->dst_per_byte * 1e9);
+		json_double_g(j, c->dst_per_byte * 1e9);
 	}
 	json_obj_end(j);
 }
