@@ -63,7 +63,6 @@ plan_option(void *ctx, int id, const char *arg, uint64_t num)
 	switch (id) {
 	case CLI_OPT_INVENTORY: pc->inventory = arg; return 0;
 	case CLI_OPT_MACHINES: pc->machines = (unsigned)num; return 0;
-	case CLI_OPT_COST: pc->c.cost_path = arg; return 0;
 	case CLI_OPT_SAVE_COST: pc->save_cost = arg; return 0;
 	case CLI_OPT_SRC_MAX_RATE: {
 		char *end;

@@ -34,6 +34,8 @@ static const struct cli_use run_opts[] = {
 	{ CLI_OPT_MAX_ERRORS, NULL },
 	{ CLI_OPT_BACKOFF, NULL },
 	{ CLI_OPT_MACHINE, NULL }, { CLI_OPT_LEASE, NULL },
+	{ CLI_OPT_COST, "the cost model of an earlier calibration (plan\n"
+	                "--save-cost): no measure before the run" },
 	{ CLI_OPT_PROGRESS, NULL },
 	{ CLI_OPT_LOG, NULL },
 	{ CLI_OPT_INCLUDE, NULL }, { CLI_OPT_EXCLUDE, NULL },

@@ -40,6 +40,7 @@ run_cli_option(void *ctx, int id, const char *arg, uint64_t num)
 	case CLI_OPT_METRICS: c->metrics_path = arg; return 0;
 	case CLI_OPT_NEW_RUN: c->new_run = true; return 0;
 	case CLI_OPT_MACHINE: c->machine = arg; return 0;
+	case CLI_OPT_COST: c->cost_path = arg; return 0;
 	case CLI_OPT_LEASE: c->lease = (unsigned)num; return 0;
 	case CLI_OPT_FINAL: c->final = true; return 0;
 	case CLI_OPT_PROBE_TARGET: c->no_probe_target = false; return 0;
@@ -323,7 +324,10 @@ run_cli_make_plan(struct run_cli *c, struct sched_cost *cost,
 	if (c->cost_path != NULL) {
 		if (sched_cost_load(c->cost_path, cost, &error) < 0) {
 			fprintf(stderr, "imapferry: %s\n", error);
-			goto fail;
+			for (size_t i = 0; i < c->n_accounts; i++)
+				sched_account_est_free(&est[i]);
+			free(est);
+			return CLI_EXIT_USAGE;
 		}
 	} else if (c->no_calibrate) {
 		sched_cost_default(cost);
