@@ -53,8 +53,9 @@ log = SB.log
 
 
 class LimitedProxy(SB.ThrottleProxy):
-    """ThrottleProxy with, in addition, a limit on all sessions together
-    (total bytes/s, server to client): the old server's disks or network."""
+    """ThrottleProxy with a bounded burst per session and, in addition, a
+    limit on all sessions together (total bytes/s, server to client): the
+    old server's disks or network."""
 
     def __init__(self, target_port, rate, total_rate):
         self.total_rate = total_rate
@@ -63,14 +64,19 @@ class LimitedProxy(SB.ThrottleProxy):
 
     async def _pipe(self, reader, writer, rate):
         import asyncio
-        start, sent = time.monotonic(), 0
+        cnext = 0.0
         try:
             while True:
                 data = await reader.read(16384 if rate else 65536)
                 if not data:
                     break
                 if rate:
-                    due = start + (sent + len(data)) / rate
+                    # a session idle for a while gets at most 50 ms of
+                    # credit (ThrottleProxy counts from the connection's
+                    # start: after a login and an inventory it sends a
+                    # burst, and a calibration measures a faster session)
+                    cnext = max(cnext, time.monotonic() - 0.05) + len(data) / rate
+                    due = cnext
                     if self.total_rate:
                         # one virtual clock for all sessions (the loop
                         # is single-threaded: no lock)
@@ -80,7 +86,6 @@ class LimitedProxy(SB.ThrottleProxy):
                     now = time.monotonic()
                     if due > now:
                         await asyncio.sleep(due - now)
-                sent += len(data)
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, asyncio.CancelledError):

@@ -173,8 +173,8 @@ static const struct cli_opt_def opt_table[] = {
 	  "account,folder,messages,bytes) without\n"
 	  "connecting; no USERS SRC DST" },
 	{ CLI_OPT_MACHINES, "machines", 0, CLI_ARG_COUNT, "M", 1000,
-	  "the estimate for 1..M machines running\n"
-	  "--workers jobs each (one shared queue)" },
+	  "the estimate for 1..M machines of N workers\n"
+	  "each (N: --workers; one shared queue)" },
 	{ CLI_OPT_COST, "cost", 0, CLI_ARG_STRING, "FILE", 0,
 	  "the cost model of an earlier calibration\n"
 	  "(--save-cost, or the output of plan --json)" },

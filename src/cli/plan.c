@@ -21,8 +21,8 @@ static const struct cli_use plan_opts[] = {
 	                 "STATUS of every folder against the last pass;\n"
 	                 "with --inventory: the inventory lists the new\n"
 	                 "mail since the last pass (0: one STATUS)" },
-	{ CLI_OPT_JSON, "the plan as JSON (with the inventory that\n"
-	                "--inventory reads)" },
+	{ CLI_OPT_JSON, "the plan as JSON (with the inventory, which\n"
+	                "plan --inventory reads)" },
 	{ CLI_OPT_INVENTORY, NULL },
 	{ CLI_OPT_MACHINES, NULL },
 	{ CLI_OPT_SRC_MAX_RATE, NULL },

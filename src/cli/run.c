@@ -34,8 +34,9 @@ static const struct cli_use run_opts[] = {
 	{ CLI_OPT_MAX_ERRORS, NULL },
 	{ CLI_OPT_BACKOFF, NULL },
 	{ CLI_OPT_MACHINE, NULL }, { CLI_OPT_LEASE, NULL },
-	{ CLI_OPT_COST, "the cost model of an earlier calibration (plan\n"
-	                "--save-cost): no measure before the run" },
+	{ CLI_OPT_COST, "the cost model of an earlier calibration (what\n"
+	                "plan --save-cost wrote): no measure before\n"
+	                "the run" },
 	{ CLI_OPT_PROGRESS, NULL },
 	{ CLI_OPT_LOG, NULL },
 	{ CLI_OPT_INCLUDE, NULL }, { CLI_OPT_EXCLUDE, NULL },
