@@ -34,6 +34,9 @@ static const struct cli_use run_opts[] = {
 	{ CLI_OPT_MAX_ERRORS, NULL },
 	{ CLI_OPT_BACKOFF, NULL },
 	{ CLI_OPT_MACHINE, NULL }, { CLI_OPT_LEASE, NULL },
+	{ CLI_OPT_MACHINES, "the machines that will share this run (with\n"
+	                    "PostgreSQL): the machine that plans splits\n"
+	                    "accounts for M x N workers (default 1)" },
 	{ CLI_OPT_COST, "the cost model of an earlier calibration (what\n"
 	                "plan --save-cost wrote): no measure before\n"
 	                "the run" },
@@ -478,8 +481,15 @@ cmd_run(int argc, char **argv)
 		double plan_seconds;
 		char b[32];
 
-		if ((status = run_cli_make_plan(&c, &cost, &plan, &est,
-		                        &plan_seconds)) != 0)
+		unsigned workers = c.workers;
+
+		/* --machines M: one queue for M x N workers (the split
+		 * threshold), this machine still runs N */
+		if (c.machines > 1)
+			c.workers = c.machines * workers;
+		status = run_cli_make_plan(&c, &cost, &plan, &est, &plan_seconds);
+		c.workers = workers;
+		if (status != 0)
 			goto out;
 		status = CLI_EXIT_ERROR;
 		ret = store_plan(db, &c, pass, &plan, &cost, est, &run_id);

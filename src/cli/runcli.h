@@ -34,6 +34,7 @@ struct run_cli {
 	enum report_progress progress;
 	int64_t run_id;
 	const char *cost_path;       /* --cost: no calibration, or NULL */
+	unsigned machines;           /* --machines: plan for M x workers */
 	const char *machine;         /* --machine, or NULL */
 	unsigned lease;              /* --lease, 0: 30 s */
 	/* resolved */

@@ -204,6 +204,15 @@ def test_cost_file():
     bad = dict(cost, per_folder_ms=-1)
     p = plan("--inventory", inv, "--cost", write("bad2.json", json.dumps(bad)), ok=False)
     assert p.returncode == 2 and "per_folder_ms" in p.stderr, H.describe(p)
+    # run --cost: the same file, read before anything is copied (the
+    # servers here refuse connections: only the cost file can stop it)
+    users = write("u.csv", "src_user,dst_user\nu1,u1\n")
+    pw = write("pw", "x\n")
+    p = H.run_ferry(["run", users, "imap://%u@127.0.0.1:1?tls=none",
+                     "imap://%u@127.0.0.2:1?tls=none", "--src-password-file", pw,
+                     "--dst-password-file", pw, "--state", os.path.join(TMP, "r.db"),
+                     "--cost", os.path.join(TMP, "bad1.json"), "--progress", "none"])
+    assert p.returncode == 2 and "per_message_ms" in p.stderr, H.describe(p)
 
 
 def message(user, folder, i):
@@ -270,6 +279,18 @@ def test_live_round_trip():
         # live plan with --cost: no calibration, the same model
         again = plan_json(*common, "--cost", cost)
         assert again["cost"] == saved
+        # run --cost (no measure) --machines 3: planned for 3 x 2 workers
+        p = H.run_ferry(["run", *common, "--cost", cost, "--machines", "3",
+                         "--state", os.path.join(TMP, "live.db"), "--progress", "none"])
+        assert p.returncode == 0, H.describe(p)
+        assert "with 6 workers" in p.stderr, p.stderr
+        c = D.imap("master", "mpw-inv", authzid="ann")
+        try:
+            for f, n in sizes["ann"].items():
+                typ, data = c.status(f, "(MESSAGES)")
+                assert typ == "OK" and f"MESSAGES {n})".encode() in data[0], (f, data)
+        finally:
+            c.logout()
         H.log(f"live plan: {len(live['jobs'])} jobs, "
               f"{sum(x['parts'] > 1 for x in live['jobs'])} of them parts")
 
