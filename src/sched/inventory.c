@@ -503,7 +503,8 @@ guess_namespace(struct sched_account_est *e)
 		slash = slash || strchr(e->folders[i].name, '/') != NULL;
 	}
 	if (inbox_dot) {
-		e->prefix = xstrdup("INBOX.");
+		if (e->prefix == NULL)
+			e->prefix = xstrdup("INBOX.");
 		e->separator = '.';
 	} else {
 		e->separator = slash ? '/' : '.';
@@ -553,6 +554,12 @@ parse_csv(struct loader *l, const char *what, const char *data, size_t len,
 		if (n == 0 || p[0] == '#' || (line == 1 && n >= 8 &&
 		                              memcmp(p, "account,", 8) == 0))
 			goto next;
+		if (memchr(p, '\t', n) != NULL) {
+			/* text_find_control() lets TAB through: not in names */
+			*error_r = err_setk(ERRK_USAGE, "%s line %u: control byte "
+			                    "0x09 (TAB)", what, line);
+			return -1;
+		}
 		c1 = memchr(p, ',', n);
 		c3 = NULL;
 		c2 = NULL;
@@ -823,6 +830,13 @@ sched_inventory_parse(const char *what, const char *data, size_t len,
 		e->label = inv->names[a];
 		guess_namespace(e);
 		/* names from the file: controls came escaped in JSON only */
+		for (const char *q = inv->names[a]; *q != '\0'; q++)
+			if ((unsigned char)*q < 0x20 || *q == 0x7f) {
+				*error_r = err_setk(ERRK_USAGE, "%s: control byte in "
+				                    "an account name", what);
+				sched_inventory_free(inv);
+				return -1;
+			}
 		for (size_t k = 0; k < e->n_folders; k++)
 			for (const char *q = e->folders[k].name; *q != '\0'; q++)
 				if ((unsigned char)*q < 0x20 || *q == 0x7f) {

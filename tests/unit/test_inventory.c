@@ -61,6 +61,9 @@ test_errors(void **state)
 		{ "a,INBOX,1,2\na,INBOX,1,2\n", "inv line 2: folder INBOX of account a "
 		  "listed twice" },
 		{ "a,INBOX,1,2\n\001,b,1,2\n", "inv line 2: control byte 0x01" },
+		{ "a,INBOX,1,2\na\tb,INBOX,1,2\n", "inv line 2: control byte 0x09" },
+		{ "[{\"account\": \"a\\tb\", \"folders\": []}]",
+		  "control byte in an account name" },
 		{ "", "inv: no account" },
 		{ "[{\"account\": \"a\", \"folders\": [{\"name\": \"I\\u0000\", "
 		  "\"messages\": 1, \"bytes\": 2}]}]", "inv line 1: NUL" },
