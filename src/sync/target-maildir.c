@@ -442,6 +442,9 @@ md_open_folder(struct target *t, const struct target_open *o,
 	info->uidvalidity = o->src_uidvalidity;
 	info->uidnext = maildir_folder_uidnext(mt->f);
 	info->exists = (uint32_t)maildir_folder_count(mt->f);
+	/* files of an interrupted run are settled against the whole folder
+	 * (md_list), not window by window */
+	info->whole = mt->lo == 1 && maildir_folder_unlisted_count(mt->f) > 0;
 	/* a range above UID 1 copies into its scratch folder */
 	if (mt->lo > 1 && !o->dry_run && open_stage(mt, error_r) < 0)
 		return -1;
@@ -612,9 +615,28 @@ add_msg(struct state_msg *out, char **strings, const struct maildir_msg *m,
 	            s->size : m->size;
 }
 
+/* The index of f's first message at or above uid (messages are sorted by
+ * UID): a window's listing starts there. */
+static size_t
+first_at(struct maildir_folder *f, size_t n, uint32_t uid)
+{
+	size_t a = 0, b = n;
+
+	while (a < b) {
+		size_t m = a + (b - a) / 2;
+
+		if (maildir_folder_msg(f, m)->uid < uid)
+			a = m + 1;
+		else
+			b = m;
+	}
+	return a;
+}
+
 static int
 md_list(struct target *t, const struct msgsum_list *src, bool settle,
-        struct state_msg **msgs_r, size_t *n_r, const char **error_r)
+        uint32_t lo, uint32_t hi, struct state_msg **msgs_r, size_t *n_r,
+        const char **error_r)
 {
 	struct md_target *mt = MT(t);
 	size_t nf, ns, n = 0, i = 0, k = 0, bytes = 0;
@@ -629,24 +651,41 @@ md_list(struct target *t, const struct msgsum_list *src, bool settle,
 		plan_keywords(mt->f, src);
 		plan_keywords(mt->stage, src);
 	}
+	if (lo < mt->lo)
+		lo = mt->lo;
+	if (hi > mt->hi)
+		hi = mt->hi;
+	/* the window's records only: the first at or above lo, by UID */
 	nf = maildir_folder_count(mt->f);
 	ns = mt->stage != NULL ? maildir_folder_count(mt->stage) : 0;
-	for (size_t j = 0; j < nf; j++)
-		bytes += strlen(maildir_folder_msg(mt->f, j)->flags) + 1;
-	for (size_t j = 0; j < ns; j++)
-		bytes += strlen(maildir_folder_msg(mt->stage, j)->flags) + 1;
-	v = xcalloc(1, (nf + ns + 1) * sizeof(*v) + bytes);
-	strings = (char *)(v + nf + ns + 1);
-	/* the folder's messages in the range, and the scratch folder's
+	i = first_at(mt->f, nf, lo);
+	k = mt->stage != NULL ? first_at(mt->stage, ns, lo) : 0;
+	{
+		size_t c = 0;
+
+		for (size_t j = i; j < nf && maildir_folder_msg(mt->f, j)->uid <= hi; j++, c++)
+			bytes += strlen(maildir_folder_msg(mt->f, j)->flags) + 1;
+		for (size_t j = k; j < ns && maildir_folder_msg(mt->stage, j)->uid <= hi; j++, c++)
+			bytes += strlen(maildir_folder_msg(mt->stage, j)->flags) + 1;
+		v = xcalloc(1, (c + 1) * sizeof(*v) + bytes);
+		strings = (char *)(v + c + 1);
+	}
+	/* the folder's messages in the window, and the scratch folder's
 	 * (copied by an earlier attempt of this range): both by UID */
 	while (i < nf || k < ns) {
 		const struct maildir_msg *a = i < nf ? maildir_folder_msg(mt->f, i) : NULL;
 		const struct maildir_msg *b = k < ns ? maildir_folder_msg(mt->stage, k) : NULL;
 
-		if (a != NULL && (a->uid < mt->lo || a->uid > mt->hi)) {
-			i++;
-			continue;
+		if (a != NULL && a->uid > hi) {
+			a = NULL;
+			i = nf;
 		}
+		if (b != NULL && b->uid > hi) {
+			b = NULL;
+			k = ns;
+		}
+		if (a == NULL && b == NULL)
+			break;
 		if (b != NULL && (a == NULL || b->uid < a->uid)) {
 			add_msg(&v[n++], &strings, b, src);
 			k++;
@@ -662,6 +701,31 @@ md_list(struct target *t, const struct msgsum_list *src, bool settle,
 	*msgs_r = v;
 	*n_r = n;
 	return 0;
+}
+
+static void
+md_expect_keywords(struct target *t, char *const *names)
+{
+	struct md_target *mt = MT(t);
+	const char *wk[N_ELEMENTS(well_known_keywords)];
+	size_t n = 0;
+
+	if (names == NULL)
+		return;
+	/* the well-known ones in their rank; the others by their count,
+	 * window by window (plan_keywords) */
+	for (size_t w = 0; w < N_ELEMENTS(well_known_keywords); w++)
+		for (size_t i = 0; names[i] != NULL; i++)
+			if (str_ieq(names[i], well_known_keywords[w])) {
+				wk[n++] = names[i];
+				break;
+			}
+	if (n == 0)
+		return;
+	if (mt->f != NULL)
+		maildir_folder_plan_keywords(mt->f, wk, n);
+	if (mt->stage != NULL)
+		maildir_folder_plan_keywords(mt->stage, wk, n);
 }
 
 static bool
@@ -1248,6 +1312,7 @@ static const struct target_ops maildir_ops = {
 	.needs_meta = md_needs_meta,
 	.list = md_list,
 	.can_place = md_can_place,
+	.expect_keywords = md_expect_keywords,
 	.batch_max = md_batch_max,
 	.deliver = md_deliver,
 	.in_flight = md_in_flight,
