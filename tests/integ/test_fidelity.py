@@ -292,5 +292,73 @@ def test_dry_run_says_what_it_would_do():
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _tags_with_28_keywords(s):
+    """Tags: 27 custom keywords and $Junk over 54 messages."""
+    c = s.imap("alice", PW)
+    assert c.create("Tags")[0] == "OK"
+    for i in range(27):
+        for rep in range(1 if i < 2 else 2):
+            U.append(c, "Tags", U.make_message(100 * rep + i, tag="Tags"),
+                     flags=f"\\Seen Custom{i:02d}")
+    U.append(c, "Tags", U.make_message(999, tag="Tags"), flags="$Junk")
+    c.logout()
+
+
+def test_unkept_keywords_are_not_flag_updates():
+    """Keywords the Maildir's file names cannot hold (a 27th and 28th
+    Dovecot keyword) are not "flag updates" on every later run: a run with
+    nothing changed reports 0; a real change is counted once. The same
+    with --dst-imap (the keywords beyond 26 are in the serving Dovecot's
+    index, not in the file names)."""
+    H.require_root()
+    tmp = tempfile.mkdtemp(prefix="ife-fid-")
+    try:
+        with H.Dovecot("fusrc", users={"alice": PW}, ssl=False) as s, \
+                H.Dovecot("fudst", users={"alice": PW, "bob": PW}, ssl=False) as d:
+            _tags_with_28_keywords(s)
+            src = s.url("alice", query="?tls=none")
+            dst = f"maildir:{d.maildir('alice')}"
+            base = ["copy", "--json", "--owner", "mail:mail"]
+            p = ferry(base + [src, dst])
+            assert p.returncode == 1, H.describe(p)     # 2 keywords not kept
+            assert U.summary(p)["copied"] == 53, H.describe(p)
+            for extra in ([], ["--state", os.path.join(tmp, "a.db")]):
+                p = ferry(base + extra + [src, dst])
+                j = U.summary(p)
+                assert j["copied"] == 0 and j["flags_updated"] == 0, H.describe(p)
+                assert p.returncode == 0, H.describe(p)
+            # a real change is one flag update, once
+            c = s.imap("alice", PW)
+            assert c.select("Tags")[0] == "OK"
+            assert c.uid("STORE", "1", "+FLAGS.SILENT", "(\\Flagged)")[0] == "OK"
+            c.logout()
+            p = ferry(base + [src, dst])
+            assert U.summary(p)["flags_updated"] == 1, H.describe(p)
+            p = ferry(base + [src, dst])
+            assert U.summary(p)["flags_updated"] == 0, H.describe(p)
+            # through the serving Dovecot
+            dsti = f"imap://bob*{d.master[0]}@{d.host}:{d.port}?tls=none"
+            env = {"IMAPFERRY_SRC_PASSWORD": PW,
+                   "IMAPFERRY_DST_PASSWORD": d.master[1]}
+            bob = f"maildir:{d.maildir('bob')}"
+            for i in range(3):
+                p = H.run_ferry(base + ["--dst-imap", dsti, src, bob], env=env)
+                assert p.returncode == 0, H.describe(p)
+                j = U.summary(p)
+                if i == 0:
+                    assert j["copied"] == 53, H.describe(p)
+                else:
+                    assert j["copied"] == 0 and j["flags_updated"] == 0, \
+                        H.describe(p)
+            c = d.imap("bob", PW)
+            assert c.select("Tags")[0] == "OK"
+            typ, data = c.uid("SEARCH", "KEYWORD", "Custom00")
+            c.logout()
+            assert typ == "OK" and len(data[0].split()) == 1, data
+    finally:
+        if not H.KEEP:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 if __name__ == "__main__":
     H.run_tests(globals())
