@@ -35,6 +35,7 @@ struct run_cli {
 	int64_t run_id;
 	const char *machine;         /* --machine, or NULL */
 	unsigned lease;              /* --lease, 0: 30 s */
+	const char *dst_imap_tmpl;   /* --dst-imap (template), or NULL */
 	/* resolved */
 	const char *users_path, *src_tmpl, *dst_tmpl;
 	char *src_pw, *dst_pw;
@@ -42,6 +43,7 @@ struct run_cli {
 	struct sched_account *accounts;
 	size_t n_accounts;
 	struct endpoint *eps;        /* 2 per account */
+	struct endpoint *dovecot_eps; /* --dst-imap: 1 per account, or NULL */
 	struct sched_slots *src_slots, *dst_slots;
 };
 

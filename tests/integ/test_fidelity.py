@@ -8,6 +8,7 @@
    in run 1, so run 2 skipped the folder as unchanged). Both targets.
 """
 
+import json
 import os
 import re
 import shutil
@@ -355,6 +356,67 @@ def test_unkept_keywords_are_not_flag_updates():
             typ, data = c.uid("SEARCH", "KEYWORD", "Custom00")
             c.logout()
             assert typ == "OK" and len(data[0].split()) == 1, data
+    finally:
+        if not H.KEEP:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_run_and_verify_through_dst_imap():
+    """run --dst-imap TEMPLATE gives each account's Maildir target the
+    Dovecot serving it (keywords beyond 26 set through it); verify
+    --dst-imap compares keywords as that Dovecot serves them: every one
+    verifies, where the file names alone lack 3 of 29 per account."""
+    H.require_root()
+    tmp = tempfile.mkdtemp(prefix="ife-fid-")
+    try:
+        with H.Dovecot("frsrc", users={"alice": PW, "carol": PW}, ssl=False) as s, \
+                H.Dovecot("frdst", users={"alice": PW, "carol": PW}, ssl=False) as d:
+            for user in ("alice", "carol"):
+                c = s.imap(user, PW)
+                assert c.create("Tags")[0] == "OK"
+                for i in range(28):
+                    U.append(c, "Tags", U.make_message(i, tag=user),
+                             flags=f"Custom{i:02d}" + (" $Junk" if i == 27 else ""))
+                c.logout()
+            users = os.path.join(tmp, "users.csv")
+            with open(users, "w") as f:
+                f.write("src_user,dst_user\nalice,alice\ncarol,carol\n")
+            dsti = f"imap://%u*{d.master[0]}@{d.host}:{d.port}?tls=none"
+            env = {"IMAPFERRY_SRC_PASSWORD": PW,
+                   "IMAPFERRY_DST_PASSWORD": d.master[1]}
+            src = f"imap://%u@{s.host}:{s.port}?tls=none"
+            dst = f"maildir:{d.data_dir}/%u/Maildir"
+            p = H.run_ferry(["run", "--state", os.path.join(tmp, "r.db"),
+                             "--owner", "mail:mail", "--progress", "plain",
+                             "--dst-imap", dsti, users, src, dst], env=env)
+            assert p.returncode == 0, H.describe(p)
+            assert "does not keep keyword" not in p.stderr, H.describe(p)
+            for user in ("alice", "carol"):
+                c = d.imap(user, PW)
+                assert c.select("Tags")[0] == "OK"
+                for k in ("Custom00", "Custom27", "$Junk"):
+                    typ, data = c.uid("SEARCH", "KEYWORD", k)
+                    assert typ == "OK" and len(data[0].split()) == 1, \
+                        (user, k, data, H.describe(p))
+                c.logout()
+                one = [s.url(user, query="?tls=none"), f"maildir:{d.maildir(user)}"]
+                # the file names alone: 3 keywords per account missing
+                v = H.run_ferry(["verify", "--json", "--no-state"] + one, env=env)
+                assert v.returncode == 1, H.describe(v)
+                j = json.loads(v.stdout)
+                assert j["differences"] == 3, H.describe(v)
+                assert {x["kind"] for x in j["diffs"]} == {"flags"}, H.describe(v)
+                # through the serving Dovecot: all verify
+                v = H.run_ferry(["verify", "--json", "--no-state", "--dst-imap",
+                                 dsti.replace("%u", user)] + one, env=env)
+                assert v.returncode == 0, H.describe(v)
+                j = json.loads(v.stdout)
+                assert j["differences"] == 0 and j["matched"] == 28, H.describe(v)
+            # a wrong --dst-imap: the target is no Maildir
+            v = H.run_ferry(["verify", "--dst-imap", dsti.replace("%u", "alice"),
+                             s.url("alice", query="?tls=none"),
+                             d.url("alice", query="?tls=none")], env=env)
+            assert v.returncode == 2 and "maildir" in v.stderr, H.describe(v)
     finally:
         if not H.KEEP:
             shutil.rmtree(tmp, ignore_errors=True)
