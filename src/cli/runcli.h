@@ -35,7 +35,8 @@ struct run_cli {
 	int64_t run_id;
 	const char *machine;         /* --machine, or NULL */
 	unsigned lease;              /* --lease, 0: 30 s */
-	const char *dst_imap_tmpl;   /* --dst-imap (template), or NULL */
+	const char *dst_imap_tmpl;
+	const char *changes_users;   /* status --changes USERS, or NULL */   /* --dst-imap (template), or NULL */
 	/* resolved */
 	const char *users_path, *src_tmpl, *dst_tmpl;
 	char *src_pw, *dst_pw;

@@ -422,5 +422,74 @@ def test_run_and_verify_through_dst_imap():
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def test_status_per_account_last_pass_and_changes():
+    """status shows per account when its last pass ended; with --changes
+    USERS, what changed on the source since (one STATUS per folder
+    against the state): new and expunged messages, for a Maildir target
+    (counted in its uidlist) and an IMAP target (the state's records)."""
+    H.require_root()
+    tmp = tempfile.mkdtemp(prefix="ife-fid-")
+    try:
+        with H.Dovecot("fssrc", users={"alice": PW, "carol": PW}, ssl=False) as s, \
+                H.Dovecot("fsdst", users={"alice": PW, "carol": PW}, ssl=False) as d:
+            for user in ("alice", "carol"):
+                c = s.imap(user, PW)
+                assert c.create("Work")[0] == "OK"
+                for i in range(6):
+                    U.append(c, "Work", U.make_message(i, tag=user))
+                    U.append(c, "INBOX", U.make_message(50 + i, tag=user))
+                c.logout()
+            users = os.path.join(tmp, "users.csv")
+            with open(users, "w") as f:
+                f.write("src_user,dst_user\nalice,alice\ncarol,carol\n")
+            src = f"imap://%u@{s.host}:{s.port}?tls=none"
+            targets = {"md": f"maildir:{d.data_dir}/%u/Maildir",
+                       "imap": f"imap://%u@{d.host}:{d.port}?tls=none"}
+            for name, dst in targets.items():
+                state = os.path.join(tmp, f"{name}.db")
+                p = ferry(["run", "--state", state, "--owner", "mail:mail",
+                           "--progress", "none", users, src, dst])
+                assert p.returncode == 0, H.describe(p)
+                st = ferry(["status", "--state", state, "--json"])
+                assert st.returncode == 0, H.describe(st)
+                j = json.loads(st.stdout)
+                passes = {x["src_user"]: x for x in j["passes"]}
+                assert set(passes) == {"alice", "carol"}, j["passes"]
+                for x in passes.values():
+                    assert x["last_pass_ended"] > 1_700_000_000, x
+                    assert x["changes"] is None, x
+            # on the source: alice gets 3 new messages in Work, 2 expunged
+            c = s.imap("alice", PW)
+            for i in range(3):
+                U.append(c, "Work", U.make_message(200 + i, tag="alice"))
+            c.logout()
+            c = s.imap("alice", PW)
+            assert c.select("Work")[0] == "OK"
+            for u in (2, 4):
+                assert c.uid("STORE", str(u), "+FLAGS.SILENT", "(\\Deleted)")[0] == "OK"
+            assert c.expunge()[0] == "OK"
+            c.logout()
+            for name in targets:
+                state = os.path.join(tmp, f"{name}.db")
+                st = ferry(["status", "--state", state, "--json", "--changes", users])
+                assert st.returncode == 0, H.describe(st)
+                passes = {x["src_user"]: x for x in json.loads(st.stdout)["passes"]}
+                a, b = passes["alice"]["changes"], passes["carol"]["changes"]
+                assert a["new_messages"] == 3 and a["expunged_messages"] == 2, \
+                    (name, a, H.describe(st))
+                assert a["changed_folders"] == 1 and a["folders"] == 2, (name, a)
+                assert b["new_messages"] == 0 and b["expunged_messages"] == 0 \
+                    and b["changed_folders"] == 0, (name, b)
+                st = ferry(["status", "--state", state, "--changes", users])
+                assert st.returncode == 0, H.describe(st)
+                line = [x for x in st.stdout.splitlines()
+                        if x.strip().startswith("alice") and "last pass ended" in x]
+                assert line and \
+                    "3 new, 2 expunged in 1 of 2 folders" in line[0], H.describe(st)
+    finally:
+        if not H.KEEP:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 if __name__ == "__main__":
     H.run_tests(globals())
