@@ -41,6 +41,7 @@ run_cli_option(void *ctx, int id, const char *arg, uint64_t num)
 	case CLI_OPT_MACHINE: c->machine = arg; return 0;
 	case CLI_OPT_DST_IMAP: c->dst_imap_tmpl = arg; return 0;
 	case CLI_OPT_CHANGES: c->changes_users = arg; return 0;
+	case CLI_OPT_NO_CHECK: c->no_check = true; return 0;
 	case CLI_OPT_LEASE: c->lease = (unsigned)num; return 0;
 	case CLI_OPT_FINAL: c->final = true; return 0;
 	case CLI_OPT_PROBE_TARGET: c->no_probe_target = false; return 0;

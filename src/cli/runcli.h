@@ -26,6 +26,7 @@ struct run_cli {
 	const char *state_path, *report_path, *log_path;
 	const char *html_path, *metrics_path;
 	bool new_run, no_probe_target, no_calibrate, no_split, final;
+	bool no_check;               /* plan --no-check */
 	struct net_tls_ctx *tls;      /* shared by every session, or NULL */
 	bool delete_missing, skip_deleted, uid_ranges;
 	struct maildir_options md;

@@ -491,5 +491,61 @@ def test_status_per_account_last_pass_and_changes():
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def test_plan_checks_every_account():
+    """plan runs the preflight (imapferry check) of every account and
+    summarises it: one line per kind of finding with the number of
+    accounts concerned; plan --json has each account's findings; an
+    account that cannot be checked is named; --no-check skips it."""
+    H.require_root()
+    tmp = tempfile.mkdtemp(prefix="ife-fid-")
+    try:
+        with H.Dovecot("fpsrc", users={"alice": PW, "carol": PW}, ssl=False,
+                       separator=".", prefix="INBOX.") as s, \
+                H.Dovecot("fpdst", users={"alice": PW, "carol": PW}, ssl=False) as d:
+            c = s.imap("alice", PW)
+            assert c.create("INBOX.Tags")[0] == "OK"
+            for i in range(28):
+                U.append(c, "INBOX.Tags", U.make_message(i, tag="alice"),
+                         flags=f"Custom{i:02d}")
+            c.logout()
+            c = s.imap("carol", PW)
+            assert c.create("INBOX.Work")[0] == "OK"
+            U.append(c, "INBOX.Work", U.make_message(1, tag="carol"))
+            c.logout()
+            users = os.path.join(tmp, "users.csv")
+            with open(users, "w") as f:
+                f.write("src_user,dst_user\nalice,alice\ncarol,carol\ndave,dave\n")
+            src = f"imap://%u@{s.host}:{s.port}?tls=none"
+            dst = f"maildir:{d.data_dir}/%u/Maildir"
+            common = ["plan", "--no-calibrate", users, src, dst]
+            p = ferry(common + ["--json"])
+            assert p.returncode == 0, H.describe(p)
+            chk = json.loads(p.stdout)["check"]
+            assert chk["checked"] == 2 and chk["failed"] == 1, chk
+            kinds = {k["code"]: k["accounts"] for k in chk["kinds"]}
+            assert kinds.get("keywords") == 1, (kinds, H.describe(p))
+            assert kinds.get("namespace") == 2, kinds
+            accts = {a["src_user"]: a for a in chk["accounts"]}
+            assert accts["dave"]["error"] and accts["dave"]["report"] is None, accts
+            kw = [f for f in accts["alice"]["report"]["findings"]
+                  if f["code"] == "keywords"]
+            assert kw and kw[0]["folders"] == ["INBOX.Tags: 28 keywords"], accts["alice"]
+            assert not [f for f in accts["carol"]["report"]["findings"]
+                        if f["code"] == "keywords"], accts["carol"]
+            assert not os.path.exists(d.maildir("carol")), "plan must not create"
+            p = ferry(common)
+            assert p.returncode == 0, H.describe(p)
+            assert re.search(r"^\s+\w+\s+keywords\s+1 account\b", p.stdout, re.M), p.stdout
+            assert re.search(r"^\s+info\s+namespace\s+2 accounts\b", p.stdout, re.M), \
+                p.stdout
+            assert "1 account could not be checked: dave" in p.stdout, p.stdout
+            p = ferry(common + ["--no-check", "--json"])
+            assert p.returncode == 0 and "check" not in json.loads(p.stdout), \
+                H.describe(p)
+    finally:
+        if not H.KEEP:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 if __name__ == "__main__":
     H.run_tests(globals())
