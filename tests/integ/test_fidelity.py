@@ -547,5 +547,48 @@ def test_plan_checks_every_account():
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def test_keywords_outside_permanentflags_are_not_flag_updates():
+    """An IMAP target whose PERMANENTFLAGS lack \\* (Courier with
+    IMAP_KEYWORDS=0) drops the keywords: a later run with nothing changed
+    reports 0 flag updates (it counted every keyword again), a change of
+    a flag it keeps is one update."""
+    H.require_root()
+    tmp = tempfile.mkdtemp(prefix="ife-fid-")
+    try:
+        with H.Dovecot("fcsrc", users={"alice": PW}, ssl=False) as s, \
+                H.Courier("fcdst", users={"alice": PW},
+                          env={"IMAP_KEYWORDS": "0"}) as d:
+            c = s.imap("alice", PW)
+            for i in range(4):
+                U.append(c, "INBOX", U.make_message(i, tag="kw"),
+                         flags=f"\\Seen $Label{i + 1} Custom")
+            c.logout()
+            src = s.url("alice", query="?tls=none")
+            dst = d.url("alice")
+            base = ["copy", "--json", "--state", os.path.join(tmp, "c.db")]
+            p = ferry(base + [src, dst])
+            assert U.summary(p)["copied"] == 4, H.describe(p)
+            assert "does not keep keyword" in p.stderr, H.describe(p)
+            for _ in range(2):
+                p = ferry(base + [src, dst])
+                j = U.summary(p)
+                assert j["copied"] == 0 and j["flags_updated"] == 0, H.describe(p)
+                assert j["dropped_flags"] == 0, H.describe(p)
+            c = s.imap("alice", PW)
+            assert c.select("INBOX")[0] == "OK"
+            assert c.uid("STORE", "1", "+FLAGS.SILENT", "(\\Flagged)")[0] == "OK"
+            c.logout()
+            p = ferry(base + [src, dst])
+            assert U.summary(p)["flags_updated"] == 1, H.describe(p)
+            c = d.imap("alice", PW)
+            assert c.select("INBOX")[0] == "OK"
+            typ, data = c.search(None, "FLAGGED")
+            c.logout()
+            assert typ == "OK" and len(data[0].split()) == 1, data
+    finally:
+        if not H.KEEP:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 if __name__ == "__main__":
     H.run_tests(globals())
