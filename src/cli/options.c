@@ -143,7 +143,8 @@ static const struct cli_opt_def opt_table[] = {
 	  "STATUS of every folder against the last pass" },
 	{ CLI_OPT_NO_CHECK, "no-check", 0, CLI_ARG_NONE, NULL, 0,
 	  "skip the preflight of each account (what\n"
-	  "clients will notice, as imapferry check)" },
+	  "clients will notice, as imapferry check;\n"
+	  "skipped with --final)" },
 	{ CLI_OPT_CHANGES, "changes", 0, CLI_ARG_STRING, "USERS", 0,
 	  "per account, what changed on the source since\n"
 	  "its last pass: STATUS of every folder of the\n"

@@ -54,6 +54,10 @@ cmd_plan(int argc, char **argv)
 	                                &plan_seconds)) != 0)
 		goto out;
 	run_cli_report_plan(&c, &plan, &cost, est, plan_seconds, &rp);
+	/* --final must stay cheap (one STATUS per folder): the preflight
+	 * fetches every message's flags and size, it was done before */
+	if (c.final)
+		c.no_check = true;
 	if (!c.no_check)
 		plan_check_run(&c, &pc);
 	buf_init(&out, SIZE_MAX / 2);

@@ -486,6 +486,14 @@ def test_status_per_account_last_pass_and_changes():
                         if x.strip().startswith("alice") and "last pass ended" in x]
                 assert line and \
                     "3 new, 2 expunged in 1 of 2 folders" in line[0], H.describe(st)
+            # plan --final says the same for the window, and stays cheap:
+            # no per-account preflight
+            p = ferry(["plan", "--final", "--no-calibrate", "--json", "--state",
+                       os.path.join(tmp, "md.db"), users, src, targets["md"]])
+            assert p.returncode == 0, H.describe(p)
+            j = json.loads(p.stdout)
+            assert "check" not in j, H.describe(p)
+            assert any("final pass: 3 new messages" in n for n in j["notes"]), j["notes"]
     finally:
         if not H.KEEP:
             shutil.rmtree(tmp, ignore_errors=True)
