@@ -13,6 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Bytes of a finding's summary shown as the example of its kind. */
+#define EXAMPLE_MAX 100
+
 struct pc_shared {
 	const struct run_cli *c;
 	struct plan_check *pc;
@@ -210,11 +213,21 @@ plan_check_text(struct buf *out, const struct plan_check *pc)
 	ignore_result(buf_printf(out, "\npreflight (imapferry check of each "
 	    "account): clients notice something in %zu of %zu accounts "
 	    "checked\n", noticed, checked));
-	for (size_t i = 0; i < n_kinds; i++)
+	for (size_t i = 0; i < n_kinds; i++) {
+		/* the example cut to a line's worth, on a UTF-8 boundary */
+		size_t len = strlen(k[i].example), cut = len;
+
+		if (len > EXAMPLE_MAX) {
+			cut = EXAMPLE_MAX;
+			while (cut > 0 && (k[i].example[cut] & 0xC0) == 0x80)
+				cut--;
+		}
 		ignore_result(buf_printf(out, "  %-7s %-12s %5zu account%s  (e.g. "
-		    "%s: %s)\n", sev_name(k[i].severity), k[i].code, k[i].accounts,
-		    k[i].accounts == 1 ? " " : "s", k[i].example_user,
-		    k[i].example));
+		    "%s: %.*s%s)\n", sev_name(k[i].severity), k[i].code,
+		    k[i].accounts, k[i].accounts == 1 ? " " : "s",
+		    k[i].example_user, (int)cut, k[i].example,
+		    cut < len ? "..." : ""));
+	}
 	if (failed > 0) {
 		ignore_result(buf_printf(out, "  %zu account%s could not be "
 		    "checked:", failed, failed == 1 ? "" : "s"));
