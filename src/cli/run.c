@@ -39,6 +39,10 @@ static const struct cli_use run_opts[] = {
 	{ CLI_OPT_INCLUDE, NULL }, { CLI_OPT_EXCLUDE, NULL },
 	{ CLI_OPT_MAP, NULL },
 	{ CLI_OPT_DELETE_MISSING, NULL }, { CLI_OPT_SKIP_DELETED, NULL },
+	{ CLI_OPT_DST_IMAP, "Dovecot Maildir target: the Dovecot serving it, a\n"
+	                    "template as DST (imap://%u*MASTER@HOST, the\n"
+	                    "password as the target's): keywords beyond the\n"
+	                    "file names' 26 are set through it" },
 	CLI_NET_USES,
 	{ CLI_OPT_NONE, NULL },
 };

@@ -39,6 +39,9 @@ run_cli_option(void *ctx, int id, const char *arg, uint64_t num)
 	case CLI_OPT_METRICS: c->metrics_path = arg; return 0;
 	case CLI_OPT_NEW_RUN: c->new_run = true; return 0;
 	case CLI_OPT_MACHINE: c->machine = arg; return 0;
+	case CLI_OPT_DST_IMAP: c->dst_imap_tmpl = arg; return 0;
+	case CLI_OPT_CHANGES: c->changes_users = arg; return 0;
+	case CLI_OPT_NO_CHECK: c->no_check = true; return 0;
 	case CLI_OPT_LEASE: c->lease = (unsigned)num; return 0;
 	case CLI_OPT_FINAL: c->final = true; return 0;
 	case CLI_OPT_PROBE_TARGET: c->no_probe_target = false; return 0;
@@ -126,6 +129,10 @@ run_cli_free(struct run_cli *c)
 		for (size_t i = 0; i < 2 * c->n_accounts; i++)
 			endpoint_free(&c->eps[i]);
 	free(c->eps);
+	if (c->dovecot_eps != NULL)
+		for (size_t i = 0; i < c->n_accounts; i++)
+			endpoint_free(&c->dovecot_eps[i]);
+	free(c->dovecot_eps);
 	sched_accounts_free(&c->accounts, c->n_accounts);
 	sched_users_free(&c->users);
 	secret_free(&c->src_pw);
@@ -152,6 +159,44 @@ load_login_password(const char *file, const char *env, char **pw_r)
 		}
 	} else if ((v = getenv(env)) != NULL) {
 		*pw_r = xstrdup(v);
+	}
+	return 0;
+}
+
+/* --dst-imap TEMPLATE: each account's Dovecot serving its Maildir (the
+ * target's login password: --dst-password-file, else the account's). */
+static int
+setup_dst_imap(struct run_cli *c)
+{
+	const char *error;
+
+	c->dovecot_eps = xcalloc(c->n_accounts + 1, sizeof(*c->dovecot_eps));
+	for (size_t i = 0; i < c->n_accounts; i++) {
+		struct sched_account *a = &c->accounts[i];
+		struct endpoint *ep = &c->dovecot_eps[i];
+		char *url;
+
+		if (!a->dst_maildir) {
+			fprintf(stderr, "imapferry: --dst-imap needs a maildir: "
+			        "target\n");
+			return -1;
+		}
+		if ((url = sched_template_expand(c->dst_imap_tmpl, a->dst_user,
+		                                 &error)) == NULL ||
+		    endpoint_parse(url, ep, &error) < 0 ||
+		    (ep->kind != ENDPOINT_IMAP &&
+		     (error = "an imap:// or imaps:// URL") != NULL)) {
+			fprintf(stderr, "imapferry: --dst-imap: users file line "
+			        "%u: %s\n", a->line, error);
+			free(url);
+			return -1;
+		}
+		free(url);
+		cli_apply_common(&c->common, ep);
+		ep->imap.net.tls_ctx = c->tls;
+		ep->imap.password = c->dst_pw != NULL ? c->dst_pw : a->dst_password;
+		ep->imap.label = "dovecot";
+		a->dst_imap = &ep->imap;
 	}
 	return 0;
 }
@@ -230,6 +275,8 @@ run_cli_setup_accounts(struct run_cli *c)
 			                             de->imap.implicit_tls);
 		}
 	}
+	if (c->dst_imap_tmpl != NULL && setup_dst_imap(c) < 0)
+		return CLI_EXIT_USAGE;
 	workers = c->workers > 0 ? c->workers : 4;
 	c->workers = workers;
 	c->src_slots = sched_slots_new(c->max_src > 0 ? c->max_src : workers);

@@ -26,6 +26,7 @@ struct run_cli {
 	const char *state_path, *report_path, *log_path;
 	const char *html_path, *metrics_path;
 	bool new_run, no_probe_target, no_calibrate, no_split, final;
+	bool no_check;               /* plan --no-check */
 	struct net_tls_ctx *tls;      /* shared by every session, or NULL */
 	bool delete_missing, skip_deleted, uid_ranges;
 	struct maildir_options md;
@@ -35,6 +36,8 @@ struct run_cli {
 	int64_t run_id;
 	const char *machine;         /* --machine, or NULL */
 	unsigned lease;              /* --lease, 0: 30 s */
+	const char *dst_imap_tmpl;
+	const char *changes_users;   /* status --changes USERS, or NULL */   /* --dst-imap (template), or NULL */
 	/* resolved */
 	const char *users_path, *src_tmpl, *dst_tmpl;
 	char *src_pw, *dst_pw;
@@ -42,6 +45,7 @@ struct run_cli {
 	struct sched_account *accounts;
 	size_t n_accounts;
 	struct endpoint *eps;        /* 2 per account */
+	struct endpoint *dovecot_eps; /* --dst-imap: 1 per account, or NULL */
 	struct sched_slots *src_slots, *dst_slots;
 };
 

@@ -140,6 +140,7 @@ sched_engine_copy(const struct sched_engine_args *a, struct copy_stats *stats,
 			dst.md = *a->md;
 		dst.md.flavor = a->account->dst_courier ? MAILDIR_COURIER :
 		    MAILDIR_DOVECOT;
+		dst.dst_imap = a->account->dst_imap;
 	} else {
 		dst.kind = TARGET_IMAP;
 		dst.imap = &a->account->dst_opts;

@@ -109,6 +109,9 @@ struct sched_account {
 	bool dst_maildir;         /* target is a Maildir: dst_path */
 	bool dst_courier;         /* ... of Courier's flavor */
 	const char *dst_path;
+	/* Maildir target: the Dovecot serving it (--dst-imap), borrowed, or
+	 * NULL */
+	const struct imap_client_options *dst_imap;
 	char *src_slot, *dst_slot; /* connection cap keys (owned, freed by
 	                            * sched_accounts_free()); NULL: none */
 };

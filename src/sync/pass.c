@@ -604,6 +604,30 @@ list_source(struct pass *p, uint32_t lo, uint32_t hi,
 	return 0;
 }
 
+/* True when the target holds the source's flags src as far as it can:
+ * flags it cannot store (a 27th keyword in a Dovecot Maildir, a keyword
+ * outside PERMANENTFLAGS) are no difference, or every pass would count
+ * (and try) them again. */
+static bool
+flags_same(const struct pass *p, const char *src, const char *dst)
+{
+	char *a, *b;
+	bool same;
+
+	if (dst == NULL)
+		dst = "";
+	if (strcmp(src, dst) == 0)
+		return true;
+	if (p->t->ops->storable_flags == NULL)
+		return false;
+	a = p->t->ops->storable_flags(p->t, src);
+	b = p->t->ops->storable_flags(p->t, dst);
+	same = strcmp(a, b) == 0;
+	free(a);
+	free(b);
+	return same;
+}
+
 /* Sets flags of messages already copied: the driver groups what it can. */
 static enum scope
 sync_flags(struct pass *p, const struct target_flags *ch, size_t n)
@@ -835,8 +859,7 @@ copy_window(struct pass *p, struct fwin *w, uint32_t lo, uint32_t hi,
 				continue;
 			}
 			p->stats->skipped++;
-			if (m->dst_uid != 0 &&
-			    strcmp(s->flags, m->flags != NULL ? m->flags : "") != 0) {
+			if (m->dst_uid != 0 && !flags_same(p, s->flags, m->flags)) {
 				fl[n_fl].src_uid = s->uid;
 				fl[n_fl].dst_uid = m->dst_uid;
 				fl[n_fl].flags = s->flags;

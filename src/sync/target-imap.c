@@ -561,6 +561,13 @@ imap_free(struct target *t)
 	free(it);
 }
 
+/* What the folder's PERMANENTFLAGS accept. */
+static char *
+imap_storable_flags(struct target *t, const char *flags)
+{
+	return flags_filter(flags != NULL ? flags : "", IT(t)->pflags, NULL);
+}
+
 static const struct target_ops imap_ops = {
 	.name = "imap",
 	.keeps_uids = false,
@@ -580,6 +587,7 @@ static const struct target_ops imap_ops = {
 	.commit = imap_commit,
 	.commit_every = imap_commit_every,
 	.set_flags = imap_set_flags,
+	.storable_flags = imap_storable_flags,
 	.expunge = imap_expunge,
 	.close_folder = imap_close_folder,
 	.publish = NULL,

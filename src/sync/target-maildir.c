@@ -741,6 +741,17 @@ md_can_place(struct target *t, uint32_t uid, char **why_r)
 	return false;
 }
 
+/* What the folder's file names can show: md_list() lists nothing more. */
+static char *
+md_storable_flags(struct target *t, const char *flags)
+{
+	struct md_target *mt = MT(t);
+
+	if (mt->f == NULL)
+		return xstrdup(flags != NULL ? flags : "");
+	return maildir_folder_storable_flags(mt->f, flags);
+}
+
 /* -------------------------------------------------------- delivery */
 
 /* Keywords uid could not keep in its file name: through the Dovecot that
@@ -1313,6 +1324,7 @@ static const struct target_ops maildir_ops = {
 	.list = md_list,
 	.can_place = md_can_place,
 	.expect_keywords = md_expect_keywords,
+	.storable_flags = md_storable_flags,
 	.batch_max = md_batch_max,
 	.deliver = md_deliver,
 	.in_flight = md_in_flight,

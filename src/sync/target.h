@@ -162,6 +162,12 @@ struct target_ops {
 	 * gives the well-known ones theirs first, whatever window they are
 	 * in. */
 	void (*expect_keywords)(struct target *t, char *const *names);
+	/* Optional: the part of flags (the source's, canonical) that the
+	 * open folder can store, a new string (canonical). The pass compares
+	 * the source's and the target's flags through it, so that a flag the
+	 * target cannot keep is not "updated" again on every pass. NULL:
+	 * every flag is kept. */
+	char *(*storable_flags)(struct target *t, const char *flags);
 	/* !keeps_uids: fingerprints of the folder's messages from UID
 	 * `from` up (messages no record knows). */
 	int (*fingerprints)(struct target *t, uint32_t from,

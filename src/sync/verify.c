@@ -357,12 +357,54 @@ hash_file(int fd, bool lf_to_crlf, unsigned char sha[32], char **msgid_r)
 	return n < 0 ? -1 : 0;
 }
 
+/* The Dovecot serving the Maildir (verify_options.dst_imap): its
+ * session and personal namespace. */
+struct served {
+	struct imap_client *c;
+	char *prefix;
+	char sep;
+};
+
+/* The IMAP name on the serving Dovecot of a Maildir++ directory name
+ * (".Archive.2019" -> prefix + "Archive" + sep + "2019"; "" is INBOX). */
+static char *
+served_name(const struct served *sv, const char *dirname)
+{
+	char *name;
+	size_t plen = strlen(sv->prefix);
+
+	if (dirname[0] == '\0')
+		return xstrdup("INBOX");
+	name = xasprintf("%s%s", sv->prefix, dirname + 1);
+	if (sv->sep != '.' && sv->sep != '\0')
+		for (char *p = name + plen; *p != '\0'; p++)
+			if (*p == '.')
+				*p = sv->sep;
+	return name;
+}
+
+/* The flags of the folder's messages as the serving Dovecot shows them,
+ * into *l. Returns 0, or -1 with *error_r. */
+static int
+served_flags(struct served *sv, const char *dirname, struct msgsum_list *l,
+             const char **error_r)
+{
+	char *name = served_name(sv, dirname);
+	int ret;
+
+	if ((ret = select_and_sum(sv->c, name, MSGSUM_FLAGS, l, error_r)) < 0)
+		*error_r = err_set("%s on the serving Dovecot: %s", name, *error_r);
+	free(name);
+	return ret;
+}
+
 static void
 verify_maildir_folder(struct imap_client *src, const char *root,
                       enum maildir_flavor flavor, const struct verify_options *o,
                       const struct imap_mailbox_info *box, const char *dirname,
-                      struct verify_report *r)
+                      struct served *sv, struct verify_report *r)
 {
+	struct msgsum_list served = { 0 };
 	unsigned what = MSGSUM_FLAGS | MSGSUM_FP | (o->deep ? MSGSUM_BODY : 0);
 	struct maildir_options mo;
 	struct maildir_folder *f = NULL;
@@ -384,6 +426,10 @@ verify_maildir_folder(struct imap_client *src, const char *root,
 	r->folders++;
 	r->messages += sl.count;
 	mb = imap_client_mailbox(src);
+	if (sv != NULL && served_flags(sv, dirname, &served, &error) < 0) {
+		add_diff(r, VERIFY_ERROR, box->name, dn, 0, 0, "%s", error);
+		goto out;
+	}
 	if (maildir_folder_uidvalidity(f) != mb->uidvalidity)
 		add_diff(r, VERIFY_UIDVALIDITY, box->name, dn, 0, 0,
 		         "source %" PRIu32 ", Maildir %" PRIu32, mb->uidvalidity,
@@ -406,7 +452,13 @@ verify_maildir_folder(struct imap_client *src, const char *root,
 			continue;
 		}
 		d.uid = m->uid;
-		d.flags = xstrdup(m->flags);
+		if (sv != NULL) {
+			const struct msgsum *x = msgsum_find(&served, m->uid);
+
+			d.flags = xstrdup(x != NULL ? x->flags : "(not served)");
+		} else {
+			d.flags = xstrdup(m->flags);
+		}
 		d.internaldate = m->mtime;
 		if (maildir_msg_size(f, m->uid, &size, &error) < 0)
 			size = 0;
@@ -430,6 +482,7 @@ verify_maildir_folder(struct imap_client *src, const char *root,
 			         "in the Maildir only");
 	}
 out:
+	msgsum_list_free(&served);
 	msgsum_list_free(&sl);
 	maildir_folder_close(&f);
 }
@@ -442,15 +495,36 @@ verify_account_maildir(const struct imap_client_options *src_opts,
 {
 	struct imap_client *src = NULL;
 	struct imap_account_info si;
+	struct served sv = { 0 };
 
 	memset(r, 0, sizeof(*r));
+	if (o->dst_imap != NULL) {
+		struct imap_account_info di;
+
+		if (imap_client_connect(o->dst_imap, &sv.c, NULL, error_r) < 0 ||
+		    imap_account_inventory(sv.c, 0, &di, error_r) < 0) {
+			*error_r = err_set("serving Dovecot: %s", *error_r);
+			if (sv.c != NULL)
+				imap_client_free(&sv.c);
+			return -1;
+		}
+		sv.sep = di.separator;
+		if (di.ns_count[0] > 0) {
+			sv.prefix = xstrdup(di.ns[0][0].prefix);
+			if (di.ns[0][0].delimiter != '\0')
+				sv.sep = di.ns[0][0].delimiter;
+		} else {
+			sv.prefix = xstrdup("");
+		}
+		imap_account_info_free(&di);
+	}
 	if (imap_client_connect(src_opts, &src, NULL, error_r) < 0) {
 		*error_r = err_set("source: %s", *error_r);
-		return -1;
+		goto fail;
 	}
 	if (imap_account_inventory(src, IMAP_INV_STATUS, &si, error_r) < 0) {
 		imap_client_free(&src);
-		return -1;
+		goto fail;
 	}
 	for (size_t i = 0; i < si.count; i++) {
 		const struct imap_mailbox_info *box = &si.boxes[i];
@@ -471,19 +545,29 @@ verify_account_maildir(const struct imap_client_options *src_opts,
 				add_diff(r, VERIFY_ERROR, box->name, res.dst_wire, 0, 0,
 				         "%s", error);
 			} else {
-				verify_maildir_folder(src, root, flavor, o, box, dirname, r);
+				verify_maildir_folder(src, root, flavor, o, box, dirname,
+				                      sv.c != NULL ? &sv : NULL, r);
 				free(dirname);
 			}
 		}
 		foldermap_result_free(&res);
-		if (imap_client_is_dead(src)) {
+		if (imap_client_is_dead(src) ||
+		    (sv.c != NULL && imap_client_is_dead(sv.c))) {
 			*error_r = err_set("connection lost during verification");
 			imap_account_info_free(&si);
 			imap_client_free(&src);
-			return -1;
+			goto fail;
 		}
 	}
 	imap_account_info_free(&si);
 	imap_client_logout(&src);
+	if (sv.c != NULL)
+		imap_client_logout(&sv.c);
+	free(sv.prefix);
 	return 0;
+fail:
+	if (sv.c != NULL)
+		imap_client_free(&sv.c);
+	free(sv.prefix);
+	return -1;
 }
