@@ -154,10 +154,22 @@ class FaultProxy:
     both directions, reach the next of the given offsets. A cut falls at an
     exact byte: inside a literal as often as anywhere else."""
 
-    def __init__(self, upstream_port, cuts=(), stalls=()):
+    def __init__(self, upstream_port, cuts=(), stalls=(), pause=None, record=False):
+        """pause: (regex, n, seconds): when the client's bytes on one
+        connection match regex for the n-th time (over every connection),
+        that connection forwards nothing in either direction for seconds,
+        then goes on (a slow server, not a stall). With record or pause,
+        what clients send is kept per connection in self.sent (a list of
+        bytearrays)."""
         import socket
         import threading
         self.upstream = upstream_port
+        self.pause = pause
+        self.pause_seen = 0
+        self.paused = []          # (connection index, monotonic start, end)
+        self.record = record or pause is not None
+        self.counts = []          # pause pattern matches per connection
+        self.sent = []
         self.events = sorted([(o, "cut") for o in cuts] + [(o, "stall") for o in stalls])
         self.fired = []
         self.total = 0
@@ -190,7 +202,10 @@ class FaultProxy:
                 continue
             with self.lock:
                 self.conns += 1
-            threading.Thread(target=self._pump, args=(c, u), daemon=True).start()
+                idx = len(self.sent)
+                self.sent.append(bytearray())
+                self.counts.append(0)
+            threading.Thread(target=self._pump, args=(c, u, idx), daemon=True).start()
 
     @staticmethod
     def _rst(*socks):
@@ -215,7 +230,30 @@ class FaultProxy:
             self.total += n
             return n, None
 
-    def _pump(self, c, u):
+    def _pause_due(self, idx):
+        """Seconds to pause connection idx now (its client just sent)."""
+        import re as _re
+        if self.pause is None:
+            return 0
+        pattern, nth, secs = self.pause
+        with self.lock:
+            before = self.pause_seen
+            n = len(_re.findall(pattern, bytes(self.sent[idx])))
+            self.pause_seen += n - self.counts[idx]
+            self.counts[idx] = n
+            if before < nth <= self.pause_seen:
+                return secs
+        return 0
+
+    def commands(self, idx):
+        """The command lines (tag stripped) client idx sent, literals
+        included as they came."""
+        with self.lock:
+            data = bytes(self.sent[idx])
+        return [ln.split(b" ", 1)[1] if b" " in ln else ln
+                for ln in data.split(b"\r\n") if ln]
+
+    def _pump(self, c, u, idx):
         import select
         socks = [c, u]
         peer = {c: u, u: c}
@@ -232,6 +270,15 @@ class FaultProxy:
                     k, kind = self._budget(len(data))
                     if k:
                         peer[s].sendall(data[:k])
+                    if s is c and k and self.record:
+                        with self.lock:
+                            self.sent[idx] += data[:k]
+                        secs = self._pause_due(idx)
+                        if secs:
+                            t0 = time.monotonic()
+                            time.sleep(secs)
+                            with self.lock:
+                                self.paused.append((idx, t0, time.monotonic()))
                     if kind == "cut":
                         self._rst(c, u)
                         return
