@@ -1245,8 +1245,10 @@ reconnect(struct pass *p, unsigned attempt, double left)
 {
 	unsigned wait = backoff_s(attempt);
 
-	if (left >= 1 && wait > (unsigned)left)
-		wait = (unsigned)left;
+	/* (a budget with less than a second left still gets its last try
+	 * after 1 s, not after a backoff of 30) */
+	if (left > 0 && wait > left)
+		wait = left < 1 ? 1 : (unsigned)left;
 	if (wait == 0)
 		wait = 1;
 	log_warn("%s; reconnecting in %u s (retry %u, %.0f s left of the retry "
@@ -1478,9 +1480,14 @@ folder_with_retries(struct pass *p, const struct fpair *pair)
 				return false;
 			}
 			clear_failure(p);
-			if (sc > SCOPE_FOLDER &&
-			    reconnect(p, rt.attempt, 0) == SCOPE_RUN)
-				return false;
+			/* the next folder starts on new sessions, with its own
+			 * budget and backoff (a failed connect is retried
+			 * there) */
+			if (sc > SCOPE_FOLDER) {
+				disconnect(p);
+				if (connect_both(p) == SCOPE_RUN)
+					return false;
+			}
 			return true;
 		}
 		if (reconnect(p, rt.attempt, retry_left(&rt)) == SCOPE_RUN)
