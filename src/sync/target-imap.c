@@ -361,10 +361,15 @@ do_deliver(struct target *t, struct cmsg *list)
 	imap_cmd_submit(cmd, append_done, g);
 }
 
+/* Submitted and not yet answered: a command still queued counts (the
+ * client sends them once more than the depth are outstanding, or at a
+ * wait for all). */
 static unsigned
 do_in_flight(struct target *t)
 {
-	return imap_client_in_flight(IT(t)->client);
+	struct imap_client *c = IT(t)->client;
+
+	return imap_client_in_flight(c) + imap_client_queued(c);
 }
 
 static int

@@ -37,6 +37,23 @@ def ferry_env(src_pw=None, dst_pw=None):
     return e
 
 
+# What ASan, UBSan, LSan and TSan print: under the sanitizer builds a
+# report fails the test even when the process was killed afterwards or
+# its exit status is one a test accepts (1: "some messages failed").
+SANITIZER_REPORT = re.compile(r"ERROR: (Address|Leak)Sanitizer|WARNING: ThreadSanitizer|"
+                              r"runtime error: |ThreadSanitizer: |AddressSanitizer: ")
+
+
+def no_sanitizer_report(text, what=""):
+    if isinstance(text, bytes):
+        text = text.decode(errors="replace")
+    m = SANITIZER_REPORT.search(text or "")
+    if m:
+        at = max(0, m.start() - 200)
+        raise AssertionError(f"sanitizer report{' in ' + what if what else ''}:\n"
+                             f"{text[at:at + 6000]}")
+
+
 def start(args, env):
     return subprocess.Popen([H.BIN, *args], env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -45,6 +62,7 @@ def start(args, env):
 def run(args, env, timeout=600):
     p = subprocess.run([H.BIN, *args], env=env, stdin=subprocess.DEVNULL,
                        capture_output=True, text=True, timeout=timeout)
+    no_sanitizer_report(p.stderr, " ".join(args[:1]))
     return p
 
 
@@ -53,11 +71,13 @@ def kill_after(p, delay):
     it was killed."""
     try:
         p.wait(timeout=delay)
-        p.communicate()
+        _out, err = p.communicate()
+        no_sanitizer_report(err)
         return False
     except subprocess.TimeoutExpired:
         p.send_signal(signal.SIGKILL)
-        p.communicate()
+        _out, err = p.communicate()
+        no_sanitizer_report(err)
         return True
 
 
@@ -126,6 +146,7 @@ def run_rss(cmd, env, timeout=120):
         out.seek(0)
         err.seek(0)
         e = err.read().decode(errors="replace")
+        no_sanitizer_report(e)
         if timer:
             # time(1) reports a signal as "Command terminated by signal N"
             m = re.search(r"Command terminated by signal (\d+)", e)

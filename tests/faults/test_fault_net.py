@@ -18,9 +18,9 @@ copy measured first through the same proxy.
                 detected after 5 s without a byte, logged, reconnected; one
                 invocation completes
   keepalive     a session that waits sends NOOP (IMAPFERRY_KEEPALIVE_MS=500
-                instead of 60 s): the source answers a body FETCH 3 s late
+                instead of 60 s): the source answers a body FETCH 4 s late
                 and the target session, idle meanwhile, gets a NOOP; the
-                target answers its first APPEND 3 s late and the source
+                target answers its first APPEND 4 s late and the source
                 session, idle once everything is fetched, gets a NOOP; both
                 copies complete, 0 lost, 0 duplicated
 """
@@ -160,11 +160,13 @@ def test_keepalive():
     env = F.ferry_env(src_pw=PW, dst_pw=PW)
     env["IMAPFERRY_KEEPALIVE_MS"] = "500"
     with H.Dovecot("fn-ka", users={"ka1": PW, "ka2": PW}, ssl=False) as d:
-        # a slow source: its 2nd body FETCH is answered 3 s late
-        sp = F.FaultProxy(S.port, pause=(rb"BODY\.PEEK\[\]", 2, 3))
+        # a slow source: its 2nd body FETCH is answered 4 s late (one
+        # session pair, small batches: the target has 5 messages to store
+        # first, then nothing, with APPENDs possibly still in flight)
+        sp = F.FaultProxy(S.port, pause=(rb"BODY\.PEEK\[\]", 2, 4))
         dp = F.FaultProxy(d.port, record=True)
         args = ["copy", "--state", os.path.join(TMP, "ka1.db"), "--timeout", "10",
-                "--fetch-batch", "20", "--no-subscriptions",
+                "--parallel", "1", "--fetch-batch", "5", "--no-subscriptions",
                 purl(USER, sp.port), purl("ka1", dp.port)]
         p = F.run(args, env, timeout=300)
         sp.close()
@@ -175,12 +177,13 @@ def test_keepalive():
                                 f"was slow: {dp.commands(0)[-20:]}")
         assert not noop_conns(sp), "NOOP on the source while it was busy"
         assert F.lost_and_duplicated(M.snapshot(S, USER, PW), M.snapshot(d, "ka1", PW)) == (0, 0)
-        # a slow target: its first APPEND is answered 3 s late, while the
-        # source has fetched everything the queue holds
+        # a slow target: its first APPEND is answered 4 s late, while the
+        # source has fetched the whole first folder (INBOX) into the queue
         sp = F.FaultProxy(S.port, record=True)
-        dp = F.FaultProxy(d.port, pause=(rb"APPEND", 1, 3))
+        dp = F.FaultProxy(d.port, pause=(rb"APPEND", 1, 4))
         args = ["copy", "--state", os.path.join(TMP, "ka2.db"), "--timeout", "10",
-                "--no-subscriptions", purl(USER, sp.port), purl("ka2", dp.port)]
+                "--parallel", "1", "--no-subscriptions", purl(USER, sp.port),
+                purl("ka2", dp.port)]
         p = F.run(args, env, timeout=300)
         sp.close()
         dp.close()
