@@ -54,6 +54,18 @@ def no_sanitizer_report(text, what=""):
                              f"{text[at:at + 6000]}")
 
 
+def sanitizer():
+    """"asan" or "tsan" when the binary under test was built with
+    AddressSanitizer or ThreadSanitizer, else None."""
+    with open(H.BIN, "rb") as f:
+        data = f.read()
+    if b"__tsan_init" in data:
+        return "tsan"
+    if b"__asan_init" in data:
+        return "asan"
+    return None
+
+
 def start(args, env):
     return subprocess.Popen([H.BIN, *args], env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
