@@ -33,6 +33,10 @@ static const struct cli_use run_opts[] = {
 	{ CLI_OPT_METRICS, NULL },
 	{ CLI_OPT_MAX_ERRORS, NULL },
 	{ CLI_OPT_BACKOFF, NULL },
+	{ CLI_OPT_RETRY_BUDGET, "within one attempt of a job, keep reconnecting\n"
+	                        "to copy a folder until it made no progress for\n"
+	                        "this long (120; then the attempt fails and\n"
+	                        "--backoff, --max-errors apply)" },
 	{ CLI_OPT_MACHINE, NULL }, { CLI_OPT_LEASE, NULL },
 	{ CLI_OPT_PROGRESS, NULL },
 	{ CLI_OPT_LOG, NULL },
@@ -516,6 +520,7 @@ cmd_run(int argc, char **argv)
 
 	copy.quiet = !log_enabled(LOG_DEBUG);
 	copy.delete_missing = c.delete_missing;
+	copy.retry_budget_s = c.retry_budget;
 	copy.skip_deleted = copy.fetch.skip_deleted = c.skip_deleted;
 	ro.state_path = c.state_path;
 	ro.run_id = run_id;

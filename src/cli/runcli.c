@@ -24,6 +24,7 @@ run_cli_option(void *ctx, int id, const char *arg, uint64_t num)
 	case CLI_OPT_SAMPLE: c->sample = (unsigned)num; return 0;
 	case CLI_OPT_MAX_ERRORS: c->max_errors = (unsigned)num; return 0;
 	case CLI_OPT_BACKOFF: c->backoff = (unsigned)num; return 0;
+	case CLI_OPT_RETRY_BUDGET: c->retry_budget = (unsigned)num; return 0;
 	case CLI_OPT_FOLDERS: c->folders[c->n_folders++] = (char *)arg; return 0;
 	case CLI_OPT_INCLUDE: c->includes[c->n_inc++] = arg; return 0;
 	case CLI_OPT_EXCLUDE: c->excludes[c->n_exc++] = arg; return 0;

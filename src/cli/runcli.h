@@ -31,6 +31,7 @@ struct run_cli {
 	bool delete_missing, skip_deleted, uid_ranges;
 	struct maildir_options md;
 	unsigned max_errors, backoff, sample;
+	unsigned retry_budget;       /* --retry-budget, 0: the engine's 120 s */
 	double split_above;
 	enum report_progress progress;
 	int64_t run_id;

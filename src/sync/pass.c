@@ -73,6 +73,8 @@ struct pass {
 	const struct copy_options *o;
 	struct state_db *db;
 	struct copy_stats *stats;
+	struct imap_keeper *keeper;   /* NOOP on idle sessions */
+	unsigned keepalive_ms;
 	struct imap_account_info src_info;
 	bool have_info;
 	char *error;              /* of the worst failure so far */
@@ -403,12 +405,32 @@ copy_uids(struct pass *p, const uint32_t *uids, size_t count, bool single)
 	}
 	mqueue_init(&q, 4096, p->o->queue_bytes != 0 ? p->o->queue_bytes : 32u << 20);
 	r = source_reader_start(&p->src, uids, count, &q, &fo);
-	/* While earlier messages keep the target busy, wait briefly for a
-	 * full group: a server pays per command (a MULTIAPPEND of 1 costs
-	 * Dovecot about 4x the CPU per message of a group of 32). */
-	while ((batch = mqueue_pop_batch_min(&q, group_max, GROUP_BYTES,
-	                                     ops->in_flight(p->t) > 0 ?
-	                                     group_max : 1, 20)) != NULL) {
+	for (;;) {
+		unsigned in_flight = ops->in_flight(p->t);
+
+		/* A slow source: after half the keepalive interval without a
+		 * message, the target's replies are taken in, so that its
+		 * session holds no command and the keeper may keep it alive
+		 * (one check per group, not per message). */
+		if (in_flight > 0 && !mqueue_wait_ready(&q, p->keepalive_ms / 2)) {
+			if (ops->wait(p->t, true, &error) < 0) {
+				fail(p, kind_or(error, ERRK_SESSION), "target: %s",
+				     error);
+				mqueue_abort(&q);
+			}
+			maybe_commit(p, true);
+			if (p->worst >= SCOPE_FOLDER)
+				mqueue_abort(&q);
+			continue;
+		}
+		/* While earlier messages keep the target busy, wait briefly
+		 * for a full group: a server pays per command (a MULTIAPPEND
+		 * of 1 costs Dovecot about 4x the CPU per message of a group
+		 * of 32). */
+		batch = mqueue_pop_batch_min(&q, group_max, GROUP_BYTES,
+		                             in_flight > 0 ? group_max : 1, 20);
+		if (batch == NULL)
+			break;
 		if (p->worst >= SCOPE_FOLDER) {
 			cmsg_list_free(batch);
 			mqueue_abort(&q);
@@ -547,27 +569,35 @@ list_source(struct pass *p, uint32_t lo, uint32_t hi,
 	struct imap_client *c = p->src.client;
 	struct msgsum_list changed = { 0 };
 	unsigned what = MSGSUM_FLAGS | (meta ? MSGSUM_META : 0);
-	bool whole = lo <= 1 && hi == UINT32_MAX;
+	bool whole = lo <= 1 && hi == UINT32_MAX, condstore = false;
 	char set[32];
 	uint32_t *uids;
 	size_t n_uids, k = 0;
 
+	/* the session is ours, not the keeper's, while we use it */
+	if (p->src.kind == SOURCE_IMAP) {
+		imap_keep_take(p->src.keep);
+		condstore = imap_client_has_cap(c, "CONDSTORE");
+		imap_keep_park(p->src.keep);
+	}
 	if (p->ranged || !whole) {
 		/* a UID range of a split folder, or a window of a large one */
 		if (p->ranged || p->src.kind != SOURCE_IMAP ||
 		    p->t->ops->keeps_uids || meta || p->sf.src_highestmodseq == 0 ||
-		    src_modseq == 0 || n_known == 0 ||
-		    !imap_client_has_cap(c, "CONDSTORE"))
+		    src_modseq == 0 || n_known == 0 || !condstore)
 			return source_list_range(&p->src, lo, hi, what, list, error_r);
 	} else if (p->src.kind != SOURCE_IMAP || p->t->ops->keeps_uids || meta ||
 	           p->sf.src_highestmodseq == 0 || src_modseq == 0 ||
-	           n_known == 0 || !imap_client_has_cap(c, "CONDSTORE")) {
+	           n_known == 0 || !condstore) {
 		/* (a Maildir target compares every message's flags with its
 		 * own: listing them all costs the source one FETCH) */
 		return source_list(&p->src, NULL, 0, what, list, error_r);
 	}
-	if (msgsum_uids_range(c, lo, hi, &uids, &n_uids, error_r) < 0)
+	imap_keep_take(p->src.keep);
+	if (msgsum_uids_range(c, lo, hi, &uids, &n_uids, error_r) < 0) {
+		imap_keep_park(p->src.keep);
 		return -1;
+	}
 	if (whole)
 		snprintf(set, sizeof(set), "1:*");
 	else if (hi == UINT32_MAX)
@@ -576,10 +606,12 @@ list_source(struct pass *p, uint32_t lo, uint32_t hi,
 		snprintf(set, sizeof(set), "%" PRIu32 ":%" PRIu32, lo, hi);
 	if (msgsum_fetch_changed(c, set, p->sf.src_highestmodseq, MSGSUM_FLAGS,
 	                         &changed, error_r) < 0) {
+		imap_keep_park(p->src.keep);
 		free(uids);
 		msgsum_list_free(&changed);
 		return -1;
 	}
+	imap_keep_park(p->src.keep);
 	list->items = xcalloc(n_uids + 1, sizeof(*list->items));
 	list->alloc = n_uids + 1;
 	for (size_t i = 0; i < n_uids; i++) {
@@ -1054,9 +1086,13 @@ copy_folder(struct pass *p, const struct imap_mailbox_info *box,
 		flo = 1;
 	windowed = p->window > 0 && sfo.exists > p->window &&
 	           p->src.kind == SOURCE_IMAP && !ti.whole;
-	if (windowed && ops->expect_keywords != NULL && !ti.missing && !o->dry_run)
+	if (windowed && ops->expect_keywords != NULL && !ti.missing && !o->dry_run) {
+		/* (the FLAGS are the session's: not while the keeper has it) */
+		imap_keep_take(p->src.keep);
 		ops->expect_keywords(p->t,
 		                     imap_client_mailbox(p->src.client)->flags);
+		imap_keep_park(p->src.keep);
+	}
 	for (lo = flo;;) {
 		uint32_t hi = fhi;
 
@@ -1209,8 +1245,10 @@ reconnect(struct pass *p, unsigned attempt, double left)
 {
 	unsigned wait = backoff_s(attempt);
 
-	if (left >= 1 && wait > (unsigned)left)
-		wait = (unsigned)left;
+	/* (a budget with less than a second left still gets its last try
+	 * after 1 s, not after a backoff of 30) */
+	if (left > 0 && wait > left)
+		wait = left < 1 ? 1 : (unsigned)left;
 	if (wait == 0)
 		wait = 1;
 	log_warn("%s; reconnecting in %u s (retry %u, %.0f s left of the retry "
@@ -1442,14 +1480,33 @@ folder_with_retries(struct pass *p, const struct fpair *pair)
 				return false;
 			}
 			clear_failure(p);
-			if (sc > SCOPE_FOLDER &&
-			    reconnect(p, rt.attempt, 0) == SCOPE_RUN)
-				return false;
+			/* the next folder starts on new sessions, with its own
+			 * budget and backoff (a failed connect is retried
+			 * there) */
+			if (sc > SCOPE_FOLDER) {
+				disconnect(p);
+				if (connect_both(p) == SCOPE_RUN)
+					return false;
+			}
 			return true;
 		}
 		if (reconnect(p, rt.attempt, retry_left(&rt)) == SCOPE_RUN)
 			return false;
 	}
+}
+
+/* The keepalive interval: the option, a test's shorter one, or 60 s. */
+static unsigned
+keepalive_ms(const struct copy_options *o)
+{
+	const char *env = getenv("IMAPFERRY_KEEPALIVE_MS");
+	uint64_t v;
+
+	if (o->keepalive_ms != 0)
+		return o->keepalive_ms;
+	if (env != NULL && str_to_u64z(env, 86400000, &v) && v >= 100)
+		return (unsigned)v;
+	return IMAP_KEEPALIVE_DEFAULT_MS;
 }
 
 int
@@ -1492,6 +1549,12 @@ copy_account_to(const struct source *src, const struct target_spec *dst,
 		target_free(&p.t);
 		return -1;
 	}
+	/* one helper thread per pass sends NOOP on whichever session
+	 * waits while the other works */
+	p.keepalive_ms = keepalive_ms(o);
+	p.keeper = imap_keeper_new(p.keepalive_ms);
+	p.src.keeper = p.t->keeper = p.keeper;
+	p.src.keep = NULL;
 	retry_init(&rt, o);
 	while (connect_both(&p) != SCOPE_OK) {
 		/* a first connection: a few tries, not the folder budget */
@@ -1546,6 +1609,7 @@ out:
 	free(pairs);
 	disconnect(&p);
 	target_free(&p.t);
+	imap_keeper_free(&p.keeper);
 	for (size_t i = 0; i < p.n_dropped_seen; i++)
 		free(p.dropped_seen[i]);
 	free(p.dropped_seen);

@@ -9,6 +9,7 @@
 
 #include "client.h"
 #include "cyrus.h"
+#include "keepalive.h"
 #include "maildir.h"
 #include "mailboxes.h"
 #include "mqueue.h"
@@ -39,6 +40,11 @@ struct source {
 	struct cyrus_folder *cfolder;
 	char imap_sep;                  /* from source_inventory() */
 	struct source_body_stats *body_stats; /* may be NULL; shared by copies */
+	/* NULL, or the keeper that sends NOOP on the IMAP session while it
+	 * waits between the source's calls (keepalive.h); keep is its slot,
+	 * set by source_connect() */
+	struct imap_keeper *keeper;
+	struct imap_keep *keep;
 };
 
 /* Where the bodies of a hybrid source came from (updated atomically: the
@@ -86,7 +92,9 @@ int source_list_range(struct source *s, uint32_t lo, uint32_t hi, unsigned what,
                       struct msgsum_list *list, const char **error_r) ATTR_WARN_UNUSED;
 
 /* Streams the bodies of uids (ascending) of the selected folder into q in
- * a thread; see reader.h. */
+ * a thread; see reader.h. The IMAP session is the reader's until it has
+ * fetched the last body; from then until the join, it is parked with the
+ * keeper (while the target stores what is still queued). */
 struct source_reader;
 struct source_reader *source_reader_start(struct source *s, const uint32_t *uids,
                                           size_t count, struct mqueue *q,

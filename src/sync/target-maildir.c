@@ -43,6 +43,8 @@ struct md_target {
 	struct target t;
 	/* --dst-imap: the Dovecot serving the Maildir */
 	struct imap_client *imap;
+	struct imap_keep *keep;   /* imap's keepalive slot (waits between
+	                           * commits), or NULL */
 	char *imap_prefix;
 	char imap_sep;
 	bool imap_failed;
@@ -805,11 +807,19 @@ imap_name_of(const struct md_target *mt, const char *dirname)
 	return name;
 }
 
+static void
+kw_session_free(struct md_target *mt)
+{
+	imap_keep_remove(&mt->keep);
+	imap_client_free(&mt->imap);
+}
+
 /* Sets the pending keywords of the committed folder dirname through the
  * serving Dovecot (grouped by keyword set: one UID STORE each); what it
- * refuses, or all when it cannot be reached, is reported as dropped. */
+ * refuses, or all when it cannot be reached, is reported as dropped. The
+ * session is held between commits (kept alive by the keeper). */
 static void
-kw_flush(struct md_target *mt, const char *dirname)
+kw_flush_session(struct md_target *mt, const char *dirname)
 {
 	struct imap_cmd_wait w = { 0 };
 	struct imap_account_info info;
@@ -826,9 +836,12 @@ kw_flush(struct md_target *mt, const char *dirname)
 			log_warn("--dst-imap: %s: keywords beyond the file names' 26 "
 			         "are not kept", error);
 			if (mt->imap != NULL)
-				imap_client_free(&mt->imap);
+				kw_session_free(mt);
 			mt->imap_failed = true;
 		} else {
+			/* taken: kw_flush() parks it */
+			mt->keep = imap_keep_add(mt->t.keeper, mt->imap,
+			                         "--dst-imap");
 			mt->imap_sep = info.separator;
 			if (info.ns_count[0] > 0) {
 				mt->imap_prefix = xstrdup(info.ns[0][0].prefix);
@@ -847,7 +860,7 @@ kw_flush(struct md_target *mt, const char *dirname)
 		log_warn("--dst-imap: selecting %s: %s: keywords beyond the file "
 		         "names' 26 are not kept", mailbox, error);
 		if (imap_client_is_dead(mt->imap))
-			imap_client_free(&mt->imap);
+			kw_session_free(mt);
 		free(mailbox);
 		kw_clear(mt, true);
 		return;
@@ -881,7 +894,7 @@ kw_flush(struct md_target *mt, const char *dirname)
 		log_warn("--dst-imap: setting keywords in %s: %s", mailbox,
 		         w.error != NULL ? w.error : error);
 		if (imap_client_is_dead(mt->imap))
-			imap_client_free(&mt->imap);
+			kw_session_free(mt);
 		kw_clear(mt, true);
 	} else {
 		kw_clear(mt, false);
@@ -889,9 +902,19 @@ kw_flush(struct md_target *mt, const char *dirname)
 	/* nothing selected stays open between folders */
 	if (mt->imap != NULL && imap_client_simple(mt->imap, "UNSELECT", &error) < 0 &&
 	    imap_client_is_dead(mt->imap))
-		imap_client_free(&mt->imap);
+		kw_session_free(mt);
 	free(w.error);
 	free(mailbox);
+}
+
+static void
+kw_flush(struct md_target *mt, const char *dirname)
+{
+	if (mt->n_kw == 0)
+		return;
+	imap_keep_take(mt->keep);
+	kw_flush_session(mt, dirname);
+	imap_keep_park(mt->keep);   /* NULL when the session was dropped */
 }
 
 static size_t
@@ -1303,6 +1326,7 @@ md_free(struct target *t)
 	close_folder_handles(mt);
 	kw_clear(mt, true);
 	free(mt->kw);
+	imap_keep_remove(&mt->keep);
 	if (mt->imap != NULL)
 		imap_client_logout(&mt->imap);
 	free(mt->imap_prefix);

@@ -27,6 +27,7 @@
 
 #include "client.h"
 #include "foldermap.h"
+#include "keepalive.h"
 #include "maildir.h"
 #include "mqueue.h"
 #include "msgsum.h"
@@ -221,6 +222,10 @@ struct target {
 	const struct target_spec *spec;
 	struct target_sink sink;
 	struct copy_stats *stats;     /* folders_created, dropped_flags */
+	/* NULL, or the keeper that sends NOOP on the driver's IMAP sessions
+	 * while they wait between its calls (keepalive.h): a driver's
+	 * session is its own only during a call of its ops */
+	struct imap_keeper *keeper;
 };
 
 /* A Maildir target spec with the default file options (maildir.h). */
