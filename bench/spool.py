@@ -2,7 +2,7 @@
 """The old Cyrus's fast path, side by side: one Cyrus account copied into a
 Maildir four ways, one run each.
 
-    python3 bench/spool.py             # about 2-3 minutes on 2 cores
+    python3 bench/spool.py             # about 3-4 minutes on 2 cores
     python3 bench/spool.py --no-fsync  # the Maildir writes without fsync
 
 Methods (the same account, the same machine, one after the other):
@@ -12,6 +12,7 @@ Methods (the same account, the same machine, one after the other):
   hybrid    imapferry copy --bodies-from cyrus-spool:COPY imap://cyrus
             maildir:PATH (metadata over IMAP, bodies from the copied spool)
   offline   imapferry copy cyrus:COPY?user=NAME maildir:PATH (no IMAP)
+  offline-nofsync  the same with --no-fsync
 
 The account: users user1 and user3 of the bench corpus (bench/run.py's
 gen.py --users 3 --messages 1500 --seed 7: 2,275 messages, 172 MB of
@@ -41,12 +42,13 @@ import run as R  # noqa: E402  (sets the harness's server directory)
 
 harness = R.harness
 USER, PASSWORD = "bench", "benchpw-1"
-METHODS = ["fetch", "imap", "hybrid", "offline"]
+METHODS = ["fetch", "imap", "hybrid", "offline", "offline-nofsync"]
 LABELS = {
     "fetch": "IMAP fetch-only limit (imapferry-bench)",
     "imap": "imapferry copy, IMAP → Maildir",
     "hybrid": "imapferry copy --bodies-from cyrus-spool: → Maildir",
     "offline": "imapferry copy cyrus: (offline) → Maildir",
+    "offline-nofsync": "imapferry copy --no-fsync cyrus: (offline) → Maildir",
 }
 
 
@@ -70,6 +72,10 @@ def main():
     ap.add_argument("--no-fsync", action="store_true",
                     help="copy --no-fsync (the Maildir writes without fsync)")
     ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--runs", type=int, default=3,
+                    help="runs of each method, interleaved; the median is reported")
+    ap.add_argument("--quiet-wait", type=float, default=10,
+                    help="seconds to wait at most for an idle machine before each run")
     ap.add_argument("--keep", action="store_true",
                     help="keep the work directory (the spool copy) for a look")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "spool-latest"))
@@ -109,8 +115,9 @@ def main():
         src = f"imap://{USER}@{harness.HOST}:{cy.port}?tls=none"
         env = R.ferry_env(PASSWORD, PASSWORD)
         extra = ["--no-fsync"] if args.no_fsync else []
-        for m in methods:
-            d = os.path.join(work, m)
+        runs = {m: [] for m in methods}
+        for run_no, m in [(k, m) for k in range(args.runs) for m in methods]:
+            d = os.path.join(work, f"{m}-{run_no}")
             os.makedirs(d)
             state = ["--state", os.path.join(d, "state.sqlite")]
             dst = f"maildir:{d}/Maildir"
@@ -121,11 +128,15 @@ def main():
             elif m == "hybrid":
                 cmd = [ferry, "copy", "--json", *state, *extra, "--bodies-from",
                        f"cyrus-spool:{copy}/spool?user={USER}", src, dst]
+            elif m == "offline-nofsync":
+                cmd = [ferry, "copy", "--json", *state, "--no-fsync",
+                       f"cyrus:{copy}/spool?user={USER}&config={copy}/lib", dst]
             else:
                 cmd = [ferry, "copy", "--json", *state, *extra,
                        f"cyrus:{copy}/spool?user={USER}&config={copy}/lib", dst]
             os.sync()
             R.settle([cy])
+            load = R.wait_quiet(args.quiet_wait) if args.quiet_wait > 0 else None
             cpu0, busy0 = R.tree_cpu(cy.pid), R.sys_busy()
             wall, res = R.run_procs([cmd], env=env)
             busy1, cpu1 = R.sys_busy(), R.tree_cpu(cy.pid)
@@ -140,7 +151,8 @@ def main():
             if got != n_msgs:
                 raise R.BenchError(f"{m}: {got} messages, Cyrus has {n_msgs}")
             bodies = [ln for ln in r["stdout"].splitlines() if "bodies_from_spool" in ln]
-            results[m] = {
+            runs[m].append({
+                "load_before": load,
                 "wall": wall, "messages": got, "bytes": nbytes,
                 "msgs_per_s": got / wall, "mb_per_s": nbytes / 1e6 / wall,
                 "client_cpu": r["cpu"], "client_maxrss_mb": r["maxrss_kb"] / 1024,
@@ -149,10 +161,15 @@ def main():
                 "bodies": json.loads(bodies[-1]) if bodies else None,
                 "command": " ".join(c if c != bench_bin and c != ferry else
                                     os.path.basename(c) for c in cmd),
-            }
-            R.log(f"bench: {m}: {wall:.2f} s, {got / wall:.0f} msg/s, "
-                  f"{nbytes / 1e6 / wall:.1f} MB/s")
+            })
+            R.log(f"bench: {m} run {run_no + 1}: {wall:.2f} s, {got / wall:.0f} msg/s, "
+                  f"{nbytes / 1e6 / wall:.1f} MB/s, CPU {r['cpu']:.2f} s, "
+                  f"other CPU {runs[m][-1]['other_cpu']:.2f} s")
             shutil.rmtree(d, ignore_errors=True)
+        # per method the run of median wall time
+        for m in methods:
+            rs = sorted(runs[m], key=lambda x: x["wall"])
+            results[m] = dict(rs[len(rs) // 2], walls=[x["wall"] for x in runs[m]])
     finally:
         cy.stop()
         if args.keep:
@@ -160,19 +177,21 @@ def main():
         else:
             shutil.rmtree(work, ignore_errors=True)
 
-    lines = ["| method | s | msgs/s | MB/s | client CPU s | peak RSS MB | Cyrus CPU s | other CPU s |",
+    lines = ["| method | s (median; all runs) | msgs/s | MB/s | client CPU s | peak RSS MB | Cyrus CPU s | other CPU s |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for m in methods:
         r = results[m]
-        lines.append(f"| {LABELS[m]} | {r['wall']:.2f} | {r['msgs_per_s']:.0f} | "
+        walls = "/".join(f"{w:.2f}" for w in r["walls"])
+        lines.append(f"| {LABELS[m]} | {r['wall']:.2f} ({walls}) | {r['msgs_per_s']:.0f} | "
                      f"{r['mb_per_s']:.1f} | {r['client_cpu']:.2f} | "
                      f"{r['client_maxrss_mb']:.1f} | {r['cyrus_cpu']:.2f} | "
                      f"{r['other_cpu']:.2f} |")
     notes = [f"Account: {n_msgs} messages, {nbytes / 1e6:.1f} MB of spool files "
              f"(Cyrus 3.6, {len(want)} folders); Maildir fsync "
-             f"{'off (--no-fsync)' if args.no_fsync else 'on (default)'}."]
+             f"{'off (--no-fsync)' if args.no_fsync else 'on (default)'}; "
+             f"{args.runs} runs of each method, interleaved, median shown."]
     if "fetch" in results:
-        for m in ("offline", "hybrid", "imap"):
+        for m in ("offline", "offline-nofsync", "hybrid", "imap"):
             if m in results:
                 notes.append(f"{m} / fetch-only: "
                              f"{results[m]['msgs_per_s'] / results['fetch']['msgs_per_s']:.2f}x")
@@ -184,7 +203,8 @@ def main():
         f.write(md)
     with open(args.out + ".json", "w") as f:
         json.dump({"machine": R.machine(), "no_fsync": args.no_fsync,
-                   "messages": n_msgs, "bytes": nbytes, "results": results}, f, indent=1)
+                   "messages": n_msgs, "bytes": nbytes, "runs": runs,
+                   "results": results}, f, indent=1)
 
 
 if __name__ == "__main__":
