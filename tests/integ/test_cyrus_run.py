@@ -17,6 +17,8 @@ INTERNALDATE, RFC822.SIZE and body bytes (maildir_util.compare_snapshots).
   run_offline    a run SIGKILLed after its plan was stored, started again:
                  resumes and completes; every account UID-exact, so no
                  message twice; a second run copies nothing
+  run_offline_unknown_user  a user the spool lacks: that account fails
+                 once, naming it; the other is copied
   plan_hybrid    --bodies-from on plan: the counts over IMAP
   run_hybrid     --bodies-from on run: UID-exact;
                  the bodies came from the spool (logged per account), a
@@ -230,6 +232,22 @@ def test_run_offline():
     m = re.search(r"done, 0 failed, 0 pending; (\d+) messages", p.stdout)
     assert m and int(m.group(1)) == 0, p.stdout
     check_accounts(D)
+
+
+def test_run_offline_unknown_user():
+    """A user the spool does not have: that account fails once (no retry),
+    naming it; the others are copied."""
+    users = os.path.join(TMP, "users-nobody.csv")
+    with open(users, "w") as f:
+        f.write("src_user,dst_user\nalice,alice\nnobody,nobody\n")
+    dst = os.path.join(TMP, "nobody-md")
+    p = H.run_ferry(["run", users, offline_src(), f"maildir:{dst}/%u", "--state",
+                     os.path.join(TMP, "nobody.db"), "--progress", "none",
+                     "--backoff", "30"], timeout=120)
+    assert p.returncode == 1, H.describe(p)
+    assert re.search(r"nobody\s+failed .*no mailboxes of nobody", p.stdout), p.stdout
+    assert re.search(r"alice\s+done", p.stdout), p.stdout
+    assert not os.path.exists(os.path.join(dst, "nobody"))
 
 
 def test_plan_hybrid():
