@@ -165,7 +165,10 @@ def main():
             R.log(f"bench: {m} run {run_no + 1}: {wall:.2f} s, {got / wall:.0f} msg/s, "
                   f"{nbytes / 1e6 / wall:.1f} MB/s, CPU {r['cpu']:.2f} s, "
                   f"other CPU {runs[m][-1]['other_cpu']:.2f} s")
-            shutil.rmtree(d, ignore_errors=True)
+            # (kept until the end: ext4 allocating inodes right after
+            # thousands were deleted scans for recently deleted ones,
+            # recently_deleted() in perf: a cost a migration into a new
+            # file system does not have)
         # per method the run of median wall time
         for m in methods:
             rs = sorted(runs[m], key=lambda x: x["wall"])
