@@ -252,7 +252,10 @@ def test_run_offline_unknown_user():
 
 def test_plan_hybrid():
     want = expected_counts()
-    p = H.run_ferry(["plan", "--json", USERS, C.url("%u"), dst_tmpl(D2), *hybrid_args()])
+    # (?user=%u spelled out: the same as the default)
+    args = hybrid_args()
+    args[1] += "?user=%u"
+    p = H.run_ferry(["plan", "--json", USERS, C.url("%u"), dst_tmpl(D2), *args])
     _j, got = plan_counts(p)
     assert got == want, (got, want)
 
