@@ -94,7 +94,8 @@ static const struct cli_opt_def opt_table[] = {
 	  "IMAP source: cyrus-spool:PATH?user=NAME[&..]:\n"
 	  "bodies from a copied Cyrus spool, metadata\n"
 	  "over IMAP (IMAP when a file is missing or\n"
-	  "its size differs)" },
+	  "its size differs); in plan and run PATH may\n"
+	  "use %u and user= is the account's source user" },
 	{ CLI_OPT_RETRY_BUDGET, "retry-budget", 0, CLI_ARG_COUNT, "SECONDS", 86400,
 	  "keep reconnecting to copy a folder until it\n"
 	  "made no progress for this long (600)" },

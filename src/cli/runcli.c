@@ -64,6 +64,12 @@ run_cli_option(void *ctx, int id, const char *arg, uint64_t num)
 	case CLI_OPT_UID_RANGES: c->uid_ranges = true; return 0;
 	case CLI_OPT_NO_UID_RANGES: c->uid_ranges = false; return 0;
 	case CLI_OPT_NO_FSYNC: c->md.fsync = false; return 0;
+	case CLI_OPT_BODIES_FROM:
+		if (strncmp(arg, "cyrus-spool:", 12) != 0)
+			return cli_bad_value(id, arg, "expected cyrus-spool:PATH"
+			                     "[?user=NAME&..] (PATH may use %u)");
+		c->bodies_from = arg;
+		return 0;
 	case CLI_OPT_OWNER:
 		if (cli_parse_owner(arg, &c->md.owner, &c->md.group) < 0)
 			return cli_bad_value(id, arg, "unknown user or group");
@@ -134,6 +140,11 @@ run_cli_free(struct run_cli *c)
 		for (size_t i = 0; i < c->n_accounts; i++)
 			endpoint_free(&c->dovecot_eps[i]);
 	free(c->dovecot_eps);
+	if (c->bodies_eps != NULL)
+		for (size_t i = 0; i < c->n_accounts; i++)
+			endpoint_free(&c->bodies_eps[i]);
+	free(c->bodies_eps);
+	free(c->srcs);
 	sched_accounts_free(&c->accounts, c->n_accounts);
 	sched_users_free(&c->users);
 	secret_free(&c->src_pw);
@@ -202,6 +213,55 @@ setup_dst_imap(struct run_cli *c)
 	return 0;
 }
 
+/* The source recipe of account i (struct source): the Cyrus spool of a
+ * cyrus: source, or for --bodies-from the spool of the account's user
+ * (PATH's %u expanded; ?user= defaults to the source user). */
+static int
+setup_source(struct run_cli *c, size_t i, const struct endpoint *se)
+{
+	struct sched_account *a = &c->accounts[i];
+	struct source *s = &c->srcs[i];
+	const struct endpoint *cy = se;
+	const char *error;
+
+	s->kind = se->kind == ENDPOINT_CYRUS ? SOURCE_CYRUS : SOURCE_IMAP;
+	s->imap = &a->src_opts;
+	if (c->bodies_from != NULL) {
+		struct endpoint *be = &c->bodies_eps[i];
+		char *path = sched_template_expand(c->bodies_from + 12,
+		                                   a->src_user, &error);
+		char *url;
+
+		if (path == NULL) {
+			fprintf(stderr, "imapferry: --bodies-from: %s\n", error);
+			return -1;
+		}
+		url = strstr(path, "user=") != NULL ?
+		    xasprintf("cyrus:%s", path) :
+		    xasprintf("cyrus:%s%cuser=%s", path,
+		              strchr(path, '?') != NULL ? '&' : '?', a->src_user);
+		free(path);
+		if (endpoint_parse(url, be, &error) < 0) {
+			fprintf(stderr, "imapferry: --bodies-from: %s\n", error);
+			free(url);
+			return -1;
+		}
+		free(url);
+		cy = be;
+	} else if (se->kind != ENDPOINT_CYRUS) {
+		a->src_spec = s;
+		return 0;
+	}
+	s->root = cy->path;
+	s->cy = (struct cyrus_options){
+		.user = cy->cy_user, .config_dir = cy->cy_config,
+		.mboxlist = cy->cy_mboxlist, .tmpl = cy->cy_tmpl,
+		.sub_file = cy->cy_sub, .seen_file = cy->cy_seen,
+	};
+	a->src_spec = s;
+	return 0;
+}
+
 int
 run_cli_setup_accounts(struct run_cli *c)
 {
@@ -213,9 +273,14 @@ run_cli_setup_accounts(struct run_cli *c)
 		fprintf(stderr, "imapferry: %s\n", error);
 		return CLI_EXIT_USAGE;
 	}
-	if (!sched_url_is_imap(c->src_tmpl)) {
+	if (!sched_url_is_imap(c->src_tmpl) &&
+	    strncmp(c->src_tmpl, "cyrus:", 6) != 0) {
 		fprintf(stderr, "imapferry: the source must be an IMAP server "
-		        "(imap:// or imaps://)\n");
+		        "(imap:// or imaps://) or a copied Cyrus spool (cyrus:)\n");
+		return CLI_EXIT_USAGE;
+	}
+	if (c->bodies_from != NULL && !sched_url_is_imap(c->src_tmpl)) {
+		fprintf(stderr, "imapferry: --bodies-from needs an IMAP source\n");
 		return CLI_EXIT_USAGE;
 	}
 	if (load_login_password(c->src_pwfile, "IMAPFERRY_SRC_PASSWORD",
@@ -231,6 +296,9 @@ run_cli_setup_accounts(struct run_cli *c)
 		return CLI_EXIT_USAGE;
 	}
 	c->eps = xcalloc(2 * c->n_accounts + 1, sizeof(*c->eps));
+	c->srcs = xcalloc(c->n_accounts + 1, sizeof(*c->srcs));
+	if (c->bodies_from != NULL)
+		c->bodies_eps = xcalloc(c->n_accounts + 1, sizeof(*c->bodies_eps));
 	/* one TLS context (one read of the trust store) for every session of
 	 * every account; a failure is reported by the first connection that
 	 * needs TLS */
@@ -260,8 +328,11 @@ run_cli_setup_accounts(struct run_cli *c)
 		se->imap.authzid = a->src_authzid;
 		se->imap.label = "src";
 		a->src_opts = se->imap;
-		a->src_slot = sched_slot_key(se->host, se->port,
-		                             se->imap.implicit_tls);
+		if (se->kind == ENDPOINT_IMAP)
+			a->src_slot = sched_slot_key(se->host, se->port,
+			                             se->imap.implicit_tls);
+		if (setup_source(c, i, se) < 0)
+			return CLI_EXIT_USAGE;
 		if (de->kind == ENDPOINT_MAILDIR) {
 			a->dst_maildir = true;
 			a->dst_courier = de->flavor != NULL &&
@@ -291,7 +362,8 @@ run_cli_one_server_pair(const struct run_cli *c)
 	for (size_t i = 1; i < c->n_accounts; i++) {
 		const struct sched_account *a = &c->accounts[i], *b = &c->accounts[0];
 
-		if (strcmp(a->src_slot, b->src_slot) != 0 ||
+		if ((a->src_slot != NULL) != (b->src_slot != NULL) ||
+		    (a->src_slot != NULL && strcmp(a->src_slot, b->src_slot) != 0) ||
 		    (a->dst_slot != NULL) != (b->dst_slot != NULL) ||
 		    (a->dst_slot != NULL && strcmp(a->dst_slot, b->dst_slot) != 0))
 			return false;

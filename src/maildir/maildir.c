@@ -1426,17 +1426,22 @@ writer_flush(struct writer *w)
 	return 0;
 }
 
+/* Line ends of what is written (for S= and W=): memchr() finds the LFs
+ * (a byte loop was a fifth of an offline copy's CPU). */
 static void
 count_bytes(struct writer *w, const char *p, size_t len)
 {
-	for (size_t i = 0; i < len; i++) {
-		if (p[i] == '\n') {
-			w->lfs++;
-			if (!w->last_cr)
-				w->bare_lfs++;
-		}
-		w->last_cr = p[i] == '\r';
+	const char *end = p + len, *q = p;
+
+	if (len == 0)
+		return;
+	while ((q = memchr(q, '\n', (size_t)(end - q))) != NULL) {
+		if (!(q > p ? q[-1] == '\r' : w->last_cr))
+			w->bare_lfs++;
+		w->lfs++;
+		q++;
 	}
+	w->last_cr = end[-1] == '\r';
 	w->out_len += len;
 }
 

@@ -948,3 +948,53 @@ source_uidnext_now(const struct source *s)
 	imap_keep_park(s->keep);
 	return uidnext;
 }
+
+/* ------------------------------------------------------------- recipes */
+
+void
+source_init_like(struct source *s, const struct source *spec)
+{
+	*s = *spec;
+	s->client = NULL;
+	s->folder = NULL;
+	s->cyrus = NULL;
+	s->cfolder = NULL;
+	s->imap_sep = '\0';
+	s->body_stats = NULL;
+}
+
+bool
+source_is_offline(const struct source *spec)
+{
+	return spec->kind != SOURCE_IMAP;
+}
+
+int
+source_folder_names(const struct source *spec, char ***names_r,
+                    size_t *count_r, char *sep_r, bool *refused_r,
+                    const char **error_r)
+{
+	struct imap_account_info info;
+	struct source s;
+	char **v;
+	size_t n = 0;
+
+	source_init_like(&s, spec);
+	if (source_connect(&s, refused_r, error_r) < 0)
+		return -1;
+	if (source_inventory(&s, 0, &info, error_r) < 0) {
+		source_disconnect(&s);
+		return -1;
+	}
+	v = xcalloc(info.count + 1, sizeof(char *));
+	for (size_t i = 0; i < info.count; i++)
+		if (info.boxes[i].selectable &&
+		    strlen(info.boxes[i].name) == info.boxes[i].name_len)
+			v[n++] = xstrdup(info.boxes[i].name);
+	*sep_r = info.separator;
+	imap_account_info_free(&info);
+	source_logout(&s);
+	*names_r = v;
+	*count_r = n;
+	return 0;
+}

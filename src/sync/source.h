@@ -47,6 +47,24 @@ struct source {
 	struct imap_keep *keep;
 };
 
+/* ---- a source as a recipe (the runner of plan/run makes one per job) ----
+ * A struct source whose session fields (client, cyrus, cfolder, folder)
+ * are NULL describes what to read: its kind, IMAP options, root, Cyrus
+ * and Maildir options. */
+/* A fresh source like spec (every field copied, the session fields
+ * zeroed); body_stats is left NULL. */
+void source_init_like(struct source *s, const struct source *spec);
+/* True when the source needs no server session (a Maildir, a copied
+ * Cyrus spool): no connection slot, no namespace to ask for. */
+bool source_is_offline(const struct source *spec);
+/* The selectable folders of spec's account (a session of its own, ended
+ * before returning), as a new NULL-terminated vector (strv_free()), and
+ * the hierarchy separator. Returns 0, or -1 with *error_r (*refused_r:
+ * retrying will not help). */
+int source_folder_names(const struct source *spec, char ***names_r,
+                        size_t *count_r, char *sep_r, bool *refused_r,
+                        const char **error_r) ATTR_WARN_UNUSED;
+
 /* Where the bodies of a hybrid source came from (updated atomically: the
  * copies of one source in parallel workers share it). */
 struct source_body_stats {
