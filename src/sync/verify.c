@@ -5,6 +5,7 @@
 #include "mailboxes.h"
 #include "msgsum.h"
 #include "target.h"
+#include "uidset.h"
 
 #include <errno.h>
 #include <openssl/evp.h>
@@ -112,6 +113,195 @@ select_and_sum(struct imap_client *c, const char *name, unsigned what,
 	return msgsum_fetch(c, "1:*", what, list, error_r);
 }
 
+/* A source folder larger than this, with the state's pairs, is verified
+ * window by window: memory bounded by the window and 12 bytes of UIDs per
+ * message, not every message's summary on both sides (issue 15). The
+ * messages no pair knows are matched by fingerprint at the end, as in a
+ * small folder. IMAPFERRY_DIFF_WINDOW overrides it (tests), as for copy. */
+#define VERIFY_WINDOW 50000
+
+static size_t
+verify_window(void)
+{
+	const char *w = getenv("IMAPFERRY_DIFF_WINDOW");
+	uint64_t v;
+
+	if (w != NULL && str_to_u64(w, strlen(w), UINT32_MAX, &v) && v > 0)
+		return (size_t)v;
+	return VERIFY_WINDOW;
+}
+
+static void
+push_uid(uint32_t **v, size_t *n, size_t *alloc, uint32_t uid)
+{
+	if (*n == *alloc) {
+		*alloc = *alloc == 0 ? 256 : *alloc * 2;
+		*v = xreallocarray(*v, *alloc, sizeof(**v));
+	}
+	(*v)[(*n)++] = uid;
+}
+
+static int
+cmp_uid(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Fetches the summaries of uids (sorted) in groups, so that no command
+ * line grows with the folder. */
+static int
+fetch_uids(struct imap_client *c, const uint32_t *uids, size_t n, unsigned what,
+           struct msgsum_list *list, const char **error_r)
+{
+	for (size_t i = 0; i < n; i += 5000) {
+		char *set = uidset_string(uids + i, n - i < 5000 ? n - i : 5000);
+		int ret = msgsum_fetch(c, set, what, list, error_r);
+
+		free(set);
+		if (ret < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* verify_folder() of a large folder with the state's pairs; both folders
+ * are selected. */
+static void
+verify_folder_windowed(struct imap_client *src, struct imap_client *dst,
+                       const struct verify_options *o, const char *sf,
+                       const char *df, int64_t folder_id, size_t window,
+                       struct verify_report *r)
+{
+	unsigned what = MSGSUM_FLAGS | MSGSUM_FP | (o->deep ? MSGSUM_BODY : 0);
+	uint32_t *src_uids = NULL, *dst_uids = NULL, *claimed = NULL, *left = NULL;
+	size_t n_src = 0, n_dst = 0, n_claimed = 0, a_claimed = 0, n_left = 0,
+	       a_left = 0;
+	struct msgsum_list sl = { 0 }, dl = { 0 };
+	struct msgsum_fpindex ix;
+	const char *error;
+
+	if (msgsum_uids_range(src, 1, UINT32_MAX, &src_uids, &n_src, &error) < 0) {
+		add_diff(r, VERIFY_ERROR, sf, df, 0, 0, "source: %s", error);
+		return;
+	}
+	r->folders++;
+	r->messages += n_src;
+	for (size_t w0 = 0; w0 < n_src; w0 += window) {
+		size_t w1 = n_src - w0 < window ? n_src : w0 + window;
+		struct state_msg *map = NULL;
+		uint32_t *du;
+		size_t n_map = 0, n_du = 0;
+		bool *sused;
+		char set[32];
+
+		snprintf(set, sizeof(set), "%" PRIu32 ":%" PRIu32, src_uids[w0],
+		         src_uids[w1 - 1]);
+		if (msgsum_fetch(src, set, what, &sl, &error) < 0) {
+			add_diff(r, VERIFY_ERROR, sf, df, 0, 0, "source: %s", error);
+			goto out;
+		}
+		if (state_msgs_load_range(o->db, folder_id, src_uids[w0],
+		                          src_uids[w1 - 1], &map, &n_map, &error) < 0) {
+			add_diff(r, VERIFY_ERROR, sf, df, 0, 0, "state: %s", error);
+			goto out;
+		}
+		du = xcalloc(n_map + 1, sizeof(*du));
+		for (size_t i = 0; i < n_map; i++)
+			if (map[i].dst_uid != 0 && msgsum_find(&sl, map[i].src_uid) != NULL)
+				du[n_du++] = map[i].dst_uid;
+		qsort(du, n_du, sizeof(*du), cmp_uid);
+		if (fetch_uids(dst, du, n_du, what, &dl, &error) < 0) {
+			add_diff(r, VERIFY_ERROR, sf, df, 0, 0, "target: %s", error);
+			free(du);
+			state_msgs_free(&map, n_map);
+			goto out;
+		}
+		free(du);
+		sused = xcalloc(sl.count + 1, sizeof(bool));
+		/* pairs the state knows */
+		for (size_t i = 0; i < n_map; i++) {
+			struct msgsum *s = msgsum_find(&sl, map[i].src_uid);
+			struct msgsum *d = map[i].dst_uid != 0 ?
+			                   msgsum_find(&dl, map[i].dst_uid) : NULL;
+
+			if (s == NULL)
+				continue;   /* gone on the source since */
+			if (d == NULL && map[i].dst_uid != 0) {
+				add_diff(r, VERIFY_MISSING, sf, df, s->uid, map[i].dst_uid,
+				         "target UID %" PRIu32 " is gone", map[i].dst_uid);
+				sused[s - sl.items] = true;
+				continue;
+			}
+			if (d == NULL)
+				continue;
+			sused[s - sl.items] = true;
+			push_uid(&claimed, &n_claimed, &a_claimed, d->uid);
+			compare_pair(r, sf, df, s, d, o->deep);
+		}
+		/* the rest of the window: by fingerprint at the end */
+		for (size_t i = 0; i < sl.count; i++)
+			if (!sused[i])
+				push_uid(&left, &n_left, &a_left, sl.items[i].uid);
+		free(sused);
+		state_msgs_free(&map, n_map);
+		msgsum_list_free(&sl);
+		msgsum_list_free(&dl);
+	}
+	/* the target's messages no pair claimed, and the source's left */
+	if (msgsum_uids_range(dst, 1, UINT32_MAX, &dst_uids, &n_dst, &error) < 0) {
+		add_diff(r, VERIFY_ERROR, sf, df, 0, 0, "target: %s", error);
+		goto out;
+	}
+	qsort(claimed, n_claimed, sizeof(*claimed), cmp_uid);
+	{
+		size_t k = 0, m = 0;
+
+		for (size_t i = 0; i < n_dst; i++) {
+			while (k < n_claimed && claimed[k] < dst_uids[i])
+				k++;
+			if (k < n_claimed && claimed[k] == dst_uids[i])
+				continue;
+			dst_uids[m++] = dst_uids[i];
+		}
+		n_dst = m;
+	}
+	if (fetch_uids(src, left, n_left, what, &sl, &error) < 0) {
+		add_diff(r, VERIFY_ERROR, sf, df, 0, 0, "source: %s", error);
+		goto out;
+	}
+	if (fetch_uids(dst, dst_uids, n_dst, what, &dl, &error) < 0) {
+		add_diff(r, VERIFY_ERROR, sf, df, 0, 0, "target: %s", error);
+		goto out;
+	}
+	msgsum_fpindex_init(&ix, &dl);
+	for (size_t i = 0; i < sl.count; i++) {
+		struct msgsum *d = msgsum_fpindex_match(&ix, &sl.items[i],
+		                                        (int64_t)time(NULL));
+
+		if (d != NULL)
+			compare_pair(r, sf, df, &sl.items[i], d, o->deep);
+		else
+			add_diff(r, VERIFY_MISSING, sf, df, sl.items[i].uid, 0,
+			         "%" PRIu64 " bytes, Message-ID %s", sl.items[i].size,
+			         sl.items[i].message_id ? sl.items[i].message_id : "(none)");
+	}
+	for (size_t k = 0; k < dl.count; k++)
+		if (!msgsum_fpindex_taken(&ix, &dl.items[k]))
+			add_diff(r, VERIFY_EXTRA, sf, df, 0, dl.items[k].uid,
+			         "%" PRIu64 " bytes, Message-ID %s", dl.items[k].size,
+			         dl.items[k].message_id ? dl.items[k].message_id : "(none)");
+	msgsum_fpindex_free(&ix);
+out:
+	msgsum_list_free(&sl);
+	msgsum_list_free(&dl);
+	free(src_uids);
+	free(dst_uids);
+	free(claimed);
+	free(left);
+}
+
 static void
 verify_folder(struct imap_client *src, struct imap_client *dst,
               const struct verify_options *o, const char *sf, const char *df,
@@ -126,11 +316,36 @@ verify_folder(struct imap_client *src, struct imap_client *dst,
 	struct msgsum_fpindex ix;
 	const char *error;
 
-	if (select_and_sum(src, sf, what, &sl, &error) < 0) {
+	if (imap_client_select(src, sf, true, &error) < 0) {
 		add_diff(r, VERIFY_ERROR, sf, df, 0, 0, "source: %s", error);
 		goto out;
 	}
-	if (select_and_sum(dst, df, what, &dl, &error) < 0) {
+	if (imap_client_select(dst, df, true, &error) < 0) {
+		add_diff(r, VERIFY_ERROR, sf, df, 0, 0, "target: %s", error);
+		goto out;
+	}
+	/* a large folder with the state's pairs: in windows */
+	if (o->db != NULL && o->account != NULL &&
+	    imap_client_mailbox(src)->exists > verify_window() &&
+	    state_folder_get(o->db, o->account, sf, &st, &found, &error) == 0 &&
+	    found) {
+		bool usable = st.src_uidvalidity == imap_client_mailbox(src)->uidvalidity;
+		int64_t id = st.id;
+
+		state_folder_free(&st);
+		found = false;
+		if (usable) {
+			verify_folder_windowed(src, dst, o, sf, df, id, verify_window(), r);
+			goto out;
+		}
+	}
+	if ((imap_client_mailbox(src)->exists > 0 &&
+	     msgsum_fetch(src, "1:*", what, &sl, &error) < 0)) {
+		add_diff(r, VERIFY_ERROR, sf, df, 0, 0, "source: %s", error);
+		goto out;
+	}
+	if ((imap_client_mailbox(dst)->exists > 0 &&
+	     msgsum_fetch(dst, "1:*", what, &dl, &error) < 0)) {
 		add_diff(r, VERIFY_ERROR, sf, df, 0, 0, "target: %s", error);
 		goto out;
 	}

@@ -149,5 +149,30 @@ def test_c_maildir_target_windows_keep_uids():
     assert p.returncode == 0 and j["copied"] == 0 and j["flags_updated"] == 0, j
 
 
+def test_d_verify_in_windows_finds_damage():
+    """verify of a folder larger than the window, with the state's pairs
+    (window by window, the rest by fingerprint): a message gone from the
+    target, changed flags and a message only on the target are found."""
+    P = U.Pair(S, "alice", SPW, D, "imap1", DUSERS["imap1"], os.path.join(TMP, "i1.db"))
+    P.copy("--delete-missing")       # the source changed in test_c
+    p, j = P.verify()
+    assert j["differences"] == 0, j
+    c = D.imap("imap1", DUSERS["imap1"])
+    try:
+        c.select("Big")
+        typ, data = c.uid("SEARCH", "ALL")
+        uids = [int(x) for x in data[0].split()]
+        gone, flagged = uids[100], uids[250]
+        c.uid("STORE", str(gone), "+FLAGS.SILENT", "(\\Deleted)")
+        c.expunge()
+        c.uid("STORE", str(flagged), "FLAGS.SILENT", "(\\Draft)")
+        U.append(c, "Big", U.make_message(5000, tag="extra"))
+    finally:
+        c.logout()
+    p, j = P.verify(expect=1)
+    kinds = collections.Counter(d["kind"] for d in j["diffs"])
+    assert kinds == {"missing": 1, "flags": 1, "extra": 1}, (kinds, p.stdout[-3000:])
+
+
 if __name__ == "__main__":
     H.run_tests(setup=setup)
