@@ -29,9 +29,15 @@ JOBS=${JOBS:-2}
 SANITIZE=${SANITIZE:-1}
 TSAN=${TSAN:-1}
 # The tests that run threads: the reader/writer queue, the threaded fake
-# servers of test_net and test_pop3, the scheduler, and the integration
-# tests with a reader thread per copy and parallel workers.
-TSAN_TESTS=${TSAN_TESTS:-'^(unit/test_(mqueue|net|pop3|sched)|integ/test_(copy|run))$'}
+# servers of test_net and test_pop3, the scheduler, the integration tests
+# with a reader thread per copy and parallel workers, and the fault suite
+# (reader, keepalive and worker threads through cuts, stalls, kills, a
+# full disk and a hostile server).
+TSAN_TESTS=${TSAN_TESTS:-'^(unit/test_(mqueue|net|pop3|sched|keepalive)|integ/test_(copy|run)|faults/test_fault_(net|kill|disk|hostile))$'}
+# The fault suite under the sanitizers, with fewer kills and cuts (the
+# code paths are the same; the default stage runs the full counts).
+SAN_FAULT_KILLS=${SAN_FAULT_KILLS:-6}
+SAN_FAULT_CUTS=${SAN_FAULT_CUTS:-10}
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
 PACKAGE=${PACKAGE:-1}
 failed=()
@@ -86,16 +92,18 @@ if stage "build (default)" build default; then
 	stage "ctest (default)" ctest --test-dir build --output-on-failure -j "$JOBS" "$@"
 fi
 
-# The fault suite's long tests (kill -9, cuts, disk full: minutes of
-# reconnects and reruns, no new code paths for a sanitizer) run once, in
-# the default stage; the hostile-server test runs under ASan too.
-SAN_EXCLUDE="${SAN_EXCLUDE-^faults/test_fault_(kill|net|disk)\$}"
+# What the sanitize stage leaves out (a ctest -E pattern; empty: nothing).
+# The fault suite runs there with SAN_FAULT_KILLS kills and SAN_FAULT_CUTS
+# cuts.
+SAN_EXCLUDE="${SAN_EXCLUDE-}"
 
 if [ "$SANITIZE" = 1 ]; then
 	if stage "build (sanitize)" build sanitize; then
 		stage "ctest (sanitize)" env \
 			ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1}" \
 			UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}" \
+			IMAPFERRY_FAULT_KILLS="$SAN_FAULT_KILLS" \
+			IMAPFERRY_FAULT_CUTS="$SAN_FAULT_CUTS" \
 			ctest --test-dir build-san --output-on-failure -j "$JOBS" \
 			${SAN_EXCLUDE:+-E "$SAN_EXCLUDE"} "$@"
 	fi
@@ -111,6 +119,8 @@ if [ "$TSAN" = 1 ]; then
 		# halt_on_error: the first race fails the test that hit it
 		stage "ctest (tsan)" env \
 			TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}" \
+			IMAPFERRY_FAULT_KILLS="$SAN_FAULT_KILLS" \
+			IMAPFERRY_FAULT_CUTS="$SAN_FAULT_CUTS" \
 			ctest --test-dir build-tsan --output-on-failure -j "$JOBS" \
 			-R "$TSAN_TESTS"
 	fi

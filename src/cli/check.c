@@ -3,6 +3,7 @@
  * makes the new server look like the old one). The analysis and the
  * rendering are src/sync/check.c; this file only gathers the inventories. */
 #include "pair.h"
+#include "checkacct.h"
 
 #include "buf.h"
 #include "check.h"
@@ -167,7 +168,7 @@ greeting_has(const char *greeting, const char *word)
  * each existing folder (SELECTed: nothing is changed but \Recent), what
  * its greeting says it is. */
 static int
-load_target(const struct endpoint *ep, struct side_data *d,
+load_target(const struct imap_client_options *opts, struct side_data *d,
             struct check_side *side, bool *connect_failed_r,
             const char **error_r)
 {
@@ -176,7 +177,7 @@ load_target(const struct endpoint *ep, struct side_data *d,
 	size_t examined = 0;
 
 	*connect_failed_r = true;
-	if (imap_client_connect(&ep->imap, &c, NULL, error_r) < 0)
+	if (imap_client_connect(opts, &c, NULL, error_r) < 0)
 		return -1;
 	*connect_failed_r = false;
 	if (imap_account_inventory(c, 0, &d->info, error_r) < 0) {
@@ -340,7 +341,8 @@ cmd_check(int argc, char **argv)
 	} else {
 		in.dst.store = CHECK_STORE_IMAP;
 		in.dst.host = pair.dst.host;
-		if (load_target(&pair.dst, &dd, &in.dst, &conn_failed, &error) < 0) {
+		if (load_target(&pair.dst.imap, &dd, &in.dst, &conn_failed,
+		                &error) < 0) {
 			fprintf(stderr, "imapferry: target%s: %s\n", conn_failed ?
 			        "" : " inventory", error);
 			goto out;
@@ -370,6 +372,112 @@ out:
 	buf_free(&out);
 	cli_pair_free(&pair);
 	return status;
+}
+
+/* ------------------------------------------------- one account of plan */
+
+/* The personal namespace of an inventory. */
+static void
+side_ns(const struct imap_account_info *info, const char **prefix_r,
+        char *sep_r)
+{
+	*prefix_r = info->ns_count[0] > 0 ? info->ns[0][0].prefix : "";
+	*sep_r = info->separator;
+	if (*sep_r == '\0' && info->ns_count[0] > 0)
+		*sep_r = info->ns[0][0].delimiter;
+}
+
+static void
+slot_take(struct sched_slots *s, const char *key)
+{
+	if (s != NULL && key != NULL)
+		sched_slots_acquire(s, key);
+}
+
+static void
+slot_give(struct sched_slots *s, const char *key)
+{
+	if (s != NULL && key != NULL)
+		sched_slots_release(s, key);
+}
+
+int
+check_account_run(const struct check_account_args *a, struct check_report *r,
+                  const char **error_r)
+{
+	struct side_data sd = { 0 }, dd = { 0 };
+	struct source source = { 0 };
+	struct check_input in;
+	struct foldermap_side fs, fd;
+	struct foldermap *fm = NULL;
+	const char *error;
+	bool conn_failed;
+	int ret = -1;
+
+	memset(&in, 0, sizeof(in));
+	memset(r, 0, sizeof(*r));
+	source.kind = SOURCE_IMAP;
+	source.imap = a->src;
+	slot_take(a->src_slots, a->src_slot);
+	ret = load_source(&source, &sd, &conn_failed, &error);
+	slot_give(a->src_slots, a->src_slot);
+	if (ret < 0) {
+		*error_r = err_set("source%s: %s", conn_failed ? "" : " inventory",
+		                   error);
+		goto out;
+	}
+	ret = -1;
+	in.src.store = CHECK_STORE_IMAP;
+	in.src.url = a->src_url;
+	in.src.host = a->src->host;
+	side_ns(&sd.info, &in.src.prefix, &in.src.separator);
+	in.src.folders = sd.folders;
+	in.src.count = sd.info.count;
+	in.dst.url = a->dst_url;
+	if (a->dst == NULL) {
+		in.dst.store = CHECK_STORE_MAILDIR;
+		in.dst.flavor = a->dst_flavor;
+		in.dst.courier = a->dst_flavor == MAILDIR_COURIER;
+		in.dst.prefix = "";
+		in.dst.separator = '.';
+	} else {
+		in.dst.store = CHECK_STORE_IMAP;
+		in.dst.host = a->dst->host;
+		slot_take(a->dst_slots, a->dst_slot);
+		ret = load_target(a->dst, &dd, &in.dst, &conn_failed, &error);
+		slot_give(a->dst_slots, a->dst_slot);
+		if (ret < 0) {
+			*error_r = err_set("target%s: %s", conn_failed ? "" :
+			                   " inventory", error);
+			ret = -1;
+			goto out;
+		}
+		ret = -1;
+		side_ns(&dd.info, &in.dst.prefix, &in.dst.separator);
+		in.dst.folders = dd.folders;
+		in.dst.count = dd.info.count;
+	}
+	fs = (struct foldermap_side){ .separator = in.src.separator,
+	                              .prefix = in.src.prefix };
+	fd = (struct foldermap_side){ .separator = in.dst.separator,
+	                              .prefix = in.dst.prefix };
+	fm = foldermap_new(&fs, &fd);
+	for (size_t i = 0; i < a->n_inc; i++)
+		if (foldermap_add_include(fm, a->includes[i], error_r) < 0)
+			goto out;
+	for (size_t i = 0; i < a->n_exc; i++)
+		if (foldermap_add_exclude(fm, a->excludes[i], error_r) < 0)
+			goto out;
+	for (size_t i = 0; i < a->n_map; i++)
+		if (foldermap_add_rule(fm, a->maps[i], error_r) < 0)
+			goto out;
+	check_analyze(&in, fm, r);
+	ret = 0;
+out:
+	foldermap_free(&fm);
+	side_data_free(&sd);
+	side_data_free(&dd);
+	return ret;
 }
 
 /* ------------------------------------------------------ dovecot-config */

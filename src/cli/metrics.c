@@ -57,8 +57,9 @@ run_metrics_tick(struct run_metrics *m, const struct run_cli *c,
 		for (size_t k = 0; k < c->n_accounts && a == NULL; k++)
 			if (strcmp(c->accounts[k].key, jobs[i].account) == 0)
 				a = &c->accounts[k];
-		src[i] = a != NULL ? host_label(&a->src_opts, false) :
-		         xstrdup("unknown");
+		src[i] = a == NULL ? xstrdup("unknown") :
+		         a->src_spec != NULL && source_is_offline(a->src_spec) ?
+		         xstrdup("spool") : host_label(&a->src_opts, false);
 		dst[i] = a != NULL ? host_label(&a->dst_opts, a->dst_maildir) :
 		         xstrdup("unknown");
 	}

@@ -94,7 +94,8 @@ static const struct cli_opt_def opt_table[] = {
 	  "IMAP source: cyrus-spool:PATH?user=NAME[&..]:\n"
 	  "bodies from a copied Cyrus spool, metadata\n"
 	  "over IMAP (IMAP when a file is missing or\n"
-	  "its size differs)" },
+	  "its size differs); in plan and run PATH may\n"
+	  "use %u and user= is the account's source user" },
 	{ CLI_OPT_RETRY_BUDGET, "retry-budget", 0, CLI_ARG_COUNT, "SECONDS", 86400,
 	  "keep reconnecting to copy a folder until it\n"
 	  "made no progress for this long (600)" },
@@ -141,6 +142,14 @@ static const struct cli_opt_def opt_table[] = {
 	{ CLI_OPT_FINAL, "final", 0, CLI_ARG_NONE, NULL, 0,
 	  "with --state: estimate a final pass now from\n"
 	  "STATUS of every folder against the last pass" },
+	{ CLI_OPT_NO_CHECK, "no-check", 0, CLI_ARG_NONE, NULL, 0,
+	  "skip the preflight of each account (what\n"
+	  "clients will notice, as imapferry check;\n"
+	  "skipped with --final)" },
+	{ CLI_OPT_CHANGES, "changes", 0, CLI_ARG_STRING, "USERS", 0,
+	  "per account, what changed on the source since\n"
+	  "its last pass: STATUS of every folder of the\n"
+	  "accounts of USERS (the run's SRC and DST)" },
 	{ CLI_OPT_NEW_RUN, "new-run", 0, CLI_ARG_NONE, NULL, 0,
 	  "plan a new run even if the last one of this\n"
 	  "pass did not finish" },

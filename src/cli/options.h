@@ -69,6 +69,7 @@ enum cli_opt {
 	CLI_OPT_SPLIT_ABOVE, CLI_OPT_REPORT, CLI_OPT_NEW_RUN,
 	CLI_OPT_MAX_ERRORS, CLI_OPT_BACKOFF, CLI_OPT_PROGRESS, CLI_OPT_LOG,
 	CLI_OPT_RUN_ID, CLI_OPT_FINAL, CLI_OPT_HTML, CLI_OPT_METRICS,
+	CLI_OPT_CHANGES, CLI_OPT_NO_CHECK,
 	/* run on several machines (PostgreSQL state) */
 	CLI_OPT_MACHINE, CLI_OPT_LEASE,
 	/* plan from an inventory file, for several machines */

@@ -3,6 +3,7 @@
  * imapferry plan --inventory FILE: the same from an inventory file,
  * without connecting (src/sched/inventory.h). */
 #include "runcli.h"
+#include "plancheck.h"
 
 #include "inventory.h"
 #include "json.h"
@@ -21,6 +22,9 @@ static const struct cli_use plan_opts[] = {
 	                 "STATUS of every folder against the last pass;\n"
 	                 "with --inventory: the inventory lists the new\n"
 	                 "mail since the last pass (0: one STATUS)" },
+	{ CLI_OPT_NO_CHECK, NULL },
+	{ CLI_OPT_INCLUDE, NULL }, { CLI_OPT_EXCLUDE, NULL },
+	{ CLI_OPT_MAP, NULL },
 	{ CLI_OPT_JSON, "the plan as JSON (with the inventory, which\n"
 	                "plan --inventory reads)" },
 	{ CLI_OPT_INVENTORY, NULL },
@@ -37,7 +41,9 @@ const struct cli_command cli_cmd_plan = {
 	.synopsis = "[options] USERS SRC DST | --inventory FILE [options]",
 	.intro = "Takes an inventory of every account, measures the servers and\n"
 	         "prints the schedule and the predicted time for 1..N workers;\n"
-	         "or plans from an inventory file, with the cost model of an\n"
+	         "checks what each account's mail clients will notice after the\n"
+	         "switch (imapferry check), summarised per kind of finding.\n"
+	         "Or plans from an inventory file, with the cost model of an\n"
 	         "earlier calibration (--cost), for 1..M machines (--machines).",
 	.opts = plan_opts,
 	.trailer = RUN_CLI_TRAILER "\n"
@@ -102,10 +108,12 @@ save_cost(const char *path, const struct sched_cost *cost)
 	return ret;
 }
 
-/* Prints the plan (text or JSON) with the estimate per machine count. */
+/* Prints the plan (text or JSON) with the estimate per machine count
+ * and the check's summary (chk, or NULL). */
 static void
 print_plan(struct plan_cli *pc, struct report_plan *rp,
-           const struct sched_cost *cost, unsigned max_conc)
+           const struct sched_cost *cost, unsigned max_conc,
+           const struct plan_check *chk)
 {
 	unsigned machines = pc->machines;
 	double *ms = NULL;
@@ -131,9 +139,23 @@ print_plan(struct plan_cli *pc, struct report_plan *rp,
 
 		json_init(&j, &out);
 		report_plan_json(&j, rp, true);
-		puts(buf_data(&out));
+		if (chk != NULL && buf_len(&out) > 0 &&
+		    buf_data(&out)[buf_len(&out) - 1] == '}') {
+			/* the plan object with "check" added */
+			struct buf cb;
+
+			buf_init(&cb, SIZE_MAX / 2);
+			plan_check_json(&cb, chk);
+			printf("%.*s,\"check\":%s}\n", (int)buf_len(&out) - 1,
+			       buf_data(&out), buf_data(&cb));
+			buf_free(&cb);
+		} else {
+			puts(buf_data(&out));
+		}
 	} else {
 		report_plan_text(&out, rp);
+		if (chk != NULL)
+			plan_check_text(&out, chk);
 		fputs(buf_data(&out), stdout);
 	}
 	buf_free(&out);
@@ -208,7 +230,7 @@ plan_inventory(struct plan_cli *pc)
 	rp.final_inventory = c->final;
 	if (pc->machines == 0)
 		pc->machines = 1;
-	print_plan(pc, &rp, &cost, max_conc);
+	print_plan(pc, &rp, &cost, max_conc, NULL);
 	free(accounts);
 	sched_plan_free(&plan);
 	sched_inventory_free(&inv);
@@ -226,6 +248,7 @@ cmd_plan(int argc, char **argv)
 	struct sched_plan plan;
 	struct sched_account_est *est = NULL;
 	struct report_plan rp;
+	struct plan_check chk = { 0 };
 	double plan_seconds;
 	const char *error;
 	int status = CLI_EXIT_USAGE, argi;
@@ -275,8 +298,15 @@ cmd_plan(int argc, char **argv)
 	if (status != 0)
 		goto out;
 	run_cli_report_plan(c, &plan, &cost, est, plan_seconds, &rp);
+	/* --final must stay cheap (one STATUS per folder): the preflight
+	 * fetches every message's flags and size, it was done before */
+	if (c->final)
+		c->no_check = true;
+	if (!c->no_check)
+		plan_check_run(c, &chk);
 	print_plan(&pc, &rp, &cost, pc.machines > 0 ? explicit_caps(c) :
-	           run_cli_max_concurrency(c));
+	           run_cli_max_concurrency(c), c->no_check ? NULL : &chk);
+	plan_check_free(&chk);
 	sched_plan_free(&plan);
 	for (size_t i = 0; i < c->n_accounts; i++)
 		sched_account_est_free(&est[i]);

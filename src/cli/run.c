@@ -33,6 +33,10 @@ static const struct cli_use run_opts[] = {
 	{ CLI_OPT_METRICS, NULL },
 	{ CLI_OPT_MAX_ERRORS, NULL },
 	{ CLI_OPT_BACKOFF, NULL },
+	{ CLI_OPT_RETRY_BUDGET, "within one attempt of a job, keep reconnecting\n"
+	                        "to copy a folder until it made no progress for\n"
+	                        "this long (120; then the attempt fails and\n"
+	                        "--backoff, --max-errors apply)" },
 	{ CLI_OPT_MACHINE, NULL }, { CLI_OPT_LEASE, NULL },
 	{ CLI_OPT_MACHINES, "the machines that will share this run (with\n"
 	                    "PostgreSQL): the machine that plans splits\n"
@@ -45,6 +49,10 @@ static const struct cli_use run_opts[] = {
 	{ CLI_OPT_INCLUDE, NULL }, { CLI_OPT_EXCLUDE, NULL },
 	{ CLI_OPT_MAP, NULL },
 	{ CLI_OPT_DELETE_MISSING, NULL }, { CLI_OPT_SKIP_DELETED, NULL },
+	{ CLI_OPT_DST_IMAP, "Dovecot Maildir target: the Dovecot serving it, a\n"
+	                    "template as DST (imap://%u*MASTER@HOST, the\n"
+	                    "password as the target's): keywords beyond the\n"
+	                    "file names' 26 are set through it" },
 	CLI_NET_USES,
 	{ CLI_OPT_NONE, NULL },
 };
@@ -525,6 +533,7 @@ cmd_run(int argc, char **argv)
 
 	copy.quiet = !log_enabled(LOG_DEBUG);
 	copy.delete_missing = c.delete_missing;
+	copy.retry_budget_s = c.retry_budget;
 	copy.skip_deleted = copy.fetch.skip_deleted = c.skip_deleted;
 	ro.state_path = c.state_path;
 	ro.run_id = run_id;

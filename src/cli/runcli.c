@@ -25,6 +25,7 @@ run_cli_option(void *ctx, int id, const char *arg, uint64_t num)
 	case CLI_OPT_SAMPLE: c->sample = (unsigned)num; return 0;
 	case CLI_OPT_MAX_ERRORS: c->max_errors = (unsigned)num; return 0;
 	case CLI_OPT_BACKOFF: c->backoff = (unsigned)num; return 0;
+	case CLI_OPT_RETRY_BUDGET: c->retry_budget = (unsigned)num; return 0;
 	case CLI_OPT_FOLDERS: c->folders[c->n_folders++] = (char *)arg; return 0;
 	case CLI_OPT_INCLUDE: c->includes[c->n_inc++] = arg; return 0;
 	case CLI_OPT_EXCLUDE: c->excludes[c->n_exc++] = arg; return 0;
@@ -42,6 +43,9 @@ run_cli_option(void *ctx, int id, const char *arg, uint64_t num)
 	case CLI_OPT_MACHINE: c->machine = arg; return 0;
 	case CLI_OPT_COST: c->cost_path = arg; return 0;
 	case CLI_OPT_MACHINES: c->machines = (unsigned)num; return 0;
+	case CLI_OPT_DST_IMAP: c->dst_imap_tmpl = arg; return 0;
+	case CLI_OPT_CHANGES: c->changes_users = arg; return 0;
+	case CLI_OPT_NO_CHECK: c->no_check = true; return 0;
 	case CLI_OPT_LEASE: c->lease = (unsigned)num; return 0;
 	case CLI_OPT_FINAL: c->final = true; return 0;
 	case CLI_OPT_PROBE_TARGET: c->no_probe_target = false; return 0;
@@ -63,6 +67,12 @@ run_cli_option(void *ctx, int id, const char *arg, uint64_t num)
 	case CLI_OPT_UID_RANGES: c->uid_ranges = true; return 0;
 	case CLI_OPT_NO_UID_RANGES: c->uid_ranges = false; return 0;
 	case CLI_OPT_NO_FSYNC: c->md.fsync = false; return 0;
+	case CLI_OPT_BODIES_FROM:
+		if (strncmp(arg, "cyrus-spool:", 12) != 0)
+			return cli_bad_value(id, arg, "expected cyrus-spool:PATH"
+			                     "[?user=NAME&..] (PATH may use %u)");
+		c->bodies_from = arg;
+		return 0;
 	case CLI_OPT_OWNER:
 		if (cli_parse_owner(arg, &c->md.owner, &c->md.group) < 0)
 			return cli_bad_value(id, arg, "unknown user or group");
@@ -129,6 +139,15 @@ run_cli_free(struct run_cli *c)
 		for (size_t i = 0; i < 2 * c->n_accounts; i++)
 			endpoint_free(&c->eps[i]);
 	free(c->eps);
+	if (c->dovecot_eps != NULL)
+		for (size_t i = 0; i < c->n_accounts; i++)
+			endpoint_free(&c->dovecot_eps[i]);
+	free(c->dovecot_eps);
+	if (c->bodies_eps != NULL)
+		for (size_t i = 0; i < c->n_accounts; i++)
+			endpoint_free(&c->bodies_eps[i]);
+	free(c->bodies_eps);
+	free(c->srcs);
 	sched_accounts_free(&c->accounts, c->n_accounts);
 	sched_users_free(&c->users);
 	secret_free(&c->src_pw);
@@ -159,6 +178,93 @@ load_login_password(const char *file, const char *env, char **pw_r)
 	return 0;
 }
 
+/* --dst-imap TEMPLATE: each account's Dovecot serving its Maildir (the
+ * target's login password: --dst-password-file, else the account's). */
+static int
+setup_dst_imap(struct run_cli *c)
+{
+	const char *error;
+
+	c->dovecot_eps = xcalloc(c->n_accounts + 1, sizeof(*c->dovecot_eps));
+	for (size_t i = 0; i < c->n_accounts; i++) {
+		struct sched_account *a = &c->accounts[i];
+		struct endpoint *ep = &c->dovecot_eps[i];
+		char *url;
+
+		if (!a->dst_maildir) {
+			fprintf(stderr, "imapferry: --dst-imap needs a maildir: "
+			        "target\n");
+			return -1;
+		}
+		if ((url = sched_template_expand(c->dst_imap_tmpl, a->dst_user,
+		                                 &error)) == NULL ||
+		    endpoint_parse(url, ep, &error) < 0 ||
+		    (ep->kind != ENDPOINT_IMAP &&
+		     (error = "an imap:// or imaps:// URL") != NULL)) {
+			fprintf(stderr, "imapferry: --dst-imap: users file line "
+			        "%u: %s\n", a->line, error);
+			free(url);
+			return -1;
+		}
+		free(url);
+		cli_apply_common(&c->common, ep);
+		ep->imap.net.tls_ctx = c->tls;
+		ep->imap.password = c->dst_pw != NULL ? c->dst_pw : a->dst_password;
+		ep->imap.label = "dovecot";
+		a->dst_imap = &ep->imap;
+	}
+	return 0;
+}
+
+/* The source recipe of account i (struct source): the Cyrus spool of a
+ * cyrus: source, or for --bodies-from the spool of the account's user
+ * (PATH's %u expanded; ?user= defaults to the source user). */
+static int
+setup_source(struct run_cli *c, size_t i, const struct endpoint *se)
+{
+	struct sched_account *a = &c->accounts[i];
+	struct source *s = &c->srcs[i];
+	const struct endpoint *cy = se;
+	const char *error;
+
+	s->kind = se->kind == ENDPOINT_CYRUS ? SOURCE_CYRUS : SOURCE_IMAP;
+	s->imap = &a->src_opts;
+	if (c->bodies_from != NULL) {
+		struct endpoint *be = &c->bodies_eps[i];
+		char *path = sched_template_expand(c->bodies_from + 12,
+		                                   a->src_user, &error);
+		char *url;
+
+		if (path == NULL) {
+			fprintf(stderr, "imapferry: --bodies-from: %s\n", error);
+			return -1;
+		}
+		url = strstr(path, "user=") != NULL ?
+		    xasprintf("cyrus:%s", path) :
+		    xasprintf("cyrus:%s%cuser=%s", path,
+		              strchr(path, '?') != NULL ? '&' : '?', a->src_user);
+		free(path);
+		if (endpoint_parse(url, be, &error) < 0) {
+			fprintf(stderr, "imapferry: --bodies-from: %s\n", error);
+			free(url);
+			return -1;
+		}
+		free(url);
+		cy = be;
+	} else if (se->kind != ENDPOINT_CYRUS) {
+		a->src_spec = s;
+		return 0;
+	}
+	s->root = cy->path;
+	s->cy = (struct cyrus_options){
+		.user = cy->cy_user, .config_dir = cy->cy_config,
+		.mboxlist = cy->cy_mboxlist, .tmpl = cy->cy_tmpl,
+		.sub_file = cy->cy_sub, .seen_file = cy->cy_seen,
+	};
+	a->src_spec = s;
+	return 0;
+}
+
 int
 run_cli_setup_accounts(struct run_cli *c)
 {
@@ -170,9 +276,14 @@ run_cli_setup_accounts(struct run_cli *c)
 		fprintf(stderr, "imapferry: %s\n", error);
 		return CLI_EXIT_USAGE;
 	}
-	if (!sched_url_is_imap(c->src_tmpl)) {
+	if (!sched_url_is_imap(c->src_tmpl) &&
+	    strncmp(c->src_tmpl, "cyrus:", 6) != 0) {
 		fprintf(stderr, "imapferry: the source must be an IMAP server "
-		        "(imap:// or imaps://)\n");
+		        "(imap:// or imaps://) or a copied Cyrus spool (cyrus:)\n");
+		return CLI_EXIT_USAGE;
+	}
+	if (c->bodies_from != NULL && !sched_url_is_imap(c->src_tmpl)) {
+		fprintf(stderr, "imapferry: --bodies-from needs an IMAP source\n");
 		return CLI_EXIT_USAGE;
 	}
 	if (load_login_password(c->src_pwfile, "IMAPFERRY_SRC_PASSWORD",
@@ -188,6 +299,9 @@ run_cli_setup_accounts(struct run_cli *c)
 		return CLI_EXIT_USAGE;
 	}
 	c->eps = xcalloc(2 * c->n_accounts + 1, sizeof(*c->eps));
+	c->srcs = xcalloc(c->n_accounts + 1, sizeof(*c->srcs));
+	if (c->bodies_from != NULL)
+		c->bodies_eps = xcalloc(c->n_accounts + 1, sizeof(*c->bodies_eps));
 	/* one TLS context (one read of the trust store) for every session of
 	 * every account; a failure is reported by the first connection that
 	 * needs TLS */
@@ -217,8 +331,11 @@ run_cli_setup_accounts(struct run_cli *c)
 		se->imap.authzid = a->src_authzid;
 		se->imap.label = "src";
 		a->src_opts = se->imap;
-		a->src_slot = sched_slot_key(se->host, se->port,
-		                             se->imap.implicit_tls);
+		if (se->kind == ENDPOINT_IMAP)
+			a->src_slot = sched_slot_key(se->host, se->port,
+			                             se->imap.implicit_tls);
+		if (setup_source(c, i, se) < 0)
+			return CLI_EXIT_USAGE;
 		if (de->kind == ENDPOINT_MAILDIR) {
 			a->dst_maildir = true;
 			a->dst_courier = de->flavor != NULL &&
@@ -233,6 +350,8 @@ run_cli_setup_accounts(struct run_cli *c)
 			                             de->imap.implicit_tls);
 		}
 	}
+	if (c->dst_imap_tmpl != NULL && setup_dst_imap(c) < 0)
+		return CLI_EXIT_USAGE;
 	workers = c->workers > 0 ? c->workers : 4;
 	c->workers = workers;
 	c->src_slots = sched_slots_new(c->max_src > 0 ? c->max_src : workers);
@@ -246,7 +365,8 @@ run_cli_one_server_pair(const struct run_cli *c)
 	for (size_t i = 1; i < c->n_accounts; i++) {
 		const struct sched_account *a = &c->accounts[i], *b = &c->accounts[0];
 
-		if (strcmp(a->src_slot, b->src_slot) != 0 ||
+		if ((a->src_slot != NULL) != (b->src_slot != NULL) ||
+		    (a->src_slot != NULL && strcmp(a->src_slot, b->src_slot) != 0) ||
 		    (a->dst_slot != NULL) != (b->dst_slot != NULL) ||
 		    (a->dst_slot != NULL && strcmp(a->dst_slot, b->dst_slot) != 0))
 			return false;

@@ -11,6 +11,7 @@
 #include "plan.h"
 #include "report.h"
 #include "slots.h"
+#include "source.h"
 #include "users.h"
 
 /* The options of plan and run (status takes --state and --run). */
@@ -26,10 +27,12 @@ struct run_cli {
 	const char *state_path, *report_path, *log_path;
 	const char *html_path, *metrics_path;
 	bool new_run, no_probe_target, no_calibrate, no_split, final;
+	bool no_check;               /* plan --no-check */
 	struct net_tls_ctx *tls;      /* shared by every session, or NULL */
 	bool delete_missing, skip_deleted, uid_ranges;
 	struct maildir_options md;
 	unsigned max_errors, backoff, sample;
+	unsigned retry_budget;       /* --retry-budget, 0: the engine's 120 s */
 	double split_above;
 	enum report_progress progress;
 	int64_t run_id;
@@ -37,6 +40,9 @@ struct run_cli {
 	unsigned machines;           /* --machines: plan for M x workers */
 	const char *machine;         /* --machine, or NULL */
 	unsigned lease;              /* --lease, 0: 30 s */
+	const char *dst_imap_tmpl;   /* --dst-imap (template), or NULL */
+	const char *changes_users;   /* status --changes USERS, or NULL */
+	const char *bodies_from;     /* --bodies-from cyrus-spool:PATH, or NULL */
 	/* resolved */
 	const char *users_path, *src_tmpl, *dst_tmpl;
 	char *src_pw, *dst_pw;
@@ -44,6 +50,9 @@ struct run_cli {
 	struct sched_account *accounts;
 	size_t n_accounts;
 	struct endpoint *eps;        /* 2 per account */
+	struct endpoint *dovecot_eps; /* --dst-imap: 1 per account, or NULL */
+	struct endpoint *bodies_eps; /* --bodies-from: 1 per account, or NULL */
+	struct source *srcs;         /* each account's source recipe */
 	struct sched_slots *src_slots, *dst_slots;
 };
 
@@ -62,7 +71,8 @@ struct run_cli {
 	{ CLI_OPT_NO_PROBE_TARGET, NULL }, { CLI_OPT_NO_CALIBRATE, NULL }, \
 	{ CLI_OPT_NO_SPLIT, NULL }, { CLI_OPT_UID_RANGES, NULL }, \
 	{ CLI_OPT_NO_UID_RANGES, NULL }, { CLI_OPT_SPLIT_ABOVE, NULL }, \
-	{ CLI_OPT_OWNER, NULL }, { CLI_OPT_NO_FSYNC, NULL }
+	{ CLI_OPT_OWNER, NULL }, { CLI_OPT_NO_FSYNC, NULL }, \
+	{ CLI_OPT_BODIES_FROM, NULL }
 
 #define RUN_CLI_TRAILER \
 	"USERS: CSV 'src_user,dst_user[,src_password_file,dst_password_file]' or\n" \
@@ -70,7 +80,9 @@ struct run_cli {
 	"SRC/DST: templates with %u (user), %n (local part), %d (domain):\n" \
 	"  'imap://%u@host:143?tls=none', 'imap://%u*master@host',\n" \
 	"  'maildir:/srv/mail/%u/Maildir'. A line whose source and target are\n" \
-	"  the same account is refused."
+	"  the same account is refused.\n" \
+	"SRC may be 'cyrus:/copy/spool?user=%u': a copied Cyrus spool read\n" \
+	"  offline (the users file names the Cyrus users)."
 
 /* Zeroes c and sets the defaults; argc bounds the repeatable options. */
 void run_cli_init(struct run_cli *c, int argc);

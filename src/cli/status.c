@@ -3,6 +3,7 @@
  * (several machines) it adds every machine of the run: jobs running and
  * done, rate, last heartbeat, jobs lost to others (leases taken over). */
 #include "runcli.h"
+#include "statuschg.h"
 
 #include "json.h"
 
@@ -19,6 +20,16 @@ static const struct cli_use status_opts[] = {
 	{ CLI_OPT_STATE, "the state database of the run (required)" },
 	{ CLI_OPT_RUN_ID, NULL },
 	{ CLI_OPT_JSON, "the report as JSON (as run --report writes it)" },
+	{ CLI_OPT_CHANGES, NULL },
+	{ CLI_OPT_SRC_ADMIN, "with --changes: as for run" },
+	{ CLI_OPT_SRC_PWFILE, "with --changes: as for run\n"
+	                      "(else $IMAPFERRY_SRC_PASSWORD)" },
+	{ CLI_OPT_DST_ADMIN, "with --changes: as for run" },
+	{ CLI_OPT_DST_PWFILE, "with --changes: as for run\n"
+	                      "(else $IMAPFERRY_DST_PASSWORD)" },
+	{ CLI_OPT_MAX_SRC, NULL },
+	{ CLI_OPT_INSECURE, NULL }, { CLI_OPT_CA_FILE, NULL },
+	{ CLI_OPT_TLS_MIN, NULL }, { CLI_OPT_TIMEOUT, NULL },
 	{ CLI_OPT_VERBOSE, NULL }, { CLI_OPT_DEBUG, NULL },
 	{ CLI_OPT_TRACE, NULL },
 	{ CLI_OPT_NONE, NULL },
@@ -26,10 +37,13 @@ static const struct cli_use status_opts[] = {
 
 const struct cli_command cli_cmd_status = {
 	.name = "status", .program = "imapferry",
-	.synopsis = "--state FILE [--run ID] [--json]",
+	.synopsis = "--state FILE [--run ID] [--json] [--changes USERS]",
 	.intro = "Shows the progress of the last run (or run ID) of a state\n"
 	         "database: live while it runs, the summary when over;\n"
-	         "with a PostgreSQL state, every machine of the run.",
+	         "with a PostgreSQL state, every machine of the run. Per\n"
+	         "account, when its last pass ended; with --changes, what\n"
+	         "changed on its source since (new and expunged messages,\n"
+	         "from one STATUS of every folder).",
 	.opts = status_opts,
 	.trailer = CLI_EXIT_HELP,
 	.min_args = 0, .max_args = 0,
@@ -103,6 +117,8 @@ cmd_status(int argc, char **argv)
 	struct buf out;
 	struct state_machine *machines = NULL;
 	size_t n_machines = 0;
+	struct status_acct *accts = NULL;
+	size_t n_accts = 0;
 	const char *error;
 	int64_t now;
 	bool alive;
@@ -149,35 +165,52 @@ cmd_status(int argc, char **argv)
 		free(rep.run.status);
 		rep.run.status = xstrdup("interrupted");
 	}
+	status_accts_init(&rep, &accts, &n_accts);
+	if (c.changes_users != NULL) {
+		/* the run's own templates, the accounts of USERS */
+		c.users_path = c.changes_users;
+		c.src_tmpl = rep.run.src;
+		c.dst_tmpl = rep.run.dst;
+		if ((status = status_changes(&c, db, accts, n_accts)) != 0)
+			goto out;
+		status = CLI_EXIT_ERROR;
+	}
 	buf_init(&out, SIZE_MAX / 2);
 	if (c.common.json) {
 		struct json j;
+		struct buf m;
+		struct json jm;
 
 		json_init(&j, &out);
 		report_json(&j, &rep, rep.view.elapsed);
-		if (state_is_shared(db) && buf_len(&out) > 0 &&
-		    buf_data(&out)[buf_len(&out) - 1] == '}') {
-			/* the report object, with "machines" added */
-			struct buf m;
-			struct json jm;
-
-			buf_init(&m, SIZE_MAX / 2);
-			json_init(&jm, &m);
-			machines_json(&jm, machines, n_machines);
-			printf("%.*s,\"machines\":%s}\n", (int)buf_len(&out) - 1,
+		/* the report object, with "passes" (and "machines") added */
+		buf_init(&m, SIZE_MAX / 2);
+		json_init(&jm, &m);
+		status_accts_json(&jm, accts, n_accts);
+		if (buf_len(&out) > 0 && buf_data(&out)[buf_len(&out) - 1] == '}') {
+			printf("%.*s,\"passes\":%s", (int)buf_len(&out) - 1,
 			       buf_data(&out), buf_data(&m));
-			buf_free(&m);
+			if (state_is_shared(db)) {
+				buf_reset(&m);
+				json_init(&jm, &m);
+				machines_json(&jm, machines, n_machines);
+				printf(",\"machines\":%s", buf_data(&m));
+			}
+			puts("}");
 		} else {
 			puts(buf_data(&out));
 		}
+		buf_free(&m);
 	} else {
 		report_status_text(&out, &rep, now, alive);
 		machines_text(&out, machines, n_machines);
+		status_accts_text(&out, accts, n_accts, now);
 		fputs(buf_data(&out), stdout);
 	}
 	buf_free(&out);
 	status = CLI_EXIT_OK;
 out:
+	status_accts_free(&accts, n_accts);
 	state_machine_list_free(&machines, n_machines);
 	report_data_free(&rep);
 	state_close(&db);

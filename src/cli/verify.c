@@ -75,6 +75,10 @@ static const struct cli_use verify_opts[] = {
 	CLI_PAIR_USES,
 	{ CLI_OPT_DEEP, NULL },
 	{ CLI_OPT_NO_STATE, NULL },
+	{ CLI_OPT_DST_IMAP, "Dovecot Maildir target: the Dovecot serving it\n"
+	                    "(imap://USER*MASTER@HOST, the password as the\n"
+	                    "target's): flags and keywords are compared as\n"
+	                    "it serves them (beyond the file names' 26)" },
 	{ CLI_OPT_JSON, "the report as JSON" },
 	CLI_NET_USES,
 	{ CLI_OPT_NONE, NULL },
@@ -95,6 +99,7 @@ struct verify_cli {
 	struct cli_pair *pair;
 	struct verify_options *o;
 	bool *no_state;
+	const char **dst_imap;
 };
 
 static int
@@ -107,6 +112,7 @@ verify_option(void *ctx, int id, const char *arg, uint64_t num)
 	switch (id) {
 	case CLI_OPT_DEEP: c->o->deep = true; return 0;
 	case CLI_OPT_NO_STATE: *c->no_state = true; return 0;
+	case CLI_OPT_DST_IMAP: *c->dst_imap = arg; return 0;
 	default: return -1;
 	}
 }
@@ -121,7 +127,10 @@ cmd_verify(int argc, char **argv)
 	const char *state_path, *error;
 	struct state_db *db = NULL;
 	bool no_state = false;
-	struct verify_cli c = { .pair = &pair, .o = &o, .no_state = &no_state };
+	const char *dst_imap = NULL;
+	struct endpoint dovecot = { 0 };
+	struct verify_cli c = { .pair = &pair, .o = &o, .no_state = &no_state,
+	                        .dst_imap = &dst_imap };
 	int argi, status = 2;
 
 	cli_pair_init(&pair, argc);
@@ -129,9 +138,36 @@ cmd_verify(int argc, char **argv)
 	if (cli_parse(&cli_cmd_verify, argc, argv, &common, verify_option, &c, &argi,
 	              &status) < 0)
 		goto out;
+	if (dst_imap != NULL && strncmp(argv[argi + 1], "maildir:", 8) != 0) {
+		fprintf(stderr, "imapferry: --dst-imap needs a maildir: target\n");
+		status = CLI_EXIT_USAGE;
+		goto out;
+	}
 	if ((status = cli_pair_setup(&pair, &common, argv[argi],
 	                             argv[argi + 1])) != 0)
 		goto out;
+	if (dst_imap != NULL) {
+		/* the Dovecot serving the Maildir: keywords as it serves them */
+		const char *why = NULL;
+
+		if (pair.dst.kind != ENDPOINT_MAILDIR)
+			why = "needs a maildir: target";
+		else if (endpoint_parse(dst_imap, &dovecot, &error) < 0)
+			why = error;
+		else if (dovecot.kind != ENDPOINT_IMAP)
+			why = "an imap:// or imaps:// URL";
+		else if (endpoint_load_password(&dovecot, pair.dst_pw,
+		                                "IMAPFERRY_DST_PASSWORD", &error) < 0)
+			why = error;
+		if (why != NULL) {
+			fprintf(stderr, "imapferry: --dst-imap: %s\n", why);
+			status = CLI_EXIT_USAGE;
+			goto out;
+		}
+		cli_apply_common(&common, &dovecot);
+		dovecot.imap.label = "dovecot";
+		o.dst_imap = &dovecot.imap;
+	}
 	status = CLI_EXIT_ERROR;
 	/* The state pairs messages exactly; it is used when it exists. */
 	if (!no_state && cli_pair_state_path(&pair, &state_path) == 0 &&
@@ -157,6 +193,7 @@ cmd_verify(int argc, char **argv)
 	verify_report_free(&r);
 out:
 	state_close(&db);
+	endpoint_free(&dovecot);
 	cli_pair_free(&pair);
 	return status;
 }

@@ -344,6 +344,59 @@ maildir_folder_plan_keywords(struct maildir_folder *f,
 			break;
 }
 
+static bool
+kw_storable(const struct maildir_folder *f, const char *name)
+{
+	if (!md_keyword_valid(name))
+		return false;
+	if (f->o.flavor != MAILDIR_DOVECOT)
+		return true;
+	for (int i = 0; i < MD_MAX_KEYWORDS; i++)
+		if (f->dkw[i] != NULL && str_ieq(f->dkw[i], name))
+			return true;
+	for (int i = 0; i < MD_MAX_KEYWORDS; i++)
+		if (f->dkw[i] == NULL && (f->used_letters & (1u << i)) == 0)
+			return true;
+	return false;
+}
+
+char *
+maildir_folder_storable_flags(const struct maildir_folder *f, const char *flags)
+{
+	static const char *const sys[] = {
+		"\\Draft", "\\Flagged", "\\Answered", "\\Seen", "\\Deleted",
+	};
+	struct buf b;
+	const char *p = flags != NULL ? flags : "";
+
+	buf_init(&b, SIZE_MAX / 2);
+	while (*p != '\0') {
+		size_t len = strcspn(p, " ");
+		char *tok = xstrndup(p, len);
+		bool keep = false;
+
+		if (tok[0] == '\\') {
+			for (size_t i = 0; i < N_ELEMENTS(sys) && !keep; i++)
+				keep = str_ieq(tok, sys[i]);
+		} else if (len > 0) {
+			keep = kw_storable(f, tok);
+		}
+		if (keep) {
+			if (buf_len(&b) > 0)
+				ignore_result(buf_append_str(&b, " "));
+			ignore_result(buf_append_str(&b, tok));
+		}
+		free(tok);
+		p += len;
+		p += strspn(p, " ");
+	}
+	if (buf_len(&b) == 0) {
+		buf_free(&b);
+		return xstrdup("");
+	}
+	return buf_take(&b);
+}
+
 /* Writes dovecot-keywords (under the uidlist lock). Its mtime must grow:
  * Dovecot notices changes by mtime seconds. */
 static int
@@ -1373,17 +1426,22 @@ writer_flush(struct writer *w)
 	return 0;
 }
 
+/* Line ends of what is written (for S= and W=): memchr() finds the LFs
+ * (a byte loop was a fifth of an offline copy's CPU). */
 static void
 count_bytes(struct writer *w, const char *p, size_t len)
 {
-	for (size_t i = 0; i < len; i++) {
-		if (p[i] == '\n') {
-			w->lfs++;
-			if (!w->last_cr)
-				w->bare_lfs++;
-		}
-		w->last_cr = p[i] == '\r';
+	const char *end = p + len, *q = p;
+
+	if (len == 0)
+		return;
+	while ((q = memchr(q, '\n', (size_t)(end - q))) != NULL) {
+		if (!(q > p ? q[-1] == '\r' : w->last_cr))
+			w->bare_lfs++;
+		w->lfs++;
+		q++;
 	}
+	w->last_cr = end[-1] == '\r';
 	w->out_len += len;
 }
 

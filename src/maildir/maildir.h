@@ -293,6 +293,14 @@ int maildir_link_in(struct maildir_folder *f, struct maildir_folder *from,
 void maildir_folder_plan_keywords(struct maildir_folder *f,
                                   const char *const *names, size_t n);
 
+/* The flags of `flags` (space-separated, canonical order kept) that the
+ * files of f can hold: the five system flags with letters, and valid
+ * keywords (Dovecot: those with a letter, or any while a letter is free).
+ * A new string. What a listing of f can show, so that a caller comparing
+ * the source's flags with f's compares what can be kept. */
+char *maildir_folder_storable_flags(const struct maildir_folder *f,
+                                    const char *flags);
+
 /* Removes the folder root/dirname (not INBOX) with the files of its cur/,
  * new/, tmp/ and courierimapkeywords/ and its own files; a subdirectory
  * other than those makes it fail. A missing folder is not an error. For

@@ -6,6 +6,7 @@
 #include "log.h"
 #include "mailboxes.h"
 #include "mqueue.h"
+#include "source.h"
 #include "target.h"
 
 #include <dirent.h>
@@ -72,6 +73,51 @@ struct inv_shared {
 	char *fatal;              /* Courier with an authzid */
 };
 
+/* An offline source (a copied spool): folders, message counts and bytes
+ * from its own index, no session, no slot. */
+static void
+inventory_offline(const struct sched_account *a, struct sched_account_est *e)
+{
+	struct imap_account_info info;
+	struct source s;
+	const char *error;
+	bool refused = false;
+	double t0 = time_mono_sec();
+
+	source_init_like(&s, a->src_spec);
+	if (source_connect(&s, &refused, &error) < 0) {
+		e->error = xasprintf("source: %s", error);
+		return;
+	}
+	if (source_inventory(&s, IMAP_INV_STATUS | IMAP_INV_SIZE, &info,
+	                     &error) < 0) {
+		e->error = xasprintf("source: %s", error);
+		source_disconnect(&s);
+		return;
+	}
+	e->separator = info.separator;
+	e->prefix = xstrdup("");
+	e->folders = xcalloc(info.count + 1, sizeof(*e->folders));
+	for (size_t k = 0; k < info.count; k++) {
+		const struct imap_mailbox_info *b = &info.boxes[k];
+		struct sched_folder_est *f;
+
+		if (!b->selectable || !b->have_status)
+			continue;
+		f = &e->folders[e->n_folders++];
+		f->name = xstrdup(b->name);
+		f->messages = b->messages;
+		f->uidnext = b->uidnext;
+		f->bytes = b->have_size ? b->size : 0;
+		f->bytes_estimated = !b->have_size;
+		e->messages += f->messages;
+		e->bytes += f->bytes;
+	}
+	imap_account_info_free(&info);
+	source_disconnect(&s);
+	e->login_seconds = time_mono_sec() - t0;
+}
+
 static void
 inventory_one(struct inv_shared *sh, size_t i)
 {
@@ -85,6 +131,10 @@ inventory_one(struct inv_shared *sh, size_t i)
 	unsigned flags = IMAP_INV_STATUS;
 
 	e->label = a->src_user;
+	if (a->src_spec != NULL && source_is_offline(a->src_spec)) {
+		inventory_offline(a, e);
+		return;
+	}
 	slot_take(sh->o->src_slots, a->src_slot);
 	if (imap_client_connect(&a->src_opts, &c, &refused, &error) < 0) {
 		e->error = xasprintf("source: %s", error);
@@ -1186,6 +1236,100 @@ out:
 	return ret;
 }
 
+/* The offline counterpart of sample_account(): the sample read from the
+ * source's own files (a copied spool) through its reader, in batches of
+ * similar size, timed (a disk-read cost instead of a fetch). */
+static int
+sample_offline(const struct sched_account *a, const struct sched_folder_est *f,
+               unsigned share, uint64_t share_bytes, struct sched_cost *cost,
+               struct sched_batch *batches, size_t *n_batches,
+               size_t max_batches, double *examine_r, uint64_t *size_sum_r,
+               uint64_t *size_count_r, const char **error_r)
+{
+	struct msgsum_list list = { 0 };
+	struct source_folder st;
+	struct msg_size *all = NULL, *sample = NULL;
+	struct source s;
+	size_t n, per_batch, nb;
+	bool refused;
+	double t0;
+	int ret = -1;
+
+	source_init_like(&s, a->src_spec);
+	if (source_connect(&s, &refused, error_r) < 0)
+		return -1;
+	t0 = time_mono_sec();
+	if (source_select(&s, f->name, &st, error_r) < 0 ||
+	    source_list(&s, NULL, 0, MSGSUM_META, &list, error_r) < 0)
+		goto out;
+	*examine_r = time_mono_sec() - t0;
+	all = xcalloc(list.count + 1, sizeof(*all));
+	for (size_t i = 0; i < list.count; i++) {
+		all[i].uid = list.items[i].uid;
+		all[i].size = list.items[i].size;
+		*size_sum_r += all[i].size;
+	}
+	*size_count_r += list.count;
+	qsort(all, list.count, sizeof(*all), cmp_size);
+	sample = xcalloc(share + 1, sizeof(*sample));
+	n = choose_sample(all, list.count, share, share_bytes, sample);
+	nb = max_batches - *n_batches;
+	if (nb > 8)
+		nb = 8;
+	ret = 0;
+	if (nb == 0 || n == 0)
+		goto out;
+	per_batch = (n + nb - 1) / nb;
+	for (size_t i = 0; i < n && ret == 0; i += per_batch) {
+		size_t end = i + per_batch < n ? i + per_batch : n;
+		struct sched_batch *b = &batches[(*n_batches)++];
+		struct fetch_reader_options fo = { 0 };
+		struct source_reader *rd;
+		uint32_t *uids = xcalloc(end - i + 1, sizeof(*uids));
+		struct mqueue q;
+		struct cmsg *m;
+		char *err;
+
+		b->messages = (unsigned)(end - i);
+		b->bytes = 0;
+		qsort(sample + i, end - i, sizeof(*sample), cmp_uid);
+		for (size_t k = i; k < end; k++) {
+			b->bytes += sample[k].size;
+			uids[k - i] = sample[k].uid;
+		}
+		mqueue_init(&q, 64, 16u * 1024 * 1024);
+		t0 = time_mono_sec();
+		rd = source_reader_start(&s, uids, end - i, &q, &fo);
+		while ((m = mqueue_pop_batch(&q, 64, 16u * 1024 * 1024)) != NULL)
+			while (m != NULL) {
+				struct cmsg *next = m->next;
+
+				cmsg_free(&m);
+				m = next;
+			}
+		err = source_reader_join(&rd);
+		b->seconds = time_mono_sec() - t0;
+		mqueue_deinit(&q);
+		free(uids);
+		if (err != NULL) {
+			*error_r = err_set("%s", err);
+			free(err);
+			(*n_batches)--;
+			ret = -1;
+			break;
+		}
+		cost->sample_messages += b->messages;
+		cost->sample_bytes += b->bytes;
+		cost->sample_seconds += b->seconds;
+	}
+out:
+	msgsum_list_free(&list);
+	free(all);
+	free(sample);
+	source_disconnect(&s);
+	return ret;
+}
+
 int
 sched_calibrate(const struct sched_account *accounts,
                 const struct sched_account_est *est, size_t n,
@@ -1246,6 +1390,21 @@ sched_calibrate(const struct sched_account *accounts,
 				big = &e->folders[k];
 		if (big == NULL || big->messages == 0)
 			continue;
+		if (accounts[order[s]].src_spec != NULL &&
+		    source_is_offline(accounts[order[s]].src_spec)) {
+			if (sample_offline(&accounts[order[s]], big,
+			                   max_msgs / (unsigned)n_order,
+			                   max_bytes / n_order, cost, batches,
+			                   &n_batches, N_ELEMENTS(batches),
+			                   &examine[n_examine], &size_sum,
+			                   &size_count, error_r) < 0) {
+				ret = -1;
+				break;
+			}
+			alone[n_examine] = est[order[s]].login_seconds;
+			n_examine++;
+			continue;
+		}
 		if (sample_account(&accounts[order[s]], big,
 		                   max_msgs / (unsigned)n_order,
 		                   max_bytes / n_order, o,
@@ -1281,6 +1440,11 @@ sched_calibrate(const struct sched_account *accounts,
 			taken = taken || order[k] == i;
 		if (taken || est[i].error != NULL)
 			continue;
+		if (accounts[i].src_spec != NULL &&
+		    source_is_offline(accounts[i].src_spec)) {
+			alone[n_examine + n_extra++] = est[i].login_seconds;
+			continue;
+		}
 		slot_take(o->src_slots, accounts[i].src_slot);
 		t0 = time_mono_sec();
 		if (imap_client_connect(&accounts[i].src_opts, &c, NULL, &err) == 0) {

@@ -4,7 +4,12 @@
  * STATUS (MESSAGES UIDVALIDITY UIDNEXT, plus SIZE where STATUS=SIZE is
  * offered; else the bytes are estimated later from the sample's average
  * size), several accounts at once within the source connection cap. The
- * time of login + inventory is kept per account.
+ * time of login + inventory is kept per account. An account whose source
+ * is offline (src_spec, a copied Cyrus spool) is inventoried from its own
+ * index (folders, messages, bytes) without a session or a slot; in the
+ * calibration its sample is read from the files through the source's
+ * reader (a disk-read cost) instead of fetched, and it has no parallel
+ * measure.
  *
  * Calibration (sched_calibrate()), in this order:
  *   0. login + inventory (LIST, STATUS) timed alone, on up to seven

@@ -5,6 +5,7 @@
 #include "log.h"
 #include "mailboxes.h"
 #include "probe.h"
+#include "source.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -127,8 +128,14 @@ sched_engine_copy(const struct sched_engine_args *a, struct copy_stats *stats,
 {
 	struct copy_options o;
 	struct source src = { .kind = SOURCE_IMAP, .imap = &a->account->src_opts };
+	struct source_body_stats bodies = { 0 };
 	struct target_spec dst = { 0 };
+	int ret;
 
+	/* the account's own source (a copied spool, bodies from one) */
+	if (a->account->src_spec != NULL)
+		source_init_like(&src, a->account->src_spec);
+	src.body_stats = &bodies;
 	if (a->base != NULL)
 		o = *a->base;
 	else
@@ -140,6 +147,7 @@ sched_engine_copy(const struct sched_engine_args *a, struct copy_stats *stats,
 			dst.md = *a->md;
 		dst.md.flavor = a->account->dst_courier ? MAILDIR_COURIER :
 		    MAILDIR_DOVECOT;
+		dst.dst_imap = a->account->dst_imap;
 	} else {
 		dst.kind = TARGET_IMAP;
 		dst.imap = &a->account->dst_opts;
@@ -156,7 +164,12 @@ sched_engine_copy(const struct sched_engine_args *a, struct copy_stats *stats,
 	 * one attempt, a folder gets 2 minutes without progress, not 10 */
 	if (o.retry_budget_s == 0)
 		o.retry_budget_s = 120;
-	return copy_account_to(&src, &dst, a->db, &o, stats, error_r);
+	ret = copy_account_to(&src, &dst, a->db, &o, stats, error_r);
+	if (bodies.from_spool + bodies.from_imap > 0)
+		log_info("%s: bodies: %" PRIu64 " from the Cyrus spool, %" PRIu64
+		         " over IMAP (file missing or of another size)",
+		         a->account->src_user, bodies.from_spool, bodies.from_imap);
+	return ret;
 }
 
 /* ------------------------------------------------------------ helpers */
@@ -643,13 +656,25 @@ job_run(struct worker *w, struct rjob *rj)
 		sched_slots_acquire(r->o.dst_slots, a->dst_slot);
 
 	/* namespaces (cached per server) and, for the rest part of a split
-	 * account, the current folder list */
-	if ((rj->j.exclude[0] != '\0' || !ns_lookup(r, skey, &sside)) &&
+	 * account, the current folder list; an offline source has its
+	 * own */
+	if (a->src_spec != NULL && source_is_offline(a->src_spec)) {
+		bool refused;
+
+		if (source_folder_names(a->src_spec, &list, &n_list,
+		                        &sside.separator, &refused, &error) < 0)
+			goto end;
+		sside.prefix = "";
+		if (rj->j.exclude[0] == '\0') {
+			strv_free(&list);
+			n_list = 0;
+		}
+	} else if ((rj->j.exclude[0] != '\0' || !ns_lookup(r, skey, &sside)) &&
 	    probe_side(r, &a->src_opts, skey, "source",
 	               rj->j.exclude[0] != '\0' ? &list : NULL, &n_list,
 	               &run_scope, &error) < 0)
 		goto end;
-	if (!ns_lookup(r, skey, &sside)) {
+	if (sside.separator == '\0' && !ns_lookup(r, skey, &sside)) {
 		error = "source namespace unknown";
 		goto end;
 	}

@@ -75,7 +75,9 @@ struct sched_engine_args {
 typedef int sched_engine_fn(const struct sched_engine_args *a,
                             struct copy_stats *stats, const char **error_r);
 
-/* The engine: copy_account_to() into the account's target (an IMAP
+/* The engine: copy_account_to() from the account's source (src_spec, else
+ * its IMAP account; a hybrid source's body counts are logged) into the
+ * account's target (an IMAP
  * account, or the Maildir at dst_path keeping UIDs, UIDVALIDITY and
  * UIDNEXT) with the job's folder filter. A UID-range job copies that range
  * of folders[0] (Maildir targets only); the ranges of one folder meet in

@@ -35,6 +35,8 @@
 
 #include "client.h"
 
+struct source;
+
 struct sched_user {
 	char *src_user;
 	char *dst_user;
@@ -106,9 +108,16 @@ struct sched_account {
 	/* Filled by the caller from the URLs (parsing endpoints is the
 	 * command line's job); strings borrowed from the caller: */
 	struct imap_client_options src_opts, dst_opts;
+	/* What the copy reads (sync/source.h, a recipe: copied for every
+	 * job), borrowed; NULL: the IMAP account of src_opts. A source that
+	 * is offline (a copied Cyrus spool) has no src_slot. */
+	const struct source *src_spec;
 	bool dst_maildir;         /* target is a Maildir: dst_path */
 	bool dst_courier;         /* ... of Courier's flavor */
 	const char *dst_path;
+	/* Maildir target: the Dovecot serving it (--dst-imap), borrowed, or
+	 * NULL */
+	const struct imap_client_options *dst_imap;
 	char *src_slot, *dst_slot; /* connection cap keys (owned, freed by
 	                            * sched_accounts_free()); NULL: none */
 };

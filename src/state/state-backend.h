@@ -31,8 +31,9 @@ int P##_folder_list(T *db, const char *account, \
                     const char **error_r); \
 int P##_folder_clear_messages(T *db, int64_t folder_id, const char **error_r); \
 int P##_folder_delete(T *db, int64_t folder_id, const char **error_r); \
-int P##_msgs_load(T *db, int64_t folder_id, struct state_msg **msgs_r, \
-                  size_t *count_r, const char **error_r); \
+int P##_msgs_load(T *db, int64_t folder_id, uint32_t lo, uint32_t hi, \
+                  struct state_msg **msgs_r, size_t *count_r, \
+                  const char **error_r); \
 int P##_msg_put(T *db, int64_t folder_id, const struct state_msg *m, \
                 const char **error_r); \
 int P##_msg_set_flags(T *db, int64_t folder_id, uint32_t src_uid, \

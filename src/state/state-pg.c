@@ -800,8 +800,8 @@ pg_folder_delete(struct pg_db *db, int64_t folder_id, const char **error_r)
 /* -------------------------------------------------------------- messages */
 
 int
-pg_msgs_load(struct pg_db *db, int64_t folder_id, struct state_msg **msgs_r,
-             size_t *count_r, const char **error_r)
+pg_msgs_load(struct pg_db *db, int64_t folder_id, uint32_t lo, uint32_t hi,
+             struct state_msg **msgs_r, size_t *count_r, const char **error_r)
 {
 	struct pgp p = { 0 };
 	struct state_msg *msgs;
@@ -813,10 +813,12 @@ pg_msgs_load(struct pg_db *db, int64_t folder_id, struct state_msg **msgs_r,
 	*msgs_r = NULL;
 	*count_r = 0;
 	pp_int(&p, folder_id);
+	pp_int(&p, lo);
+	pp_int(&p, hi);
 	/* one statement: one snapshot */
 	res = pg_exec(db, "SELECT src_uid, dst_uid, flags, size, internaldate,"
-	    " fingerprint FROM msg WHERE folder_id = $1::bigint ORDER BY"
-	    " src_uid", &p, "loading message mappings", error_r);
+	    " fingerprint FROM msg WHERE folder_id = $1::bigint AND src_uid"
+	    " BETWEEN $2::bigint AND $3::bigint ORDER BY src_uid", &p, "loading message mappings", error_r);
 	if (res == NULL)
 		return -1;
 	n = PQntuples(res);

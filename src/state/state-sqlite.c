@@ -83,10 +83,11 @@ static const char *const stmt_sql[STMT_COUNT] = {
 	[STMT_MSG_COUNT] =
 	    "SELECT count(*), coalesce(sum(length(CAST(flags AS BLOB)) + 1 +"
 	    " coalesce(length(CAST(fingerprint AS BLOB)) + 1, 0)), 0)"
-	    " FROM msg WHERE folder_id = ?1",
+	    " FROM msg WHERE folder_id = ?1 AND src_uid BETWEEN ?2 AND ?3",
 	[STMT_MSG_LOAD] =
 	    "SELECT src_uid, dst_uid, flags, size, internaldate, fingerprint"
-	    " FROM msg WHERE folder_id = ?1 ORDER BY src_uid",
+	    " FROM msg WHERE folder_id = ?1 AND src_uid BETWEEN ?2 AND ?3"
+	    " ORDER BY src_uid",
 	[STMT_MSG_PUT] =
 	    "INSERT INTO msg (folder_id, src_uid, dst_uid, flags, size,"
 	    " internaldate, fingerprint) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
@@ -894,7 +895,7 @@ load_end(struct sq_db *db, bool own_txn)
 }
 
 int
-sq_msgs_load(struct sq_db *db, int64_t folder_id,
+sq_msgs_load(struct sq_db *db, int64_t folder_id, uint32_t lo, uint32_t hi,
                 struct state_msg **msgs_r, size_t *count_r,
                 const char **error_r)
 {
@@ -918,6 +919,8 @@ sq_msgs_load(struct sq_db *db, int64_t folder_id,
 	if ((stmt = stmt_get(db, STMT_MSG_COUNT, what, error_r)) == NULL)
 		goto fail;
 	bind_int(stmt, 1, folder_id);
+	bind_int(stmt, 2, lo);
+	bind_int(stmt, 3, hi);
 	rc = sqlite3_step(stmt);
 	if (rc != SQLITE_ROW) {
 		*error_r = db_error(db, what, rc);
@@ -946,6 +949,8 @@ sq_msgs_load(struct sq_db *db, int64_t folder_id,
 	if ((stmt = stmt_get(db, STMT_MSG_LOAD, what, error_r)) == NULL)
 		goto fail;
 	bind_int(stmt, 1, folder_id);
+	bind_int(stmt, 2, lo);
+	bind_int(stmt, 3, hi);
 	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
 		struct state_msg *m = &msgs[n];
 		const unsigned char *flags, *fp;

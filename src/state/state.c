@@ -246,7 +246,15 @@ state_msgs_load(struct state_db *db, int64_t folder_id,
                 struct state_msg **msgs_r, size_t *count_r,
                 const char **error_r)
 {
-	return CALL(msgs_load, folder_id, msgs_r, count_r, error_r);
+	return CALL(msgs_load, folder_id, 1, UINT32_MAX, msgs_r, count_r, error_r);
+}
+
+int
+state_msgs_load_range(struct state_db *db, int64_t folder_id, uint32_t lo,
+                      uint32_t hi, struct state_msg **msgs_r, size_t *count_r,
+                      const char **error_r)
+{
+	return CALL(msgs_load, folder_id, lo, hi, msgs_r, count_r, error_r);
 }
 
 int

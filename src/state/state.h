@@ -156,6 +156,11 @@ int state_msgs_load(struct state_db *db, int64_t folder_id,
                     struct state_msg **msgs_r, size_t *count_r,
                     const char **error_r) ATTR_WARN_UNUSED;
 
+/* The same for the source UIDs lo..hi only: a folder's diff in windows
+ * keeps memory bounded whatever the folder's size. */
+int state_msgs_load_range(struct state_db *db, int64_t folder_id, uint32_t lo,
+                          uint32_t hi, struct state_msg **msgs_r,
+                          size_t *count_r, const char **error_r);
 /* Frees an array from state_msgs_load() and sets *msgs to NULL. */
 void state_msgs_free(struct state_msg **msgs, size_t count);
 

@@ -527,7 +527,9 @@ check_keywords(struct ctx *c)
 		if (dst->flavor != MAILDIR_DOVECOT)
 			return;
 		f = finding_add(c->r, CHECK_WARNING, "keywords",
-		                "remove unused keywords on the source, or use a "
+		                "give copy/run --dst-imap the Dovecot that serves "
+		                "the Maildir (the others are set in its index), "
+		                "or remove unused keywords on the source, or use a "
 		                "Courier Maildir (?flavor=courier) or an IMAP target",
 		                "folders with more than %d keywords: a Dovecot Maildir "
 		                "keeps at most %d per folder (the letters a..z), the "

@@ -42,6 +42,11 @@ struct copy_options {
 	unsigned retry_budget_s;      /* keep retrying a folder's session
 	                               * failures while the last progress is
 	                               * at most this old; 0: 600 */
+	unsigned keepalive_ms;        /* NOOP on a session (source or
+	                               * target) that waited this long
+	                               * without a command (keepalive.h); 0:
+	                               * $IMAPFERRY_KEEPALIVE_MS (a test hook),
+	                               * else 60 s */
 	bool quiet;                   /* no per-folder progress lines */
 	struct copy_progress *progress; /* NULL or live counters */
 	/* Only these source folders (wire names); NULL: all. */

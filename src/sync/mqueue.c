@@ -146,6 +146,28 @@ mqueue_pop_batch_min(struct mqueue *q, size_t max_count, uint64_t max_bytes,
 	return first;
 }
 
+bool
+mqueue_wait_ready(struct mqueue *q, unsigned wait_ms)
+{
+	struct timespec deadline;
+	bool ready;
+
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += wait_ms / 1000;
+	deadline.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+	if (deadline.tv_nsec >= 1000000000L) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&q->lock);
+	while (q->head == NULL && !q->closed &&
+	       pthread_cond_timedwait(&q->changed, &q->lock, &deadline) == 0)
+		;
+	ready = q->head != NULL || q->closed;
+	pthread_mutex_unlock(&q->lock);
+	return ready;
+}
+
 void
 mqueue_close(struct mqueue *q)
 {

@@ -53,6 +53,9 @@ struct cmsg *mqueue_pop_batch(struct mqueue *q, size_t max_count,
 struct cmsg *mqueue_pop_batch_min(struct mqueue *q, size_t max_count,
                                   uint64_t max_bytes, size_t min_count,
                                   unsigned wait_ms);
+/* Waits up to wait_ms for a message or the end of the stream. Returns
+ * true when one is there, false when the time ran out. */
+bool mqueue_wait_ready(struct mqueue *q, unsigned wait_ms);
 void mqueue_close(struct mqueue *q);
 void mqueue_abort(struct mqueue *q);
 /* True once the consumer called mqueue_abort(): a producer polls it

@@ -233,11 +233,11 @@ msgsum_fetch(struct imap_client *c, const char *uidset, unsigned what,
 }
 
 int
-msgsum_fetch_changed(struct imap_client *c, uint64_t changedsince,
-                     unsigned what, struct msgsum_list *list,
-                     const char **error_r)
+msgsum_fetch_changed(struct imap_client *c, const char *uidset,
+                     uint64_t changedsince, unsigned what,
+                     struct msgsum_list *list, const char **error_r)
 {
-	return fetch_items(c, "1:*", what, changedsince, list, error_r);
+	return fetch_items(c, uidset, what, changedsince, list, error_r);
 }
 
 struct search_ctx {
@@ -277,14 +277,23 @@ search_done(void *ctx, const struct imap_response *tagged, const char *error)
 }
 
 int
-msgsum_uids_all(struct imap_client *c, uint32_t **uids_r, size_t *count_r,
-                const char **error_r)
+msgsum_uids_range(struct imap_client *c, uint32_t lo, uint32_t hi,
+                  uint32_t **uids_r, size_t *count_r, const char **error_r)
 {
 	struct search_ctx sc = { 0 };
 	struct imap_cmd *cmd = imap_cmd_new(c);
+	bool esearch = imap_client_has_cap(c, "ESEARCH");
+	size_t k = 0;
 
-	imap_cmd_add(cmd, imap_client_has_cap(c, "ESEARCH") ?
-	             "UID SEARCH RETURN (ALL) ALL" : "UID SEARCH ALL");
+	if (lo <= 1 && hi == UINT32_MAX)
+		imap_cmd_add(cmd, esearch ? "UID SEARCH RETURN (ALL) ALL" :
+		                            "UID SEARCH ALL");
+	else if (hi == UINT32_MAX)
+		imap_cmd_addf(cmd, "UID SEARCH %sUID %" PRIu32 ":*",
+		              esearch ? "RETURN (ALL) " : "", lo);
+	else
+		imap_cmd_addf(cmd, "UID SEARCH %sUID %" PRIu32 ":%" PRIu32,
+		              esearch ? "RETURN (ALL) " : "", lo, hi);
 	imap_cmd_set_untagged(cmd, search_untagged, &sc);
 	imap_cmd_submit(cmd, search_done, &sc);
 	if (imap_client_run(c, error_r) < 0 || sc.error != NULL) {
@@ -295,8 +304,12 @@ msgsum_uids_all(struct imap_client *c, uint32_t **uids_r, size_t *count_r,
 		return -1;
 	}
 	qsort(sc.uids, sc.count, sizeof(*sc.uids), cmp_u32);
+	/* "lo:*" names the last message even below lo (RFC 9051 6.4.8) */
+	for (size_t i = 0; i < sc.count; i++)
+		if (sc.uids[i] >= lo && sc.uids[i] <= hi)
+			sc.uids[k++] = sc.uids[i];
 	*uids_r = sc.uids;
-	*count_r = sc.count;
+	*count_r = k;
 	return 0;
 }
 

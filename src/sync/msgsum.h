@@ -38,14 +38,16 @@ enum msgsum_what {
 int msgsum_fetch(struct imap_client *client, const char *uidset,
                  unsigned what, struct msgsum_list *list,
                  const char **error_r) ATTR_WARN_UNUSED;
-/* The same for the messages whose MODSEQ is above changedsince (CONDSTORE
- * "CHANGEDSINCE"): new and changed messages only. */
-int msgsum_fetch_changed(struct imap_client *client, uint64_t changedsince,
-                         unsigned what, struct msgsum_list *list,
+/* The same for the messages of uidset whose MODSEQ is above changedsince
+ * (CONDSTORE "CHANGEDSINCE"): new and changed messages only. */
+int msgsum_fetch_changed(struct imap_client *client, const char *uidset,
+                         uint64_t changedsince, unsigned what,
+                         struct msgsum_list *list,
                          const char **error_r) ATTR_WARN_UNUSED;
-/* Every UID of the selected folder (UID SEARCH ALL, with ESEARCH's compact
- * reply when offered), ascending, in a new array. */
-int msgsum_uids_all(struct imap_client *client, uint32_t **uids_r,
+/* The UIDs lo..hi of the selected folder (UID SEARCH ALL or UID lo:hi, with
+ * ESEARCH's compact reply when offered), ascending, in a new array. */
+int msgsum_uids_range(struct imap_client *client, uint32_t lo, uint32_t hi,
+                      uint32_t **uids_r,
                     size_t *count_r, const char **error_r) ATTR_WARN_UNUSED;
 void msgsum_list_free(struct msgsum_list *list);
 /* A new zeroed entry at the end of list (which grows as needed). */

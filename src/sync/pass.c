@@ -32,6 +32,10 @@ enum scope { SCOPE_OK, SCOPE_MESSAGE, SCOPE_FOLDER, SCOPE_SESSION, SCOPE_RUN };
 #define COMMIT_EVERY_MS 2000
 #define FENCE_EVERY_MS 250        /* a shared job's lease checked before sending */
 #define GROUP_BYTES (8 * 1024 * 1024)
+/* A folder larger than this is compared with the state (or the target) in
+ * windows of about this many messages: memory bounded by the window, not
+ * the folder (issue 15). IMAPFERRY_DIFF_WINDOW overrides it (tests). */
+#define DIFF_WINDOW 50000
 
 static enum scope
 scope_of(enum err_kind kind)
@@ -69,6 +73,8 @@ struct pass {
 	const struct copy_options *o;
 	struct state_db *db;
 	struct copy_stats *stats;
+	struct imap_keeper *keeper;   /* NOOP on idle sessions */
+	unsigned keepalive_ms;
 	struct imap_account_info src_info;
 	bool have_info;
 	char *error;              /* of the worst failure so far */
@@ -77,6 +83,8 @@ struct pass {
 	bool state_broken;        /* a state write failed: write no more */
 	bool ranged;
 	uint32_t lo, hi;
+	uint32_t window;          /* a folder's diff in windows of this many
+	                           * messages (0: one window) */
 
 	/* the folder being copied */
 	const char *src_name;
@@ -397,12 +405,32 @@ copy_uids(struct pass *p, const uint32_t *uids, size_t count, bool single)
 	}
 	mqueue_init(&q, 4096, p->o->queue_bytes != 0 ? p->o->queue_bytes : 32u << 20);
 	r = source_reader_start(&p->src, uids, count, &q, &fo);
-	/* While earlier messages keep the target busy, wait briefly for a
-	 * full group: a server pays per command (a MULTIAPPEND of 1 costs
-	 * Dovecot about 4x the CPU per message of a group of 32). */
-	while ((batch = mqueue_pop_batch_min(&q, group_max, GROUP_BYTES,
-	                                     ops->in_flight(p->t) > 0 ?
-	                                     group_max : 1, 20)) != NULL) {
+	for (;;) {
+		unsigned in_flight = ops->in_flight(p->t);
+
+		/* A slow source: after half the keepalive interval without a
+		 * message, the target's replies are taken in, so that its
+		 * session holds no command and the keeper may keep it alive
+		 * (one check per group, not per message). */
+		if (in_flight > 0 && !mqueue_wait_ready(&q, p->keepalive_ms / 2)) {
+			if (ops->wait(p->t, true, &error) < 0) {
+				fail(p, kind_or(error, ERRK_SESSION), "target: %s",
+				     error);
+				mqueue_abort(&q);
+			}
+			maybe_commit(p, true);
+			if (p->worst >= SCOPE_FOLDER)
+				mqueue_abort(&q);
+			continue;
+		}
+		/* While earlier messages keep the target busy, wait briefly
+		 * for a full group: a server pays per command (a MULTIAPPEND
+		 * of 1 costs Dovecot about 4x the CPU per message of a group
+		 * of 32). */
+		batch = mqueue_pop_batch_min(&q, group_max, GROUP_BYTES,
+		                             in_flight > 0 ? group_max : 1, 20);
+		if (batch == NULL)
+			break;
 		if (p->worst >= SCOPE_FOLDER) {
 			cmsg_list_free(batch);
 			mqueue_abort(&q);
@@ -446,63 +474,83 @@ copy_uids(struct pass *p, const uint32_t *uids, size_t count, bool single)
 
 /* ------------------------------------------------------------- folders */
 
+/* What the windows of one folder's pass share (copy_folder). */
+struct fwin {
+	const char *name;                 /* on the target */
+	const struct target_folder_info *ti;
+	uint32_t check_from;
+	uint32_t unknown_from;            /* target UIDs no record knows */
+	uint64_t src_modseq;
+	bool meta, found;
+	size_t n_missing;                 /* on the target, gone from the source */
+	size_t listed;                    /* source messages in the last window */
+	/* target copies no record knows, fetched once per folder */
+	struct msgsum_list unknown;
+	struct msgsum_fpindex ix;
+	bool unknown_fetched;
+	/* after a UIDVALIDITY change: target UIDs copied before (ours), and
+	 * those a source message claimed again */
+	uint32_t *ours, *claimed;
+	size_t n_ours, n_claimed;
+};
+
 /* Finds, by fingerprint, source messages already on a target that maps
  * UIDs (copied by a run that crashed before recording them, or by another
- * tool), records them, and removes them from to_copy. Target messages
- * claimed are added to *claimed (when not NULL). */
+ * tool), records them, and removes them from to_copy. The target's
+ * unknown copies are fetched at the folder's first window that needs
+ * them, and each is taken once. After a UIDVALIDITY change the target
+ * messages claimed go to w->claimed. */
 static enum scope
-match_unknown(struct pass *p, uint32_t *to_copy, size_t *n_copy, uint32_t from,
-              uint32_t **claimed, size_t *n_claimed)
+match_unknown(struct pass *p, struct fwin *w, uint32_t *to_copy, size_t *n_copy)
 {
-	struct msgsum_list dst = { 0 }, src = { 0 };
-	struct msgsum_fpindex ix;
+	struct msgsum_list src = { 0 };
 	const char *error;
 	size_t kept = 0, matched = 0;
 
-	if (p->t->ops->fingerprints(p->t, from, &dst, &error) < 0) {
-		fail(p, kind_or(error, ERRK_SESSION), "target: %s", error);
-		msgsum_list_free(&dst);
-		return p->worst;
+	if (!w->unknown_fetched) {
+		if (p->t->ops->fingerprints(p->t, w->unknown_from, &w->unknown,
+		                            &error) < 0) {
+			fail(p, kind_or(error, ERRK_SESSION), "target: %s", error);
+			msgsum_list_free(&w->unknown);
+			return p->worst;
+		}
+		w->unknown_fetched = true;
+		msgsum_fpindex_init(&w->ix, &w->unknown);
+		if (w->unknown.count > 0)
+			log_info("%s: %zu messages on the target are not in the state: "
+			         "matching them by fingerprint", p->shown, w->unknown.count);
 	}
-	if (dst.count == 0) {
-		msgsum_list_free(&dst);
+	if (w->unknown.count == 0)
 		return SCOPE_OK;
-	}
-	log_info("%s: %zu messages on the target are not in the state: "
-	         "matching them by fingerprint", p->shown, dst.count);
 	if (source_list(&p->src, to_copy, *n_copy, MSGSUM_FP, &src, &error) < 0) {
 		fail(p, kind_or(error, ERRK_SESSION), "source: %s", error);
-		msgsum_list_free(&dst);
 		msgsum_list_free(&src);
 		return p->worst;
 	}
-	msgsum_fpindex_init(&ix, &dst);
 	for (size_t i = 0; i < *n_copy; i++) {
 		struct msgsum *s = msgsum_find(&src, to_copy[i]);
 		struct msgsum *d = s != NULL ?
-		                   msgsum_fpindex_match(&ix, s, (int64_t)time(NULL)) :
+		                   msgsum_fpindex_match(&w->ix, s, (int64_t)time(NULL)) :
 		                   NULL;
 
 		if (d != NULL) {
 			record_copy(p, s->uid, d->uid, s->flags, s->size,
 			            s->internaldate);
-			if (claimed != NULL) {
-				*claimed = xreallocarray(*claimed, *n_claimed + 1,
-				                         sizeof(**claimed));
-				(*claimed)[(*n_claimed)++] = d->uid;
+			if (w->n_ours > 0) {
+				w->claimed = xreallocarray(w->claimed, w->n_claimed + 1,
+				                           sizeof(*w->claimed));
+				w->claimed[w->n_claimed++] = d->uid;
 			}
 			matched++;
 		} else {
 			to_copy[kept++] = to_copy[i];
 		}
 	}
-	msgsum_fpindex_free(&ix);
 	p->stats->skipped += matched;
 	if (matched > 0)
 		log_info("%s: %zu messages were already on the target", p->shown,
 		         matched);
 	*n_copy = kept;
-	msgsum_list_free(&dst);
 	msgsum_list_free(&src);
 	return p->worst >= SCOPE_FOLDER ? p->worst : SCOPE_OK;
 }
@@ -513,32 +561,57 @@ match_unknown(struct pass *p, uint32_t *to_copy, size_t *n_copy, uint32_t from,
  * (CHANGEDSINCE m) for new and changed flags); unchanged messages keep the
  * flags the state recorded. */
 static int
-list_source(struct pass *p, const struct state_msg *known, size_t n_known,
+list_source(struct pass *p, uint32_t lo, uint32_t hi,
+            const struct state_msg *known, size_t n_known,
             uint64_t src_modseq, bool meta, struct msgsum_list *list,
             const char **error_r)
 {
 	struct imap_client *c = p->src.client;
 	struct msgsum_list changed = { 0 };
 	unsigned what = MSGSUM_FLAGS | (meta ? MSGSUM_META : 0);
+	bool whole = lo <= 1 && hi == UINT32_MAX, condstore = false;
+	char set[32];
 	uint32_t *uids;
 	size_t n_uids, k = 0;
 
-	if (p->ranged)
-		return source_list_range(&p->src, p->lo, p->hi, what, list, error_r);
-	/* (a Maildir target compares every message's flags with its own:
-	 * listing them all costs the source one FETCH) */
-	if (p->src.kind != SOURCE_IMAP || p->t->ops->keeps_uids || meta ||
-	    p->sf.src_highestmodseq == 0 || src_modseq == 0 || n_known == 0 ||
-	    !imap_client_has_cap(c, "CONDSTORE"))
+	/* the session is ours, not the keeper's, while we use it */
+	if (p->src.kind == SOURCE_IMAP) {
+		imap_keep_take(p->src.keep);
+		condstore = imap_client_has_cap(c, "CONDSTORE");
+		imap_keep_park(p->src.keep);
+	}
+	if (p->ranged || !whole) {
+		/* a UID range of a split folder, or a window of a large one */
+		if (p->ranged || p->src.kind != SOURCE_IMAP ||
+		    p->t->ops->keeps_uids || meta || p->sf.src_highestmodseq == 0 ||
+		    src_modseq == 0 || n_known == 0 || !condstore)
+			return source_list_range(&p->src, lo, hi, what, list, error_r);
+	} else if (p->src.kind != SOURCE_IMAP || p->t->ops->keeps_uids || meta ||
+	           p->sf.src_highestmodseq == 0 || src_modseq == 0 ||
+	           n_known == 0 || !condstore) {
+		/* (a Maildir target compares every message's flags with its
+		 * own: listing them all costs the source one FETCH) */
 		return source_list(&p->src, NULL, 0, what, list, error_r);
-	if (msgsum_uids_all(c, &uids, &n_uids, error_r) < 0)
+	}
+	imap_keep_take(p->src.keep);
+	if (msgsum_uids_range(c, lo, hi, &uids, &n_uids, error_r) < 0) {
+		imap_keep_park(p->src.keep);
 		return -1;
-	if (msgsum_fetch_changed(c, p->sf.src_highestmodseq, MSGSUM_FLAGS,
+	}
+	if (whole)
+		snprintf(set, sizeof(set), "1:*");
+	else if (hi == UINT32_MAX)
+		snprintf(set, sizeof(set), "%" PRIu32 ":*", lo);
+	else
+		snprintf(set, sizeof(set), "%" PRIu32 ":%" PRIu32, lo, hi);
+	if (msgsum_fetch_changed(c, set, p->sf.src_highestmodseq, MSGSUM_FLAGS,
 	                         &changed, error_r) < 0) {
+		imap_keep_park(p->src.keep);
 		free(uids);
 		msgsum_list_free(&changed);
 		return -1;
 	}
+	imap_keep_park(p->src.keep);
 	list->items = xcalloc(n_uids + 1, sizeof(*list->items));
 	list->alloc = n_uids + 1;
 	for (size_t i = 0; i < n_uids; i++) {
@@ -561,6 +634,30 @@ list_source(struct pass *p, const struct state_msg *known, size_t n_known,
 	free(uids);
 	msgsum_list_free(&changed);
 	return 0;
+}
+
+/* True when the target holds the source's flags src as far as it can:
+ * flags it cannot store (a 27th keyword in a Dovecot Maildir, a keyword
+ * outside PERMANENTFLAGS) are no difference, or every pass would count
+ * (and try) them again. */
+static bool
+flags_same(const struct pass *p, const char *src, const char *dst)
+{
+	char *a, *b;
+	bool same;
+
+	if (dst == NULL)
+		dst = "";
+	if (strcmp(src, dst) == 0)
+		return true;
+	if (p->t->ops->storable_flags == NULL)
+		return false;
+	a = p->t->ops->storable_flags(p->t, src);
+	b = p->t->ops->storable_flags(p->t, dst);
+	same = strcmp(a, b) == 0;
+	free(a);
+	free(b);
+	return same;
 }
 
 /* Sets flags of messages already copied: the driver groups what it can. */
@@ -704,6 +801,178 @@ part_done(struct pass *p, const char *name)
 	return state_flush(p) < 0 ? SCOPE_RUN : SCOPE_OK;
 }
 
+/* One window of a folder's pass: the source UIDs lo..hi listed, compared
+ * with the state's records (or the target's own list) of the same UIDs,
+ * and what differs copied, flagged and expunged. A folder is one window
+ * unless it is large (DIFF_WINDOW): then memory stays bounded by the
+ * window, whatever the folder's size. */
+static enum scope
+copy_window(struct pass *p, struct fwin *w, uint32_t lo, uint32_t hi,
+            bool any)
+{
+	const struct copy_options *o = p->o;
+	const struct target_ops *ops = p->t->ops;
+	const struct target_folder_info *ti = w->ti;
+	struct msgsum_list src = { 0 };
+	struct state_msg *known = NULL;
+	struct target_flags *fl = NULL;
+	size_t n_known = 0, n_copy = 0, n_gone = 0, n_dst_gone = 0, n_fl = 0;
+	uint32_t *to_copy = NULL, *gone = NULL, *dst_gone = NULL;
+	const char *error;
+	enum scope sc = SCOPE_OK;
+
+	w->listed = 0;
+	if (!ops->keeps_uids && w->found && p->sf.id != 0 &&
+	    state_msgs_load_range(p->db, p->sf.id, lo, hi, &known, &n_known,
+	                          &error) < 0) {
+		fail_state(p, error);
+		return SCOPE_RUN;
+	}
+	if (any &&
+	    list_source(p, lo, hi, known, n_known, w->src_modseq, w->meta, &src,
+	                &error) < 0) {
+		fail(p, kind_or(error, ERRK_SESSION), "source: %s", error);
+		sc = p->worst;
+		goto out;
+	}
+	w->listed = src.count;
+	if (ops->keeps_uids && !ti->missing &&
+	    ops->list(p->t, &src, !o->dry_run, lo, hi, &known, &n_known,
+	              &error) < 0) {
+		fail(p, kind_or(error, ERRK_FOLDER), "%s: %s", p->shown, error);
+		sc = p->worst;
+		goto out;
+	}
+
+	/* the diff: both lists are sorted by source UID */
+	to_copy = xcalloc(src.count + 1, sizeof(uint32_t));
+	gone = xcalloc(n_known + 1, sizeof(uint32_t));
+	dst_gone = xcalloc(n_known + 1, sizeof(uint32_t));
+	fl = xcalloc(n_known + 1, sizeof(*fl));
+	for (size_t i = 0, k = 0; i < src.count || k < n_known;) {
+		const struct msgsum *s = i < src.count ? &src.items[i] : NULL;
+		const struct state_msg *m = k < n_known ? &known[k] : NULL;
+		char *why = NULL;
+
+		if (m == NULL || (s != NULL && s->uid < m->src_uid)) {
+			i++;
+			if (o->skip_deleted && flags_has(s->flags, "\\Deleted"))
+				continue;
+			if (ops->keeps_uids && !o->dry_run && !ti->missing &&
+			    !ops->can_place(p->t, s->uid, &why)) {
+				message_failed(p, s->uid, why);
+				free(why);
+				continue;
+			}
+			to_copy[n_copy++] = s->uid;
+		} else if (s == NULL || m->src_uid < s->uid) {
+			k++;
+			w->n_missing++;
+			if (o->delete_missing) {
+				gone[n_gone++] = m->src_uid;
+				if (m->dst_uid != 0)
+					dst_gone[n_dst_gone++] = m->dst_uid;
+			}
+		} else {
+			i++;
+			k++;
+			if (ops->keeps_uids && w->meta && m->dst_uid >= w->check_from &&
+			    (m->internaldate != s->internaldate ||
+			     (m->size != MAILDIR_SIZE_UNKNOWN && m->size != s->size))) {
+				why = xasprintf("UID %" PRIu32 " on the target holds "
+				    "another message (INTERNALDATE %" PRId64 ", %" PRIu64
+				    " bytes; the source's: %" PRId64 ", %" PRIu64 " bytes): "
+				    "the server numbered a file of an interrupted run, or "
+				    "mail was delivered to the target; not copied",
+				    s->uid, m->internaldate, m->size, s->internaldate,
+				    s->size);
+				message_failed(p, s->uid, why);
+				free(why);
+				continue;
+			}
+			p->stats->skipped++;
+			if (m->dst_uid != 0 && !flags_same(p, s->flags, m->flags)) {
+				fl[n_fl].src_uid = s->uid;
+				fl[n_fl].dst_uid = m->dst_uid;
+				fl[n_fl].flags = s->flags;
+				n_fl++;
+			}
+		}
+	}
+
+	/* copies no record knows: an interrupted run, another tool */
+	if (!ops->keeps_uids && n_copy > 0 && !ti->missing &&
+	    ti->uidnext > w->unknown_from &&
+	    (sc = match_unknown(p, w, to_copy, &n_copy)) != SCOPE_OK)
+		goto out;
+
+	if (!o->quiet && (n_copy > 0 || n_gone > 0 || n_dst_gone > 0))
+		log_info("%s -> %s: %zu to copy, %zu already there, %zu gone%s",
+		         p->shown, w->name[0] != '\0' ? w->name : "INBOX", n_copy,
+		         src.count - n_copy, n_gone > n_dst_gone ? n_gone : n_dst_gone,
+		         o->dry_run ? " (dry run)" : "");
+	if (o->dry_run) {
+		p->stats->copied += n_copy;
+		for (size_t i = 0; i < n_copy; i++) {
+			const struct msgsum *m = msgsum_find(&src, to_copy[i]);
+
+			if (m != NULL)
+				p->stats->bytes += m->size;
+		}
+		(void)sync_flags(p, fl, n_fl);
+		(void)delete_missing(p, gone, n_gone, dst_gone, n_dst_gone);
+		goto out;
+	}
+	if ((sc = copy_uids(p, to_copy, n_copy, false)) != SCOPE_OK)
+		goto out;
+	if (p->n_retry > 0) {
+		uint32_t *retry = p->retry;
+		size_t n = p->n_retry;
+
+		qsort(retry, n, sizeof(*retry), cmp_u32);
+		p->retry = NULL;
+		p->n_retry = p->retry_alloc = 0;
+		sc = copy_uids(p, retry, n, true);
+		free(retry);
+		if (sc != SCOPE_OK)
+			goto out;
+	}
+	if ((sc = sync_flags(p, fl, n_fl)) != SCOPE_OK)
+		goto out;
+	sc = delete_missing(p, gone, n_gone, dst_gone, n_dst_gone);
+out:
+	state_msgs_free(&known, n_known);
+	msgsum_list_free(&src);
+	free(to_copy);
+	free(gone);
+	free(dst_gone);
+	free(fl);
+	return sc;
+}
+
+/* The windows' width in UIDs for about DIFF_WINDOW messages each, from the
+ * folder's density (exists messages below uidnext), then from what the
+ * last window held. */
+static uint64_t
+window_width(uint64_t window, uint64_t width, size_t listed, bool first,
+             uint32_t exists, uint32_t uidnext, uint32_t lo)
+{
+	if (first) {
+		uint64_t span = uidnext > lo ? (uint64_t)uidnext - lo : 1;
+
+		width = exists > 0 ? span * window / exists : window;
+	} else if (listed < window / 4) {
+		width *= 2;
+	} else if (listed > window * 2) {
+		width /= 2;
+	}
+	if (width < window)
+		width = window;      /* never fewer UIDs than messages */
+	if (width > (uint64_t)UINT32_MAX)
+		width = UINT32_MAX;
+	return width;
+}
+
 static enum scope
 copy_folder(struct pass *p, const struct imap_mailbox_info *box,
             const char *name)
@@ -714,18 +983,11 @@ copy_folder(struct pass *p, const struct imap_mailbox_info *box,
 	struct target_folder_info ti = { 0 };
 	struct target_close tc = { 0 };
 	struct source_folder sfo = { 0 };
-	struct msgsum_list src = { 0 };
-	struct state_msg *known = NULL;
-	struct target_flags *fl = NULL;
-	size_t n_known = 0, n_copy = 0, n_gone = 0, n_dst_gone = 0, n_fl = 0;
-	size_t n_missing = 0;     /* on the target, expunged on the source */
-	uint32_t *to_copy = NULL, *gone = NULL, *dst_gone = NULL;
-	uint32_t *ours = NULL, *claimed = NULL;  /* after a UIDVALIDITY change */
-	size_t n_ours = 0, n_claimed = 0;
-	uint32_t src_uidvalidity, src_uidnext, check_from;
-	uint64_t src_modseq, failed_before = p->stats->failed;
+	struct fwin w = { .name = name, .ti = &ti };
+	uint32_t src_uidvalidity, src_uidnext, flo, fhi, lo;
+	uint64_t width = 0, failed_before = p->stats->failed;
 	const char *error;
-	bool found, meta = false;
+	bool windowed, all_windows = false;
 	enum scope sc = SCOPE_OK;
 
 	p->src_name = box->name;
@@ -734,12 +996,12 @@ copy_folder(struct pass *p, const struct imap_mailbox_info *box,
 	p->max_dst_uid = 0;
 	p->n_retry = 0;
 	p->since_commit = 0;
-	if (state_folder_get(p->db, o->account, box->name, &p->sf, &found,
+	if (state_folder_get(p->db, o->account, box->name, &p->sf, &w.found,
 	                     &error) < 0) {
 		fail_state(p, error);
 		return SCOPE_RUN;
 	}
-	if (!found) {
+	if (!w.found) {
 		memset(&p->sf, 0, sizeof(p->sf));
 		p->sf.account = xstrdup(o->account);
 		p->sf.src_name = xstrdup(box->name);
@@ -748,7 +1010,7 @@ copy_folder(struct pass *p, const struct imap_mailbox_info *box,
 	p->sf.dst_name = xstrdup(name);
 
 	/* Unchanged since the last complete pass (CONDSTORE): nothing to do. */
-	if (found && p->sf.complete && box->have_status &&
+	if (w.found && p->sf.complete && box->have_status &&
 	    p->sf.src_uidvalidity == box->uidvalidity &&
 	    p->sf.src_uidnext == box->uidnext && box->highestmodseq != 0 &&
 	    p->sf.src_highestmodseq == box->highestmodseq &&
@@ -772,7 +1034,7 @@ copy_folder(struct pass *p, const struct imap_mailbox_info *box,
 	/* Courier sends no UIDNEXT on SELECT: STATUS had it */
 	src_uidvalidity = sfo.uidvalidity != 0 ? sfo.uidvalidity : box->uidvalidity;
 	src_uidnext = sfo.uidnext != 0 ? sfo.uidnext : box->uidnext;
-	src_modseq = sfo.highestmodseq;
+	w.src_modseq = sfo.highestmodseq;
 
 	topen.name = name;
 	topen.src_uidvalidity = src_uidvalidity;
@@ -792,14 +1054,14 @@ copy_folder(struct pass *p, const struct imap_mailbox_info *box,
 	 * pass of ours: a server that keeps our UIDs may have numbered files
 	 * of an interrupted run, or mail delivered to it, with UIDs the
 	 * source gives to other messages. Checked by INTERNALDATE and size. */
-	check_from = found && p->sf.complete && p->sf.src_uidnext != 0 ?
-	             p->sf.src_uidnext : 1;
+	w.check_from = w.found && p->sf.complete && p->sf.src_uidnext != 0 ?
+	               p->sf.src_uidnext : 1;
 	if (!ops->keeps_uids) {
-		if (found && (p->sf.src_uidvalidity != src_uidvalidity ||
-		              (!ti.missing && p->sf.dst_uidvalidity != 0 &&
-		               p->sf.dst_uidvalidity != ti.uidvalidity)) &&
-		    (sc = uidvalidity_changed(p, src_uidvalidity, &ti, &ours,
-		                              &n_ours)) != SCOPE_OK)
+		if (w.found && (p->sf.src_uidvalidity != src_uidvalidity ||
+		                (!ti.missing && p->sf.dst_uidvalidity != 0 &&
+		                 p->sf.dst_uidvalidity != ti.uidvalidity)) &&
+		    (sc = uidvalidity_changed(p, src_uidvalidity, &ti, &w.ours,
+		                              &w.n_ours)) != SCOPE_OK)
 			goto out;
 		p->sf.dst_uidvalidity = ti.missing ? 0 : ti.uidvalidity;
 	}
@@ -809,156 +1071,87 @@ copy_folder(struct pass *p, const struct imap_mailbox_info *box,
 		goto out;
 	}
 	p->last_commit = time_mono_ms();
-	if (!ops->keeps_uids && found && p->sf.id != 0 &&
-	    state_msgs_load(p->db, p->sf.id, &known, &n_known, &error) < 0) {
-		fail_state(p, error);
-		sc = SCOPE_RUN;
-		goto out;
-	}
+	w.unknown_from = p->sf.dst_uidnext;
 	if (ops->keeps_uids && !ti.missing)
-		meta = ops->needs_meta(p->t, check_from);
+		w.meta = ops->needs_meta(p->t, w.check_from);
 	if (o->dry_run)
-		meta = true;          /* the bytes it would copy */
-	if (sfo.exists > 0 &&
-	    list_source(p, known, n_known, src_modseq, meta, &src, &error) < 0) {
-		fail(p, kind_or(error, ERRK_SESSION), "source: %s", error);
-		sc = p->worst;
-		goto out;
-	}
-	if (ops->keeps_uids && !ti.missing &&
-	    ops->list(p->t, &src, !o->dry_run, &known, &n_known, &error) < 0) {
-		fail(p, kind_or(error, ERRK_FOLDER), "%s: %s", p->shown, error);
-		sc = p->worst;
-		goto out;
-	}
+		w.meta = true;        /* the bytes it would copy */
 
-	/* the diff: both lists are sorted by source UID */
-	to_copy = xcalloc(src.count + 1, sizeof(uint32_t));
-	gone = xcalloc(n_known + 1, sizeof(uint32_t));
-	dst_gone = xcalloc(n_known + 1, sizeof(uint32_t));
-	fl = xcalloc(n_known + 1, sizeof(*fl));
-	for (size_t i = 0, k = 0; i < src.count || k < n_known;) {
-		const struct msgsum *s = i < src.count ? &src.items[i] : NULL;
-		const struct state_msg *m = k < n_known ? &known[k] : NULL;
-		char *why = NULL;
+	/* the folder (or the split folder's range) in windows of about
+	 * p->window messages when it is large and the source can list a
+	 * UID range for that cost (IMAP) */
+	flo = p->ranged ? p->lo : 1;
+	fhi = p->ranged ? p->hi : UINT32_MAX;
+	if (flo == 0)
+		flo = 1;
+	windowed = p->window > 0 && sfo.exists > p->window &&
+	           p->src.kind == SOURCE_IMAP && !ti.whole;
+	if (windowed && ops->expect_keywords != NULL && !ti.missing && !o->dry_run) {
+		/* (the FLAGS are the session's: not while the keeper has it) */
+		imap_keep_take(p->src.keep);
+		ops->expect_keywords(p->t,
+		                     imap_client_mailbox(p->src.client)->flags);
+		imap_keep_park(p->src.keep);
+	}
+	for (lo = flo;;) {
+		uint32_t hi = fhi;
 
-		if (m == NULL || (s != NULL && s->uid < m->src_uid)) {
-			i++;
-			if (o->skip_deleted && flags_has(s->flags, "\\Deleted"))
-				continue;
-			if (ops->keeps_uids && !o->dry_run && !ti.missing &&
-			    !ops->can_place(p->t, s->uid, &why)) {
-				message_failed(p, s->uid, why);
-				free(why);
-				continue;
-			}
-			to_copy[n_copy++] = s->uid;
-		} else if (s == NULL || m->src_uid < s->uid) {
-			k++;
-			n_missing++;
-			if (o->delete_missing) {
-				gone[n_gone++] = m->src_uid;
-				if (m->dst_uid != 0)
-					dst_gone[n_dst_gone++] = m->dst_uid;
-			}
-		} else {
-			i++;
-			k++;
-			if (ops->keeps_uids && meta && m->dst_uid >= check_from &&
-			    (m->internaldate != s->internaldate ||
-			     (m->size != MAILDIR_SIZE_UNKNOWN && m->size != s->size))) {
-				why = xasprintf("UID %" PRIu32 " on the target holds "
-				    "another message (INTERNALDATE %" PRId64 ", %" PRIu64
-				    " bytes; the source's: %" PRId64 ", %" PRIu64 " bytes): "
-				    "the server numbered a file of an interrupted run, or "
-				    "mail was delivered to the target; not copied",
-				    s->uid, m->internaldate, m->size, s->internaldate,
-				    s->size);
-				message_failed(p, s->uid, why);
-				free(why);
-				continue;
-			}
-			p->stats->skipped++;
-			if (m->dst_uid != 0 &&
-			    strcmp(s->flags, m->flags != NULL ? m->flags : "") != 0) {
-				fl[n_fl].src_uid = s->uid;
-				fl[n_fl].dst_uid = m->dst_uid;
-				fl[n_fl].flags = s->flags;
-				n_fl++;
-			}
+		if (windowed) {
+			width = window_width(p->window, width, w.listed, lo == flo,
+			                     sfo.exists, src_uidnext, lo);
+			/* the last window reaches fhi: mail that arrives meanwhile */
+			if ((uint64_t)lo + width - 1 < (uint64_t)fhi &&
+			    (uint64_t)lo + width - 1 < (uint64_t)src_uidnext)
+				hi = (uint32_t)((uint64_t)lo + width - 1);
+		}
+		sc = copy_window(p, &w, lo, hi, sfo.exists > 0);
+		if (sc != SCOPE_OK)
+			goto close;
+		if (hi >= fhi)
+			break;
+		lo = hi + 1;
+		if (!o->dry_run && !p->state_broken && state_flush(p) < 0) {
+			sc = SCOPE_RUN;
+			goto close;
 		}
 	}
+	all_windows = true;
+	if (!ops->keeps_uids && w.n_ours > 0) {
+		/* ours that nothing claimed: dropped by the source */
+		uint32_t *drop = xcalloc(w.n_ours + 1, sizeof(*drop));
+		size_t n_drop = 0;
 
-	if (!ops->keeps_uids) {
-		/* copies no record knows: an interrupted run, another tool */
-		if (n_copy > 0 && !ti.missing && ti.uidnext > p->sf.dst_uidnext &&
-		    (sc = match_unknown(p, to_copy, &n_copy, p->sf.dst_uidnext,
-		                        n_ours > 0 ? &claimed : NULL,
-		                        &n_claimed)) != SCOPE_OK)
-			goto out_tx;
-		if (n_ours > 0) {
-			/* ours that nothing claimed: dropped by the source */
-			if (n_claimed > 1)
-				qsort(claimed, n_claimed, sizeof(*claimed), cmp_u32);
-			dst_gone = xreallocarray(dst_gone, n_dst_gone + n_ours + 1,
-			                         sizeof(*dst_gone));
-			for (size_t i = 0, k = 0; i < n_ours; i++) {
-				while (k < n_claimed && claimed[k] < ours[i])
-					k++;
-				if (k < n_claimed && claimed[k] == ours[i])
-					continue;
-				dst_gone[n_dst_gone++] = ours[i];
-			}
+		if (w.n_claimed > 1)
+			qsort(w.claimed, w.n_claimed, sizeof(*w.claimed), cmp_u32);
+		for (size_t i = 0, k = 0; i < w.n_ours; i++) {
+			while (k < w.n_claimed && w.claimed[k] < w.ours[i])
+				k++;
+			if (k < w.n_claimed && w.claimed[k] == w.ours[i])
+				continue;
+			drop[n_drop++] = w.ours[i];
 		}
-		if (!ti.missing && ti.uidnext > p->sf.dst_uidnext)
-			p->sf.dst_uidnext = ti.uidnext;
-	}
-
-	if (!o->quiet && (n_copy > 0 || n_gone > 0 || n_dst_gone > 0))
-		log_info("%s -> %s: %zu to copy, %zu already there, %zu gone%s",
-		         p->shown, name[0] != '\0' ? name : "INBOX", n_copy,
-		         src.count - n_copy, n_gone > n_dst_gone ? n_gone : n_dst_gone,
-		         o->dry_run ? " (dry run)" : "");
-	if (o->dry_run) {
-		p->stats->copied += n_copy;
-		for (size_t i = 0; i < n_copy; i++) {
-			const struct msgsum *m = msgsum_find(&src, to_copy[i]);
-
-			if (m != NULL)
-				p->stats->bytes += m->size;
-		}
-		(void)sync_flags(p, fl, n_fl);
-		(void)delete_missing(p, gone, n_gone, dst_gone, n_dst_gone);
-		goto out;
-	}
-	if ((sc = copy_uids(p, to_copy, n_copy, false)) != SCOPE_OK)
-		goto close;
-	if (p->n_retry > 0) {
-		uint32_t *retry = p->retry;
-		size_t n = p->n_retry;
-
-		qsort(retry, n, sizeof(*retry), cmp_u32);
-		p->retry = NULL;
-		p->n_retry = p->retry_alloc = 0;
-		sc = copy_uids(p, retry, n, true);
-		free(retry);
+		sc = delete_missing(p, NULL, 0, drop, n_drop);
+		free(drop);
 		if (sc != SCOPE_OK)
 			goto close;
 	}
-	if ((sc = sync_flags(p, fl, n_fl)) != SCOPE_OK)
-		goto close;
-	if ((sc = delete_missing(p, gone, n_gone, dst_gone, n_dst_gone)) != SCOPE_OK)
-		goto close;
+	if (o->dry_run)
+		goto out;
 	p->sf.src_uidnext = src_uidnext;
-	p->sf.src_highestmodseq = src_modseq;
+	p->sf.src_highestmodseq = w.src_modseq;
 	/* a later pass with --delete-missing must look at the folder even
 	 * when nothing changes on the source */
-	p->sf.gone_pending = !o->delete_missing && n_missing > 0;
+	p->sf.gone_pending = !o->delete_missing && w.n_missing > 0;
 	/* A message that was not copied leaves the folder incomplete, so
 	 * that the next run tries (and reports) it again instead of skipping
 	 * the folder as unchanged. */
 	p->sf.complete = p->stats->failed == failed_before;
 close:
+	/* every window matched the target's unknown copies: they are known
+	 * from here on */
+	if (!ops->keeps_uids && all_windows && !ti.missing &&
+	    ti.uidnext > p->sf.dst_uidnext)
+		p->sf.dst_uidnext = ti.uidnext;
 	/* UIDNEXT as the source has it now (it may have grown meanwhile) */
 	tc.complete = sc == SCOPE_OK && p->worst < SCOPE_FOLDER;
 	tc.src_uidnext = src_uidnext;
@@ -976,21 +1169,17 @@ close:
 			sc = part_done(p, name);
 		goto out;
 	}
-out_tx:
 	/* the records so far, and the folder's sync point (a folder that
 	 * keeps UIDs records only that) */
 	if (!p->state_broken)
 		(void)state_flush(p);
 	ops_truncate(p, 0);
 out:
-	state_msgs_free(&known, n_known);
-	msgsum_list_free(&src);
-	free(to_copy);
-	free(gone);
-	free(dst_gone);
-	free(fl);
-	free(ours);
-	free(claimed);
+	if (w.unknown_fetched)
+		msgsum_fpindex_free(&w.ix);
+	msgsum_list_free(&w.unknown);
+	free(w.ours);
+	free(w.claimed);
 	ops_truncate(p, 0);
 	state_folder_free(&p->sf);
 	if (sc == SCOPE_OK && p->worst >= SCOPE_FOLDER)
@@ -1056,8 +1245,10 @@ reconnect(struct pass *p, unsigned attempt, double left)
 {
 	unsigned wait = backoff_s(attempt);
 
-	if (left >= 1 && wait > (unsigned)left)
-		wait = (unsigned)left;
+	/* (a budget with less than a second left still gets its last try
+	 * after 1 s, not after a backoff of 30) */
+	if (left > 0 && wait > left)
+		wait = left < 1 ? 1 : (unsigned)left;
 	if (wait == 0)
 		wait = 1;
 	log_warn("%s; reconnecting in %u s (retry %u, %.0f s left of the retry "
@@ -1289,14 +1480,33 @@ folder_with_retries(struct pass *p, const struct fpair *pair)
 				return false;
 			}
 			clear_failure(p);
-			if (sc > SCOPE_FOLDER &&
-			    reconnect(p, rt.attempt, 0) == SCOPE_RUN)
-				return false;
+			/* the next folder starts on new sessions, with its own
+			 * budget and backoff (a failed connect is retried
+			 * there) */
+			if (sc > SCOPE_FOLDER) {
+				disconnect(p);
+				if (connect_both(p) == SCOPE_RUN)
+					return false;
+			}
 			return true;
 		}
 		if (reconnect(p, rt.attempt, retry_left(&rt)) == SCOPE_RUN)
 			return false;
 	}
+}
+
+/* The keepalive interval: the option, a test's shorter one, or 60 s. */
+static unsigned
+keepalive_ms(const struct copy_options *o)
+{
+	const char *env = getenv("IMAPFERRY_KEEPALIVE_MS");
+	uint64_t v;
+
+	if (o->keepalive_ms != 0)
+		return o->keepalive_ms;
+	if (env != NULL && str_to_u64z(env, 86400000, &v) && v >= 100)
+		return (unsigned)v;
+	return IMAP_KEEPALIVE_DEFAULT_MS;
 }
 
 int
@@ -1322,6 +1532,14 @@ copy_account_to(const struct source *src, const struct target_spec *dst,
 	p.ranged = o->uid_lo != 0 || o->uid_hi != 0;
 	p.lo = p.ranged && o->uid_lo > 1 ? o->uid_lo : 1;
 	p.hi = p.ranged ? o->uid_hi : UINT32_MAX;
+	p.window = DIFF_WINDOW;
+	{
+		const char *w = getenv("IMAPFERRY_DIFF_WINDOW");
+		uint64_t v;
+
+		if (w != NULL && str_to_u64(w, strlen(w), UINT32_MAX, &v))
+			p.window = (uint32_t)v;
+	}
 	p.t = target_new(dst, &sink, stats);
 	if (p.ranged && (p.t->ops->publish == NULL || o->n_folders != 1)) {
 		*error_r = err_setk(ERRK_USAGE, "a UID range needs one folder and a "
@@ -1331,6 +1549,12 @@ copy_account_to(const struct source *src, const struct target_spec *dst,
 		target_free(&p.t);
 		return -1;
 	}
+	/* one helper thread per pass sends NOOP on whichever session
+	 * waits while the other works */
+	p.keepalive_ms = keepalive_ms(o);
+	p.keeper = imap_keeper_new(p.keepalive_ms);
+	p.src.keeper = p.t->keeper = p.keeper;
+	p.src.keep = NULL;
 	retry_init(&rt, o);
 	while (connect_both(&p) != SCOPE_OK) {
 		/* a first connection: a few tries, not the folder budget */
@@ -1385,6 +1609,7 @@ out:
 	free(pairs);
 	disconnect(&p);
 	target_free(&p.t);
+	imap_keeper_free(&p.keeper);
 	for (size_t i = 0; i < p.n_dropped_seen; i++)
 		free(p.dropped_seen[i]);
 	free(p.dropped_seen);

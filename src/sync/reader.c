@@ -279,6 +279,9 @@ reader_main(void *arg)
 	if (imap_client_run(r->src, &error) < 0 && r->error == NULL)
 		r->error = xstrdup(error);
 	imap_client_set_literal_sink(r->src, NULL);
+	/* nothing more to fetch: the session waits until the join (the
+	 * target may take long for what is queued), parked with the keeper */
+	imap_keep_park(o->keep);
 	mqueue_close(r->q);
 	return NULL;
 }

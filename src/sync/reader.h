@@ -7,6 +7,7 @@
 #define IMAPFERRY_SYNC_READER_H
 
 #include "client.h"
+#include "keepalive.h"
 #include "mqueue.h"
 
 struct fetch_reader;
@@ -18,6 +19,10 @@ struct fetch_reader_options {
 	                             interleave pipelined FETCH replies) */
 	bool skip_deleted;        /* drop messages flagged \Deleted */
 	const char *spool_dir;    /* NULL: $TMPDIR or /tmp */
+	/* NULL, or the session's keepalive slot, taken by the caller: the
+	 * reader parks it when its last command is done (the session then
+	 * waits until the join, while the target stores what is queued) */
+	struct imap_keep *keep;
 };
 
 /* Starts the reader thread on the selected folder of src. src must not be

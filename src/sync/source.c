@@ -40,6 +40,9 @@ source_connect(struct source *s, bool *refused_r, const char **error_r)
 			imap_client_free(&s->client);
 			return -1;
 		}
+		/* idle from here until the next call (keepalive.h) */
+		s->keep = imap_keep_add(s->keeper, s->client, "source");
+		imap_keep_park(s->keep);
 		return 0;
 	}
 	if (s->kind == SOURCE_CYRUS) {
@@ -61,6 +64,7 @@ source_connect(struct source *s, bool *refused_r, const char **error_r)
 void
 source_disconnect(struct source *s)
 {
+	imap_keep_remove(&s->keep);
 	if (s->client != NULL)
 		imap_client_free(&s->client);
 	if (s->folder != NULL)
@@ -74,6 +78,7 @@ source_disconnect(struct source *s)
 void
 source_logout(struct source *s)
 {
+	imap_keep_remove(&s->keep);
 	if (s->client != NULL)
 		imap_client_logout(&s->client);
 	source_disconnect(s);
@@ -88,8 +93,14 @@ source_is_connected(const struct source *s)
 bool
 source_is_dead(const struct source *s)
 {
-	return s->kind == SOURCE_IMAP &&
-	       (s->client == NULL || imap_client_is_dead(s->client));
+	bool dead;
+
+	if (s->kind != SOURCE_IMAP || s->client == NULL)
+		return s->kind == SOURCE_IMAP;
+	imap_keep_take(s->keep);
+	dead = imap_client_is_dead(s->client);
+	imap_keep_park(s->keep);
+	return dead;
 }
 
 /* ------------------------------------------------------------- Maildir */
@@ -568,7 +579,8 @@ struct source_reader {
 	const uint32_t *uids;
 	size_t count;
 	struct mqueue *q;
-	struct fetch_reader_options o;
+	struct fetch_reader_options o;  /* o.keep NULL: see keep */
+	struct imap_keep *keep;   /* hybrid: parked when the thread ends */
 	char *error;
 	pthread_t thread;
 };
@@ -749,6 +761,7 @@ hy_reader_main(void *arg)
 		msgsum_list_free(&meta);
 	}
 	free(fb);
+	imap_keep_park(r->keep);
 	mqueue_close(r->q);
 	return NULL;
 }
@@ -760,14 +773,22 @@ source_reader_start(struct source *s, const uint32_t *uids, size_t count,
 	struct source_reader *r = xcalloc(1, sizeof(*r));
 
 	r->s = s;
+	/* the reader's until it parks it (reader.h) */
+	imap_keep_take(s->keep);
 	if (s->kind == SOURCE_IMAP && s->cfolder == NULL) {
-		r->imap = fetch_reader_start(s->client, uids, count, q, o);
+		struct fetch_reader_options fo = *o;
+
+		fo.keep = s->keep;
+		r->imap = fetch_reader_start(s->client, uids, count, q, &fo);
 		return r;
 	}
 	r->uids = uids;
 	r->count = count;
 	r->q = q;
 	r->o = *o;
+	/* the hybrid reader's own fetch readers must not park it */
+	r->o.keep = NULL;
+	r->keep = s->keep;
 	if (pthread_create(&r->thread, NULL, s->kind == SOURCE_IMAP ?
 	                   hy_reader_main : s->kind == SOURCE_CYRUS ?
 	                   cy_reader_main : md_reader_main, r) != 0)
@@ -798,11 +819,16 @@ int
 source_inventory(struct source *s, unsigned flags, struct imap_account_info *info,
                  const char **error_r)
 {
+	int ret;
+
 	if (s->kind == SOURCE_MAILDIR)
 		return md_inventory(s, flags, info, error_r);
 	if (s->kind == SOURCE_CYRUS)
 		return cy_inventory(s, flags, info, error_r);
-	if (imap_account_inventory(s->client, flags, info, error_r) < 0)
+	imap_keep_take(s->keep);
+	ret = imap_account_inventory(s->client, flags, info, error_r);
+	imap_keep_park(s->keep);
+	if (ret < 0)
 		return -1;
 	s->imap_sep = info->separator;
 	return 0;
@@ -818,15 +844,19 @@ source_select(struct source *s, const char *name, struct source_folder *st,
 		return md_select(s, name, st, error_r);
 	if (s->kind == SOURCE_CYRUS)
 		return cy_select(s, name, st, error_r);
-	if (imap_client_select(s->client, name, true, error_r) < 0)
+	imap_keep_take(s->keep);
+	if (imap_client_select(s->client, name, true, error_r) < 0) {
+		imap_keep_park(s->keep);
 		return -1;
+	}
 	mb = imap_client_mailbox(s->client);
 	st->uidvalidity = mb->uidvalidity;
 	st->uidnext = mb->uidnext;
 	st->exists = mb->exists;
 	st->highestmodseq = mb->highestmodseq;
+	imap_keep_park(s->keep);
 	if (s->cyrus != NULL)
-		hy_select(s, name, mb->uidvalidity);
+		hy_select(s, name, st->uidvalidity);
 	return 0;
 }
 
@@ -841,16 +871,18 @@ source_list(struct source *s, const uint32_t *uids, size_t n, unsigned what,
 		return md_list(s, uids, n, what, list, error_r);
 	if (s->kind == SOURCE_CYRUS)
 		return cy_list(s, uids, n, what, list, error_r);
-	if (uids == NULL) {
-		if (imap_client_mailbox(s->client)->exists == 0)
-			return 0;
-		return msgsum_fetch(s->client, "1:*", what, list, error_r);
-	}
-	if (n == 0)
+	if (uids != NULL && n == 0)
 		return 0;
-	set = uidset_string(uids, n);
-	ret = msgsum_fetch(s->client, set, what, list, error_r);
-	free(set);
+	imap_keep_take(s->keep);
+	if (uids == NULL) {
+		ret = imap_client_mailbox(s->client)->exists == 0 ? 0 :
+		      msgsum_fetch(s->client, "1:*", what, list, error_r);
+	} else {
+		set = uidset_string(uids, n);
+		ret = msgsum_fetch(s->client, set, what, list, error_r);
+		free(set);
+	}
+	imap_keep_park(s->keep);
 	return ret;
 }
 
@@ -887,15 +919,16 @@ source_list_range(struct source *s, uint32_t lo, uint32_t hi, unsigned what,
 	} else if (s->kind == SOURCE_CYRUS) {
 		ret = cy_list(s, NULL, 0, what, list, error_r);
 	} else {
-		if (imap_client_mailbox(s->client)->exists == 0)
-			return 0;
 		/* "lo:*" names the last message even when its UID is below lo
 		 * (RFC 9051 6.4.8): filtered below */
 		if (hi == UINT32_MAX)
 			snprintf(set, sizeof(set), "%" PRIu32 ":*", lo);
 		else
 			snprintf(set, sizeof(set), "%" PRIu32 ":%" PRIu32, lo, hi);
-		ret = msgsum_fetch(s->client, set, what, list, error_r);
+		imap_keep_take(s->keep);
+		ret = imap_client_mailbox(s->client)->exists == 0 ? 0 :
+		      msgsum_fetch(s->client, set, what, list, error_r);
+		imap_keep_park(s->keep);
 	}
 	if (ret == 0)
 		keep_range(list, lo, hi);
@@ -905,7 +938,63 @@ source_list_range(struct source *s, uint32_t lo, uint32_t hi, unsigned what,
 uint32_t
 source_uidnext_now(const struct source *s)
 {
+	uint32_t uidnext;
+
 	if (s->kind != SOURCE_IMAP || s->client == NULL)
 		return 0;
-	return imap_client_mailbox(s->client)->uidnext;
+	/* the keeper's NOOP may have brought a new UIDNEXT */
+	imap_keep_take(s->keep);
+	uidnext = imap_client_mailbox(s->client)->uidnext;
+	imap_keep_park(s->keep);
+	return uidnext;
+}
+
+/* ------------------------------------------------------------- recipes */
+
+void
+source_init_like(struct source *s, const struct source *spec)
+{
+	*s = *spec;
+	s->client = NULL;
+	s->folder = NULL;
+	s->cyrus = NULL;
+	s->cfolder = NULL;
+	s->imap_sep = '\0';
+	s->body_stats = NULL;
+}
+
+bool
+source_is_offline(const struct source *spec)
+{
+	return spec->kind != SOURCE_IMAP;
+}
+
+int
+source_folder_names(const struct source *spec, char ***names_r,
+                    size_t *count_r, char *sep_r, bool *refused_r,
+                    const char **error_r)
+{
+	struct imap_account_info info;
+	struct source s;
+	char **v;
+	size_t n = 0;
+
+	source_init_like(&s, spec);
+	if (source_connect(&s, refused_r, error_r) < 0)
+		return -1;
+	if (source_inventory(&s, 0, &info, error_r) < 0) {
+		source_disconnect(&s);
+		return -1;
+	}
+	v = xcalloc(info.count + 1, sizeof(char *));
+	for (size_t i = 0; i < info.count; i++)
+		if (info.boxes[i].selectable &&
+		    strlen(info.boxes[i].name) == info.boxes[i].name_len)
+			v[n++] = xstrdup(info.boxes[i].name);
+	*sep_r = info.separator;
+	imap_account_info_free(&info);
+	source_logout(&s);
+	*names_r = v;
+	*count_r = n;
+	return 0;
 }

@@ -9,6 +9,7 @@
 
 #include "client.h"
 #include "cyrus.h"
+#include "keepalive.h"
 #include "maildir.h"
 #include "mailboxes.h"
 #include "mqueue.h"
@@ -39,7 +40,30 @@ struct source {
 	struct cyrus_folder *cfolder;
 	char imap_sep;                  /* from source_inventory() */
 	struct source_body_stats *body_stats; /* may be NULL; shared by copies */
+	/* NULL, or the keeper that sends NOOP on the IMAP session while it
+	 * waits between the source's calls (keepalive.h); keep is its slot,
+	 * set by source_connect() */
+	struct imap_keeper *keeper;
+	struct imap_keep *keep;
 };
+
+/* ---- a source as a recipe (the runner of plan/run makes one per job) ----
+ * A struct source whose session fields (client, cyrus, cfolder, folder)
+ * are NULL describes what to read: its kind, IMAP options, root, Cyrus
+ * and Maildir options. */
+/* A fresh source like spec (every field copied, the session fields
+ * zeroed); body_stats is left NULL. */
+void source_init_like(struct source *s, const struct source *spec);
+/* True when the source needs no server session (a Maildir, a copied
+ * Cyrus spool): no connection slot, no namespace to ask for. */
+bool source_is_offline(const struct source *spec);
+/* The selectable folders of spec's account (a session of its own, ended
+ * before returning), as a new NULL-terminated vector (strv_free()), and
+ * the hierarchy separator. Returns 0, or -1 with *error_r (*refused_r:
+ * retrying will not help). */
+int source_folder_names(const struct source *spec, char ***names_r,
+                        size_t *count_r, char *sep_r, bool *refused_r,
+                        const char **error_r) ATTR_WARN_UNUSED;
 
 /* Where the bodies of a hybrid source came from (updated atomically: the
  * copies of one source in parallel workers share it). */
@@ -86,7 +110,9 @@ int source_list_range(struct source *s, uint32_t lo, uint32_t hi, unsigned what,
                       struct msgsum_list *list, const char **error_r) ATTR_WARN_UNUSED;
 
 /* Streams the bodies of uids (ascending) of the selected folder into q in
- * a thread; see reader.h. */
+ * a thread; see reader.h. The IMAP session is the reader's until it has
+ * fetched the last body; from then until the join, it is parked with the
+ * keeper (while the target stores what is still queued). */
 struct source_reader;
 struct source_reader *source_reader_start(struct source *s, const uint32_t *uids,
                                           size_t count, struct mqueue *q,

@@ -24,6 +24,7 @@
 struct imap_target {
 	struct target t;
 	struct imap_client *client;
+	struct imap_keep *keep;   /* client's keepalive slot, or NULL */
 	struct imap_account_info info;  /* folders and subscriptions */
 	bool have_info;
 	/* the open folder */
@@ -74,6 +75,7 @@ imap_disconnect(struct target *t)
 {
 	struct imap_target *it = IT(t);
 
+	imap_keep_remove(&it->keep);
 	if (it->client != NULL)
 		imap_client_free(&it->client);
 	if (it->have_info) {
@@ -87,6 +89,7 @@ imap_logout(struct target *t)
 {
 	struct imap_target *it = IT(t);
 
+	imap_keep_remove(&it->keep);
 	if (it->client != NULL)
 		imap_client_logout(&it->client);
 }
@@ -109,6 +112,9 @@ imap_connect(struct target *t, const char **error_r)
 		return -1;
 	}
 	it->have_info = true;
+	/* the session waits between calls: the keeper's then */
+	it->keep = imap_keep_add(t->keeper, it->client, "target");
+	imap_keep_park(it->keep);
 	return 0;
 }
 
@@ -147,7 +153,7 @@ imap_folder_exists(struct target *t, const char *name)
 /* ---------------------------------------------------------- folders */
 
 static int
-imap_open_folder(struct target *t, const struct target_open *o,
+do_open_folder(struct target *t, const struct target_open *o,
                  struct target_folder_info *info, const char **error_r)
 {
 	struct imap_target *it = IT(t);
@@ -208,7 +214,7 @@ imap_open_folder(struct target *t, const struct target_open *o,
 }
 
 static int
-imap_fingerprints(struct target *t, uint32_t from, struct msgsum_list *list,
+do_fingerprints(struct target *t, uint32_t from, struct msgsum_list *list,
                   const char **error_r)
 {
 	struct imap_target *it = IT(t);
@@ -233,7 +239,7 @@ imap_fingerprints(struct target *t, uint32_t from, struct msgsum_list *list,
 /* ------------------------------------------------------- appending */
 
 static size_t
-imap_batch_max(struct target *t, bool single)
+do_batch_max(struct target *t, bool single)
 {
 	struct imap_target *it = IT(t);
 
@@ -309,7 +315,7 @@ append_done(void *ctx, const struct imap_response *tagged, const char *error)
 
 /* One APPEND (MULTIAPPEND for several) for the list of messages. */
 static void
-imap_deliver(struct target *t, struct cmsg *list)
+do_deliver(struct target *t, struct cmsg *list)
 {
 	struct imap_target *it = IT(t);
 	struct imap_cmd *cmd = imap_cmd_new(it->client);
@@ -355,14 +361,19 @@ imap_deliver(struct target *t, struct cmsg *list)
 	imap_cmd_submit(cmd, append_done, g);
 }
 
+/* Submitted and not yet answered: a command still queued counts (the
+ * client sends them once more than the depth are outstanding, or at a
+ * wait for all). */
 static unsigned
-imap_in_flight(struct target *t)
+do_in_flight(struct target *t)
 {
-	return imap_client_in_flight(IT(t)->client);
+	struct imap_client *c = IT(t)->client;
+
+	return imap_client_in_flight(c) + imap_client_queued(c);
 }
 
 static int
-imap_wait(struct target *t, bool all, const char **error_r)
+do_wait(struct target *t, bool all, const char **error_r)
 {
 	struct imap_target *it = IT(t);
 	unsigned depth = t->spec->append_depth != 0 ? t->spec->append_depth : 16;
@@ -393,7 +404,7 @@ imap_commit_every(struct target *t)
 
 /* One UID STORE per distinct flag set. */
 static int
-imap_set_flags(struct target *t, const struct target_flags *f, size_t n,
+do_set_flags(struct target *t, const struct target_flags *f, size_t n,
                const char **error_r)
 {
 	struct imap_target *it = IT(t);
@@ -441,7 +452,7 @@ imap_set_flags(struct target *t, const struct target_flags *f, size_t n,
 }
 
 static int
-imap_expunge(struct target *t, const uint32_t *uids, size_t n, size_t *done_r,
+do_expunge(struct target *t, const uint32_t *uids, size_t n, size_t *done_r,
              const char **error_r)
 {
 	struct imap_target *it = IT(t);
@@ -489,7 +500,7 @@ imap_close_folder(struct target *t, const struct target_close *c,
 }
 
 static int
-imap_subscribe(struct target *t, char *const *wires, size_t n, bool dry_run,
+do_subscribe(struct target *t, char *const *wires, size_t n, bool dry_run,
                unsigned *count_r, const char **error_r)
 {
 	struct imap_target *it = IT(t);
@@ -527,7 +538,7 @@ imap_subscribe(struct target *t, char *const *wires, size_t n, bool dry_run,
 }
 
 static int
-imap_remove_folder(struct target *t, const char *name, const char **error_r)
+do_remove_folder(struct target *t, const char *name, const char **error_r)
 {
 	struct imap_target *it = IT(t);
 	struct imap_cmd_wait w = { 0 };
@@ -550,6 +561,134 @@ imap_remove_folder(struct target *t, const char *name, const char **error_r)
 	return ret;
 }
 
+/* ------------------------------------------------- the keeper's turns */
+
+/* The session is the driver's only during a call: between calls the
+ * keeper may send NOOP on it (keepalive.h). */
+static void
+take(struct target *t)
+{
+	imap_keep_take(IT(t)->keep);
+}
+
+static void
+park(struct target *t)
+{
+	imap_keep_park(IT(t)->keep);
+}
+
+static int
+imap_open_folder(struct target *t, const struct target_open *o,
+                 struct target_folder_info *info, const char **error_r)
+{
+	int r;
+
+	take(t);
+	r = do_open_folder(t, o, info, error_r);
+	park(t);
+	return r;
+}
+
+static int
+imap_fingerprints(struct target *t, uint32_t from, struct msgsum_list *list,
+                  const char **error_r)
+{
+	int r;
+
+	take(t);
+	r = do_fingerprints(t, from, list, error_r);
+	park(t);
+	return r;
+}
+
+static size_t
+imap_batch_max(struct target *t, bool single)
+{
+	size_t r;
+
+	take(t);
+	r = do_batch_max(t, single);
+	park(t);
+	return r;
+}
+
+static void
+imap_deliver(struct target *t, struct cmsg *list)
+{
+	take(t);
+	do_deliver(t, list);
+	park(t);
+}
+
+static unsigned
+imap_in_flight(struct target *t)
+{
+	unsigned r;
+
+	take(t);
+	r = do_in_flight(t);
+	park(t);
+	return r;
+}
+
+static int
+imap_wait(struct target *t, bool all, const char **error_r)
+{
+	int r;
+
+	take(t);
+	r = do_wait(t, all, error_r);
+	park(t);
+	return r;
+}
+
+static int
+imap_set_flags(struct target *t, const struct target_flags *f, size_t n,
+               const char **error_r)
+{
+	int r;
+
+	take(t);
+	r = do_set_flags(t, f, n, error_r);
+	park(t);
+	return r;
+}
+
+static int
+imap_expunge(struct target *t, const uint32_t *uids, size_t n, size_t *done_r,
+             const char **error_r)
+{
+	int r;
+
+	take(t);
+	r = do_expunge(t, uids, n, done_r, error_r);
+	park(t);
+	return r;
+}
+
+static int
+imap_subscribe(struct target *t, char *const *wires, size_t n, bool dry_run,
+               unsigned *count_r, const char **error_r)
+{
+	int r;
+
+	take(t);
+	r = do_subscribe(t, wires, n, dry_run, count_r, error_r);
+	park(t);
+	return r;
+}
+
+static int
+imap_remove_folder(struct target *t, const char *name, const char **error_r)
+{
+	int r;
+
+	take(t);
+	r = do_remove_folder(t, name, error_r);
+	park(t);
+	return r;
+}
+
 static void
 imap_free(struct target *t)
 {
@@ -559,6 +698,13 @@ imap_free(struct target *t)
 	strv_free(&it->pflags);
 	free(it->name);
 	free(it);
+}
+
+/* What the folder's PERMANENTFLAGS accept. */
+static char *
+imap_storable_flags(struct target *t, const char *flags)
+{
+	return flags_filter(flags != NULL ? flags : "", IT(t)->pflags, NULL);
 }
 
 static const struct target_ops imap_ops = {
@@ -580,6 +726,7 @@ static const struct target_ops imap_ops = {
 	.commit = imap_commit,
 	.commit_every = imap_commit_every,
 	.set_flags = imap_set_flags,
+	.storable_flags = imap_storable_flags,
 	.expunge = imap_expunge,
 	.close_folder = imap_close_folder,
 	.publish = NULL,

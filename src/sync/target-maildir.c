@@ -43,6 +43,8 @@ struct md_target {
 	struct target t;
 	/* --dst-imap: the Dovecot serving the Maildir */
 	struct imap_client *imap;
+	struct imap_keep *keep;   /* imap's keepalive slot (waits between
+	                           * commits), or NULL */
 	char *imap_prefix;
 	char imap_sep;
 	bool imap_failed;
@@ -442,6 +444,9 @@ md_open_folder(struct target *t, const struct target_open *o,
 	info->uidvalidity = o->src_uidvalidity;
 	info->uidnext = maildir_folder_uidnext(mt->f);
 	info->exists = (uint32_t)maildir_folder_count(mt->f);
+	/* files of an interrupted run are settled against the whole folder
+	 * (md_list), not window by window */
+	info->whole = mt->lo == 1 && maildir_folder_unlisted_count(mt->f) > 0;
 	/* a range above UID 1 copies into its scratch folder */
 	if (mt->lo > 1 && !o->dry_run && open_stage(mt, error_r) < 0)
 		return -1;
@@ -612,9 +617,28 @@ add_msg(struct state_msg *out, char **strings, const struct maildir_msg *m,
 	            s->size : m->size;
 }
 
+/* The index of f's first message at or above uid (messages are sorted by
+ * UID): a window's listing starts there. */
+static size_t
+first_at(struct maildir_folder *f, size_t n, uint32_t uid)
+{
+	size_t a = 0, b = n;
+
+	while (a < b) {
+		size_t m = a + (b - a) / 2;
+
+		if (maildir_folder_msg(f, m)->uid < uid)
+			a = m + 1;
+		else
+			b = m;
+	}
+	return a;
+}
+
 static int
 md_list(struct target *t, const struct msgsum_list *src, bool settle,
-        struct state_msg **msgs_r, size_t *n_r, const char **error_r)
+        uint32_t lo, uint32_t hi, struct state_msg **msgs_r, size_t *n_r,
+        const char **error_r)
 {
 	struct md_target *mt = MT(t);
 	size_t nf, ns, n = 0, i = 0, k = 0, bytes = 0;
@@ -629,24 +653,41 @@ md_list(struct target *t, const struct msgsum_list *src, bool settle,
 		plan_keywords(mt->f, src);
 		plan_keywords(mt->stage, src);
 	}
+	if (lo < mt->lo)
+		lo = mt->lo;
+	if (hi > mt->hi)
+		hi = mt->hi;
+	/* the window's records only: the first at or above lo, by UID */
 	nf = maildir_folder_count(mt->f);
 	ns = mt->stage != NULL ? maildir_folder_count(mt->stage) : 0;
-	for (size_t j = 0; j < nf; j++)
-		bytes += strlen(maildir_folder_msg(mt->f, j)->flags) + 1;
-	for (size_t j = 0; j < ns; j++)
-		bytes += strlen(maildir_folder_msg(mt->stage, j)->flags) + 1;
-	v = xcalloc(1, (nf + ns + 1) * sizeof(*v) + bytes);
-	strings = (char *)(v + nf + ns + 1);
-	/* the folder's messages in the range, and the scratch folder's
+	i = first_at(mt->f, nf, lo);
+	k = mt->stage != NULL ? first_at(mt->stage, ns, lo) : 0;
+	{
+		size_t c = 0;
+
+		for (size_t j = i; j < nf && maildir_folder_msg(mt->f, j)->uid <= hi; j++, c++)
+			bytes += strlen(maildir_folder_msg(mt->f, j)->flags) + 1;
+		for (size_t j = k; j < ns && maildir_folder_msg(mt->stage, j)->uid <= hi; j++, c++)
+			bytes += strlen(maildir_folder_msg(mt->stage, j)->flags) + 1;
+		v = xcalloc(1, (c + 1) * sizeof(*v) + bytes);
+		strings = (char *)(v + c + 1);
+	}
+	/* the folder's messages in the window, and the scratch folder's
 	 * (copied by an earlier attempt of this range): both by UID */
 	while (i < nf || k < ns) {
 		const struct maildir_msg *a = i < nf ? maildir_folder_msg(mt->f, i) : NULL;
 		const struct maildir_msg *b = k < ns ? maildir_folder_msg(mt->stage, k) : NULL;
 
-		if (a != NULL && (a->uid < mt->lo || a->uid > mt->hi)) {
-			i++;
-			continue;
+		if (a != NULL && a->uid > hi) {
+			a = NULL;
+			i = nf;
 		}
+		if (b != NULL && b->uid > hi) {
+			b = NULL;
+			k = ns;
+		}
+		if (a == NULL && b == NULL)
+			break;
 		if (b != NULL && (a == NULL || b->uid < a->uid)) {
 			add_msg(&v[n++], &strings, b, src);
 			k++;
@@ -664,6 +705,31 @@ md_list(struct target *t, const struct msgsum_list *src, bool settle,
 	return 0;
 }
 
+static void
+md_expect_keywords(struct target *t, char *const *names)
+{
+	struct md_target *mt = MT(t);
+	const char *wk[N_ELEMENTS(well_known_keywords)];
+	size_t n = 0;
+
+	if (names == NULL)
+		return;
+	/* the well-known ones in their rank; the others by their count,
+	 * window by window (plan_keywords) */
+	for (size_t w = 0; w < N_ELEMENTS(well_known_keywords); w++)
+		for (size_t i = 0; names[i] != NULL; i++)
+			if (str_ieq(names[i], well_known_keywords[w])) {
+				wk[n++] = names[i];
+				break;
+			}
+	if (n == 0)
+		return;
+	if (mt->f != NULL)
+		maildir_folder_plan_keywords(mt->f, wk, n);
+	if (mt->stage != NULL)
+		maildir_folder_plan_keywords(mt->stage, wk, n);
+}
+
 static bool
 md_can_place(struct target *t, uint32_t uid, char **why_r)
 {
@@ -675,6 +741,17 @@ md_can_place(struct target *t, uint32_t uid, char **why_r)
 	                   "%" PRIu32 " (expunged on the target?): it cannot keep "
 	                   "its UID", uid, maildir_folder_min_uid(mt->f));
 	return false;
+}
+
+/* What the folder's file names can show: md_list() lists nothing more. */
+static char *
+md_storable_flags(struct target *t, const char *flags)
+{
+	struct md_target *mt = MT(t);
+
+	if (mt->f == NULL)
+		return xstrdup(flags != NULL ? flags : "");
+	return maildir_folder_storable_flags(mt->f, flags);
 }
 
 /* -------------------------------------------------------- delivery */
@@ -730,11 +807,19 @@ imap_name_of(const struct md_target *mt, const char *dirname)
 	return name;
 }
 
+static void
+kw_session_free(struct md_target *mt)
+{
+	imap_keep_remove(&mt->keep);
+	imap_client_free(&mt->imap);
+}
+
 /* Sets the pending keywords of the committed folder dirname through the
  * serving Dovecot (grouped by keyword set: one UID STORE each); what it
- * refuses, or all when it cannot be reached, is reported as dropped. */
+ * refuses, or all when it cannot be reached, is reported as dropped. The
+ * session is held between commits (kept alive by the keeper). */
 static void
-kw_flush(struct md_target *mt, const char *dirname)
+kw_flush_session(struct md_target *mt, const char *dirname)
 {
 	struct imap_cmd_wait w = { 0 };
 	struct imap_account_info info;
@@ -751,9 +836,12 @@ kw_flush(struct md_target *mt, const char *dirname)
 			log_warn("--dst-imap: %s: keywords beyond the file names' 26 "
 			         "are not kept", error);
 			if (mt->imap != NULL)
-				imap_client_free(&mt->imap);
+				kw_session_free(mt);
 			mt->imap_failed = true;
 		} else {
+			/* taken: kw_flush() parks it */
+			mt->keep = imap_keep_add(mt->t.keeper, mt->imap,
+			                         "--dst-imap");
 			mt->imap_sep = info.separator;
 			if (info.ns_count[0] > 0) {
 				mt->imap_prefix = xstrdup(info.ns[0][0].prefix);
@@ -772,7 +860,7 @@ kw_flush(struct md_target *mt, const char *dirname)
 		log_warn("--dst-imap: selecting %s: %s: keywords beyond the file "
 		         "names' 26 are not kept", mailbox, error);
 		if (imap_client_is_dead(mt->imap))
-			imap_client_free(&mt->imap);
+			kw_session_free(mt);
 		free(mailbox);
 		kw_clear(mt, true);
 		return;
@@ -806,7 +894,7 @@ kw_flush(struct md_target *mt, const char *dirname)
 		log_warn("--dst-imap: setting keywords in %s: %s", mailbox,
 		         w.error != NULL ? w.error : error);
 		if (imap_client_is_dead(mt->imap))
-			imap_client_free(&mt->imap);
+			kw_session_free(mt);
 		kw_clear(mt, true);
 	} else {
 		kw_clear(mt, false);
@@ -814,9 +902,19 @@ kw_flush(struct md_target *mt, const char *dirname)
 	/* nothing selected stays open between folders */
 	if (mt->imap != NULL && imap_client_simple(mt->imap, "UNSELECT", &error) < 0 &&
 	    imap_client_is_dead(mt->imap))
-		imap_client_free(&mt->imap);
+		kw_session_free(mt);
 	free(w.error);
 	free(mailbox);
+}
+
+static void
+kw_flush(struct md_target *mt, const char *dirname)
+{
+	if (mt->n_kw == 0)
+		return;
+	imap_keep_take(mt->keep);
+	kw_flush_session(mt, dirname);
+	imap_keep_park(mt->keep);   /* NULL when the session was dropped */
 }
 
 static size_t
@@ -1228,6 +1326,7 @@ md_free(struct target *t)
 	close_folder_handles(mt);
 	kw_clear(mt, true);
 	free(mt->kw);
+	imap_keep_remove(&mt->keep);
 	if (mt->imap != NULL)
 		imap_client_logout(&mt->imap);
 	free(mt->imap_prefix);
@@ -1248,6 +1347,8 @@ static const struct target_ops maildir_ops = {
 	.needs_meta = md_needs_meta,
 	.list = md_list,
 	.can_place = md_can_place,
+	.expect_keywords = md_expect_keywords,
+	.storable_flags = md_storable_flags,
 	.batch_max = md_batch_max,
 	.deliver = md_deliver,
 	.in_flight = md_in_flight,

@@ -27,6 +27,7 @@
 
 #include "client.h"
 #include "foldermap.h"
+#include "keepalive.h"
 #include "maildir.h"
 #include "mqueue.h"
 #include "msgsum.h"
@@ -94,6 +95,9 @@ struct target_folder_info {
 	uint32_t uidvalidity;         /* the target's */
 	uint32_t uidnext;             /* the target's UIDNEXT when opened */
 	uint32_t exists;
+	/* keeps_uids: list() must see the whole folder's source summaries
+	 * at once (files an interrupted run left to settle), not a window */
+	bool whole;
 };
 
 /* The end of a folder's pass. */
@@ -141,17 +145,30 @@ struct target_ops {
 	 * them costs the source more). */
 	bool (*needs_meta)(struct target *t, uint32_t check_from);
 	/* keeps_uids: what the open folder holds (in the pass's UID range),
-	 * as records sorted by UID (src_uid == dst_uid, flags, size,
-	 * internaldate; a size that matches src's is given as src's), in
-	 * one allocation that state_msgs_free() frees, as the state's. With
-	 * settle, first settles files an interrupted run left without a UID,
-	 * against src (the source's summaries, with sizes and dates). */
+	 * and in the window lo..hi, as records sorted by UID (src_uid ==
+	 * dst_uid, flags, size, internaldate; a size that matches src's is
+	 * given as src's), in one allocation that state_msgs_free() frees,
+	 * as the state's. With settle, first settles files an interrupted
+	 * run left without a UID, against src (the source's summaries of the
+	 * window, with sizes and dates; the whole folder when info.whole). */
 	int (*list)(struct target *t, const struct msgsum_list *src, bool settle,
-	            struct state_msg **msgs_r, size_t *n_r, const char **error_r);
+	            uint32_t lo, uint32_t hi, struct state_msg **msgs_r,
+	            size_t *n_r, const char **error_r);
 	/* keeps_uids: whether a new message can keep its UID (a Maildir
 	 * refuses UIDs below what its server may have seen); *why_r a new
 	 * string when not. */
 	bool (*can_place)(struct target *t, uint32_t uid, char **why_r);
+	/* Optional: the keywords the open folder will hold (the source's
+	 * FLAGS), before a pass in windows: a target with few keyword slots
+	 * gives the well-known ones theirs first, whatever window they are
+	 * in. */
+	void (*expect_keywords)(struct target *t, char *const *names);
+	/* Optional: the part of flags (the source's, canonical) that the
+	 * open folder can store, a new string (canonical). The pass compares
+	 * the source's and the target's flags through it, so that a flag the
+	 * target cannot keep is not "updated" again on every pass. NULL:
+	 * every flag is kept. */
+	char *(*storable_flags)(struct target *t, const char *flags);
 	/* !keeps_uids: fingerprints of the folder's messages from UID
 	 * `from` up (messages no record knows). */
 	int (*fingerprints)(struct target *t, uint32_t from,
@@ -205,6 +222,10 @@ struct target {
 	const struct target_spec *spec;
 	struct target_sink sink;
 	struct copy_stats *stats;     /* folders_created, dropped_flags */
+	/* NULL, or the keeper that sends NOOP on the driver's IMAP sessions
+	 * while they wait between its calls (keepalive.h): a driver's
+	 * session is its own only during a call of its ops */
+	struct imap_keeper *keeper;
 };
 
 /* A Maildir target spec with the default file options (maildir.h). */

@@ -5,6 +5,7 @@
 #include "mailboxes.h"
 #include "msgsum.h"
 #include "target.h"
+#include "uidset.h"
 
 #include <errno.h>
 #include <openssl/evp.h>
@@ -112,6 +113,195 @@ select_and_sum(struct imap_client *c, const char *name, unsigned what,
 	return msgsum_fetch(c, "1:*", what, list, error_r);
 }
 
+/* A source folder larger than this, with the state's pairs, is verified
+ * window by window: memory bounded by the window and 12 bytes of UIDs per
+ * message, not every message's summary on both sides (issue 15). The
+ * messages no pair knows are matched by fingerprint at the end, as in a
+ * small folder. IMAPFERRY_DIFF_WINDOW overrides it (tests), as for copy. */
+#define VERIFY_WINDOW 50000
+
+static size_t
+verify_window(void)
+{
+	const char *w = getenv("IMAPFERRY_DIFF_WINDOW");
+	uint64_t v;
+
+	if (w != NULL && str_to_u64(w, strlen(w), UINT32_MAX, &v) && v > 0)
+		return (size_t)v;
+	return VERIFY_WINDOW;
+}
+
+static void
+push_uid(uint32_t **v, size_t *n, size_t *alloc, uint32_t uid)
+{
+	if (*n == *alloc) {
+		*alloc = *alloc == 0 ? 256 : *alloc * 2;
+		*v = xreallocarray(*v, *alloc, sizeof(**v));
+	}
+	(*v)[(*n)++] = uid;
+}
+
+static int
+cmp_uid(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Fetches the summaries of uids (sorted) in groups, so that no command
+ * line grows with the folder. */
+static int
+fetch_uids(struct imap_client *c, const uint32_t *uids, size_t n, unsigned what,
+           struct msgsum_list *list, const char **error_r)
+{
+	for (size_t i = 0; i < n; i += 5000) {
+		char *set = uidset_string(uids + i, n - i < 5000 ? n - i : 5000);
+		int ret = msgsum_fetch(c, set, what, list, error_r);
+
+		free(set);
+		if (ret < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* verify_folder() of a large folder with the state's pairs; both folders
+ * are selected. */
+static void
+verify_folder_windowed(struct imap_client *src, struct imap_client *dst,
+                       const struct verify_options *o, const char *sf,
+                       const char *df, int64_t folder_id, size_t window,
+                       struct verify_report *r)
+{
+	unsigned what = MSGSUM_FLAGS | MSGSUM_FP | (o->deep ? MSGSUM_BODY : 0);
+	uint32_t *src_uids = NULL, *dst_uids = NULL, *claimed = NULL, *left = NULL;
+	size_t n_src = 0, n_dst = 0, n_claimed = 0, a_claimed = 0, n_left = 0,
+	       a_left = 0;
+	struct msgsum_list sl = { 0 }, dl = { 0 };
+	struct msgsum_fpindex ix;
+	const char *error;
+
+	if (msgsum_uids_range(src, 1, UINT32_MAX, &src_uids, &n_src, &error) < 0) {
+		add_diff(r, VERIFY_ERROR, sf, df, 0, 0, "source: %s", error);
+		return;
+	}
+	r->folders++;
+	r->messages += n_src;
+	for (size_t w0 = 0; w0 < n_src; w0 += window) {
+		size_t w1 = n_src - w0 < window ? n_src : w0 + window;
+		struct state_msg *map = NULL;
+		uint32_t *du;
+		size_t n_map = 0, n_du = 0;
+		bool *sused;
+		char set[32];
+
+		snprintf(set, sizeof(set), "%" PRIu32 ":%" PRIu32, src_uids[w0],
+		         src_uids[w1 - 1]);
+		if (msgsum_fetch(src, set, what, &sl, &error) < 0) {
+			add_diff(r, VERIFY_ERROR, sf, df, 0, 0, "source: %s", error);
+			goto out;
+		}
+		if (state_msgs_load_range(o->db, folder_id, src_uids[w0],
+		                          src_uids[w1 - 1], &map, &n_map, &error) < 0) {
+			add_diff(r, VERIFY_ERROR, sf, df, 0, 0, "state: %s", error);
+			goto out;
+		}
+		du = xcalloc(n_map + 1, sizeof(*du));
+		for (size_t i = 0; i < n_map; i++)
+			if (map[i].dst_uid != 0 && msgsum_find(&sl, map[i].src_uid) != NULL)
+				du[n_du++] = map[i].dst_uid;
+		qsort(du, n_du, sizeof(*du), cmp_uid);
+		if (fetch_uids(dst, du, n_du, what, &dl, &error) < 0) {
+			add_diff(r, VERIFY_ERROR, sf, df, 0, 0, "target: %s", error);
+			free(du);
+			state_msgs_free(&map, n_map);
+			goto out;
+		}
+		free(du);
+		sused = xcalloc(sl.count + 1, sizeof(bool));
+		/* pairs the state knows */
+		for (size_t i = 0; i < n_map; i++) {
+			struct msgsum *s = msgsum_find(&sl, map[i].src_uid);
+			struct msgsum *d = map[i].dst_uid != 0 ?
+			                   msgsum_find(&dl, map[i].dst_uid) : NULL;
+
+			if (s == NULL)
+				continue;   /* gone on the source since */
+			if (d == NULL && map[i].dst_uid != 0) {
+				add_diff(r, VERIFY_MISSING, sf, df, s->uid, map[i].dst_uid,
+				         "target UID %" PRIu32 " is gone", map[i].dst_uid);
+				sused[s - sl.items] = true;
+				continue;
+			}
+			if (d == NULL)
+				continue;
+			sused[s - sl.items] = true;
+			push_uid(&claimed, &n_claimed, &a_claimed, d->uid);
+			compare_pair(r, sf, df, s, d, o->deep);
+		}
+		/* the rest of the window: by fingerprint at the end */
+		for (size_t i = 0; i < sl.count; i++)
+			if (!sused[i])
+				push_uid(&left, &n_left, &a_left, sl.items[i].uid);
+		free(sused);
+		state_msgs_free(&map, n_map);
+		msgsum_list_free(&sl);
+		msgsum_list_free(&dl);
+	}
+	/* the target's messages no pair claimed, and the source's left */
+	if (msgsum_uids_range(dst, 1, UINT32_MAX, &dst_uids, &n_dst, &error) < 0) {
+		add_diff(r, VERIFY_ERROR, sf, df, 0, 0, "target: %s", error);
+		goto out;
+	}
+	qsort(claimed, n_claimed, sizeof(*claimed), cmp_uid);
+	{
+		size_t k = 0, m = 0;
+
+		for (size_t i = 0; i < n_dst; i++) {
+			while (k < n_claimed && claimed[k] < dst_uids[i])
+				k++;
+			if (k < n_claimed && claimed[k] == dst_uids[i])
+				continue;
+			dst_uids[m++] = dst_uids[i];
+		}
+		n_dst = m;
+	}
+	if (fetch_uids(src, left, n_left, what, &sl, &error) < 0) {
+		add_diff(r, VERIFY_ERROR, sf, df, 0, 0, "source: %s", error);
+		goto out;
+	}
+	if (fetch_uids(dst, dst_uids, n_dst, what, &dl, &error) < 0) {
+		add_diff(r, VERIFY_ERROR, sf, df, 0, 0, "target: %s", error);
+		goto out;
+	}
+	msgsum_fpindex_init(&ix, &dl);
+	for (size_t i = 0; i < sl.count; i++) {
+		struct msgsum *d = msgsum_fpindex_match(&ix, &sl.items[i],
+		                                        (int64_t)time(NULL));
+
+		if (d != NULL)
+			compare_pair(r, sf, df, &sl.items[i], d, o->deep);
+		else
+			add_diff(r, VERIFY_MISSING, sf, df, sl.items[i].uid, 0,
+			         "%" PRIu64 " bytes, Message-ID %s", sl.items[i].size,
+			         sl.items[i].message_id ? sl.items[i].message_id : "(none)");
+	}
+	for (size_t k = 0; k < dl.count; k++)
+		if (!msgsum_fpindex_taken(&ix, &dl.items[k]))
+			add_diff(r, VERIFY_EXTRA, sf, df, 0, dl.items[k].uid,
+			         "%" PRIu64 " bytes, Message-ID %s", dl.items[k].size,
+			         dl.items[k].message_id ? dl.items[k].message_id : "(none)");
+	msgsum_fpindex_free(&ix);
+out:
+	msgsum_list_free(&sl);
+	msgsum_list_free(&dl);
+	free(src_uids);
+	free(dst_uids);
+	free(claimed);
+	free(left);
+}
+
 static void
 verify_folder(struct imap_client *src, struct imap_client *dst,
               const struct verify_options *o, const char *sf, const char *df,
@@ -126,11 +316,36 @@ verify_folder(struct imap_client *src, struct imap_client *dst,
 	struct msgsum_fpindex ix;
 	const char *error;
 
-	if (select_and_sum(src, sf, what, &sl, &error) < 0) {
+	if (imap_client_select(src, sf, true, &error) < 0) {
 		add_diff(r, VERIFY_ERROR, sf, df, 0, 0, "source: %s", error);
 		goto out;
 	}
-	if (select_and_sum(dst, df, what, &dl, &error) < 0) {
+	if (imap_client_select(dst, df, true, &error) < 0) {
+		add_diff(r, VERIFY_ERROR, sf, df, 0, 0, "target: %s", error);
+		goto out;
+	}
+	/* a large folder with the state's pairs: in windows */
+	if (o->db != NULL && o->account != NULL &&
+	    imap_client_mailbox(src)->exists > verify_window() &&
+	    state_folder_get(o->db, o->account, sf, &st, &found, &error) == 0 &&
+	    found) {
+		bool usable = st.src_uidvalidity == imap_client_mailbox(src)->uidvalidity;
+		int64_t id = st.id;
+
+		state_folder_free(&st);
+		found = false;
+		if (usable) {
+			verify_folder_windowed(src, dst, o, sf, df, id, verify_window(), r);
+			goto out;
+		}
+	}
+	if ((imap_client_mailbox(src)->exists > 0 &&
+	     msgsum_fetch(src, "1:*", what, &sl, &error) < 0)) {
+		add_diff(r, VERIFY_ERROR, sf, df, 0, 0, "source: %s", error);
+		goto out;
+	}
+	if ((imap_client_mailbox(dst)->exists > 0 &&
+	     msgsum_fetch(dst, "1:*", what, &dl, &error) < 0)) {
 		add_diff(r, VERIFY_ERROR, sf, df, 0, 0, "target: %s", error);
 		goto out;
 	}
@@ -357,12 +572,54 @@ hash_file(int fd, bool lf_to_crlf, unsigned char sha[32], char **msgid_r)
 	return n < 0 ? -1 : 0;
 }
 
+/* The Dovecot serving the Maildir (verify_options.dst_imap): its
+ * session and personal namespace. */
+struct served {
+	struct imap_client *c;
+	char *prefix;
+	char sep;
+};
+
+/* The IMAP name on the serving Dovecot of a Maildir++ directory name
+ * (".Archive.2019" -> prefix + "Archive" + sep + "2019"; "" is INBOX). */
+static char *
+served_name(const struct served *sv, const char *dirname)
+{
+	char *name;
+	size_t plen = strlen(sv->prefix);
+
+	if (dirname[0] == '\0')
+		return xstrdup("INBOX");
+	name = xasprintf("%s%s", sv->prefix, dirname + 1);
+	if (sv->sep != '.' && sv->sep != '\0')
+		for (char *p = name + plen; *p != '\0'; p++)
+			if (*p == '.')
+				*p = sv->sep;
+	return name;
+}
+
+/* The flags of the folder's messages as the serving Dovecot shows them,
+ * into *l. Returns 0, or -1 with *error_r. */
+static int
+served_flags(struct served *sv, const char *dirname, struct msgsum_list *l,
+             const char **error_r)
+{
+	char *name = served_name(sv, dirname);
+	int ret;
+
+	if ((ret = select_and_sum(sv->c, name, MSGSUM_FLAGS, l, error_r)) < 0)
+		*error_r = err_set("%s on the serving Dovecot: %s", name, *error_r);
+	free(name);
+	return ret;
+}
+
 static void
 verify_maildir_folder(struct imap_client *src, const char *root,
                       enum maildir_flavor flavor, const struct verify_options *o,
                       const struct imap_mailbox_info *box, const char *dirname,
-                      struct verify_report *r)
+                      struct served *sv, struct verify_report *r)
 {
+	struct msgsum_list served = { 0 };
 	unsigned what = MSGSUM_FLAGS | MSGSUM_FP | (o->deep ? MSGSUM_BODY : 0);
 	struct maildir_options mo;
 	struct maildir_folder *f = NULL;
@@ -384,6 +641,10 @@ verify_maildir_folder(struct imap_client *src, const char *root,
 	r->folders++;
 	r->messages += sl.count;
 	mb = imap_client_mailbox(src);
+	if (sv != NULL && served_flags(sv, dirname, &served, &error) < 0) {
+		add_diff(r, VERIFY_ERROR, box->name, dn, 0, 0, "%s", error);
+		goto out;
+	}
 	if (maildir_folder_uidvalidity(f) != mb->uidvalidity)
 		add_diff(r, VERIFY_UIDVALIDITY, box->name, dn, 0, 0,
 		         "source %" PRIu32 ", Maildir %" PRIu32, mb->uidvalidity,
@@ -406,7 +667,13 @@ verify_maildir_folder(struct imap_client *src, const char *root,
 			continue;
 		}
 		d.uid = m->uid;
-		d.flags = xstrdup(m->flags);
+		if (sv != NULL) {
+			const struct msgsum *x = msgsum_find(&served, m->uid);
+
+			d.flags = xstrdup(x != NULL ? x->flags : "(not served)");
+		} else {
+			d.flags = xstrdup(m->flags);
+		}
 		d.internaldate = m->mtime;
 		if (maildir_msg_size(f, m->uid, &size, &error) < 0)
 			size = 0;
@@ -430,6 +697,7 @@ verify_maildir_folder(struct imap_client *src, const char *root,
 			         "in the Maildir only");
 	}
 out:
+	msgsum_list_free(&served);
 	msgsum_list_free(&sl);
 	maildir_folder_close(&f);
 }
@@ -442,15 +710,36 @@ verify_account_maildir(const struct imap_client_options *src_opts,
 {
 	struct imap_client *src = NULL;
 	struct imap_account_info si;
+	struct served sv = { 0 };
 
 	memset(r, 0, sizeof(*r));
+	if (o->dst_imap != NULL) {
+		struct imap_account_info di;
+
+		if (imap_client_connect(o->dst_imap, &sv.c, NULL, error_r) < 0 ||
+		    imap_account_inventory(sv.c, 0, &di, error_r) < 0) {
+			*error_r = err_set("serving Dovecot: %s", *error_r);
+			if (sv.c != NULL)
+				imap_client_free(&sv.c);
+			return -1;
+		}
+		sv.sep = di.separator;
+		if (di.ns_count[0] > 0) {
+			sv.prefix = xstrdup(di.ns[0][0].prefix);
+			if (di.ns[0][0].delimiter != '\0')
+				sv.sep = di.ns[0][0].delimiter;
+		} else {
+			sv.prefix = xstrdup("");
+		}
+		imap_account_info_free(&di);
+	}
 	if (imap_client_connect(src_opts, &src, NULL, error_r) < 0) {
 		*error_r = err_set("source: %s", *error_r);
-		return -1;
+		goto fail;
 	}
 	if (imap_account_inventory(src, IMAP_INV_STATUS, &si, error_r) < 0) {
 		imap_client_free(&src);
-		return -1;
+		goto fail;
 	}
 	for (size_t i = 0; i < si.count; i++) {
 		const struct imap_mailbox_info *box = &si.boxes[i];
@@ -471,19 +760,29 @@ verify_account_maildir(const struct imap_client_options *src_opts,
 				add_diff(r, VERIFY_ERROR, box->name, res.dst_wire, 0, 0,
 				         "%s", error);
 			} else {
-				verify_maildir_folder(src, root, flavor, o, box, dirname, r);
+				verify_maildir_folder(src, root, flavor, o, box, dirname,
+				                      sv.c != NULL ? &sv : NULL, r);
 				free(dirname);
 			}
 		}
 		foldermap_result_free(&res);
-		if (imap_client_is_dead(src)) {
+		if (imap_client_is_dead(src) ||
+		    (sv.c != NULL && imap_client_is_dead(sv.c))) {
 			*error_r = err_set("connection lost during verification");
 			imap_account_info_free(&si);
 			imap_client_free(&src);
-			return -1;
+			goto fail;
 		}
 	}
 	imap_account_info_free(&si);
 	imap_client_logout(&src);
+	if (sv.c != NULL)
+		imap_client_logout(&sv.c);
+	free(sv.prefix);
 	return 0;
+fail:
+	if (sv.c != NULL)
+		imap_client_free(&sv.c);
+	free(sv.prefix);
+	return -1;
 }

@@ -46,6 +46,11 @@ struct verify_options {
 	struct state_db *db;      /* NULL: pair by fingerprint only */
 	struct foldermap *fm;
 	bool deep;
+	/* Maildir target: the Dovecot serving it (--dst-imap), or NULL:
+	 * flags and keywords are then compared as it serves them (its index
+	 * keeps keywords beyond the file names' 26), not from the file
+	 * names */
+	const struct imap_client_options *dst_imap;
 };
 
 /* Compares the two accounts. Returns 0 (report filled, possibly with

@@ -37,6 +37,35 @@ def ferry_env(src_pw=None, dst_pw=None):
     return e
 
 
+# What ASan, UBSan, LSan and TSan print: under the sanitizer builds a
+# report fails the test even when the process was killed afterwards or
+# its exit status is one a test accepts (1: "some messages failed").
+SANITIZER_REPORT = re.compile(r"ERROR: (Address|Leak)Sanitizer|WARNING: ThreadSanitizer|"
+                              r"runtime error: |ThreadSanitizer: |AddressSanitizer: ")
+
+
+def no_sanitizer_report(text, what=""):
+    if isinstance(text, bytes):
+        text = text.decode(errors="replace")
+    m = SANITIZER_REPORT.search(text or "")
+    if m:
+        at = max(0, m.start() - 200)
+        raise AssertionError(f"sanitizer report{' in ' + what if what else ''}:\n"
+                             f"{text[at:at + 6000]}")
+
+
+def sanitizer():
+    """"asan" or "tsan" when the binary under test was built with
+    AddressSanitizer or ThreadSanitizer, else None."""
+    with open(H.BIN, "rb") as f:
+        data = f.read()
+    if b"__tsan_init" in data:
+        return "tsan"
+    if b"__asan_init" in data:
+        return "asan"
+    return None
+
+
 def start(args, env):
     return subprocess.Popen([H.BIN, *args], env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -45,6 +74,7 @@ def start(args, env):
 def run(args, env, timeout=600):
     p = subprocess.run([H.BIN, *args], env=env, stdin=subprocess.DEVNULL,
                        capture_output=True, text=True, timeout=timeout)
+    no_sanitizer_report(p.stderr, " ".join(args[:1]))
     return p
 
 
@@ -53,11 +83,13 @@ def kill_after(p, delay):
     it was killed."""
     try:
         p.wait(timeout=delay)
-        p.communicate()
+        _out, err = p.communicate()
+        no_sanitizer_report(err)
         return False
     except subprocess.TimeoutExpired:
         p.send_signal(signal.SIGKILL)
-        p.communicate()
+        _out, err = p.communicate()
+        no_sanitizer_report(err)
         return True
 
 
@@ -126,6 +158,7 @@ def run_rss(cmd, env, timeout=120):
         out.seek(0)
         err.seek(0)
         e = err.read().decode(errors="replace")
+        no_sanitizer_report(e)
         if timer:
             # time(1) reports a signal as "Command terminated by signal N"
             m = re.search(r"Command terminated by signal (\d+)", e)
@@ -154,10 +187,22 @@ class FaultProxy:
     both directions, reach the next of the given offsets. A cut falls at an
     exact byte: inside a literal as often as anywhere else."""
 
-    def __init__(self, upstream_port, cuts=(), stalls=()):
+    def __init__(self, upstream_port, cuts=(), stalls=(), pause=None, record=False):
+        """pause: (regex, n, seconds): when the client's bytes on one
+        connection match regex for the n-th time (over every connection),
+        that connection forwards nothing in either direction for seconds,
+        then goes on (a slow server, not a stall). With record or pause,
+        what clients send is kept per connection in self.sent (a list of
+        bytearrays)."""
         import socket
         import threading
         self.upstream = upstream_port
+        self.pause = pause
+        self.pause_seen = 0
+        self.paused = []          # (connection index, monotonic start, end)
+        self.record = record or pause is not None
+        self.counts = []          # pause pattern matches per connection
+        self.sent = []
         self.events = sorted([(o, "cut") for o in cuts] + [(o, "stall") for o in stalls])
         self.fired = []
         self.total = 0
@@ -190,7 +235,10 @@ class FaultProxy:
                 continue
             with self.lock:
                 self.conns += 1
-            threading.Thread(target=self._pump, args=(c, u), daemon=True).start()
+                idx = len(self.sent)
+                self.sent.append(bytearray())
+                self.counts.append(0)
+            threading.Thread(target=self._pump, args=(c, u, idx), daemon=True).start()
 
     @staticmethod
     def _rst(*socks):
@@ -215,7 +263,30 @@ class FaultProxy:
             self.total += n
             return n, None
 
-    def _pump(self, c, u):
+    def _pause_due(self, idx):
+        """Seconds to pause connection idx now (its client just sent)."""
+        import re as _re
+        if self.pause is None:
+            return 0
+        pattern, nth, secs = self.pause
+        with self.lock:
+            before = self.pause_seen
+            n = len(_re.findall(pattern, bytes(self.sent[idx])))
+            self.pause_seen += n - self.counts[idx]
+            self.counts[idx] = n
+            if before < nth <= self.pause_seen:
+                return secs
+        return 0
+
+    def commands(self, idx):
+        """The command lines (tag stripped) client idx sent, literals
+        included as they came."""
+        with self.lock:
+            data = bytes(self.sent[idx])
+        return [ln.split(b" ", 1)[1] if b" " in ln else ln
+                for ln in data.split(b"\r\n") if ln]
+
+    def _pump(self, c, u, idx):
         import select
         socks = [c, u]
         peer = {c: u, u: c}
@@ -232,6 +303,15 @@ class FaultProxy:
                     k, kind = self._budget(len(data))
                     if k:
                         peer[s].sendall(data[:k])
+                    if s is c and k and self.record:
+                        with self.lock:
+                            self.sent[idx] += data[:k]
+                        secs = self._pause_due(idx)
+                        if secs:
+                            t0 = time.monotonic()
+                            time.sleep(secs)
+                            with self.lock:
+                                self.paused.append((idx, t0, time.monotonic()))
                     if kind == "cut":
                         self._rst(c, u)
                         return

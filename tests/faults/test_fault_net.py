@@ -17,6 +17,12 @@ copy measured first through the same proxy.
   stall         the source connection stalls 3 times (--timeout 5): each is
                 detected after 5 s without a byte, logged, reconnected; one
                 invocation completes
+  keepalive     a session that waits sends NOOP (IMAPFERRY_KEEPALIVE_MS=500
+                instead of 60 s): the source answers a body FETCH 4 s late
+                and the target session, idle meanwhile, gets a NOOP; the
+                target answers its first APPEND 4 s late and the source
+                session, idle once everything is fetched, gets a NOOP; both
+                copies complete, 0 lost, 0 duplicated
 """
 
 import contextlib
@@ -143,6 +149,51 @@ def test_stall():
         assert took < clean + 3 * 12 + 20, f"{took:.1f} s"
         H.log(f"stall: 3 stalls detected and survived in {took:.1f} s "
               f"({clean:.1f} s unstalled)")
+
+
+def noop_conns(proxy):
+    """Indexes of the proxy's connections whose client sent NOOP."""
+    return [i for i in range(len(proxy.sent)) if b"NOOP" in proxy.commands(i)]
+
+
+def test_keepalive():
+    env = F.ferry_env(src_pw=PW, dst_pw=PW)
+    env["IMAPFERRY_KEEPALIVE_MS"] = "500"
+    with H.Dovecot("fn-ka", users={"ka1": PW, "ka2": PW}, ssl=False) as d:
+        # a slow source: its 2nd body FETCH is answered 4 s late (one
+        # session pair, small batches: the target has 5 messages to store
+        # first, then nothing, with APPENDs possibly still in flight)
+        sp = F.FaultProxy(S.port, pause=(rb"BODY\.PEEK\[\]", 2, 4))
+        dp = F.FaultProxy(d.port, record=True)
+        args = ["copy", "--state", os.path.join(TMP, "ka1.db"), "--timeout", "10",
+                "--parallel", "1", "--fetch-batch", "5", "--no-subscriptions",
+                purl(USER, sp.port), purl("ka1", dp.port)]
+        p = F.run(args, env, timeout=300)
+        sp.close()
+        dp.close()
+        assert p.returncode == 0, H.describe(p)
+        assert len(sp.paused) == 1, sp.paused
+        assert noop_conns(dp), ("no NOOP from the target session while the source "
+                                f"was slow: {dp.commands(0)[-20:]}")
+        assert not noop_conns(sp), "NOOP on the source while it was busy"
+        assert F.lost_and_duplicated(M.snapshot(S, USER, PW), M.snapshot(d, "ka1", PW)) == (0, 0)
+        # a slow target: its first APPEND is answered 4 s late, while the
+        # source has fetched the whole first folder (INBOX) into the queue
+        sp = F.FaultProxy(S.port, record=True)
+        dp = F.FaultProxy(d.port, pause=(rb"APPEND", 1, 4))
+        args = ["copy", "--state", os.path.join(TMP, "ka2.db"), "--timeout", "10",
+                "--parallel", "1", "--no-subscriptions", purl(USER, sp.port),
+                purl("ka2", dp.port)]
+        p = F.run(args, env, timeout=300)
+        sp.close()
+        dp.close()
+        assert p.returncode == 0, H.describe(p)
+        assert len(dp.paused) == 1, dp.paused
+        assert noop_conns(sp), ("no NOOP from the source session while the target "
+                                f"was slow: {sp.commands(0)[-20:]}")
+        assert F.lost_and_duplicated(M.snapshot(S, USER, PW), M.snapshot(d, "ka2", PW)) == (0, 0)
+        H.log(f"keepalive: NOOP on the target while the source was slow, on the "
+              f"source while the target was slow; both copies complete")
 
 
 if __name__ == "__main__":

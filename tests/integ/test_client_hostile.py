@@ -821,6 +821,37 @@ def test_copy_bye_mid_fetch():
     assert bodies == COPY_BODIES, (bodies, H.describe(p))
 
 
+def test_run_retry_budget():
+    """run --retry-budget: a source that says BYE at every body FETCH (no
+    progress ever) fails the job's attempt after the budget (3 s), not
+    after run's default 120 s; --max-errors 1 then fails the job. The
+    folder given up, no backoff wait follows it."""
+    def hook(tag, reply, conn):
+        conn.send(reply[:reply.index(b"* 1 FETCH")] + b"* BYE shutting down\r\n", {})
+        conn.sock.shutdown(socket.SHUT_RDWR)
+        return b""
+
+    base = tempfile.mkdtemp(prefix="ife-chost-")
+    try:
+        users = os.path.join(base, "users.csv")
+        with open(users, "w") as f:
+            f.write(f"src_user,dst_user\n{USER},{USER}\n")
+        with FakeServer(copy_source(hook), linger=5) as fs:
+            t0 = time.monotonic()
+            p = H.run_ferry(["run", users, f"imap://%u@127.0.0.1:{fs.port}?tls=none",
+                             f"maildir:{base}/%u/Maildir", "--state",
+                             os.path.join(base, "st.db"), "--no-calibrate",
+                             "--no-fsync", "--timeout", "5", "--progress", "none",
+                             "--max-errors", "1", "--retry-budget", "3", "-v"],
+                            env={"IMAPFERRY_SRC_PASSWORD": PW}, timeout=90)
+            took = time.monotonic() - t0
+        assert p.returncode not in (0, 2) and p.returncode >= 0, H.describe(p)
+        assert re.search(r"left of the retry budget", p.stderr), H.describe(p)
+        assert took < 30, f"{took:.1f} s: --retry-budget 3 not applied\n" + H.describe(p)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
 def test_copy_close_mid_literal():
     """The source dies inside a message literal: no partial message is kept;
     the retry brings it whole."""

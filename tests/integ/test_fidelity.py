@@ -8,6 +8,7 @@
    in run 1, so run 2 skipped the folder as unchanged). Both targets.
 """
 
+import json
 import os
 import re
 import shutil
@@ -287,6 +288,311 @@ def test_dry_run_says_what_it_would_do():
             typ, data = c.list()
             c.logout()
             assert len([x for x in data if x]) == 1, data     # INBOX only
+    finally:
+        if not H.KEEP:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _tags_with_28_keywords(s):
+    """Tags: 27 custom keywords and $Junk over 54 messages."""
+    c = s.imap("alice", PW)
+    assert c.create("Tags")[0] == "OK"
+    for i in range(27):
+        for rep in range(1 if i < 2 else 2):
+            U.append(c, "Tags", U.make_message(100 * rep + i, tag="Tags"),
+                     flags=f"\\Seen Custom{i:02d}")
+    U.append(c, "Tags", U.make_message(999, tag="Tags"), flags="$Junk")
+    c.logout()
+
+
+def test_unkept_keywords_are_not_flag_updates():
+    """Keywords the Maildir's file names cannot hold (a 27th and 28th
+    Dovecot keyword) are not "flag updates" on every later run: a run with
+    nothing changed reports 0; a real change is counted once. The same
+    with --dst-imap (the keywords beyond 26 are in the serving Dovecot's
+    index, not in the file names)."""
+    H.require_root()
+    tmp = tempfile.mkdtemp(prefix="ife-fid-")
+    try:
+        with H.Dovecot("fusrc", users={"alice": PW}, ssl=False) as s, \
+                H.Dovecot("fudst", users={"alice": PW, "bob": PW}, ssl=False) as d:
+            _tags_with_28_keywords(s)
+            src = s.url("alice", query="?tls=none")
+            dst = f"maildir:{d.maildir('alice')}"
+            base = ["copy", "--json", "--owner", "mail:mail"]
+            p = ferry(base + [src, dst])
+            assert p.returncode == 1, H.describe(p)     # 2 keywords not kept
+            assert U.summary(p)["copied"] == 53, H.describe(p)
+            for extra in ([], ["--state", os.path.join(tmp, "a.db")]):
+                p = ferry(base + extra + [src, dst])
+                j = U.summary(p)
+                assert j["copied"] == 0 and j["flags_updated"] == 0, H.describe(p)
+                assert p.returncode == 0, H.describe(p)
+            # a real change is one flag update, once
+            c = s.imap("alice", PW)
+            assert c.select("Tags")[0] == "OK"
+            assert c.uid("STORE", "1", "+FLAGS.SILENT", "(\\Flagged)")[0] == "OK"
+            c.logout()
+            p = ferry(base + [src, dst])
+            assert U.summary(p)["flags_updated"] == 1, H.describe(p)
+            p = ferry(base + [src, dst])
+            assert U.summary(p)["flags_updated"] == 0, H.describe(p)
+            # through the serving Dovecot
+            dsti = f"imap://bob*{d.master[0]}@{d.host}:{d.port}?tls=none"
+            env = {"IMAPFERRY_SRC_PASSWORD": PW,
+                   "IMAPFERRY_DST_PASSWORD": d.master[1]}
+            bob = f"maildir:{d.maildir('bob')}"
+            for i in range(3):
+                p = H.run_ferry(base + ["--dst-imap", dsti, src, bob], env=env)
+                assert p.returncode == 0, H.describe(p)
+                j = U.summary(p)
+                if i == 0:
+                    assert j["copied"] == 53, H.describe(p)
+                else:
+                    assert j["copied"] == 0 and j["flags_updated"] == 0, \
+                        H.describe(p)
+            c = d.imap("bob", PW)
+            assert c.select("Tags")[0] == "OK"
+            typ, data = c.uid("SEARCH", "KEYWORD", "Custom00")
+            c.logout()
+            assert typ == "OK" and len(data[0].split()) == 1, data
+    finally:
+        if not H.KEEP:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_run_and_verify_through_dst_imap():
+    """run --dst-imap TEMPLATE gives each account's Maildir target the
+    Dovecot serving it (keywords beyond 26 set through it); verify
+    --dst-imap compares keywords as that Dovecot serves them: every one
+    verifies, where the file names alone lack 3 of 29 per account."""
+    H.require_root()
+    tmp = tempfile.mkdtemp(prefix="ife-fid-")
+    try:
+        with H.Dovecot("frsrc", users={"alice": PW, "carol": PW}, ssl=False) as s, \
+                H.Dovecot("frdst", users={"alice": PW, "carol": PW}, ssl=False) as d:
+            for user in ("alice", "carol"):
+                c = s.imap(user, PW)
+                assert c.create("Tags")[0] == "OK"
+                for i in range(28):
+                    U.append(c, "Tags", U.make_message(i, tag=user),
+                             flags=f"Custom{i:02d}" + (" $Junk" if i == 27 else ""))
+                c.logout()
+            users = os.path.join(tmp, "users.csv")
+            with open(users, "w") as f:
+                f.write("src_user,dst_user\nalice,alice\ncarol,carol\n")
+            dsti = f"imap://%u*{d.master[0]}@{d.host}:{d.port}?tls=none"
+            env = {"IMAPFERRY_SRC_PASSWORD": PW,
+                   "IMAPFERRY_DST_PASSWORD": d.master[1]}
+            src = f"imap://%u@{s.host}:{s.port}?tls=none"
+            dst = f"maildir:{d.data_dir}/%u/Maildir"
+            p = H.run_ferry(["run", "--state", os.path.join(tmp, "r.db"),
+                             "--owner", "mail:mail", "--progress", "plain",
+                             "--dst-imap", dsti, users, src, dst], env=env)
+            assert p.returncode == 0, H.describe(p)
+            assert "does not keep keyword" not in p.stderr, H.describe(p)
+            for user in ("alice", "carol"):
+                c = d.imap(user, PW)
+                assert c.select("Tags")[0] == "OK"
+                for k in ("Custom00", "Custom27", "$Junk"):
+                    typ, data = c.uid("SEARCH", "KEYWORD", k)
+                    assert typ == "OK" and len(data[0].split()) == 1, \
+                        (user, k, data, H.describe(p))
+                c.logout()
+                one = [s.url(user, query="?tls=none"), f"maildir:{d.maildir(user)}"]
+                # the file names alone: 3 keywords per account missing
+                v = H.run_ferry(["verify", "--json", "--no-state"] + one, env=env)
+                assert v.returncode == 1, H.describe(v)
+                j = json.loads(v.stdout)
+                assert j["differences"] == 3, H.describe(v)
+                assert {x["kind"] for x in j["diffs"]} == {"flags"}, H.describe(v)
+                # through the serving Dovecot: all verify
+                v = H.run_ferry(["verify", "--json", "--no-state", "--dst-imap",
+                                 dsti.replace("%u", user)] + one, env=env)
+                assert v.returncode == 0, H.describe(v)
+                j = json.loads(v.stdout)
+                assert j["differences"] == 0 and j["matched"] == 28, H.describe(v)
+            # a wrong --dst-imap: the target is no Maildir
+            v = H.run_ferry(["verify", "--dst-imap", dsti.replace("%u", "alice"),
+                             s.url("alice", query="?tls=none"),
+                             d.url("alice", query="?tls=none")], env=env)
+            assert v.returncode == 2 and "maildir" in v.stderr, H.describe(v)
+    finally:
+        if not H.KEEP:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_status_per_account_last_pass_and_changes():
+    """status shows per account when its last pass ended; with --changes
+    USERS, what changed on the source since (one STATUS per folder
+    against the state): new and expunged messages, for a Maildir target
+    (counted in its uidlist) and an IMAP target (the state's records)."""
+    H.require_root()
+    tmp = tempfile.mkdtemp(prefix="ife-fid-")
+    try:
+        with H.Dovecot("fssrc", users={"alice": PW, "carol": PW}, ssl=False) as s, \
+                H.Dovecot("fsdst", users={"alice": PW, "carol": PW}, ssl=False) as d:
+            for user in ("alice", "carol"):
+                c = s.imap(user, PW)
+                assert c.create("Work")[0] == "OK"
+                for i in range(6):
+                    U.append(c, "Work", U.make_message(i, tag=user))
+                    U.append(c, "INBOX", U.make_message(50 + i, tag=user))
+                c.logout()
+            users = os.path.join(tmp, "users.csv")
+            with open(users, "w") as f:
+                f.write("src_user,dst_user\nalice,alice\ncarol,carol\n")
+            src = f"imap://%u@{s.host}:{s.port}?tls=none"
+            targets = {"md": f"maildir:{d.data_dir}/%u/Maildir",
+                       "imap": f"imap://%u@{d.host}:{d.port}?tls=none"}
+            for name, dst in targets.items():
+                state = os.path.join(tmp, f"{name}.db")
+                p = ferry(["run", "--state", state, "--owner", "mail:mail",
+                           "--progress", "none", users, src, dst])
+                assert p.returncode == 0, H.describe(p)
+                st = ferry(["status", "--state", state, "--json"])
+                assert st.returncode == 0, H.describe(st)
+                j = json.loads(st.stdout)
+                passes = {x["src_user"]: x for x in j["passes"]}
+                assert set(passes) == {"alice", "carol"}, j["passes"]
+                for x in passes.values():
+                    assert x["last_pass_ended"] > 1_700_000_000, x
+                    assert x["changes"] is None, x
+            # on the source: alice gets 3 new messages in Work, 2 expunged
+            c = s.imap("alice", PW)
+            for i in range(3):
+                U.append(c, "Work", U.make_message(200 + i, tag="alice"))
+            c.logout()
+            c = s.imap("alice", PW)
+            assert c.select("Work")[0] == "OK"
+            for u in (2, 4):
+                assert c.uid("STORE", str(u), "+FLAGS.SILENT", "(\\Deleted)")[0] == "OK"
+            assert c.expunge()[0] == "OK"
+            c.logout()
+            for name in targets:
+                state = os.path.join(tmp, f"{name}.db")
+                st = ferry(["status", "--state", state, "--json", "--changes", users])
+                assert st.returncode == 0, H.describe(st)
+                passes = {x["src_user"]: x for x in json.loads(st.stdout)["passes"]}
+                a, b = passes["alice"]["changes"], passes["carol"]["changes"]
+                assert a["new_messages"] == 3 and a["expunged_messages"] == 2, \
+                    (name, a, H.describe(st))
+                assert a["changed_folders"] == 1 and a["folders"] == 2, (name, a)
+                assert b["new_messages"] == 0 and b["expunged_messages"] == 0 \
+                    and b["changed_folders"] == 0, (name, b)
+                st = ferry(["status", "--state", state, "--changes", users])
+                assert st.returncode == 0, H.describe(st)
+                line = [x for x in st.stdout.splitlines()
+                        if x.strip().startswith("alice") and "last pass ended" in x]
+                assert line and \
+                    "3 new, 2 expunged in 1 of 2 folders" in line[0], H.describe(st)
+            # plan --final says the same for the window, and stays cheap:
+            # no per-account preflight
+            p = ferry(["plan", "--final", "--no-calibrate", "--json", "--state",
+                       os.path.join(tmp, "md.db"), users, src, targets["md"]])
+            assert p.returncode == 0, H.describe(p)
+            j = json.loads(p.stdout)
+            assert "check" not in j, H.describe(p)
+            assert any("final pass: 3 new messages" in n for n in j["notes"]), j["notes"]
+    finally:
+        if not H.KEEP:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_plan_checks_every_account():
+    """plan runs the preflight (imapferry check) of every account and
+    summarises it: one line per kind of finding with the number of
+    accounts concerned; plan --json has each account's findings; an
+    account that cannot be checked is named; --no-check skips it."""
+    H.require_root()
+    tmp = tempfile.mkdtemp(prefix="ife-fid-")
+    try:
+        with H.Dovecot("fpsrc", users={"alice": PW, "carol": PW}, ssl=False,
+                       separator=".", prefix="INBOX.") as s, \
+                H.Dovecot("fpdst", users={"alice": PW, "carol": PW}, ssl=False) as d:
+            c = s.imap("alice", PW)
+            assert c.create("INBOX.Tags")[0] == "OK"
+            for i in range(28):
+                U.append(c, "INBOX.Tags", U.make_message(i, tag="alice"),
+                         flags=f"Custom{i:02d}")
+            c.logout()
+            c = s.imap("carol", PW)
+            assert c.create("INBOX.Work")[0] == "OK"
+            U.append(c, "INBOX.Work", U.make_message(1, tag="carol"))
+            c.logout()
+            users = os.path.join(tmp, "users.csv")
+            with open(users, "w") as f:
+                f.write("src_user,dst_user\nalice,alice\ncarol,carol\ndave,dave\n")
+            src = f"imap://%u@{s.host}:{s.port}?tls=none"
+            dst = f"maildir:{d.data_dir}/%u/Maildir"
+            common = ["plan", "--no-calibrate", users, src, dst]
+            p = ferry(common + ["--json"])
+            assert p.returncode == 0, H.describe(p)
+            chk = json.loads(p.stdout)["check"]
+            assert chk["checked"] == 2 and chk["failed"] == 1, chk
+            kinds = {k["code"]: k["accounts"] for k in chk["kinds"]}
+            assert kinds.get("keywords") == 1, (kinds, H.describe(p))
+            assert kinds.get("namespace") == 2, kinds
+            accts = {a["src_user"]: a for a in chk["accounts"]}
+            assert accts["dave"]["error"] and accts["dave"]["report"] is None, accts
+            kw = [f for f in accts["alice"]["report"]["findings"]
+                  if f["code"] == "keywords"]
+            assert kw and kw[0]["folders"] == ["INBOX.Tags: 28 keywords"], accts["alice"]
+            assert not [f for f in accts["carol"]["report"]["findings"]
+                        if f["code"] == "keywords"], accts["carol"]
+            assert not os.path.exists(d.maildir("carol")), "plan must not create"
+            p = ferry(common)
+            assert p.returncode == 0, H.describe(p)
+            assert re.search(r"^\s+\w+\s+keywords\s+1 account\b", p.stdout, re.M), p.stdout
+            assert re.search(r"^\s+info\s+namespace\s+2 accounts\b", p.stdout, re.M), \
+                p.stdout
+            assert "1 account could not be checked: dave" in p.stdout, p.stdout
+            p = ferry(common + ["--no-check", "--json"])
+            assert p.returncode == 0 and "check" not in json.loads(p.stdout), \
+                H.describe(p)
+    finally:
+        if not H.KEEP:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_keywords_outside_permanentflags_are_not_flag_updates():
+    """An IMAP target whose PERMANENTFLAGS lack \\* (Courier with
+    IMAP_KEYWORDS=0) drops the keywords: a later run with nothing changed
+    reports 0 flag updates (it counted every keyword again), a change of
+    a flag it keeps is one update."""
+    H.require_root()
+    tmp = tempfile.mkdtemp(prefix="ife-fid-")
+    try:
+        with H.Dovecot("fcsrc", users={"alice": PW}, ssl=False) as s, \
+                H.Courier("fcdst", users={"alice": PW},
+                          env={"IMAP_KEYWORDS": "0"}) as d:
+            c = s.imap("alice", PW)
+            for i in range(4):
+                U.append(c, "INBOX", U.make_message(i, tag="kw"),
+                         flags=f"\\Seen $Label{i + 1} Custom")
+            c.logout()
+            src = s.url("alice", query="?tls=none")
+            dst = d.url("alice")
+            base = ["copy", "--json", "--state", os.path.join(tmp, "c.db")]
+            p = ferry(base + [src, dst])
+            assert U.summary(p)["copied"] == 4, H.describe(p)
+            assert "does not keep keyword" in p.stderr, H.describe(p)
+            for _ in range(2):
+                p = ferry(base + [src, dst])
+                j = U.summary(p)
+                assert j["copied"] == 0 and j["flags_updated"] == 0, H.describe(p)
+                assert j["dropped_flags"] == 0, H.describe(p)
+            c = s.imap("alice", PW)
+            assert c.select("INBOX")[0] == "OK"
+            assert c.uid("STORE", "1", "+FLAGS.SILENT", "(\\Flagged)")[0] == "OK"
+            c.logout()
+            p = ferry(base + [src, dst])
+            assert U.summary(p)["flags_updated"] == 1, H.describe(p)
+            c = d.imap("alice", PW)
+            assert c.select("INBOX")[0] == "OK"
+            typ, data = c.search(None, "FLAGGED")
+            c.logout()
+            assert typ == "OK" and len(data[0].split()) == 1, data
     finally:
         if not H.KEEP:
             shutil.rmtree(tmp, ignore_errors=True)

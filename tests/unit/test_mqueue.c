@@ -196,6 +196,31 @@ test_pop_min_full(void **state)
 	mqueue_deinit(&q);
 }
 
+/* mqueue_wait_ready(): false after the wait on an empty open queue (the
+ * pass then takes the target's replies in), true at once with a message
+ * or after the close. */
+static void
+test_wait_ready(void **state)
+{
+	struct mqueue q;
+	double t0;
+
+	(void)state;
+	mqueue_init(&q, 4, 1 << 20);
+	t0 = now_ms();
+	assert_false(mqueue_wait_ready(&q, 100));
+	assert_true(now_ms() - t0 >= 90);
+	assert_int_equal(mqueue_push(&q, msg(1, 10, true)), 0);
+	t0 = now_ms();
+	assert_true(mqueue_wait_ready(&q, 5000));
+	assert_true(now_ms() - t0 < 4000);
+	assert_int_equal(count_free(mqueue_pop_batch(&q, 8, 1 << 20), NULL), 1);
+	mqueue_close(&q);
+	assert_true(mqueue_wait_ready(&q, 5000));
+	assert_null(mqueue_pop_batch(&q, 8, 1 << 20));
+	mqueue_deinit(&q);
+}
+
 int
 main(void)
 {
@@ -204,6 +229,7 @@ main(void)
 		cmocka_unit_test(test_pop_min),
 		cmocka_unit_test(test_pop_min_full),
 		cmocka_unit_test(test_abort_polled),
+		cmocka_unit_test(test_wait_ready),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

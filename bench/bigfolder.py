@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+"""The large-folder curve (issue 15): one INBOX of N small messages on a
+throwaway Dovecot, copied by `imapferry copy` into a second Dovecot over
+IMAP and into a Maildir (Dovecot flavor), then an incremental pass over
+the unchanged folder and `verify`, each with its wall time, CPU and peak
+RSS. Sizes are given on the command line:
+
+    bench/bigfolder.py 10000 100000 300000 [--targets imap,maildir]
+
+The messages are written straight into the source Maildir (no APPEND) and
+indexed by `doveadm index` before the clock starts. Results go to
+bench/results/bigfolder-<date>.json and a Markdown table to stdout.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(ROOT, "tests", "integ"))
+import harness as H  # noqa: E402
+
+USER, PW = "big", "pw-big-1"
+
+
+def body(i):
+    return (f"From: sender{i % 97}@example.org\r\n"
+            f"To: {USER}@example.org\r\n"
+            f"Subject: message {i}\r\n"
+            f"Message-ID: <big{i}@example.org>\r\n"
+            f"Date: Mon, 7 Dec 2026 04:00:00 +0000\r\n"
+            f"\r\n" + ("line of text %d\r\n" % i) * (8 + i % 40)).encode()
+
+
+def fill(server, n):
+    """n messages in the source INBOX (cur/, every 7th \\Seen), indexed."""
+    md = server.maildir(USER)
+    for d in ("cur", "new", "tmp"):
+        os.makedirs(os.path.join(md, d), exist_ok=True)
+    t0 = 1500000000
+    cur = os.path.join(md, "cur")
+    for i in range(n):
+        data = body(i)
+        name = f"{t0 + i}.M{i}P1.bench,S={len(data)}:2,{'S' if i % 7 == 0 else ''}"
+        p = os.path.join(cur, name)
+        with open(p, "wb") as f:
+            f.write(data)
+        os.utime(p, (t0 + i, t0 + i))
+    H.chown_tree(os.path.join(server.data_dir, USER), H.MAIL_UID, H.MAIL_GID)
+    server.doveadm("index", "-u", USER, "INBOX")
+
+
+def measure(cmd, env, timeout=7200):
+    """(exit status, seconds, user+sys CPU seconds, peak RSS MB, stderr)."""
+    with tempfile.NamedTemporaryFile(mode="r") as tf:
+        t0 = time.monotonic()
+        p = subprocess.run(["/usr/bin/time", "-f", "%M %U %S", "-o", tf.name, *cmd],
+                           env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, timeout=timeout)
+        wall = time.monotonic() - t0
+        vals = tf.read().split()
+    rss_kb, usr, sys_ = int(vals[-3]), float(vals[-2]), float(vals[-1])
+    return p.returncode, wall, usr + sys_, rss_kb / 1024.0, p.stderr
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("sizes", type=int, nargs="+")
+    ap.add_argument("--targets", default="imap,maildir")
+    ap.add_argument("--bin", default=H.BIN)
+    ap.add_argument("--out", default=os.path.join(HERE, "results"))
+    a = ap.parse_args()
+    env = dict(os.environ, IMAPFERRY_SRC_PASSWORD=PW, IMAPFERRY_DST_PASSWORD=PW)
+    env.pop("IMAPFERRY_PASSWORD", None)
+    rows = []
+    for n in a.sizes:
+        tmp = tempfile.mkdtemp(prefix="ife-big-")
+        with H.Dovecot("big-src", users={USER: PW}, ssl=False) as src:
+            t0 = time.monotonic()
+            fill(src, n)
+            H.log(f"bigfolder: {n} messages written and indexed in "
+                  f"{time.monotonic() - t0:.1f} s")
+            for target in a.targets.split(","):
+                with H.Dovecot("big-dst", users={USER: PW}, ssl=False) as dst:
+                    state = os.path.join(tmp, f"{target}.db")
+                    if target == "imap":
+                        durl = dst.url(USER, query="?tls=none")
+                    else:
+                        durl = "maildir:" + dst.maildir(USER)
+                    surl = src.url(USER, query="?tls=none")
+                    base = [a.bin, "copy", "--state", state]
+                    if target == "maildir":
+                        base += ["--owner", "mail:mail"]
+                    row = {"messages": n, "target": target}
+                    for phase, cmd in (
+                            ("copy", base + [surl, durl]),
+                            ("incremental", base + [surl, durl]),
+                            ("verify", [a.bin, "verify", "--state", state, surl, durl])):
+                        rc, wall, cpu, rss, err = measure(cmd, env)
+                        if rc != 0:
+                            print(f"{phase} {target} {n}: exit {rc}\n{err[-2000:]}",
+                                  file=sys.stderr)
+                        row[phase] = {"exit": rc, "seconds": round(wall, 2),
+                                      "cpu_s": round(cpu, 2), "rss_mb": round(rss, 1)}
+                        H.log(f"bigfolder: {n} {target} {phase}: {wall:.1f} s, "
+                              f"CPU {cpu:.1f} s, RSS {rss:.0f} MB, exit {rc}")
+                    rows.append(row)
+        shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(a.out, exist_ok=True)
+    out = os.path.join(a.out, time.strftime("bigfolder-%Y%m%d-%H%M.json"))
+    with open(out, "w") as f:
+        json.dump(rows, f, indent=1)
+    print("| messages | target | copy s | µs/msg | copy RSS MB | incremental s | "
+          "incr. RSS MB | verify s | verify RSS MB |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        c, i, v = r["copy"], r["incremental"], r["verify"]
+        print(f"| {r['messages']:,} | {r['target']} | {c['seconds']} | "
+              f"{c['seconds'] * 1e6 / r['messages']:.0f} | {c['rss_mb']} | "
+              f"{i['seconds']} | {i['rss_mb']} | {v['seconds']} | {v['rss_mb']} |")
+    print(f"\n(results in {out})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,287 @@
+#!/usr/bin/env python3
+"""imapferry plan / run with a Cyrus source: a copied spool read offline
+(cyrus:COPY?user=%u) and the hybrid (--bodies-from cyrus-spool:COPY, the
+metadata from the live Cyrus over IMAP), several accounts from a users
+file, into Dovecot Maildirs (maildir:/path/%u/Maildir).
+
+A real Cyrus 3.6 (harness) is loaded over IMAP with three accounts (the
+gen.py corpus with its flags and keywords, nested folders, expunges so UIDs
+have gaps); its spool and config directories are copied with `cp -a`
+while it runs. The oracle is imaplib against both servers: per folder the
+same UIDVALIDITY, UIDNEXT and UIDs, and per UID the same flags, keywords,
+INTERNALDATE, RFC822.SIZE and body bytes (maildir_util.compare_snapshots).
+
+  plan_offline   the inventory comes from the spool (no Cyrus login, no
+                 password given): per account the message count of the
+                 Cyrus account
+  run_offline    a run SIGKILLed after its plan was stored, started again:
+                 resumes and completes; every account UID-exact, so no
+                 message twice; a second run copies nothing
+  run_offline_unknown_user  a user the spool lacks: that account fails
+                 once, naming it; the other is copied
+  plan_hybrid    --bodies-from on plan: the counts over IMAP
+  run_hybrid     --bodies-from on run: UID-exact;
+                 the bodies came from the spool (logged per account), a
+                 file removed from the copy came over IMAP
+"""
+
+import contextlib
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as H  # noqa: E402
+import maildir_util as M  # noqa: E402
+
+CUSERS = {"alice": "alicepw-r1", "bob": "bobpw-r2", "carol": "carolpw-r3"}
+SEED = int(os.environ.get("IMAPFERRY_SEED", random.randrange(1 << 30)))
+RNG = random.Random(SEED)
+C = D = D2 = None
+TMP = COPY = USERS = ADMIN_PW = None
+BODIES = re.compile(r"(\S+): bodies: (\d+) from the Cyrus spool, (\d+) over IMAP")
+
+
+@contextlib.contextmanager
+def setup():
+    global C, D, D2, TMP, COPY, USERS, ADMIN_PW
+    H.require_root()
+    H.log(f"seed {SEED}")
+    corpus = H.gen_corpus(users=3, messages=250, seed=31)
+    TMP = tempfile.mkdtemp(prefix="ife-cyrun-")
+    C = H.Cyrus("cyrun", users=CUSERS)
+    D = H.Dovecot("cyrund", users=CUSERS, ssl=False)
+    D2 = H.Dovecot("cyrunh", users=CUSERS, ssl=False)
+    try:
+        C.start()       # skips the whole file if Cyrus is not installed
+        D.start()
+        D2.start()
+        for i, user in enumerate(sorted(CUSERS)):
+            load(user, [dict(r, user=user) for r in corpus if r["user"] == f"user{i + 1}"])
+        COPY = os.path.join(TMP, "copy")
+        os.makedirs(COPY)
+        for d in ("spool", "lib"):
+            subprocess.run(["cp", "-a", os.path.join(C.dir, d), os.path.join(COPY, d)],
+                           check=True)
+        USERS = os.path.join(TMP, "users.csv")
+        with open(USERS, "w") as f:
+            f.write("src_user,dst_user\n")
+            for u in sorted(CUSERS):
+                f.write(f"{u},{u}\n")
+        ADMIN_PW = os.path.join(TMP, "admin.pw")
+        with open(ADMIN_PW, "w") as f:
+            f.write(C.admin[1] + "\n")
+        os.chmod(ADMIN_PW, 0o600)
+        yield
+    finally:
+        D2.stop()
+        D.stop()
+        C.stop()
+        if not H.KEEP:
+            shutil.rmtree(TMP, ignore_errors=True)
+
+
+def load(user, rows):
+    assert C.load_corpus(user, rows) == len(rows)
+    c = C.imap(user, CUSERS[user])
+    try:
+        # expunges: gaps in UIDs
+        assert c.select("INBOX")[0] == "OK"
+        assert c.uid("STORE", "2,5:7", "+FLAGS", "(\\Deleted)")[0] == "OK"
+        assert c.expunge()[0] == "OK"
+        c.close()
+    finally:
+        c.logout()
+
+
+def to_dovecot(raw):
+    """Cyrus "INBOX.A.B" -> Dovecot "A/B" (both modified UTF-7)."""
+    return "INBOX" if raw == "INBOX" else raw[len("INBOX."):].replace(".", "/")
+
+
+def cyrus_snapshot(user, body=True):
+    return {to_dovecot(k): v for k, v in M.snapshot(C, user, CUSERS[user], body).items()}
+
+
+def offline_src():
+    return f"cyrus:{COPY}/spool?user=%u&config={COPY}/lib"
+
+
+def hybrid_args():
+    return ["--bodies-from", f"cyrus-spool:{COPY}/spool",
+            "--src-admin", C.admin[0], "--src-password-file", ADMIN_PW]
+
+
+def dst_tmpl(server):
+    return f"maildir:{server.data_dir}/%u/Maildir"
+
+
+def check_accounts(server):
+    """Every account of the Dovecot equals its Cyrus account by UID."""
+    total = 0
+    for u in sorted(CUSERS):
+        src = cyrus_snapshot(u)
+        dst = M.snapshot(server, u, CUSERS[u])
+        assert len(src) >= 3, sorted(src)
+        assert 2 not in src["INBOX"]["msgs"] and 5 not in src["INBOX"]["msgs"]
+        n = M.compare_snapshots(src, dst)
+        assert n == sum(len(f["msgs"]) for f in src.values()) and n > 100, (u, n)
+        total += n
+    return total
+
+
+def plan_counts(p):
+    """{src_user: messages} from plan --json's jobs."""
+    assert p.returncode == 0, H.describe(p)
+    j = json.loads(p.stdout)
+    got = {}
+    for job in j["jobs"]:
+        assert "error" not in job, job
+        got[job["src_user"]] = got.get(job["src_user"], 0) + job["messages"]
+    return j, got
+
+
+def expected_counts():
+    return {u: sum(len(f["msgs"]) for f in cyrus_snapshot(u, body=False).values())
+            for u in CUSERS}
+
+
+def run_killed_then_complete(src, dst, state, extra=()):
+    """A run SIGKILLed once its plan is stored (after a random moment of
+    copying), then the same command again. Returns the last run's process."""
+    args = ["run", USERS, src, dst, "--state", state, "--workers", "1",
+            "--progress", "plain", "--owner", "mail:mail", *extra]
+    out = os.path.join(TMP, os.path.basename(state) + ".out")
+    with open(out, "wb") as f:
+        proc = subprocess.Popen([H.BIN, *args], stdout=f, stderr=f,
+                                stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        with open(out, "rb") as f:
+            if b"plan estimate" in f.read():
+                break
+        time.sleep(0.02)
+    delay = RNG.uniform(0.05, 0.6)
+    time.sleep(delay)
+    killed = proc.poll() is None
+    if killed:
+        proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    files = count_files(dst)
+    H.log(f"{files} message files in the Maildirs after the first run")
+    with open(out, "rb") as f:
+        first = f.read().decode("utf-8", "replace")
+    assert "plan estimate" in first, first[-3000:]
+    H.log(f"first run {'SIGKILLed' if killed else 'ended'} {delay:.2f} s after its plan "
+          f"(seed {SEED})")
+    t0 = time.monotonic()
+    p = H.run_ferry(args, timeout=300)
+    H.log(f"second run: {time.monotonic() - t0:.1f} s")
+    assert p.returncode == 0, H.describe(p)
+    if killed:
+        assert "resuming run" in p.stderr, H.describe(p)
+    return p, files
+
+
+def count_files(dst):
+    """Message files in every account's Maildir of the template dst."""
+    n = 0
+    for u in CUSERS:
+        root = dst[len("maildir:"):].replace("%u", u)
+        for dirpath, _dirs, names in os.walk(root):
+            if os.path.basename(dirpath) in ("cur", "new"):
+                n += len(names)
+    return n
+
+
+# -------------------------------------------------------------------- tests
+
+def test_plan_offline():
+    # the inventory reads the copy only (no password given for Cyrus)
+    want = expected_counts()
+    p = H.run_ferry(["plan", "--json", USERS, offline_src(), dst_tmpl(D)])
+    j, got = plan_counts(p)
+    text = H.run_ferry(["plan", USERS, offline_src(), dst_tmpl(D)])
+    assert got == want, (got, want)
+    assert j["accounts"] == 3 and j["messages"] == sum(want.values()), j
+    assert j["bytes"] > 0, j
+    assert text.returncode == 0, H.describe(text)
+    for u in CUSERS:
+        assert u in text.stdout, text.stdout
+
+
+def test_run_offline():
+    state = os.path.join(TMP, "offline.db")
+    p, files = run_killed_then_complete(offline_src(), dst_tmpl(D), state)
+    n = check_accounts(D)
+    H.log(f"offline: {n} messages UID-exact in 3 accounts")
+    # killed mid-way: some messages were there, not all
+    assert 0 < files < n, (files, n)
+    # the run is done: the same command plans a new pass that finds
+    # everything copied
+    p = H.run_ferry(["run", USERS, offline_src(), dst_tmpl(D), "--state", state,
+                     "--progress", "none", "--owner", "mail:mail"])
+    assert p.returncode == 0, H.describe(p)
+    m = re.search(r"done, 0 failed, 0 pending; (\d+) messages", p.stdout)
+    assert m and int(m.group(1)) == 0, p.stdout
+    check_accounts(D)
+
+
+def test_run_offline_unknown_user():
+    """A user the spool does not have: that account fails once (no retry),
+    naming it; the others are copied."""
+    users = os.path.join(TMP, "users-nobody.csv")
+    with open(users, "w") as f:
+        f.write("src_user,dst_user\nalice,alice\nnobody,nobody\n")
+    dst = os.path.join(TMP, "nobody-md")
+    p = H.run_ferry(["run", users, offline_src(), f"maildir:{dst}/%u", "--state",
+                     os.path.join(TMP, "nobody.db"), "--progress", "none",
+                     "--backoff", "30"], timeout=120)
+    assert p.returncode == 1, H.describe(p)
+    assert re.search(r"nobody\s+failed .*no mailboxes of nobody", p.stdout), p.stdout
+    assert re.search(r"alice\s+done", p.stdout), p.stdout
+    assert not os.path.exists(os.path.join(dst, "nobody"))
+
+
+def test_plan_hybrid():
+    want = expected_counts()
+    # (?user=%u spelled out: the same as the default)
+    args = hybrid_args()
+    args[1] += "?user=%u"
+    p = H.run_ferry(["plan", "--json", USERS, C.url("%u"), dst_tmpl(D2), *args])
+    _j, got = plan_counts(p)
+    assert got == want, (got, want)
+
+
+def test_run_hybrid():
+    # a file missing from the copy comes over IMAP
+    inbox = os.path.join(COPY, "spool", "user", "bob")
+    first = min(int(n[:-1]) for n in os.listdir(inbox) if re.fullmatch(r"\d+\.", n))
+    os.rename(os.path.join(inbox, f"{first}."), os.path.join(TMP, "bob-first"))
+    try:
+        p = H.run_ferry(["run", USERS, C.url("%u"), dst_tmpl(D2), "--state",
+                         os.path.join(TMP, "hybrid.db"), "--progress", "plain",
+                         "--owner", "mail:mail", *hybrid_args()], timeout=300)
+        assert p.returncode == 0, H.describe(p)
+    finally:
+        os.rename(os.path.join(TMP, "bob-first"), os.path.join(inbox, f"{first}."))
+    n = check_accounts(D2)
+    logs = BODIES.findall(p.stderr)
+    spool = sum(int(s) for _u, s, _i in logs)
+    imap = sum(int(i) for _u, _s, i in logs)
+    H.log(f"hybrid: {n} messages UID-exact; bodies {spool} from the spool, {imap} over IMAP")
+    assert {u for u, _s, _i in logs} == set(CUSERS), logs
+    # every body came from the spool but bob's missing one
+    assert imap == 1 and spool + imap == n, (spool, imap, n)
+    assert sum(int(i) for u, _s, i in logs if u == "bob") == 1, logs
+
+
+if __name__ == "__main__":
+    H.run_tests(setup=setup)
