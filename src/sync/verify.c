@@ -113,6 +113,69 @@ select_and_sum(struct imap_client *c, const char *name, unsigned what,
 	return msgsum_fetch(c, "1:*", what, list, error_r);
 }
 
+/* Compares the pairs the state knows (map) among sl and dl; sused and
+ * dused mark the messages of sl and dl taken. */
+static void
+compare_known(struct verify_report *r, const struct verify_options *o,
+              const char *sf, const char *df, const struct state_msg *map,
+              size_t n_map, struct msgsum_list *sl, struct msgsum_list *dl,
+              bool *sused, bool *dused)
+{
+	for (size_t i = 0; i < n_map; i++) {
+		struct msgsum *s = msgsum_find(sl, map[i].src_uid);
+		struct msgsum *d = map[i].dst_uid != 0 ?
+		                   msgsum_find(dl, map[i].dst_uid) : NULL;
+
+		if (s == NULL)
+			continue;   /* gone on the source since */
+		if (d == NULL && map[i].dst_uid != 0) {
+			add_diff(r, VERIFY_MISSING, sf, df, s->uid, map[i].dst_uid,
+			         "target UID %" PRIu32 " is gone", map[i].dst_uid);
+			sused[s - sl->items] = true;
+			continue;
+		}
+		if (d == NULL)
+			continue;
+		sused[s - sl->items] = true;
+		dused[d - dl->items] = true;
+		compare_pair(r, sf, df, s, d, o->deep);
+	}
+}
+
+/* The messages of sl and dl no pair took (sused, dused; NULL: none),
+ * paired by fingerprint; what is left is missing or extra. */
+static void
+compare_rest(struct verify_report *r, const struct verify_options *o,
+             const char *sf, const char *df, struct msgsum_list *sl,
+             const bool *sused, struct msgsum_list *dl, const bool *dused)
+{
+	struct msgsum_fpindex ix;
+
+	msgsum_fpindex_init(&ix, dl);
+	for (size_t k = 0; dused != NULL && k < dl->count; k++)
+		if (dused[k])
+			msgsum_fpindex_mark(&ix, &dl->items[k]);
+	for (size_t i = 0; i < sl->count; i++) {
+		struct msgsum *d;
+
+		if (sused != NULL && sused[i])
+			continue;
+		d = msgsum_fpindex_match(&ix, &sl->items[i], (int64_t)time(NULL));
+		if (d != NULL)
+			compare_pair(r, sf, df, &sl->items[i], d, o->deep);
+		else
+			add_diff(r, VERIFY_MISSING, sf, df, sl->items[i].uid, 0,
+			         "%" PRIu64 " bytes, Message-ID %s", sl->items[i].size,
+			         sl->items[i].message_id ? sl->items[i].message_id : "(none)");
+	}
+	for (size_t k = 0; k < dl->count; k++)
+		if (!msgsum_fpindex_taken(&ix, &dl->items[k]))
+			add_diff(r, VERIFY_EXTRA, sf, df, 0, dl->items[k].uid,
+			         "%" PRIu64 " bytes, Message-ID %s", dl->items[k].size,
+			         dl->items[k].message_id ? dl->items[k].message_id : "(none)");
+	msgsum_fpindex_free(&ix);
+}
+
 /* A source folder larger than this, with the state's pairs, is verified
  * window by window: memory bounded by the window and 12 bytes of UIDs per
  * message, not every message's summary on both sides (issue 15). The
@@ -179,7 +242,6 @@ verify_folder_windowed(struct imap_client *src, struct imap_client *dst,
 	size_t n_src = 0, n_dst = 0, n_claimed = 0, a_claimed = 0, n_left = 0,
 	       a_left = 0;
 	struct msgsum_list sl = { 0 }, dl = { 0 };
-	struct msgsum_fpindex ix;
 	const char *error;
 
 	if (msgsum_uids_range(src, 1, UINT32_MAX, &src_uids, &n_src, &error) < 0) {
@@ -193,7 +255,7 @@ verify_folder_windowed(struct imap_client *src, struct imap_client *dst,
 		struct state_msg *map = NULL;
 		uint32_t *du;
 		size_t n_map = 0, n_du = 0;
-		bool *sused;
+		bool *sused, *dused;
 		char set[32];
 
 		snprintf(set, sizeof(set), "%" PRIu32 ":%" PRIu32, src_uids[w0],
@@ -220,26 +282,12 @@ verify_folder_windowed(struct imap_client *src, struct imap_client *dst,
 		}
 		free(du);
 		sused = xcalloc(sl.count + 1, sizeof(bool));
-		/* pairs the state knows */
-		for (size_t i = 0; i < n_map; i++) {
-			struct msgsum *s = msgsum_find(&sl, map[i].src_uid);
-			struct msgsum *d = map[i].dst_uid != 0 ?
-			                   msgsum_find(&dl, map[i].dst_uid) : NULL;
-
-			if (s == NULL)
-				continue;   /* gone on the source since */
-			if (d == NULL && map[i].dst_uid != 0) {
-				add_diff(r, VERIFY_MISSING, sf, df, s->uid, map[i].dst_uid,
-				         "target UID %" PRIu32 " is gone", map[i].dst_uid);
-				sused[s - sl.items] = true;
-				continue;
-			}
-			if (d == NULL)
-				continue;
-			sused[s - sl.items] = true;
-			push_uid(&claimed, &n_claimed, &a_claimed, d->uid);
-			compare_pair(r, sf, df, s, d, o->deep);
-		}
+		dused = xcalloc(dl.count + 1, sizeof(bool));
+		compare_known(r, o, sf, df, map, n_map, &sl, &dl, sused, dused);
+		for (size_t k = 0; k < dl.count; k++)
+			if (dused[k])
+				push_uid(&claimed, &n_claimed, &a_claimed, dl.items[k].uid);
+		free(dused);
 		/* the rest of the window: by fingerprint at the end */
 		for (size_t i = 0; i < sl.count; i++)
 			if (!sused[i])
@@ -275,24 +323,7 @@ verify_folder_windowed(struct imap_client *src, struct imap_client *dst,
 		add_diff(r, VERIFY_ERROR, sf, df, 0, 0, "target: %s", error);
 		goto out;
 	}
-	msgsum_fpindex_init(&ix, &dl);
-	for (size_t i = 0; i < sl.count; i++) {
-		struct msgsum *d = msgsum_fpindex_match(&ix, &sl.items[i],
-		                                        (int64_t)time(NULL));
-
-		if (d != NULL)
-			compare_pair(r, sf, df, &sl.items[i], d, o->deep);
-		else
-			add_diff(r, VERIFY_MISSING, sf, df, sl.items[i].uid, 0,
-			         "%" PRIu64 " bytes, Message-ID %s", sl.items[i].size,
-			         sl.items[i].message_id ? sl.items[i].message_id : "(none)");
-	}
-	for (size_t k = 0; k < dl.count; k++)
-		if (!msgsum_fpindex_taken(&ix, &dl.items[k]))
-			add_diff(r, VERIFY_EXTRA, sf, df, 0, dl.items[k].uid,
-			         "%" PRIu64 " bytes, Message-ID %s", dl.items[k].size,
-			         dl.items[k].message_id ? dl.items[k].message_id : "(none)");
-	msgsum_fpindex_free(&ix);
+	compare_rest(r, o, sf, df, &sl, NULL, &dl, NULL);
 out:
 	msgsum_list_free(&sl);
 	msgsum_list_free(&dl);
@@ -313,7 +344,6 @@ verify_folder(struct imap_client *src, struct imap_client *dst,
 	struct state_msg *map = NULL;
 	size_t n_map = 0;
 	bool found = false, *dused = NULL, *sused = NULL;
-	struct msgsum_fpindex ix;
 	const char *error;
 
 	if (imap_client_select(src, sf, true, &error) < 0) {
@@ -361,50 +391,8 @@ verify_folder(struct imap_client *src, struct imap_client *dst,
 			n_map = 0;
 		state_folder_free(&st);
 	}
-	/* pairs the state knows */
-	for (size_t i = 0; i < n_map; i++) {
-		struct msgsum *s = msgsum_find(&sl, map[i].src_uid);
-		struct msgsum *d = map[i].dst_uid != 0 ?
-		                   msgsum_find(&dl, map[i].dst_uid) : NULL;
-
-		if (s == NULL)
-			continue;   /* gone on the source since */
-		if (d == NULL && map[i].dst_uid != 0) {
-			add_diff(r, VERIFY_MISSING, sf, df, s->uid, map[i].dst_uid,
-			         "target UID %" PRIu32 " is gone", map[i].dst_uid);
-			sused[s - sl.items] = true;
-			continue;
-		}
-		if (d == NULL)
-			continue;
-		sused[s - sl.items] = true;
-		dused[d - dl.items] = true;
-		compare_pair(r, sf, df, s, d, o->deep);
-	}
-	/* the rest by fingerprint */
-	msgsum_fpindex_init(&ix, &dl);
-	for (size_t k = 0; k < dl.count; k++)
-		if (dused[k])
-			msgsum_fpindex_mark(&ix, &dl.items[k]);
-	for (size_t i = 0; i < sl.count; i++) {
-		struct msgsum *d;
-
-		if (sused[i])
-			continue;
-		d = msgsum_fpindex_match(&ix, &sl.items[i], (int64_t)time(NULL));
-		if (d != NULL)
-			compare_pair(r, sf, df, &sl.items[i], d, o->deep);
-		else
-			add_diff(r, VERIFY_MISSING, sf, df, sl.items[i].uid, 0,
-			         "%" PRIu64 " bytes, Message-ID %s", sl.items[i].size,
-			         sl.items[i].message_id ? sl.items[i].message_id : "(none)");
-	}
-	for (size_t k = 0; k < dl.count; k++)
-		if (!msgsum_fpindex_taken(&ix, &dl.items[k]))
-			add_diff(r, VERIFY_EXTRA, sf, df, 0, dl.items[k].uid,
-			         "%" PRIu64 " bytes, Message-ID %s", dl.items[k].size,
-			         dl.items[k].message_id ? dl.items[k].message_id : "(none)");
-	msgsum_fpindex_free(&ix);
+	compare_known(r, o, sf, df, map, n_map, &sl, &dl, sused, dused);
+	compare_rest(r, o, sf, df, &sl, sused, &dl, dused);
 out:
 	state_msgs_free(&map, n_map);
 	free(dused);
