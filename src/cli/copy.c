@@ -506,23 +506,10 @@ cmd_copy(int argc, char **argv)
 		if (dst_imap != NULL) {
 			/* the Dovecot serving the Maildir, for the keywords the
 			 * file names cannot hold */
-			const char *why = NULL;
-
-			if (endpoint_parse(dst_imap, &dovecot, &error) < 0)
-				why = error;
-			else if (dovecot.kind != ENDPOINT_IMAP)
-				why = "an imap:// or imaps:// URL";
-			else if (endpoint_load_password(&dovecot, pair.dst_pw,
-			                                "IMAPFERRY_DST_PASSWORD",
-			                                &error) < 0)
-				why = error;
-			if (why != NULL) {
-				fprintf(stderr, "imapferry: --dst-imap: %s\n", why);
+			if (cli_pair_dst_imap(&pair, &common, dst_imap, &dovecot) < 0) {
 				status = CLI_EXIT_USAGE;
 				goto out;
 			}
-			cli_apply_common(&common, &dovecot);
-			dovecot.imap.label = "dovecot";
 			target.dst_imap = &dovecot.imap;
 		}
 	} else if (dst_imap != NULL) {

@@ -168,6 +168,30 @@ fail:
 }
 
 int
+cli_pair_dst_imap(const struct cli_pair *p, const struct cli_common *common,
+                  const char *url, struct endpoint *ep)
+{
+	const char *why = NULL, *error;
+
+	if (p->dst.kind != ENDPOINT_MAILDIR)
+		why = "needs a maildir: target";
+	else if (endpoint_parse(url, ep, &error) < 0)
+		why = error;
+	else if (ep->kind != ENDPOINT_IMAP)
+		why = "an imap:// or imaps:// URL";
+	else if (endpoint_load_password(ep, p->dst_pw, "IMAPFERRY_DST_PASSWORD",
+	                                &error) < 0)
+		why = error;
+	if (why != NULL) {
+		fprintf(stderr, "imapferry: --dst-imap: %s\n", why);
+		return -1;
+	}
+	cli_apply_common(common, ep);
+	ep->imap.label = "dovecot";
+	return 0;
+}
+
+int
 cli_pair_state_path(struct cli_pair *p, const char **path_r)
 {
 	const char *error;

@@ -45,6 +45,11 @@ struct foldermap *cli_pair_new_foldermap(const struct cli_pair *p,
                                          const char **error_r);
 /* Resolves the state path (default when not given). Returns 0 or -1
  * (message printed). */
+/* --dst-imap URL: the Dovecot that serves the pair's Maildir target, into
+ * *ep (its password: the target's, or $IMAPFERRY_DST_PASSWORD). Returns
+ * 0, or -1 with the reason printed (exit status 2). */
+int cli_pair_dst_imap(const struct cli_pair *p, const struct cli_common *common,
+                      const char *url, struct endpoint *ep);
 int cli_pair_state_path(struct cli_pair *p, const char **path_r);
 void cli_pair_free(struct cli_pair *p);
 
