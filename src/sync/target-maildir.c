@@ -36,7 +36,10 @@
  * serving Dovecot (spec->dst_imap) once the message is committed. */
 struct kw_pending {
 	uint32_t uid;
-	char *keywords;           /* space-separated, owned */
+	char *keywords;           /* space-separated, owned: added, or with
+	                           * replace the message's whole flag set */
+	char *dropped;            /* replace: what the file name lacks, or NULL */
+	bool replace;
 };
 
 struct md_target {
@@ -48,6 +51,8 @@ struct md_target {
 	char *imap_prefix;
 	char imap_sep;
 	bool imap_failed;
+	bool served;              /* md_list() gave the flags as the serving
+	                           * Dovecot has them (beyond 26 keywords) */
 	struct kw_pending *kw;
 	size_t n_kw, kw_alloc;
 	/* the open folder */
@@ -597,17 +602,30 @@ plan_keywords(struct maildir_folder *f, const struct msgsum_list *src)
 	free(v);
 }
 
+static bool kw_route(const struct md_target *mt);
+static bool served_flags(struct md_target *mt, uint32_t lo, uint32_t hi,
+                         struct msgsum_list *list);
+
+/* m's flags: as the serving Dovecot has them when served lists them. */
+static const char *
+flags_of(const struct maildir_msg *m, const struct msgsum_list *served)
+{
+	const struct msgsum *x = served != NULL ? msgsum_find(served, m->uid) : NULL;
+
+	return x != NULL ? x->flags : m->flags;
+}
+
 static void
 add_msg(struct state_msg *out, char **strings, const struct maildir_msg *m,
-        const struct msgsum_list *src)
+        const struct msgsum_list *src, const char *flags)
 {
 	const struct msgsum *s = src != NULL ? msgsum_find(src, m->uid) : NULL;
-	size_t len = strlen(m->flags) + 1;
+	size_t len = strlen(flags) + 1;
 
 	out->src_uid = out->dst_uid = m->uid;
 	/* in the array's own allocation, as state_msgs_load() gives them
 	 * (state_msgs_free() frees both) */
-	memcpy(*strings, m->flags, len);
+	memcpy(*strings, flags, len);
 	out->flags = *strings;
 	*strings += len;
 	out->internaldate = m->mtime;
@@ -642,6 +660,7 @@ md_list(struct target *t, const struct msgsum_list *src, bool settle,
 {
 	struct md_target *mt = MT(t);
 	size_t nf, ns, n = 0, i = 0, k = 0, bytes = 0;
+	struct msgsum_list served = { 0 };
 	struct state_msg *v;
 	char *strings;
 
@@ -662,11 +681,15 @@ md_list(struct target *t, const struct msgsum_list *src, bool settle,
 	ns = mt->stage != NULL ? maildir_folder_count(mt->stage) : 0;
 	i = first_at(mt->f, nf, lo);
 	k = mt->stage != NULL ? first_at(mt->stage, ns, lo) : 0;
+	/* with --dst-imap the flags as Dovecot serves them: keywords beyond
+	 * the file names' 26 are in its index only */
+	mt->served = kw_route(mt) && i < nf && maildir_folder_msg(mt->f, i)->uid <= hi &&
+	             served_flags(mt, lo, hi, &served);
 	{
 		size_t c = 0;
 
 		for (size_t j = i; j < nf && maildir_folder_msg(mt->f, j)->uid <= hi; j++, c++)
-			bytes += strlen(maildir_folder_msg(mt->f, j)->flags) + 1;
+			bytes += strlen(flags_of(maildir_folder_msg(mt->f, j), &served)) + 1;
 		for (size_t j = k; j < ns && maildir_folder_msg(mt->stage, j)->uid <= hi; j++, c++)
 			bytes += strlen(maildir_folder_msg(mt->stage, j)->flags) + 1;
 		v = xcalloc(1, (c + 1) * sizeof(*v) + bytes);
@@ -689,17 +712,18 @@ md_list(struct target *t, const struct msgsum_list *src, bool settle,
 		if (a == NULL && b == NULL)
 			break;
 		if (b != NULL && (a == NULL || b->uid < a->uid)) {
-			add_msg(&v[n++], &strings, b, src);
+			add_msg(&v[n++], &strings, b, src, b->flags);
 			k++;
 		} else if (b != NULL && b->uid == a->uid) {
-			add_msg(&v[n++], &strings, a, src);
+			add_msg(&v[n++], &strings, a, src, flags_of(a, &served));
 			i++;
 			k++;
 		} else {
-			add_msg(&v[n++], &strings, a, src);
+			add_msg(&v[n++], &strings, a, src, flags_of(a, &served));
 			i++;
 		}
 	}
+	msgsum_list_free(&served);
 	*msgs_r = v;
 	*n_r = n;
 	return 0;
@@ -749,7 +773,7 @@ md_storable_flags(struct target *t, const char *flags)
 {
 	struct md_target *mt = MT(t);
 
-	if (mt->f == NULL)
+	if (mt->f == NULL || mt->served)
 		return xstrdup(flags != NULL ? flags : "");
 	return maildir_folder_storable_flags(mt->f, flags);
 }
@@ -774,16 +798,49 @@ kw_dropped(struct md_target *mt, uint32_t uid, const char *dropped)
 	k = &mt->kw[mt->n_kw++];
 	k->uid = uid;
 	k->keywords = xstrdup(dropped);
+	k->dropped = NULL;
+	k->replace = false;
+}
+
+/* True when keywords beyond the file names' 26 go through the serving
+ * Dovecot (--dst-imap). */
+static bool
+kw_route(const struct md_target *mt)
+{
+	return mt->t.spec->dst_imap != NULL &&
+	       mt->t.spec->md.flavor == MAILDIR_DOVECOT && !mt->imap_failed;
+}
+
+/* A message's changed flags through the serving Dovecot after the commit
+ * (UID STORE FLAGS: keywords beyond the letters added and removed). */
+static void
+kw_replace(struct md_target *mt, uint32_t uid, const char *flags,
+           const char *dropped)
+{
+	struct kw_pending *k;
+
+	if (mt->n_kw == mt->kw_alloc) {
+		mt->kw_alloc = mt->kw_alloc == 0 ? 64 : mt->kw_alloc * 2;
+		mt->kw = xreallocarray(mt->kw, mt->kw_alloc, sizeof(*mt->kw));
+	}
+	k = &mt->kw[mt->n_kw++];
+	k->uid = uid;
+	k->keywords = xstrdup(flags);
+	k->dropped = dropped != NULL ? xstrdup(dropped) : NULL;
+	k->replace = true;
 }
 
 static void
 kw_clear(struct md_target *mt, bool report)
 {
 	for (size_t i = 0; i < mt->n_kw; i++) {
-		if (report)
-			mt->t.sink.dropped(mt->t.sink.ctx, mt->kw[i].uid,
-			                   mt->kw[i].keywords);
-		free(mt->kw[i].keywords);
+		struct kw_pending *k = &mt->kw[i];
+
+		if (report && (!k->replace || k->dropped != NULL))
+			mt->t.sink.dropped(mt->t.sink.ctx, k->uid,
+			                   k->replace ? k->dropped : k->keywords);
+		free(k->keywords);
+		free(k->dropped);
 	}
 	mt->n_kw = 0;
 }
@@ -818,17 +875,14 @@ kw_session_free(struct md_target *mt)
  * serving Dovecot (grouped by keyword set: one UID STORE each); what it
  * refuses, or all when it cannot be reached, is reported as dropped. The
  * session is held between commits (kept alive by the keeper). */
-static void
-kw_flush_session(struct md_target *mt, const char *dirname)
+/* The session to the serving Dovecot, connected at first use; false when
+ * it cannot be had (then keywords beyond 26 are reported as dropped). */
+static bool
+kw_connect(struct md_target *mt)
 {
-	struct imap_cmd_wait w = { 0 };
 	struct imap_account_info info;
 	const char *error;
-	bool *done;
-	char *mailbox;
 
-	if (mt->n_kw == 0)
-		return;
 	if (mt->imap == NULL && !mt->imap_failed) {
 		if (imap_client_connect(mt->t.spec->dst_imap, &mt->imap, NULL,
 		                        &error) < 0 ||
@@ -851,7 +905,20 @@ kw_flush_session(struct md_target *mt, const char *dirname)
 			imap_account_info_free(&info);
 		}
 	}
-	if (mt->imap == NULL) {
+	return mt->imap != NULL;
+}
+
+static void
+kw_flush_session(struct md_target *mt, const char *dirname)
+{
+	struct imap_cmd_wait w = { 0 };
+	const char *error;
+	bool *done;
+	char *mailbox;
+
+	if (mt->n_kw == 0)
+		return;
+	if (!kw_connect(mt)) {
 		kw_clear(mt, true);
 		return;
 	}
@@ -876,15 +943,16 @@ kw_flush_session(struct md_target *mt, const char *dirname)
 			continue;
 		uids = xcalloc(mt->n_kw - i + 1, sizeof(*uids));
 		for (size_t j = i; j < mt->n_kw; j++)
-			if (!done[j] && strcmp(mt->kw[j].keywords, mt->kw[i].keywords) == 0) {
+			if (!done[j] && mt->kw[j].replace == mt->kw[i].replace &&
+			    strcmp(mt->kw[j].keywords, mt->kw[i].keywords) == 0) {
 				uids[n++] = mt->kw[j].uid;
 				done[j] = true;
 			}
 		qsort(uids, n, sizeof(*uids), cmp_u32);
 		set = uidset_string(uids, n);
 		cmd = imap_cmd_new(mt->imap);
-		imap_cmd_addf(cmd, "UID STORE %s +FLAGS.SILENT (%s)", set,
-		              mt->kw[i].keywords);
+		imap_cmd_addf(cmd, "UID STORE %s %sFLAGS.SILENT (%s)", set,
+		              mt->kw[i].replace ? "" : "+", mt->kw[i].keywords);
 		imap_cmd_submit(cmd, imap_cmd_wait_done, &w);
 		free(set);
 		free(uids);
@@ -915,6 +983,44 @@ kw_flush(struct md_target *mt, const char *dirname)
 	imap_keep_take(mt->keep);
 	kw_flush_session(mt, dirname);
 	imap_keep_park(mt->keep);   /* NULL when the session was dropped */
+}
+
+/* The flags of the open folder's messages lo..hi as the serving Dovecot
+ * has them. false (logged) when it cannot say: then the file names'. */
+static bool
+served_flags(struct md_target *mt, uint32_t lo, uint32_t hi,
+             struct msgsum_list *list)
+{
+	const char *error;
+	char *mailbox, set[32];
+	bool ok = false;
+
+	if (hi == UINT32_MAX)
+		snprintf(set, sizeof(set), "%" PRIu32 ":*", lo);
+	else
+		snprintf(set, sizeof(set), "%" PRIu32 ":%" PRIu32, lo, hi);
+	imap_keep_take(mt->keep);
+	if (kw_connect(mt)) {
+		mailbox = imap_name_of(mt, mt->dirname);
+		if (imap_client_select(mt->imap, mailbox, true, &error) < 0 ||
+		    (imap_client_mailbox(mt->imap)->exists > 0 &&
+		     msgsum_fetch(mt->imap, set, MSGSUM_FLAGS, list, &error) < 0)) {
+			log_warn("--dst-imap: %s: %s: keywords beyond the file names' "
+			         "26 are compared by their letters only", mailbox, error);
+			msgsum_list_free(list);
+			if (imap_client_is_dead(mt->imap))
+				kw_session_free(mt);
+		} else {
+			ok = true;
+		}
+		if (mt->imap != NULL &&
+		    imap_client_simple(mt->imap, "UNSELECT", &error) < 0 &&
+		    imap_client_is_dead(mt->imap))
+			kw_session_free(mt);
+		free(mailbox);
+	}
+	imap_keep_park(mt->keep);
+	return ok;
 }
 
 static size_t
@@ -1037,7 +1143,9 @@ md_set_flags(struct target *t, const struct target_flags *fl, size_t n,
 			         fl[i].dst_uid, error);
 			continue;
 		}
-		if (dropped != NULL)
+		if (mt->served && f == mt->f && kw_route(mt))
+			kw_replace(mt, fl[i].dst_uid, fl[i].flags, dropped);
+		else if (dropped != NULL)
 			kw_dropped(mt, fl[i].dst_uid, dropped);
 		free(dropped);
 	}

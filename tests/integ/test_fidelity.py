@@ -356,6 +356,28 @@ def test_unkept_keywords_are_not_flag_updates():
             typ, data = c.uid("SEARCH", "KEYWORD", "Custom00")
             c.logout()
             assert typ == "OK" and len(data[0].split()) == 1, data
+            # a later change of keywords beyond 26 on the source reaches
+            # the target through the serving Dovecot (removed and added),
+            # once
+            c = s.imap("alice", PW)
+            assert c.select("Tags")[0] == "OK"
+            had = c.uid("SEARCH", "KEYWORD", "Custom00")[1][0].split()
+            other = c.uid("SEARCH", "KEYWORD", "Custom05")[1][0].split()
+            assert len(had) == 1 and other, (had, other)
+            c.uid("STORE", had[0], "-FLAGS.SILENT", "(Custom00)")
+            c.uid("STORE", had[0], "+FLAGS.SILENT", "(Custom01)")
+            c.uid("STORE", other[0], "+FLAGS.SILENT", "(Custom00)")
+            c.logout()
+            p = H.run_ferry(base + ["--dst-imap", dsti, src, bob], env=env)
+            assert p.returncode == 0, H.describe(p)
+            assert U.summary(p)["flags_updated"] == 2, H.describe(p)
+            p = H.run_ferry(base + ["--dst-imap", dsti, src, bob], env=env)
+            assert U.summary(p)["flags_updated"] == 0, H.describe(p)
+            src_snap = U.snapshot(s, "alice", PW, body=False)
+            dst_snap = U.snapshot(d, "bob", PW, body=False)
+            U.compare_snapshots(src_snap, dst_snap, body=False)
+            p = H.run_ferry(["verify", "--json", "--dst-imap", dsti, src, bob], env=env)
+            assert p.returncode == 0, H.describe(p)
     finally:
         if not H.KEEP:
             shutil.rmtree(tmp, ignore_errors=True)
