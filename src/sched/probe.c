@@ -458,9 +458,10 @@ probe_folder_name(const char *prefix, int index)
 
 /* true if name (without the prefix) is a probe folder a dead process of
  * this host made: "h<our id>-<pid>[-<n>]", or the older "<pid>[-<n>]"
- * of versions that did not name the host. */
+ * of versions that did not name the host; with own, one this process
+ * made. */
 static bool
-probe_folder_stale(const char *name, uint32_t host_id)
+probe_folder_stale(const char *name, uint32_t host_id, bool own)
 {
 	const char *p = name;
 	char *end;
@@ -486,16 +487,19 @@ probe_folder_stale(const char *name, uint32_t host_id)
 			return false;
 		(void)strtol(q, &end, 10);
 	}
-	if (*end != '\0' || pid <= 0 || pid > INT32_MAX || (pid_t)pid == getpid())
+	if (*end != '\0' || pid <= 0 || pid > INT32_MAX)
 		return false;
+	if (own || (pid_t)pid == getpid())
+		return own && (pid_t)pid == getpid();
 	return kill((pid_t)pid, 0) < 0 && errno == ESRCH;
 }
 
 /* Deletes the probe folders a killed plan or run of this host left in
- * the account (listed in info). Failures are logged, not fatal. */
+ * the account (listed in info); with own, this process's. Failures are
+ * logged, not fatal. */
 static void
 remove_stale_probes(struct imap_client *c, const struct imap_account_info *info,
-                    const char *prefix, const char *user)
+                    const char *prefix, const char *user, bool own)
 {
 	uint32_t id = probe_host_id();
 	size_t plen = strlen(prefix);
@@ -506,14 +510,16 @@ remove_stale_probes(struct imap_client *c, const struct imap_account_info *info,
 
 		if (info->boxes[i].name_len != strlen(name) ||
 		    strncmp(name, prefix, plen) != 0 ||
-		    !probe_folder_stale(name + plen, id))
+		    !probe_folder_stale(name + plen, id, own))
 			continue;
 		if (mailbox_command(c, "DELETE", name, &err) < 0)
-			log_warn("plan: could not delete the probe folder %s a killed "
-			         "run left on %s: %s", name, user, err);
+			log_warn("plan: could not delete the probe folder %s %s on "
+			         "%s: %s", name, own ? "a failed session left" :
+			         "a killed run left", user, err);
 		else
-			log_info("plan: deleted the probe folder %s a killed run left "
-			         "on %s", name, user);
+			log_info("plan: deleted the probe folder %s %s on %s", name,
+			         own ? "a failed session left" : "a killed run left",
+			         user);
 	}
 }
 
@@ -583,7 +589,33 @@ struct par_fetch {
 	pthread_barrier_t *barrier;
 	double start, end;
 	char *error;
+	bool maybe_left;          /* its scratch folder may still exist */
 };
+
+/* Deletes the probe folders of this process that a failed session of the
+ * parallel measure may have left (its CREATE may have reached the server
+ * with no reply seen): a plan that ends leaves nothing in a mailbox. */
+static void
+remove_own_probes(const struct sched_account *a, const struct sched_probe_options *o)
+{
+	struct imap_client *c = NULL;
+	struct imap_account_info info;
+	const char *error;
+
+	slot_take(o->dst_slots, a->dst_slot);
+	if (imap_client_connect(&a->dst_opts, &c, NULL, &error) < 0 ||
+	    imap_account_inventory(c, 0, &info, &error) < 0) {
+		log_warn("plan: could not look for probe folders left on %s: %s "
+		         "(the next plan or run deletes them)", a->dst_user, error);
+	} else {
+		remove_stale_probes(c, &info, info.ns_count[0] > 0 ?
+		                    info.ns[0][0].prefix : "", a->dst_user, true);
+		imap_account_info_free(&info);
+	}
+	if (c != NULL)
+		imap_client_logout(&c);
+	slot_give(o->dst_slots, a->dst_slot);
+}
 
 static void *
 par_fetch_thread(void *arg)
@@ -674,9 +706,18 @@ par_append_thread(void *arg)
 	p->end = time_mono_sec();
 	if (!ok)
 		p->error = xstrdup(error != NULL ? error : "failed");
-	if (created && mailbox_command(c, "DELETE", folder, &err) < 0)
-		log_warn("plan: could not delete the probe folder %s on %s: %s",
-		         folder, p->a->dst_user, err);
+	if (created) {
+		if (mailbox_command(c, "DELETE", folder, &err) < 0) {
+			log_warn("plan: could not delete the probe folder %s on %s: %s",
+			         folder, p->a->dst_user, err);
+			p->maybe_left = true;
+		}
+	} else if (folder != NULL) {
+		/* a CREATE that failed for want of a reply may have made it */
+		if (c == NULL || imap_client_is_dead(c) ||
+		    mailbox_command(c, "DELETE", folder, &err) < 0)
+			p->maybe_left = true;
+	}
 	for (size_t k = 0; k < p->n; k++)
 		free(msgs[k]);
 	free(msgs);
@@ -737,6 +778,11 @@ par_run(const struct sched_account *a, const char *folder,
 			slot_give(o->src_slots, a->src_slot);
 	}
 	pthread_barrier_destroy(&barrier);
+	for (unsigned i = 0; i < nt; i++)
+		if (pf[i].maybe_left) {
+			remove_own_probes(a, o);
+			break;
+		}
 	free(pf);
 	free(th);
 	return failed || last <= first ? -1 : last - first;
@@ -855,6 +901,7 @@ probe_target(const struct sched_account *a, const struct sched_probe_options *o,
 	unsigned per_cmd;
 	double t_create;
 	int ret = -1;
+	bool left = false;        /* the probe folder may still exist */
 
 	slot_take(o->dst_slots, a->dst_slot);
 	if (imap_client_connect(&a->dst_opts, &c, NULL, error_r) < 0)
@@ -866,15 +913,23 @@ probe_target(const struct sched_account *a, const struct sched_probe_options *o,
 		goto out;
 	if (info.ns_count[0] > 0)
 		prefix = info.ns[0][0].prefix;
-	remove_stale_probes(c, &info, prefix, a->dst_user);
+	remove_stale_probes(c, &info, prefix, a->dst_user, false);
 	folder = probe_folder_name(prefix, -1);
 	log_info("plan: target probe in %s's mailbox: folder %s (deleted after "
 	         "the probe; one a killed run leaves is deleted by the next)",
 	         a->dst_user, folder);
 	imap_account_info_free(&info);
 	t_create = time_mono_sec();
-	if (mailbox_command(c, "CREATE", folder, error_r) < 0)
+	if (mailbox_command(c, "CREATE", folder, error_r) < 0) {
+		const char *err;
+
+		/* a CREATE that failed for want of a reply may have made it */
+		if (imap_client_is_dead(c))
+			left = true;
+		else
+			(void)mailbox_command(c, "DELETE", folder, &err);
 		goto out;
+	}
 	t_create = time_mono_sec() - t_create;
 	for (size_t gr = 0; gr < PROBE_ROUNDS * N_ELEMENTS(probe_groups); gr++) {
 		size_t g = gr % N_ELEMENTS(probe_groups);
@@ -926,9 +981,11 @@ out_delete:
 	{
 		const char *err;
 
-		if (mailbox_command(c, "DELETE", folder, &err) < 0)
+		if (mailbox_command(c, "DELETE", folder, &err) < 0) {
 			log_warn("plan: could not delete the probe folder %s "
 			         "on %s: %s", folder, a->dst_user, err);
+			left = imap_client_is_dead(c);
+		}
 	}
 out:
 	free(w.error);
@@ -936,6 +993,9 @@ out:
 	if (c != NULL)
 		imap_client_logout(&c);
 	slot_give(o->dst_slots, a->dst_slot);
+	/* a lost session may have left it: from a new one */
+	if (left)
+		remove_own_probes(a, o);
 	return ret;
 }
 

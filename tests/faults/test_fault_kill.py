@@ -163,7 +163,7 @@ def test_plan_probe():
         assert p.returncode == 0, p.stderr[-3000:]
         assert "deleted the probe folder" in p.stderr or not left, p.stderr[-3000:]
         left = F.imapferry_probe_folders(d, USER, PW)
-        assert not left, f"probe folders remain after the next plan: {left}"
+        assert not left, f"probe folders remain after the next plan: {left}\n{p.stderr[-3000:]}"
         assert not [e for e in os.listdir(md) if "imapferry" in e], os.listdir(md)
 
 
