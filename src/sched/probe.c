@@ -73,6 +73,30 @@ struct inv_shared {
 	char *fatal;              /* Courier with an authzid */
 };
 
+/* The account's selectable folders with their status, from info, into
+ * e's folders and totals. */
+static void
+est_add_folders(struct sched_account_est *e, const struct imap_account_info *info)
+{
+	e->folders = xcalloc(info->count + 1, sizeof(*e->folders));
+	for (size_t k = 0; k < info->count; k++) {
+		const struct imap_mailbox_info *b = &info->boxes[k];
+		struct sched_folder_est *f;
+
+		if (!b->selectable || !b->have_status ||
+		    strlen(b->name) != b->name_len)
+			continue;
+		f = &e->folders[e->n_folders++];
+		f->name = xstrdup(b->name);
+		f->messages = b->messages;
+		f->uidnext = b->uidnext;
+		f->bytes = b->have_size ? b->size : 0;
+		f->bytes_estimated = !b->have_size;
+		e->messages += f->messages;
+		e->bytes += f->bytes;
+	}
+}
+
 /* An offline source (a copied spool): folders, message counts and bytes
  * from its own index, no session, no slot. */
 static void
@@ -97,22 +121,7 @@ inventory_offline(const struct sched_account *a, struct sched_account_est *e)
 	}
 	e->separator = info.separator;
 	e->prefix = xstrdup("");
-	e->folders = xcalloc(info.count + 1, sizeof(*e->folders));
-	for (size_t k = 0; k < info.count; k++) {
-		const struct imap_mailbox_info *b = &info.boxes[k];
-		struct sched_folder_est *f;
-
-		if (!b->selectable || !b->have_status)
-			continue;
-		f = &e->folders[e->n_folders++];
-		f->name = xstrdup(b->name);
-		f->messages = b->messages;
-		f->uidnext = b->uidnext;
-		f->bytes = b->have_size ? b->size : 0;
-		f->bytes_estimated = !b->have_size;
-		e->messages += f->messages;
-		e->bytes += f->bytes;
-	}
+	est_add_folders(e, &info);
 	imap_account_info_free(&info);
 	source_disconnect(&s);
 	e->login_seconds = time_mono_sec() - t0;
@@ -161,23 +170,7 @@ inventory_one(struct inv_shared *sh, size_t i)
 	if (e->separator == '\0' && info.ns_count[0] > 0)
 		e->separator = info.ns[0][0].delimiter;
 	e->prefix = xstrdup(info.ns_count[0] > 0 ? info.ns[0][0].prefix : "");
-	e->folders = xcalloc(info.count + 1, sizeof(*e->folders));
-	for (size_t k = 0; k < info.count; k++) {
-		const struct imap_mailbox_info *b = &info.boxes[k];
-		struct sched_folder_est *f;
-
-		if (!b->selectable || !b->have_status ||
-		    strlen(b->name) != b->name_len)
-			continue;
-		f = &e->folders[e->n_folders++];
-		f->name = xstrdup(b->name);
-		f->messages = b->messages;
-		f->uidnext = b->uidnext;
-		f->bytes = b->have_size ? b->size : 0;
-		f->bytes_estimated = !b->have_size;
-		e->messages += f->messages;
-		e->bytes += f->bytes;
-	}
+	est_add_folders(e, &info);
 	imap_account_info_free(&info);
 	imap_client_logout(&c);
 	e->login_seconds = time_mono_sec() - t0;
