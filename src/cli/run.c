@@ -689,6 +689,10 @@ summary:
 	       res.src_peak, res.dst_peak);
 	if (res.error != NULL)
 		printf("stopped: %s\n", res.error);
+	if (res.refused_jobs > 0)
+		printf("%zu job%s done with messages not copied (see `imapferry "
+		       "status` and the failures in the state)\n", res.refused_jobs,
+		       res.refused_jobs == 1 ? "" : "s");
 	if (shared)
 		printf("machine %s: %u job%s lost to other machines (lease "
 		       "expired)\n", machine, res.lost_leases,
@@ -700,10 +704,12 @@ summary:
 	}
 	report_data_free(&rep);
 	/* stopped by an error of the whole run (every login refused, the
-	 * target full): 3; jobs failed or left pending (also after ^C): 1 */
+	 * target full): 3; jobs failed or left pending (also after ^C), or
+	 * messages a target refused: 1 */
 	if (res.error != NULL)
 		status = CLI_EXIT_ERROR;
-	else if (res.stopped || res.failed > 0 || res.pending > 0)
+	else if (res.stopped || res.failed > 0 || res.pending > 0 ||
+	         res.refused_jobs > 0)
 		status = CLI_EXIT_FAILURES;
 	else
 		status = CLI_EXIT_OK;

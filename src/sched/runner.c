@@ -1397,6 +1397,8 @@ sched_runner_finish(struct sched_runner **rp, struct sched_run_result *res)
 		case STATE_JOB_FAILED: res->failed++; break;
 		default: res->pending++; break;
 		}
+		if (r->jobs[i].j.status == STATE_JOB_DONE && r->jobs[i].j.failed > 0)
+			res->refused_jobs++;
 	}
 	if (r->o.src_slots != NULL)
 		res->src_peak = sched_slots_peak(r->o.src_slots);

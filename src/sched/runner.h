@@ -165,6 +165,7 @@ struct sched_run_result {
 	bool stopped;                 /* by sched_runner_stop() or run scope */
 	char *error;                  /* run-scope error (owned), or NULL */
 	size_t done, failed, pending;
+	size_t refused_jobs;          /* done, with messages the target refused */
 	unsigned src_peak, dst_peak;  /* most sessions at once per server */
 	unsigned lost_leases;         /* jobs this machine lost to others */
 };

@@ -470,24 +470,42 @@ md_needs_meta(struct target *t, uint32_t check_from)
 	       (n > 0 && maildir_folder_msg(mt->f, n - 1)->uid >= check_from);
 }
 
-/* A crashed run leaves delivered files without uidlist lines. Those that
- * match exactly one source message not yet in the folder by INTERNALDATE
- * and size get that message's UID; those that match several are removed
- * (they are copied again); others are not ours (an MDA delivered them) and
- * are left for the server to number. */
+struct adopt {
+	char *base;               /* the unlisted file's base name */
+	uint32_t uid;             /* its source message, if one */
+	size_t candidates;        /* source messages it could be */
+};
+
+static int
+cmp_adopt(const void *a, const void *b)
+{
+	const struct adopt *x = a, *y = b;
+
+	return x->uid < y->uid ? -1 : x->uid > y->uid;
+}
+
+/* Files an interrupted run moved into cur/ without listing them: each is
+ * matched against the source by INTERNALDATE and size. One match: adopted
+ * with that message's UID. Several, or a UID that can no longer be placed
+ * or is listed already: removed (copied again). None: not ours (an MDA
+ * delivered it), left for the server to number. The matches are decided
+ * first and adopted in UID order: adopting a higher UID first raises the
+ * folder's floor above the lower ones, which could then never be placed
+ * (found by a kill -9 of run in test_cyrus_run). */
 static int
 adopt_unlisted(struct md_target *mt, const struct msgsum_list *src,
                const char **error_r)
 {
 	struct maildir_folder *f = mt->f;
-	size_t adopted = 0, removed = 0;
+	size_t n = maildir_folder_unlisted_count(f), adopted = 0, removed = 0;
+	struct adopt *v = xcalloc(n + 1, sizeof(*v));
 	const char *error;
+	int ret = 0;
 
-	for (size_t i = 0; i < maildir_folder_unlisted_count(f);) {
+	for (size_t i = 0; i < n; i++) {
 		const struct maildir_msg *u = maildir_folder_unlisted(f, i);
-		const struct msgsum *match = NULL;
-		size_t candidates = 0;
 
+		v[i].base = xstrdup(u->base);
 		for (size_t k = 0; k < src->count; k++) {
 			const struct msgsum *s = &src->items[k];
 
@@ -497,29 +515,42 @@ adopt_unlisted(struct md_target *mt, const struct msgsum_list *src,
 			if (u->size != MAILDIR_SIZE_UNKNOWN && u->size != s->size &&
 			    u->file_size != s->size)
 				continue;
-			match = s;
-			candidates++;
+			v[i].uid = s->uid;
+			v[i].candidates++;
 		}
-		if (candidates == 1 && match->uid >= maildir_folder_min_uid(f) &&
-		    maildir_unlisted_adopt(f, i, match->uid, &error) == 0) {
+	}
+	qsort(v, n, sizeof(*v), cmp_adopt);
+	for (size_t j = 0; j < n && ret == 0; j++) {
+		size_t i, m = maildir_folder_unlisted_count(f);
+
+		if (v[j].candidates == 0)
+			continue;
+		for (i = 0; i < m; i++)
+			if (strcmp(maildir_folder_unlisted(f, i)->base, v[j].base) == 0)
+				break;
+		if (i == m)
+			continue;       /* gone meanwhile (the server took it) */
+		if (v[j].candidates == 1 && v[j].uid >= maildir_folder_min_uid(f) &&
+		    maildir_folder_find(f, v[j].uid) == NULL &&
+		    maildir_unlisted_adopt(f, i, v[j].uid, &error) == 0) {
 			adopted++;
 			continue;
 		}
-		if (candidates >= 1) {
-			if (maildir_unlisted_expunge(f, i, error_r) < 0) {
-				*error_r = md_error(*error_r, ERRK_FOLDER);
-				return -1;
-			}
-			removed++;
-			continue;
+		if (maildir_unlisted_expunge(f, i, error_r) < 0) {
+			*error_r = md_error(*error_r, ERRK_FOLDER);
+			ret = -1;
+			break;
 		}
-		i++;
+		removed++;
 	}
+	for (size_t i = 0; i < n; i++)
+		free(v[i].base);
+	free(v);
 	if (adopted + removed > 0)
 		log_info("%s: %zu files of an interrupted run adopted, %zu removed "
 		         "to be copied again", maildir_folder_name(f), adopted,
 		         removed);
-	return 0;
+	return ret;
 }
 
 /* Keywords clients act on, given Dovecot's 26 file-name letters first:

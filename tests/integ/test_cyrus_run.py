@@ -153,9 +153,10 @@ def expected_counts():
             for u in CUSERS}
 
 
-def run_killed_then_complete(src, dst, state, extra=()):
-    """A run SIGKILLed once its plan is stored (after a random moment of
-    copying), then the same command again. Returns the last run's process."""
+def run_killed_then_complete(src, dst, state, total, extra=()):
+    """A run SIGKILLed once its plan is stored and it has copied a random
+    part (a fifth to a half) of the total messages, then the same command
+    again. Returns the last run's process and the files the first left."""
     args = ["run", USERS, src, dst, "--state", state, "--workers", "1",
             "--progress", "plain", "--owner", "mail:mail", *extra]
     out = os.path.join(TMP, os.path.basename(state) + ".out")
@@ -168,8 +169,14 @@ def run_killed_then_complete(src, dst, state, extra=()):
             if b"plan estimate" in f.read():
                 break
         time.sleep(0.02)
-    delay = RNG.uniform(0.05, 0.6)
-    time.sleep(delay)
+    # killed by progress, not by time: a run that copies everything in
+    # less than the delay would not be killed mid-way
+    kill_at = RNG.randint(max(1, total // 5), max(1, total // 2))
+    t0 = time.monotonic()
+    while proc.poll() is None and count_files(dst) < kill_at and \
+            time.monotonic() - t0 < 120:
+        time.sleep(0.005)
+    delay = time.monotonic() - t0
     killed = proc.poll() is None
     if killed:
         proc.send_signal(signal.SIGKILL)
@@ -219,7 +226,8 @@ def test_plan_offline():
 
 def test_run_offline():
     state = os.path.join(TMP, "offline.db")
-    p, files = run_killed_then_complete(offline_src(), dst_tmpl(D), state)
+    want = sum(expected_counts().values())
+    p, files = run_killed_then_complete(offline_src(), dst_tmpl(D), state, want)
     n = check_accounts(D)
     H.log(f"offline: {n} messages UID-exact in 3 accounts")
     # killed mid-way: some messages were there, not all
