@@ -513,6 +513,16 @@ cmp_u32(const void *a, const void *b)
 }
 
 void
+u32_push(uint32_t **v, size_t *n, size_t *alloc, uint32_t x)
+{
+	if (*n == *alloc) {
+		*alloc = *alloc == 0 ? 256 : *alloc * 2;
+		*v = xreallocarray(*v, *alloc, sizeof(**v));
+	}
+	(*v)[(*n)++] = x;
+}
+
+void
 strv_free(char ***v)
 {
 	if (*v == NULL)

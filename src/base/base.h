@@ -26,6 +26,8 @@ ATTR_NORETURN void fatal(const char *fmt, ...) ATTR_PRINTF(1, 2);
 
 /* qsort() comparator of uint32_t values, ascending. */
 int cmp_u32(const void *a, const void *b);
+/* Appends x to the growing array *v of *n values (*alloc allocated). */
+void u32_push(uint32_t **v, size_t *n, size_t *alloc, uint32_t x);
 
 /* NULL-terminated string vectors: frees each string and the vector and
  * sets *v to NULL (NULL-safe); a deep copy (NULL for NULL). */

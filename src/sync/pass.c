@@ -491,7 +491,7 @@ struct fwin {
 	/* after a UIDVALIDITY change: target UIDs copied before (ours), and
 	 * those a source message claimed again */
 	uint32_t *ours, *claimed;
-	size_t n_ours, n_claimed;
+	size_t n_ours, n_claimed, a_claimed;
 };
 
 /* Finds, by fingerprint, source messages already on a target that maps
@@ -536,11 +536,8 @@ match_unknown(struct pass *p, struct fwin *w, uint32_t *to_copy, size_t *n_copy)
 		if (d != NULL) {
 			record_copy(p, s->uid, d->uid, s->flags, s->size,
 			            s->internaldate);
-			if (w->n_ours > 0) {
-				w->claimed = xreallocarray(w->claimed, w->n_claimed + 1,
-				                           sizeof(*w->claimed));
-				w->claimed[w->n_claimed++] = d->uid;
-			}
+			if (w->n_ours > 0)
+				u32_push(&w->claimed, &w->n_claimed, &w->a_claimed, d->uid);
 			matched++;
 		} else {
 			to_copy[kept++] = to_copy[i];

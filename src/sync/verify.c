@@ -194,24 +194,6 @@ verify_window(void)
 	return VERIFY_WINDOW;
 }
 
-static void
-push_uid(uint32_t **v, size_t *n, size_t *alloc, uint32_t uid)
-{
-	if (*n == *alloc) {
-		*alloc = *alloc == 0 ? 256 : *alloc * 2;
-		*v = xreallocarray(*v, *alloc, sizeof(**v));
-	}
-	(*v)[(*n)++] = uid;
-}
-
-static int
-cmp_uid(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
 /* Fetches the summaries of uids (sorted) in groups, so that no command
  * line grows with the folder. */
 static int
@@ -273,7 +255,7 @@ verify_folder_windowed(struct imap_client *src, struct imap_client *dst,
 		for (size_t i = 0; i < n_map; i++)
 			if (map[i].dst_uid != 0 && msgsum_find(&sl, map[i].src_uid) != NULL)
 				du[n_du++] = map[i].dst_uid;
-		qsort(du, n_du, sizeof(*du), cmp_uid);
+		qsort(du, n_du, sizeof(*du), cmp_u32);
 		if (fetch_uids(dst, du, n_du, what, &dl, &error) < 0) {
 			add_diff(r, VERIFY_ERROR, sf, df, 0, 0, "target: %s", error);
 			free(du);
@@ -286,12 +268,12 @@ verify_folder_windowed(struct imap_client *src, struct imap_client *dst,
 		compare_known(r, o, sf, df, map, n_map, &sl, &dl, sused, dused);
 		for (size_t k = 0; k < dl.count; k++)
 			if (dused[k])
-				push_uid(&claimed, &n_claimed, &a_claimed, dl.items[k].uid);
+				u32_push(&claimed, &n_claimed, &a_claimed, dl.items[k].uid);
 		free(dused);
 		/* the rest of the window: by fingerprint at the end */
 		for (size_t i = 0; i < sl.count; i++)
 			if (!sused[i])
-				push_uid(&left, &n_left, &a_left, sl.items[i].uid);
+				u32_push(&left, &n_left, &a_left, sl.items[i].uid);
 		free(sused);
 		state_msgs_free(&map, n_map);
 		msgsum_list_free(&sl);
@@ -302,7 +284,7 @@ verify_folder_windowed(struct imap_client *src, struct imap_client *dst,
 		add_diff(r, VERIFY_ERROR, sf, df, 0, 0, "target: %s", error);
 		goto out;
 	}
-	qsort(claimed, n_claimed, sizeof(*claimed), cmp_uid);
+	qsort(claimed, n_claimed, sizeof(*claimed), cmp_u32);
 	{
 		size_t k = 0, m = 0;
 
