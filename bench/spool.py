@@ -12,6 +12,8 @@ Methods (the same account, the same machine, one after the other):
   hybrid    imapferry copy --bodies-from cyrus-spool:COPY imap://cyrus
             maildir:PATH (metadata over IMAP, bodies from the copied spool)
   offline   imapferry copy cyrus:COPY?user=NAME maildir:PATH (no IMAP)
+  offline-fsfs     the same with --fsync fs (one syncfs per commit: durable,
+                   for a file system only the copy writes to)
   offline-nofsync  the same with --no-fsync
 
 The account: users user1 and user3 of the bench corpus (bench/run.py's
@@ -42,12 +44,13 @@ import run as R  # noqa: E402  (sets the harness's server directory)
 
 harness = R.harness
 USER, PASSWORD = "bench", "benchpw-1"
-METHODS = ["fetch", "imap", "hybrid", "offline", "offline-nofsync"]
+METHODS = ["fetch", "imap", "hybrid", "offline", "offline-fsfs", "offline-nofsync"]
 LABELS = {
     "fetch": "IMAP fetch-only limit (imapferry-bench)",
     "imap": "imapferry copy, IMAP → Maildir",
     "hybrid": "imapferry copy --bodies-from cyrus-spool: → Maildir",
     "offline": "imapferry copy cyrus: (offline) → Maildir",
+    "offline-fsfs": "imapferry copy --fsync fs cyrus: (offline) → Maildir",
     "offline-nofsync": "imapferry copy --no-fsync cyrus: (offline) → Maildir",
 }
 
@@ -128,6 +131,9 @@ def main():
             elif m == "hybrid":
                 cmd = [ferry, "copy", "--json", *state, *extra, "--bodies-from",
                        f"cyrus-spool:{copy}/spool?user={USER}", src, dst]
+            elif m == "offline-fsfs":
+                cmd = [ferry, "copy", "--json", *state, "--fsync", "fs",
+                       f"cyrus:{copy}/spool?user={USER}&config={copy}/lib", dst]
             elif m == "offline-nofsync":
                 cmd = [ferry, "copy", "--json", *state, "--no-fsync",
                        f"cyrus:{copy}/spool?user={USER}&config={copy}/lib", dst]
@@ -194,7 +200,7 @@ def main():
              f"{'off (--no-fsync)' if args.no_fsync else 'on (default)'}; "
              f"{args.runs} runs of each method, interleaved, median shown."]
     if "fetch" in results:
-        for m in ("offline", "offline-nofsync", "hybrid", "imap"):
+        for m in ("offline", "offline-fsfs", "offline-nofsync", "hybrid", "imap"):
             if m in results:
                 notes.append(f"{m} / fetch-only: "
                              f"{results[m]['msgs_per_s'] / results['fetch']['msgs_per_s']:.2f}x")

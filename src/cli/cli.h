@@ -56,4 +56,10 @@ void cli_apply_common(const struct cli_common *common, struct endpoint *ep);
  * one). Returns 0, or -1 for an unknown user or group. */
 int cli_parse_owner(const char *spec, uid_t *uid_r, gid_t *gid_r);
 
+/* --fsync MODE into *fsync_r, *fs_r (struct maildir_options): file
+ * (fdatasync each new file, the default), fs (one syncfs() of the
+ * target file system per commit), off (as --no-fsync). Returns 0, or -1
+ * for another word. */
+int cli_parse_fsync(const char *mode, bool *fsync_r, bool *fs_r);
+
 #endif

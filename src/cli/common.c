@@ -45,3 +45,19 @@ out:
 	free(dup);
 	return ret;
 }
+
+int
+cli_parse_fsync(const char *mode, bool *fsync_r, bool *fs_r)
+{
+	if (strcmp(mode, "file") == 0 || strcmp(mode, "fs") == 0) {
+		*fsync_r = true;
+		*fs_r = mode[1] == 's';
+		return 0;
+	}
+	if (strcmp(mode, "off") == 0) {
+		*fsync_r = false;
+		*fs_r = false;
+		return 0;
+	}
+	return -1;
+}

@@ -309,6 +309,7 @@ static const struct cli_use copy_opts[] = {
 	{ CLI_OPT_DST_IMAP, NULL },
 	{ CLI_OPT_BODIES_FROM, NULL },
 	{ CLI_OPT_NO_FSYNC, NULL },
+	{ CLI_OPT_FSYNC, NULL },
 	{ CLI_OPT_JSON, "the summary as JSON" },
 	CLI_NET_USES,
 	{ CLI_OPT_NONE, NULL },
@@ -375,6 +376,10 @@ copy_option(void *ctx, int id, const char *arg, uint64_t num)
 		*c->dst_imap = arg;
 		break;
 	case CLI_OPT_NO_FSYNC: c->md->fsync = false; break;
+	case CLI_OPT_FSYNC:
+		if (cli_parse_fsync(arg, &c->md->fsync, &c->md->fsync_fs) < 0)
+			return cli_bad_value(id, arg, "expected file, fs or off");
+		break;
 	case CLI_OPT_PARALLEL: *c->parallel = (unsigned)num; break;
 	case CLI_OPT_RETRY_BUDGET: c->o->retry_budget_s = (unsigned)num; break;
 	case CLI_OPT_FOLDERS:

@@ -71,6 +71,11 @@ static const struct cli_opt_def opt_table[] = {
 	  "(the server's mail user)" },
 	{ CLI_OPT_NO_FSYNC, "no-fsync", 0, CLI_ARG_NONE, NULL, 0,
 	  "Maildir target: no fdatasync at commits\n(faster, less safe)" },
+	{ CLI_OPT_FSYNC, "fsync", 0, CLI_ARG_STRING, "MODE", 0,
+	  "Maildir target durability: file (default:\n"
+	  "fdatasync each new file), fs (one syncfs of\n"
+	  "the target file system per commit: for a file\n"
+	  "system only the copy writes to), off (as --no-fsync)" },
 	/* copy */
 	{ CLI_OPT_DRY_RUN, "dry-run", 0, CLI_ARG_NONE, NULL, 0,
 	  "show what would be done" },

@@ -67,6 +67,10 @@ run_cli_option(void *ctx, int id, const char *arg, uint64_t num)
 	case CLI_OPT_UID_RANGES: c->uid_ranges = true; return 0;
 	case CLI_OPT_NO_UID_RANGES: c->uid_ranges = false; return 0;
 	case CLI_OPT_NO_FSYNC: c->md.fsync = false; return 0;
+	case CLI_OPT_FSYNC:
+		if (cli_parse_fsync(arg, &c->md.fsync, &c->md.fsync_fs) < 0)
+			return cli_bad_value(id, arg, "expected file, fs or off");
+		return 0;
 	case CLI_OPT_BODIES_FROM:
 		if (strncmp(arg, "cyrus-spool:", 12) != 0)
 			return cli_bad_value(id, arg, "expected cyrus-spool:PATH"

@@ -111,6 +111,10 @@ struct maildir_options {
 	mode_t file_mode;       /* messages, uidlist, keywords, locks: 0600 */
 	mode_t dir_mode;        /* created directories: 0700 */
 	bool fsync;             /* fdatasync files + directories at commit */
+	bool fsync_fs;          /* with fsync: one syncfs() of the target's
+	                           file system per commit instead of an
+	                           fdatasync per file (--fsync=fs: for a
+	                           file system only the copy writes to) */
 	const char *hostname;   /* for unique file names; NULL: gethostname() */
 	unsigned int lock_timeout_ms;   /* wait for a foreign lock: 30000 */
 };

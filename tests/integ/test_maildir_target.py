@@ -362,7 +362,8 @@ def test_d_incremental_into_live_maildir():
             src = M.snapshot(s, USER, PW)
             assert sorted(src["INBOX"]["msgs"]) == [5, 17, 300, 900, 1001, 1002], src["INBOX"]
 
-            copy_to(s, d.maildir(USER), "--delete-missing", state=state)
+            # (--fsync fs: one syncfs per commit instead of an fdatasync per file)
+            copy_to(s, d.maildir(USER), "--delete-missing", "--fsync", "fs", state=state)
 
             # the open session sees the changes at its next NOOP
             live.untagged_responses.clear()

@@ -1232,23 +1232,27 @@ test_pending(void **state)
 	free(dir);
 }
 
-/* Many pending files in one commit, both flavors, fsync on. */
+/* Many pending files in one commit, both flavors, fsync on (per file,
+ * and for Dovecot also --fsync=fs: one syncfs per commit). */
 static void
 test_pending_many(void **state)
 {
 	struct fixture *fx = *state;
 	const uint32_t n = 700;
 
-	for (int flavor = 0; flavor < 2; flavor++) {
+	for (int variant = 0; variant < 3; variant++) {
+		int flavor = variant == 1;
 		struct maildir_options o = opts(flavor == 0 ? MAILDIR_DOVECOT :
 		                                MAILDIR_COURIER);
-		const char *dn = flavor == 0 ? ".ManyD" : ".ManyC";
+		const char *dn = variant == 0 ? ".ManyD" : variant == 1 ? ".ManyC" :
+		                 ".ManyS";
 		struct maildir_folder *f;
 		char *dir = xasprintf("%s/%s", fx->root, dn), *ul;
 		const char *error;
 		size_t lines = 0, off;
 
 		o.fsync = true;
+		o.fsync_fs = variant == 2;
 		f = open_ok(fx->root, dn, &o);
 		assert_int_equal(maildir_folder_set_uids(f, 99, 5000, &error), 0);
 		for (uint32_t uid = 1; uid <= n; uid++)
