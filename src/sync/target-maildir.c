@@ -939,12 +939,30 @@ kw_connect(struct md_target *mt)
 	return mt->imap != NULL;
 }
 
+static bool
+kw_same(const struct kw_pending *a, const struct kw_pending *b)
+{
+	return a->replace == b->replace && strcmp(a->keywords, b->keywords) == 0;
+}
+
+static int
+cmp_kw_pending(const void *pa, const void *pb)
+{
+	const struct kw_pending *a = pa, *b = pb;
+	int c;
+
+	if (a->replace != b->replace)
+		return a->replace ? 1 : -1;
+	if ((c = strcmp(a->keywords, b->keywords)) != 0)
+		return c;
+	return a->uid < b->uid ? -1 : a->uid > b->uid;
+}
+
 static void
 kw_flush_session(struct md_target *mt, const char *dirname)
 {
 	struct imap_cmd_wait w = { 0 };
 	const char *error;
-	bool *done;
 	char *mailbox;
 
 	if (mt->n_kw == 0)
@@ -963,24 +981,26 @@ kw_flush_session(struct md_target *mt, const char *dirname)
 		kw_clear(mt, true);
 		return;
 	}
-	done = xcalloc(mt->n_kw + 1, sizeof(bool));
-	for (size_t i = 0; i < mt->n_kw; i++) {
+	/* one UID STORE per distinct flag set, pipelined: the pending
+	 * changes sorted by (kind, flags, UID), then each run of equal
+	 * flags is one command (sorting keeps a pass of many distinct flag
+	 * sets O(n log n), where pairwise grouping was quadratic). Adds
+	 * (keywords a delivered file could not hold) go before replaces;
+	 * a UID has at most one entry of each kind per commit (delivered
+	 * once; its flags set once per pass), so the order between groups
+	 * does not matter. */
+	qsort(mt->kw, mt->n_kw, sizeof(*mt->kw), cmp_kw_pending);
+	for (size_t i = 0, j; i < mt->n_kw; i = j) {
 		uint32_t *uids;
-		size_t n = 0;
 		struct imap_cmd *cmd;
 		char *set;
 
-		if (done[i])
-			continue;
-		uids = xcalloc(mt->n_kw - i + 1, sizeof(*uids));
-		for (size_t j = i; j < mt->n_kw; j++)
-			if (!done[j] && mt->kw[j].replace == mt->kw[i].replace &&
-			    strcmp(mt->kw[j].keywords, mt->kw[i].keywords) == 0) {
-				uids[n++] = mt->kw[j].uid;
-				done[j] = true;
-			}
-		qsort(uids, n, sizeof(*uids), cmp_u32);
-		set = uidset_string(uids, n);
+		for (j = i + 1; j < mt->n_kw && kw_same(&mt->kw[i], &mt->kw[j]); j++)
+			;
+		uids = xcalloc(j - i, sizeof(*uids));
+		for (size_t k = i; k < j; k++)
+			uids[k - i] = mt->kw[k].uid;
+		set = uidset_string(uids, j - i);
 		cmd = imap_cmd_new(mt->imap);
 		imap_cmd_addf(cmd, "UID STORE %s %sFLAGS.SILENT (%s)", set,
 		              mt->kw[i].replace ? "" : "+", mt->kw[i].keywords);
@@ -988,7 +1008,6 @@ kw_flush_session(struct md_target *mt, const char *dirname)
 		free(set);
 		free(uids);
 	}
-	free(done);
 	if (imap_client_run(mt->imap, &error) < 0 || w.error != NULL) {
 		log_warn("--dst-imap: setting keywords in %s: %s", mailbox,
 		         w.error != NULL ? w.error : error);
