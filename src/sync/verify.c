@@ -102,17 +102,6 @@ compare_pair(struct verify_report *r, const char *sf, const char *df,
 	}
 }
 
-static int
-select_and_sum(struct imap_client *c, const char *name, unsigned what,
-               struct msgsum_list *list, const char **error_r)
-{
-	if (imap_client_select(c, name, true, error_r) < 0)
-		return -1;
-	if (imap_client_mailbox(c)->exists == 0)
-		return 0;
-	return msgsum_fetch(c, "1:*", what, list, error_r);
-}
-
 /* Compares the pairs the state knows (map) among sl and dl; sused and
  * dused mark the messages of sl and dl taken. */
 static void
@@ -568,21 +557,11 @@ served_name(const struct served *sv, const char *dirname)
 	return name;
 }
 
-/* The flags of the folder's messages as the serving Dovecot shows them,
- * into *l. Returns 0, or -1 with *error_r. */
-static int
-served_flags(struct served *sv, const char *dirname, struct msgsum_list *l,
-             const char **error_r)
-{
-	char *name = served_name(sv, dirname);
-	int ret;
-
-	if ((ret = select_and_sum(sv->c, name, MSGSUM_FLAGS, l, error_r)) < 0)
-		*error_r = err_set("%s on the serving Dovecot: %s", name, *error_r);
-	free(name);
-	return ret;
-}
-
+/* One Maildir folder against its source folder, UID for UID, in windows
+ * of source UIDs (verify_window()): the source's and the serving
+ * Dovecot's summaries are held for one window at a time, the source's
+ * UIDs (4 bytes each) for the whole folder, to find the Maildir's
+ * extra messages. */
 static void
 verify_maildir_folder(struct imap_client *src, const char *root,
                       enum maildir_flavor flavor, const struct verify_options *o,
@@ -596,7 +575,9 @@ verify_maildir_folder(struct imap_client *src, const char *root,
 	struct msgsum_list sl = { 0 };
 	const char *error, *dn = dirname[0] != '\0' ? dirname : "INBOX";
 	const struct imap_mailbox_state *mb;
-	size_t n_md;
+	uint32_t *src_uids = NULL;
+	size_t n_src = 0, n_md, window = verify_window();
+	bool served_empty = true;
 
 	maildir_options_init(&mo);
 	mo.flavor = flavor;
@@ -604,16 +585,26 @@ verify_maildir_folder(struct imap_client *src, const char *root,
 		add_diff(r, VERIFY_FOLDER_MISSING, box->name, dn, 0, 0, "%s", error);
 		return;
 	}
-	if (select_and_sum(src, box->name, what, &sl, &error) < 0) {
+	if (imap_client_select(src, box->name, true, &error) < 0 ||
+	    (imap_client_mailbox(src)->exists > 0 &&
+	     msgsum_uids_range(src, 1, UINT32_MAX, &src_uids, &n_src, &error) < 0)) {
 		add_diff(r, VERIFY_ERROR, box->name, dn, 0, 0, "source: %s", error);
 		goto out;
 	}
 	r->folders++;
-	r->messages += sl.count;
+	r->messages += n_src;
 	mb = imap_client_mailbox(src);
-	if (sv != NULL && served_flags(sv, dirname, &served, &error) < 0) {
-		add_diff(r, VERIFY_ERROR, box->name, dn, 0, 0, "%s", error);
-		goto out;
+	if (sv != NULL) {
+		char *name = served_name(sv, dirname);
+
+		if (imap_client_select(sv->c, name, true, &error) < 0) {
+			add_diff(r, VERIFY_ERROR, box->name, dn, 0, 0,
+			         "%s on the serving Dovecot: %s", name, error);
+			free(name);
+			goto out;
+		}
+		served_empty = imap_client_mailbox(sv->c)->exists == 0;
+		free(name);
 	}
 	if (maildir_folder_uidvalidity(f) != mb->uidvalidity)
 		add_diff(r, VERIFY_UIDVALIDITY, box->name, dn, 0, 0,
@@ -623,52 +614,73 @@ verify_maildir_folder(struct imap_client *src, const char *root,
 		add_diff(r, VERIFY_UIDNEXT, box->name, dn, 0, 0,
 		         "source %" PRIu32 ", Maildir %" PRIu32, mb->uidnext,
 		         maildir_folder_uidnext(f));
-	for (size_t i = 0; i < sl.count; i++) {
-		const struct msgsum *s = &sl.items[i];
-		const struct maildir_msg *m = maildir_folder_find(f, s->uid);
-		struct msgsum d = { 0 };
-		uint64_t size;
-		int fd;
+	for (size_t w0 = 0; w0 < n_src; w0 += window) {
+		size_t w1 = n_src - w0 < window ? n_src : w0 + window;
+		char set[32];
 
-		if (m == NULL) {
-			add_diff(r, VERIFY_MISSING, box->name, dn, s->uid, 0,
-			         "%" PRIu64 " bytes, Message-ID %s", s->size,
-			         s->message_id ? s->message_id : "(none)");
-			continue;
+		snprintf(set, sizeof(set), "%" PRIu32 ":%" PRIu32, src_uids[w0],
+		         src_uids[w1 - 1]);
+		if (msgsum_fetch(src, set, what, &sl, &error) < 0) {
+			add_diff(r, VERIFY_ERROR, box->name, dn, 0, 0, "source: %s", error);
+			goto out;
 		}
-		d.uid = m->uid;
-		if (sv != NULL) {
-			const struct msgsum *x = msgsum_find(&served, m->uid);
+		if (sv != NULL && !served_empty &&
+		    msgsum_fetch(sv->c, set, MSGSUM_FLAGS, &served, &error) < 0) {
+			add_diff(r, VERIFY_ERROR, box->name, dn, 0, 0,
+			         "the serving Dovecot: %s", error);
+			goto out;
+		}
+		for (size_t i = 0; i < sl.count; i++) {
+			const struct msgsum *s = &sl.items[i];
+			const struct maildir_msg *m = maildir_folder_find(f, s->uid);
+			struct msgsum d = { 0 };
+			uint64_t size;
+			int fd;
 
-			d.flags = xstrdup(x != NULL ? x->flags : "(not served)");
-		} else {
-			d.flags = xstrdup(m->flags);
+			if (m == NULL) {
+				add_diff(r, VERIFY_MISSING, box->name, dn, s->uid, 0,
+				         "%" PRIu64 " bytes, Message-ID %s", s->size,
+				         s->message_id ? s->message_id : "(none)");
+				continue;
+			}
+			d.uid = m->uid;
+			if (sv != NULL) {
+				const struct msgsum *x = msgsum_find(&served, m->uid);
+
+				d.flags = xstrdup(x != NULL ? x->flags : "(not served)");
+			} else {
+				d.flags = xstrdup(m->flags);
+			}
+			d.internaldate = m->mtime;
+			if (maildir_msg_size(f, m->uid, &size, &error) < 0)
+				size = 0;
+			d.size = size;
+			if (maildir_open_msg(f, m->uid, &fd, &size, &error) == 0) {
+				if (hash_file(fd, flavor == MAILDIR_COURIER, d.body_sha,
+				              &d.message_id) == 0)
+					d.have_body = true;
+				close(fd);
+			}
+			compare_pair(r, box->name, dn, s, &d, o->deep);
+			free(d.flags);
+			free(d.message_id);
 		}
-		d.internaldate = m->mtime;
-		if (maildir_msg_size(f, m->uid, &size, &error) < 0)
-			size = 0;
-		d.size = size;
-		if (maildir_open_msg(f, m->uid, &fd, &size, &error) == 0) {
-			if (hash_file(fd, flavor == MAILDIR_COURIER, d.body_sha,
-			              &d.message_id) == 0)
-				d.have_body = true;
-			close(fd);
-		}
-		compare_pair(r, box->name, dn, s, &d, o->deep);
-		free(d.flags);
-		free(d.message_id);
+		msgsum_list_free(&sl);
+		msgsum_list_free(&served);
 	}
 	n_md = maildir_folder_count(f);
 	for (size_t i = 0; i < n_md; i++) {
 		const struct maildir_msg *m = maildir_folder_msg(f, i);
 
-		if (msgsum_find(&sl, m->uid) == NULL)
+		if (n_src == 0 || bsearch(&m->uid, src_uids, n_src, sizeof(*src_uids),
+		                          cmp_u32) == NULL)
 			add_diff(r, VERIFY_EXTRA, box->name, dn, 0, m->uid,
 			         "in the Maildir only");
 	}
 out:
 	msgsum_list_free(&served);
 	msgsum_list_free(&sl);
+	free(src_uids);
 	maildir_folder_close(&f);
 }
 

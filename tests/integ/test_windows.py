@@ -11,6 +11,7 @@ every UID kept. Real Dovecots; imaplib is the oracle.
 
 import collections
 import contextlib
+import json
 import os
 import shutil
 import sys
@@ -172,6 +173,47 @@ def test_d_verify_in_windows_finds_damage():
     p, j = P.verify(expect=1)
     kinds = collections.Counter(d["kind"] for d in j["diffs"])
     assert kinds == {"missing": 1, "flags": 1, "extra": 1}, (kinds, p.stdout[-3000:])
+
+
+def test_e_maildir_verify_in_windows_finds_damage():
+    """verify of a Maildir folder larger than the window (source and
+    serving-Dovecot summaries one window at a time, UID for UID): clean
+    after the copy, plain and through --dst-imap; then a message expunged,
+    one whose flags changed and one only in the Maildir, each found once."""
+    url = S.url("alice", query="?tls=none")
+    target = D.maildir("md1")
+    dsti = f"imap://md1@{D.host}:{D.port}?tls=none"
+    env = {"IMAPFERRY_SRC_PASSWORD": SPW, "IMAPFERRY_DST_PASSWORD": DUSERS["md1"]}
+
+    def verify(*opts, expect=0):
+        p = H.run_ferry(["verify", "--json", *opts, url, f"maildir:{target}"], env=env)
+        assert p.returncode == expect, H.describe(p)
+        return json.loads([ln for ln in p.stdout.splitlines() if ln.startswith("{")][-1])
+
+    j = verify()
+    assert j["differences"] == 0 and j["messages"] > 300, j
+    j = verify("--dst-imap", dsti)
+    assert j["differences"] == 0, j
+    c = D.imap("md1", DUSERS["md1"])
+    try:
+        c.select("Big")
+        typ, data = c.uid("SEARCH", "ALL")
+        uids = [int(x) for x in data[0].split()]
+        # one in the first window, one in a later one
+        gone, flagged = uids[10], uids[300]
+        c.uid("STORE", str(gone), "+FLAGS.SILENT", "(\\Deleted)")
+        c.expunge()
+        c.uid("STORE", str(flagged), "FLAGS.SILENT", "(\\Draft)")
+        U.append(c, "Big", U.make_message(5001, tag="extra"))
+    finally:
+        c.logout()
+    for opts in ((), ("--dst-imap", dsti)):
+        j = verify(*opts, expect=1)
+        kinds = collections.Counter(d["kind"] for d in j["diffs"])
+        assert kinds == {"missing": 1, "flags": 1, "extra": 1, "uidnext": 1}, (opts, j)
+        by_kind = {d["kind"]: d for d in j["diffs"]}
+        assert by_kind["missing"]["src_uid"] == gone, by_kind
+        assert by_kind["flags"]["src_uid"] == flagged, by_kind
 
 
 if __name__ == "__main__":
