@@ -11,10 +11,15 @@ Prints a Markdown table; writes bench/results/latest.json and latest.md.
 Methods (each into a fresh Dovecot target, except fetch):
   ferry          imapferry copy IMAP -> IMAP
   mbsync         isync's mbsync (Far = source, Near = target, Sync Pull)
-  dsync          doveadm backup -R imapc: run by the target (the exact baseline)
+  dsync          doveadm -o mail_fsync=never backup -R imapc: run by the target
+                 (the exact baseline, at its fastest)
+  dsync-fsync    the same with Dovecot's default mail_fsync=optimized
   fetch          imapferry-bench fetch-only: the source's read limit (bodies discarded)
   append         imapferry-bench append-only: the target's APPEND limit (from the files)
-  ferry-maildir  imapferry copy IMAP -> maildir:PATH (skipped while unsupported)
+  ferry-maildir  imapferry copy IMAP -> maildir:PATH (default durability: an
+                 fdatasync per new file)
+  ferry-maildir-fs   the same with --fsync fs (one syncfs per commit)
+  ferry-maildir-off  the same with --fsync off (as dsync's mail_fsync=never)
 
 Scopes: "one" = the largest account; "all" = every account, one process per
 account started together (as a user would run them), for every method.
@@ -55,14 +60,18 @@ def _short_tempdir(tag):
 
 harness.short_tempdir = _short_tempdir
 MASTER = ("master", "masterpw")
-ALL_METHODS = ["ferry", "mbsync", "dsync", "fetch", "append", "ferry-maildir"]
+ALL_METHODS = ["ferry", "mbsync", "dsync", "dsync-fsync", "fetch", "append",
+               "ferry-maildir", "ferry-maildir-fs", "ferry-maildir-off"]
 LABELS = {
     "ferry": "imapferry copy (IMAP→IMAP)",
     "mbsync": "mbsync",
-    "dsync": "doveadm backup -R imapc:",
+    "dsync": "doveadm -o mail_fsync=never backup -R imapc:",
+    "dsync-fsync": "doveadm -o mail_fsync=optimized backup -R imapc:",
     "fetch": "fetch-only limit",
     "append": "APPEND-only limit",
     "ferry-maildir": "imapferry copy (IMAP→Maildir)",
+    "ferry-maildir-fs": "imapferry copy --fsync fs (IMAP→Maildir)",
+    "ferry-maildir-off": "imapferry copy --fsync off (IMAP→Maildir)",
 }
 
 
@@ -394,7 +403,7 @@ def measure(ctx, method, users, run_id):
     d = tempfile.mkdtemp(prefix=f"{method}-{run_id}-", dir=ctx.work)
     dst = None
     try:
-        if method in ("ferry", "mbsync", "dsync", "append"):
+        if method in ("ferry", "mbsync", "dsync", "dsync-fsync", "append"):
             dst = new_target(ctx.src, {u: ctx.pw[u] for u in users})
         cmds, env = [], None
         if method == "ferry":
@@ -402,9 +411,11 @@ def measure(ctx, method, users, run_id):
                 cmds.append([ctx.bin, "copy", "--json", "--state",
                              os.path.join(d, f"{u}.sqlite"), url(ctx.src, u), url(dst, u)])
             env = ferry_env(ctx.pw[users[0]], ctx.pw[users[0]])
-        elif method == "ferry-maildir":
+        elif method.startswith("ferry-maildir"):
+            mode = {"ferry-maildir": [], "ferry-maildir-fs": ["--fsync", "fs"],
+                    "ferry-maildir-off": ["--fsync", "off"]}[method]
             for u in users:
-                cmds.append([ctx.bin, "copy", "--json", "--state",
+                cmds.append([ctx.bin, "copy", "--json", *mode, "--state",
                              os.path.join(d, f"{u}.sqlite"), url(ctx.src, u),
                              f"maildir:{d}/{u}/Maildir"])
             env = ferry_env(ctx.pw[users[0]], ctx.pw[users[0]])
@@ -415,9 +426,10 @@ def measure(ctx, method, users, run_id):
                 os.makedirs(sd)
                 mbsync_config(cfg, ctx.src, dst, u, ctx.pw[u], sd)
                 cmds.append(["mbsync", "-q", "-c", cfg, "-a"])
-        elif method == "dsync":
+        elif method in ("dsync", "dsync-fsync"):
+            fs = "never" if method == "dsync" else "optimized"
             for u in users:
-                cmds.append(["doveadm", "-c", dst.conf_path, "-o", "mail_fsync=never",
+                cmds.append(["doveadm", "-c", dst.conf_path, "-o", f"mail_fsync={fs}",
                              "backup", "-R", "-u", u, "imapc:"])
         elif method == "fetch":
             for u in users:
@@ -469,7 +481,7 @@ def measure(ctx, method, users, run_id):
                                      f"has {ctx.msgs[u]}")
                 copied += got
                 continue
-            if method == "ferry-maildir":
+            if method.startswith("ferry-maildir"):
                 got = maildir_counts(os.path.join(d, u, "Maildir"))
             else:
                 got = folder_counts(dst, u, ctx.pw[u])
@@ -566,6 +578,17 @@ def markdown(results, scopes, notes, ctx_info):
             continue
         checks.append(f"client CPU {s['cpu_ms_per_msg']:.3f} ms/msg (target < 0.1), "
                       f"peak RSS {s['client_maxrss_mb']:.0f} MB (target < 100) [{scope}]")
+    # the Maildir copies against dsync (both write the Maildir themselves)
+    for fm, dm in (("ferry-maildir", "dsync"), ("ferry-maildir", "dsync-fsync"),
+                   ("ferry-maildir-fs", "dsync"), ("ferry-maildir-off", "dsync")):
+        cells = []
+        for scope in scopes:
+            r = results.get(scope, {})
+            cells.append(f"{r[fm]['msg_per_s'] / r[dm]['msg_per_s']:.2f}"
+                         if fm in r and dm in r else "–")
+        if any(c != "–" for c in cells):
+            lines.append(f"| {LABELS[fm]} vs {LABELS[dm]} | " + " | ".join(cells) +
+                         f" | {'≥ 2.00' if dm == 'dsync' else ''} |")
     lines.append("")
     lines.extend(f"- {c}" for c in checks)
     lines.extend(f"- {n}" for n in notes)
