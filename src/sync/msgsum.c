@@ -385,19 +385,31 @@ msgsum_find(const struct msgsum_list *list, uint32_t uid)
 	return NULL;
 }
 
+/* 16 bytes per message: the first 8 bytes of the fingerprint as the sort
+ * key, the whole one compared in the list (a folder of a million
+ * unknown messages: 16 MB of index, not 40). */
 struct msgsum_fpentry {
-	unsigned char fp[32];
-	size_t pos;               /* in list->items */
+	uint64_t key;
+	uint32_t pos;             /* in list->items */
 };
+
+static uint64_t
+fp_key(const unsigned char fp[32])
+{
+	uint64_t k = 0;
+
+	for (int i = 0; i < 8; i++)
+		k = k << 8 | fp[i];
+	return k;
+}
 
 static int
 cmp_fpentry(const void *a, const void *b)
 {
 	const struct msgsum_fpentry *x = a, *y = b;
-	int c = memcmp(x->fp, y->fp, 32);
 
-	if (c != 0)
-		return c;
+	if (x->key != y->key)
+		return x->key < y->key ? -1 : 1;
 	return x->pos < y->pos ? -1 : x->pos > y->pos;
 }
 
@@ -411,8 +423,8 @@ msgsum_fpindex_init(struct msgsum_fpindex *ix, struct msgsum_list *list)
 	for (size_t i = 0; i < list->count; i++) {
 		if (!list->items[i].have_fp)
 			continue;
-		memcpy(ix->entries[ix->count].fp, list->items[i].fp, 32);
-		ix->entries[ix->count].pos = i;
+		ix->entries[ix->count].key = fp_key(list->items[i].fp);
+		ix->entries[ix->count].pos = (uint32_t)i;
 		ix->count++;
 	}
 	qsort(ix->entries, ix->count, sizeof(*ix->entries), cmp_fpentry);
@@ -443,25 +455,28 @@ msgsum_fpindex_match(struct msgsum_fpindex *ix, const struct msgsum *s,
                      int64_t now)
 {
 	size_t lo = 0, hi = ix->count, first;
+	uint64_t key;
 
 	if (!s->have_fp)
 		return NULL;
+	key = fp_key(s->fp);
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
-		if (memcmp(ix->entries[mid].fp, s->fp, 32) < 0)
+		if (ix->entries[mid].key < key)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
 	first = lo;
-	/* exactly alike first, then through a normalisation */
+	/* exactly alike first, then through a normalisation; entries of the
+	 * same key whose whole fingerprint differs are skipped */
 	for (int pass = 0; pass < 2; pass++) {
-		for (lo = first; lo < ix->count &&
-		     memcmp(ix->entries[lo].fp, s->fp, 32) == 0; lo++) {
+		for (lo = first; lo < ix->count && ix->entries[lo].key == key; lo++) {
 			size_t pos = ix->entries[lo].pos;
+			const struct msgsum *d = &ix->list->items[pos];
 
-			if (!ix->taken[pos] &&
-			    alike(s, &ix->list->items[pos], now, pass == 0)) {
+			if (!ix->taken[pos] && memcmp(d->fp, s->fp, 32) == 0 &&
+			    alike(s, d, now, pass == 0)) {
 				ix->taken[pos] = true;
 				return &ix->list->items[pos];
 			}

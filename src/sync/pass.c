@@ -515,6 +515,15 @@ match_unknown(struct pass *p, struct fwin *w, uint32_t *to_copy, size_t *n_copy)
 			return p->worst;
 		}
 		w->unknown_fetched = true;
+		/* matching needs the fingerprint, size and date only: the
+		 * strings go (kept for the whole folder, they were most of its
+		 * memory) */
+		for (size_t i = 0; i < w->unknown.count; i++) {
+			free(w->unknown.items[i].flags);
+			free(w->unknown.items[i].message_id);
+			w->unknown.items[i].flags = NULL;
+			w->unknown.items[i].message_id = NULL;
+		}
 		msgsum_fpindex_init(&w->ix, &w->unknown);
 		if (w->unknown.count > 0)
 			log_info("%s: %zu messages on the target are not in the state: "

@@ -78,11 +78,48 @@ test_match_tolerances(void **state)
 	free(dst.items);
 }
 
+/* The index sorts by the fingerprint's first 8 bytes: fingerprints that
+ * share them but differ later are told apart (the whole one decides). */
+static void
+test_match_same_key_prefix(void **state)
+{
+	struct msgsum_list dst = { 0 };
+	struct msgsum s = { 0 };
+	struct msgsum_fpindex ix;
+
+	(void)state;
+	dst.items = calloc(3, sizeof(*dst.items));
+	dst.count = dst.alloc = 3;
+	for (uint32_t i = 0; i < 3; i++) {
+		dst.items[i].uid = 20 + i;
+		dst.items[i].size = 100;
+		dst.items[i].internaldate = 1000;
+		dst.items[i].have_fp = true;
+		memset(dst.items[i].fp, 0xab, 32);
+		dst.items[i].fp[31] = (unsigned char)i;   /* same first 8 bytes */
+	}
+	msgsum_fpindex_init(&ix, &dst);
+	s.size = 100;
+	s.internaldate = 1000;
+	s.have_fp = true;
+	memset(s.fp, 0xab, 32);
+	s.fp[31] = 2;
+	assert_ptr_equal(msgsum_fpindex_match(&ix, &s, 2000), &dst.items[2]);
+	assert_null(msgsum_fpindex_match(&ix, &s, 2000));       /* taken */
+	s.fp[31] = 7;                                           /* no such one */
+	assert_null(msgsum_fpindex_match(&ix, &s, 2000));
+	s.fp[31] = 0;
+	assert_ptr_equal(msgsum_fpindex_match(&ix, &s, 2000), &dst.items[0]);
+	msgsum_fpindex_free(&ix);
+	free(dst.items);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_match_tolerances),
+		cmocka_unit_test(test_match_same_key_prefix),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
