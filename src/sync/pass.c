@@ -30,6 +30,11 @@ enum scope { SCOPE_OK, SCOPE_MESSAGE, SCOPE_FOLDER, SCOPE_SESSION, SCOPE_RUN };
 
 #define COMMIT_EVERY_MSGS 500     /* state records per transaction */
 #define COMMIT_EVERY_MS 2000
+/* A target that commits (a Maildir publishes its files and their uidlist
+ * lines) does so at least this often while it has deliveries, as well
+ * as every commit_every() messages: over a slow source the users see
+ * their mail arrive, and a crash leaves at most this much unpublished. */
+#define TARGET_COMMIT_MS 5000
 #define FENCE_EVERY_MS 250        /* a shared job's lease checked before sending */
 #define GROUP_BYTES (8 * 1024 * 1024)
 /* A folder larger than this is compared with the state (or the target) in
@@ -92,6 +97,8 @@ struct pass {
 	struct state_folder sf;
 	uint32_t max_dst_uid;     /* highest target UID recorded */
 	unsigned since_commit;    /* deliveries since the target's commit */
+	uint64_t target_commit_at; /* time of the target's last commit */
+	unsigned target_commit_ms; /* commit the target at least this often */
 	unsigned uncommitted;     /* records not yet in the state */
 	uint64_t last_commit;
 	uint64_t last_fence;      /* time of the last state_fence_check() */
@@ -241,16 +248,31 @@ fail:
 	return -1;
 }
 
+/* Milliseconds until the target's timed commit is due (at least 1). */
+static unsigned
+commit_wait_ms(const struct pass *p)
+{
+	uint64_t since = time_mono_ms() - p->target_commit_at;
+
+	return since >= p->target_commit_ms ? 1 :
+	       (unsigned)(p->target_commit_ms - since);
+}
+
 /* Commits the target (a Maildir publishes its files) every so many
- * deliveries, and the state's records every 500 or 2 s. */
+ * deliveries or TARGET_COMMIT_MS, and the state's records every 500 or
+ * 2 s. */
 static void
 maybe_commit(struct pass *p, bool target_too)
 {
 	unsigned every = p->t->ops->commit_every(p->t);
 	const char *error;
 
-	if (target_too && every != 0 && p->since_commit >= every) {
+	if (target_too && every != 0 &&
+	    (p->since_commit >= every ||
+	     (p->since_commit > 0 &&
+	      time_mono_ms() - p->target_commit_at >= p->target_commit_ms))) {
 		p->since_commit = 0;
+		p->target_commit_at = time_mono_ms();
 		if (p->t->ops->commit(p->t, &error) < 0)
 			fail(p, kind_or(error, ERRK_FOLDER), "%s: %s", p->shown, error);
 	}
@@ -412,6 +434,17 @@ copy_uids(struct pass *p, const uint32_t *uids, size_t count, bool single)
 		 * message, the target's replies are taken in, so that its
 		 * session holds no command and the keeper may keep it alive
 		 * (one check per group, not per message). */
+		/* A target holding uncommitted deliveries while the source
+		 * is slow: commit it when its time comes, not only when the
+		 * next message arrives. */
+		if (in_flight == 0 && p->since_commit > 0 &&
+		    ops->commit_every(p->t) != 0 &&
+		    !mqueue_wait_ready(&q, commit_wait_ms(p))) {
+			maybe_commit(p, true);
+			if (p->worst >= SCOPE_FOLDER)
+				mqueue_abort(&q);
+			continue;
+		}
 		if (in_flight > 0 && !mqueue_wait_ready(&q, p->keepalive_ms / 2)) {
 			if (ops->wait(p->t, true, &error) < 0) {
 				fail(p, kind_or(error, ERRK_SESSION), "target: %s",
@@ -1002,6 +1035,7 @@ copy_folder(struct pass *p, const struct imap_mailbox_info *box,
 	p->max_dst_uid = 0;
 	p->n_retry = 0;
 	p->since_commit = 0;
+	p->target_commit_at = time_mono_ms();
 	if (state_folder_get(p->db, o->account, box->name, &p->sf, &w.found,
 	                     &error) < 0) {
 		fail_state(p, error);
@@ -1501,6 +1535,19 @@ folder_with_retries(struct pass *p, const struct fpair *pair)
 	}
 }
 
+/* The target's commit interval: TARGET_COMMIT_MS, or a test's shorter
+ * one (IMAPFERRY_COMMIT_MS). */
+static unsigned
+target_commit_ms(void)
+{
+	const char *env = getenv("IMAPFERRY_COMMIT_MS");
+	uint64_t v;
+
+	if (env != NULL && str_to_u64z(env, 86400000, &v) && v >= 100)
+		return (unsigned)v;
+	return TARGET_COMMIT_MS;
+}
+
 /* The keepalive interval: the option, a test's shorter one, or 60 s. */
 static unsigned
 keepalive_ms(const struct copy_options *o)
@@ -1558,6 +1605,7 @@ copy_account_to(const struct source *src, const struct target_spec *dst,
 	/* one helper thread per pass sends NOOP on whichever session
 	 * waits while the other works */
 	p.keepalive_ms = keepalive_ms(o);
+	p.target_commit_ms = target_commit_ms();
 	p.keeper = imap_keeper_new(p.keepalive_ms);
 	p.src.keeper = p.t->keeper = p.keeper;
 	p.src.keep = NULL;

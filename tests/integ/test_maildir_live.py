@@ -16,6 +16,10 @@ Tests:
      client sees holds the source's message of that UID; afterwards the
      target equals the source, and Dovecot's log has no complaint about
      the uidlist
+  b  the same over a slower proxy with 600 messages (fewer than a commit's
+     count) and IMAPFERRY_COMMIT_MS=1000: the target also commits on a
+     timer, so the client sees the INBOX grow at least twice while the
+     copy runs (with commits by count only, all 600 appear at the end)
 """
 
 import os
@@ -192,6 +196,61 @@ def test_a_client_latency_during_copy():
                 f"target {len(dst['msgs'])} messages, source {len(src)}"
             for uid, m in dst["msgs"].items():
                 assert m["size"] == src[uid]["size"], uid
+            bad = M.dovecot_log_problems(d)
+            assert not bad, "dovecot.log complains:\n" + "\n".join(bad)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_b_commits_on_a_timer():
+    H.require_root()
+    tmp = tempfile.mkdtemp(prefix="ife-live-b-")
+    state = os.path.join(tmp, "st.db")
+    n = 600
+    try:
+        with H.Dovecot("liveb-src", users={USER: PW}, ssl=False) as s, \
+                H.Dovecot("liveb-dst", users={USER: PW}, ssl=False) as d:
+            target = d.maildir(USER)
+            add_source_mail(s.maildir(USER), 0, N_FIRST)
+            assert number_source(s) == N_FIRST
+            p = M.ferry_maildir(src_url(s), PW, target, state=state)
+            assert p.returncode == 0, H.describe(p)
+            add_source_mail(s.maildir(USER), N_FIRST, n)
+            assert number_source(s) == N_FIRST + n
+            live = d.imap(USER, PW)
+            e = dict(os.environ, IMAPFERRY_SRC_PASSWORD=PW, IMAPFERRY_COMMIT_MS="1000")
+            e.pop("IMAPFERRY_PASSWORD", None)
+            # about 2.6 MB at 600 KB/s: 4-5 s of copying
+            proxy = SlowProxy(s.port, 600_000)
+            slow_url = src_url(s).replace(f":{s.port}", f":{proxy.listen_port}")
+            p = subprocess.Popen([H.BIN, "copy", "--state", state, "--owner", "mail:mail",
+                                  slow_url, f"maildir:{target}"], env=e,
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE)
+            counts = []
+            t_start = time.monotonic()
+            try:
+                while p.poll() is None and time.monotonic() - t_start < 300:
+                    typ, data = live.select("INBOX")
+                    assert typ == "OK", data
+                    if p.poll() is None:
+                        counts.append(int(data[0]))
+                    time.sleep(0.1)
+            finally:
+                if p.poll() is None:
+                    p.kill()
+                out, err = p.communicate()
+                proxy.close()
+            assert p.returncode == 0, f"copy: {p.returncode}\n{out.decode()}\n{err.decode()}"
+            live.logout()
+            took = time.monotonic() - t_start
+            steps = sorted(set(c for c in counts if N_FIRST < c < N_FIRST + n))
+            print(f"  {n} messages in {took:.1f} s; the INBOX seen at {steps} "
+                  f"between {N_FIRST} and {N_FIRST + n}", file=sys.stderr)
+            assert took >= 2.5, f"the copy took {took:.1f} s: too fast to tell"
+            assert len(steps) >= 2, f"published only at the end: {sorted(set(counts))}"
+            dst = M.snapshot(d, USER, PW, body=False)["INBOX"]
+            assert len(dst["msgs"]) == N_FIRST + n, len(dst["msgs"])
             bad = M.dovecot_log_problems(d)
             assert not bad, "dovecot.log complains:\n" + "\n".join(bad)
     finally:
