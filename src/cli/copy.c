@@ -9,6 +9,7 @@
 #include "mailboxes.h"
 #include "msgsum.h"
 #include "pop3.h"
+#include "runner.h"
 #include "state.h"
 
 #include <pthread.h>
@@ -278,18 +279,31 @@ print_summary(const struct copy_stats *st, bool json, bool dry_run)
 }
 
 /* --bodies-from: where the bodies came from (before the summary, which
- * stays the last line; with --json as its own object {"bodies_from_spool": N, "bodies_from_imap":
- * M}). */
+ * stays the last line; with --json as its own object {"bodies_from_spool":
+ * N, "bodies_from_imap": M, "bodies_imap_missing": .., "bodies_imap_size":
+ * .., "bodies_imap_uidvalidity": .., "bodies_imap_error": ..}, the four
+ * reasons summing to M). */
 static void
 print_body_stats(const struct source_body_stats *bs, bool json)
 {
-	if (json)
+	struct state_bodies sb = { 0 };
+	struct buf line;
+
+	if (json) {
 		printf("{\"bodies_from_spool\": %" PRIu64 ", \"bodies_from_imap\": %"
-		       PRIu64 "}\n", bs->from_spool, bs->from_imap);
-	else
-		printf("bodies: %" PRIu64 " from the Cyrus spool, %" PRIu64 " over IMAP "
-		       "(file missing or of another size)\n", bs->from_spool,
-		       bs->from_imap);
+		       PRIu64 ", \"bodies_imap_missing\": %" PRIu64 ", "
+		       "\"bodies_imap_size\": %" PRIu64 ", "
+		       "\"bodies_imap_uidvalidity\": %" PRIu64 ", "
+		       "\"bodies_imap_error\": %" PRIu64 "}\n", bs->from_spool,
+		       bs->from_imap, bs->missing, bs->size, bs->uidvalidity,
+		       bs->error);
+		return;
+	}
+	sched_bodies_add(&sb, bs);
+	buf_init(&line, 1024);
+	sched_bodies_text(&line, &sb);
+	printf("bodies: %s\n", buf_data(&line));
+	buf_free(&line);
 }
 
 static const struct cli_use copy_opts[] = {

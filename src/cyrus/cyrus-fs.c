@@ -533,26 +533,39 @@ cyrus_account_mailbox(const struct cyrus_account *a, size_t i)
 
 int
 cyrus_folder_open(struct cyrus_account *a, const char *name,
-                  struct cyrus_folder **f_r, const char **error_r)
+                  struct cyrus_folder **f_r, bool *missing_r,
+                  const char **error_r)
 {
 	const struct cyrus_mailbox *box = NULL;
 	struct cyrus_folder *f;
+	struct stat st;
 	char *data = NULL;
 	size_t len;
 
+	if (missing_r != NULL)
+		*missing_r = false;
 	for (size_t i = 0; i < a->count && box == NULL; i++)
 		if (strcmp(a->boxes[i].name, name) == 0 ||
 		    (str_ieq(name, "INBOX") && strcmp(a->boxes[i].name, "INBOX") == 0))
 			box = &a->boxes[i];
 	if (box == NULL) {
 		*error_r = err_setk(ERRK_FOLDER, "%s: no such Cyrus mailbox", name);
+		if (missing_r != NULL)
+			*missing_r = true;
 		return -1;
 	}
 	f = xcalloc(1, sizeof(*f));
 	f->a = a;
 	f->dir_fd = -1;
-	if ((f->dir_fd = open_dir_below(a->root_fd, box->dir, error_r)) < 0)
+	if ((f->dir_fd = open_dir_below(a->root_fd, box->dir, error_r)) < 0) {
+		/* a directory listed (mailboxes dump) but not in the copy */
+		if (missing_r != NULL)
+			*missing_r = fstatat(a->root_fd, box->dir, &st,
+			                     AT_SYMLINK_NOFOLLOW) < 0 ?
+			             errno == ENOENT || errno == ENOTDIR :
+			             !S_ISDIR(st.st_mode);
 		goto fail;
+	}
 	if (read_file_at(f->dir_fd, "cyrus.header", META_MAX, &data, &len, error_r) < 0 ||
 	    cyrus_header_parse(data, len, &f->h, error_r) < 0)
 		goto fail_wrap;
@@ -661,12 +674,13 @@ cyrus_folder_open_msg(const struct cyrus_folder *f, uint32_t uid, int *fd_r,
 	snprintf(name, sizeof(name), "%u.", uid);
 	fd = openat(f->dir_fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0) {
-		*missing_r = errno == ENOENT;
+		*missing_r = errno == ENOENT || errno == ELOOP;
 		*error_r = err_setk(ERRK_MESSAGE, "spool file %s: %s", name,
 		                    errno == ELOOP ? "is a symlink" : strerror(errno));
 		return -1;
 	}
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		*missing_r = true;
 		*error_r = err_setk(ERRK_MESSAGE, "spool file %s: not a regular file",
 		                    name);
 		close(fd);

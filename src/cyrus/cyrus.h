@@ -182,9 +182,12 @@ size_t cyrus_account_count(const struct cyrus_account *a);
 const struct cyrus_mailbox *cyrus_account_mailbox(const struct cyrus_account *a, size_t i);
 
 /* Opens the mailbox of that name: reads cyrus.header and cyrus.index.
- * Returns 0 or -1 with *error_r (ERRK_FOLDER). */
+ * Returns 0 or -1 with *error_r (ERRK_FOLDER; *missing_r, unless NULL,
+ * true when the account has no such mailbox or its directory is not in
+ * the copy, false when it is there but unreadable). */
 int cyrus_folder_open(struct cyrus_account *a, const char *name,
-                      struct cyrus_folder **f_r, const char **error_r) ATTR_WARN_UNUSED;
+                      struct cyrus_folder **f_r, bool *missing_r,
+                      const char **error_r) ATTR_WARN_UNUSED;
 void cyrus_folder_close(struct cyrus_folder **f);
 const struct cyrus_index *cyrus_folder_index(const struct cyrus_folder *f);
 const struct cyrus_header *cyrus_folder_header(const struct cyrus_folder *f);
@@ -198,7 +201,8 @@ const struct cyrus_record *cyrus_folder_find(const struct cyrus_folder *f, uint3
 char *cyrus_folder_flags(const struct cyrus_folder *f, const struct cyrus_record *r);
 /* Opens the spool file "<uid>." read-only (no symlink, a regular file).
  * *size_r is its size. Returns 0, or -1 with *error_r (ERRK_MESSAGE;
- * *missing_r true when the file does not exist). */
+ * *missing_r true when no regular file of that name exists: none, a
+ * symlink or something else; false for another error). */
 int cyrus_folder_open_msg(const struct cyrus_folder *f, uint32_t uid, int *fd_r,
                           uint64_t *size_r, bool *missing_r,
                           const char **error_r) ATTR_WARN_UNUSED;

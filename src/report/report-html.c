@@ -222,6 +222,7 @@ section_glance(struct buf *out, const struct report_data *d, double span)
 	const struct sched_view *v = &d->view;
 	size_t acc_done = 0, acc_failed = 0, counts[REPORT_REASON_COUNT];
 	uint64_t failed_msgs = 0, skipped = 0;
+	struct state_bodies bodies;
 	char a[64], b[64], c[160];
 
 	for (size_t i = 0; i < d->n_accounts; i++) {
@@ -267,6 +268,16 @@ section_glance(struct buf *out, const struct report_data *d, double span)
 	         failed_msgs, counts[REPORT_REASON_SOURCE_FOLDER] +
 	         counts[REPORT_REASON_TARGET_FOLDER]);
 	card(out, "Failures recorded", a, c);
+	/* --bodies-from only */
+	if (report_bodies_total(d, &bodies)) {
+		struct buf note;
+
+		buf_init(&note, 1024);
+		sched_bodies_text(&note, &bodies);
+		snprintf(a, sizeof(a), "%" PRIu64, bodies.spool);
+		card(out, "Bodies from the Cyrus spool", a, buf_data(&note));
+		buf_free(&note);
+	}
 	S("</div>\n");
 	/* planned against copied, as two bars */
 	if (v->est_messages > 0) {

@@ -635,6 +635,12 @@ summarize(const struct state_job *jobs, size_t n, size_t *count_r)
 		a->est_messages += j->est_messages;
 		a->est_bytes += j->est_bytes;
 		a->folders_failed += j->folders_failed;
+		a->bodies.spool += j->bodies.spool;
+		a->bodies.imap += j->bodies.imap;
+		a->bodies.missing += j->bodies.missing;
+		a->bodies.size += j->bodies.size;
+		a->bodies.uidvalidity += j->bodies.uidvalidity;
+		a->bodies.error += j->bodies.error;
 		if (j->attempts > a->attempts)
 			a->attempts = j->attempts; /* tries of its most tried part */
 		a->seconds += j->seconds;
@@ -712,6 +718,52 @@ report_load_folders(struct state_db *db, struct report_data *d,
 	return 0;
 }
 
+static bool
+bodies_any(const struct state_bodies *b)
+{
+	return b->spool + b->imap > 0;
+}
+
+bool
+report_bodies_total(const struct report_data *d, struct state_bodies *b_r)
+{
+	memset(b_r, 0, sizeof(*b_r));
+	for (size_t i = 0; i < d->n_accounts; i++) {
+		const struct state_bodies *b = &d->accounts[i].bodies;
+
+		b_r->spool += b->spool;
+		b_r->imap += b->imap;
+		b_r->missing += b->missing;
+		b_r->size += b->size;
+		b_r->uidvalidity += b->uidvalidity;
+		b_r->error += b->error;
+	}
+	return bodies_any(b_r);
+}
+
+/* "bodies: ..." of b with a newline, after indent. */
+static void
+bodies_line(struct buf *out, const char *indent, const char *what,
+            const struct state_bodies *b)
+{
+	ignore_result(buf_printf(out, "%s%s: ", indent, what));
+	sched_bodies_text(out, b);
+	ignore_result(buf_append_str(out, "\n"));
+}
+
+static void
+bodies_json(struct json *j, const struct state_bodies *b)
+{
+	json_obj_begin(j);
+	json_key(j, "from_spool"); json_u64(j, b->spool);
+	json_key(j, "over_imap"); json_u64(j, b->imap);
+	json_key(j, "missing"); json_u64(j, b->missing);
+	json_key(j, "size"); json_u64(j, b->size);
+	json_key(j, "uidvalidity"); json_u64(j, b->uidvalidity);
+	json_key(j, "error"); json_u64(j, b->error);
+	json_obj_end(j);
+}
+
 void
 report_data_free(struct report_data *d)
 {
@@ -732,6 +784,7 @@ void
 report_summary_text(struct buf *out, const struct report_data *d)
 {
 	const struct state_failure *fl = d->fl;
+	struct state_bodies total;
 	char bb[32], el[32];
 
 	ignore_result(buf_printf(out, "%-28s %-8s %9s %10s %8s %8s  %s\n",
@@ -754,6 +807,8 @@ report_summary_text(struct buf *out, const struct report_data *d)
 			ignore_result(buf_printf(out, "%s%zu recorded failure%s",
 			    a->errors ? "; " : "", nerr, nerr == 1 ? "" : "s"));
 		ignore_result(buf_append_str(out, "\n"));
+		if (bodies_any(&a->bodies))
+			bodies_line(out, "    ", "bodies", &a->bodies);
 		for (size_t k = 0, shown = 0; k < d->n_fl; k++) {
 			if (strcmp(fl[k].account, a->account) != 0)
 				continue;
@@ -770,6 +825,8 @@ report_summary_text(struct buf *out, const struct report_data *d)
 			ignore_result(buf_printf(out, ": %s\n", fl[k].reason));
 		}
 	}
+	if (report_bodies_total(d, &total))
+		bodies_line(out, "", "bodies (all accounts)", &total);
 	/* every failure once more by reason: the counts a migration is
 	 * judged by (the JSON report has them all) */
 	report_reasons_text(out, d, 50);
@@ -780,6 +837,7 @@ report_status_text(struct buf *out, const struct report_data *d, int64_t now,
                    bool alive)
 {
 	const struct state_run *r = &d->run;
+	struct state_bodies total;
 	char hb[32];
 
 	report_fmt_duration(hb, sizeof(hb), (double)(now - r->heartbeat));
@@ -791,6 +849,9 @@ report_status_text(struct buf *out, const struct report_data *d, int64_t now,
 	ignore_result(buf_append_str(out, " "));
 	report_view_overall(out, &d->view, "\n  ");
 	ignore_result(buf_append_str(out, "\n"));
+	/* the summary has it when over; while alive, of the ended attempts */
+	if (alive && report_bodies_total(d, &total))
+		bodies_line(out, "  ", "bodies", &total);
 	for (size_t i = 0; i < d->view.n_active; i++) {
 		report_view_job(out, &d->view.active[i]);
 		ignore_result(buf_append_str(out, "\n"));
@@ -840,6 +901,10 @@ account_json(struct json *j, const struct report_data *d,
 	json_key(j, "est_bytes"); json_u64(j, a->est_bytes);
 	json_key(j, "seconds"); json_double(j, a->seconds);
 	json_key(j, "attempts"); json_u64(j, a->attempts);
+	if (bodies_any(&a->bodies)) {
+		json_key(j, "bodies");
+		bodies_json(j, &a->bodies);
+	}
 	json_key(j, "errors");
 	json_arr_begin(j);
 	if (a->errors != NULL) {
@@ -913,6 +978,7 @@ report_json(struct json *j, const struct report_data *d, double elapsed)
 {
 	const struct state_run *run = &d->run;
 	const struct sched_view *v = &d->view;
+	struct state_bodies total;
 
 	json_obj_begin(j);
 	json_key(j, "run"); json_i64(j, run->id);
@@ -926,6 +992,10 @@ report_json(struct json *j, const struct report_data *d, double elapsed)
 	json_key(j, "estimated_seconds"); json_double(j, run->est_seconds);
 	json_key(j, "elapsed_seconds"); json_double(j, elapsed);
 	json_key(j, "progress"); view_json(j, v);
+	if (report_bodies_total(d, &total)) {
+		json_key(j, "bodies");
+		bodies_json(j, &total);
+	}
 	json_key(j, "active");
 	json_arr_begin(j);
 	for (size_t i = 0; i < v->n_active; i++) {

@@ -110,6 +110,8 @@ struct report_account {
 	                               * (report_load_folders() fills it) */
 	int64_t started, finished;    /* first start, last end of its jobs'
 	                               * last attempts (epoch s); 0 never */
+	struct state_bodies bodies;   /* --bodies-from: where its bodies came
+	                               * from (all 0 for other sources) */
 };
 
 /* "done", "done*" (messages failed), "pending" or "failed". */
@@ -141,6 +143,11 @@ void report_data_summarize(struct report_data *d);
  * Returns 0 or -1 with *error_r. */
 int report_load_folders(struct state_db *db, struct report_data *d,
                         const char **error_r) ATTR_WARN_UNUSED;
+/* The bodies of all of d's accounts, summed into *b_r; returns true when
+ * any came from a spool copy or over IMAP in its place (a run with
+ * --bodies-from), false for a run without (then nothing is shown). */
+bool report_bodies_total(const struct report_data *d,
+                         struct state_bodies *b_r);
 /* Frees everything d owns (also what a failed report_load() left). */
 void report_data_free(struct report_data *d);
 

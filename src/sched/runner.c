@@ -4,6 +4,7 @@
 #include "foldermap.h"
 #include "log.h"
 #include "mailboxes.h"
+#include "buf.h"
 #include "probe.h"
 #include "source.h"
 
@@ -122,6 +123,40 @@ sched_backoff(unsigned backoff, unsigned errors)
 
 /* ------------------------------------------------------------- engine */
 
+void
+sched_bodies_add(struct state_bodies *to, const struct source_body_stats *bs)
+{
+	to->spool += bs->from_spool;
+	to->imap += bs->from_imap;
+	to->missing += bs->missing;
+	to->size += bs->size;
+	to->uidvalidity += bs->uidvalidity;
+	to->error += bs->error;
+}
+
+void
+sched_bodies_text(struct buf *out, const struct state_bodies *b)
+{
+	static const char *const what[] = {
+		"missing in the spool", "of another size",
+		"in folders of another UIDVALIDITY", "unreadable in the spool",
+	};
+	const uint64_t n[] = { b->missing, b->size, b->uidvalidity, b->error };
+	const char *sep = " (";
+
+	ignore_result(buf_printf(out, "%" PRIu64 " from the Cyrus spool, %" PRIu64
+	                         " over IMAP", b->spool, b->imap));
+	for (size_t i = 0; i < N_ELEMENTS(n); i++) {
+		if (n[i] == 0)
+			continue;
+		ignore_result(buf_printf(out, "%s%" PRIu64 " %s", sep, n[i],
+		                         what[i]));
+		sep = ", ";
+	}
+	if (sep[0] == ',')
+		ignore_result(buf_append_str(out, ")"));
+}
+
 int
 sched_engine_copy(const struct sched_engine_args *a, struct copy_stats *stats,
                   const char **error_r)
@@ -165,10 +200,17 @@ sched_engine_copy(const struct sched_engine_args *a, struct copy_stats *stats,
 	if (o.retry_budget_s == 0)
 		o.retry_budget_s = 120;
 	ret = copy_account_to(&src, &dst, a->db, &o, stats, error_r);
-	if (bodies.from_spool + bodies.from_imap > 0)
-		log_info("%s: bodies: %" PRIu64 " from the Cyrus spool, %" PRIu64
-		         " over IMAP (file missing or of another size)",
-		         a->account->src_user, bodies.from_spool, bodies.from_imap);
+	stats->bodies = bodies;
+	if (bodies.from_spool + bodies.from_imap > 0) {
+		struct state_bodies sb = { 0 };
+		struct buf line;
+
+		sched_bodies_add(&sb, &bodies);
+		buf_init(&line, 1024);
+		sched_bodies_text(&line, &sb);
+		log_info("%s: bodies: %s", a->account->src_user, buf_data(&line));
+		buf_free(&line);
+	}
 	return ret;
 }
 
@@ -553,6 +595,8 @@ job_end(struct worker *w, struct rjob *rj, int ret, const char *error,
 	rj->j.skipped = st->skipped;
 	rj->j.failed = st->failed;
 	rj->j.folders_failed = st->folders_failed;
+	/* like messages: what each attempt read, summed */
+	sched_bodies_add(&rj->j.bodies, &st->bodies);
 	rj->j.updated = now;
 	if (ret < 0) {
 		cls = sched_error_classify(kind);

@@ -76,7 +76,8 @@ typedef int sched_engine_fn(const struct sched_engine_args *a,
                             struct copy_stats *stats, const char **error_r);
 
 /* The engine: copy_account_to() from the account's source (src_spec, else
- * its IMAP account; a hybrid source's body counts are logged) into the
+ * its IMAP account; a hybrid source's body counts are logged and set in
+ * stats->bodies) into the
  * account's target (an IMAP
  * account, or the Maildir at dst_path keeping UIDs, UIDVALIDITY and
  * UIDNEXT) with the job's folder filter. A UID-range job copies that range
@@ -85,6 +86,13 @@ typedef int sched_engine_fn(const struct sched_engine_args *a,
  * others' staged messages (copy.h). */
 int sched_engine_copy(const struct sched_engine_args *a,
                       struct copy_stats *stats, const char **error_r);
+
+/* Adds a hybrid source's body counts to *to. */
+void sched_bodies_add(struct state_bodies *to,
+                      const struct source_body_stats *bs);
+/* "2270 from the Cyrus spool, 5 over IMAP (3 missing in the spool, 2 of
+ * another size)" (only the reasons that occurred) appended to out. */
+void sched_bodies_text(struct buf *out, const struct state_bodies *b);
 
 struct sched_run_options {
 	const char *state_path;

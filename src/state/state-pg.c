@@ -418,6 +418,34 @@ static const char schema_v4[] =
 	" lost_leases INTEGER NOT NULL,"
 	" PRIMARY KEY (run_id, name));";
 
+/* Version 5: where the bodies of a job came from (a hybrid source).
+ * IF NOT EXISTS: a database whose version was set back by hand keeps its
+ * columns. */
+static const char schema_v5[] =
+	"ALTER TABLE job"
+	" ADD COLUMN IF NOT EXISTS bodies_spool BIGINT NOT NULL DEFAULT 0,"
+	" ADD COLUMN IF NOT EXISTS bodies_imap BIGINT NOT NULL DEFAULT 0,"
+	" ADD COLUMN IF NOT EXISTS bodies_missing BIGINT NOT NULL DEFAULT 0,"
+	" ADD COLUMN IF NOT EXISTS bodies_size BIGINT NOT NULL DEFAULT 0,"
+	" ADD COLUMN IF NOT EXISTS bodies_uidvalidity BIGINT NOT NULL DEFAULT 0,"
+	" ADD COLUMN IF NOT EXISTS bodies_error BIGINT NOT NULL DEFAULT 0;";
+
+/* Runs a text of several statements (the simple query protocol). */
+static int
+pg_exec_script(struct pg_db *db, const char *sql, const char *what,
+               const char **error_r)
+{
+	PGresult *res = PQexec(db->conn, sql);
+
+	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+		*error_r = pg_error(db, res, what);
+		PQclear(res);
+		return -1;
+	}
+	PQclear(res);
+	return 0;
+}
+
 /* Creates or checks the schema in one transaction under an advisory
  * lock (machines opening a new database at once). */
 static int
@@ -453,15 +481,10 @@ open_schema(struct pg_db *db, const char **error_r)
 	if (!ours) {
 		memset(&p, 0, sizeof(p));
 		pp_int(&p, STATE_SCHEMA_VERSION);
-		/* several statements: the simple query protocol */
-		res = PQexec(db->conn, schema_v4);
-		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-			*error_r = pg_error(db, res, "creating the schema");
-			PQclear(res);
-			goto fail;
-		}
-		PQclear(res);
-		if (
+		if (pg_exec_script(db, schema_v4, "creating the schema",
+		                   error_r) < 0 ||
+		    pg_exec_script(db, schema_v5, "creating the schema",
+		                   error_r) < 0 ||
 		    pg_run(db, "INSERT INTO imapferry_schema VALUES ($1::int)", &p,
 		           "creating the schema", error_r) < 0)
 			goto fail;
@@ -482,11 +505,20 @@ open_schema(struct pg_db *db, const char **error_r)
 		goto fail;
 	}
 	if (version < 4) {
-		/* PostgreSQL came with version 4: nothing older exists.
-		 * Migrations from 4 on go here, one step per version. */
+		/* PostgreSQL came with version 4: nothing older exists */
 		*error_r = err_setk(ERRK_STATE, "state: opening %s: invalid schema "
 		                    "version %" PRId64, db->url, version);
 		goto fail;
+	}
+	/* Migrations from 4 on go here, one step per version. */
+	if (version < 5) {
+		memset(&p, 0, sizeof(p));
+		pp_int(&p, STATE_SCHEMA_VERSION);
+		if (pg_exec_script(db, schema_v5, "migrating the schema to "
+		                   "version 5", error_r) < 0 ||
+		    pg_run(db, "UPDATE imapferry_schema SET version = $1::int", &p,
+		           "migrating the schema to version 5", error_r) < 0)
+			goto fail;
 	}
 	if (pg_run(db, "COMMIT", NULL, what, error_r) < 0)
 		goto fail;
@@ -1157,6 +1189,13 @@ pg_run_get(struct pg_db *db, int64_t id, const char *pass,
 	"status, attempts, errors, messages, bytes, skipped, failed," \
 	" folders_failed, error, scope, started, finished, updated," \
 	" not_before, seconds"
+/* struct state_bodies (schema 5), in pp_job_bodies() order */
+#define JOB_BODIES_COLUMNS \
+	"bodies_spool, bodies_imap, bodies_missing, bodies_size," \
+	" bodies_uidvalidity, bodies_error"
+#define JOB_BODIES_COLUMNS_Q \
+	"job.bodies_spool, job.bodies_imap, job.bodies_missing," \
+	" job.bodies_size, job.bodies_uidvalidity, job.bodies_error"
 /* Every column, qualified (the claim's RETURNING has other tables). */
 #define JOB_ALL_COLUMNS \
 	"job.id, job.run_id, job.seq, job.account, job.src_user," \
@@ -1167,7 +1206,7 @@ pg_run_get(struct pg_db *db, int64_t id, const char *pass,
 	" job.folders_failed, job.error, job.scope, job.started," \
 	" job.finished, job.updated, job.not_before, job.seconds," \
 	" job.src_slot, job.dst_slot, job.claimed_by, job.lease_token," \
-	" job.lease_expires"
+	" job.lease_expires, " JOB_BODIES_COLUMNS_Q
 
 static void
 pp_job_progress(struct pgp *p, const struct state_job *j)
@@ -1187,6 +1226,17 @@ pp_job_progress(struct pgp *p, const struct state_job *j)
 	pp_int(p, j->updated);
 	pp_int(p, j->not_before);
 	pp_dbl(p, j->seconds);
+}
+
+static void
+pp_job_bodies(struct pgp *p, const struct state_job *j)
+{
+	pp_int(p, (int64_t)j->bodies.spool);
+	pp_int(p, (int64_t)j->bodies.imap);
+	pp_int(p, (int64_t)j->bodies.missing);
+	pp_int(p, (int64_t)j->bodies.size);
+	pp_int(p, (int64_t)j->bodies.uidvalidity);
+	pp_int(p, (int64_t)j->bodies.error);
 }
 
 static void
@@ -1232,14 +1282,20 @@ job_from_row(const PGresult *res, int i, struct state_job *j)
 	j->claimed_by = gs(res, i, 32, true);
 	j->lease_token = gi(res, i, 33);
 	j->lease_expires = gi(res, i, 34);
+	j->bodies.spool = (uint64_t)gi(res, i, 35);
+	j->bodies.imap = (uint64_t)gi(res, i, 36);
+	j->bodies.missing = (uint64_t)gi(res, i, 37);
+	j->bodies.size = (uint64_t)gi(res, i, 38);
+	j->bodies.uidvalidity = (uint64_t)gi(res, i, 39);
+	j->bodies.error = (uint64_t)gi(res, i, 40);
 }
 
 int
 pg_job_insert(struct pg_db *db, struct state_job *j, const char **error_r)
 {
-	/* 31 parameters: more than struct pgp holds */
-	const char *v[31];
-	char num[31][32];
+	/* 37 parameters: more than struct pgp holds */
+	const char *v[37];
+	char num[37][32];
 	struct pgp p = { 0 };
 	PGresult *res;
 	int k = 0;
@@ -1255,7 +1311,8 @@ pg_job_insert(struct pg_db *db, struct state_job *j, const char **error_r)
 	VI((int64_t)j->est_messages); VI((int64_t)j->est_bytes);
 	VD(j->est_seconds);
 	pp_job_progress(&p, j);
-	for (int i = 0; i < p.n; i++) {
+	pp_job_bodies(&p, j);
+	for (int i = 0; i < p.n - 6; i++) {
 		if (p.v[i] == p.num[i]) {
 			memcpy(num[k], p.num[i], sizeof(num[k]));
 			v[k] = num[k];
@@ -1265,15 +1322,22 @@ pg_job_insert(struct pg_db *db, struct state_job *j, const char **error_r)
 		k++;
 	}
 	VS(j->src_slot); VS(j->dst_slot);
+	for (int i = p.n - 6; i < p.n; i++) {
+		memcpy(num[k], p.num[i], sizeof(num[k]));
+		v[k] = num[k];
+		k++;
+	}
 #undef VI
 #undef VD
 #undef VS
 	res = pg_exec_n(db, "INSERT INTO job (run_id, seq, account, src_user,"
 	    " dst_user, part, parts, folders, exclude, uid_lo, uid_hi,"
 	    " est_messages, est_bytes, est_seconds, " JOB_PROGRESS_COLUMNS ","
-	    " src_slot, dst_slot) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,"
+	    " src_slot, dst_slot, " JOB_BODIES_COLUMNS ") VALUES ($1, $2, $3,"
+	    " $4, $5, $6, $7, $8, $9,"
 	    " $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22,"
-	    " $23, $24, $25, $26, $27, $28, $29, $30, $31) RETURNING id", k, v,
+	    " $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35,"
+	    " $36, $37) RETURNING id", k, v,
 	    "storing job", error_r);
 	if (res == NULL)
 		return -1;
@@ -1290,8 +1354,10 @@ pg_job_update(struct pg_db *db, const struct state_job *j,
 
 	pp_int(&p, j->id);
 	pp_job_progress(&p, j);
-	return pg_run(db, "UPDATE job SET (" JOB_PROGRESS_COLUMNS ") = ($2, $3,"
-	    " $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+	pp_job_bodies(&p, j);
+	return pg_run(db, "UPDATE job SET (" JOB_PROGRESS_COLUMNS ", "
+	    JOB_BODIES_COLUMNS ") = ($2, $3, $4, $5, $6, $7, $8, $9, $10, $11,"
+	    " $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)"
 	    " WHERE id = $1::bigint", &p, "updating job", error_r);
 }
 
@@ -1460,8 +1526,8 @@ claim_locked(struct pg_db *db, const struct state_claim *c,
 	if (res == NULL)
 		return -1;
 	if (PQntuples(res) > 0) {
-		char *prev = gs(res, 0, 35, true);
-		bool stolen = strcmp(PQgetvalue(res, 0, 36), "running") == 0 &&
+		char *prev = gs(res, 0, 41, true);
+		bool stolen = strcmp(PQgetvalue(res, 0, 42), "running") == 0 &&
 		    prev[0] != '\0';
 
 		job_from_row(res, 0, j_r);
@@ -1555,8 +1621,10 @@ pg_job_release(struct pg_db *db, const struct state_job *j, int64_t token,
 	pp_int(&p, j->id);
 	pp_job_progress(&p, j);
 	pp_int(&p, token);
-	if (pg_run_rows(db, "UPDATE job SET (" JOB_PROGRESS_COLUMNS ") = ($2,"
-	    " $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16),"
+	pp_job_bodies(&p, j);
+	if (pg_run_rows(db, "UPDATE job SET (" JOB_PROGRESS_COLUMNS ", "
+	    JOB_BODIES_COLUMNS ") = ($2, $3, $4, $5, $6, $7, $8, $9, $10, $11,"
+	    " $12, $13, $14, $15, $16, $18, $19, $20, $21, $22, $23),"
 	    " lease_expires = 0 WHERE id = $1::bigint AND"
 	    " lease_token = $17::bigint AND status = 'running'", &p,
 	    "ending a job's attempt", &rows, error_r) < 0)

@@ -181,6 +181,15 @@ static const char schema_v4_job[] =
 	"ALTER TABLE job ADD COLUMN claimed_by TEXT NOT NULL DEFAULT '';"
 	"ALTER TABLE job ADD COLUMN lease_token INTEGER NOT NULL DEFAULT 0;"
 	"ALTER TABLE job ADD COLUMN lease_expires INTEGER NOT NULL DEFAULT 0;";
+/* Version 5: where the bodies of a job came from (a hybrid source). */
+static const char schema_v5_job[] =
+	"ALTER TABLE job ADD COLUMN bodies_spool INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE job ADD COLUMN bodies_imap INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE job ADD COLUMN bodies_missing INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE job ADD COLUMN bodies_size INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE job ADD COLUMN bodies_uidvalidity INTEGER NOT NULL"
+	" DEFAULT 0;"
+	"ALTER TABLE job ADD COLUMN bodies_error INTEGER NOT NULL DEFAULT 0;";
 static const char schema_v4[] =
 	"CREATE TABLE IF NOT EXISTS machine ("
 	" run_id INTEGER NOT NULL REFERENCES run (id) ON DELETE CASCADE,"
@@ -511,7 +520,8 @@ open_schema_locked(struct sq_db *db, const char **error_r)
 		    open_exec(db, schema_v2, "creating schema", error_r) < 0 ||
 		    open_exec(db, schema_v3, "creating schema", error_r) < 0 ||
 		    open_exec(db, schema_v4_job, "creating schema", error_r) < 0 ||
-		    open_exec(db, schema_v4, "creating schema", error_r) < 0)
+		    open_exec(db, schema_v4, "creating schema", error_r) < 0 ||
+		    open_exec(db, schema_v5_job, "creating schema", error_r) < 0)
 			return -1;
 		snprintf(sql, sizeof(sql), "PRAGMA application_id = %d;"
 		         "PRAGMA user_version = %d", STATE_APPLICATION_ID,
@@ -557,6 +567,15 @@ open_schema_locked(struct sq_db *db, const char **error_r)
 	                error_r) < 0) ||
 	     open_exec(db, schema_v4, "migrating schema to version 4",
 	               error_r) < 0))
+		return -1;
+	if (version < 5 &&
+	    open_pragma_int(db, "SELECT count(*) FROM pragma_table_info('job')"
+	                    " WHERE name = 'bodies_spool'", "reading schema",
+	                    &objects, error_r) < 0)
+		return -1;
+	if (version < 5 && objects == 0 &&
+	    open_exec(db, schema_v5_job, "migrating schema to version 5",
+	              error_r) < 0)
 		return -1;
 	if (version < STATE_SCHEMA_VERSION) {
 		snprintf(sql, sizeof(sql), "PRAGMA user_version = %d",
@@ -1364,6 +1383,23 @@ bind_job_progress(sqlite3_stmt *stmt, int first, const struct state_job *j)
 	sqlite3_bind_double(stmt, first + 14, j->seconds);
 }
 
+/* The columns of struct state_bodies, in the order bind_job_bodies()
+ * binds them (6 parameters from first on). */
+#define JOB_BODIES_COLUMNS \
+	"bodies_spool, bodies_imap, bodies_missing, bodies_size," \
+	" bodies_uidvalidity, bodies_error"
+
+static void
+bind_job_bodies(sqlite3_stmt *stmt, int first, const struct state_job *j)
+{
+	bind_int(stmt, first, (int64_t)j->bodies.spool);
+	bind_int(stmt, first + 1, (int64_t)j->bodies.imap);
+	bind_int(stmt, first + 2, (int64_t)j->bodies.missing);
+	bind_int(stmt, first + 3, (int64_t)j->bodies.size);
+	bind_int(stmt, first + 4, (int64_t)j->bodies.uidvalidity);
+	bind_int(stmt, first + 5, (int64_t)j->bodies.error);
+}
+
 int
 sq_job_insert(struct sq_db *db, struct state_job *j,
                  const char **error_r)
@@ -1374,11 +1410,11 @@ sq_job_insert(struct sq_db *db, struct state_job *j,
 	stmt = prep_once(db,
 	    "INSERT INTO job (run_id, seq, account, src_user, dst_user, part,"
 	    " parts, folders, exclude, uid_lo, uid_hi, est_messages, est_bytes,"
-	    " est_seconds, " JOB_PROGRESS_COLUMNS ", src_slot, dst_slot)"
-	    " VALUES (?1, ?2, ?3, ?4,"
+	    " est_seconds, " JOB_PROGRESS_COLUMNS ", src_slot, dst_slot, "
+	    JOB_BODIES_COLUMNS ") VALUES (?1, ?2, ?3, ?4,"
 	    " ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,"
-	    " ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31)"
-	    " RETURNING id", what, error_r);
+	    " ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31,"
+	    " ?32, ?33, ?34, ?35, ?36, ?37) RETURNING id", what, error_r);
 	if (stmt == NULL)
 		return -1;
 	bind_int(stmt, 1, j->run_id);
@@ -1398,6 +1434,7 @@ sq_job_insert(struct sq_db *db, struct state_job *j,
 	bind_job_progress(stmt, 15, j);
 	bind_str0(stmt, 30, j->src_slot);
 	bind_str0(stmt, 31, j->dst_slot);
+	bind_job_bodies(stmt, 32, j);
 	return run_once(db, stmt, what, &j->id, error_r);
 }
 
@@ -1409,13 +1446,14 @@ sq_job_update(struct sq_db *db, const struct state_job *j,
 	sqlite3_stmt *stmt;
 
 	stmt = prep_once(db,
-	    "UPDATE job SET (" JOB_PROGRESS_COLUMNS ") = (?2, ?3, ?4, ?5, ?6,"
-	    " ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) WHERE id = ?1",
-	    what, error_r);
+	    "UPDATE job SET (" JOB_PROGRESS_COLUMNS ", " JOB_BODIES_COLUMNS
+	    ") = (?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,"
+	    " ?16, ?17, ?18, ?19, ?20, ?21, ?22) WHERE id = ?1", what, error_r);
 	if (stmt == NULL)
 		return -1;
 	bind_int(stmt, 1, j->id);
 	bind_job_progress(stmt, 2, j);
+	bind_job_bodies(stmt, 17, j);
 	return run_once(db, stmt, what, NULL, error_r);
 }
 
@@ -1463,7 +1501,7 @@ sq_job_requeue(struct sq_db *db, int64_t run_id, const char **error_r)
 	" folders, exclude, uid_lo, uid_hi, est_messages, est_bytes," \
 	" est_seconds, status, attempts, errors, messages, bytes, skipped," \
 	" failed, folders_failed, error, scope, started, finished, updated," \
-	" not_before, seconds, " JOB_LEASE_COLUMNS
+	" not_before, seconds, " JOB_LEASE_COLUMNS ", " JOB_BODIES_COLUMNS
 
 static void job_from_row(sqlite3_stmt *stmt, struct state_job *j);
 
@@ -1492,8 +1530,8 @@ sq_job_list(struct sq_db *db, int64_t run_id, struct state_job **jobs_r,
 	    " folders, exclude, uid_lo, uid_hi, est_messages, est_bytes,"
 	    " est_seconds, status, attempts, errors, messages, bytes, skipped,"
 	    " failed, folders_failed, error, scope, started, finished, updated,"
-	    " not_before, seconds, " JOB_LEASE_COLUMNS " FROM job"
-	    " WHERE run_id = ?1 ORDER BY seq", what, error_r);
+	    " not_before, seconds, " JOB_LEASE_COLUMNS ", " JOB_BODIES_COLUMNS
+	    " FROM job WHERE run_id = ?1 ORDER BY seq", what, error_r);
 	if (stmt == NULL)
 		return -1;
 	bind_int(stmt, 1, run_id);
@@ -1558,6 +1596,12 @@ job_from_row(sqlite3_stmt *stmt, struct state_job *j)
 		j->claimed_by = col_strdup(stmt, 32, true);
 		j->lease_token = sqlite3_column_int64(stmt, 33);
 		j->lease_expires = sqlite3_column_int64(stmt, 34);
+		j->bodies.spool = (uint64_t)sqlite3_column_int64(stmt, 35);
+		j->bodies.imap = (uint64_t)sqlite3_column_int64(stmt, 36);
+		j->bodies.missing = (uint64_t)sqlite3_column_int64(stmt, 37);
+		j->bodies.size = (uint64_t)sqlite3_column_int64(stmt, 38);
+		j->bodies.uidvalidity = (uint64_t)sqlite3_column_int64(stmt, 39);
+		j->bodies.error = (uint64_t)sqlite3_column_int64(stmt, 40);
 }
 
 /* ---- UID-range parts ---- */
@@ -1842,8 +1886,9 @@ sq_job_release(struct sq_db *db, const struct state_job *j, int64_t token,
 
 	*lost_r = false;
 	stmt = prep_once(db,
-	    "UPDATE job SET (" JOB_PROGRESS_COLUMNS ") = (?2, ?3, ?4, ?5, ?6,"
-	    " ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16), lease_expires = 0"
+	    "UPDATE job SET (" JOB_PROGRESS_COLUMNS ", " JOB_BODIES_COLUMNS
+	    ") = (?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,"
+	    " ?16, ?18, ?19, ?20, ?21, ?22, ?23), lease_expires = 0"
 	    " WHERE id = ?1 AND lease_token = ?17 AND status = 'running'",
 	    what, error_r);
 	if (stmt == NULL)
@@ -1851,6 +1896,7 @@ sq_job_release(struct sq_db *db, const struct state_job *j, int64_t token,
 	bind_int(stmt, 1, j->id);
 	bind_job_progress(stmt, 2, j);
 	bind_int(stmt, 17, token);
+	bind_job_bodies(stmt, 18, j);
 	if (run_once(db, stmt, what, NULL, error_r) < 0)
 		return -1;
 	*lost_r = sqlite3_changes(db->db) == 0;

@@ -33,8 +33,9 @@
 #include "base.h"
 
 /* Schema version: PRAGMA user_version (SQLite), table imapferry_schema
- * (PostgreSQL). 4 adds the leases of jobs and the machines of a run. */
-#define STATE_SCHEMA_VERSION 4
+ * (PostgreSQL). 4 adds the leases of jobs and the machines of a run, 5
+ * where the bodies of a job came from (struct state_bodies). */
+#define STATE_SCHEMA_VERSION 5
 
 struct state_db;
 
@@ -310,6 +311,20 @@ int state_run_get(struct state_db *db, int64_t id, const char *pass,
 /* Frees the strings of *r and zeroes it. */
 void state_run_free(struct state_run *r);
 
+/* Where the bodies of a job's messages came from when its source is an
+ * IMAP account with --bodies-from cyrus-spool:PATH (schema 5: columns
+ * bodies_spool, bodies_imap, bodies_missing, bodies_size,
+ * bodies_uidvalidity, bodies_error of the job table). All 0 for any other
+ * source. */
+struct state_bodies {
+	uint64_t spool;             /* read from the copied spool */
+	uint64_t imap;              /* over IMAP: the sum of the four reasons */
+	uint64_t missing;           /* no spool file (or folder) in the copy */
+	uint64_t size;              /* the spool file had another size */
+	uint64_t uidvalidity;       /* the copy's folder had another UIDVALIDITY */
+	uint64_t error;             /* the spool file or folder was unreadable */
+};
+
 /* One job of a run. Strings are owned (state_job_list_free()). */
 struct state_job {
 	int64_t id;                 /* set by state_job_insert() */
@@ -340,12 +355,15 @@ struct state_job {
 	char *claimed_by;           /* machine of the last claim, or "" */
 	int64_t lease_token;        /* fencing token of the last claim */
 	int64_t lease_expires;      /* epoch seconds (database clock) */
+	/* schema 5: summed over all attempts, written with the progress
+	 * fields (state_job_update(), state_job_release()) */
+	struct state_bodies bodies;
 };
 
 /* Inserts j (j->id ignored) and sets j->id. Returns 0 or -1 with *error_r. */
 int state_job_insert(struct state_db *db, struct state_job *j,
                      const char **error_r) ATTR_WARN_UNUSED;
-/* Stores the mutable fields (status .. seconds) of job j->id.
+/* Stores the mutable fields (status .. seconds, bodies) of job j->id.
  * Returns 0 or -1 with *error_r. */
 int state_job_update(struct state_db *db, const struct state_job *j,
                      const char **error_r) ATTR_WARN_UNUSED;

@@ -87,6 +87,10 @@ struct copy_stats {
 	double seconds;
 	/* the kind of the error that stopped the pass (-1 returned) */
 	enum err_kind error_kind;
+	/* where the bodies came from (a hybrid source): not set by
+	 * copy_account_to(), which counts into src->body_stats; the runner's
+	 * engine copies its counts here */
+	struct source_body_stats bodies;
 };
 
 /* Copies the account from src (its fields are copied; it is not connected

@@ -378,7 +378,7 @@ cy_inventory(struct source *s, unsigned flags, struct imap_account_info *info,
 		box->subscribed = mb->subscribed;
 		if (!(flags & (IMAP_INV_STATUS | IMAP_INV_SIZE)))
 			continue;
-		if (cyrus_folder_open(s->cyrus, mb->name, &f, &error) < 0) {
+		if (cyrus_folder_open(s->cyrus, mb->name, &f, NULL, &error) < 0) {
 			/* listed without status: selecting it reports the error */
 			log_warn("Cyrus mailbox %s: %s", mb->name, error);
 			continue;
@@ -407,7 +407,7 @@ cy_select(struct source *s, const char *name, struct source_folder *st,
 {
 	if (s->cfolder != NULL)
 		cyrus_folder_close(&s->cfolder);
-	if (cyrus_folder_open(s->cyrus, name, &s->cfolder, error_r) < 0)
+	if (cyrus_folder_open(s->cyrus, name, &s->cfolder, NULL, error_r) < 0)
 		return -1;
 	memset(st, 0, sizeof(*st));
 	st->uidvalidity = cyrus_folder_uidvalidity(s->cfolder);
@@ -422,22 +422,28 @@ cy_select(struct source *s, const char *name, struct source_folder *st,
  * larger files are handed over as their own read-only fd (*fd_r, at
  * offset 0) unless in_memory. A missing file or one whose size differs
  * from the index (changed or torn while copied) is an error
- * (ERRK_MESSAGE). */
+ * (ERRK_MESSAGE); why_r (may be NULL) then tells which. */
 static int
 cy_read_file(const struct cyrus_folder *f, uint32_t uid, uint64_t want_size,
              bool in_memory, char **data_r, int *fd_r, uint64_t *size_r,
-             const char **error_r)
+             enum source_body_why *why_r, const char **error_r)
 {
+	enum source_body_why why_unused;
 	uint64_t fsize, got = 0;
 	bool missing;
 	char *data;
 	int fd;
 
+	if (why_r == NULL)
+		why_r = &why_unused;
 	*data_r = NULL;
 	*fd_r = -1;
-	if (cyrus_folder_open_msg(f, uid, &fd, &fsize, &missing, error_r) < 0)
+	if (cyrus_folder_open_msg(f, uid, &fd, &fsize, &missing, error_r) < 0) {
+		*why_r = missing ? SOURCE_BODY_MISSING : SOURCE_BODY_ERROR;
 		return -1;
+	}
 	if (fsize != want_size) {
+		*why_r = SOURCE_BODY_SIZE;
 		*error_r = err_setk(ERRK_MESSAGE, "spool file %u.: %" PRIu64 " bytes, "
 		                    "expected %" PRIu64, uid, fsize, want_size);
 		close(fd);
@@ -455,6 +461,7 @@ cy_read_file(const struct cyrus_folder *f, uint32_t uid, uint64_t want_size,
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
+			*why_r = SOURCE_BODY_ERROR;
 			*error_r = err_setk(ERRK_MESSAGE, "spool file %u.: %s", uid,
 			                    n < 0 ? strerror(errno) : "shrank while read");
 			free(data);
@@ -475,7 +482,7 @@ cy_read_msg(const struct cyrus_folder *f, const struct cyrus_record *rec,
             const char **error_r)
 {
 	return cy_read_file(f, rec->uid, rec->size, in_memory, data_r, fd_r,
-	                    size_r, error_r);
+	                    size_r, NULL, error_r);
 }
 
 static void header_fields(const char *msg, size_t len, struct buf *out);
@@ -540,13 +547,14 @@ cy_list(struct source *s, const uint32_t *uids, size_t n, unsigned what,
  * legacy namespace) or "A/B" (altnamespace) is "A/B" in the spool. Kept
  * only when its UIDVALIDITY is the server's: another one means the copy
  * is of another incarnation of the folder, and every body comes over
- * IMAP. */
+ * IMAP (s->hy_why says why). */
 static void
 hy_select(struct source *s, const char *name, uint32_t uidvalidity)
 {
 	char sep = s->imap_sep != '\0' ? s->imap_sep : '.';
 	char *cname;
 	const char *error;
+	bool missing;
 
 	if (s->cfolder != NULL)
 		cyrus_folder_close(&s->cfolder);
@@ -559,9 +567,12 @@ hy_select(struct source *s, const char *name, uint32_t uidvalidity)
 	for (char *c = cname; *c != '\0' && sep != '/'; c++)
 		if (*c == sep)
 			*c = '/';
-	if (cyrus_folder_open(s->cyrus, cname, &s->cfolder, &error) < 0) {
+	if (cyrus_folder_open(s->cyrus, cname, &s->cfolder, &missing,
+	                      &error) < 0) {
 		log_warn("%s: bodies over IMAP: %s", name, error);
+		s->hy_why = missing ? SOURCE_BODY_MISSING : SOURCE_BODY_ERROR;
 	} else if (cyrus_folder_uidvalidity(s->cfolder) != uidvalidity) {
+		s->hy_why = SOURCE_BODY_UIDVALIDITY;
 		log_warn("%s: bodies over IMAP: the spool copy has UIDVALIDITY %u, "
 		         "the server %u", name, cyrus_folder_uidvalidity(s->cfolder),
 		         uidvalidity);
@@ -657,22 +668,54 @@ cy_reader_main(void *arg)
 }
 
 static void
-count_bodies(struct source *s, bool spool, uint64_t n)
+count_spool(struct source *s)
 {
 	if (s->body_stats != NULL)
-		__atomic_fetch_add(spool ? &s->body_stats->from_spool :
-		                   &s->body_stats->from_imap, n, __ATOMIC_RELAXED);
+		__atomic_fetch_add(&s->body_stats->from_spool, 1, __ATOMIC_RELAXED);
+}
+
+static void
+count_imap(struct source *s, enum source_body_why why, uint64_t n)
+{
+	struct source_body_stats *bs = s->body_stats;
+	uint64_t *reason;
+
+	if (bs == NULL || n == 0)
+		return;
+	switch (why) {
+	case SOURCE_BODY_MISSING:
+		reason = &bs->missing;
+		break;
+	case SOURCE_BODY_SIZE:
+		reason = &bs->size;
+		break;
+	case SOURCE_BODY_UIDVALIDITY:
+		reason = &bs->uidvalidity;
+		break;
+	default:
+		reason = &bs->error;
+		break;
+	}
+	__atomic_fetch_add(reason, n, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&bs->from_imap, n, __ATOMIC_RELAXED);
 }
 
 /* Fetches uids over IMAP into r->q, in order: through a private queue
- * drained into r->q (a fetch reader closes the queue it fills). Returns
- * 0, or -1 when the consumer aborted or the session failed (r->error). */
+ * drained into r->q (a fetch reader closes the queue it fills). Each
+ * body handed on is counted as over IMAP for its reason: whys[i] for
+ * uids[i], or why for all when whys is NULL. Returns 0, or -1 when the
+ * consumer aborted or the session failed (r->error). */
 static int
-hy_fetch_imap(struct source_reader *r, const uint32_t *uids, size_t n)
+hy_fetch_imap(struct source_reader *r, const uint32_t *uids,
+              const enum source_body_why *whys, size_t n,
+              enum source_body_why why)
 {
 	struct mqueue tq;
 	struct fetch_reader *fr;
 	struct cmsg *list;
+	uint64_t passed = 0;
+	uint32_t uid;
+	size_t k = 0;
 	char *error;
 	int ret = 0;
 
@@ -686,25 +729,37 @@ hy_fetch_imap(struct source_reader *r, const uint32_t *uids, size_t n)
 			m->next = NULL;
 			if (ret < 0) {
 				cmsg_free(&m);
-			} else if (mqueue_push(r->q, m) < 0) {
+				continue;
+			}
+			uid = m->uid;
+			if (mqueue_push(r->q, m) < 0) {
 				ret = -1;
 				mqueue_abort(&tq);
+				continue;
 			}
+			/* both ascending: the reason of the UID handed on */
+			while (whys != NULL && k < n && uids[k] < uid)
+				k++;
+			if (whys != NULL && k < n && uids[k] == uid)
+				count_imap(r->s, whys[k], 1);
+			else
+				passed++;
 		}
 	}
 	error = fetch_reader_join(&fr);
 	mqueue_deinit(&tq);
+	count_imap(r->s, why, passed);
 	if (error != NULL) {
 		r->error = error;
 		return -1;
 	}
-	count_bodies(r->s, false, n);
 	return ret;
 }
 
 /* The hybrid reader: per batch one UID FETCH (UID FLAGS INTERNALDATE
  * RFC822.SIZE), then each body from its spool file when the file has
- * exactly RFC822.SIZE bytes, else over IMAP, in UID order. */
+ * exactly RFC822.SIZE bytes, else over IMAP, in UID order. A folder
+ * without a usable spool copy (cfolder NULL) comes over IMAP whole. */
 static void *
 hy_reader_main(void *arg)
 {
@@ -712,7 +767,14 @@ hy_reader_main(void *arg)
 	const struct cyrus_folder *f = r->s->cfolder;
 	size_t batch = r->o.batch != 0 ? r->o.batch : 500;
 	uint32_t *fb = xcalloc(batch + 1, sizeof(*fb));
+	enum source_body_why *fb_why = xcalloc(batch + 1, sizeof(*fb_why));
 	bool stop = false;
+
+	if (f == NULL) {
+		ignore_result(hy_fetch_imap(r, r->uids, NULL, r->count,
+		                            r->s->hy_why));
+		stop = true;
+	}
 
 	for (size_t at = 0; at < r->count && !stop && !r->q->aborted; at += batch) {
 		size_t n = r->count - at < batch ? r->count - at : batch, n_fb = 0;
@@ -737,13 +799,14 @@ hy_reader_main(void *arg)
 			c = xcalloc(1, sizeof(*c));
 			c->fd = -1;
 			if (cy_read_file(f, m->uid, m->size, false, &c->data, &c->fd,
-			                 &c->size, &error) < 0) {
+			                 &c->size, &fb_why[n_fb], &error) < 0) {
 				cmsg_free(&c);
 				fb[n_fb++] = m->uid;
 				continue;
 			}
 			/* what could not come from the spool goes first: UID order */
-			if (n_fb > 0 && hy_fetch_imap(r, fb, n_fb) < 0) {
+			if (n_fb > 0 && hy_fetch_imap(r, fb, fb_why, n_fb,
+			                              SOURCE_BODY_ERROR) < 0) {
 				cmsg_free(&c);
 				stop = true;
 				break;
@@ -752,15 +815,18 @@ hy_reader_main(void *arg)
 			c->uid = m->uid;
 			c->flags = xstrdup(m->flags);
 			c->internaldate = m->internaldate;
-			count_bodies(r->s, true, 1);
 			if (mqueue_push(r->q, c) < 0)
 				stop = true;
+			else
+				count_spool(r->s);
 		}
-		if (!stop && n_fb > 0 && hy_fetch_imap(r, fb, n_fb) < 0)
+		if (!stop && n_fb > 0 && hy_fetch_imap(r, fb, fb_why, n_fb,
+		                                       SOURCE_BODY_ERROR) < 0)
 			stop = true;
 		msgsum_list_free(&meta);
 	}
 	free(fb);
+	free(fb_why);
 	imap_keep_park(r->keep);
 	mqueue_close(r->q);
 	return NULL;
@@ -775,7 +841,7 @@ source_reader_start(struct source *s, const uint32_t *uids, size_t count,
 	r->s = s;
 	/* the reader's until it parks it (reader.h) */
 	imap_keep_take(s->keep);
-	if (s->kind == SOURCE_IMAP && s->cfolder == NULL) {
+	if (s->kind == SOURCE_IMAP && s->cyrus == NULL) {
 		struct fetch_reader_options fo = *o;
 
 		fo.keep = s->keep;

@@ -16,6 +16,19 @@
 #include "msgsum.h"
 #include "reader.h"
 
+/* Why a body of a hybrid source came over IMAP. */
+enum source_body_why {
+	SOURCE_BODY_MISSING,    /* no regular file <UID>. (none, a symlink,
+	                         * not a file), or the folder is not in the
+	                         * copy (whole folder) */
+	SOURCE_BODY_SIZE,       /* the file's size is not RFC822.SIZE */
+	SOURCE_BODY_UIDVALIDITY,/* the copy's folder has another UIDVALIDITY
+	                         * than the server's (whole folder) */
+	SOURCE_BODY_ERROR,      /* the file or the copy's folder could not be
+	                         * read (I/O error, permissions, a damaged
+	                         * cyrus.index) */
+};
+
 enum source_kind { SOURCE_IMAP, SOURCE_MAILDIR, SOURCE_CYRUS };
 
 struct source {
@@ -34,10 +47,12 @@ struct source {
 	 * copied spool ("hybrid": metadata by UID FETCH, each body from
 	 * <UID>. when its size is the RFC822.SIZE, else over IMAP); cfolder is
 	 * then the spool's folder of the selected one when its UIDVALIDITY
-	 * matches, else NULL (everything over IMAP). */
+	 * matches, else NULL (everything over IMAP, for the reason
+	 * hy_why). */
 	struct cyrus_options cy;
 	struct cyrus_account *cyrus;
 	struct cyrus_folder *cfolder;
+	enum source_body_why hy_why;
 	char imap_sep;                  /* from source_inventory() */
 	struct source_body_stats *body_stats; /* may be NULL; shared by copies */
 	/* NULL, or the keeper that sends NOOP on the IMAP session while it
@@ -66,10 +81,13 @@ int source_folder_names(const struct source *spec, char ***names_r,
                         const char **error_r) ATTR_WARN_UNUSED;
 
 /* Where the bodies of a hybrid source came from (updated atomically: the
- * copies of one source in parallel workers share it). */
+ * copies of one source in parallel workers share it). Bodies delivered
+ * to the copy engine are counted, not bodies asked for (a message
+ * expunged meanwhile counts nowhere). */
 struct source_body_stats {
 	uint64_t from_spool;            /* read from <UID>. files */
-	uint64_t from_imap;             /* file missing or of another size */
+	uint64_t from_imap;             /* over IMAP: the sum of the reasons */
+	uint64_t missing, size, uidvalidity, error; /* enum source_body_why */
 };
 
 /* The selected folder as the source reports it. */

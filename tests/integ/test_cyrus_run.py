@@ -21,8 +21,9 @@ INTERNALDATE, RFC822.SIZE and body bytes (maildir_util.compare_snapshots).
                  once, naming it; the other is copied
   plan_hybrid    --bodies-from on plan: the counts over IMAP
   run_hybrid     --bodies-from on run: UID-exact;
-                 the bodies came from the spool (logged per account), a
-                 file removed from the copy came over IMAP
+                 the bodies came from the spool (logged per account), files
+                 removed from the copy and one truncated came over IMAP,
+                 counted by reason in report (text, JSON, HTML) and status
 """
 
 import contextlib
@@ -268,27 +269,88 @@ def test_plan_hybrid():
     assert got == want, (got, want)
 
 
+def live_spool_files(user, n):
+    """The spool files of the first n live INBOX messages of user (UIDs
+    2 and 5-7 were expunged, their files may stay)."""
+    inbox = os.path.join(COPY, "spool", "user", user)
+    uids = sorted(int(f[:-1]) for f in os.listdir(inbox) if re.fullmatch(r"\d+\.", f))
+    return [os.path.join(inbox, f"{u}.") for u in uids if u not in (2, 5, 6, 7)][:n]
+
+
+def report_json(state, cmd="report"):
+    p = H.run_ferry([cmd, "--state", state, "--json"])
+    assert p.returncode == 0, H.describe(p)
+    return json.loads(p.stdout.splitlines()[0])
+
+
 def test_run_hybrid():
-    # a file missing from the copy comes over IMAP
-    inbox = os.path.join(COPY, "spool", "user", "bob")
-    first = min(int(n[:-1]) for n in os.listdir(inbox) if re.fullmatch(r"\d+\.", n))
-    os.rename(os.path.join(inbox, f"{first}."), os.path.join(TMP, "bob-first"))
+    """Files removed from the copy (alice 2, bob 1) and one truncated
+    (carol) come over IMAP: the run's log, report (text, JSON, HTML) and
+    status count them by reason."""
+    missing = {"alice": live_spool_files("alice", 2), "bob": live_spool_files("bob", 1)}
+    truncated = live_spool_files("carol", 1)[0]
+    saved = []
+    for u, paths in missing.items():
+        for k, path in enumerate(paths):
+            keep = os.path.join(TMP, f"{u}-{k}")
+            os.rename(path, keep)
+            saved.append((keep, path))
+    keep = os.path.join(TMP, "carol-truncated")
+    shutil.copy2(truncated, keep)
+    saved.append((keep, truncated))
+    os.truncate(truncated, os.path.getsize(truncated) // 2)
+    state = os.path.join(TMP, "hybrid.db")
     try:
         p = H.run_ferry(["run", USERS, C.url("%u"), dst_tmpl(D2), "--state",
-                         os.path.join(TMP, "hybrid.db"), "--progress", "plain",
+                         state, "--progress", "plain",
                          "--owner", "mail:mail", *hybrid_args()], timeout=300)
         assert p.returncode == 0, H.describe(p)
     finally:
-        os.rename(os.path.join(TMP, "bob-first"), os.path.join(inbox, f"{first}."))
+        for keep, path in saved:
+            os.replace(keep, path)
     n = check_accounts(D2)
     logs = BODIES.findall(p.stderr)
     spool = sum(int(s) for _u, s, _i in logs)
     imap = sum(int(i) for _u, _s, i in logs)
     H.log(f"hybrid: {n} messages UID-exact; bodies {spool} from the spool, {imap} over IMAP")
     assert {u for u, _s, _i in logs} == set(CUSERS), logs
-    # every body came from the spool but bob's missing one
-    assert imap == 1 and spool + imap == n, (spool, imap, n)
+    # every body came from the spool but the 3 missing and the 1 truncated
+    assert imap == 4 and spool + imap == n, (spool, imap, n)
     assert sum(int(i) for u, _s, i in logs if u == "bob") == 1, logs
+
+    # the report of the run: per account and in total, by reason
+    j = report_json(state)
+    want = {"from_spool": n - 4, "over_imap": 4, "missing": 3, "size": 1,
+            "uidvalidity": 0, "error": 0}
+    assert j["bodies"] == want, j["bodies"]
+    per = {a["src_user"]: a["bodies"] for a in j["accounts"]}
+    assert per["alice"]["missing"] == 2 and per["alice"]["over_imap"] == 2, per
+    assert per["bob"]["missing"] == 1 and per["bob"]["size"] == 0, per
+    assert per["carol"]["size"] == 1 and per["carol"]["missing"] == 0, per
+    assert sum(b["from_spool"] for b in per.values()) == n - 4, per
+    assert report_json(state, "status")["bodies"] == want
+    p = H.run_ferry(["report", "--state", state])
+    assert p.returncode == 0, H.describe(p)
+    assert f"bodies (all accounts): {n - 4} from the Cyrus spool, 4 over IMAP " \
+        "(3 missing in the spool, 1 of another size)" in p.stdout, p.stdout
+    assert re.search(r"\n    bodies: \d+ from the Cyrus spool, 1 over IMAP "
+                     r"\(1 of another size\)\n", p.stdout), p.stdout
+    html = os.path.join(TMP, "hybrid.html")
+    p = H.run_ferry(["report", "--state", state, "--html", html])
+    assert p.returncode == 0, H.describe(p)
+    with open(html) as f:
+        page = f.read()
+    assert "Bodies from the Cyrus spool" in page and \
+        f"{n - 4} from the Cyrus spool, 4 over IMAP (3 missing" in page, page[:3000]
+
+    # a run without --bodies-from shows nothing of bodies (run_offline's,
+    # unless this test runs alone)
+    off = os.path.join(TMP, "offline.db")
+    if os.path.exists(off):
+        j = report_json(off)
+        assert "bodies" not in j and all("bodies" not in a for a in j["accounts"]), j
+        p = H.run_ferry(["report", "--state", off])
+        assert p.returncode == 0 and "bodies" not in p.stdout, H.describe(p)
 
 
 if __name__ == "__main__":

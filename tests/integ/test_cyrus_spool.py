@@ -19,7 +19,9 @@ INTERNALDATE, RFC822.SIZE and body bytes; the same subscriptions.
   imap     the same spool into an IMAP account of the Dovecot (new UIDs):
            the same bodies, flags, dates and subscriptions
   hybrid   --bodies-from cyrus-spool: with Cyrus's IMAP as the source: a
-           missing file and one of another size come over IMAP, counted
+           missing file, a missing folder, a file of another size and a
+           folder of another UIDVALIDITY come over IMAP, counted by reason
+           (--json and text)
   errors   a user without mailboxes, an unknown index version: clear
            errors, exit status non-zero
 """
@@ -272,9 +274,35 @@ def test_to_imap():
         sorted(to_dovecot(s) for s in M.lsub(C, "alice", CUSERS["alice"]))
 
 
+def exists(cy, user, folder):
+    """The messages of folder on the live server (EXISTS)."""
+    c = cy.imap(user, CUSERS[user])
+    try:
+        typ, data = c.select(U.quote(folder), readonly=True)
+        assert typ == "OK", (folder, data)
+        return int(data[0])
+    finally:
+        c.logout()
+
+
+def set_uidvalidity(index, uidvalidity):
+    """Rewrites the UIDVALIDITY of a cyrus.index (offset 44), with the
+    header CRC."""
+    with open(index, "r+b") as f:
+        data = bytearray(f.read())
+        hlen = struct.unpack(">I", data[12:16])[0]
+        data[44:48] = struct.pack(">I", uidvalidity)
+        data[hlen - 4:hlen] = struct.pack(">I", zlib.crc32(bytes(data[:hlen - 4])))
+        f.seek(0)
+        f.write(data)
+
+
 def test_hybrid():
     """--bodies-from cyrus-spool: metadata over IMAP, bodies from the copy;
-    a missing file and one of another size come over IMAP, counted."""
+    what the copy cannot give comes over IMAP, counted by reason: a missing
+    file and a folder missing from the copy ("missing"), a file of another
+    size ("size"), a folder whose copy has another UIDVALIDITY (all of it,
+    "uidvalidity")."""
     root = copy_spool(C, "hybrid")
     inbox = os.path.join(root, "spool", "user", "alice")
     real = os.path.join(inbox, "Real")
@@ -283,6 +311,11 @@ def test_hybrid():
     some = sorted(n for n in os.listdir(real) if re.fullmatch(r"\d+\.", n))[3]
     with open(os.path.join(real, some), "ab") as f:
         f.write(b"changed since the server wrote it\r\n")
+    shutil.rmtree(os.path.join(inbox, "Deep", "Er", "Nest"))
+    n_nest = exists(C, "alice", "INBOX.Deep.Er.Nest")
+    set_uidvalidity(os.path.join(inbox, "Keywords", "cyrus.index"), 4242)
+    n_kw = exists(C, "alice", "INBOX.Keywords")
+    assert n_nest > 0 and n_kw > 0, (n_nest, n_kw)
     target = D.maildir("frank")
     p = H.run_ferry(["copy", "--json", "--owner", "mail:mail",
                      "--state", os.path.join(TMP, "frank.db"),
@@ -294,11 +327,24 @@ def test_hybrid():
     assert len(set(DROPPED.findall(p.stderr))) == 4, H.describe(p)
     lines = [json.loads(ln) for ln in p.stdout.splitlines() if ln.startswith("{")]
     bodies, j = lines[-2], lines[-1]
-    assert bodies == {"bodies_from_spool": j["copied"] - 2, "bodies_from_imap": 2}, (bodies, j)
+    over = 2 + n_nest + n_kw
+    assert bodies == {"bodies_from_spool": j["copied"] - over, "bodies_from_imap": over,
+                      "bodies_imap_missing": 1 + n_nest, "bodies_imap_size": 1,
+                      "bodies_imap_uidvalidity": n_kw, "bodies_imap_error": 0}, (bodies, j)
     src = {to_dovecot(k): v for k, v in M.snapshot(C, "alice", CUSERS["alice"]).items()}
     dst = M.snapshot(D, "frank", DUSERS["frank"])
     n = M.compare_snapshots(src, dst, ignore=("Keywords",))
     assert n + len(src["Keywords"]["msgs"]) == j["copied"], (n, j)
+    # the text form: the same counts, each reason named
+    target = os.path.join(TMP, "hybrid-text")
+    p = H.run_ferry(["copy", "--state", os.path.join(TMP, "hybrid-text.db"),
+                     "--bodies-from", f"cyrus-spool:{root}/spool?user=alice",
+                     C.url("alice"), f"maildir:{target}"],
+                    env={"IMAPFERRY_SRC_PASSWORD": CUSERS["alice"]})
+    line = [ln for ln in p.stdout.splitlines() if ln.startswith("bodies:")]
+    assert line == [f"bodies: {j['copied'] - over} from the Cyrus spool, {over} over IMAP "
+                    f"({1 + n_nest} missing in the spool, 1 of another size, {n_kw} in "
+                    f"folders of another UIDVALIDITY)"], H.describe(p)
 
 
 def U_dropped(p):

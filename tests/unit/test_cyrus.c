@@ -515,7 +515,7 @@ test_spool_legacy(void **statep)
 	assert_string_equal(cyrus_account_mailbox(a, 2)->name, "Par/Kid");
 	assert_string_equal(cyrus_account_mailbox(a, 3)->name, "Sent");
 
-	assert_int_equal(cyrus_folder_open(a, "INBOX", &f, &error), 0);
+	assert_int_equal(cyrus_folder_open(a, "INBOX", &f, NULL, &error), 0);
 	assert_int_equal(cyrus_folder_uidvalidity(f), 99);
 	assert_int_equal(cyrus_folder_uidnext(f), 13);
 	assert_int_equal(cyrus_folder_index(f)->count, 3);
@@ -530,20 +530,28 @@ test_spool_legacy(void **statep)
 	close(fd);
 	cyrus_folder_close(&f);
 
-	assert_int_equal(cyrus_folder_open(a, "Sent", &f, &error), 0);
+	assert_int_equal(cyrus_folder_open(a, "Sent", &f, NULL, &error), 0);
 	assert_int_equal(cyrus_folder_open_msg(f, 3, &fd, &size, &missing, &error), -1);
 	assert_non_null(strstr(error, "symlink"));
 	assert_int_equal(err_kind_of(error), ERRK_MESSAGE);
+	assert_true(missing);
+	missing = false;
 	assert_int_equal(cyrus_folder_open_msg(f, 9, &fd, &size, &missing, &error), -1);
 	assert_non_null(strstr(error, "not a regular file"));
+	assert_true(missing);
 	assert_int_equal(cyrus_folder_open_msg(f, 77, &fd, &size, &missing, &error), -1);
 	assert_true(missing);
 	cyrus_folder_close(&f);
 
-	assert_int_equal(cyrus_folder_open(a, "Par/Kid", &f, &error), -1);
+	/* there but unreadable: not missing; not in the account: missing */
+	missing = true;
+	assert_int_equal(cyrus_folder_open(a, "Par/Kid", &f, &missing, &error), -1);
 	assert_non_null(strstr(error, "cyrus.index: is a symlink"));
 	assert_int_equal(err_kind_of(error), ERRK_FOLDER);
-	assert_int_equal(cyrus_folder_open(a, "Evil", &f, &error), -1);
+	assert_false(missing);
+	assert_int_equal(cyrus_folder_open(a, "Evil", &f, NULL, &error), -1);
+	assert_int_equal(cyrus_folder_open(a, "No/Such", &f, &missing, &error), -1);
+	assert_true(missing);
 	cyrus_account_free(&a);
 
 	/* bad user names and roots */
@@ -605,7 +613,7 @@ test_spool_hashed_seen_subs(void **statep)
 	assert_int_equal(cyrus_account_count(a), 2);
 	assert_false(cyrus_account_mailbox(a, 0)->subscribed);
 	assert_true(cyrus_account_mailbox(a, 1)->subscribed);
-	assert_int_equal(cyrus_folder_open(a, "INBOX", &f, &error), 0);
+	assert_int_equal(cyrus_folder_open(a, "INBOX", &f, NULL, &error), 0);
 	/* version 10: the record's bit 4 is not \Seen; the seen db is */
 	fl = cyrus_folder_flags(f, cyrus_folder_find(f, 3));
 	assert_string_equal(fl, "\\Seen \\Flagged kw0");
@@ -659,7 +667,7 @@ test_spool_uuid_layout(void **statep)
 	assert_int_equal(cyrus_account_open(fx->dir, &o, &a, &error), 0);
 	free(p);
 	assert_int_equal(cyrus_account_count(a), 1);
-	assert_int_equal(cyrus_folder_open(a, "INBOX", &f, &error), 0);
+	assert_int_equal(cyrus_folder_open(a, "INBOX", &f, NULL, &error), 0);
 	assert_int_equal(cyrus_folder_index(f)->count, 3);
 	cyrus_folder_close(&f);
 	cyrus_account_free(&a);

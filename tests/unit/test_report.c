@@ -462,6 +462,77 @@ test_report_json(void **state)
 	report_data_free(&d);
 }
 
+/* --bodies-from: the counts per account (summed over its jobs) and in
+ * total, in the summary, the status of a live run, the JSON and the
+ * page; an account without them shows nothing. */
+static void
+test_bodies(void **state)
+{
+	struct report_data d;
+	struct buf out;
+	struct json j;
+	const char *s;
+
+	data_fixture(&d);
+	d.run.src = xstrdup("imap://%u@old");
+	d.run.dst = xstrdup("maildir:/srv/%u");
+	/* alice's two jobs; bob (failed at login) read none */
+	d.jobs[0].bodies = (struct state_bodies){ .spool = 90, .imap = 10,
+	    .missing = 3, .size = 2, .uidvalidity = 5 };
+	d.jobs[2].bodies = (struct state_bodies){ .spool = 49, .imap = 1,
+	    .error = 1 };
+	/* summed again */
+	for (size_t i = 0; i < d.n_accounts; i++)
+		free(d.accounts[i].errors);
+	free(d.accounts);
+	report_data_summarize(&d);
+	assert_int_equal(d.accounts[0].bodies.spool, 139);
+	assert_int_equal(d.accounts[0].bodies.imap, 11);
+	buf_init(&out, 1 << 20);
+	report_summary_text(&out, &d);
+	s = buf_data(&out);
+	assert_non_null(strstr(s, "1 recorded failure\n"
+	    "    bodies: 139 from the Cyrus spool, 11 over IMAP (3 missing in "
+	    "the spool, 2 of another size, 5 in folders of another UIDVALIDITY, "
+	    "1 unreadable in the spool)\n    Sent UID 12"));
+	assert_non_null(strstr(s, "[AUTHENTICATIONFAILED]\n"
+	    "bodies (all accounts): 139 from the Cyrus spool, 11 over IMAP (3 "
+	    "missing in the spool, 2 of another size, 5 in folders of another "
+	    "UIDVALIDITY, 1 unreadable in the spool)\nfailures by reason:"));
+	/* a live run's status: the total of the attempts ended so far */
+	buf_reset(&out);
+	report_status_text(&out, &d, 1700000160, true);
+	assert_non_null(strstr(buf_data(&out), "1 failed\n  bodies: 139 from "
+	    "the Cyrus spool, 11 over IMAP (3 missing"));
+	buf_reset(&out);
+	json_init(&j, &out);
+	report_json(&j, &d, 98.5);
+	s = buf_data(&out);
+	assert_non_null(strstr(s, "\"failed\":1},\"bodies\":{\"from_spool\":139,"
+	    "\"over_imap\":11,\"missing\":3,\"size\":2,\"uidvalidity\":5,"
+	    "\"error\":1},\"active\""));
+	assert_non_null(strstr(s, "\"attempts\":2,\"bodies\":{\"from_spool\":139,"));
+	/* bob: none */
+	assert_null(strstr(strstr(s, "\"src_user\":\"bob\""), "bodies"));
+	buf_reset(&out);
+	report_html(&out, &d, 1700000200);
+	assert_non_null(strstr(buf_data(&out), "Bodies from the Cyrus spool"));
+	assert_non_null(strstr(buf_data(&out), "139 from the Cyrus spool, 11 "
+	    "over IMAP (3 missing in the spool"));
+	buf_free(&out);
+	report_data_free(&d);
+
+	/* none: nothing in the page either */
+	data_fixture(&d);
+	d.run.src = xstrdup("imap://%u@old");
+	d.run.dst = xstrdup("maildir:/srv/%u");
+	buf_init(&out, 1 << 22);
+	report_html(&out, &d, 1700000200);
+	assert_null(strstr(buf_data(&out), "Bodies from"));
+	buf_free(&out);
+	report_data_free(&d);
+}
+
 /* ----------------------------------------------------------- reasons */
 
 static void
@@ -923,6 +994,7 @@ main(void)
 		cmocka_unit_test(test_summary),
 		cmocka_unit_test(test_summary_many_failures),
 		cmocka_unit_test(test_report_json),
+		cmocka_unit_test(test_bodies),
 		cmocka_unit_test(test_reasons),
 		cmocka_unit_test(test_lanes_spread),
 		cmocka_unit_test(test_html),

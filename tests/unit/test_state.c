@@ -1497,6 +1497,151 @@ test_pg_fence_blocks_claim(void **statep)
 	state_close(&b);
 }
 
+/* ---- where the bodies of a job came from (schema 5, both backends) ---- */
+
+static void
+bodies_set(struct state_bodies *b, uint64_t base)
+{
+	b->spool = base + 1000;
+	b->missing = base + 3;
+	b->size = base + 2;
+	b->uidvalidity = base + 40;
+	b->error = base + 1;
+	b->imap = b->missing + b->size + b->uidvalidity + b->error;
+}
+
+static void
+bodies_equal(const struct state_bodies *a, const struct state_bodies *b)
+{
+	assert_int_equal(a->spool, b->spool);
+	assert_int_equal(a->imap, b->imap);
+	assert_int_equal(a->missing, b->missing);
+	assert_int_equal(a->size, b->size);
+	assert_int_equal(a->uidvalidity, b->uidvalidity);
+	assert_int_equal(a->error, b->error);
+}
+
+/* The bodies are stored by insert, update and release, and read back by
+ * the list and the claim; a job without them reads 0. */
+static void
+test_job_bodies(void **statep)
+{
+	struct fixture *fx = *statep;
+	struct state_db *db = open_ok(fx->path);
+	struct state_job *list, j;
+	struct state_bodies want;
+	const char *error;
+	size_t n;
+	bool lost;
+	int64_t run_id = run_add(db, 2);
+
+	assert_int_equal(state_job_list(db, run_id, &list, &n, &error), 0);
+	assert_int_equal(n, 2);
+	memset(&want, 0, sizeof(want));
+	bodies_equal(&list[0].bodies, &want);
+	/* update (one machine) */
+	bodies_set(&list[0].bodies, 0);
+	want = list[0].bodies;
+	list[0].status = STATE_JOB_DONE;
+	assert_int_equal(state_job_update(db, &list[0], &error), 0);
+	state_job_list_free(&list, n);
+	assert_int_equal(state_job_list(db, run_id, &list, &n, &error), 0);
+	bodies_equal(&list[0].bodies, &want);
+	assert_int_equal(list[1].bodies.spool, 0);
+	state_job_list_free(&list, n);
+	/* the claim reads them, the release writes them (several machines);
+	 * a big count survives the signed column */
+	assert_true(claim(db, run_id, "m1", 60, 0, &j, NULL));
+	assert_int_equal(j.seq, 2);
+	assert_int_equal(j.bodies.spool, 0);
+	bodies_set(&j.bodies, (uint64_t)1 << 40);
+	want = j.bodies;
+	j.status = STATE_JOB_DONE;
+	assert_int_equal(state_job_release(db, &j, j.lease_token, &lost, &error),
+	                 0);
+	assert_false(lost);
+	state_job_free(&j);
+	assert_int_equal(state_job_list(db, run_id, &list, &n, &error), 0);
+	bodies_equal(&list[1].bodies, &want);
+	state_job_list_free(&list, n);
+	/* insert */
+	{
+		struct state_job k = {
+			.run_id = run_id, .seq = 3, .account = "acct3",
+			.src_user = "u", .dst_user = "u", .part = 1, .parts = 1,
+			.status = STATE_JOB_DONE, .scope = -1,
+		};
+
+		bodies_set(&k.bodies, 7);
+		want = k.bodies;
+		assert_int_equal(state_job_insert(db, &k, &error), 0);
+	}
+	assert_int_equal(state_job_list(db, run_id, &list, &n, &error), 0);
+	assert_int_equal(n, 3);
+	bodies_equal(&list[2].bodies, &want);
+	state_job_list_free(&list, n);
+	state_close(&db);
+}
+
+/* A state of schema version 4 (no bodies columns) is upgraded when opened:
+ * its jobs read 0 bodies, and new ones are stored. */
+static void
+test_schema_upgrade_v4(void **statep)
+{
+	struct fixture *fx = *statep;
+	struct state_db *db = open_ok(fx->path);
+	struct state_job *list;
+	struct state_bodies want;
+	const char *error;
+	char out[64];
+	size_t n;
+	int64_t run_id = run_add(db, 1);
+
+	state_close(&db);
+	/* back to version 4, as an older imapferry left it */
+	if (fx->db[0] == '\0') {
+		raw_exec(fx->path, "ALTER TABLE job DROP COLUMN bodies_spool;"
+		         "ALTER TABLE job DROP COLUMN bodies_imap;"
+		         "ALTER TABLE job DROP COLUMN bodies_missing;"
+		         "ALTER TABLE job DROP COLUMN bodies_size;"
+		         "ALTER TABLE job DROP COLUMN bodies_uidvalidity;"
+		         "ALTER TABLE job DROP COLUMN bodies_error;"
+		         "PRAGMA user_version = 4");
+	} else {
+		assert_int_equal(pgtmp(NULL, 0, "psql %s %s 'ALTER TABLE job"
+		    " DROP COLUMN bodies_spool, DROP COLUMN bodies_imap,"
+		    " DROP COLUMN bodies_missing, DROP COLUMN bodies_size,"
+		    " DROP COLUMN bodies_uidvalidity, DROP COLUMN bodies_error;"
+		    " UPDATE imapferry_schema SET version = 4'", pg.dir, fx->db),
+		    0);
+	}
+	db = open_ok(fx->path);
+	if (fx->db[0] == '\0') {
+		assert_int_equal(pragma_int(db, "PRAGMA user_version"),
+		                 STATE_SCHEMA_VERSION);
+	} else {
+		assert_int_equal(pgtmp(out, sizeof(out), "psql %s %s 'SELECT"
+		    " max(version) FROM imapferry_schema'", pg.dir, fx->db), 0);
+		assert_int_equal(atoi(out), STATE_SCHEMA_VERSION);
+	}
+	assert_int_equal(state_job_list(db, run_id, &list, &n, &error), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(list[0].account, "acct1");
+	memset(&want, 0, sizeof(want));
+	bodies_equal(&list[0].bodies, &want);
+	bodies_set(&list[0].bodies, 5);
+	want = list[0].bodies;
+	assert_int_equal(state_job_update(db, &list[0], &error), 0);
+	state_job_list_free(&list, n);
+	state_close(&db);
+	/* opened again: nothing more to migrate, the values kept */
+	db = open_ok(fx->path);
+	assert_int_equal(state_job_list(db, run_id, &list, &n, &error), 0);
+	bodies_equal(&list[0].bodies, &want);
+	state_job_list_free(&list, n);
+	state_close(&db);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 #define P(f) cmocka_unit_test_prestate_setup_teardown(f##_pg, setup_pg, \
                                                     teardown_pg, NULL)
@@ -1523,6 +1668,8 @@ PG_CASE(test_pg_password_refused)
 PG_CASE(test_pg_schema)
 PG_CASE(test_pg_reconnect)
 PG_CASE(test_pg_fence_blocks_claim)
+PG_CASE(test_job_bodies)
+PG_CASE(test_schema_upgrade_v4)
 
 int
 main(void)
@@ -1551,6 +1698,8 @@ main(void)
 		T(test_claims),
 		T(test_fence),
 		T(test_machines),
+		T(test_job_bodies),
+		T(test_schema_upgrade_v4),
 		P(test_folders),
 		P(test_msgs_bulk),
 		P(test_msg_update_delete_clear),
@@ -1567,6 +1716,8 @@ main(void)
 		P(test_pg_schema),
 		P(test_pg_reconnect),
 		P(test_pg_fence_blocks_claim),
+		P(test_job_bodies),
+		P(test_schema_upgrade_v4),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
