@@ -27,6 +27,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "integ"))
 import harness as H  # noqa: E402
 
 USER, PW = "big", "pw-big-1"
+BIG_CONF = "default_vsz_limit = 2G\n"
 
 
 def body(i):
@@ -81,13 +82,18 @@ def main():
     rows = []
     for n in a.sizes:
         tmp = tempfile.mkdtemp(prefix="ife-big-")
-        with H.Dovecot("big-src", users={USER: PW}, ssl=False) as src:
+        # a Dovecot serving a folder of a million messages needs more than
+        # its default 256 MB per imap process (its own uidlist sync of the
+        # folder allocates 128 MB blocks): as a real server would be set up
+        with H.Dovecot("big-src", users={USER: PW}, ssl=False,
+                       extra_conf=BIG_CONF) as src:
             t0 = time.monotonic()
             fill(src, n)
             H.log(f"bigfolder: {n} messages written and indexed in "
                   f"{time.monotonic() - t0:.1f} s")
             for target in a.targets.split(","):
-                with H.Dovecot("big-dst", users={USER: PW}, ssl=False) as dst:
+                with H.Dovecot("big-dst", users={USER: PW}, ssl=False,
+                               extra_conf=BIG_CONF) as dst:
                     state = os.path.join(tmp, f"{target}.db")
                     if target == "imap":
                         durl = dst.url(USER, query="?tls=none")
