@@ -1426,22 +1426,66 @@ writer_flush(struct writer *w)
 	return 0;
 }
 
-/* Line ends of what is written (for S= and W=): memchr() finds the LFs
- * (a byte loop was a fifth of an offline copy's CPU). */
+/* Line ends of what is written (for S= and W=): all LFs, and the bare
+ * ones (no CR before them). 16 bytes at a time with the compiler's
+ * vector extension (SSE2/NEON compares; a memchr() per line was 8 % of
+ * an offline copy's CPU, a byte loop a fifth), byte counters flushed
+ * before they can wrap. */
+typedef unsigned char md_u8x16 __attribute__((vector_size(16)));
+
+static uint64_t
+hsum16(md_u8x16 v)
+{
+	uint64_t n = 0;
+
+	for (int i = 0; i < 16; i++)
+		n += v[i];
+	return n;
+}
+
 static void
 count_bytes(struct writer *w, const char *p, size_t len)
 {
-	const char *end = p + len, *q = p;
+	const unsigned char *s = (const unsigned char *)p;
+	const md_u8x16 lf = { '\n', '\n', '\n', '\n', '\n', '\n', '\n', '\n',
+	                      '\n', '\n', '\n', '\n', '\n', '\n', '\n', '\n' };
+	const md_u8x16 cr = { '\r', '\r', '\r', '\r', '\r', '\r', '\r', '\r',
+	                      '\r', '\r', '\r', '\r', '\r', '\r', '\r', '\r' };
+	size_t i = 1;
 
 	if (len == 0)
 		return;
-	while ((q = memchr(q, '\n', (size_t)(end - q))) != NULL) {
-		if (!(q > p ? q[-1] == '\r' : w->last_cr))
-			w->bare_lfs++;
+	if (s[0] == '\n') {
 		w->lfs++;
-		q++;
+		if (!w->last_cr)
+			w->bare_lfs++;
 	}
-	w->last_cr = end[-1] == '\r';
+	/* byte i is checked against byte i - 1 of the same buffer */
+	while (len - i >= 16) {
+		md_u8x16 n_lf = { 0 }, n_bare = { 0 };
+		unsigned rounds = 0;
+
+		for (; len - i >= 16 && rounds < 255; i += 16, rounds++) {
+			md_u8x16 a, b, is_lf, after_cr;
+
+			memcpy(&a, s + i, 16);
+			memcpy(&b, s + i - 1, 16);
+			is_lf = (md_u8x16)(a == lf);        /* 0xff or 0 */
+			after_cr = (md_u8x16)(b == cr);
+			n_lf -= is_lf;                      /* + 1 per LF */
+			n_bare -= is_lf & ~after_cr;
+		}
+		w->lfs += hsum16(n_lf);
+		w->bare_lfs += hsum16(n_bare);
+	}
+	for (; i < len; i++) {
+		if (s[i] == '\n') {
+			w->lfs++;
+			if (s[i - 1] != '\r')
+				w->bare_lfs++;
+		}
+	}
+	w->last_cr = s[len - 1] == '\r';
 	w->out_len += len;
 }
 

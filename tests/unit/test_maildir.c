@@ -2189,6 +2189,74 @@ test_throughput(void **state)
 
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
+/* W= (the size with CRLF line ends) of random CR/LF/text mixes of many
+ * lengths, from memory and through the fd path's 64 KiB chunks: every
+ * LF not preceded by a CR counts once, also across a chunk boundary. */
+static void
+test_vsize_random(void **state)
+{
+	struct fixture *fx = *state;
+	struct maildir_options o = opts(MAILDIR_DOVECOT);
+	struct maildir_folder *f = open_ok(fx->root, ".VSize", &o);
+	char *cur = xasprintf("%s/.VSize/cur", fx->root);
+	char *src = xasprintf("%s/vsize-src", fx->root);
+	const size_t lens[] = { 1, 2, 15, 16, 17, 31, 33, 255 * 16 + 7, 4096 + 1,
+	                        65535, 65536, 65537, 200003 };
+	const size_t n = sizeof(lens) / sizeof(lens[0]);
+	const char *error;
+	unsigned seed = 12345;
+
+	assert_int_equal(maildir_folder_set_uids(f, 7, 0, &error), 0);
+	for (size_t k = 0; k < 2 * n; k++) {
+		size_t len = lens[k % n], bare = 0;
+		char *data = xmalloc(len), *name;
+		uint32_t uid = (uint32_t)k + 1;
+
+		for (size_t i = 0; i < len; i++) {
+			seed = seed * 1103515245u + 12345u;
+			switch ((seed >> 16) % 7) {
+			case 0: data[i] = '\r'; break;
+			case 1: case 2: data[i] = '\n'; break;
+			default: data[i] = 'x'; break;
+			}
+		}
+		if (len > 65536) {      /* a CR ending the first chunk, LF after */
+			data[65535] = '\r';
+			data[65536] = '\n';
+		}
+		for (size_t i = 0; i < len; i++)
+			bare += data[i] == '\n' && (i == 0 || data[i - 1] != '\r');
+		if (k < n) {
+			if (maildir_deliver(f, uid, "", 1600000000, data, len, NULL, NULL,
+			                    &error) < 0)
+				fail_msg("%s", error);
+		} else {
+			int fd = open(src, O_RDWR | O_CREAT | O_TRUNC, 0600);
+
+			assert_true(fd >= 0);
+			assert_int_equal(write(fd, data, len), (ssize_t)len);
+			assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+			if (maildir_deliver_fd(f, uid, "", 1600000000, fd, len, NULL, NULL,
+			                       &error) < 0)
+				fail_msg("%s", error);
+			close(fd);
+		}
+		commit_ok(f);
+		name = find_file(cur, maildir_folder_find(f, uid)->base);
+		assert_non_null(name);
+		assert_int_equal(field(name, 'S'), len);
+		if (field(name, 'W') != len + bare)
+			fail_msg("length %zu (%s): W=%llu, expected %zu", len,
+			         k < n ? "memory" : "fd",
+			         (unsigned long long)field(name, 'W'), len + bare);
+		free(name);
+		free(data);
+	}
+	maildir_folder_close(&f);
+	free(cur);
+	free(src);
+}
+
 int
 main(void)
 {
@@ -2196,6 +2264,7 @@ main(void)
 		cmocka_unit_test(test_dirname_table),
 		cmocka_unit_test(test_uidlist_parse),
 		T(test_dovecot_deliver_format),
+		T(test_vsize_random),
 		T(test_dovecot_27_keywords),
 		T(test_dovecot_flags_expunge_reopen),
 		T(test_dovecot_existing_uidlist),
