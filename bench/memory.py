@@ -20,7 +20,6 @@ import json
 import os
 import random
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,6 +28,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests", "integ"))
 import harness as H  # noqa: E402
+from bigfolder import measure  # noqa: E402  (exit, wall s, CPU s, peak RSS MB, stderr)
 
 MASTER = ("master", "masterpw-1")
 PW = "pw-mem-1"
@@ -68,17 +68,6 @@ def fill(server, users, n, large_pct, seed):
         H.chown_tree(os.path.join(server.data_dir, u), H.MAIL_UID, H.MAIL_GID)
         server.doveadm("index", "-u", u, "INBOX")
     return total
-
-
-def measure(cmd, env, timeout=7200):
-    with tempfile.NamedTemporaryFile(mode="r") as tf:
-        t0 = time.monotonic()
-        p = subprocess.run(["/usr/bin/time", "-f", "%M %U %S", "-o", tf.name, *cmd],
-                           env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True, timeout=timeout)
-        wall = time.monotonic() - t0
-        vals = tf.read().split()
-    return p, wall, float(vals[-2]) + float(vals[-1]), int(vals[-3]) / 1024.0
 
 
 def imap_count(server, user):
@@ -139,10 +128,9 @@ def main():
                     "--progress", "none", "--no-calibrate"]
             try:
                 os.sync()
-                p, wall, cpu, rss = measure(cmd, dict(os.environ))
-                if p.returncode != 0:
-                    raise SystemExit(f"memory: {target}: exit {p.returncode}\n"
-                                     f"{p.stdout[-2000:]}\n{p.stderr[-2000:]}")
+                rc, wall, cpu, rss, err = measure(cmd, dict(os.environ))
+                if rc != 0:
+                    raise SystemExit(f"memory: {target}: exit {rc}\n{err[-3000:]}")
                 for u in users:
                     want = a.messages
                     if target == "imap":

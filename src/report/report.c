@@ -635,12 +635,7 @@ summarize(const struct state_job *jobs, size_t n, size_t *count_r)
 		a->est_messages += j->est_messages;
 		a->est_bytes += j->est_bytes;
 		a->folders_failed += j->folders_failed;
-		a->bodies.spool += j->bodies.spool;
-		a->bodies.imap += j->bodies.imap;
-		a->bodies.missing += j->bodies.missing;
-		a->bodies.size += j->bodies.size;
-		a->bodies.uidvalidity += j->bodies.uidvalidity;
-		a->bodies.error += j->bodies.error;
+		sched_bodies_sum(&a->bodies, &j->bodies);
 		if (j->attempts > a->attempts)
 			a->attempts = j->attempts; /* tries of its most tried part */
 		a->seconds += j->seconds;
@@ -728,16 +723,8 @@ bool
 report_bodies_total(const struct report_data *d, struct state_bodies *b_r)
 {
 	memset(b_r, 0, sizeof(*b_r));
-	for (size_t i = 0; i < d->n_accounts; i++) {
-		const struct state_bodies *b = &d->accounts[i].bodies;
-
-		b_r->spool += b->spool;
-		b_r->imap += b->imap;
-		b_r->missing += b->missing;
-		b_r->size += b->size;
-		b_r->uidvalidity += b->uidvalidity;
-		b_r->error += b->error;
-	}
+	for (size_t i = 0; i < d->n_accounts; i++)
+		sched_bodies_sum(b_r, &d->accounts[i].bodies);
 	return bodies_any(b_r);
 }
 

@@ -135,6 +135,17 @@ sched_bodies_add(struct state_bodies *to, const struct source_body_stats *bs)
 }
 
 void
+sched_bodies_sum(struct state_bodies *to, const struct state_bodies *from)
+{
+	to->spool += from->spool;
+	to->imap += from->imap;
+	to->missing += from->missing;
+	to->size += from->size;
+	to->uidvalidity += from->uidvalidity;
+	to->error += from->error;
+}
+
+void
 sched_bodies_text(struct buf *out, const struct state_bodies *b)
 {
 	static const char *const what[] = {

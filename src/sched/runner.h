@@ -92,6 +92,8 @@ void sched_bodies_add(struct state_bodies *to,
                       const struct source_body_stats *bs);
 /* "2270 from the Cyrus spool, 5 over IMAP (3 missing in the spool, 2 of
  * another size)" (only the reasons that occurred) appended to out. */
+/* to += from, field by field. */
+void sched_bodies_sum(struct state_bodies *to, const struct state_bodies *from);
 void sched_bodies_text(struct buf *out, const struct state_bodies *b);
 
 struct sched_run_options {
