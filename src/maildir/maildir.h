@@ -135,14 +135,14 @@ int maildir_folder_dirname(const char *const *components, size_t n,
  * adopt, commit, lock, msg_size) or close. */
 struct maildir_msg {
 	uint32_t uid;           /* 0 for an unlisted file */
-	char *base;             /* file name up to ':' (what the uidlist names) */
-	char *flags;            /* canonical IMAP flags: space-separated, sorted
+	const char *base;       /* file name up to ':' (what the uidlist names) */
+	const char *flags;      /* canonical IMAP flags: space-separated, sorted
 	                           by strcmp, system flags as "\\Seen"; "" if none */
 	int64_t mtime;          /* INTERNALDATE, epoch seconds */
 	uint64_t file_size;     /* bytes on disk */
 	uint64_t size;          /* RFC822.SIZE (CRLF); MAILDIR_SIZE_UNKNOWN
 	                           until maildir_msg_size() read the file */
-	char *pop3_uidl;        /* Dovecot "P" field, or NULL */
+	const char *pop3_uidl;  /* Dovecot "P" field, or NULL */
 	bool in_new;            /* the file is in new/ (Recent) */
 };
 
