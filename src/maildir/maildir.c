@@ -696,10 +696,18 @@ clear_state(struct maildir_folder *f)
 	f->dirty = f->dir_dirty = f->ckw_dirty = f->need_rewrite = false;
 }
 
-/* Scans one of cur/ and new/ into *v. */
+static int
+cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Scans one of cur/ and new/ into *v. A file whose base a uidlist line
+ * names (ix: the records' bases sorted by strcmp) shares the line's
+ * string; others get theirs in the uidlist's pool. */
 static int
 scan_dir(struct maildir_folder *f, bool in_new, struct mfile ***v, size_t *n,
-         size_t *alloc, struct md_pool *scratch, const char **error_r)
+         size_t *alloc, const char **ix, size_t nix, const char **error_r)
 {
 	int dfd = in_new ? f->newfd : f->curfd;
 	DIR *d = open_dir(dfd);
@@ -713,6 +721,8 @@ scan_dir(struct maildir_folder *f, bool in_new, struct mfile ***v, size_t *n,
 	while ((errno = 0, de = readdir(d)) != NULL) {
 		struct stat st;
 		struct mfile *m;
+		char key[sizeof(de->d_name)];
+		const char *keyp = key, **hit;
 		size_t blen;
 
 		if (de->d_name[0] == '.')
@@ -720,11 +730,13 @@ scan_dir(struct maildir_folder *f, bool in_new, struct mfile ***v, size_t *n,
 		if (fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
 		    !S_ISREG(st.st_mode))
 			continue;       /* vanished, or a symlink: never a message */
-		/* the base goes to scratch until load() knows whether a
-		 * uidlist line already holds it */
 		m = mfile_new(f);
 		blen = md_name_base_len(de->d_name);
-		m->pub.base = md_pool_strndup(scratch, de->d_name, blen);
+		memcpy(key, de->d_name, blen);
+		key[blen] = '\0';
+		hit = nix == 0 ? NULL : bsearch(&keyp, ix, nix, sizeof(*ix), cmp_str);
+		m->pub.base = hit != NULL ? *hit :
+			md_pool_strndup(&f->ul.pool, de->d_name, blen);
 		m->suffix = istr_get(&f->istr, de->d_name + blen);
 		m->pub.in_new = in_new;
 		m->pub.mtime = (int64_t)st.st_mtime;
@@ -881,7 +893,7 @@ load(struct maildir_folder *f, const char **error_r)
 {
 	struct mfile **scan = NULL;
 	size_t nscan = 0, ascan = 0;
-	struct md_pool scratch = { 0 };
+	const char **ix;
 	struct md_ckw ckw = { 0 };
 	struct buf b;
 	struct stat st;
@@ -944,12 +956,20 @@ load(struct maildir_folder *f, const char **error_r)
 	}
 	buf_free(&b);
 
-	if (scan_dir(f, false, &scan, &nscan, &ascan, &scratch, error_r) < 0 ||
-	    scan_dir(f, true, &scan, &nscan, &ascan, &scratch, error_r) < 0) {
+	/* the lines' bases by name, for scan_dir() */
+	ix = xreallocarray(NULL, f->ul.nrecs + 1, sizeof(*ix));
+	for (size_t i = 0; i < f->ul.nrecs; i++)
+		ix[i] = f->ul.recs[i].base;
+	if (f->ul.nrecs > 1)
+		qsort(ix, f->ul.nrecs, sizeof(*ix), cmp_str);
+	r = scan_dir(f, false, &scan, &nscan, &ascan, ix, f->ul.nrecs, error_r);
+	if (r == 0)
+		r = scan_dir(f, true, &scan, &nscan, &ascan, ix, f->ul.nrecs, error_r);
+	free(ix);
+	if (r < 0) {
 		for (size_t i = 0; i < nscan; i++)
 			mfile_free(f, scan[i]);
 		free(scan);
-		md_pool_free(&scratch);
 		md_ckw_free(&ckw);
 		return -1;
 	}
@@ -1001,8 +1021,6 @@ load(struct maildir_folder *f, const char **error_r)
 		struct mfile *m = scan[i];
 		const struct md_ckw_entry *e = NULL;
 
-		if (m->pub.uid == 0)    /* unlisted: its base moves out of scratch */
-			m->pub.base = md_pool_strdup(&f->ul.pool, m->pub.base);
 		if (f->o.flavor == MAILDIR_COURIER) {
 			struct md_ckw_entry key = { .base = (char *)m->pub.base };
 
@@ -1017,7 +1035,6 @@ load(struct maildir_folder *f, const char **error_r)
 			ptr_push((void ***)&f->unl, &f->nunl, &f->aunl, m);
 	}
 	free(scan);
-	md_pool_free(&scratch);
 	md_ckw_free(&ckw);
 	if (f->nmsgs > 0)
 		qsort(f->msgs, f->nmsgs, sizeof(*f->msgs), cmp_mfile_uid);

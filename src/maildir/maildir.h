@@ -135,6 +135,7 @@ int maildir_folder_dirname(const char *const *components, size_t n,
  * adopt, commit, lock, msg_size) or close. */
 struct maildir_msg {
 	uint32_t uid;           /* 0 for an unlisted file */
+	bool in_new;            /* the file is in new/ (Recent) */
 	const char *base;       /* file name up to ':' (what the uidlist names) */
 	const char *flags;      /* canonical IMAP flags: space-separated, sorted
 	                           by strcmp, system flags as "\\Seen"; "" if none */
@@ -143,7 +144,6 @@ struct maildir_msg {
 	uint64_t size;          /* RFC822.SIZE (CRLF); MAILDIR_SIZE_UNKNOWN
 	                           until maildir_msg_size() read the file */
 	const char *pop3_uidl;  /* Dovecot "P" field, or NULL */
-	bool in_new;            /* the file is in new/ (Recent) */
 };
 
 struct maildir_folder;

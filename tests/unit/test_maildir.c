@@ -1721,6 +1721,111 @@ test_uidlist_parse(void **state)
 }
 
 
+/* ---- issue 15: the folder object's memory ---- */
+
+/* Pool strings survive later allocations: short ones filling chunks,
+ * long ones (own chunks) in between, an empty one. */
+static void
+test_pool_strings(void **state)
+{
+	struct md_pool p = { 0 };
+	char *s[3000];
+	char big[70000];
+
+	(void)state;
+	memset(big, 'x', sizeof(big));
+	for (size_t i = 0; i < N_ELEMENTS(s); i++) {
+		char tmp[64];
+
+		if (i % 500 == 7) {
+			s[i] = md_pool_strndup(&p, big, 20000 + i);    /* own chunk */
+			continue;
+		}
+		snprintf(tmp, sizeof(tmp), "string-%zu-%s", i, i % 3 == 0 ? "" : "padding");
+		s[i] = md_pool_strdup(&p, i == 1 ? "" : tmp);
+	}
+	for (size_t i = 0; i < N_ELEMENTS(s); i++) {
+		char tmp[64];
+
+		if (i % 500 == 7) {
+			assert_int_equal(strlen(s[i]), 20000 + i);
+			assert_int_equal(strspn(s[i], "x"), 20000 + i);
+			continue;
+		}
+		snprintf(tmp, sizeof(tmp), "string-%zu-%s", i, i % 3 == 0 ? "" : "padding");
+		assert_string_equal(s[i], i == 1 ? "" : tmp);
+	}
+	md_pool_free(&p);
+	md_pool_free(&p);       /* a freed pool is empty */
+}
+
+/* A message's struct and strings stay where they are while the folder
+ * changes around it: deliveries (slabs, pool chunks), flag changes
+ * (interned flags: the old string stays readable), expunges of others. */
+static void
+test_msg_pointers_stable(void **state)
+{
+	struct fixture *fx = *state;
+	struct maildir_options o = opts(MAILDIR_DOVECOT);
+	struct maildir_folder *f = open_ok(fx->root, ".Stable", &o);
+	const struct maildir_msg *m, *u;
+	const char *base, *flags, *error;
+	char *base_copy;
+
+	assert_int_equal(maildir_folder_set_uids(f, 77, 0, &error), 0);
+	deliver_ok(f, 3, "\\Seen", 1500000003, msg_crlf, "P3", NULL);
+	m = maildir_folder_find(f, 3);
+	base = m->base;
+	flags = m->flags;
+	base_copy = xstrdup(base);
+	for (uint32_t uid = 4; uid < 3000; uid++)
+		deliver_ok(f, uid, uid % 2 ? "\\Seen" : "", 1500000000 + uid, msg_lf,
+		           uid % 5 == 0 ? "Pop" : NULL, NULL);
+	commit_ok(f);
+	assert_ptr_equal(maildir_folder_find(f, 3), m);
+	assert_ptr_equal(m->base, base);
+	assert_string_equal(m->base, base_copy);
+	assert_string_equal(m->pop3_uidl, "P3");
+	/* equal flags are one string */
+	assert_ptr_equal(maildir_folder_find(f, 5)->flags, flags);
+	assert_int_equal(maildir_set_flags(f, 3, "\\Answered Junk", NULL, &error), 0);
+	assert_ptr_equal(maildir_folder_find(f, 3), m);
+	assert_string_equal(m->flags, "Junk \\Answered");
+	assert_string_equal(flags, "\\Seen");
+	assert_string_equal(m->base, base_copy);
+	assert_int_equal(maildir_expunge(f, 4, &error), 0);
+	deliver_ok(f, 3000, "", 1500003000, msg_lf, NULL, NULL);     /* reuses 4's */
+	commit_ok(f);
+	u = maildir_folder_find(f, 3000);
+	assert_non_null(u);
+	assert_ptr_equal(maildir_folder_find(f, 3), m);
+	assert_string_equal(m->flags, "Junk \\Answered");
+	assert_int_equal(maildir_folder_count(f), 2997);
+	maildir_folder_close(&f);
+
+	/* read back: the names rebuilt from base + suffix open the files */
+	f = open_ok(fx->root, ".Stable", &o);
+	assert_int_equal(maildir_folder_count(f), 2997);
+	m = maildir_folder_find(f, 3);
+	assert_string_equal(m->base, base_copy);
+	assert_string_equal(m->flags, "Junk \\Answered");
+	assert_string_equal(m->pop3_uidl, "P3");
+	assert_string_equal(maildir_folder_find(f, 10)->pop3_uidl, "Pop");
+	assert_null(maildir_folder_find(f, 11)->pop3_uidl);
+	for (uint32_t uid = 5; uid <= 3000; uid += 499) {
+		uint64_t size;
+		int fd;
+
+		assert_int_equal(maildir_open_msg(f, uid, &fd, &size, &error), 0);
+		close(fd);
+	}
+	assert_int_equal(maildir_expunge(f, 3, &error), 0);
+	commit_ok(f);
+	maildir_folder_close(&f);
+	free(base_copy);
+}
+
+
 /* ---- issue 15: appends, the lock only in commit ---- */
 
 static off_t
@@ -2212,6 +2317,8 @@ main(void)
 		T(test_modes),
 		T(test_link_in),
 		T(test_link_in_courier),
+		cmocka_unit_test(test_pool_strings),
+		T(test_msg_pointers_stable),
 		T(test_uidlist_append_linear),
 		T(test_uidlist_torn_line),
 		T(test_lock_free_between_deliveries),
