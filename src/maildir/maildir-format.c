@@ -330,33 +330,40 @@ struct md_pool_chunk {
 	char data[];
 };
 
-char *
-md_pool_strndup(struct md_pool *p, const char *s, size_t len)
+/* size bytes of room in the pool. */
+static char *
+pool_alloc(struct md_pool *p, size_t size)
 {
 	char *r;
 
-	if (p->head == NULL || p->size - p->used < len + 1) {
+	if (p->head == NULL || p->size - p->used < size) {
 		/* a long string gets a chunk of its own behind the head, so
 		 * the head's free space is not wasted */
-		size_t size = len + 1 > POOL_CHUNK / 4 ? len + 1 : POOL_CHUNK;
-		struct md_pool_chunk *c = xmalloc(sizeof(*c) + size);
+		size_t csize = size > POOL_CHUNK / 4 ? size : POOL_CHUNK;
+		struct md_pool_chunk *c = xmalloc(sizeof(*c) + csize);
 
-		if (size != POOL_CHUNK && p->head != NULL) {
+		if (csize != POOL_CHUNK && p->head != NULL) {
 			c->next = p->head->next;
 			p->head->next = c;
-			memcpy(c->data, s, len);
-			c->data[len] = '\0';
 			return c->data;
 		}
 		c->next = p->head;
 		p->head = c;
 		p->used = 0;
-		p->size = size;
+		p->size = csize;
 	}
 	r = p->head->data + p->used;
+	p->used += size;
+	return r;
+}
+
+char *
+md_pool_strndup(struct md_pool *p, const char *s, size_t len)
+{
+	char *r = pool_alloc(p, len + 1);
+
 	memcpy(r, s, len);
 	r[len] = '\0';
-	p->used += len + 1;
 	return r;
 }
 
@@ -364,6 +371,19 @@ char *
 md_pool_strdup(struct md_pool *p, const char *s)
 {
 	return md_pool_strndup(p, s, strlen(s));
+}
+
+const char *
+md_pool_base_ext(struct md_pool *p, const char *base, size_t blen,
+                 const char *ext, size_t elen)
+{
+	char *r = pool_alloc(p, blen + 1 + elen + 1);
+
+	memcpy(r, base, blen);
+	r[blen] = '\0';
+	memcpy(r + blen + 1, ext, elen);
+	r[blen + 1 + elen] = '\0';
+	return r;
 }
 
 void
@@ -545,9 +565,8 @@ parse_record(const char *line, size_t len, int version, struct md_rec *rec,
 		*why_r = "missing or invalid file name";
 		return -1;
 	}
-	rec->base = md_pool_strndup(pool, p, (size_t)(end - p));
-	rec->ext = md_pool_strndup(pool, buf_len(ext) > 0 ? buf_data(ext) : "",
-	                           buf_len(ext));
+	rec->base = md_pool_base_ext(pool, p, (size_t)(end - p), buf_data(ext),
+	                             buf_len(ext));
 	return 0;
 }
 
@@ -631,7 +650,7 @@ md_uidlist_format_recs(struct buf *out, enum maildir_flavor flavor,
                        const struct md_rec *recs, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
-		const char *ext = recs[i].ext != NULL ? recs[i].ext : "";
+		const char *ext = md_rec_ext(&recs[i]);
 		int r;
 
 		if (flavor == MAILDIR_COURIER)

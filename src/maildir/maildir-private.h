@@ -3,6 +3,7 @@
 #ifndef IMAPFERRY_MAILDIR_PRIVATE_H
 #define IMAPFERRY_MAILDIR_PRIVATE_H
 
+#include <string.h>
 #include <sys/stat.h>
 
 #include "buf.h"
@@ -80,15 +81,27 @@ struct md_pool {
 char *md_pool_strndup(struct md_pool *p, const char *s, size_t len);
 char *md_pool_strdup(struct md_pool *p, const char *s);
 void md_pool_free(struct md_pool *p);
+/* The pair "<base>\0<ext>\0" in the pool (see struct md_rec); returns
+ * the base. */
+const char *md_pool_base_ext(struct md_pool *p, const char *base, size_t blen,
+                             const char *ext, size_t elen);
 
 /* ---- uidlist ---- */
 
+/* One line. Its base and ext strings are one pair in the uidlist's pool,
+ * "<base>\0<ext>\0": 16 bytes a record, and a message's base (shared with
+ * its record) has the record's ext behind it. */
 struct md_rec {
 	uint32_t uid;
-	const char *base;       /* in the uidlist's pool */
-	const char *ext;        /* in the pool: ext fields as on disk
-	                           ("W191 Pabc") or "" */
+	const char *base;       /* the pair in the uidlist's pool */
 };
+
+/* The ext fields of a line as on disk ("W191 Pabc"), or "". */
+static inline const char *
+md_rec_ext(const struct md_rec *r)
+{
+	return r->base + strlen(r->base) + 1;
+}
 
 struct md_uidlist {
 	int version;            /* 0: none/empty, 1 or 3 */

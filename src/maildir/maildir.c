@@ -32,13 +32,13 @@
  * (mfile_new()); the address stays the same while the message is known.
  * Its strings are shared, not owned: pub.base (and pub.pop3_uidl) live in
  * the uidlist's pool (f->ul.pool; a listed message shares the base with
- * its md_rec), pub.flags and suffix are interned (f->istr). */
+ * its md_rec); pub.flags is interned (f->istr) together with the name's
+ * suffix, the rest of the file name after the base (":2,S", or "" for a
+ * name without flags part), as "<flags>\0<suffix>" (msuffix()): the name
+ * in cur/ or new/ is base + suffix, for a pending delivery the name it
+ * gets in cur/. */
 struct mfile {
 	struct maildir_msg pub;
-	const char *suffix;     /* the rest of the file name after the base
-	                           (":2,S", or "" without flags part): the
-	                           name in cur/ or new/ is base + suffix; for a
-	                           pending delivery the name it gets in cur/ */
 	char *tmpname;          /* pending delivery: its name in tmp/, where it
 	                           stays until commit publishes it; else NULL
 	                           (owned) */
@@ -49,8 +49,9 @@ struct mslab {
 	struct mfile m[MSLAB_N];
 };
 
-/* Interned strings: a set of distinct strings (flags, name suffixes; a
- * folder has few distinct values), each stored once, valid until close. */
+/* Interned strings: a set of distinct (flags, name suffix) pairs (a
+ * folder has few distinct values), each stored once as "<flags>\0<suffix>",
+ * valid until close. */
 struct istr {
 	const char **slot;      /* open addressing, NULL = free */
 	size_t n, cap;          /* cap a power of 2, or 0 */
@@ -180,12 +181,19 @@ dirfd_of(const struct maildir_folder *f, const struct mfile *m)
 	return m->pub.in_new ? f->newfd : f->curfd;
 }
 
+/* The suffix of m's file name, interned after its flags. */
+static const char *
+msuffix(const struct mfile *m)
+{
+	return m->pub.flags + strlen(m->pub.flags) + 1;
+}
+
 /* m's file name in cur/ or new/ (for a pending delivery the one it gets
  * in cur/), built into buf (MNAME_SIZE bytes). */
 static const char *
 mname(const struct mfile *m, char *buf)
 {
-	snprintf(buf, MNAME_SIZE, "%s%s", m->pub.base, m->suffix);
+	snprintf(buf, MNAME_SIZE, "%s%s", m->pub.base, msuffix(m));
 	return buf;
 }
 
@@ -207,21 +215,29 @@ ptr_push(void ***arr, size_t *n, size_t *alloc, void *p)
 }
 
 static uint64_t
-istr_hash(const char *s)
+istr_hash(const char *pair)
 {
-	uint64_t h = 14695981039346656037u;     /* FNV-1a */
+	uint64_t h = 14695981039346656037u;     /* FNV-1a over both strings */
+	const char *s = pair;
 
-	for (; *s != '\0'; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211u;
+	for (int k = 0; k < 2; k++, s++) {
+		for (; *s != '\0'; s++)
+			h = (h ^ (unsigned char)*s) * 1099511628211u;
+		h = (h ^ 0xff) * 1099511628211u;
+	}
 	return h;
 }
 
-/* The interned copy of s (valid until the folder is closed). */
+/* The interned pair "<flags>\0<suffix>" (valid until the folder is
+ * closed); its address is what pub.flags holds. */
 static const char *
-istr_get(struct istr *t, const char *s)
+istr_pair(struct istr *t, const char *flags, const char *suffix)
 {
-	size_t i;
+	size_t lf = strlen(flags), ls = strlen(suffix), i;
+	char *key = xmalloc(lf + ls + 2);
 
+	memcpy(key, flags, lf + 1);
+	memcpy(key + lf + 1, suffix, ls + 1);
 	if (t->n * 2 >= t->cap) {
 		size_t ncap = t->cap == 0 ? 64 : t->cap * 2;
 		const char **ns = xcalloc(ncap, sizeof(*ns));
@@ -238,14 +254,19 @@ istr_get(struct istr *t, const char *s)
 		t->slot = ns;
 		t->cap = ncap;
 	}
-	i = (size_t)istr_hash(s) & (t->cap - 1);
+	i = (size_t)istr_hash(key) & (t->cap - 1);
 	while (t->slot[i] != NULL) {
-		if (strcmp(t->slot[i], s) == 0)
-			return t->slot[i];
+		const char *e = t->slot[i];
+
+		if (strcmp(e, flags) == 0 && strcmp(e + lf + 1, suffix) == 0) {
+			free(key);
+			return e;
+		}
 		i = (i + 1) & (t->cap - 1);
 	}
-	t->slot[i] = md_pool_strdup(&t->pool, s);
+	t->slot[i] = md_pool_strndup(&t->pool, key, lf + ls + 1);
 	t->n++;
+	free(key);
 	return t->slot[i];
 }
 
@@ -257,24 +278,29 @@ istr_free(struct istr *t)
 	memset(t, 0, sizeof(*t));
 }
 
-/* Interns s (a new string) and frees it. */
-static const char *
-istr_take(struct istr *t, char *s)
+/* Gives m the flags and name suffix given (interned). */
+static void
+mfile_set(struct maildir_folder *f, struct mfile *m, const char *flags,
+          const char *suffix)
 {
-	const char *r = istr_get(t, s);
-
-	free(s);
-	return r;
+	m->pub.flags = istr_pair(&f->istr, flags, suffix);
 }
 
-/* The interned suffix ":2,<letters>". */
-static const char *
-istr_suffix(struct istr *t, const char *letters)
+/* Same with flags a new string, which it frees. */
+static void
+mfile_take(struct maildir_folder *f, struct mfile *m, char *flags,
+           const char *suffix)
 {
-	char buf[MNAME_SIZE];
+	mfile_set(f, m, flags, suffix);
+	free(flags);
+}
 
-	snprintf(buf, sizeof(buf), ":2,%s", letters);
-	return istr_get(t, buf);
+/* ":2,<letters>" into buf (MNAME_SIZE bytes). */
+static const char *
+suffix_of(const char *letters, char *buf)
+{
+	snprintf(buf, MNAME_SIZE, ":2,%s", letters);
+	return buf;
 }
 
 /* A zeroed struct mfile from the folder's slabs. */
@@ -370,19 +396,24 @@ rec_index(const struct md_uidlist *ul, uint32_t uid, bool *found_r)
 	return lo;
 }
 
-/* Appends a record; base must live in ul->pool (it is shared, not
- * copied: the message's pub.base), ext is copied there. */
-static void
+/* Appends a record; base is a message's, a "<base>\0<ext>\0" pair in
+ * ul->pool: shared when its ext is ext, else a new pair. Returns the
+ * record's base, for the message to share. */
+static const char *
 rec_append(struct md_uidlist *ul, uint32_t uid, const char *base, const char *ext)
 {
+	size_t blen = strlen(base);
+
+	if (strcmp(base + blen + 1, ext) != 0)
+		base = md_pool_base_ext(&ul->pool, base, blen, ext, strlen(ext));
 	if (ul->nrecs == ul->arecs) {
 		ul->arecs = ul->arecs == 0 ? 64 : ul->arecs * 2;
 		ul->recs = xreallocarray(ul->recs, ul->arecs, sizeof(*ul->recs));
 	}
 	ul->recs[ul->nrecs].uid = uid;
 	ul->recs[ul->nrecs].base = base;
-	ul->recs[ul->nrecs].ext = ext[0] == '\0' ? "" : md_pool_strdup(&ul->pool, ext);
 	ul->nrecs++;
+	return base;
 }
 
 static uint32_t
@@ -736,8 +767,8 @@ scan_dir(struct maildir_folder *f, bool in_new, struct mfile ***v, size_t *n,
 		key[blen] = '\0';
 		hit = nix == 0 ? NULL : bsearch(&keyp, ix, nix, sizeof(*ix), cmp_str);
 		m->pub.base = hit != NULL ? *hit :
-			md_pool_strndup(&f->ul.pool, de->d_name, blen);
-		m->suffix = istr_get(&f->istr, de->d_name + blen);
+			md_pool_base_ext(&f->ul.pool, de->d_name, blen, "", 0);
+		mfile_set(f, m, "", de->d_name + blen);  /* flags: load() */
 		m->pub.in_new = in_new;
 		m->pub.mtime = (int64_t)st.st_mtime;
 		m->pub.file_size = (uint64_t)st.st_size;
@@ -746,7 +777,7 @@ scan_dir(struct maildir_folder *f, bool in_new, struct mfile ***v, size_t *n,
 		    !md_name_field(de->d_name, 'W', &m->pub.size))
 			m->pub.size = MAILDIR_SIZE_UNKNOWN;
 		if (!in_new) {
-			for (const char *p = md_name_letters(m->suffix); *p != '\0'; p++) {
+			for (const char *p = md_name_letters(msuffix(m)); *p != '\0'; p++) {
 				if (*p >= 'a' && *p <= 'z')
 					f->used_letters |= 1u << (*p - 'a');
 			}
@@ -1006,12 +1037,12 @@ load(struct maildir_folder *f, const char **error_r)
 		(*hit)->pub.uid = f->ul.recs[i].uid;
 		(*hit)->pub.base = f->ul.recs[i].base;
 		(*hit)->pub.pop3_uidl = NULL;
-		uidl = md_ext_get(f->ul.recs[i].ext, 'P');
+		uidl = md_ext_get(md_rec_ext(&f->ul.recs[i]), 'P');
 		if (uidl != NULL)
 			(*hit)->pub.pop3_uidl = uidl[0] == '\0' ? (*hit)->pub.base :
 				md_pool_strdup(&f->ul.pool, uidl);
 		free(uidl);
-		w = md_ext_get(f->ul.recs[i].ext, 'W');
+		w = md_ext_get(md_rec_ext(&f->ul.recs[i]), 'W');
 		if (w != NULL && (*hit)->pub.size == MAILDIR_SIZE_UNKNOWN &&
 		    !str_to_u64z(w, UINT64_MAX, &(*hit)->pub.size))
 			(*hit)->pub.size = MAILDIR_SIZE_UNKNOWN;
@@ -1027,8 +1058,9 @@ load(struct maildir_folder *f, const char **error_r)
 			e = ckw.n == 0 ? NULL :
 				bsearch(&key, ckw.e, ckw.n, sizeof(*ckw.e), cmp_ckw_base);
 		}
-		m->pub.flags = istr_take(&f->istr, flags_from_letters(f, m->pub.in_new ?
-			"" : md_name_letters(m->suffix), e));
+		mfile_take(f, m, flags_from_letters(f, m->pub.in_new ? "" :
+		                                    md_name_letters(msuffix(m)), e),
+		           msuffix(m));
 		if (m->pub.uid != 0)
 			ptr_push((void ***)&f->msgs, &f->nmsgs, &f->amsgs, m);
 		else
@@ -1090,8 +1122,7 @@ pending_rename_letters(struct maildir_folder *f, struct mfile *m)
 {
 	struct md_flags fl;
 	bool set[128] = { false }, defined = false;
-	char letters[130];
-	const char *flags;
+	char letters[130], sbuf[MNAME_SIZE], *flags;
 
 	if (f->o.flavor != MAILDIR_DOVECOT)
 		return;
@@ -1099,13 +1130,12 @@ pending_rename_letters(struct maildir_folder *f, struct mfile *m)
 	md_flags_parse(&fl, m->pub.flags);
 	letters_mark(f, &fl, set, &defined);
 	letters_emit(f, set, "", letters);
-	m->suffix = istr_suffix(&f->istr, letters);
-	flags = istr_take(&f->istr, flags_from_letters(f, letters, NULL));
-	if (flags != m->pub.flags)
+	flags = flags_from_letters(f, letters, NULL);
+	if (strcmp(flags, m->pub.flags) != 0)
 		log_warn("%s: UID %u: the folder's keywords changed meanwhile; "
 		         "stored as \"%s\" instead of \"%s\"", f->where,
 		         m->pub.uid, flags, m->pub.flags);
-	m->pub.flags = flags;
+	mfile_take(f, m, flags, suffix_of(letters, sbuf));
 	md_flags_free(&fl);
 }
 
@@ -1136,7 +1166,7 @@ reload(struct maildir_folder *f, const char **error_r)
 		pend = xreallocarray(pend, npend + 1, sizeof(*pend));
 		pext = xreallocarray(pext, npend + 1, sizeof(*pext));
 		pend[npend] = m;
-		pext[npend] = xstrdup(found ? f->ul.recs[ri].ext : "");
+		pext[npend] = xstrdup(found ? md_rec_ext(&f->ul.recs[ri]) : "");
 		npend++;
 		/* its strings live in the pool load() frees: copies meanwhile */
 		m->pub.base = xstrdup(m->pub.base);
@@ -1149,7 +1179,8 @@ reload(struct maildir_folder *f, const char **error_r)
 		struct mfile *m = pend[i];
 		char *base = (char *)m->pub.base, *uidl = (char *)m->pub.pop3_uidl;
 
-		m->pub.base = md_pool_strdup(&f->ul.pool, base);
+		m->pub.base = md_pool_base_ext(&f->ul.pool, base, strlen(base), pext[i],
+		                               strlen(pext[i]));
 		if (uidl != NULL)
 			m->pub.pop3_uidl = md_pool_strdup(&f->ul.pool, uidl);
 		free(base);
@@ -1710,7 +1741,7 @@ static void
 add_listed(struct maildir_folder *f, struct mfile *m, const char *ext)
 {
 	ptr_push((void ***)&f->msgs, &f->nmsgs, &f->amsgs, m);
-	rec_append(&f->ul, m->pub.uid, m->pub.base, ext);
+	m->pub.base = rec_append(&f->ul, m->pub.uid, m->pub.base, ext);
 	f->floor = m->pub.uid + 1;
 	f->dirty = true;
 	if (f->nsynced == f->asynced) {
@@ -1732,7 +1763,7 @@ register_pending(struct maildir_folder *f, uint32_t uid, const char *uniq,
                  const char **error_r)
 {
 	struct md_flags fl;
-	char letters[130], *base;
+	char letters[130], sbuf[MNAME_SIZE], *base, *ext;
 	bool set[128] = { false };
 	bool kw_defined = false, courier = f->o.flavor == MAILDIR_COURIER;
 	struct mfile *m;
@@ -1754,25 +1785,24 @@ register_pending(struct maildir_folder *f, uint32_t uid, const char *uniq,
 	 * before the uidlist that lists it: a server never sees it without
 	 * its line, even if we are killed now and it breaks our lock. */
 	m = mfile_new(f);
-	m->suffix = istr_suffix(&f->istr, letters);
+	mfile_take(f, m, courier ?
+		md_flags_format(fl.sys, (const char *const *)fl.kw, fl.nkw) :
+		flags_from_letters(f, letters, NULL), suffix_of(letters, sbuf));
 	m->tmpname = xstrdup(uniq);
 	m->pub.uid = uid;
-	m->pub.base = md_pool_strdup(&f->ul.pool, base);
+	/* the base with its line's ext fields behind it (struct md_rec) */
+	ext = pop3_uidl != NULL ? xasprintf("P%s", pop3_uidl) : xstrdup("");
+	m->pub.base = md_pool_base_ext(&f->ul.pool, base, strlen(base), ext,
+	                               strlen(ext));
 	free(base);
-	m->pub.flags = istr_take(&f->istr, courier ?
-		md_flags_format(fl.sys, (const char *const *)fl.kw, fl.nkw) :
-		flags_from_letters(f, letters, NULL));
 	m->pub.mtime = internaldate;
 	m->pub.file_size = file_size;
 	m->pub.size = size;
-	m->pub.pop3_uidl = pop3_uidl != NULL ? md_pool_strdup(&f->ul.pool, pop3_uidl) :
-		NULL;
-	{
-		char *ext = pop3_uidl != NULL ? xasprintf("P%s", pop3_uidl) : xstrdup("");
-
-		add_listed(f, m, ext);
-		free(ext);
-	}
+	add_listed(f, m, ext);
+	free(ext);
+	/* pop3_uidl is the ext's P field */
+	if (pop3_uidl != NULL)
+		m->pub.pop3_uidl = m->pub.base + strlen(m->pub.base) + 2;
 	if (courier && fl.nkw > 0)
 		f->ckw_dirty = true;
 	if (dropped_r != NULL)
@@ -2076,7 +2106,7 @@ relocate(struct maildir_folder *f, struct mfile *m)
 		while ((de = readdir(d)) != NULL) {
 			if (strncmp(de->d_name, m->pub.base, blen) == 0 &&
 			    (de->d_name[blen] == '\0' || de->d_name[blen] == ':')) {
-				m->suffix = istr_get(&f->istr, de->d_name + blen);
+				mfile_set(f, m, m->pub.flags, de->d_name + blen);
 				m->pub.in_new = in_new;
 				closedir(d);
 				return 0;
@@ -2093,8 +2123,7 @@ maildir_set_flags(struct maildir_folder *f, uint32_t uid, const char *flags,
 {
 	struct md_flags fl;
 	struct mfile *m;
-	char letters[130], name[MNAME_SIZE], cur[MNAME_SIZE];
-	const char *suffix;
+	char letters[130], name[MNAME_SIZE], cur[MNAME_SIZE], suffix[MNAME_SIZE];
 	bool set[128];
 	bool kw_defined = false, locked_here = false;
 	int r = -1;
@@ -2132,19 +2161,15 @@ maildir_set_flags(struct maildir_folder *f, uint32_t uid, const char *flags,
 		/* the folder may have been re-read: look again */
 	}
 	for (int tries = 0; ; tries++) {
-		letters_emit(f, set, m->pub.in_new ? "" : md_name_letters(m->suffix),
+		letters_emit(f, set, m->pub.in_new ? "" : md_name_letters(msuffix(m)),
 		             letters);
-		suffix = istr_suffix(&f->istr, letters);
-		if (!m->pub.in_new && suffix == m->suffix)
+		suffix_of(letters, suffix);     /* m's suffix once renamed */
+		if (!m->pub.in_new && strcmp(suffix, msuffix(m)) == 0)
 			break;
-		if (m->tmpname != NULL) {
-			/* pending: only the name commit gives it changes */
-			m->suffix = suffix;
-			break;
-		}
+		if (m->tmpname != NULL)
+			break;  /* pending: only the name commit gives it changes */
 		snprintf(name, sizeof(name), "%s%s", m->pub.base, suffix);
 		if (renameat(dirfd_of(f, m), mname(m, cur), f->curfd, name) == 0) {
-			m->suffix = suffix;
 			m->pub.in_new = false;
 			f->dir_dirty = true;
 			break;
@@ -2159,14 +2184,13 @@ maildir_set_flags(struct maildir_folder *f, uint32_t uid, const char *flags,
 	}
 	if (f->o.flavor == MAILDIR_COURIER) {
 		/* any change of the keyword part rewrites :list at commit */
-		const char *nf = istr_take(&f->istr, md_flags_format(fl.sys,
-			(const char *const *)fl.kw, fl.nkw));
+		char *nf = md_flags_format(fl.sys, (const char *const *)fl.kw, fl.nkw);
 
-		if (nf != m->pub.flags)
+		if (strcmp(nf, m->pub.flags) != 0)
 			f->ckw_dirty = true;
-		m->pub.flags = nf;
+		mfile_take(f, m, nf, suffix);
 	} else {
-		m->pub.flags = istr_take(&f->istr, flags_from_letters(f, letters, NULL));
+		mfile_take(f, m, flags_from_letters(f, letters, NULL), suffix);
 	}
 	if (dropped_r != NULL)
 		*dropped_r = take_dropped(&fl);
@@ -2316,16 +2340,15 @@ maildir_unlisted_adopt(struct maildir_folder *f, size_t i, uint32_t uid,
 	m = f->unl[i];
 	if (m->pub.in_new) {
 		/* Courier numbers files in new/ afresh: move it to cur/ first */
-		const char *suffix = istr_suffix(&f->istr, "");
 		char name[MNAME_SIZE], cur[MNAME_SIZE];
 
-		snprintf(name, sizeof(name), "%s%s", m->pub.base, suffix);
+		snprintf(name, sizeof(name), "%s:2,", m->pub.base);
 		if (renameat(f->newfd, mname(m, cur), f->curfd, name) < 0) {
 			*error_r = err_errno(errno, "%s: rename new/%s: %s", f->where, cur,
 			                   strerror(errno));
 			return -1;
 		}
-		m->suffix = suffix;
+		mfile_set(f, m, m->pub.flags, ":2,");
 		m->pub.in_new = false;
 		f->dir_dirty = true;
 	}

@@ -837,6 +837,51 @@ test_refresh_under_lock(void **state)
 	maildir_folder_close(&a);
 }
 
+/* A re-read keeps a pending delivery whose UID is still free with its
+ * base, POP3 UIDL and flags (its strings move to the new uidlist pool). */
+static void
+test_refresh_keeps_pending(void **state)
+{
+	struct fixture *fx = *state;
+	struct maildir_options o = opts(MAILDIR_DOVECOT);
+	struct maildir_folder *a = open_ok(fx->root, "", &o), *b;
+	const struct maildir_msg *m;
+	const char *error;
+	char *base, *ul, *line, *name;
+
+	assert_int_equal(maildir_folder_set_uids(a, 9, 10, &error), 0);
+	commit_ok(a);
+	deliver_ok(a, 20, "\\Seen Work", 1500000020, msg_crlf, "U20", NULL);
+	base = xstrdup(maildir_folder_find(a, 20)->base);
+	b = open_ok(fx->root, "", &o);
+	deliver_ok(b, 10, "", 1, msg_crlf, NULL, NULL);
+	commit_ok(b);
+	maildir_folder_close(&b);
+	commit_ok(a);           /* re-reads: 10 is the server's now */
+	assert_int_equal(maildir_folder_count(a), 2);
+	m = maildir_folder_find(a, 20);
+	assert_non_null(m);
+	assert_string_equal(m->base, base);
+	assert_string_equal(m->pop3_uidl, "U20");
+	assert_string_equal(m->flags, "Work \\Seen");
+	ul = slurp2(fx->root, "dovecot-uidlist");
+	line = xasprintf("\n20 PU20 :%s\n", base);
+	assert_non_null(strstr(ul, line));
+	name = xasprintf("%s/cur/%s:2,Sa", fx->root, base);
+	assert_int_equal(access(name, F_OK), 0);
+	maildir_folder_close(&a);
+	a = open_ok(fx->root, "", &o);
+	m = maildir_folder_find(a, 20);
+	assert_non_null(m);
+	assert_string_equal(m->pop3_uidl, "U20");
+	assert_string_equal(m->flags, "Work \\Seen");
+	maildir_folder_close(&a);
+	free(base);
+	free(ul);
+	free(line);
+	free(name);
+}
+
 /* ---- symlinks ---- */
 
 static void
@@ -1710,7 +1755,7 @@ test_uidlist_parse(void **state)
 	assert_int_equal(md_uidlist_parse("3 V1 N9 G00 Xy\n2 W9 P :b\n5 :a\n", 29,
 	                                  &ul, &error), 0);
 	assert_string_equal(ul.hdr_extra, "G00 Xy");
-	assert_string_equal(ul.recs[0].ext, "W9 P");
+	assert_string_equal(md_rec_ext(&ul.recs[0]), "W9 P");
 	assert_string_equal(ul.recs[0].base, "b");
 	md_uidlist_free(&ul);
 	assert_int_equal(md_uidlist_parse("3 V1 N9\n5 :a\n2 :b\n5 :c\n", 23, &ul,
@@ -2304,6 +2349,7 @@ main(void)
 		T(test_lock_stale_dead_pid),
 		T(test_create_excl_complete),
 		T(test_refresh_under_lock),
+		T(test_refresh_keeps_pending),
 		T(test_symlink_refused),
 		T(test_courier),
 		T(test_deliver_fd),
