@@ -27,12 +27,14 @@ uidlist_roundtrip(const char *text, size_t len)
 	                      a.uidnext != 0 ? a.uidnext : 1, a.hdr_extra,
 	                      a.recs, a.nrecs) == 0 &&
 	    md_uidlist_parse(buf_data(&out), buf_len(&out), &b, &error) == 0) {
-		/* every record survives the round trip */
+		/* every record survives the round trip, ext fields too (a
+		 * record's base and ext are one pool string) */
 		if (b.nrecs != a.nrecs)
 			abort();
 		for (size_t i = 0; i < a.nrecs; i++)
 			if (a.recs[i].uid != b.recs[i].uid ||
-			    strcmp(a.recs[i].base, b.recs[i].base) != 0)
+			    strcmp(a.recs[i].base, b.recs[i].base) != 0 ||
+			    strcmp(md_rec_ext(&a.recs[i]), md_rec_ext(&b.recs[i])) != 0)
 				abort();
 	}
 	md_uidlist_free(&b);

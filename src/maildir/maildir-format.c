@@ -321,15 +321,90 @@ md_sys_letters(unsigned int sys, char *out)
 }
 
 /* ------------------------------------------------------------------ */
+/* String pool */
+
+#define POOL_CHUNK 65536        /* data bytes of a chunk */
+
+struct md_pool_chunk {
+	struct md_pool_chunk *next;
+	char data[];
+};
+
+/* size bytes of room in the pool. */
+static char *
+pool_alloc(struct md_pool *p, size_t size)
+{
+	char *r;
+
+	if (p->head == NULL || p->size - p->used < size) {
+		/* a long string gets a chunk of its own behind the head, so
+		 * the head's free space is not wasted */
+		size_t csize = size > POOL_CHUNK / 4 ? size : POOL_CHUNK;
+		struct md_pool_chunk *c = xmalloc(sizeof(*c) + csize);
+
+		if (csize != POOL_CHUNK && p->head != NULL) {
+			c->next = p->head->next;
+			p->head->next = c;
+			return c->data;
+		}
+		c->next = p->head;
+		p->head = c;
+		p->used = 0;
+		p->size = csize;
+	}
+	r = p->head->data + p->used;
+	p->used += size;
+	return r;
+}
+
+char *
+md_pool_strndup(struct md_pool *p, const char *s, size_t len)
+{
+	char *r = pool_alloc(p, len + 1);
+
+	memcpy(r, s, len);
+	r[len] = '\0';
+	return r;
+}
+
+char *
+md_pool_strdup(struct md_pool *p, const char *s)
+{
+	return md_pool_strndup(p, s, strlen(s));
+}
+
+const char *
+md_pool_base_ext(struct md_pool *p, const char *base, size_t blen,
+                 const char *ext, size_t elen)
+{
+	char *r = pool_alloc(p, blen + 1 + elen + 1);
+
+	memcpy(r, base, blen);
+	r[blen] = '\0';
+	memcpy(r + blen + 1, ext, elen);
+	r[blen + 1 + elen] = '\0';
+	return r;
+}
+
+void
+md_pool_free(struct md_pool *p)
+{
+	while (p->head != NULL) {
+		struct md_pool_chunk *c = p->head;
+
+		p->head = c->next;
+		free(c);
+	}
+	p->used = p->size = 0;
+}
+
+/* ------------------------------------------------------------------ */
 /* dovecot-uidlist and courierimapuiddb */
 
 void
 md_uidlist_free(struct md_uidlist *ul)
 {
-	for (size_t i = 0; i < ul->nrecs; i++) {
-		free(ul->recs[i].base);
-		free(ul->recs[i].ext);
-	}
+	md_pool_free(&ul->pool);
 	free(ul->recs);
 	free(ul->hdr_extra);
 	memset(ul, 0, sizeof(*ul));
@@ -436,9 +511,8 @@ sort_records(struct md_uidlist *ul)
 		qsort(tmp, ul->nrecs, sizeof(*tmp), cmp_rec_sort);
 	for (size_t i = 0; i < ul->nrecs; i++) {
 		if (i + 1 < ul->nrecs && tmp[i + 1].rec.uid == tmp[i].rec.uid) {
-			/* the later line for the same UID wins */
-			free(tmp[i].rec.base);
-			free(tmp[i].rec.ext);
+			/* the later line for the same UID wins (the
+			 * strings stay in the pool) */
 			continue;
 		}
 		ul->recs[n++] = tmp[i].rec;
@@ -449,10 +523,10 @@ sort_records(struct md_uidlist *ul)
 
 static int
 parse_record(const char *line, size_t len, int version, struct md_rec *rec,
-             const char **why_r)
+             struct md_pool *pool, struct buf *ext_buf, const char **why_r)
 {
 	const char *p = line, *end = line + len;
-	struct buf ext;
+	struct buf *ext = ext_buf;      /* the caller's, reused line by line */
 
 	while (p < end && *p >= '0' && *p <= '9')
 		p++;
@@ -464,7 +538,7 @@ parse_record(const char *line, size_t len, int version, struct md_rec *rec,
 	}
 	while (p < end && *p == ' ')
 		p++;
-	buf_init(&ext, MD_META_MAX);
+	buf_reset(ext);
 	if (version == 3) {
 		while (p < end && *p != ':') {
 			const char *tok = p;
@@ -473,15 +547,14 @@ parse_record(const char *line, size_t len, int version, struct md_rec *rec,
 				p++;
 			/* Dovecot drops fields with an invalid key, so do we */
 			if (tok[0] >= 'A' && tok[0] <= 'Z') {
-				if (buf_len(&ext) > 0)
-					ignore_result(buf_append_str(&ext, " "));
-				ignore_result(buf_append(&ext, tok, (size_t)(p - tok)));
+				if (buf_len(ext) > 0)
+					ignore_result(buf_append_str(ext, " "));
+				ignore_result(buf_append(ext, tok, (size_t)(p - tok)));
 			}
 			while (p < end && *p == ' ')
 				p++;
 		}
 		if (p == end) {
-			buf_free(&ext);
 			*why_r = "no ':' before the file name";
 			return -1;
 		}
@@ -489,12 +562,11 @@ parse_record(const char *line, size_t len, int version, struct md_rec *rec,
 	}
 	if (p == end || memchr(p, '/', (size_t)(end - p)) != NULL ||
 	    memchr(p, '\0', (size_t)(end - p)) != NULL) {
-		buf_free(&ext);
 		*why_r = "missing or invalid file name";
 		return -1;
 	}
-	rec->base = xstrndup(p, (size_t)(end - p));
-	rec->ext = buf_take(&ext);
+	rec->base = md_pool_base_ext(pool, p, (size_t)(end - p), buf_data(ext),
+	                             buf_len(ext));
 	return 0;
 }
 
@@ -505,10 +577,12 @@ md_uidlist_parse(const char *text, size_t len, struct md_uidlist *ul,
 	const char *p = text, *end = text + len;
 	unsigned int lineno = 0;
 	bool sorted = true;
+	struct buf ext;
 
 	memset(ul, 0, sizeof(*ul));
 	if (len == 0)
 		return 0;
+	buf_init(&ext, MD_META_MAX);
 	while (p < end) {
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
 		const char *le = nl != NULL ? nl : end;
@@ -526,7 +600,8 @@ md_uidlist_parse(const char *text, size_t len, struct md_uidlist *ul,
 		} else if (le > p) {
 			struct md_rec rec = { 0 };
 
-			if (parse_record(p, (size_t)(le - p), ul->version, &rec, &why) < 0)
+			if (parse_record(p, (size_t)(le - p), ul->version, &rec, &ul->pool, &ext,
+			                 &why) < 0)
 				goto broken;
 			if (ul->nrecs == ul->arecs) {
 				ul->arecs = ul->arecs == 0 ? 64 : ul->arecs * 2;
@@ -542,8 +617,10 @@ md_uidlist_parse(const char *text, size_t len, struct md_uidlist *ul,
 	broken:
 		*error_r = err_set("line %u: %s", lineno, why);
 		md_uidlist_free(ul);
+		buf_free(&ext);
 		return -1;
 	}
+	buf_free(&ext);
 	if (!sorted) {
 		ul->unsorted = true;
 		sort_records(ul);
@@ -573,7 +650,7 @@ md_uidlist_format_recs(struct buf *out, enum maildir_flavor flavor,
                        const struct md_rec *recs, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
-		const char *ext = recs[i].ext != NULL ? recs[i].ext : "";
+		const char *ext = md_rec_ext(&recs[i]);
 		int r;
 
 		if (flavor == MAILDIR_COURIER)

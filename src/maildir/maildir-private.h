@@ -3,6 +3,7 @@
 #ifndef IMAPFERRY_MAILDIR_PRIVATE_H
 #define IMAPFERRY_MAILDIR_PRIVATE_H
 
+#include <string.h>
 #include <sys/stat.h>
 
 #include "buf.h"
@@ -65,13 +66,42 @@ void md_sys_letters(unsigned int sys, char *out);
 /* true if s is a keyword atom the library stores. */
 bool md_keyword_valid(const char *s);
 
+/* ---- string pool ---- */
+
+/* Strings that live as long as their pool: bump-allocated in chunks, no
+ * per-string malloc or header (issue 15: a folder holds a few strings per
+ * message). Strings are never freed one by one; md_pool_free() frees all. */
+struct md_pool_chunk;
+struct md_pool {
+	struct md_pool_chunk *head;     /* chunk being filled, then older ones */
+	size_t used, size;              /* of head's data */
+};
+
+/* A copy of s[0..len) with a NUL, in the pool. */
+char *md_pool_strndup(struct md_pool *p, const char *s, size_t len);
+char *md_pool_strdup(struct md_pool *p, const char *s);
+void md_pool_free(struct md_pool *p);
+/* The pair "<base>\0<ext>\0" in the pool (see struct md_rec); returns
+ * the base. */
+const char *md_pool_base_ext(struct md_pool *p, const char *base, size_t blen,
+                             const char *ext, size_t elen);
+
 /* ---- uidlist ---- */
 
+/* One line. Its base and ext strings are one pair in the uidlist's pool,
+ * "<base>\0<ext>\0": 16 bytes a record, and a message's base (shared with
+ * its record) has the record's ext behind it. */
 struct md_rec {
 	uint32_t uid;
-	char *base;             /* owned */
-	char *ext;              /* owned, ext fields as on disk ("W191 Pabc") or "" */
+	const char *base;       /* the pair in the uidlist's pool */
 };
+
+/* The ext fields of a line as on disk ("W191 Pabc"), or "". */
+static inline const char *
+md_rec_ext(const struct md_rec *r)
+{
+	return r->base + strlen(r->base) + 1;
+}
 
 struct md_uidlist {
 	int version;            /* 0: none/empty, 1 or 3 */
@@ -81,6 +111,8 @@ struct md_uidlist {
 	char *hdr_extra;        /* owned: header fields other than V and N, or NULL */
 	struct md_rec *recs;    /* sorted by uid, unique */
 	size_t nrecs, arecs;
+	struct md_pool pool;    /* the records' strings (a record removed
+	                           leaves its strings here until the free) */
 };
 
 void md_uidlist_free(struct md_uidlist *ul);

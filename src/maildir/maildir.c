@@ -21,13 +21,41 @@
  * conversion. */
 #define IO_CHUNK 65536
 
-/* One message file (listed or not). */
+/* Room for a message file name built by mname(): the name of a file read
+ * from a directory fits in NAME_MAX; our own names (deliver) have a base
+ * of at most ~560 bytes and a suffix of ":2," and 31 letters. */
+#define MNAME_SIZE 1024
+/* struct mfile in slabs of this many (issue 15: no malloc per message). */
+#define MSLAB_N 1024
+
+/* One message file (listed or not). Allocated from the folder's slabs
+ * (mfile_new()); the address stays the same while the message is known.
+ * Its strings are shared, not owned: pub.base (and pub.pop3_uidl) live in
+ * the uidlist's pool (f->ul.pool; a listed message shares the base with
+ * its md_rec); pub.flags is interned (f->istr) together with the name's
+ * suffix, the rest of the file name after the base (":2,S", or "" for a
+ * name without flags part), as "<flags>\0<suffix>" (msuffix()): the name
+ * in cur/ or new/ is base + suffix, for a pending delivery the name it
+ * gets in cur/. */
 struct mfile {
 	struct maildir_msg pub;
-	char *name;             /* current file name in cur/ or new/; for a
-	                           pending delivery the name it gets in cur/ */
 	char *tmpname;          /* pending delivery: its name in tmp/, where it
-	                           stays until commit publishes it; else NULL */
+	                           stays until commit publishes it; else NULL
+	                           (owned) */
+};
+
+struct mslab {
+	struct mslab *next;
+	struct mfile m[MSLAB_N];
+};
+
+/* Interned strings: a set of distinct (flags, name suffix) pairs (a
+ * folder has few distinct values), each stored once as "<flags>\0<suffix>",
+ * valid until close. */
+struct istr {
+	const char **slot;      /* open addressing, NULL = free */
+	size_t n, cap;          /* cap a power of 2, or 0 */
+	struct md_pool pool;
 };
 
 /* A Courier keyword-update file to remove once :list holds its state. */
@@ -82,6 +110,11 @@ struct maildir_folder {
 	size_t nckw_updates;
 
 	/* messages */
+	struct mslab *slabs;    /* every struct mfile */
+	size_t slab_used;       /* of slabs (the newest) */
+	struct mfile **mfree;   /* freed ones, for reuse */
+	size_t nmfree, amfree;
+	struct istr istr;       /* flags and name suffixes */
 	struct mfile **msgs;    /* listed, sorted by UID */
 	size_t nmsgs, amsgs;
 	struct mfile **unl;     /* unlisted, sorted by base */
@@ -148,23 +181,27 @@ dirfd_of(const struct maildir_folder *f, const struct mfile *m)
 	return m->pub.in_new ? f->newfd : f->curfd;
 }
 
+/* The suffix of m's file name, interned after its flags. */
 static const char *
-fsname_of(const struct mfile *m)
+msuffix(const struct mfile *m)
 {
-	return m->tmpname != NULL ? m->tmpname : m->name;
+	return m->pub.flags + strlen(m->pub.flags) + 1;
 }
 
-static void
-mfile_free(struct mfile *m)
+/* m's file name in cur/ or new/ (for a pending delivery the one it gets
+ * in cur/), built into buf (MNAME_SIZE bytes). */
+static const char *
+mname(const struct mfile *m, char *buf)
 {
-	if (m == NULL)
-		return;
-	free(m->pub.base);
-	free(m->pub.flags);
-	free(m->pub.pop3_uidl);
-	free(m->name);
-	free(m->tmpname);
-	free(m);
+	snprintf(buf, MNAME_SIZE, "%s%s", m->pub.base, msuffix(m));
+	return buf;
+}
+
+/* The name of m's file in the directory dirfd_of() gives. */
+static const char *
+fsname_of(const struct mfile *m, char *buf)
+{
+	return m->tmpname != NULL ? m->tmpname : mname(m, buf);
 }
 
 static void
@@ -175,6 +212,127 @@ ptr_push(void ***arr, size_t *n, size_t *alloc, void *p)
 		*arr = xreallocarray(*arr, *alloc, sizeof(**arr));
 	}
 	(*arr)[(*n)++] = p;
+}
+
+static uint64_t
+istr_hash(const char *pair)
+{
+	uint64_t h = 14695981039346656037u;     /* FNV-1a over both strings */
+	const char *s = pair;
+
+	for (int k = 0; k < 2; k++, s++) {
+		for (; *s != '\0'; s++)
+			h = (h ^ (unsigned char)*s) * 1099511628211u;
+		h = (h ^ 0xff) * 1099511628211u;
+	}
+	return h;
+}
+
+/* The interned pair "<flags>\0<suffix>" (valid until the folder is
+ * closed); its address is what pub.flags holds. */
+static const char *
+istr_pair(struct istr *t, const char *flags, const char *suffix)
+{
+	size_t lf = strlen(flags), ls = strlen(suffix), i;
+	char *key = xmalloc(lf + ls + 2);
+
+	memcpy(key, flags, lf + 1);
+	memcpy(key + lf + 1, suffix, ls + 1);
+	if (t->n * 2 >= t->cap) {
+		size_t ncap = t->cap == 0 ? 64 : t->cap * 2;
+		const char **ns = xcalloc(ncap, sizeof(*ns));
+
+		for (size_t j = 0; j < t->cap; j++) {
+			if (t->slot[j] == NULL)
+				continue;
+			i = (size_t)istr_hash(t->slot[j]) & (ncap - 1);
+			while (ns[i] != NULL)
+				i = (i + 1) & (ncap - 1);
+			ns[i] = t->slot[j];
+		}
+		free(t->slot);
+		t->slot = ns;
+		t->cap = ncap;
+	}
+	i = (size_t)istr_hash(key) & (t->cap - 1);
+	while (t->slot[i] != NULL) {
+		const char *e = t->slot[i];
+
+		if (strcmp(e, flags) == 0 && strcmp(e + lf + 1, suffix) == 0) {
+			free(key);
+			return e;
+		}
+		i = (i + 1) & (t->cap - 1);
+	}
+	t->slot[i] = md_pool_strndup(&t->pool, key, lf + ls + 1);
+	t->n++;
+	free(key);
+	return t->slot[i];
+}
+
+static void
+istr_free(struct istr *t)
+{
+	free(t->slot);
+	md_pool_free(&t->pool);
+	memset(t, 0, sizeof(*t));
+}
+
+/* Gives m the flags and name suffix given (interned). */
+static void
+mfile_set(struct maildir_folder *f, struct mfile *m, const char *flags,
+          const char *suffix)
+{
+	m->pub.flags = istr_pair(&f->istr, flags, suffix);
+}
+
+/* Same with flags a new string, which it frees. */
+static void
+mfile_take(struct maildir_folder *f, struct mfile *m, char *flags,
+           const char *suffix)
+{
+	mfile_set(f, m, flags, suffix);
+	free(flags);
+}
+
+/* ":2,<letters>" into buf (MNAME_SIZE bytes). */
+static const char *
+suffix_of(const char *letters, char *buf)
+{
+	snprintf(buf, MNAME_SIZE, ":2,%s", letters);
+	return buf;
+}
+
+/* A zeroed struct mfile from the folder's slabs. */
+static struct mfile *
+mfile_new(struct maildir_folder *f)
+{
+	struct mfile *m;
+
+	if (f->nmfree > 0) {
+		m = f->mfree[--f->nmfree];
+	} else {
+		if (f->slabs == NULL || f->slab_used == MSLAB_N) {
+			struct mslab *s = xmalloc(sizeof(*s));
+
+			s->next = f->slabs;
+			f->slabs = s;
+			f->slab_used = 0;
+		}
+		m = &f->slabs->m[f->slab_used++];
+	}
+	memset(m, 0, sizeof(*m));
+	return m;
+}
+
+/* Returns m to the slabs (its shared strings stay where they live). */
+static void
+mfile_free(struct maildir_folder *f, struct mfile *m)
+{
+	if (m == NULL)
+		return;
+	XFREE(m->tmpname);
+	ptr_push((void ***)&f->mfree, &f->nmfree, &f->amfree, m);
 }
 
 static int
@@ -238,17 +396,24 @@ rec_index(const struct md_uidlist *ul, uint32_t uid, bool *found_r)
 	return lo;
 }
 
-static void
+/* Appends a record; base is a message's, a "<base>\0<ext>\0" pair in
+ * ul->pool: shared when its ext is ext, else a new pair. Returns the
+ * record's base, for the message to share. */
+static const char *
 rec_append(struct md_uidlist *ul, uint32_t uid, const char *base, const char *ext)
 {
+	size_t blen = strlen(base);
+
+	if (strcmp(base + blen + 1, ext) != 0)
+		base = md_pool_base_ext(&ul->pool, base, blen, ext, strlen(ext));
 	if (ul->nrecs == ul->arecs) {
 		ul->arecs = ul->arecs == 0 ? 64 : ul->arecs * 2;
 		ul->recs = xreallocarray(ul->recs, ul->arecs, sizeof(*ul->recs));
 	}
 	ul->recs[ul->nrecs].uid = uid;
-	ul->recs[ul->nrecs].base = xstrdup(base);
-	ul->recs[ul->nrecs].ext = xstrdup(ext);
+	ul->recs[ul->nrecs].base = base;
 	ul->nrecs++;
+	return base;
 }
 
 static uint32_t
@@ -544,9 +709,9 @@ clear_state(struct maildir_folder *f)
 {
 	drop_pending(f);
 	for (size_t i = 0; i < f->nmsgs; i++)
-		mfile_free(f->msgs[i]);
+		mfile_free(f, f->msgs[i]);
 	for (size_t i = 0; i < f->nunl; i++)
-		mfile_free(f->unl[i]);
+		mfile_free(f, f->unl[i]);
 	f->nmsgs = f->nunl = 0;
 	md_uidlist_free(&f->ul);
 	for (size_t i = 0; i < MD_MAX_KEYWORDS; i++)
@@ -562,10 +727,18 @@ clear_state(struct maildir_folder *f)
 	f->dirty = f->dir_dirty = f->ckw_dirty = f->need_rewrite = false;
 }
 
-/* Scans one of cur/ and new/ into *v. */
+static int
+cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Scans one of cur/ and new/ into *v. A file whose base a uidlist line
+ * names (ix: the records' bases sorted by strcmp) shares the line's
+ * string; others get theirs in the uidlist's pool. */
 static int
 scan_dir(struct maildir_folder *f, bool in_new, struct mfile ***v, size_t *n,
-         size_t *alloc, const char **error_r)
+         size_t *alloc, const char **ix, size_t nix, const char **error_r)
 {
 	int dfd = in_new ? f->newfd : f->curfd;
 	DIR *d = open_dir(dfd);
@@ -579,24 +752,32 @@ scan_dir(struct maildir_folder *f, bool in_new, struct mfile ***v, size_t *n,
 	while ((errno = 0, de = readdir(d)) != NULL) {
 		struct stat st;
 		struct mfile *m;
+		char key[sizeof(de->d_name)];
+		const char *keyp = key, **hit;
+		size_t blen;
 
 		if (de->d_name[0] == '.')
 			continue;
 		if (fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
 		    !S_ISREG(st.st_mode))
 			continue;       /* vanished, or a symlink: never a message */
-		m = xcalloc(1, sizeof(*m));
-		m->name = xstrdup(de->d_name);
-		m->pub.base = xstrndup(de->d_name, md_name_base_len(de->d_name));
+		m = mfile_new(f);
+		blen = md_name_base_len(de->d_name);
+		memcpy(key, de->d_name, blen);
+		key[blen] = '\0';
+		hit = nix == 0 ? NULL : bsearch(&keyp, ix, nix, sizeof(*ix), cmp_str);
+		m->pub.base = hit != NULL ? *hit :
+			md_pool_base_ext(&f->ul.pool, de->d_name, blen, "", 0);
+		mfile_set(f, m, "", de->d_name + blen);  /* flags: load() */
 		m->pub.in_new = in_new;
 		m->pub.mtime = (int64_t)st.st_mtime;
 		m->pub.file_size = (uint64_t)st.st_size;
 		m->pub.size = MAILDIR_SIZE_UNKNOWN;
 		if (f->o.flavor == MAILDIR_DOVECOT &&
-		    !md_name_field(m->name, 'W', &m->pub.size))
+		    !md_name_field(de->d_name, 'W', &m->pub.size))
 			m->pub.size = MAILDIR_SIZE_UNKNOWN;
 		if (!in_new) {
-			for (const char *p = md_name_letters(m->name); *p != '\0'; p++) {
+			for (const char *p = md_name_letters(msuffix(m)); *p != '\0'; p++) {
 				if (*p >= 'a' && *p <= 'z')
 					f->used_letters |= 1u << (*p - 'a');
 			}
@@ -743,6 +924,7 @@ load(struct maildir_folder *f, const char **error_r)
 {
 	struct mfile **scan = NULL;
 	size_t nscan = 0, ascan = 0;
+	const char **ix;
 	struct md_ckw ckw = { 0 };
 	struct buf b;
 	struct stat st;
@@ -805,10 +987,19 @@ load(struct maildir_folder *f, const char **error_r)
 	}
 	buf_free(&b);
 
-	if (scan_dir(f, false, &scan, &nscan, &ascan, error_r) < 0 ||
-	    scan_dir(f, true, &scan, &nscan, &ascan, error_r) < 0) {
+	/* the lines' bases by name, for scan_dir() */
+	ix = xreallocarray(NULL, f->ul.nrecs + 1, sizeof(*ix));
+	for (size_t i = 0; i < f->ul.nrecs; i++)
+		ix[i] = f->ul.recs[i].base;
+	if (f->ul.nrecs > 1)
+		qsort(ix, f->ul.nrecs, sizeof(*ix), cmp_str);
+	r = scan_dir(f, false, &scan, &nscan, &ascan, ix, f->ul.nrecs, error_r);
+	if (r == 0)
+		r = scan_dir(f, true, &scan, &nscan, &ascan, ix, f->ul.nrecs, error_r);
+	free(ix);
+	if (r < 0) {
 		for (size_t i = 0; i < nscan; i++)
-			mfile_free(scan[i]);
+			mfile_free(f, scan[i]);
 		free(scan);
 		md_ckw_free(&ckw);
 		return -1;
@@ -822,10 +1013,10 @@ load(struct maildir_folder *f, const char **error_r)
 		for (size_t i = 0; i < nscan; i++) {
 			if (j > 0 && strcmp(scan[j - 1]->pub.base, scan[i]->pub.base) == 0) {
 				if (scan[j - 1]->pub.in_new && !scan[i]->pub.in_new) {
-					mfile_free(scan[j - 1]);
+					mfile_free(f, scan[j - 1]);
 					scan[j - 1] = scan[i];
 				} else {
-					mfile_free(scan[i]);
+					mfile_free(f, scan[i]);
 				}
 				continue;
 			}
@@ -833,23 +1024,25 @@ load(struct maildir_folder *f, const char **error_r)
 		}
 		nscan = j;
 	}
-	/* match uidlist lines; a later UID for the same base wins (Dovecot) */
+	/* match uidlist lines; a later UID for the same base wins (Dovecot).
+	 * A matched file shares the line's base string. */
 	for (size_t i = 0; i < f->ul.nrecs; i++) {
 		struct mfile key_m = { .pub.base = f->ul.recs[i].base }, *key = &key_m;
 		struct mfile **hit = nscan == 0 ? NULL :
 			bsearch(&key, scan, nscan, sizeof(*scan), cmp_mfile_base);
-		char *w;
+		char *w, *uidl;
 
 		if (hit == NULL)
 			continue;
 		(*hit)->pub.uid = f->ul.recs[i].uid;
-		free((*hit)->pub.pop3_uidl);
-		(*hit)->pub.pop3_uidl = md_ext_get(f->ul.recs[i].ext, 'P');
-		if ((*hit)->pub.pop3_uidl != NULL && (*hit)->pub.pop3_uidl[0] == '\0') {
-			free((*hit)->pub.pop3_uidl);
-			(*hit)->pub.pop3_uidl = xstrdup((*hit)->pub.base);
-		}
-		w = md_ext_get(f->ul.recs[i].ext, 'W');
+		(*hit)->pub.base = f->ul.recs[i].base;
+		(*hit)->pub.pop3_uidl = NULL;
+		uidl = md_ext_get(md_rec_ext(&f->ul.recs[i]), 'P');
+		if (uidl != NULL)
+			(*hit)->pub.pop3_uidl = uidl[0] == '\0' ? (*hit)->pub.base :
+				md_pool_strdup(&f->ul.pool, uidl);
+		free(uidl);
+		w = md_ext_get(md_rec_ext(&f->ul.recs[i]), 'W');
 		if (w != NULL && (*hit)->pub.size == MAILDIR_SIZE_UNKNOWN &&
 		    !str_to_u64z(w, UINT64_MAX, &(*hit)->pub.size))
 			(*hit)->pub.size = MAILDIR_SIZE_UNKNOWN;
@@ -860,13 +1053,14 @@ load(struct maildir_folder *f, const char **error_r)
 		const struct md_ckw_entry *e = NULL;
 
 		if (f->o.flavor == MAILDIR_COURIER) {
-			struct md_ckw_entry key = { .base = m->pub.base };
+			struct md_ckw_entry key = { .base = (char *)m->pub.base };
 
 			e = ckw.n == 0 ? NULL :
 				bsearch(&key, ckw.e, ckw.n, sizeof(*ckw.e), cmp_ckw_base);
 		}
-		m->pub.flags = flags_from_letters(f, m->pub.in_new ? "" :
-		                                  md_name_letters(m->name), e);
+		mfile_take(f, m, flags_from_letters(f, m->pub.in_new ? "" :
+		                                    md_name_letters(msuffix(m)), e),
+		           msuffix(m));
 		if (m->pub.uid != 0)
 			ptr_push((void ***)&f->msgs, &f->nmsgs, &f->amsgs, m);
 		else
@@ -928,7 +1122,7 @@ pending_rename_letters(struct maildir_folder *f, struct mfile *m)
 {
 	struct md_flags fl;
 	bool set[128] = { false }, defined = false;
-	char letters[130], *flags;
+	char letters[130], sbuf[MNAME_SIZE], *flags;
 
 	if (f->o.flavor != MAILDIR_DOVECOT)
 		return;
@@ -936,15 +1130,12 @@ pending_rename_letters(struct maildir_folder *f, struct mfile *m)
 	md_flags_parse(&fl, m->pub.flags);
 	letters_mark(f, &fl, set, &defined);
 	letters_emit(f, set, "", letters);
-	free(m->name);
-	m->name = xasprintf("%s:2,%s", m->pub.base, letters);
 	flags = flags_from_letters(f, letters, NULL);
 	if (strcmp(flags, m->pub.flags) != 0)
 		log_warn("%s: UID %u: the folder's keywords changed meanwhile; "
 		         "stored as \"%s\" instead of \"%s\"", f->where,
 		         m->pub.uid, flags, m->pub.flags);
-	free(m->pub.flags);
-	m->pub.flags = flags;
+	mfile_take(f, m, flags, suffix_of(letters, sbuf));
 	md_flags_free(&fl);
 }
 
@@ -975,14 +1166,25 @@ reload(struct maildir_folder *f, const char **error_r)
 		pend = xreallocarray(pend, npend + 1, sizeof(*pend));
 		pext = xreallocarray(pext, npend + 1, sizeof(*pext));
 		pend[npend] = m;
-		pext[npend] = xstrdup(found ? f->ul.recs[ri].ext : "");
+		pext[npend] = xstrdup(found ? md_rec_ext(&f->ul.recs[ri]) : "");
 		npend++;
+		/* its strings live in the pool load() frees: copies meanwhile */
+		m->pub.base = xstrdup(m->pub.base);
+		if (m->pub.pop3_uidl != NULL)
+			m->pub.pop3_uidl = xstrdup(m->pub.pop3_uidl);
 	}
 	f->nmsgs = j;
 	r = load(f, error_r);
 	for (size_t i = 0; i < npend; i++) {
 		struct mfile *m = pend[i];
+		char *base = (char *)m->pub.base, *uidl = (char *)m->pub.pop3_uidl;
 
+		m->pub.base = md_pool_base_ext(&f->ul.pool, base, strlen(base), pext[i],
+		                               strlen(pext[i]));
+		if (uidl != NULL)
+			m->pub.pop3_uidl = md_pool_strdup(&f->ul.pool, uidl);
+		free(base);
+		free(uidl);
 		if (r < 0 || m->pub.uid < f->floor) {
 			if (unlinkat(f->tmpfd, m->tmpname, 0) < 0 && errno != ENOENT)
 				log_warn("%s: unlink tmp/%s: %s", f->where, m->tmpname,
@@ -992,7 +1194,7 @@ reload(struct maildir_folder *f, const char **error_r)
 					f->lost_first = m->pub.uid;
 				f->lost_floor = f->floor;
 			}
-			mfile_free(m);
+			mfile_free(f, m);
 		} else {
 			pending_rename_letters(f, m);
 			add_listed(f, m, pext[i]);
@@ -1281,6 +1483,14 @@ maildir_folder_close(struct maildir_folder **fp)
 	if (f->lock.fd >= 0)
 		md_lock_release(lockdirfd(f), f->lockspec, &f->lock);
 	clear_state(f);
+	while (f->slabs != NULL) {
+		struct mslab *s = f->slabs;
+
+		f->slabs = s->next;
+		free(s);
+	}
+	free(f->mfree);
+	istr_free(&f->istr);
 	free(f->msgs);
 	free(f->unl);
 	free(f->synced);
@@ -1575,7 +1785,7 @@ static void
 add_listed(struct maildir_folder *f, struct mfile *m, const char *ext)
 {
 	ptr_push((void ***)&f->msgs, &f->nmsgs, &f->amsgs, m);
-	rec_append(&f->ul, m->pub.uid, m->pub.base, ext);
+	m->pub.base = rec_append(&f->ul, m->pub.uid, m->pub.base, ext);
 	f->floor = m->pub.uid + 1;
 	f->dirty = true;
 	if (f->nsynced == f->asynced) {
@@ -1597,7 +1807,7 @@ register_pending(struct maildir_folder *f, uint32_t uid, const char *uniq,
                  const char **error_r)
 {
 	struct md_flags fl;
-	char letters[130], *base, *name;
+	char letters[130], sbuf[MNAME_SIZE], *base, *ext;
 	bool set[128] = { false };
 	bool kw_defined = false, courier = f->o.flavor == MAILDIR_COURIER;
 	struct mfile *m;
@@ -1615,28 +1825,28 @@ register_pending(struct maildir_folder *f, uint32_t uid, const char *uniq,
 		base = xasprintf("%s,S=%llu,W=%llu", uniq,
 		                 (unsigned long long)file_size,
 		                 (unsigned long long)size);
-	name = xasprintf("%s:2,%s", base, letters);
 	/* The file stays in tmp/ until commit renames it into cur/ right
 	 * before the uidlist that lists it: a server never sees it without
 	 * its line, even if we are killed now and it breaks our lock. */
-	m = xcalloc(1, sizeof(*m));
-	m->name = name;
+	m = mfile_new(f);
+	mfile_take(f, m, courier ?
+		md_flags_format(fl.sys, (const char *const *)fl.kw, fl.nkw) :
+		flags_from_letters(f, letters, NULL), suffix_of(letters, sbuf));
 	m->tmpname = xstrdup(uniq);
 	m->pub.uid = uid;
-	m->pub.base = base;
-	m->pub.flags = courier ?
-		md_flags_format(fl.sys, (const char *const *)fl.kw, fl.nkw) :
-		flags_from_letters(f, letters, NULL);
+	/* the base with its line's ext fields behind it (struct md_rec) */
+	ext = pop3_uidl != NULL ? xasprintf("P%s", pop3_uidl) : xstrdup("");
+	m->pub.base = md_pool_base_ext(&f->ul.pool, base, strlen(base), ext,
+	                               strlen(ext));
+	free(base);
 	m->pub.mtime = internaldate;
 	m->pub.file_size = file_size;
 	m->pub.size = size;
-	m->pub.pop3_uidl = pop3_uidl != NULL ? xstrdup(pop3_uidl) : NULL;
-	{
-		char *ext = pop3_uidl != NULL ? xasprintf("P%s", pop3_uidl) : xstrdup("");
-
-		add_listed(f, m, ext);
-		free(ext);
-	}
+	add_listed(f, m, ext);
+	free(ext);
+	/* pop3_uidl is the ext's P field */
+	if (pop3_uidl != NULL)
+		m->pub.pop3_uidl = m->pub.base + strlen(m->pub.base) + 2;
 	if (courier && fl.nkw > 0)
 		f->ckw_dirty = true;
 	if (dropped_r != NULL)
@@ -1784,7 +1994,7 @@ maildir_link_in(struct maildir_folder *f, struct maildir_folder *from,
 {
 	struct mfile *sm = msg_lookup(from, uid);
 	struct timespec now;
-	char uniq[512], *flags, *uidl;
+	char uniq[512], nbuf[MNAME_SIZE], *flags, *uidl;
 	uint64_t size;
 	int ret;
 
@@ -1814,14 +2024,14 @@ maildir_link_in(struct maildir_folder *f, struct maildir_folder *from,
 		         (long long)(sm->pub.mtime > 0 ? sm->pub.mtime : now.tv_sec),
 		         now.tv_nsec / 1000, (long)getpid(),
 		         atomic_fetch_add(&uniq_counter, 1) + 1, f->hostname);
-		if (linkat(dirfd_of(from, sm), fsname_of(sm), f->tmpfd, uniq, 0) == 0)
+		if (linkat(dirfd_of(from, sm), fsname_of(sm, nbuf), f->tmpfd, uniq, 0) == 0)
 			break;
 		if (errno == ENOENT && tries == 0 && sm->tmpname == NULL &&
 		    relocate(from, sm) == 0)
 			continue;       /* renamed meanwhile (flags): once more */
 		if (errno != EEXIST || tries >= 10) {
 			*error_r = err_errno(errno, "%s: link %s/%s into tmp/: %s", f->where,
-			                   from->where, fsname_of(sm), strerror(errno));
+			                   from->where, fsname_of(sm, nbuf), strerror(errno));
 			return -1;
 		}
 	}
@@ -1940,8 +2150,7 @@ relocate(struct maildir_folder *f, struct mfile *m)
 		while ((de = readdir(d)) != NULL) {
 			if (strncmp(de->d_name, m->pub.base, blen) == 0 &&
 			    (de->d_name[blen] == '\0' || de->d_name[blen] == ':')) {
-				free(m->name);
-				m->name = xstrdup(de->d_name);
+				mfile_set(f, m, m->pub.flags, de->d_name + blen);
 				m->pub.in_new = in_new;
 				closedir(d);
 				return 0;
@@ -1958,7 +2167,7 @@ maildir_set_flags(struct maildir_folder *f, uint32_t uid, const char *flags,
 {
 	struct md_flags fl;
 	struct mfile *m;
-	char letters[130], *name;
+	char letters[130], name[MNAME_SIZE], cur[MNAME_SIZE], suffix[MNAME_SIZE];
 	bool set[128];
 	bool kw_defined = false, locked_here = false;
 	int r = -1;
@@ -1996,31 +2205,23 @@ maildir_set_flags(struct maildir_folder *f, uint32_t uid, const char *flags,
 		/* the folder may have been re-read: look again */
 	}
 	for (int tries = 0; ; tries++) {
-		letters_emit(f, set, m->pub.in_new ? "" : md_name_letters(m->name),
+		letters_emit(f, set, m->pub.in_new ? "" : md_name_letters(msuffix(m)),
 		             letters);
-		name = xasprintf("%s:2,%s", m->pub.base, letters);
-		if (!m->pub.in_new && strcmp(name, m->name) == 0) {
-			free(name);
+		suffix_of(letters, suffix);     /* m's suffix once renamed */
+		if (!m->pub.in_new && strcmp(suffix, msuffix(m)) == 0)
 			break;
-		}
-		if (m->tmpname != NULL) {
-			/* pending: only the name commit gives it changes */
-			free(m->name);
-			m->name = name;
-			break;
-		}
-		if (renameat(dirfd_of(f, m), m->name, f->curfd, name) == 0) {
-			free(m->name);
-			m->name = name;
+		if (m->tmpname != NULL)
+			break;  /* pending: only the name commit gives it changes */
+		snprintf(name, sizeof(name), "%s%s", m->pub.base, suffix);
+		if (renameat(dirfd_of(f, m), mname(m, cur), f->curfd, name) == 0) {
 			m->pub.in_new = false;
 			f->dir_dirty = true;
 			break;
 		}
-		free(name);
 		/* renamed by the server meanwhile: find it, keep its letters */
 		if (errno != ENOENT || tries > 0 || relocate(f, m) < 0) {
 			*error_r = err_set("%s: UID %u: rename %s: %s", f->where, uid,
-			                   m->name, errno == ENOENT ?
+			                   mname(m, cur), errno == ENOENT ?
 			                   "the file vanished" : strerror(errno));
 			goto out;
 		}
@@ -2031,11 +2232,9 @@ maildir_set_flags(struct maildir_folder *f, uint32_t uid, const char *flags,
 
 		if (strcmp(nf, m->pub.flags) != 0)
 			f->ckw_dirty = true;
-		free(m->pub.flags);
-		m->pub.flags = nf;
+		mfile_take(f, m, nf, suffix);
 	} else {
-		free(m->pub.flags);
-		m->pub.flags = flags_from_letters(f, letters, NULL);
+		mfile_take(f, m, flags_from_letters(f, letters, NULL), suffix);
 	}
 	if (dropped_r != NULL)
 		*dropped_r = take_dropped(&fl);
@@ -2065,6 +2264,8 @@ flags_have_keywords(const char *flags)
 static int
 unlink_mfile(struct maildir_folder *f, struct mfile *m, const char **error_r)
 {
+	char nbuf[MNAME_SIZE];
+
 	if (m->tmpname != NULL) {
 		/* pending: never published, nothing in cur/ changes */
 		if (unlinkat(f->tmpfd, m->tmpname, 0) < 0 && errno != ENOENT) {
@@ -2075,16 +2276,17 @@ unlink_mfile(struct maildir_folder *f, struct mfile *m, const char **error_r)
 		XFREE(m->tmpname);
 		return 0;
 	}
-	if (unlinkat(dirfd_of(f, m), m->name, 0) == 0 ||
+	if (unlinkat(dirfd_of(f, m), mname(m, nbuf), 0) == 0 ||
 	    (errno == ENOENT &&
-	     (relocate(f, m) < 0 || unlinkat(dirfd_of(f, m), m->name, 0) == 0 ||
+	     (relocate(f, m) < 0 || unlinkat(dirfd_of(f, m), mname(m, nbuf), 0) == 0 ||
 	      errno == ENOENT))) {
 		f->dir_dirty = true;
 		if (f->o.flavor == MAILDIR_COURIER && flags_have_keywords(m->pub.flags))
 			f->ckw_dirty = true;
 		return 0;
 	}
-	*error_r = err_errno(errno, "%s: unlink %s: %s", f->where, m->name, strerror(errno));
+	*error_r = err_errno(errno, "%s: unlink %s: %s", f->where, mname(m, nbuf),
+	                     strerror(errno));
 	return -1;
 }
 
@@ -2104,13 +2306,12 @@ maildir_expunge(struct maildir_folder *f, uint32_t uid, const char **error_r)
 	}
 	if (unlink_mfile(f, f->msgs[i], error_r) < 0)
 		return -1;
-	mfile_free(f->msgs[i]);
+	mfile_free(f, f->msgs[i]);
 	memmove(&f->msgs[i], &f->msgs[i + 1], (f->nmsgs - i - 1) * sizeof(*f->msgs));
 	f->nmsgs--;
 	i = rec_index(&f->ul, uid, &found);
 	if (found) {
-		free(f->ul.recs[i].base);
-		free(f->ul.recs[i].ext);
+		/* (its strings stay in the pool until the next load) */
 		memmove(&f->ul.recs[i], &f->ul.recs[i + 1],
 		        (f->ul.nrecs - i - 1) * sizeof(*f->ul.recs));
 		f->ul.nrecs--;
@@ -2165,7 +2366,7 @@ maildir_unlisted_expunge(struct maildir_folder *f, size_t i, const char **error_
 	if (unlisted_locked(f, i, &i, error_r) < 0 ||
 	    unlink_mfile(f, f->unl[i], error_r) < 0)
 		return -1;
-	mfile_free(f->unl[i]);
+	mfile_free(f, f->unl[i]);
 	unlisted_remove(f, i);
 	return 0;
 }
@@ -2183,16 +2384,15 @@ maildir_unlisted_adopt(struct maildir_folder *f, size_t i, uint32_t uid,
 	m = f->unl[i];
 	if (m->pub.in_new) {
 		/* Courier numbers files in new/ afresh: move it to cur/ first */
-		char *name = xasprintf("%s:2,", m->pub.base);
+		char name[MNAME_SIZE], cur[MNAME_SIZE];
 
-		if (renameat(f->newfd, m->name, f->curfd, name) < 0) {
-			*error_r = err_errno(errno, "%s: rename new/%s: %s", f->where, m->name,
+		snprintf(name, sizeof(name), "%s:2,", m->pub.base);
+		if (renameat(f->newfd, mname(m, cur), f->curfd, name) < 0) {
+			*error_r = err_errno(errno, "%s: rename new/%s: %s", f->where, cur,
 			                   strerror(errno));
-			free(name);
 			return -1;
 		}
-		free(m->name);
-		m->name = name;
+		mfile_set(f, m, m->pub.flags, ":2,");
 		m->pub.in_new = false;
 		f->dir_dirty = true;
 	}
@@ -2209,13 +2409,15 @@ static int
 open_mfile(struct maildir_folder *f, struct mfile *m, int *fd_r,
            const char **error_r)
 {
-	int fd = openat(dirfd_of(f, m), fsname_of(m), O_RDONLY | O_NOFOLLOW |
+	char nbuf[MNAME_SIZE];
+	int fd = openat(dirfd_of(f, m), fsname_of(m, nbuf), O_RDONLY | O_NOFOLLOW |
 	                O_CLOEXEC);
 
 	if (fd < 0 && errno == ENOENT && relocate(f, m) == 0)
-		fd = openat(dirfd_of(f, m), m->name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		fd = openat(dirfd_of(f, m), mname(m, nbuf), O_RDONLY | O_NOFOLLOW |
+		            O_CLOEXEC);
 	if (fd < 0) {
-		*error_r = err_set("%s: open %s: %s", f->where, fsname_of(m),
+		*error_r = err_set("%s: open %s: %s", f->where, fsname_of(m, nbuf),
 		                   errno == ENOENT ? "the message vanished" : strerror(errno));
 		return -1;
 	}
@@ -2229,6 +2431,7 @@ maildir_open_msg(struct maildir_folder *f, uint32_t uid, int *fd_r,
 {
 	struct mfile *m = msg_lookup(f, uid);
 	struct stat st;
+	char nbuf[MNAME_SIZE];
 	int fd;
 
 	if (m == NULL) {
@@ -2239,7 +2442,7 @@ maildir_open_msg(struct maildir_folder *f, uint32_t uid, int *fd_r,
 		return -1;
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 		*error_r = err_set("%s: %s is not a regular file", f->where,
-		                   fsname_of(m));
+		                   fsname_of(m, nbuf));
 		close(fd);
 		return -1;
 	}
@@ -2254,7 +2457,7 @@ maildir_msg_size(struct maildir_folder *f, uint32_t uid, uint64_t *size_r,
 {
 	struct mfile *m = msg_lookup(f, uid);
 	struct writer cnt;
-	char *chunk;
+	char *chunk, nbuf[MNAME_SIZE];
 	int fd;
 
 	if (m == NULL) {
@@ -2275,7 +2478,8 @@ maildir_msg_size(struct maildir_folder *f, uint32_t uid, uint64_t *size_r,
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			*error_r = err_errno(errno, "%s: read %s: %s", f->where, fsname_of(m),
+			*error_r = err_errno(errno, "%s: read %s: %s", f->where,
+			                     fsname_of(m, nbuf),
 			                   strerror(errno));
 			close(fd);
 			return -1;
@@ -2380,6 +2584,7 @@ sync_files(struct maildir_folder *f, const char **error_r)
 {
 	int fds[SYNC_CHUNK];
 	struct mfile *ms[SYNC_CHUNK];
+	char nbuf[MNAME_SIZE];
 	size_t nfd = 0, i = 0;
 	int ret = 0;
 
@@ -2406,17 +2611,17 @@ sync_files(struct maildir_folder *f, const char **error_r)
 
 			if (m == NULL)
 				continue;       /* expunged since */
-			fd = openat(dirfd_of(f, m), fsname_of(m), O_RDONLY | O_NOFOLLOW |
-			            O_CLOEXEC);
+			fd = openat(dirfd_of(f, m), fsname_of(m, nbuf), O_RDONLY |
+			            O_NOFOLLOW | O_CLOEXEC);
 			if (fd < 0 && errno == ENOENT && relocate(f, m) == 0)
-				fd = openat(dirfd_of(f, m), m->name, O_RDONLY | O_NOFOLLOW |
-				            O_CLOEXEC);
+				fd = openat(dirfd_of(f, m), mname(m, nbuf), O_RDONLY |
+				            O_NOFOLLOW | O_CLOEXEC);
 			if (fd < 0 && errno == ENOENT && m->tmpname == NULL)
 				continue;       /* removed by someone else */
 			if (fd < 0) {
 				*error_r = err_errno(errno, "%s: open %s%s: %s", f->where,
 				                     m->tmpname != NULL ? "tmp/" : "",
-				                     fsname_of(m), strerror(errno));
+				                     fsname_of(m, nbuf), strerror(errno));
 				ret = -1;
 				break;
 			}
@@ -2430,7 +2635,7 @@ sync_files(struct maildir_folder *f, const char **error_r)
 
 			if (sync_fds(fds, nfd, &bad, &e) < 0) {
 				*error_r = err_errno(e, "%s: fdatasync %s: %s", f->where,
-				                     fsname_of(ms[bad]), strerror(e));
+				                     fsname_of(ms[bad], nbuf), strerror(e));
 				ret = -1;
 			}
 		}
@@ -2472,13 +2677,14 @@ unpublish(struct maildir_folder *f, size_t n)
 {
 	for (size_t i = n; i-- > 0; ) {
 		struct mfile *m = msg_lookup(f, f->synced[i]);
+		char nbuf[MNAME_SIZE];
 
 		if (m == NULL || m->tmpname == NULL)
 			continue;
-		if (renameat(f->curfd, m->name, f->tmpfd, m->tmpname) < 0) {
+		if (renameat(f->curfd, mname(m, nbuf), f->tmpfd, m->tmpname) < 0) {
 			log_warn("%s: moving cur/%s back to tmp/ after a failed "
 			         "commit: %s; it stays without a uidlist line",
-			         f->where, m->name, strerror(errno));
+			         f->where, nbuf, strerror(errno));
 			XFREE(m->tmpname);
 		}
 	}
@@ -2496,10 +2702,11 @@ publish(struct maildir_folder *f, bool *published_r, const char **error_r)
 	*published_r = false;
 	for (size_t i = 0; i < f->nsynced; i++) {
 		struct mfile *m = msg_lookup(f, f->synced[i]);
+		char nbuf[MNAME_SIZE];
 
 		if (m == NULL || m->tmpname == NULL)
 			continue;
-		if (renameat(f->tmpfd, m->tmpname, f->curfd, m->name) < 0) {
+		if (renameat(f->tmpfd, m->tmpname, f->curfd, mname(m, nbuf)) < 0) {
 			*error_r = err_set("%s: UID %u: rename tmp/%s to cur/: %s",
 			                   f->where, m->pub.uid, m->tmpname,
 			                   errno == ENOENT ? "the file vanished" :

@@ -139,15 +139,15 @@ int maildir_folder_dirname(const char *const *components, size_t n,
  * adopt, commit, lock, msg_size) or close. */
 struct maildir_msg {
 	uint32_t uid;           /* 0 for an unlisted file */
-	char *base;             /* file name up to ':' (what the uidlist names) */
-	char *flags;            /* canonical IMAP flags: space-separated, sorted
+	bool in_new;            /* the file is in new/ (Recent) */
+	const char *base;       /* file name up to ':' (what the uidlist names) */
+	const char *flags;      /* canonical IMAP flags: space-separated, sorted
 	                           by strcmp, system flags as "\\Seen"; "" if none */
 	int64_t mtime;          /* INTERNALDATE, epoch seconds */
 	uint64_t file_size;     /* bytes on disk */
 	uint64_t size;          /* RFC822.SIZE (CRLF); MAILDIR_SIZE_UNKNOWN
 	                           until maildir_msg_size() read the file */
-	char *pop3_uidl;        /* Dovecot "P" field, or NULL */
-	bool in_new;            /* the file is in new/ (Recent) */
+	const char *pop3_uidl;  /* Dovecot "P" field, or NULL */
 };
 
 struct maildir_folder;
@@ -229,7 +229,13 @@ int maildir_folder_set_uids(struct maildir_folder *f, uint32_t uidvalidity,
 
 /* Messages with a UID whose file exists, sorted by UID. Pending deliveries
  * (still in tmp/, not yet committed) are included, so find() sees a UID as
- * soon as maildir_deliver() returned. i < maildir_folder_count(). */
+ * soon as maildir_deliver() returned. i < maildir_folder_count().
+ * The struct and its base and pop3_uidl stay valid (and the same address)
+ * until the message is expunged, the folder is re-read (a commit or
+ * maildir_folder_lock() that finds the uidlist changed by the server) or
+ * closed; a flag change updates them in place; flags strings stay valid
+ * until close. The folder owns them all (issue 15: no allocation of its
+ * own per message). */
 size_t maildir_folder_count(const struct maildir_folder *f);
 const struct maildir_msg *maildir_folder_msg(const struct maildir_folder *f, size_t i);
 /* The message with this UID, or NULL. */

@@ -837,6 +837,51 @@ test_refresh_under_lock(void **state)
 	maildir_folder_close(&a);
 }
 
+/* A re-read keeps a pending delivery whose UID is still free with its
+ * base, POP3 UIDL and flags (its strings move to the new uidlist pool). */
+static void
+test_refresh_keeps_pending(void **state)
+{
+	struct fixture *fx = *state;
+	struct maildir_options o = opts(MAILDIR_DOVECOT);
+	struct maildir_folder *a = open_ok(fx->root, "", &o), *b;
+	const struct maildir_msg *m;
+	const char *error;
+	char *base, *ul, *line, *name;
+
+	assert_int_equal(maildir_folder_set_uids(a, 9, 10, &error), 0);
+	commit_ok(a);
+	deliver_ok(a, 20, "\\Seen Work", 1500000020, msg_crlf, "U20", NULL);
+	base = xstrdup(maildir_folder_find(a, 20)->base);
+	b = open_ok(fx->root, "", &o);
+	deliver_ok(b, 10, "", 1, msg_crlf, NULL, NULL);
+	commit_ok(b);
+	maildir_folder_close(&b);
+	commit_ok(a);           /* re-reads: 10 is the server's now */
+	assert_int_equal(maildir_folder_count(a), 2);
+	m = maildir_folder_find(a, 20);
+	assert_non_null(m);
+	assert_string_equal(m->base, base);
+	assert_string_equal(m->pop3_uidl, "U20");
+	assert_string_equal(m->flags, "Work \\Seen");
+	ul = slurp2(fx->root, "dovecot-uidlist");
+	line = xasprintf("\n20 PU20 :%s\n", base);
+	assert_non_null(strstr(ul, line));
+	name = xasprintf("%s/cur/%s:2,Sa", fx->root, base);
+	assert_int_equal(access(name, F_OK), 0);
+	maildir_folder_close(&a);
+	a = open_ok(fx->root, "", &o);
+	m = maildir_folder_find(a, 20);
+	assert_non_null(m);
+	assert_string_equal(m->pop3_uidl, "U20");
+	assert_string_equal(m->flags, "Work \\Seen");
+	maildir_folder_close(&a);
+	free(base);
+	free(ul);
+	free(line);
+	free(name);
+}
+
 /* ---- symlinks ---- */
 
 static void
@@ -1714,7 +1759,7 @@ test_uidlist_parse(void **state)
 	assert_int_equal(md_uidlist_parse("3 V1 N9 G00 Xy\n2 W9 P :b\n5 :a\n", 29,
 	                                  &ul, &error), 0);
 	assert_string_equal(ul.hdr_extra, "G00 Xy");
-	assert_string_equal(ul.recs[0].ext, "W9 P");
+	assert_string_equal(md_rec_ext(&ul.recs[0]), "W9 P");
 	assert_string_equal(ul.recs[0].base, "b");
 	md_uidlist_free(&ul);
 	assert_int_equal(md_uidlist_parse("3 V1 N9\n5 :a\n2 :b\n5 :c\n", 23, &ul,
@@ -1722,6 +1767,111 @@ test_uidlist_parse(void **state)
 	assert_int_equal(ul.recs[0].uid, 2);
 	assert_string_equal(ul.recs[1].base, "c");      /* the later line wins */
 	md_uidlist_free(&ul);
+}
+
+
+/* ---- issue 15: the folder object's memory ---- */
+
+/* Pool strings survive later allocations: short ones filling chunks,
+ * long ones (own chunks) in between, an empty one. */
+static void
+test_pool_strings(void **state)
+{
+	struct md_pool p = { 0 };
+	char *s[3000];
+	char big[70000];
+
+	(void)state;
+	memset(big, 'x', sizeof(big));
+	for (size_t i = 0; i < N_ELEMENTS(s); i++) {
+		char tmp[64];
+
+		if (i % 500 == 7) {
+			s[i] = md_pool_strndup(&p, big, 20000 + i);    /* own chunk */
+			continue;
+		}
+		snprintf(tmp, sizeof(tmp), "string-%zu-%s", i, i % 3 == 0 ? "" : "padding");
+		s[i] = md_pool_strdup(&p, i == 1 ? "" : tmp);
+	}
+	for (size_t i = 0; i < N_ELEMENTS(s); i++) {
+		char tmp[64];
+
+		if (i % 500 == 7) {
+			assert_int_equal(strlen(s[i]), 20000 + i);
+			assert_int_equal(strspn(s[i], "x"), 20000 + i);
+			continue;
+		}
+		snprintf(tmp, sizeof(tmp), "string-%zu-%s", i, i % 3 == 0 ? "" : "padding");
+		assert_string_equal(s[i], i == 1 ? "" : tmp);
+	}
+	md_pool_free(&p);
+	md_pool_free(&p);       /* a freed pool is empty */
+}
+
+/* A message's struct and strings stay where they are while the folder
+ * changes around it: deliveries (slabs, pool chunks), flag changes
+ * (interned flags: the old string stays readable), expunges of others. */
+static void
+test_msg_pointers_stable(void **state)
+{
+	struct fixture *fx = *state;
+	struct maildir_options o = opts(MAILDIR_DOVECOT);
+	struct maildir_folder *f = open_ok(fx->root, ".Stable", &o);
+	const struct maildir_msg *m, *u;
+	const char *base, *flags, *error;
+	char *base_copy;
+
+	assert_int_equal(maildir_folder_set_uids(f, 77, 0, &error), 0);
+	deliver_ok(f, 3, "\\Seen", 1500000003, msg_crlf, "P3", NULL);
+	m = maildir_folder_find(f, 3);
+	base = m->base;
+	flags = m->flags;
+	base_copy = xstrdup(base);
+	for (uint32_t uid = 4; uid < 3000; uid++)
+		deliver_ok(f, uid, uid % 2 ? "\\Seen" : "", 1500000000 + uid, msg_lf,
+		           uid % 5 == 0 ? "Pop" : NULL, NULL);
+	commit_ok(f);
+	assert_ptr_equal(maildir_folder_find(f, 3), m);
+	assert_ptr_equal(m->base, base);
+	assert_string_equal(m->base, base_copy);
+	assert_string_equal(m->pop3_uidl, "P3");
+	/* equal flags are one string */
+	assert_ptr_equal(maildir_folder_find(f, 5)->flags, flags);
+	assert_int_equal(maildir_set_flags(f, 3, "\\Answered Junk", NULL, &error), 0);
+	assert_ptr_equal(maildir_folder_find(f, 3), m);
+	assert_string_equal(m->flags, "Junk \\Answered");
+	assert_string_equal(flags, "\\Seen");
+	assert_string_equal(m->base, base_copy);
+	assert_int_equal(maildir_expunge(f, 4, &error), 0);
+	deliver_ok(f, 3000, "", 1500003000, msg_lf, NULL, NULL);     /* reuses 4's */
+	commit_ok(f);
+	u = maildir_folder_find(f, 3000);
+	assert_non_null(u);
+	assert_ptr_equal(maildir_folder_find(f, 3), m);
+	assert_string_equal(m->flags, "Junk \\Answered");
+	assert_int_equal(maildir_folder_count(f), 2997);
+	maildir_folder_close(&f);
+
+	/* read back: the names rebuilt from base + suffix open the files */
+	f = open_ok(fx->root, ".Stable", &o);
+	assert_int_equal(maildir_folder_count(f), 2997);
+	m = maildir_folder_find(f, 3);
+	assert_string_equal(m->base, base_copy);
+	assert_string_equal(m->flags, "Junk \\Answered");
+	assert_string_equal(m->pop3_uidl, "P3");
+	assert_string_equal(maildir_folder_find(f, 10)->pop3_uidl, "Pop");
+	assert_null(maildir_folder_find(f, 11)->pop3_uidl);
+	for (uint32_t uid = 5; uid <= 3000; uid += 499) {
+		uint64_t size;
+		int fd;
+
+		assert_int_equal(maildir_open_msg(f, uid, &fd, &size, &error), 0);
+		close(fd);
+	}
+	assert_int_equal(maildir_expunge(f, 3, &error), 0);
+	commit_ok(f);
+	maildir_folder_close(&f);
+	free(base_copy);
 }
 
 
@@ -2272,6 +2422,7 @@ main(void)
 		T(test_lock_stale_dead_pid),
 		T(test_create_excl_complete),
 		T(test_refresh_under_lock),
+		T(test_refresh_keeps_pending),
 		T(test_symlink_refused),
 		T(test_courier),
 		T(test_deliver_fd),
@@ -2285,6 +2436,8 @@ main(void)
 		T(test_modes),
 		T(test_link_in),
 		T(test_link_in_courier),
+		cmocka_unit_test(test_pool_strings),
+		T(test_msg_pointers_stable),
 		T(test_uidlist_append_linear),
 		T(test_uidlist_torn_line),
 		T(test_lock_free_between_deliveries),
