@@ -31,7 +31,15 @@ struct imap_target {
 	char *name;
 	uint32_t uidvalidity;
 	char **pflags;            /* PERMANENTFLAGS */
+	uint64_t mem_out;         /* bytes of in-memory bodies in APPENDs not
+	                           * yet answered (APPEND_MEM_MAX) */
 };
+
+/* In-memory bodies in unanswered APPENDs, at most (bodies above the
+ * spool threshold are in files and do not count): the pipeline's depth
+ * alone let 16 groups of up to 8 MiB each stay in memory, 128 MB of
+ * peak RSS for one account. */
+#define APPEND_MEM_MAX (16u * 1024 * 1024)
 
 struct append_group {
 	struct imap_target *it;
@@ -40,6 +48,7 @@ struct append_group {
 	char **flags;
 	int64_t *dates;
 	uint64_t *sizes;
+	uint64_t mem;             /* its in-memory bodies' bytes */
 };
 
 static struct imap_target *
@@ -269,6 +278,8 @@ append_done(void *ctx, const struct imap_response *tagged, const char *error)
 	uint32_t *dst_uids = NULL;
 	size_t n_dst = 0;
 
+	it->mem_out -= g->mem;
+
 	if (tagged == NULL) {
 		sink->failed(sink->ctx, ERRK_SESSION, error);
 	} else if (tagged->status != IMAP_STATUS_OK) {
@@ -349,6 +360,7 @@ do_deliver(struct target *t, struct cmsg *list)
 		} else {
 			imap_cmd_add_literal_take(cmd, m->data, (size_t)m->size);
 			m->data = NULL;
+			g->mem += m->size;
 		}
 		g->uids[g->count] = m->uid;
 		g->flags[g->count] = m->flags;
@@ -358,6 +370,7 @@ do_deliver(struct target *t, struct cmsg *list)
 		g->count++;
 		cmsg_free(&m);
 	}
+	it->mem_out += g->mem;
 	imap_cmd_submit(cmd, append_done, g);
 }
 
@@ -379,6 +392,15 @@ do_wait(struct target *t, bool all, const char **error_r)
 	unsigned depth = t->spec->append_depth != 0 ? t->spec->append_depth : 16;
 	int r = all ? imap_client_run(it->client, error_r) :
 	              imap_client_run_until_below(it->client, depth, error_r);
+
+	/* and until the unanswered groups' bodies fit APPEND_MEM_MAX */
+	while (r == 0 && !all && it->mem_out > APPEND_MEM_MAX) {
+		unsigned n = do_in_flight(t);
+
+		if (n == 0)
+			break;
+		r = imap_client_run_until_below(it->client, n - 1, error_r);
+	}
 
 	if (r < 0)
 		*error_r = err_setk(ERRK_SESSION, "%s", *error_r);
