@@ -248,13 +248,13 @@ fail:
 	return -1;
 }
 
-/* Milliseconds until the target's timed commit is due (at least 1). */
+/* Milliseconds until the target's timed commit is due, 0 when it is. */
 static unsigned
 commit_wait_ms(const struct pass *p)
 {
 	uint64_t since = time_mono_ms() - p->target_commit_at;
 
-	return since >= p->target_commit_ms ? 1 :
+	return since >= p->target_commit_ms ? 0 :
 	       (unsigned)(p->target_commit_ms - since);
 }
 
@@ -269,8 +269,7 @@ maybe_commit(struct pass *p, bool target_too)
 
 	if (target_too && every != 0 &&
 	    (p->since_commit >= every ||
-	     (p->since_commit > 0 &&
-	      time_mono_ms() - p->target_commit_at >= p->target_commit_ms))) {
+	     (p->since_commit > 0 && commit_wait_ms(p) == 0))) {
 		p->since_commit = 0;
 		p->target_commit_at = time_mono_ms();
 		if (p->t->ops->commit(p->t, &error) < 0)
@@ -430,21 +429,21 @@ copy_uids(struct pass *p, const uint32_t *uids, size_t count, bool single)
 	for (;;) {
 		unsigned in_flight = ops->in_flight(p->t);
 
-		/* A slow source: after half the keepalive interval without a
-		 * message, the target's replies are taken in, so that its
-		 * session holds no command and the keeper may keep it alive
-		 * (one check per group, not per message). */
 		/* A target holding uncommitted deliveries while the source
 		 * is slow: commit it when its time comes, not only when the
 		 * next message arrives. */
 		if (in_flight == 0 && p->since_commit > 0 &&
 		    ops->commit_every(p->t) != 0 &&
-		    !mqueue_wait_ready(&q, commit_wait_ms(p))) {
+		    !mqueue_wait_ready(&q, commit_wait_ms(p) + 1)) {
 			maybe_commit(p, true);
 			if (p->worst >= SCOPE_FOLDER)
 				mqueue_abort(&q);
 			continue;
 		}
+		/* A slow source: after half the keepalive interval without a
+		 * message, the target's replies are taken in, so that its
+		 * session holds no command and the keeper may keep it alive
+		 * (one check per group, not per message). */
 		if (in_flight > 0 && !mqueue_wait_ready(&q, p->keepalive_ms / 2)) {
 			if (ops->wait(p->t, true, &error) < 0) {
 				fail(p, kind_or(error, ERRK_SESSION), "target: %s",
@@ -1535,31 +1534,26 @@ folder_with_retries(struct pass *p, const struct fpair *pair)
 	}
 }
 
-/* The target's commit interval: TARGET_COMMIT_MS, or a test's shorter
- * one (IMAPFERRY_COMMIT_MS). */
+/* An interval in ms from a test's environment variable (100 ms to a
+ * day), or def. */
 static unsigned
-target_commit_ms(void)
+env_ms(const char *name, unsigned def)
 {
-	const char *env = getenv("IMAPFERRY_COMMIT_MS");
+	const char *env = getenv(name);
 	uint64_t v;
 
 	if (env != NULL && str_to_u64z(env, 86400000, &v) && v >= 100)
 		return (unsigned)v;
-	return TARGET_COMMIT_MS;
+	return def;
 }
 
 /* The keepalive interval: the option, a test's shorter one, or 60 s. */
 static unsigned
 keepalive_ms(const struct copy_options *o)
 {
-	const char *env = getenv("IMAPFERRY_KEEPALIVE_MS");
-	uint64_t v;
-
 	if (o->keepalive_ms != 0)
 		return o->keepalive_ms;
-	if (env != NULL && str_to_u64z(env, 86400000, &v) && v >= 100)
-		return (unsigned)v;
-	return IMAP_KEEPALIVE_DEFAULT_MS;
+	return env_ms("IMAPFERRY_KEEPALIVE_MS", IMAP_KEEPALIVE_DEFAULT_MS);
 }
 
 int
@@ -1605,7 +1599,8 @@ copy_account_to(const struct source *src, const struct target_spec *dst,
 	/* one helper thread per pass sends NOOP on whichever session
 	 * waits while the other works */
 	p.keepalive_ms = keepalive_ms(o);
-	p.target_commit_ms = target_commit_ms();
+	/* the target's commit interval (a test's shorter one) */
+	p.target_commit_ms = env_ms("IMAPFERRY_COMMIT_MS", TARGET_COMMIT_MS);
 	p.keeper = imap_keeper_new(p.keepalive_ms);
 	p.src.keeper = p.t->keeper = p.keeper;
 	p.src.keep = NULL;
