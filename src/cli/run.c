@@ -18,7 +18,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
@@ -445,9 +444,7 @@ cmd_run(int argc, char **argv)
 	/* one run at a time per state file (a shared state has many) */
 	if (!shared)
 		lock_path = xasprintf("%s.lock", c.state_path);
-	if (!shared)
-		lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (!shared && (lock_fd < 0 || flock(lock_fd, LOCK_EX | LOCK_NB) < 0)) {
+	if (!shared && (lock_fd = run_cli_lock_state(lock_path)) < 0) {
 		fprintf(stderr, "imapferry: %s: %s\n", lock_path,
 		        errno == EWOULDBLOCK ? "another imapferry run uses this "
 		        "state database" : strerror(errno));

@@ -7,11 +7,13 @@
 #include "probe.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 int
 run_cli_option(void *ctx, int id, const char *arg, uint64_t num)
@@ -503,4 +505,36 @@ run_cli_report_plan(const struct run_cli *c, const struct sched_plan *p,
 	rp_r->max_conc = run_cli_max_concurrency(c);
 	rp_r->plan_seconds = plan_seconds;
 	rp_r->now = (int64_t)time(NULL);
+}
+
+int
+run_cli_lock_state(const char *lock_path)
+{
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+	int fd, e;
+
+	if ((fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0)
+		return -1;
+	if (fcntl(fd, F_SETLK, &fl) < 0) {
+		e = errno == EACCES || errno == EAGAIN ? EWOULDBLOCK : errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	return fd;
+}
+
+bool
+run_cli_state_locked(const char *lock_path)
+{
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+	int fd;
+	bool locked;
+
+	/* F_GETLK only asks: a run starting now is not kept out */
+	if ((fd = open(lock_path, O_RDONLY | O_CLOEXEC)) < 0)
+		return false;
+	locked = fcntl(fd, F_GETLK, &fl) == 0 && fl.l_type != F_UNLCK;
+	close(fd);
+	return locked;
 }

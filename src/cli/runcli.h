@@ -100,6 +100,14 @@ void run_cli_free(struct run_cli *c);
  * status (message printed): 2 for a bad users file, template or
  * password file, or a line whose source and target are one account. */
 int run_cli_setup_accounts(struct run_cli *c);
+
+/* FILE.lock of a state database: run holds a write lock on it (fcntl, so
+ * that status can see it without taking it) for as long as it lives.
+ * run_cli_lock_state returns the descriptor, or -1 with errno
+ * (EWOULDBLOCK: another run holds it); run_cli_state_locked says whether
+ * a live process holds it now. */
+int run_cli_lock_state(const char *lock_path);
+bool run_cli_state_locked(const char *lock_path);
 /* Jobs at once allowed by the caps (one source and one target server;
  * with several, each server has its own caps). */
 unsigned run_cli_max_concurrency(const struct run_cli *c);

@@ -165,6 +165,19 @@ cmd_status(int argc, char **argv)
 		free(rep.run.status);
 		rep.run.status = xstrdup("interrupted");
 	}
+	if (!state_is_shared(db) && c.run_id == 0 &&
+	    strcmp(rep.run.status, "done") != 0 &&
+	    strcmp(rep.run.status, "running") != 0) {
+		/* a run that started and has not yet taken the run over
+		 * (between its start and the resume it records) */
+		char *lock_path = xasprintf("%s.lock", c.state_path);
+
+		if (run_cli_state_locked(lock_path)) {
+			free(rep.run.status);
+			rep.run.status = xstrdup("running");
+		}
+		free(lock_path);
+	}
 	status_accts_init(&rep, &accts, &n_accts);
 	if (c.changes_users != NULL) {
 		/* the run's own templates, the accounts of USERS */

@@ -446,6 +446,18 @@ def test_run_killed_twice_then_complete():
     assert sj["status"] == "failed" and sj["progress"]["failed"] == 1, sj["progress"]
     st = H.run_ferry(["status", "--state", state])
     assert "run " in st.stdout and BAD_USER in st.stdout, st.stdout
+    # a run that holds FILE.lock but has not yet taken the run over (it
+    # is starting): status says running, and a second run is kept out
+    import fcntl
+    with open(state + ".lock", "r+") as lk:
+        fcntl.lockf(lk, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        st = H.run_ferry(["status", "--state", state, "--json"])
+        assert json.loads(st.stdout)["status"] == "running", st.stdout
+        p = H.run_ferry(run_args(D, state), timeout=60)
+        assert p.returncode != 0 and "another imapferry run" in p.stderr, \
+            H.describe(p)
+    st = H.run_ferry(["status", "--state", state, "--json"])
+    assert json.loads(st.stdout)["status"] == "failed", st.stdout
 
 
 def test_verify_accounts():
