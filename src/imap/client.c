@@ -20,6 +20,10 @@
 #include <unistd.h>
 
 #define READ_CHUNK (256 * 1024)
+/* Literal bytes still due from which a read goes straight to the
+ * literal's place (imap_parser_literal_place()); the tail of a smaller
+ * one comes with the lines after it through rbuf. */
+#define PLACE_MIN (16 * 1024)
 #define LITERAL_MINUS_MAX 4096
 #define CMD_TEXT_CAP (64 * 1024 * 1024)
 
@@ -722,11 +726,22 @@ static int
 read_some(struct imap_client *c)
 {
 	const char *error;
+	void *dst;
+	size_t room;
 	ssize_t n;
 
 	if (c->roff < c->rlen)
 		return parse_buffered(c);
-	n = net_conn_read(c->conn, c->rbuf, READ_CHUNK, &error);
+	/* inside a literal of some size: read it where it goes, not through
+	 * rbuf (one copy less per body byte) */
+	dst = c->stop_reading ? NULL :
+	    imap_parser_literal_place(c->parser, &room);
+	if (dst != NULL && room >= PLACE_MIN)
+		n = net_conn_read(c->conn, dst, room, &error);
+	else {
+		dst = NULL;
+		n = net_conn_read(c->conn, c->rbuf, READ_CHUNK, &error);
+	}
 	if (n < 0) {
 		client_fail(c, error);
 		return -1;
@@ -737,6 +752,14 @@ read_some(struct imap_client *c)
 		                    c->bye_text) :
 		            "server closed the connection");
 		return -1;
+	}
+	if (dst != NULL) {
+		if (imap_parser_placed(c->parser, (size_t)n, &error) < 0) {
+			client_fail(c, err_set("malformed response from "
+			                       "server: %s", error));
+			return -1;
+		}
+		return 0;
 	}
 	c->roff = 0;
 	c->rlen = (size_t)n;

@@ -1744,6 +1744,60 @@ imap_parser_free(struct imap_parser **parser)
 	*parser = NULL;
 }
 
+void *
+imap_parser_literal_place(struct imap_parser *p, size_t *room_r)
+{
+	struct literal *l;
+	void *dst;
+	size_t room;
+
+	*room_r = 0;
+	if (p->failed || p->resp_out || p->state != FRAME_LITERAL ||
+	    p->lit_left == 0)
+		return NULL;
+	l = lit_at(p, p->nlits - 1);
+	if (!l->streamed) {
+		/* literal_begin() reserved the whole literal and its NUL */
+		room = p->lit_left < SIZE_MAX ? (size_t)p->lit_left : SIZE_MAX;
+		dst = buf_reserve(&p->litbuf, room);
+	} else if (p->sink.place != NULL && p->sink.placed != NULL) {
+		dst = p->sink.place(p->sink.ctx, l->handle, &room);
+		if (room > p->lit_left)
+			room = (size_t)p->lit_left;
+	} else {
+		return NULL;
+	}
+	if (dst == NULL || room == 0)
+		return NULL;
+	*room_r = room;
+	return dst;
+}
+
+int
+imap_parser_placed(struct imap_parser *p, size_t len, const char **error_r)
+{
+	struct literal *l;
+
+	if (p->failed)
+		goto error;
+	if (p->state != FRAME_LITERAL || len > p->lit_left)
+		fatal("imap_parser_placed: %zu bytes outside a literal", len);
+	l = lit_at(p, p->nlits - 1);
+	if (!l->streamed)
+		buf_commit(&p->litbuf, len);
+	else if (p->sink.placed(p->sink.ctx, l->handle, len) < 0) {
+		fail(p, "literal sink failed to store data");
+		goto error;
+	}
+	p->lit_left -= len;
+	if (p->lit_left == 0 && literal_done(p) < 0)
+		goto error;
+	return 0;
+error:
+	*error_r = p->err;
+	return -1;
+}
+
 void
 imap_parser_set_sink(struct imap_parser *p, const struct imap_literal_sink *sink)
 {

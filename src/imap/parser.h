@@ -60,6 +60,14 @@ struct imap_literal_sink {
 	int (*end)(void *ctx, void *handle);
 	void (*abort)(void *ctx, void *handle);
 	void (*release)(void *ctx, void *handle);
+	/* Optional, both or neither: where the next bytes of a streamed
+	 * literal can be stored in place, and how many fit (*room_r; NULL:
+	 * not now), then how many were stored there. Lets the client read
+	 * a body from the connection straight into the sink's memory
+	 * (imap_parser_literal_place()) instead of through its read buffer
+	 * and data(). */
+	void *(*place)(void *ctx, void *handle, size_t *room_r);
+	int (*placed)(void *ctx, void *handle, size_t len);
 	void *ctx;
 	/* 0, or: literals of at least this many bytes go to the sink even
 	 * when they would fit in memory (a caller that keeps the bodies
@@ -93,6 +101,19 @@ void imap_parser_reset(struct imap_parser *parser);
  * valid until the next imap_parser_feed/reset/free call.
  * On IMAP_PARSE_ERROR, *error_r describes the problem (valid until the next
  * call on this parser). */
+/* Zero-copy literal input: while the parser is inside a literal whose
+ * bytes can be stored in place (an in-memory literal, or a streamed one
+ * whose sink has place()), returns where the next bytes go and sets
+ * *room_r to how many may be written there (never past the literal's
+ * end); else NULL. The caller writes up to *room_r bytes there (reads them
+ * from the connection) and reports them with imap_parser_placed(), which
+ * counts them as fed input. Input already buffered must be fed first: the
+ * bytes placed are the next ones of the stream. */
+void *imap_parser_literal_place(struct imap_parser *parser, size_t *room_r);
+/* Returns 0, or -1 with *error_r (the parser failed, as in a feed). */
+int imap_parser_placed(struct imap_parser *parser, size_t len,
+                       const char **error_r);
+
 enum imap_parse_result
 imap_parser_feed(struct imap_parser *parser, const char *data, size_t len,
                  size_t *consumed_r, const struct imap_response **resp_r,

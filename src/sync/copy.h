@@ -36,7 +36,7 @@ struct copy_options {
 	bool skip_deleted;            /* do not copy messages flagged \Deleted */
 	bool no_subscriptions;
 	struct fetch_reader_options fetch; /* source side */
-	uint64_t queue_bytes;         /* reader->writer queue cap; 0: 32 MiB */
+	uint64_t queue_bytes;         /* reader->writer queue cap; 0: 8 MiB */
 	unsigned max_retries;         /* session retries per folder; 0: no
 	                               * count, only the time budget */
 	unsigned retry_budget_s;      /* keep retrying a folder's session

@@ -424,7 +424,7 @@ copy_uids(struct pass *p, const uint32_t *uids, size_t count, bool single)
 		if (fo.batch < 500)
 			fo.batch = 500;
 	}
-	mqueue_init(&q, 4096, p->o->queue_bytes != 0 ? p->o->queue_bytes : 32u << 20);
+	mqueue_init(&q, 4096, p->o->queue_bytes != 0 ? p->o->queue_bytes : 8u << 20);
 	r = source_reader_start(&p->src, uids, count, &q, &fo);
 	for (;;) {
 		unsigned in_flight = ops->in_flight(p->t);

@@ -15,14 +15,17 @@
 
 
 /* A body: in memory up to BODY_MEM_MAX bytes (allocated at its exact
- * size when the literal begins, filled once from the network buffer and
- * handed whole to the queue), above that in an unlinked spool file. */
-#define BODY_MEM_MAX (1u << 20)
+ * size when the literal begins, read into from the connection directly
+ * (spool_place) and handed whole to the queue), above that in an unlinked
+ * spool file. 8 MiB, the queue's and the APPEND window's cap: a larger
+ * body in memory would exceed them alone. */
+#define BODY_MEM_MAX (8u << 20)
 
 struct spool_file {
 	int fd;                   /* -1: in memory */
 	char *data;
 	uint64_t len;
+	uint64_t size;            /* the literal's */
 };
 
 struct fetch_reader {
@@ -54,6 +57,7 @@ spool_begin(void *ctx, uint64_t size)
 		sp = xcalloc(1, sizeof(*sp));
 		sp->fd = -1;
 		sp->data = xmalloc((size_t)size + 1);
+		sp->size = size;
 		return sp;
 	}
 	fd = open(r->spool_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
@@ -97,6 +101,30 @@ spool_data(void *ctx, void *handle, const void *data, size_t len)
 		p += n;
 		len -= (size_t)n;
 	}
+	return 0;
+}
+
+/* In-memory bodies are read from the connection straight into their
+ * buffer (imap_parser_literal_place()). */
+static void *
+spool_place(void *ctx, void *handle, size_t *room_r)
+{
+	struct spool_file *sp = handle;
+
+	if (sp->fd >= 0) {
+		*room_r = 0;
+		return NULL;
+	}
+	*room_r = (size_t)(sp->size - sp->len);
+	return sp->data + sp->len;
+}
+
+static int
+spool_placed(void *ctx, void *handle, size_t len)
+{
+	struct spool_file *sp = handle;
+
+	sp->len += len;
 	return 0;
 }
 
@@ -246,7 +274,8 @@ reader_main(void *arg)
 	const struct fetch_reader_options *o = &r->o;
 	struct imap_literal_sink sink = {
 		.begin = spool_begin, .data = spool_data, .end = spool_end,
-		.abort = spool_release, .release = spool_release, .ctx = r,
+		.abort = spool_release, .release = spool_release,
+		.place = spool_place, .placed = spool_placed, .ctx = r,
 		.min_size = 1,        /* every body: one copy, see BODY_MEM_MAX */
 	};
 	size_t batch = r->batch;

@@ -39,7 +39,7 @@ struct imap_target {
  * spool threshold are in files and do not count): the pipeline's depth
  * alone let 16 groups of up to 8 MiB each stay in memory, 128 MB of
  * peak RSS for one account. */
-#define APPEND_MEM_MAX (16u * 1024 * 1024)
+#define APPEND_MEM_MAX (8u * 1024 * 1024)
 
 struct append_group {
 	struct imap_target *it;

@@ -1753,6 +1753,209 @@ test_sink_min_size(void **state)
 	ts_free(&ts);
 }
 
+/* ---- zero-copy literal input (imap_parser_literal_place) ---- */
+
+struct psink {
+	char *data;
+	uint64_t size, len;
+	int placed_calls, data_calls;
+};
+
+static void *
+ps_begin(void *ctx, uint64_t size)
+{
+	struct psink *t = ctx;
+
+	t->data = malloc((size_t)size + 1);
+	t->size = size;
+	t->len = 0;
+	return t->data;
+}
+
+static int
+ps_data(void *ctx, void *handle, const void *data, size_t len)
+{
+	struct psink *t = ctx;
+
+	assert_true(len <= t->size - t->len);
+	memcpy(t->data + t->len, data, len);
+	t->len += len;
+	t->data_calls++;
+	return 0;
+}
+
+static void *
+ps_place(void *ctx, void *handle, size_t *room_r)
+{
+	struct psink *t = ctx;
+
+	*room_r = (size_t)(t->size - t->len);
+	return t->data + t->len;
+}
+
+static int
+ps_placed(void *ctx, void *handle, size_t len)
+{
+	struct psink *t = ctx;
+
+	assert_true(len <= t->size - t->len);
+	t->len += len;
+	t->placed_calls++;
+	return 0;
+}
+
+static void
+ps_release(void *ctx, void *handle)
+{
+	struct psink *t = ctx;
+
+	free(t->data);
+	t->data = NULL;
+}
+
+/* Feeds "* 1 FETCH (UID 7 BODY[] {n}\r\n" + 10 body bytes through feed,
+ * the rest of the body through place/placed in pieces of 1, 7, 4096...
+ * bytes, then ")\r\n"; the response must carry the whole body. */
+static void
+place_case(bool streamed, bool with_place, size_t n)
+{
+	struct imap_parser *p = imap_parser_new(NULL);
+	struct imap_literal_sink sink = {
+		.begin = ps_begin, .data = ps_data, .abort = ps_release,
+		.release = ps_release, .min_size = 1,
+	};
+	struct psink ps = { 0 };
+	struct buf in;
+	const struct imap_response *r = NULL;
+	const struct imap_value *v;
+	const char *err = NULL;
+	char *body = malloc(n);
+	size_t consumed, off, head, pieces = 0;
+	static const size_t steps[] = { 1, 7, 4096, 65536, 3 };
+	void *dst;
+	size_t room;
+
+	for (size_t i = 0; i < n; i++)
+		body[i] = (char)('a' + (i * 7 + i / 13) % 26);
+	sink.ctx = &ps;
+	if (with_place) {
+		sink.place = ps_place;
+		sink.placed = ps_placed;
+	}
+	if (streamed)
+		imap_parser_set_sink(p, &sink);
+	buf_init(&in, SIZE_MAX / 2);
+	assert_int_equal(buf_printf(&in, "* 1 FETCH (UID 7 BODY[] {%zu}\r\n", n), 0);
+	head = buf_len(&in);
+	assert_int_equal(buf_append(&in, body, 10), 0);
+	/* not in a literal yet: nothing to place */
+	assert_null(imap_parser_literal_place(p, &room));
+	assert_int_equal(room, 0);
+	assert_int_equal(imap_parser_feed(p, buf_data(&in), buf_len(&in),
+	                                  &consumed, &r, &err), IMAP_PARSE_MORE);
+	assert_int_equal(consumed, head + 10);
+	off = 10;
+	while ((dst = imap_parser_literal_place(p, &room)) != NULL) {
+		size_t k = steps[pieces++ % 5];
+
+		assert_true(room == n - off);   /* never past the literal */
+		if (k > room)
+			k = room;
+		memcpy(dst, body + off, k);
+		assert_int_equal(imap_parser_placed(p, k, &err), 0);
+		off += k;
+	}
+	if (streamed && !with_place) {
+		/* a sink without place: the bytes go through feed and data() */
+		assert_int_equal(off, 10);
+		assert_int_equal(imap_parser_feed(p, body + off, n - off,
+		                                  &consumed, &r, &err),
+		                 IMAP_PARSE_MORE);
+		assert_int_equal(consumed, n - off);
+		off = n;
+	}
+	assert_int_equal(off, n);
+	/* the literal is complete: nothing more to place */
+	assert_null(imap_parser_literal_place(p, &room));
+	assert_int_equal(imap_parser_feed(p, ")\r\n", 3, &consumed, &r, &err),
+	                 IMAP_PARSE_OK);
+	assert_int_equal(r->u.fetch.uid, 7);
+	v = r->u.fetch.bodies[0].value;
+	if (streamed) {
+		assert_int_equal(v->type, IMAP_VALUE_STREAMED);
+		assert_int_equal(v->stream_size, n);
+		assert_int_equal(ps.len, n);
+		assert_memory_equal(ps.data, body, n);
+		assert_int_equal(ps.placed_calls > 0, with_place);
+	} else {
+		assert_int_equal(v->type, IMAP_VALUE_STRING);
+		assert_int_equal(v->len, n);
+		assert_memory_equal(v->str, body, n);
+		assert_int_equal(v->str[n], '\0');
+	}
+	/* the next response parses as usual */
+	assert_int_equal(imap_parser_feed(p, "a1 OK done\r\n", 12, &consumed, &r,
+	                                  &err), IMAP_PARSE_OK);
+	assert_int_equal(r->status, IMAP_STATUS_OK);
+	imap_parser_free(&p);
+	assert_null(ps.data);
+	buf_free(&in);
+	free(body);
+}
+
+static void
+test_literal_place(void **state)
+{
+	(void)state;
+	place_case(true, true, 200000);    /* streamed, sink places */
+	place_case(true, true, 11);
+	place_case(true, false, 70000);    /* streamed, sink cannot place */
+	place_case(false, false, 100000);  /* in memory: the parser places */
+	place_case(false, false, 11);
+}
+
+/* Bytes placed after the parser failed are refused, and a failed sink
+ * fails the parser. */
+static int
+ps_placed_fail(void *ctx, void *handle, size_t len)
+{
+	return -1;
+}
+
+static void
+test_literal_place_fail(void **state)
+{
+	static const char in[] = "* 1 FETCH (BODY[] {100000}\r\n";
+	struct imap_parser *p = imap_parser_new(NULL);
+	struct psink ps = { 0 };
+	struct imap_literal_sink sink = {
+		.begin = ps_begin, .data = ps_data, .abort = ps_release,
+		.release = ps_release, .place = ps_place,
+		.placed = ps_placed_fail, .ctx = &ps, .min_size = 1,
+	};
+	const struct imap_response *r;
+	const char *err = NULL;
+	size_t consumed, room;
+	void *dst;
+
+	(void)state;
+	imap_parser_set_sink(p, &sink);
+	assert_int_equal(imap_parser_feed(p, in, sizeof(in) - 1, &consumed, &r,
+	                                  &err), IMAP_PARSE_MORE);
+	dst = imap_parser_literal_place(p, &room);
+	assert_non_null(dst);
+	assert_int_equal(room, 100000);
+	memset(dst, 'x', 10);
+	assert_int_equal(imap_parser_placed(p, 10, &err), -1);
+	assert_non_null(strstr(err, "sink failed"));
+	/* failed: no more places, and feeds keep failing */
+	assert_null(imap_parser_literal_place(p, &room));
+	assert_int_equal(imap_parser_feed(p, "x", 1, &consumed, &r, &err),
+	                 IMAP_PARSE_ERROR);
+	imap_parser_free(&p);
+	assert_null(ps.data);   /* aborted */
+}
+
 static void
 test_error_is_sticky(void **state)
 {
@@ -2125,6 +2328,8 @@ main(void)
 		cmocka_unit_test(test_status_responses),
 		cmocka_unit_test(test_untagged_data),
 		cmocka_unit_test(test_literals),
+		cmocka_unit_test(test_literal_place),
+		cmocka_unit_test(test_literal_place_fail),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_lenient),
 		cmocka_unit_test(test_set_sink),
