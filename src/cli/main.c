@@ -2,6 +2,9 @@
 #include "cli.h"
 
 #include <signal.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,6 +81,17 @@ main(int argc, char **argv)
 
 	/* A peer closing a socket must be an error, not a signal. */
 	signal(SIGPIPE, SIG_IGN);
+#ifdef __GLIBC__
+	/* Message bodies of up to 8 MiB come and go all the time: glibc's
+	 * dynamic thresholds gave each a fresh mapping or trimmed the
+	 * arena under it, and every page was faulted in again (~7 us each
+	 * in a VM: a third of the copy's CPU). Fixed thresholds keep up to
+	 * 32 MiB free per arena for the next bodies (issue 15: page faults
+	 * 35,000 -> 17,000, client CPU -15 %, peak RSS +5 MB on the bench
+	 * account). */
+	mallopt(M_MMAP_THRESHOLD, 16 * 1024 * 1024);
+	mallopt(M_TRIM_THRESHOLD, 32 * 1024 * 1024);
+#endif
 	if (argc < 2) {
 		cli_main_usage(stderr);
 		return CLI_EXIT_USAGE;
