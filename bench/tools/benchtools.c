@@ -14,7 +14,7 @@
  *
  * The defaults are copy's: its reader sends UID FETCH of 500 UIDs, one
  * command in flight (src/sync/reader.h); its writer keeps 16 APPENDs in
- * flight, MULTIAPPEND groups of up to 32 messages or 8 MiB
+ * flight, MULTIAPPEND groups of up to 1,024 messages or 8 MiB
  * (src/sync/copy.h).
  *
  * Both print one JSON object {messages, bytes, seconds, ...} (or a line of
@@ -48,7 +48,7 @@ enum {
 #define FETCH_BATCH 500
 #define FETCH_DEPTH 1
 #define APPEND_DEPTH 16
-#define APPEND_GROUP 32
+#define APPEND_GROUP 1024
 
 /* Literals up to this size are read into memory for APPEND; larger ones
  * are streamed from the file (as copy does with its spool files). */
@@ -111,7 +111,7 @@ static const struct cli_opt_def bench_defs[] = {
 	  "FETCH or 16 APPENDs)" },
 	{ OPT_GROUP, "group", 0, CLI_ARG_COUNT, "N", 100000,
 	  "messages per MULTIAPPEND, up to 8 MiB each\n"
-	  "(default 32, as copy; 1: no MULTIAPPEND)" },
+	  "(default 1024, as copy; 1: no MULTIAPPEND)" },
 	{ OPT_LITERAL_MEM, "literal-mem", 0, CLI_ARG_COUNT, "BYTES", 64u << 20,
 	  "bodies above this go to a discarding sink\n(default 4096)" },
 	{ 0, NULL, 0, CLI_ARG_NONE, NULL, 0, NULL },
@@ -158,7 +158,7 @@ static const struct cli_command append_cmd = {
 	         "Maildir++ tree (gen.py --maildir: USER/Maildir or USER) or a tree\n"
 	         "of message files (each directory a folder). Pipelined (DEPTH\n"
 	         "commands in flight, default 16) with LITERAL+ and MULTIAPPEND (up\n"
-	         "to GROUP messages or 8 MiB per command, default 32), as copy's\n"
+	         "to GROUP messages or 8 MiB per command, default 1024), as copy's\n"
 	         "writer: the target's APPEND limit. Flags, keywords and\n"
 	         "INTERNALDATE (mtime) are sent.",
 	.opts = append_opts,

@@ -43,7 +43,7 @@ struct target_spec {
 	/* IMAP */
 	const struct imap_client_options *imap;
 	unsigned append_depth;        /* APPEND commands in flight; 0: 16 */
-	unsigned multiappend_max;     /* messages per MULTIAPPEND; 0: 32 */
+	unsigned multiappend_max;     /* messages per MULTIAPPEND; 0: 1,024 */
 	/* Maildir: the account's root (expanded), flavor and file options */
 	const char *root;
 	struct maildir_options md;
