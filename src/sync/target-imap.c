@@ -432,33 +432,44 @@ imap_commit_every(struct target *t)
 
 /* ------------------------------------------------- flags, expunges */
 
-/* One UID STORE per distinct flag set. */
+/* Sorts pointers to flag changes by (flags, target UID). */
+static int
+cmp_flag_change(const void *a, const void *b)
+{
+	const struct target_flags *x = *(const struct target_flags *const *)a;
+	const struct target_flags *y = *(const struct target_flags *const *)b;
+	int c = strcmp(x->flags, y->flags);
+
+	if (c != 0)
+		return c;
+	return x->dst_uid < y->dst_uid ? -1 : x->dst_uid > y->dst_uid;
+}
+
+/* One UID STORE per distinct flag set: the changes sorted by (flags, UID),
+ * each run of equal flags one command (sorting, not a pairwise search:
+ * a pass of many distinct keyword sets stays O(n log n)). */
 static int
 do_set_flags(struct target *t, const struct target_flags *f, size_t n,
                const char **error_r)
 {
 	struct imap_target *it = IT(t);
 	struct imap_cmd_wait w = { 0 };
-	bool *done = xcalloc(n + 1, sizeof(bool));
+	const struct target_flags **v = xcalloc(n + 1, sizeof(*v));
 	uint32_t *uids = xcalloc(n + 1, sizeof(uint32_t));
 	const char *error;
 	int ret = 0;
 
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < n; i++)
+		v[i] = &f[i];
+	qsort(v, n, sizeof(*v), cmp_flag_change);
+	for (size_t i = 0, j; i < n; i = j) {
 		size_t k = 0;
 		char *keep, *set;
 		struct imap_cmd *cmd;
 
-		if (done[i])
-			continue;
-		for (size_t j = i; j < n; j++) {
-			if (done[j] || strcmp(f[j].flags, f[i].flags) != 0)
-				continue;
-			uids[k++] = f[j].dst_uid;
-			done[j] = true;
-		}
-		qsort(uids, k, sizeof(*uids), cmp_u32);
-		keep = flags_filter(f[i].flags, it->pflags, NULL);
+		for (j = i; j < n && strcmp(v[j]->flags, v[i]->flags) == 0; j++)
+			uids[k++] = v[j]->dst_uid;
+		keep = flags_filter(v[i]->flags, it->pflags, NULL);
 		set = uidset_string(uids, k);
 		cmd = imap_cmd_new(it->client);
 		imap_cmd_addf(cmd, "UID STORE %s FLAGS.SILENT (%s)", set, keep);
@@ -476,7 +487,7 @@ do_set_flags(struct target *t, const struct target_flags *f, size_t n,
 		ret = -1;
 	}
 	free(w.error);
-	free(done);
+	free(v);
 	free(uids);
 	return ret;
 }
