@@ -1024,7 +1024,7 @@ probe_refused(void *ctx, uint32_t src_uid, enum err_kind kind,
 }
 
 static void
-probe_retry(void *ctx, uint32_t src_uid)
+probe_retry(void *ctx, uint32_t src_uid, size_t group_size)
 {
 	probe_refused(ctx, src_uid, ERRK_MESSAGE, "refused");
 }

@@ -102,8 +102,9 @@ struct pass {
 	unsigned uncommitted;     /* records not yet in the state */
 	uint64_t last_commit;
 	uint64_t last_fence;      /* time of the last state_fence_check() */
-	uint32_t *retry;          /* source UIDs to deliver again one by one */
+	uint32_t *retry;          /* source UIDs to deliver again */
 	size_t n_retry, retry_alloc;
+	size_t retry_group;       /* the largest group they were refused in */
 	struct state_op *ops;     /* state changes not yet written */
 	size_t n_ops, ops_alloc;
 	char **dropped_seen;      /* flags already reported as dropped */
@@ -339,10 +340,12 @@ sink_refused(void *ctx, uint32_t src_uid, enum err_kind kind, const char *reason
 }
 
 static void
-sink_retry(void *ctx, uint32_t src_uid)
+sink_retry(void *ctx, uint32_t src_uid, size_t group_size)
 {
 	struct pass *p = ctx;
 
+	if (group_size > p->retry_group)
+		p->retry_group = group_size;
 	if (p->n_retry == p->retry_alloc) {
 		p->retry_alloc = p->retry_alloc == 0 ? 16 : p->retry_alloc * 2;
 		p->retry = xreallocarray(p->retry, p->retry_alloc, sizeof(uint32_t));
@@ -403,11 +406,11 @@ cmsg_list_free(struct cmsg *list)
 /* Copies the given source UIDs (ascending): the reader thread fetches,
  * the target stores (pipelined where it can). */
 static enum scope
-copy_uids(struct pass *p, const uint32_t *uids, size_t count, bool single)
+copy_uids(struct pass *p, const uint32_t *uids, size_t count, size_t group_cap)
 {
 	const struct target_ops *ops = p->t->ops;
 	struct fetch_reader_options fo = p->o->fetch;
-	size_t group_max = ops->batch_max(p->t, single);
+	size_t group_max = ops->batch_max(p->t, group_cap == 1);
 	struct source_reader *r;
 	struct mqueue q;
 	struct cmsg *batch;
@@ -416,6 +419,8 @@ copy_uids(struct pass *p, const uint32_t *uids, size_t count, bool single)
 
 	if (count == 0)
 		return SCOPE_OK;
+	if (group_cap != 0 && group_cap < group_max)
+		group_max = group_cap;
 	if (ops->ordered) {
 		/* A Maildir takes UIDs in ascending order only, and a server
 		 * may answer pipelined FETCH commands interleaved (Dovecot
@@ -961,16 +966,21 @@ copy_window(struct pass *p, struct fwin *w, uint32_t lo, uint32_t hi,
 		(void)delete_missing(p, gone, n_gone, dst_gone, n_dst_gone);
 		goto out;
 	}
-	if ((sc = copy_uids(p, to_copy, n_copy, false)) != SCOPE_OK)
+	if ((sc = copy_uids(p, to_copy, n_copy, 0)) != SCOPE_OK)
 		goto out;
-	if (p->n_retry > 0) {
+	/* messages of refused groups: again in groups of half the size, so
+	 * a bad message costs ~2 x log2(group) APPENDs, not one per
+	 * neighbour; a group of one is refused for good (sink->refused) */
+	while (p->n_retry > 0) {
 		uint32_t *retry = p->retry;
 		size_t n = p->n_retry;
+		size_t cap = p->retry_group / 2 > 1 ? p->retry_group / 2 : 1;
 
 		qsort(retry, n, sizeof(*retry), cmp_u32);
 		p->retry = NULL;
 		p->n_retry = p->retry_alloc = 0;
-		sc = copy_uids(p, retry, n, true);
+		p->retry_group = 0;
+		sc = copy_uids(p, retry, n, cap);
 		free(retry);
 		if (sc != SCOPE_OK)
 			goto out;
@@ -1033,6 +1043,7 @@ copy_folder(struct pass *p, const struct imap_mailbox_info *box,
 	p->shown = mutf7_display(box->name);
 	p->max_dst_uid = 0;
 	p->n_retry = 0;
+	p->retry_group = 0;
 	p->since_commit = 0;
 	p->target_commit_at = time_mono_ms();
 	if (state_folder_get(p->db, o->account, box->name, &p->sf, &w.found,

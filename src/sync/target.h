@@ -71,8 +71,9 @@ struct target_sink {
 	 * ERRK_DISK_FULL... stop the run; ERRK_SESSION the session */
 	void (*refused)(void *ctx, uint32_t src_uid, enum err_kind kind,
 	                const char *reason);
-	/* refused as part of a group: copy it again on its own */
-	void (*retry)(void *ctx, uint32_t src_uid);
+	/* refused as part of a group of group_size messages: copy it again
+	 * in smaller groups (halved each time, down to one message) */
+	void (*retry)(void *ctx, uint32_t src_uid, size_t group_size);
 	/* the session or folder failed while messages were in flight */
 	void (*failed)(void *ctx, enum err_kind kind, const char *error);
 	/* flags or keywords the target cannot keep for this message
@@ -174,7 +175,7 @@ struct target_ops {
 	int (*fingerprints)(struct target *t, uint32_t from,
 	                    struct msgsum_list *list, const char **error_r);
 
-	/* Most messages deliver() takes at once (1 while retrying). */
+	/* Most messages deliver() takes at once (1 with single). */
 	size_t (*batch_max)(struct target *t, bool single);
 	/* Stores the messages of list (ownership passes): outcomes through
 	 * the sink, now or during wait(). */

@@ -32,7 +32,10 @@ import harness as H  # noqa: E402
 import copy_util as U  # noqa: E402
 
 PW = "kinds-pw"
-FOLDERS = {"INBOX": 3, "Estate": 40, "xists": 3, "Refused": 3, "Nospace": 3, "Dup": 3}
+# Estate needs more than one MULTIAPPEND group (copy's groups hold up to
+# 1,024 messages) for its second APPEND to be the one refused
+N_ESTATE = 1100
+FOLDERS = {"INBOX": 3, "Estate": N_ESTATE, "xists": 3, "Refused": 3, "Nospace": 3, "Dup": 3}
 
 
 class RewriteProxy:
@@ -222,9 +225,9 @@ def test_codes_decide_not_texts():
             assert j["failed"] == 3, H.describe(p)
             # the failed folders' messages are counted, not "0 failed"
             assert j["failed_in_folders"] == 3 + 3, H.describe(p)
-            assert j["copied"] == 3 + 40 + 3, H.describe(p)
+            assert j["copied"] == 3 + N_ESTATE + 3, H.describe(p)
             got = target_counts(d)
-            assert got["INBOX"] == 3 and got["Estate"] == 40 and got["Dup"] == 3, got
+            assert got["INBOX"] == 3 and got["Estate"] == N_ESTATE and got["Dup"] == 3, got
             assert got.get("Nospace", 0) == 0, got
             assert got.get("xists", 0) == 0, got
             assert any(v == "CREATE" and m == "Refused" for v, m, _ in px.answered)
@@ -264,7 +267,7 @@ def test_overquota_stops_and_keeps_the_records():
             assert p.returncode == 3, H.describe(p)   # stopped by an error
             assert "stopped" in p.stderr and "OVERQUOTA" in p.stderr, H.describe(p)
             on_target = target_counts(d).get("Estate", 0)
-            assert 0 < on_target < 40, (on_target, H.describe(p))
+            assert 0 < on_target < N_ESTATE, (on_target, H.describe(p))
             # what reached the target before the stop is in the state
             db = sqlite3.connect(state)
             recorded = db.execute(
@@ -283,6 +286,131 @@ def test_overquota_stops_and_keeps_the_records():
     finally:
         if not H.KEEP:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+class GroupProxy:
+    """Forwards 127.0.0.1:port to upstream, a whole command at a time
+    (its lines and LITERAL+ literals); an APPEND to BAD_FOLDER that carries
+    the marker header is answered "NO Message refused" (no code: the
+    message's fault) and never reaches the server. Records the number of
+    messages (literals) of every APPEND to BAD_FOLDER."""
+
+    def __init__(self, upstream_port):
+        self.upstream_port = upstream_port
+        self.appends = []          # messages per APPEND command, in order
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self):
+        self.sock.close()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            u = socket.create_connection(("127.0.0.1", self.upstream_port))
+            threading.Thread(target=RewriteProxy._down, args=(None, u, c),
+                             daemon=True).start()
+            threading.Thread(target=self._up, args=(c, u), daemon=True).start()
+
+    def _up(self, c, u):
+        buf = b""
+        try:
+            while True:
+                cmd, n_lit = b"", 0
+                while True:            # one whole command
+                    while b"\r\n" not in buf:
+                        d = c.recv(65536)
+                        if not d:
+                            return
+                        buf += d
+                    line, buf = buf.split(b"\r\n", 1)
+                    cmd += line + b"\r\n"
+                    size, plus = RewriteProxy._literal(line)
+                    if size is None:
+                        break
+                    if not plus:       # synchronizing: the server must answer "+"
+                        u.sendall(cmd)
+                        cmd = b""
+                    while len(buf) < size:
+                        d = c.recv(65536)
+                        if not d:
+                            return
+                        buf += d
+                    cmd += buf[:size]
+                    buf = buf[size:]
+                    n_lit += 1
+                parts = cmd.split(b" ", 3)
+                if len(parts) > 2 and parts[1].upper() == b"APPEND" and \
+                        RewriteProxy._mailbox(parts[2]) == BAD_FOLDER:
+                    self.appends.append(n_lit)
+                    if BAD_MARK in cmd:
+                        c.sendall(parts[0] + b" NO Message refused\r\n")
+                        continue
+                u.sendall(cmd)
+        except OSError:
+            pass
+        finally:
+            for s in (c, u):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+
+BAD_FOLDER, BAD_MARK, N_HALVES, BAD_INDEX = "Halves", b"X-Refuse-Me: yes", 40, 17
+
+
+def test_refused_group_is_retried_in_halves():
+    """One message the target refuses inside a MULTIAPPEND group of 40:
+    the group is copied again in halves down to that message alone (about
+    2 x log2(40) more APPENDs), not message by message (40), and only that
+    message is missing."""
+    H.require_root()
+    tmp = tempfile.mkdtemp(prefix="ife-halves-")
+    try:
+        with H.Dovecot("hsrc", users={"alice": PW}, ssl=False) as s, \
+                H.Dovecot("hdst", users={"alice": PW}, ssl=False) as d:
+            c = s.imap("alice", PW)
+            assert c.create(BAD_FOLDER)[0] == "OK"
+            for i in range(N_HALVES):
+                extra = BAD_MARK.decode() + "\r\n" if i == BAD_INDEX else ""
+                U.append(c, BAD_FOLDER, U.make_message(i, tag="halves",
+                                                       extra_headers=extra))
+            c.logout()
+            px = GroupProxy(d.port)
+            try:
+                p = ferry_copy(s, px.port, os.path.join(tmp, "h.db"),
+                               "--include", BAD_FOLDER)
+            finally:
+                px.close()
+            assert p.returncode == 1, H.describe(p)
+            j = U.summary(p)
+            assert j["copied"] == N_HALVES - 1 and j["failed"] == 1, H.describe(p)
+            assert "Message refused" in p.stderr, H.describe(p)
+            H.log(f"APPENDs to {BAD_FOLDER} (messages each): {px.appends}")
+            # every message was sent at least once; the first group held
+            # several; far fewer commands than one per message
+            assert px.appends[0] > 1, px.appends
+            assert len(px.appends) <= 2 * 6 + 4, px.appends
+            assert px.appends.count(1) <= 4, px.appends
+            got = target_counts_of(d, BAD_FOLDER)
+            assert got == N_HALVES - 1, got
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def target_counts_of(d, folder):
+    c = d.imap("alice", PW)
+    typ, data = c.status(folder, "(MESSAGES)")
+    c.logout()
+    assert typ == "OK", data
+    return int(re.search(rb"MESSAGES (\d+)", data[0]).group(1))
 
 
 if __name__ == "__main__":
