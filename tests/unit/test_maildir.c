@@ -2030,6 +2030,140 @@ test_uidlist_append_linear(void **state)
  * Dovecot's reader (i_stream_read_next_line) ignores it; so do we: the
  * file it names is unlisted. The next commit rewrites the file instead
  * of appending after the fragment. */
+/* md_uidlist_parse_fd() reads 64 KiB chunks: lines cut by a chunk
+ * boundary, a line longer than a chunk and a torn last line give what the
+ * whole-text parse gives, offsets included. */
+static void
+test_uidlist_chunked(void **state)
+{
+	struct fixture *fx = *state;
+	struct md_uidlist a, b;
+	const char *error;
+	struct buf t;
+	char *path = xasprintf("%s/chunked", fx->root), *big;
+	int fd;
+
+	(void)mkdir(fx->root, 0700);
+	buf_init(&t, SIZE_MAX / 2);
+	assert_int_equal(buf_append_str(&t, "3 V5 N9 G0\n"), 0);
+	for (unsigned int uid = 1; uid <= 5000; uid++)
+		assert_int_equal(buf_printf(&t, "%u W%u :1500000%03u.M%uP1.host,S=%u\n",
+		                            uid, uid * 3, uid % 1000, uid, uid), 0);
+	big = xmalloc(70001);
+	memset(big, 'x', 70000);
+	big[70000] = '\0';
+	assert_int_equal(buf_printf(&t, "6000 :%s\n", big), 0);
+	assert_int_equal(buf_append_str(&t, "6001 :torn"), 0);
+	write_file(path, buf_data(&t));
+	assert_int_equal(md_uidlist_parse(buf_data(&t), buf_len(&t), &a, &error), 0);
+	fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(md_uidlist_parse_fd(fd, &b, &error), 0);
+	close(fd);
+	assert_true(buf_len(&t) > 4 * MD_UIDLIST_CHUNK);
+	assert_int_equal(a.nrecs, 5001);
+	assert_int_equal(b.nrecs, a.nrecs);
+	assert_true(a.torn);
+	assert_true(b.torn);
+	assert_string_equal(b.hdr_extra, "G0");
+	for (size_t i = 0; i < a.nrecs; i++) {
+		char *base, *ext;
+
+		assert_int_equal(a.recs[i].uid, b.recs[i].uid);
+		assert_int_equal(a.recs[i].off, b.recs[i].off);
+		assert_int_equal(md_uidlist_rec_at(buf_data(&t), buf_len(&t), &b, i,
+		                                   &base, &ext), 0);
+		if (i == 5000)
+			assert_string_equal(base, big);
+		else
+			assert_int_equal(strtoul(ext + 1, NULL, 10), 3 * (i + 1));
+		free(base);
+		free(ext);
+	}
+	md_uidlist_free(&a);
+	md_uidlist_free(&b);
+	/* a broken line is reported with its number */
+	write_file(path, "3 V5 N9\n1 :a\n2 b\n");
+	fd = open(path, O_RDONLY);
+	assert_int_equal(md_uidlist_parse_fd(fd, &b, &error), -1);
+	assert_string_equal(error, "line 3: no ':' before the file name");
+	close(fd);
+	buf_free(&t);
+	free(big);
+	free(path);
+}
+
+/* Another writer appends lines to the uidlist we read (in place, as
+ * Dovecot does): our records still read their names back from the same
+ * inode; the commit's re-read finds the new lines. With the hash cut to 2
+ * bits (test hook) every base collides with others: open still matches
+ * each file to its own line. */
+static void
+test_readback_append_collisions(void **state)
+{
+	struct fixture *fx = *state;
+	struct maildir_options o = opts(MAILDIR_DOVECOT);
+	struct maildir_folder *f, *g;
+	const char *error;
+	char *path, *base5;
+	FILE *fp;
+
+	f = open_ok(fx->root, ".Rb", &o);
+	assert_int_equal(maildir_folder_set_uids(f, 42, 0, &error), 0);
+	for (uint32_t uid = 1; uid <= 40; uid++)
+		deliver_ok(f, uid, uid % 3 ? "\\Seen" : "", 1500000000 + uid, msg_crlf,
+		           uid == 7 ? "u7" : NULL, NULL);
+	commit_ok(f);
+	base5 = xstrdup(tfind(f, 5)->base);
+	maildir_folder_close(&f);
+
+	setenv("IMAPFERRY_TEST_MD_HASH_BITS", "2", 1);
+	f = open_ok(fx->root, ".Rb", &o);
+	assert_int_equal(maildir_folder_count(f), 40);
+	assert_int_equal(maildir_folder_unlisted_count(f), 0);
+	for (uint32_t uid = 1; uid <= 40; uid++) {
+		const struct maildir_msg *m = tfind(f, uid);
+
+		assert_non_null(m);
+		assert_int_equal(m->mtime, 1500000000 + uid);
+		assert_string_equal(m->flags, uid % 3 ? "\\Seen" : "");
+	}
+	assert_string_equal(tfind(f, 7)->pop3_uidl, "u7");
+	/* another writer: a file and its line appended in place */
+	path = xasprintf("%s/.Rb/cur/1600000000.M1P9.other:2,F", fx->root);
+	write_file(path, "Subject: x\r\n\r\nother\r\n");
+	free(path);
+	path = xasprintf("%s/.Rb/dovecot-uidlist", fx->root);
+	fp = fopen(path, "a");
+	assert_non_null(fp);
+	fputs("41 :1600000000.M1P9.other\n", fp);
+	fclose(fp);
+	free(path);
+	assert_string_equal(tfind(f, 5)->base, base5);
+	assert_null(tfind(f, 41));
+	/* our commit re-reads the folder first */
+	deliver_ok(f, 42, "", 1500000042, msg_lf, NULL, NULL);
+	commit_ok(f);
+	assert_string_equal(tfind(f, 41)->base, "1600000000.M1P9.other");
+	assert_string_equal(tfind(f, 41)->flags, "\\Flagged");
+	assert_string_equal(tfind(f, 5)->base, base5);
+	assert_int_equal(maildir_folder_count(f), 42);
+	/* an expunge rewrites the file: records point into the new one */
+	assert_int_equal(maildir_expunge(f, 6, &error), 0);
+	commit_ok(f);
+	assert_string_equal(tfind(f, 5)->base, base5);
+	assert_string_equal(tfind(f, 7)->pop3_uidl, "u7");
+	assert_null(tfind(f, 6));
+	g = open_ok(fx->root, ".Rb", &o);
+	assert_int_equal(maildir_folder_count(g), 41);
+	assert_string_equal(tfind(g, 41)->base, "1600000000.M1P9.other");
+	assert_string_equal(tfind(g, 5)->base, base5);
+	maildir_folder_close(&g);
+	maildir_folder_close(&f);
+	unsetenv("IMAPFERRY_TEST_MD_HASH_BITS");
+	free(base5);
+}
+
 static void
 test_uidlist_torn_line(void **state)
 {
@@ -2501,6 +2635,8 @@ main(void)
 		T(test_msg_pointers_stable),
 		T(test_uidlist_append_linear),
 		T(test_uidlist_torn_line),
+		T(test_uidlist_chunked),
+		T(test_readback_append_collisions),
 		T(test_lock_free_between_deliveries),
 		T(test_keywords_before_use),
 		T(test_throughput),
