@@ -385,7 +385,7 @@ int maildir_open_msg(struct maildir_folder *f, uint32_t uid, int *fd_r,
 
 /* Sets *size_r to the message's RFC822.SIZE, reading the file when the name
  * and uidlist do not say (Dovecot without W=, Courier): file size + LFs not
- * preceded by CR (Courier: + every LF). Caches it in the message. */
+ * preceded by CR (Courier: + every LF). Caches it in the folder (by UID). */
 int maildir_msg_size(struct maildir_folder *f, uint32_t uid, uint64_t *size_r,
                      const char **error_r);
 
