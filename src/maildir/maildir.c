@@ -3342,71 +3342,109 @@ out:
 	return ret;
 }
 
-/* Replaces the whole uidlist (temporary file + rename): the header, then
- * the lines of the messages and of f->gone by UID. The records then point
- * at their lines in the new file, which f->ulfd opens. */
+/* Writes out what b holds to fd when it is past a chunk (or with all):
+ * the rewrite never holds the whole file (issue 15). *total counts the
+ * bytes written. */
+static int
+flush_out(int fd, struct buf *b, bool all, uint64_t *total)
+{
+	if (buf_len(b) == 0 || (!all && buf_len(b) < IO_CHUNK))
+		return 0;
+	if (md_write_all(fd, buf_data(b), buf_len(b)) < 0)
+		return -1;
+	*total += buf_len(b);
+	buf_reset(b);
+	return 0;
+}
+
+/* Replaces the whole uidlist (temporary file + rename, as
+ * md_replace_file() does: the same temporary names, mode, owner and
+ * fdatasync): the header, then the lines of the messages and of f->gone
+ * by UID, written IO_CHUNK bytes at a time. Before the rename the
+ * temporary file is opened again for reading: the records then point at
+ * their lines in the new file, which f->ulfd keeps. */
 static int
 uidlist_rewrite(struct maildir_folder *f, uint32_t v, uint32_t n,
                 const char **error_r)
 {
 	struct buf b;
-	const char *err;
 	char tmpname[600];
-	uint64_t *moff, *goff;
+	uint64_t *moff, *goff, total = 0, off;
 	size_t i = 0, k = 0;
-	int r = -1, fd;
+	int tdfd, fd, rfd = -1, r = -1;
 
-	/* below the cap by one byte: what the reader accepts */
-	buf_init(&b, MD_META_MAX - 1);
+	if (f->o.flavor == MAILDIR_DOVECOT) {
+		/* Dovecot's own temp name; it writes it only under the lock */
+		tdfd = f->dirfd;
+		snprintf(tmpname, sizeof(tmpname), "%s", MD_UIDLIST_DOVECOT ".tmp");
+	} else {
+		tdfd = f->tmpfd;
+		snprintf(tmpname, sizeof(tmpname), "%lld.%ld_uiddb.%s",
+		         (long long)time(NULL), (long)getpid(), f->hostname);
+	}
+	fd = openat(tdfd, tmpname, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_TRUNC,
+	            f->o.file_mode);
+	if (fd < 0) {
+		*error_r = err_errno(errno, "%s: create %s: %s", f->where, tmpname,
+		                     strerror(errno));
+		return -1;
+	}
+	buf_init(&b, MD_META_MAX);
 	moff = xreallocarray(NULL, f->nmsgs + 1, sizeof(*moff));
 	goff = xreallocarray(NULL, f->ngone + 1, sizeof(*goff));
-	if (md_uidlist_format_header(&b, f->o.flavor, v, n, f->ul.hdr_extra) < 0) {
-		*error_r = err_set("%s: uidlist too large (limit %u bytes)", f->where,
-		                   MD_META_MAX);
+	if (md_fix_owner(fd, &f->o, f->o.file_mode, tmpname, error_r) < 0)
 		goto out;
-	}
+	if (md_uidlist_format_header(&b, f->o.flavor, v, n, f->ul.hdr_extra) < 0)
+		goto too_large;
 	while (i < f->nmsgs || k < f->ngone) {
 		if (k == f->ngone || (i < f->nmsgs && f->msgs[i].uid < f->gone[k].uid)) {
 			if (format_rec(f, &b, f->msgs[i].uid, f->msgs[i].meta,
-			               f->msgs[i].ref, &moff[i], error_r) < 0)
+			               f->msgs[i].ref, &off, error_r) < 0)
 				goto out;
-			i++;
+			moff[i++] = total + off;
 		} else {
-			if (format_rec(f, &b, f->gone[k].uid, 0, f->gone[k].off, &goff[k],
+			if (format_rec(f, &b, f->gone[k].uid, 0, f->gone[k].off, &off,
 			               error_r) < 0)
 				goto out;
-			k++;
+			goff[k++] = total + off;
 		}
+		/* below the cap by one byte: what the reader accepts */
+		if (total + buf_len(&b) >= MD_META_MAX)
+			goto too_large;
+		if (flush_out(fd, &b, false, &total) < 0)
+			goto write_error;
 	}
-	if (f->o.flavor == MAILDIR_DOVECOT) {
-		/* Dovecot's own temp name; it writes it only under the lock */
-		r = md_replace_file(f->dirfd, MD_UIDLIST_DOVECOT ".tmp", false, f->dirfd,
-		                    MD_UIDLIST_DOVECOT, buf_data(&b), buf_len(&b), &f->o,
-		                    0, &err);
-	} else {
-		snprintf(tmpname, sizeof(tmpname), "%lld.%ld_uiddb.%s",
-		         (long long)time(NULL), (long)getpid(), f->hostname);
-		r = md_replace_file(f->tmpfd, tmpname, false, f->dirfd,
-		                    MD_UIDLIST_COURIER, buf_data(&b), buf_len(&b), &f->o,
-		                    0, &err);
-	}
-	if (r < 0) {
-		*error_r = err_wrap(err, "%s: %s", f->where, err);
-		goto out;
-	}
-	f->ul_bytes += buf_len(&b);
-	f->ul_rewrites++;
-	/* the records point into the new file now (we hold the lock: the
-	 * name is still ours) */
-	fd = openat(f->dirfd, uidlist_name(f), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0) {
-		*error_r = err_errno(errno, "%s: open %s: %s", f->where, uidlist_name(f),
+	if (flush_out(fd, &b, true, &total) < 0)
+		goto write_error;
+	if (f->o.fsync && fdatasync(fd) < 0) {
+		*error_r = err_errno(errno, "%s: fdatasync %s: %s", f->where, tmpname,
 		                     strerror(errno));
-		r = -1;
 		goto out;
 	}
+	/* close() can report a deferred write error (NFS, quota) */
+	r = close(fd);
+	fd = -1;
+	if (r < 0) {
+		r = -1;
+		goto write_error;
+	}
+	r = -1;
+	rfd = openat(tdfd, tmpname, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (rfd < 0) {
+		*error_r = err_errno(errno, "%s: open %s: %s", f->where, tmpname,
+		                     strerror(errno));
+		goto out;
+	}
+	if (renameat(tdfd, tmpname, f->dirfd, uidlist_name(f)) < 0) {
+		*error_r = err_errno(errno, "%s: rename %s to %s: %s", f->where, tmpname,
+		                     uidlist_name(f), strerror(errno));
+		goto out;
+	}
+	f->ul_bytes += total;
+	f->ul_rewrites++;
 	close_uidlist(f);
-	f->ulfd = fd;
+	f->ulfd = rfd;
+	rfd = -1;
 	f->ul.version = f->o.flavor == MAILDIR_COURIER ? 1 : 3;
 	for (i = 0; i < f->nmsgs; i++) {
 		f->msgs[i].meta &= ~MR_POOL;
@@ -3415,7 +3453,21 @@ uidlist_rewrite(struct maildir_folder *f, uint32_t v, uint32_t n,
 	for (k = 0; k < f->ngone; k++)
 		f->gone[k].off = (uint32_t)goff[k];
 	r = 0;
+	goto out;
+too_large:
+	*error_r = err_set("%s: uidlist too large (limit %u bytes)", f->where,
+	                   MD_META_MAX);
+	goto out;
+write_error:
+	*error_r = err_errno(errno, "%s: write %s: %s", f->where, tmpname,
+	                     strerror(errno));
 out:
+	if (fd >= 0)
+		close(fd);
+	if (rfd >= 0)
+		close(rfd);
+	if (r < 0)
+		unlinkat(tdfd, tmpname, 0);
 	free(moff);
 	free(goff);
 	buf_free(&b);
