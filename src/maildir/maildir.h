@@ -76,7 +76,14 @@
  *     the commit gives pending deliveries their letters again. Courier
  *     keywords go to courierimapkeywords/:list at commit.
  *
- * A struct maildir_folder is used by one thread at a time. Error strings
+ *   - Memory (issue 15): the folder keeps ~16 bytes a message (UID, flags
+ *     id, where its name is, mtime), not its name: a listed message's base
+ *     and ext fields are read back from its uidlist line by offset, in the
+ *     uidlist file it parsed (kept open) or last wrote. The uidlist is read
+ *     and written in 64 KiB pieces, never whole.
+ *
+ * A struct maildir_folder is used by one thread at a time (the accessors
+ * too: they read the uidlist back through the folder's buffers). Error strings
  * (*error_r) are static or per-thread (err_set()) and stay valid until the
  * next failing call in the same thread.
  */
