@@ -375,19 +375,6 @@ md_pool_strdup(struct md_pool *p, const char *s)
 	return md_pool_strndup(p, s, strlen(s));
 }
 
-const char *
-md_pool_base_ext(struct md_pool *p, const char *base, size_t blen,
-                 const char *ext, size_t elen)
-{
-	char *r = pool_alloc(p, blen + 1 + elen + 1);
-
-	memcpy(r, base, blen);
-	r[blen] = '\0';
-	memcpy(r + blen + 1, ext, elen);
-	r[blen + 1 + elen] = '\0';
-	return r;
-}
-
 void
 md_pool_free(struct md_pool *p)
 {

@@ -81,9 +81,6 @@ struct md_pool {
 char *md_pool_strndup(struct md_pool *p, const char *s, size_t len);
 char *md_pool_strdup(struct md_pool *p, const char *s);
 void md_pool_free(struct md_pool *p);
-/* The pair "<base>\0<ext>\0" in the pool; returns the base. */
-const char *md_pool_base_ext(struct md_pool *p, const char *base, size_t blen,
-                             const char *ext, size_t elen);
 
 /* ---- uidlist ---- */
 
