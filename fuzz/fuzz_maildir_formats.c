@@ -23,19 +23,40 @@ uidlist_roundtrip(const char *text, size_t len)
 	}
 	buf_init(&out, 64 << 20);
 	if (a.uidvalidity != 0 &&
-	    md_uidlist_format(&out, MAILDIR_DOVECOT, a.uidvalidity,
-	                      a.uidnext != 0 ? a.uidnext : 1, a.hdr_extra,
-	                      a.recs, a.nrecs) == 0 &&
-	    md_uidlist_parse(buf_data(&out), buf_len(&out), &b, &error) == 0) {
-		/* every record survives the round trip, ext fields too (a
-		 * record's base and ext are one pool string) */
-		if (b.nrecs != a.nrecs)
-			abort();
-		for (size_t i = 0; i < a.nrecs; i++)
-			if (a.recs[i].uid != b.recs[i].uid ||
-			    strcmp(a.recs[i].base, b.recs[i].base) != 0 ||
-			    strcmp(md_rec_ext(&a.recs[i]), md_rec_ext(&b.recs[i])) != 0)
+	    md_uidlist_format_header(&out, MAILDIR_DOVECOT, a.uidvalidity,
+	                             a.uidnext != 0 ? a.uidnext : 1, a.hdr_extra) == 0) {
+		bool ok = true;
+
+		for (size_t i = 0; i < a.nrecs && ok; i++) {
+			char *base, *ext;
+
+			if (md_uidlist_rec_at(text, len, &a, i, &base, &ext) < 0)
 				abort();
+			ok = md_uidlist_format_line(&out, MAILDIR_DOVECOT, a.recs[i].uid,
+			                            base, ext) == 0;
+			free(base);
+			free(ext);
+		}
+		if (ok && md_uidlist_parse(buf_data(&out), buf_len(&out), &b, &error) == 0) {
+			/* every record survives the round trip, ext fields too */
+			if (b.nrecs != a.nrecs)
+				abort();
+			for (size_t i = 0; i < a.nrecs; i++) {
+				char *ba, *ea, *bb, *eb;
+
+				if (md_uidlist_rec_at(text, len, &a, i, &ba, &ea) < 0 ||
+				    md_uidlist_rec_at(buf_data(&out), buf_len(&out), &b, i,
+				                      &bb, &eb) < 0)
+					abort();
+				if (a.recs[i].uid != b.recs[i].uid || strcmp(ba, bb) != 0 ||
+				    strcmp(ea, eb) != 0)
+					abort();
+				free(ba);
+				free(ea);
+				free(bb);
+				free(eb);
+			}
+		}
 	}
 	md_uidlist_free(&b);
 	md_uidlist_free(&a);

@@ -96,7 +96,7 @@ write_uidlist(int dfd, int tmpfd, const struct maildir_options *o,
 	int r;
 
 	buf_init(&b, 4096);
-	r = md_uidlist_format(&b, o->flavor, uidvalidity, 1, NULL, NULL, 0);
+	r = md_uidlist_format_header(&b, o->flavor, uidvalidity, 1, NULL);
 	if (r == 0) {
 		if (o->flavor == MAILDIR_DOVECOT)
 			r = md_replace_file(dfd, MD_UIDLIST_DOVECOT ".tmp", false, dfd,

@@ -4,9 +4,11 @@
  * subscriptions files. */
 #include "maildir-private.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* ------------------------------------------------------------------ */
 /* Folder directory names */
@@ -373,19 +375,6 @@ md_pool_strdup(struct md_pool *p, const char *s)
 	return md_pool_strndup(p, s, strlen(s));
 }
 
-const char *
-md_pool_base_ext(struct md_pool *p, const char *base, size_t blen,
-                 const char *ext, size_t elen)
-{
-	char *r = pool_alloc(p, blen + 1 + elen + 1);
-
-	memcpy(r, base, blen);
-	r[blen] = '\0';
-	memcpy(r + blen + 1, ext, elen);
-	r[blen + 1 + elen] = '\0';
-	return r;
-}
-
 void
 md_pool_free(struct md_pool *p)
 {
@@ -404,7 +393,6 @@ md_pool_free(struct md_pool *p)
 void
 md_uidlist_free(struct md_uidlist *ul)
 {
-	md_pool_free(&ul->pool);
 	free(ul->recs);
 	free(ul->hdr_extra);
 	memset(ul, 0, sizeof(*ul));
@@ -482,57 +470,44 @@ parse_header(const char *line, size_t len, struct md_uidlist *ul,
 	return 0;
 }
 
-struct rec_sort {
-	struct md_rec rec;
-	size_t idx;
-};
-
 static int
-cmp_rec_sort(const void *a, const void *b)
+cmp_rec(const void *a, const void *b)
 {
-	const struct rec_sort *x = a, *y = b;
+	const struct md_rec *x = a, *y = b;
 
-	if (x->rec.uid != y->rec.uid)
-		return x->rec.uid < y->rec.uid ? -1 : 1;
-	return x->idx < y->idx ? -1 : (x->idx > y->idx);
+	if (x->uid != y->uid)
+		return x->uid < y->uid ? -1 : 1;
+	return x->off < y->off ? -1 : (x->off > y->off);
 }
 
+/* Sorts by UID; for a repeated UID the later line (higher offset) wins. */
 static void
 sort_records(struct md_uidlist *ul)
 {
-	struct rec_sort *tmp = xcalloc(ul->nrecs, sizeof(*tmp));
 	size_t n = 0;
 
+	if (ul->nrecs > 1)
+		qsort(ul->recs, ul->nrecs, sizeof(*ul->recs), cmp_rec);
 	for (size_t i = 0; i < ul->nrecs; i++) {
-		tmp[i].rec = ul->recs[i];
-		tmp[i].idx = i;
-	}
-	if (ul->nrecs > 0)
-		qsort(tmp, ul->nrecs, sizeof(*tmp), cmp_rec_sort);
-	for (size_t i = 0; i < ul->nrecs; i++) {
-		if (i + 1 < ul->nrecs && tmp[i + 1].rec.uid == tmp[i].rec.uid) {
-			/* the later line for the same UID wins (the
-			 * strings stay in the pool) */
+		if (i + 1 < ul->nrecs && ul->recs[i + 1].uid == ul->recs[i].uid)
 			continue;
-		}
-		ul->recs[n++] = tmp[i].rec;
+		ul->recs[n++] = ul->recs[i];
 	}
 	ul->nrecs = n;
-	free(tmp);
 }
 
-static int
-parse_record(const char *line, size_t len, int version, struct md_rec *rec,
-             struct md_pool *pool, struct buf *ext_buf, const char **why_r)
+int
+md_uidlist_line(const char *line, size_t len, int version, uint32_t *uid_r,
+                struct buf *ext, const char **base_r, size_t *blen_r,
+                const char **why_r)
 {
 	const char *p = line, *end = line + len;
-	struct buf *ext = ext_buf;      /* the caller's, reused line by line */
 
 	while (p < end && *p >= '0' && *p <= '9')
 		p++;
 	if (p == line || p == end || *p != ' ' ||
-	    !parse_u32(line, (size_t)(p - line), &rec->uid) || rec->uid == 0 ||
-	    rec->uid == UINT32_MAX) {
+	    !parse_u32(line, (size_t)(p - line), uid_r) || *uid_r == 0 ||
+	    *uid_r == UINT32_MAX) {
 		*why_r = "invalid UID";
 		return -1;
 	}
@@ -565,9 +540,72 @@ parse_record(const char *line, size_t len, int version, struct md_rec *rec,
 		*why_r = "missing or invalid file name";
 		return -1;
 	}
-	rec->base = md_pool_base_ext(pool, p, (size_t)(end - p), buf_data(ext),
-	                             buf_len(ext));
+	*base_r = p;
+	*blen_r = (size_t)(end - p);
 	return 0;
+}
+
+/* Line-by-line state of a uidlist parse (text or chunks of a file). */
+struct ul_parse {
+	struct md_uidlist *ul;
+	unsigned int lineno;
+	bool sorted;
+	struct buf ext;         /* scratch, reused line by line */
+};
+
+/* One line (without its LF) at byte offset off. */
+static int
+ul_parse_line(struct ul_parse *ps, const char *line, size_t len, uint64_t off,
+              const char **error_r)
+{
+	struct md_uidlist *ul = ps->ul;
+	const char *why;
+
+	ps->lineno++;
+	if (ps->lineno == 1) {
+		if (parse_header(line, len, ul, &why) < 0)
+			goto broken;
+	} else if (len > 0) {
+		struct md_rec rec = { 0 };
+		const char *base;
+		size_t blen;
+
+		if (md_uidlist_line(line, len, ul->version, &rec.uid, &ps->ext, &base,
+		                    &blen, &why) < 0)
+			goto broken;
+		rec.off = (uint32_t)off;
+		if (ul->nrecs == ul->arecs) {
+			ul->arecs = ul->arecs == 0 ? 64 : ul->arecs * 2;
+			ul->recs = xreallocarray(ul->recs, ul->arecs, sizeof(*ul->recs));
+		}
+		if (ul->nrecs > 0 && ul->recs[ul->nrecs - 1].uid >= rec.uid)
+			ps->sorted = false;
+		ul->recs[ul->nrecs++] = rec;
+	}
+	return 0;
+broken:
+	*error_r = err_set("line %u: %s", ps->lineno, why);
+	return -1;
+}
+
+static void
+ul_parse_init(struct ul_parse *ps, struct md_uidlist *ul)
+{
+	memset(ul, 0, sizeof(*ul));
+	memset(ps, 0, sizeof(*ps));
+	ps->ul = ul;
+	ps->sorted = true;
+	buf_init(&ps->ext, MD_META_MAX);
+}
+
+static void
+ul_parse_done(struct ul_parse *ps)
+{
+	buf_free(&ps->ext);
+	if (!ps->sorted) {
+		ps->ul->unsorted = true;
+		sort_records(ps->ul);
+	}
 }
 
 int
@@ -575,93 +613,139 @@ md_uidlist_parse(const char *text, size_t len, struct md_uidlist *ul,
                  const char **error_r)
 {
 	const char *p = text, *end = text + len;
-	unsigned int lineno = 0;
-	bool sorted = true;
-	struct buf ext;
+	struct ul_parse ps;
 
-	memset(ul, 0, sizeof(*ul));
-	if (len == 0)
-		return 0;
-	buf_init(&ext, MD_META_MAX);
+	ul_parse_init(&ps, ul);
 	while (p < end) {
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
 		const char *le = nl != NULL ? nl : end;
-		const char *why;
 
-		lineno++;
-		if (nl == NULL && lineno > 1) {
+		if (nl == NULL && ps.lineno > 0) {
 			/* no LF: an append cut short, or being written */
 			ul->torn = true;
 			break;
 		}
-		if (lineno == 1) {
-			if (parse_header(p, (size_t)(le - p), ul, &why) < 0)
-				goto broken;
-		} else if (le > p) {
-			struct md_rec rec = { 0 };
-
-			if (parse_record(p, (size_t)(le - p), ul->version, &rec, &ul->pool, &ext,
-			                 &why) < 0)
-				goto broken;
-			if (ul->nrecs == ul->arecs) {
-				ul->arecs = ul->arecs == 0 ? 64 : ul->arecs * 2;
-				ul->recs = xreallocarray(ul->recs, ul->arecs,
-				                         sizeof(*ul->recs));
-			}
-			if (ul->nrecs > 0 && ul->recs[ul->nrecs - 1].uid >= rec.uid)
-				sorted = false;
-			ul->recs[ul->nrecs++] = rec;
+		if (ul_parse_line(&ps, p, (size_t)(le - p), (uint64_t)(p - text),
+		                  error_r) < 0) {
+			buf_free(&ps.ext);
+			md_uidlist_free(ul);
+			return -1;
 		}
 		p = nl != NULL ? nl + 1 : end;
-		continue;
-	broken:
-		*error_r = err_set("line %u: %s", lineno, why);
+	}
+	ul_parse_done(&ps);
+	return 0;
+}
+
+int
+md_uidlist_parse_fd(int fd, struct md_uidlist *ul, const char **error_r)
+{
+	struct ul_parse ps;
+	struct buf b;
+	uint64_t boff = 0;      /* file offset of b's first byte */
+	size_t scan = 0;        /* bytes of b already searched for LF */
+	int ret = -1;
+
+	ul_parse_init(&ps, ul);
+	buf_init(&b, MD_META_MAX);
+	for (;;) {
+		size_t want = MD_UIDLIST_CHUNK;
+		char *p = buf_reserve(&b, want);
+		ssize_t n;
+
+		if (p == NULL || boff + buf_len(&b) >= MD_META_MAX) {
+			*error_r = err_set("%u bytes or larger", MD_META_MAX);
+			ret = -2;
+			goto out;
+		}
+		n = read(fd, p, want);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			*error_r = err_errno(errno, "read: %s", strerror(errno));
+			ret = -2;
+			goto out;
+		}
+		if (n == 0)
+			break;
+		buf_commit(&b, (size_t)n);
+		/* the whole lines in b; the rest waits for the next chunk */
+		{
+			const char *s = buf_data(&b), *q = s, *end = s + buf_len(&b);
+			const char *from = s + scan, *nl;
+
+			while ((nl = memchr(from, '\n', (size_t)(end - from))) != NULL) {
+				if (ul_parse_line(&ps, q, (size_t)(nl - q),
+				                  boff + (uint64_t)(q - s), error_r) < 0)
+					goto out;
+				q = from = nl + 1;
+			}
+			boff += (uint64_t)(q - s);
+			buf_consume(&b, (size_t)(q - s));
+			scan = buf_len(&b);
+		}
+	}
+	if (buf_len(&b) > 0) {
+		/* a last line without LF: the header is read anyway, a
+		 * record is torn */
+		if (ps.lineno > 0)
+			ul->torn = true;
+		else if (ul_parse_line(&ps, buf_data(&b), buf_len(&b), boff, error_r) < 0)
+			goto out;
+	}
+	ret = 0;
+out:
+	buf_free(&b);
+	if (ret < 0) {
+		buf_free(&ps.ext);
 		md_uidlist_free(ul);
+		return ret;
+	}
+	ul_parse_done(&ps);
+	return 0;
+}
+
+int
+md_uidlist_rec_at(const char *text, size_t len, const struct md_uidlist *ul,
+                  size_t i, char **base_r, char **ext_r)
+{
+	const char *line = text + ul->recs[i].off, *nl, *base, *why;
+	struct buf ext;
+	size_t blen;
+	uint32_t uid;
+
+	nl = memchr(line, '\n', len - ul->recs[i].off);
+	buf_init(&ext, MD_META_MAX);
+	if (nl == NULL || md_uidlist_line(line, (size_t)(nl - line), ul->version, &uid,
+	                                  &ext, &base, &blen, &why) < 0) {
 		buf_free(&ext);
 		return -1;
 	}
-	buf_free(&ext);
-	if (!sorted) {
-		ul->unsorted = true;
-		sort_records(ul);
-	}
+	*base_r = xstrndup(base, blen);
+	*ext_r = buf_take(&ext);
 	return 0;
 }
 
 int
-md_uidlist_format(struct buf *out, enum maildir_flavor flavor,
-                  uint32_t uidvalidity, uint32_t uidnext, const char *hdr_extra,
-                  const struct md_rec *recs, size_t n)
+md_uidlist_format_header(struct buf *out, enum maildir_flavor flavor,
+                         uint32_t uidvalidity, uint32_t uidnext,
+                         const char *hdr_extra)
 {
-	if (flavor == MAILDIR_COURIER) {
-		if (buf_printf(out, "1 %u %u\n", uidvalidity, uidnext) < 0)
-			return -1;
-		return md_uidlist_format_recs(out, flavor, recs, n);
-	}
-	if (buf_printf(out, "3 V%u N%u%s%s\n", uidvalidity, uidnext,
-	               hdr_extra != NULL ? " " : "",
-	               hdr_extra != NULL ? hdr_extra : "") < 0)
-		return -1;
-	return md_uidlist_format_recs(out, flavor, recs, n);
+	if (flavor == MAILDIR_COURIER)
+		return buf_printf(out, "1 %u %u\n", uidvalidity, uidnext);
+	return buf_printf(out, "3 V%u N%u%s%s\n", uidvalidity, uidnext,
+	                  hdr_extra != NULL ? " " : "",
+	                  hdr_extra != NULL ? hdr_extra : "");
 }
 
 int
-md_uidlist_format_recs(struct buf *out, enum maildir_flavor flavor,
-                       const struct md_rec *recs, size_t n)
+md_uidlist_format_line(struct buf *out, enum maildir_flavor flavor, uint32_t uid,
+                       const char *base, const char *ext)
 {
-	for (size_t i = 0; i < n; i++) {
-		const char *ext = md_rec_ext(&recs[i]);
-		int r;
-
-		if (flavor == MAILDIR_COURIER)
-			r = buf_printf(out, "%u %s\n", recs[i].uid, recs[i].base);
-		else
-			r = buf_printf(out, "%u%s%s :%s\n", recs[i].uid,
-			               ext[0] != '\0' ? " " : "", ext, recs[i].base);
-		if (r < 0)
-			return -1;
-	}
-	return 0;
+	if (flavor == MAILDIR_COURIER)
+		return buf_printf(out, "%u %s\n", uid, base);
+	return buf_printf(out, "%u%s%s :%s\n", uid, ext[0] != '\0' ? " " : "", ext,
+	                  base);
 }
 
 char *

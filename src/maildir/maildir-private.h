@@ -81,27 +81,20 @@ struct md_pool {
 char *md_pool_strndup(struct md_pool *p, const char *s, size_t len);
 char *md_pool_strdup(struct md_pool *p, const char *s);
 void md_pool_free(struct md_pool *p);
-/* The pair "<base>\0<ext>\0" in the pool (see struct md_rec); returns
- * the base. */
-const char *md_pool_base_ext(struct md_pool *p, const char *base, size_t blen,
-                             const char *ext, size_t elen);
 
 /* ---- uidlist ---- */
 
-/* One line. Its base and ext strings are one pair in the uidlist's pool,
- * "<base>\0<ext>\0": 16 bytes a record, and a message's base (shared with
- * its record) has the record's ext behind it. */
+/* Bytes read at a time by md_uidlist_parse_fd() (issue 15: a 1,000,000
+ * line uidlist is ~80 MB; it is never held whole). */
+#define MD_UIDLIST_CHUNK 65536
+
+/* One line: its UID and the byte offset of the line in the parsed text or
+ * file (below MD_META_MAX). The folder reads its base and ext fields back
+ * from there when it needs them (md_uidlist_line()). */
 struct md_rec {
 	uint32_t uid;
-	const char *base;       /* the pair in the uidlist's pool */
+	uint32_t off;
 };
-
-/* The ext fields of a line as on disk ("W191 Pabc"), or "". */
-static inline const char *
-md_rec_ext(const struct md_rec *r)
-{
-	return r->base + strlen(r->base) + 1;
-}
 
 struct md_uidlist {
 	int version;            /* 0: none/empty, 1 or 3 */
@@ -111,8 +104,6 @@ struct md_uidlist {
 	char *hdr_extra;        /* owned: header fields other than V and N, or NULL */
 	struct md_rec *recs;    /* sorted by uid, unique */
 	size_t nrecs, arecs;
-	struct md_pool pool;    /* the records' strings (a record removed
-	                           leaves its strings here until the free) */
 };
 
 void md_uidlist_free(struct md_uidlist *ul);
@@ -125,14 +116,31 @@ void md_uidlist_free(struct md_uidlist *ul);
  * (line number) on a broken header or line. */
 int md_uidlist_parse(const char *text, size_t len, struct md_uidlist *ul,
                      const char **error_r);
-/* Appends the file text: Dovecot v3 or Courier v1 (recs must be sorted). */
-int md_uidlist_format(struct buf *out, enum maildir_flavor flavor,
-                      uint32_t uidvalidity, uint32_t uidnext,
-                      const char *hdr_extra, const struct md_rec *recs, size_t n);
-/* Appends only the record lines of recs (no header), as
- * md_uidlist_format() writes them: what an append to the file adds. */
-int md_uidlist_format_recs(struct buf *out, enum maildir_flavor flavor,
-                           const struct md_rec *recs, size_t n);
+/* The same from a file descriptor, read MD_UIDLIST_CHUNK bytes at a time
+ * (only a partial line is carried from one chunk to the next). Returns -1
+ * with *error_r for a broken line or header, -2 for a read error or a file
+ * of MD_META_MAX bytes or more. */
+int md_uidlist_parse_fd(int fd, struct md_uidlist *ul, const char **error_r);
+/* Splits a record line (without its LF) of a uidlist of this version:
+ * *uid_r, the ext fields as md_uidlist_format_line() writes them into *ext
+ * (reset first; "W191 Pabc" or ""), and the base (*base_r, *blen_r: in
+ * line, not NUL-terminated). Returns -1 with *why_r when it is broken. */
+int md_uidlist_line(const char *line, size_t len, int version, uint32_t *uid_r,
+                    struct buf *ext, const char **base_r, size_t *blen_r,
+                    const char **why_r);
+/* Tests and fuzzer: record i of a text md_uidlist_parse() parsed, as a
+ * new base and ext string. */
+int md_uidlist_rec_at(const char *text, size_t len, const struct md_uidlist *ul,
+                      size_t i, char **base_r, char **ext_r);
+/* Appends the header line: Dovecot "3 V<v> N<n>[ <extra>]", Courier
+ * "1 <v> <n>". */
+int md_uidlist_format_header(struct buf *out, enum maildir_flavor flavor,
+                             uint32_t uidvalidity, uint32_t uidnext,
+                             const char *hdr_extra);
+/* Appends one record line: Dovecot "<uid>[ <ext>] :<base>", Courier
+ * "<uid> <base>". */
+int md_uidlist_format_line(struct buf *out, enum maildir_flavor flavor, uint32_t uid,
+                           const char *base, const char *ext);
 /* The value of ext field `key` in an ext string (new string), or NULL. */
 char *md_ext_get(const char *ext, char key);
 

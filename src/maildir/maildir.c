@@ -21,41 +21,59 @@
  * conversion. */
 #define IO_CHUNK 65536
 
-/* Room for a message file name built by mname(): the name of a file read
- * from a directory fits in NAME_MAX; our own names (deliver) have a base
- * of at most ~560 bytes and a suffix of ":2," and 31 letters. */
+/* Room for a message file name built by mr_name(): the name of a file
+ * read from a directory fits in NAME_MAX; our own names (deliver) have a
+ * base of at most ~560 bytes and a suffix of ":2," and 31 letters. */
 #define MNAME_SIZE 1024
-/* struct mfile in slabs of this many (issue 15: no malloc per message). */
-#define MSLAB_N 1024
+/* Bytes read from the uidlist at a time to get a record's line back: a
+ * sequential walk reads ~50 lines per pread, a lookup one small block. */
+#define LINE_READ 4096
 
-/* One message file (listed or not). Allocated from the folder's slabs
- * (mfile_new()); the address stays the same while the message is known.
- * Its strings are shared, not owned: pub.base (and pub.pop3_uidl) live in
- * the uidlist's pool (f->ul.pool; a listed message shares the base with
- * its md_rec); pub.flags is interned (f->istr) together with the name's
- * suffix, the rest of the file name after the base (":2,S", or "" for a
- * name without flags part), as "<flags>\0<suffix>" (msuffix()): the name
- * in cur/ or new/ is base + suffix, for a pending delivery the name it
- * gets in cur/. */
-struct mfile {
-	struct maildir_msg pub;
-	char *tmpname;          /* pending delivery: its name in tmp/, where it
-	                           stays until commit publishes it; else NULL
-	                           (owned) */
+/* One message file (listed, pending or unlisted): 16 bytes (issue 15).
+ * Its base name is not stored here: ref says where it is. For a line of
+ * the uidlist as we last read or wrote it, ref is the line's byte offset
+ * in that file (f->ulfd keeps its inode open: Dovecot appends in place
+ * and replaces the file by rename, so the offset stays valid); the line
+ * is read back and parsed when the base or ext is needed (rec_name()).
+ * With MR_POOL (a pending delivery, an adopted file before the commit
+ * that writes its line, an unlisted file) ref is the offset of
+ * "<base>\0<ext>\0" in f->names. The flags and the name's suffix (the
+ * rest of the file name after the base: ":2,S", or "" for a name without
+ * flags part) are one interned pair, its id in meta above MR_ID_SHIFT:
+ * the name in cur/ or new/ is base + suffix, for a pending delivery the
+ * name it gets in cur/. A pending delivery's name in tmp/ is its base up
+ * to the first ',' (deliver() names it so; the host name has its ','
+ * escaped). */
+struct mrec {
+	uint32_t uid;           /* 0: unlisted */
+	uint32_t meta;          /* MR_* bits, interned pair id << MR_ID_SHIFT */
+	uint32_t ref;
+	uint32_t mtime;         /* epoch seconds; MR_MTIME_NONE: stat it */
 };
 
-struct mslab {
-	struct mslab *next;
-	struct mfile m[MSLAB_N];
-};
+#define MR_NEW 1u               /* in new/ */
+#define MR_PENDING 2u           /* in tmp/ until commit publishes it */
+#define MR_POOL 4u              /* ref is into f->names */
+#define MR_ID_SHIFT 3
+#define MR_MTIME_NONE UINT32_MAX
 
 /* Interned strings: a set of distinct (flags, name suffix) pairs (a
- * folder has few distinct values), each stored once as "<flags>\0<suffix>",
- * valid until close. */
+ * folder has few distinct values), each stored once as "<flags>\0<suffix>"
+ * and numbered, valid until close. */
 struct istr {
-	const char **slot;      /* open addressing, NULL = free */
+	uint32_t *slot;         /* open addressing: id + 1, 0 = free */
 	size_t n, cap;          /* cap a power of 2, or 0 */
+	const char **byid;      /* n pairs */
+	size_t abyid;
 	struct md_pool pool;
+};
+
+/* RFC822.SIZE of messages whose name and line do not give it (Courier,
+ * Dovecot without W=), as maildir_msg_size() counted it or a Courier
+ * delivery wrote it: open addressing by UID. */
+struct szent {
+	uint32_t uid;           /* 0 = free */
+	uint64_t size;
 };
 
 /* A Courier keyword-update file to remove once :list holds its state. */
@@ -76,10 +94,18 @@ struct maildir_folder {
 	bool lock_explicit;     /* taken by maildir_folder_lock(): kept until
 	                           commit or close */
 
-	/* uidlist: disk records plus pending ones, sorted by UID */
+	/* uidlist: its header as read or written (ul.recs only inside
+	 * load()); the records are in msgs (with a file) and gone (without) */
 	struct md_uidlist ul;
 	bool have_uidlist;
 	struct stat ul_st;
+	int ulfd;               /* the uidlist the disk records' offsets are
+	                           of, or -1 */
+	char *lc;               /* a block of it (line_at()) */
+	size_t lc_alloc, lc_len;
+	uint64_t lc_off;
+	struct buf names;       /* MR_POOL strings "<base>\0<ext>\0" */
+	struct buf sb, se;      /* rec_name(): base and ext */
 	uint32_t disk_maxuid;
 	uint32_t set_v, set_n;  /* from set_uids, 0 = unset */
 	uint32_t floor;         /* lowest UID accepted now */
@@ -92,6 +118,8 @@ struct maildir_folder {
 	uint32_t lost_first, lost_floor;
 	uint64_t ul_bytes;      /* uidlist bytes written (test hook) */
 	unsigned int ul_rewrites;
+	unsigned int hash_bits; /* test hook: base hashes cut to this many bits
+	                           (IMAPFERRY_TEST_MD_HASH_BITS), 64 normally */
 	char *iobuf;            /* 2 * IO_CHUNK, allocated at first use */
 
 	/* keywords */
@@ -110,15 +138,15 @@ struct maildir_folder {
 	size_t nckw_updates;
 
 	/* messages */
-	struct mslab *slabs;    /* every struct mfile */
-	size_t slab_used;       /* of slabs (the newest) */
-	struct mfile **mfree;   /* freed ones, for reuse */
-	size_t nmfree, amfree;
 	struct istr istr;       /* flags and name suffixes */
-	struct mfile **msgs;    /* listed, sorted by UID */
+	struct mrec *msgs;      /* listed, sorted by UID */
 	size_t nmsgs, amsgs;
-	struct mfile **unl;     /* unlisted, sorted by base */
+	struct md_rec *gone;    /* uidlist lines without a file, by UID */
+	size_t ngone, agone;
+	struct mrec *unl;       /* unlisted, sorted by base */
 	size_t nunl, aunl;
+	struct szent *szc;      /* see struct szent */
+	size_t nszc, cszc;
 	uint32_t *synced;       /* UIDs delivered or adopted since the last
 	                           commit, ascending (pending ones among them) */
 	size_t nsynced, asynced;
@@ -172,46 +200,14 @@ uidlist_name(const struct maildir_folder *f)
 	       MD_UIDLIST_DOVECOT;
 }
 
-/* The directory holding m's file now and its name there. */
-static int
-dirfd_of(const struct maildir_folder *f, const struct mfile *m)
+/* Grows an array of elements of size sz to hold n + 1. */
+static void *
+grow(void *arr, size_t n, size_t *alloc, size_t sz)
 {
-	if (m->tmpname != NULL)
-		return f->tmpfd;
-	return m->pub.in_new ? f->newfd : f->curfd;
-}
-
-/* The suffix of m's file name, interned after its flags. */
-static const char *
-msuffix(const struct mfile *m)
-{
-	return m->pub.flags + strlen(m->pub.flags) + 1;
-}
-
-/* m's file name in cur/ or new/ (for a pending delivery the one it gets
- * in cur/), built into buf (MNAME_SIZE bytes). */
-static const char *
-mname(const struct mfile *m, char *buf)
-{
-	snprintf(buf, MNAME_SIZE, "%s%s", m->pub.base, msuffix(m));
-	return buf;
-}
-
-/* The name of m's file in the directory dirfd_of() gives. */
-static const char *
-fsname_of(const struct mfile *m, char *buf)
-{
-	return m->tmpname != NULL ? m->tmpname : mname(m, buf);
-}
-
-static void
-ptr_push(void ***arr, size_t *n, size_t *alloc, void *p)
-{
-	if (*n == *alloc) {
-		*alloc = *alloc == 0 ? 64 : *alloc * 2;
-		*arr = xreallocarray(*arr, *alloc, sizeof(**arr));
-	}
-	(*arr)[(*n)++] = p;
+	if (n < *alloc)
+		return arr;
+	*alloc = *alloc == 0 ? 64 : *alloc * 2;
+	return xreallocarray(arr, *alloc, sz);
 }
 
 static uint64_t
@@ -228,25 +224,26 @@ istr_hash(const char *pair)
 	return h;
 }
 
-/* The interned pair "<flags>\0<suffix>" (valid until the folder is
- * closed); its address is what pub.flags holds. */
-static const char *
-istr_pair(struct istr *t, const char *flags, const char *suffix)
+/* The id of the interned pair "<flags>\0<suffix>" (valid until the folder
+ * is closed). */
+static uint32_t
+istr_id(struct istr *t, const char *flags, const char *suffix)
 {
 	size_t lf = strlen(flags), ls = strlen(suffix), i;
 	char *key = xmalloc(lf + ls + 2);
+	const char *s;
 
 	memcpy(key, flags, lf + 1);
 	memcpy(key + lf + 1, suffix, ls + 1);
 	if (t->n * 2 >= t->cap) {
 		size_t ncap = t->cap == 0 ? 64 : t->cap * 2;
-		const char **ns = xcalloc(ncap, sizeof(*ns));
+		uint32_t *ns = xcalloc(ncap, sizeof(*ns));
 
 		for (size_t j = 0; j < t->cap; j++) {
-			if (t->slot[j] == NULL)
+			if (t->slot[j] == 0)
 				continue;
-			i = (size_t)istr_hash(t->slot[j]) & (ncap - 1);
-			while (ns[i] != NULL)
+			i = (size_t)istr_hash(t->byid[t->slot[j] - 1]) & (ncap - 1);
+			while (ns[i] != 0)
 				i = (i + 1) & (ncap - 1);
 			ns[i] = t->slot[j];
 		}
@@ -255,44 +252,70 @@ istr_pair(struct istr *t, const char *flags, const char *suffix)
 		t->cap = ncap;
 	}
 	i = (size_t)istr_hash(key) & (t->cap - 1);
-	while (t->slot[i] != NULL) {
-		const char *e = t->slot[i];
+	while (t->slot[i] != 0) {
+		const char *e = t->byid[t->slot[i] - 1];
 
 		if (strcmp(e, flags) == 0 && strcmp(e + lf + 1, suffix) == 0) {
 			free(key);
-			return e;
+			return t->slot[i] - 1;
 		}
 		i = (i + 1) & (t->cap - 1);
 	}
-	t->slot[i] = md_pool_strndup(&t->pool, key, lf + ls + 1);
-	t->n++;
+	if (t->n >= (UINT32_MAX >> MR_ID_SHIFT))
+		fatal("maildir: too many distinct flag sets");
+	t->byid = grow(t->byid, t->n, &t->abyid, sizeof(*t->byid));
+	s = md_pool_strndup(&t->pool, key, lf + ls + 1);
+	t->byid[t->n] = s;
+	t->slot[i] = (uint32_t)++t->n;
 	free(key);
-	return t->slot[i];
+	return (uint32_t)(t->n - 1);
 }
 
 static void
 istr_free(struct istr *t)
 {
 	free(t->slot);
+	free(t->byid);
 	md_pool_free(&t->pool);
 	memset(t, 0, sizeof(*t));
 }
 
-/* Gives m the flags and name suffix given (interned). */
-static void
-mfile_set(struct maildir_folder *f, struct mfile *m, const char *flags,
-          const char *suffix)
+/* r's flags (interned) and the suffix of its file name behind them. */
+static const char *
+mr_flags(const struct maildir_folder *f, const struct mrec *r)
 {
-	m->pub.flags = istr_pair(&f->istr, flags, suffix);
+	return f->istr.byid[r->meta >> MR_ID_SHIFT];
+}
+
+static const char *
+mr_suffix(const struct maildir_folder *f, const struct mrec *r)
+{
+	const char *fl = mr_flags(f, r);
+
+	return fl + strlen(fl) + 1;
+}
+
+/* Gives r the flags and name suffix given (interned). */
+static void
+mr_set(struct maildir_folder *f, struct mrec *r, const char *flags,
+       const char *suffix)
+{
+	r->meta = (r->meta & ((1u << MR_ID_SHIFT) - 1)) |
+	          istr_id(&f->istr, flags, suffix) << MR_ID_SHIFT;
 }
 
 /* Same with flags a new string, which it frees. */
 static void
-mfile_take(struct maildir_folder *f, struct mfile *m, char *flags,
-           const char *suffix)
+mr_take(struct maildir_folder *f, struct mrec *r, char *flags, const char *suffix)
 {
-	mfile_set(f, m, flags, suffix);
+	mr_set(f, r, flags, suffix);
 	free(flags);
+}
+
+static uint32_t
+mtime32(int64_t t)
+{
+	return t >= 0 && t < (int64_t)MR_MTIME_NONE ? (uint32_t)t : MR_MTIME_NONE;
 }
 
 /* ":2,<letters>" into buf (MNAME_SIZE bytes). */
@@ -303,54 +326,147 @@ suffix_of(const char *letters, char *buf)
 	return buf;
 }
 
-/* A zeroed struct mfile from the folder's slabs. */
-static struct mfile *
-mfile_new(struct maildir_folder *f)
+/* Adds "<base>\0<ext>\0" to f->names; returns its offset. */
+static uint32_t
+names_add(struct maildir_folder *f, const char *base, size_t blen,
+          const char *ext, size_t elen)
 {
-	struct mfile *m;
+	size_t off = buf_len(&f->names);
 
-	if (f->nmfree > 0) {
-		m = f->mfree[--f->nmfree];
-	} else {
-		if (f->slabs == NULL || f->slab_used == MSLAB_N) {
-			struct mslab *s = xmalloc(sizeof(*s));
+	if (buf_append(&f->names, base, blen) < 0 ||
+	    buf_append(&f->names, "", 1) < 0 ||
+	    buf_append(&f->names, ext, elen) < 0 ||
+	    buf_append(&f->names, "", 1) < 0)
+		fatal("maildir: %s: more than 4 GB of file names", f->where);
+	return (uint32_t)off;
+}
 
-			s->next = f->slabs;
-			f->slabs = s;
-			f->slab_used = 0;
+/* The uidlist line (without LF) at byte offset off of f->ulfd, in f->lc:
+ * valid until the next call. */
+static int
+line_at(struct maildir_folder *f, uint32_t off, const char **line_r,
+        size_t *len_r, const char **error_r)
+{
+	size_t want = LINE_READ;
+
+	if (off >= f->lc_off && off - f->lc_off < f->lc_len) {
+		const char *p = f->lc + (off - f->lc_off);
+		const char *nl = memchr(p, '\n', f->lc_len - (size_t)(off - f->lc_off));
+
+		if (nl != NULL) {
+			*line_r = p;
+			*len_r = (size_t)(nl - p);
+			return 0;
 		}
-		m = &f->slabs->m[f->slab_used++];
 	}
-	memset(m, 0, sizeof(*m));
-	return m;
+	for (;;) {
+		ssize_t n;
+		const char *nl;
+
+		if (f->lc_alloc < want) {
+			free(f->lc);
+			f->lc = xmalloc(want);
+			f->lc_alloc = want;
+		}
+		f->lc_len = 0;
+		do
+			n = f->ulfd < 0 ? -1 : pread(f->ulfd, f->lc, want, off);
+		while (n < 0 && errno == EINTR);
+		if (n < 0) {
+			*error_r = err_errno(errno, "%s: reading %s back: %s", f->where,
+			                     uidlist_name(f), f->ulfd < 0 ? "not open" :
+			                     strerror(errno));
+			return -1;
+		}
+		f->lc_off = off;
+		f->lc_len = (size_t)n;
+		nl = memchr(f->lc, '\n', (size_t)n);
+		if (nl != NULL) {
+			*line_r = f->lc;
+			*len_r = (size_t)(nl - f->lc);
+			return 0;
+		}
+		if ((size_t)n < want || want >= MD_META_MAX) {
+			*error_r = err_set("%s: %s: the line at offset %u is gone",
+			                   f->where, uidlist_name(f), off);
+			return -1;
+		}
+		want *= 2;
+	}
 }
 
-/* Returns m to the slabs (its shared strings stay where they live). */
-static void
-mfile_free(struct maildir_folder *f, struct mfile *m)
+/* The base and ext of a record (meta, ref) into f->sb and f->se. Returns
+ * the base (valid until the next call), or NULL with *error_r. */
+static const char *
+rec_name(struct maildir_folder *f, uint32_t meta, uint32_t ref,
+         const char **error_r)
 {
-	if (m == NULL)
-		return;
-	XFREE(m->tmpname);
-	ptr_push((void ***)&f->mfree, &f->nmfree, &f->amfree, m);
+	const char *base, *line, *why;
+	size_t blen, len;
+	uint32_t uid;
+
+	buf_reset(&f->sb);
+	if ((meta & MR_POOL) != 0) {
+		base = buf_data(&f->names) + ref;
+		blen = strlen(base);
+		buf_reset(&f->se);
+		if (buf_append_str(&f->se, base + blen + 1) < 0)
+			fatal("maildir: ext too long");
+	} else {
+		if (line_at(f, ref, &line, &len, error_r) < 0)
+			return NULL;
+		if (md_uidlist_line(line, len, f->ul.version, &uid, &f->se, &base, &blen,
+		                    &why) < 0) {
+			*error_r = err_set("%s: %s: the line at offset %u changed (%s)",
+			                   f->where, uidlist_name(f), ref, why);
+			return NULL;
+		}
+	}
+	if (buf_append(&f->sb, base, blen) < 0)
+		fatal("maildir: base too long");
+	return buf_data(&f->sb);
 }
 
+/* The directory holding r's file now. */
 static int
-cmp_mfile_uid(const void *a, const void *b)
+mr_dirfd(const struct maildir_folder *f, const struct mrec *r)
 {
-	const struct mfile *x = *(struct mfile *const *)a;
-	const struct mfile *y = *(struct mfile *const *)b;
-
-	return x->pub.uid < y->pub.uid ? -1 : x->pub.uid > y->pub.uid;
+	if ((r->meta & MR_PENDING) != 0)
+		return f->tmpfd;
+	return (r->meta & MR_NEW) != 0 ? f->newfd : f->curfd;
 }
 
-static int
-cmp_mfile_base(const void *a, const void *b)
+/* r's file name in cur/ or new/ (for a pending delivery the one it gets
+ * in cur/), built into buf (MNAME_SIZE bytes); NULL with *error_r. */
+static const char *
+mr_name(struct maildir_folder *f, const struct mrec *r, char *buf,
+        const char **error_r)
 {
-	const struct mfile *x = *(struct mfile *const *)a;
-	const struct mfile *y = *(struct mfile *const *)b;
+	const char *base = rec_name(f, r->meta, r->ref, error_r);
 
-	return strcmp(x->pub.base, y->pub.base);
+	if (base == NULL)
+		return NULL;
+	if ((size_t)snprintf(buf, MNAME_SIZE, "%s%s", base, mr_suffix(f, r)) >= MNAME_SIZE) {
+		*error_r = err_set("%s: file name too long: %.100s", f->where, base);
+		return NULL;
+	}
+	return buf;
+}
+
+/* The name of r's file in the directory mr_dirfd() gives. */
+static const char *
+mr_fsname(struct maildir_folder *f, const struct mrec *r, char *buf,
+          const char **error_r)
+{
+	const char *base;
+
+	if ((r->meta & MR_PENDING) == 0)
+		return mr_name(f, r, buf, error_r);
+	base = rec_name(f, r->meta, r->ref, error_r);
+	if (base == NULL)
+		return NULL;
+	snprintf(buf, MNAME_SIZE, "%.*s", (int)strcspn(base, ","), base);
+	return buf;
 }
 
 static size_t
@@ -361,65 +477,80 @@ msg_index(const struct maildir_folder *f, uint32_t uid, bool *found_r)
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
 
-		if (f->msgs[mid]->pub.uid < uid)
+		if (f->msgs[mid].uid < uid)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
-	*found_r = lo < f->nmsgs && f->msgs[lo]->pub.uid == uid;
+	*found_r = lo < f->nmsgs && f->msgs[lo].uid == uid;
 	return lo;
 }
 
-static struct mfile *
+static struct mrec *
 msg_lookup(const struct maildir_folder *f, uint32_t uid)
 {
 	bool found;
 	size_t i = msg_index(f, uid, &found);
 
-	return found ? f->msgs[i] : NULL;
-}
-
-static size_t
-rec_index(const struct md_uidlist *ul, uint32_t uid, bool *found_r)
-{
-	size_t lo = 0, hi = ul->nrecs;
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (ul->recs[mid].uid < uid)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	*found_r = lo < ul->nrecs && ul->recs[lo].uid == uid;
-	return lo;
-}
-
-/* Appends a record; base is a message's, a "<base>\0<ext>\0" pair in
- * ul->pool: shared when its ext is ext, else a new pair. Returns the
- * record's base, for the message to share. */
-static const char *
-rec_append(struct md_uidlist *ul, uint32_t uid, const char *base, const char *ext)
-{
-	size_t blen = strlen(base);
-
-	if (strcmp(base + blen + 1, ext) != 0)
-		base = md_pool_base_ext(&ul->pool, base, blen, ext, strlen(ext));
-	if (ul->nrecs == ul->arecs) {
-		ul->arecs = ul->arecs == 0 ? 64 : ul->arecs * 2;
-		ul->recs = xreallocarray(ul->recs, ul->arecs, sizeof(*ul->recs));
-	}
-	ul->recs[ul->nrecs].uid = uid;
-	ul->recs[ul->nrecs].base = base;
-	ul->nrecs++;
-	return base;
+	return found ? &f->msgs[i] : NULL;
 }
 
 static uint32_t
 max_uid(const struct maildir_folder *f)
 {
-	return f->ul.nrecs > 0 ? f->ul.recs[f->ul.nrecs - 1].uid : 0;
+	uint32_t a = f->nmsgs > 0 ? f->msgs[f->nmsgs - 1].uid : 0;
+	uint32_t b = f->ngone > 0 ? f->gone[f->ngone - 1].uid : 0;
+
+	return a > b ? a : b;
+}
+
+/* ---- the size cache (struct szent) ---- */
+
+static size_t
+szc_slot(const struct szent *t, size_t cap, uint32_t uid)
+{
+	size_t i = (size_t)(uid * 2654435761u) & (cap - 1);
+
+	while (t[i].uid != 0 && t[i].uid != uid)
+		i = (i + 1) & (cap - 1);
+	return i;
+}
+
+static void
+szc_put(struct maildir_folder *f, uint32_t uid, uint64_t size)
+{
+	size_t i;
+
+	if (uid == 0)
+		return;
+	if ((f->nszc + 1) * 2 > f->cszc) {
+		size_t ncap = f->cszc == 0 ? 64 : f->cszc * 2;
+		struct szent *nt = xcalloc(ncap, sizeof(*nt));
+
+		for (size_t j = 0; j < f->cszc; j++) {
+			if (f->szc[j].uid != 0)
+				nt[szc_slot(nt, ncap, f->szc[j].uid)] = f->szc[j];
+		}
+		free(f->szc);
+		f->szc = nt;
+		f->cszc = ncap;
+	}
+	i = szc_slot(f->szc, f->cszc, uid);
+	if (f->szc[i].uid == 0)
+		f->nszc++;
+	f->szc[i].uid = uid;
+	f->szc[i].size = size;
+}
+
+static uint64_t
+szc_get(const struct maildir_folder *f, uint32_t uid)
+{
+	size_t i;
+
+	if (f->cszc == 0 || uid == 0)
+		return MAILDIR_SIZE_UNKNOWN;
+	i = szc_slot(f->szc, f->cszc, uid);
+	return f->szc[i].uid == uid ? f->szc[i].size : MAILDIR_SIZE_UNKNOWN;
 }
 
 /* Opens a fresh directory stream of a directory fd (independent offset). */
@@ -691,28 +822,39 @@ drop_pending(struct maildir_folder *f)
 	size_t n = 0;
 
 	for (size_t i = 0; i < f->nmsgs; i++) {
-		struct mfile *m = f->msgs[i];
+		struct mrec *r = &f->msgs[i];
+		char nbuf[MNAME_SIZE];
+		const char *err;
 
-		if (m->tmpname == NULL)
+		if ((r->meta & MR_PENDING) == 0)
 			continue;
-		if (unlinkat(f->tmpfd, m->tmpname, 0) < 0 && errno != ENOENT)
-			log_warn("%s: unlink tmp/%s: %s", f->where, m->tmpname,
-			         strerror(errno));
-		XFREE(m->tmpname);
+		if (mr_fsname(f, r, nbuf, &err) == NULL)
+			log_warn("%s", err);
+		else if (unlinkat(f->tmpfd, nbuf, 0) < 0 && errno != ENOENT)
+			log_warn("%s: unlink tmp/%s: %s", f->where, nbuf, strerror(errno));
+		r->meta &= ~MR_PENDING;
 		n++;
 	}
 	return n;
+}
+
+/* Forgets the uidlist inode the records point into. */
+static void
+close_uidlist(struct maildir_folder *f)
+{
+	if (f->ulfd >= 0)
+		close(f->ulfd);
+	f->ulfd = -1;
+	f->lc_len = 0;
 }
 
 static void
 clear_state(struct maildir_folder *f)
 {
 	drop_pending(f);
-	for (size_t i = 0; i < f->nmsgs; i++)
-		mfile_free(f, f->msgs[i]);
-	for (size_t i = 0; i < f->nunl; i++)
-		mfile_free(f, f->unl[i]);
-	f->nmsgs = f->nunl = 0;
+	f->nmsgs = f->nunl = f->ngone = 0;
+	buf_reset(&f->names);
+	close_uidlist(f);
 	md_uidlist_free(&f->ul);
 	for (size_t i = 0; i < MD_MAX_KEYWORDS; i++)
 		XFREE(f->dkw[i]);
@@ -727,18 +869,86 @@ clear_state(struct maildir_folder *f)
 	f->dirty = f->dir_dirty = f->ckw_dirty = f->need_rewrite = false;
 }
 
-static int
-cmp_str(const void *a, const void *b)
+/* The hash of a base that matches scanned files to uidlist lines
+ * (FNV-1a, 64 bits; fewer with the test hook, to force collisions). */
+static uint64_t
+base_hash(const struct maildir_folder *f, const char *s, size_t len)
 {
-	return strcmp(*(const char *const *)a, *(const char *const *)b);
+	uint64_t h = 14695981039346656037u;
+
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ (unsigned char)s[i]) * 1099511628211u;
+	return f->hash_bits >= 64 ? h : h & ((UINT64_C(1) << f->hash_bits) - 1);
 }
 
-/* Scans one of cur/ and new/ into *v. A file whose base a uidlist line
- * names (ix: the records' bases sorted by strcmp) shares the line's
- * string; others get theirs in the uidlist's pool. */
+/* load()'s index of the uidlist lines by the hash of their base, sorted
+ * by (hash, line): a scanned file finds its line without the folder
+ * holding every base (16 bytes a line, freed after the scan). */
+struct hix {
+	uint64_t h;
+	uint32_t rec;           /* index in f->ul.recs */
+	uint32_t claim;         /* index in f->msgs + 1 of its file, 0 if none */
+};
+
 static int
-scan_dir(struct maildir_folder *f, bool in_new, struct mfile ***v, size_t *n,
-         size_t *alloc, const char **ix, size_t nix, const char **error_r)
+cmp_hix(const void *a, const void *b)
+{
+	const struct hix *x = a, *y = b;
+
+	if (x->h != y->h)
+		return x->h < y->h ? -1 : 1;
+	return x->rec < y->rec ? -1 : (x->rec > y->rec);
+}
+
+/* The index entry of the line naming base (blen bytes), or NULL: of
+ * several lines with the same base the last (highest UID) wins, as in
+ * Dovecot. Hash hits are checked against the line's real base. */
+static struct hix *
+hix_find(struct maildir_folder *f, struct hix *ix, size_t n, const char *base,
+         size_t blen, const char **error_r)
+{
+	uint64_t h = base_hash(f, base, blen);
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (ix[mid].h < h)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	hi = lo;
+	while (hi < n && ix[hi].h == h)
+		hi++;
+	while (hi-- > lo) {
+		const char *b = rec_name(f, 0, f->ul.recs[ix[hi].rec].off, error_r);
+
+		if (b == NULL)
+			return (struct hix *)-1;
+		if (buf_len(&f->sb) == blen && memcmp(b, base, blen) == 0)
+			return &ix[hi];
+	}
+	return NULL;
+}
+
+static int
+cmp_ckw_base(const void *a, const void *b)
+{
+	return strcmp(((const struct md_ckw_entry *)a)->base,
+	              ((const struct md_ckw_entry *)b)->base);
+}
+
+static char *flags_from_letters(const struct maildir_folder *f, const char *letters,
+                                const struct md_ckw_entry *ckw);
+
+/* Scans one of cur/ and new/: a file a uidlist line names (ix) joins
+ * f->msgs with the line's UID and offset (a base in both cur/ and new/
+ * keeps the cur/ one; cur/ is scanned first), others join f->unl with
+ * their base in f->names. */
+static int
+scan_dir(struct maildir_folder *f, bool in_new, struct hix *ix, size_t nix,
+         const struct md_ckw *ckw, const char **error_r)
 {
 	int dfd = in_new ? f->newfd : f->curfd;
 	DIR *d = open_dir(dfd);
@@ -751,9 +961,11 @@ scan_dir(struct maildir_folder *f, bool in_new, struct mfile ***v, size_t *n,
 	}
 	while ((errno = 0, de = readdir(d)) != NULL) {
 		struct stat st;
-		struct mfile *m;
+		struct mrec r = { 0 };
+		const struct md_ckw_entry *e = NULL;
+		const char *suffix, *letters;
 		char key[sizeof(de->d_name)];
-		const char *keyp = key, **hit;
+		struct hix *hit;
 		size_t blen;
 
 		if (de->d_name[0] == '.')
@@ -761,28 +973,49 @@ scan_dir(struct maildir_folder *f, bool in_new, struct mfile ***v, size_t *n,
 		if (fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
 		    !S_ISREG(st.st_mode))
 			continue;       /* vanished, or a symlink: never a message */
-		m = mfile_new(f);
 		blen = md_name_base_len(de->d_name);
 		memcpy(key, de->d_name, blen);
 		key[blen] = '\0';
-		hit = nix == 0 ? NULL : bsearch(&keyp, ix, nix, sizeof(*ix), cmp_str);
-		m->pub.base = hit != NULL ? *hit :
-			md_pool_base_ext(&f->ul.pool, de->d_name, blen, "", 0);
-		mfile_set(f, m, "", de->d_name + blen);  /* flags: load() */
-		m->pub.in_new = in_new;
-		m->pub.mtime = (int64_t)st.st_mtime;
-		m->pub.file_size = (uint64_t)st.st_size;
-		m->pub.size = MAILDIR_SIZE_UNKNOWN;
-		if (f->o.flavor == MAILDIR_DOVECOT &&
-		    !md_name_field(de->d_name, 'W', &m->pub.size))
-			m->pub.size = MAILDIR_SIZE_UNKNOWN;
+		suffix = de->d_name + blen;
+		letters = in_new ? "" : md_name_letters(suffix);
 		if (!in_new) {
-			for (const char *p = md_name_letters(msuffix(m)); *p != '\0'; p++) {
+			for (const char *p = letters; *p != '\0'; p++) {
 				if (*p >= 'a' && *p <= 'z')
 					f->used_letters |= 1u << (*p - 'a');
 			}
 		}
-		ptr_push((void ***)v, n, alloc, m);
+		if (f->o.flavor == MAILDIR_COURIER && ckw->n > 0) {
+			struct md_ckw_entry k = { .base = key };
+
+			e = bsearch(&k, ckw->e, ckw->n, sizeof(*ckw->e), cmp_ckw_base);
+		}
+		r.meta = in_new ? MR_NEW : 0;
+		mr_take(f, &r, flags_from_letters(f, letters, e), suffix);
+		r.mtime = mtime32((int64_t)st.st_mtime);
+		hit = nix == 0 ? NULL : hix_find(f, ix, nix, key, blen, error_r);
+		if (hit == (struct hix *)-1) {
+			closedir(d);
+			return -1;
+		}
+		if (hit != NULL) {
+			r.uid = f->ul.recs[hit->rec].uid;
+			r.ref = f->ul.recs[hit->rec].off;
+			if (hit->claim != 0) {
+				struct mrec *o = &f->msgs[hit->claim - 1];
+
+				if ((o->meta & MR_NEW) != 0 && !in_new)
+					*o = r;
+				continue;
+			}
+			f->msgs = grow(f->msgs, f->nmsgs, &f->amsgs, sizeof(*f->msgs));
+			f->msgs[f->nmsgs++] = r;
+			hit->claim = (uint32_t)f->nmsgs;
+		} else {
+			r.meta |= MR_POOL;
+			r.ref = names_add(f, key, blen, "", 0);
+			f->unl = grow(f->unl, f->nunl, &f->aunl, sizeof(*f->unl));
+			f->unl[f->nunl++] = r;
+		}
 	}
 	if (errno != 0) {
 		*error_r = err_errno(errno, "%s: reading %s/: %s", f->where, in_new ? "new" : "cur",
@@ -795,10 +1028,28 @@ scan_dir(struct maildir_folder *f, bool in_new, struct mfile ***v, size_t *n,
 }
 
 static int
-cmp_ckw_base(const void *a, const void *b)
+cmp_mrec_uid(const void *a, const void *b)
 {
-	return strcmp(((const struct md_ckw_entry *)a)->base,
-	              ((const struct md_ckw_entry *)b)->base);
+	const struct mrec *x = a, *y = b;
+
+	return x->uid < y->uid ? -1 : x->uid > y->uid;
+}
+
+/* Unlisted files by base (their bases are in names, the context). */
+static int
+cmp_unl_base(const void *a, const void *b, void *names)
+{
+	const struct mrec *x = a, *y = b;
+
+	return strcmp((const char *)names + x->ref, (const char *)names + y->ref);
+}
+
+static void
+sort_unlisted(struct maildir_folder *f)
+{
+	if (f->nunl > 1)
+		qsort_r(f->unl, f->nunl, sizeof(*f->unl), cmp_unl_base,
+		        (void *)buf_data(&f->names));
 }
 
 /* Reads courierimapkeywords/:list and merges the per-message update files
@@ -918,34 +1169,43 @@ load_courier_keywords(struct maildir_folder *f, struct md_ckw *ckw,
 	return 0;
 }
 
-/* (Re)reads the uidlist and keywords and scans cur/ and new/. */
+/* (Re)reads the uidlist and keywords and scans cur/ and new/. The
+ * uidlist is parsed in chunks (its lines' UIDs and offsets only) and stays
+ * open: the records read their names back from it. */
 static int
 load(struct maildir_folder *f, const char **error_r)
 {
-	struct mfile **scan = NULL;
-	size_t nscan = 0, ascan = 0;
-	const char **ix;
 	struct md_ckw ckw = { 0 };
+	struct hix *ix = NULL;
 	struct buf b;
 	struct stat st;
 	const char *err;
-	int r;
+	size_t j;
+	int r, fd;
 
 	clear_state(f);
-	buf_init(&b, MD_META_MAX);
-	r = md_read_at(f->dirfd, uidlist_name(f), &b, &st, &err);
-	if (r < 0) {
-		*error_r = err_wrap(err, "%s: %s", f->where, err);
-		buf_free(&b);
+	fd = openat(f->dirfd, uidlist_name(f), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0 && errno != ENOENT) {
+		*error_r = err_errno(errno, "%s: open %s: %s", f->where, uidlist_name(f),
+		                     strerror(errno));
 		return -1;
 	}
-	if (r > 0) {
-		if (md_uidlist_parse(buf_data(&b), buf_len(&b), &f->ul, &err) < 0) {
-			*error_r = err_wrap(err, "%s/%s is corrupt (%s); not touching the folder",
-			                   f->where, uidlist_name(f), err);
-			buf_free(&b);
+	if (fd >= 0 && (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))) {
+		*error_r = err_set("%s: %s: not a regular file", f->where, uidlist_name(f));
+		close(fd);
+		return -1;
+	}
+	if (fd >= 0) {
+		r = md_uidlist_parse_fd(fd, &f->ul, &err);
+		if (r < 0) {
+			*error_r = r == -1 ?
+				err_wrap(err, "%s/%s is corrupt (%s); not touching the folder",
+				         f->where, uidlist_name(f), err) :
+				err_wrap(err, "%s: %s: %s", f->where, uidlist_name(f), err);
+			close(fd);
 			return -1;
 		}
+		f->ulfd = fd;
 		f->ul_st = st;
 		f->have_uidlist = f->ul.version != 0;
 		/* appends need a sorted v3 file ending in LF: Dovecot
@@ -955,17 +1215,17 @@ load(struct maildir_folder *f, const char **error_r)
 		    f->ul.version != 1) {
 			*error_r = err_set("%s/%s: unexpected version %d", f->where,
 			                   uidlist_name(f), f->ul.version);
-			buf_free(&b);
 			return -1;
 		}
 	} else {
 		memset(&f->ul_st, 0, sizeof(f->ul_st));
 	}
-	f->disk_maxuid = max_uid(f);
+	f->disk_maxuid = f->ul.nrecs > 0 ? f->ul.recs[f->ul.nrecs - 1].uid : 0;
 	f->floor = f->have_uidlist ? f->ul.uidnext : 1;
 	if (f->disk_maxuid >= f->floor)
 		f->floor = f->disk_maxuid + 1;
 
+	buf_init(&b, MD_META_MAX);
 	if (f->o.flavor == MAILDIR_DOVECOT) {
 		r = md_read_at(f->dirfd, MD_KEYWORDS_DOVECOT, &b, &f->dkw_st, &err);
 		if (r < 0) {
@@ -987,89 +1247,72 @@ load(struct maildir_folder *f, const char **error_r)
 	}
 	buf_free(&b);
 
-	/* the lines' bases by name, for scan_dir() */
-	ix = xreallocarray(NULL, f->ul.nrecs + 1, sizeof(*ix));
-	for (size_t i = 0; i < f->ul.nrecs; i++)
-		ix[i] = f->ul.recs[i].base;
-	if (f->ul.nrecs > 1)
-		qsort(ix, f->ul.nrecs, sizeof(*ix), cmp_str);
-	r = scan_dir(f, false, &scan, &nscan, &ascan, ix, f->ul.nrecs, error_r);
+	/* the lines by the hash of their base, for scan_dir(); read in file
+	 * order (a sequential read of the uidlist) */
+	if (f->ul.nrecs > 0) {
+		ix = xreallocarray(NULL, f->ul.nrecs, sizeof(*ix));
+		for (size_t i = 0; i < f->ul.nrecs; i++) {
+			const char *base = rec_name(f, 0, f->ul.recs[i].off, error_r);
+
+			if (base == NULL) {
+				free(ix);
+				md_ckw_free(&ckw);
+				return -1;
+			}
+			ix[i].h = base_hash(f, base, buf_len(&f->sb));
+			ix[i].rec = (uint32_t)i;
+			ix[i].claim = 0;
+		}
+		qsort(ix, f->ul.nrecs, sizeof(*ix), cmp_hix);
+	}
+	/* about one file per line: no doubling beyond that */
+	if (f->amsgs < f->ul.nrecs) {
+		f->amsgs = f->ul.nrecs;
+		f->msgs = xreallocarray(f->msgs, f->amsgs, sizeof(*f->msgs));
+	}
+	r = scan_dir(f, false, ix, f->ul.nrecs, &ckw, error_r);
 	if (r == 0)
-		r = scan_dir(f, true, &scan, &nscan, &ascan, ix, f->ul.nrecs, error_r);
-	free(ix);
+		r = scan_dir(f, true, ix, f->ul.nrecs, &ckw, error_r);
+	md_ckw_free(&ckw);
 	if (r < 0) {
-		for (size_t i = 0; i < nscan; i++)
-			mfile_free(f, scan[i]);
-		free(scan);
-		md_ckw_free(&ckw);
+		free(ix);
+		f->nmsgs = f->nunl = 0;
 		return -1;
 	}
-	/* by base; a base in both cur/ and new/ keeps the cur/ one */
-	if (nscan > 0)
-		qsort(scan, nscan, sizeof(*scan), cmp_mfile_base);
-	{
-		size_t j = 0;
-
-		for (size_t i = 0; i < nscan; i++) {
-			if (j > 0 && strcmp(scan[j - 1]->pub.base, scan[i]->pub.base) == 0) {
-				if (scan[j - 1]->pub.in_new && !scan[i]->pub.in_new) {
-					mfile_free(f, scan[j - 1]);
-					scan[j - 1] = scan[i];
-				} else {
-					mfile_free(f, scan[i]);
-				}
-				continue;
-			}
-			scan[j++] = scan[i];
-		}
-		nscan = j;
-	}
-	/* match uidlist lines; a later UID for the same base wins (Dovecot).
-	 * A matched file shares the line's base string. */
+	/* the lines without a file stay as lines (f->gone) */
 	for (size_t i = 0; i < f->ul.nrecs; i++) {
-		struct mfile key_m = { .pub.base = f->ul.recs[i].base }, *key = &key_m;
-		struct mfile **hit = nscan == 0 ? NULL :
-			bsearch(&key, scan, nscan, sizeof(*scan), cmp_mfile_base);
-		char *w, *uidl;
-
-		if (hit == NULL)
+		if (ix[i].claim != 0)
+			f->ul.recs[ix[i].rec].uid = 0;
+	}
+	free(ix);
+	j = 0;
+	for (size_t i = 0; i < f->ul.nrecs; i++) {
+		if (f->ul.recs[i].uid != 0)
+			f->ul.recs[j++] = f->ul.recs[i];
+	}
+	free(f->gone);
+	f->gone = j > 0 ? xreallocarray(f->ul.recs, j, sizeof(*f->gone)) : NULL;
+	if (j == 0)
+		free(f->ul.recs);
+	f->ngone = f->agone = j;
+	f->ul.recs = NULL;
+	f->ul.nrecs = f->ul.arecs = 0;
+	if (f->nmsgs > 1)
+		qsort(f->msgs, f->nmsgs, sizeof(*f->msgs), cmp_mrec_uid);
+	/* by base; a base in both cur/ and new/ keeps the cur/ one */
+	sort_unlisted(f);
+	j = 0;
+	for (size_t i = 0; i < f->nunl; i++) {
+		if (j > 0 && strcmp(buf_data(&f->names) + f->unl[j - 1].ref,
+		                    buf_data(&f->names) + f->unl[i].ref) == 0) {
+			if ((f->unl[j - 1].meta & MR_NEW) != 0 &&
+			    (f->unl[i].meta & MR_NEW) == 0)
+				f->unl[j - 1] = f->unl[i];
 			continue;
-		(*hit)->pub.uid = f->ul.recs[i].uid;
-		(*hit)->pub.base = f->ul.recs[i].base;
-		(*hit)->pub.pop3_uidl = NULL;
-		uidl = md_ext_get(md_rec_ext(&f->ul.recs[i]), 'P');
-		if (uidl != NULL)
-			(*hit)->pub.pop3_uidl = uidl[0] == '\0' ? (*hit)->pub.base :
-				md_pool_strdup(&f->ul.pool, uidl);
-		free(uidl);
-		w = md_ext_get(md_rec_ext(&f->ul.recs[i]), 'W');
-		if (w != NULL && (*hit)->pub.size == MAILDIR_SIZE_UNKNOWN &&
-		    !str_to_u64z(w, UINT64_MAX, &(*hit)->pub.size))
-			(*hit)->pub.size = MAILDIR_SIZE_UNKNOWN;
-		free(w);
-	}
-	for (size_t i = 0; i < nscan; i++) {
-		struct mfile *m = scan[i];
-		const struct md_ckw_entry *e = NULL;
-
-		if (f->o.flavor == MAILDIR_COURIER) {
-			struct md_ckw_entry key = { .base = (char *)m->pub.base };
-
-			e = ckw.n == 0 ? NULL :
-				bsearch(&key, ckw.e, ckw.n, sizeof(*ckw.e), cmp_ckw_base);
 		}
-		mfile_take(f, m, flags_from_letters(f, m->pub.in_new ? "" :
-		                                    md_name_letters(msuffix(m)), e),
-		           msuffix(m));
-		if (m->pub.uid != 0)
-			ptr_push((void ***)&f->msgs, &f->nmsgs, &f->amsgs, m);
-		else
-			ptr_push((void ***)&f->unl, &f->nunl, &f->aunl, m);
+		f->unl[j++] = f->unl[i];
 	}
-	free(scan);
-	md_ckw_free(&ckw);
-	if (f->nmsgs > 0)
-		qsort(f->msgs, f->nmsgs, sizeof(*f->msgs), cmp_mfile_uid);
+	f->nunl = j;
 	return 0;
 }
 
@@ -1108,7 +1351,7 @@ meta_changed(const struct maildir_folder *f)
 	return false;
 }
 
-static void add_listed(struct maildir_folder *f, struct mfile *m, const char *ext);
+static void add_listed(struct maildir_folder *f, const struct mrec *r);
 static void letters_mark(struct maildir_folder *f, struct md_flags *fl, bool set[128],
                          bool *kw_defined_r);
 static void letters_emit(const struct maildir_folder *f, const bool set_in[128],
@@ -1118,7 +1361,7 @@ static void letters_emit(const struct maildir_folder *f, const bool set_in[128],
  * f->dkw now (defining letters as needed): its final name in cur/ is
  * only used at commit, so it may change until then. */
 static void
-pending_rename_letters(struct maildir_folder *f, struct mfile *m)
+pending_rename_letters(struct maildir_folder *f, struct mrec *r)
 {
 	struct md_flags fl;
 	bool set[128] = { false }, defined = false;
@@ -1127,15 +1370,15 @@ pending_rename_letters(struct maildir_folder *f, struct mfile *m)
 	if (f->o.flavor != MAILDIR_DOVECOT)
 		return;
 	md_flags_init(&fl);
-	md_flags_parse(&fl, m->pub.flags);
+	md_flags_parse(&fl, mr_flags(f, r));
 	letters_mark(f, &fl, set, &defined);
 	letters_emit(f, set, "", letters);
 	flags = flags_from_letters(f, letters, NULL);
-	if (strcmp(flags, m->pub.flags) != 0)
+	if (strcmp(flags, mr_flags(f, r)) != 0)
 		log_warn("%s: UID %u: the folder's keywords changed meanwhile; "
 		         "stored as \"%s\" instead of \"%s\"", f->where,
-		         m->pub.uid, flags, m->pub.flags);
-	mfile_take(f, m, flags, suffix_of(letters, sbuf));
+		         r->uid, flags, mr_flags(f, r));
+	mr_take(f, r, flags, suffix_of(letters, sbuf));
 	md_flags_free(&fl);
 }
 
@@ -1148,60 +1391,63 @@ pending_rename_letters(struct maildir_folder *f, struct mfile *m)
 static int
 reload(struct maildir_folder *f, const char **error_r)
 {
-	struct mfile **pend = NULL;
-	char **pext = NULL;
+	struct mrec *pend = NULL;
+	char **pbase = NULL, **pext = NULL;
 	size_t npend = 0, j = 0;
+	const char *err;
 	int r;
 
 	for (size_t i = 0; i < f->nmsgs; i++) {
-		struct mfile *m = f->msgs[i];
-		bool found;
-		size_t ri;
+		struct mrec *m = &f->msgs[i];
+		const char *base;
 
-		if (m->tmpname == NULL) {
-			f->msgs[j++] = m;
+		if ((m->meta & MR_PENDING) == 0) {
+			f->msgs[j++] = *m;
 			continue;
 		}
-		ri = rec_index(&f->ul, m->pub.uid, &found);
+		/* its name lives in what load() frees: copies meanwhile */
+		base = rec_name(f, m->meta, m->ref, &err);
+		if (base == NULL) {
+			log_warn("%s", err);
+			continue;
+		}
 		pend = xreallocarray(pend, npend + 1, sizeof(*pend));
+		pbase = xreallocarray(pbase, npend + 1, sizeof(*pbase));
 		pext = xreallocarray(pext, npend + 1, sizeof(*pext));
-		pend[npend] = m;
-		pext[npend] = xstrdup(found ? md_rec_ext(&f->ul.recs[ri]) : "");
+		pend[npend] = *m;
+		pbase[npend] = xstrdup(base);
+		pext[npend] = xstrdup(buf_data(&f->se));
 		npend++;
-		/* its strings live in the pool load() frees: copies meanwhile */
-		m->pub.base = xstrdup(m->pub.base);
-		if (m->pub.pop3_uidl != NULL)
-			m->pub.pop3_uidl = xstrdup(m->pub.pop3_uidl);
 	}
 	f->nmsgs = j;
 	r = load(f, error_r);
 	for (size_t i = 0; i < npend; i++) {
-		struct mfile *m = pend[i];
-		char *base = (char *)m->pub.base, *uidl = (char *)m->pub.pop3_uidl;
+		struct mrec *m = &pend[i];
 
-		m->pub.base = md_pool_base_ext(&f->ul.pool, base, strlen(base), pext[i],
-		                               strlen(pext[i]));
-		if (uidl != NULL)
-			m->pub.pop3_uidl = md_pool_strdup(&f->ul.pool, uidl);
-		free(base);
-		free(uidl);
-		if (r < 0 || m->pub.uid < f->floor) {
-			if (unlinkat(f->tmpfd, m->tmpname, 0) < 0 && errno != ENOENT)
-				log_warn("%s: unlink tmp/%s: %s", f->where, m->tmpname,
+		m->meta |= MR_POOL;
+		m->ref = names_add(f, pbase[i], strlen(pbase[i]), pext[i], strlen(pext[i]));
+		if (r < 0 || m->uid < f->floor) {
+			char nbuf[MNAME_SIZE];
+
+			snprintf(nbuf, sizeof(nbuf), "%.*s", (int)strcspn(pbase[i], ","),
+			         pbase[i]);
+			if (unlinkat(f->tmpfd, nbuf, 0) < 0 && errno != ENOENT)
+				log_warn("%s: unlink tmp/%s: %s", f->where, nbuf,
 				         strerror(errno));
 			if (r == 0) {
 				if (f->nlost++ == 0)
-					f->lost_first = m->pub.uid;
+					f->lost_first = m->uid;
 				f->lost_floor = f->floor;
 			}
-			mfile_free(f, m);
 		} else {
 			pending_rename_letters(f, m);
-			add_listed(f, m, pext[i]);
+			add_listed(f, m);
 		}
+		free(pbase[i]);
 		free(pext[i]);
 	}
 	free(pend);
+	free(pbase);
 	free(pext);
 	return r;
 }
@@ -1409,6 +1655,19 @@ maildir_folder_open(const char *root, const char *dirname,
 	f->where = dirname[0] == '\0' ? xstrdup(root) : xasprintf("%s/%s", root, dirname);
 	f->rootfd = f->dirfd = f->curfd = f->newfd = f->tmpfd = -1;
 	f->lock.fd = -1;
+	f->ulfd = -1;
+	buf_init(&f->names, UINT32_MAX);
+	buf_init(&f->sb, MD_META_MAX);
+	buf_init(&f->se, MD_META_MAX);
+	f->hash_bits = 64;
+	{
+		/* test hook: few hash bits force collisions of bases */
+		const char *hb = getenv("IMAPFERRY_TEST_MD_HASH_BITS");
+		uint64_t v;
+
+		if (hb != NULL && str_to_u64z(hb, 64, &v) && v > 0)
+			f->hash_bits = (unsigned int)v;
+	}
 	f->lockspec = f->o.flavor == MAILDIR_COURIER ? &lock_courier : &lock_dovecot;
 
 	if (create && mkdir_parents(root, &f->o, &err) < 0) {
@@ -1483,16 +1742,15 @@ maildir_folder_close(struct maildir_folder **fp)
 	if (f->lock.fd >= 0)
 		md_lock_release(lockdirfd(f), f->lockspec, &f->lock);
 	clear_state(f);
-	while (f->slabs != NULL) {
-		struct mslab *s = f->slabs;
-
-		f->slabs = s->next;
-		free(s);
-	}
-	free(f->mfree);
 	istr_free(&f->istr);
 	free(f->msgs);
 	free(f->unl);
+	free(f->gone);
+	free(f->szc);
+	free(f->lc);
+	buf_free(&f->names);
+	buf_free(&f->sb);
+	buf_free(&f->se);
 	free(f->synced);
 	free(f->iobuf);
 	if (f->tmpfd >= 0)
@@ -1552,18 +1810,92 @@ maildir_folder_count(const struct maildir_folder *f)
 	return f->nmsgs;
 }
 
-const struct maildir_msg *
-maildir_folder_msg(const struct maildir_folder *f, size_t i)
+uint32_t
+maildir_folder_uid(const struct maildir_folder *f, size_t i)
 {
-	return i < f->nmsgs ? &f->msgs[i]->pub : NULL;
+	return i < f->nmsgs ? f->msgs[i].uid : 0;
 }
 
-const struct maildir_msg *
-maildir_folder_find(const struct maildir_folder *f, uint32_t uid)
+/* Fills *m from r; false (with a warning) if its name cannot be read
+ * back. */
+static bool
+fill(struct maildir_folder *f, const struct mrec *r, struct maildir_msg *m)
 {
-	struct mfile *m = msg_lookup(f, uid);
+	const char *base, *ext, *err;
+	size_t blen, room;
+	uint64_t v;
+	char *w;
 
-	return m != NULL ? &m->pub : NULL;
+	base = rec_name(f, r->meta, r->ref, &err);
+	if (base == NULL) {
+		log_warn("%s", err);
+		return false;
+	}
+	blen = buf_len(&f->sb);
+	if (blen >= sizeof(m->text)) {
+		log_warn("%s: UID %u: base name too long", f->where, r->uid);
+		return false;
+	}
+	ext = buf_data(&f->se);
+	memset(m, 0, offsetof(struct maildir_msg, text));
+	memcpy(m->text, base, blen + 1);
+	m->base = m->text;
+	m->uid = r->uid;
+	m->in_new = (r->meta & MR_NEW) != 0;
+	m->flags = mr_flags(f, r);
+	m->mtime = r->mtime;
+	m->size = MAILDIR_SIZE_UNKNOWN;
+	if (!md_name_field(m->base, 'S', &m->file_size) || r->mtime == MR_MTIME_NONE) {
+		char nbuf[MNAME_SIZE];
+		struct stat st;
+
+		/* not in the name: what the file says */
+		if (mr_fsname(f, r, nbuf, &err) != NULL &&
+		    fstatat(mr_dirfd(f, r), nbuf, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+			if (!md_name_field(m->base, 'S', &m->file_size))
+				m->file_size = (uint64_t)st.st_size;
+			if (r->mtime == MR_MTIME_NONE)
+				m->mtime = (int64_t)st.st_mtime;
+		} else if (r->mtime == MR_MTIME_NONE) {
+			m->mtime = 0;
+		}
+	}
+	if (f->o.flavor == MAILDIR_DOVECOT && md_name_field(m->base, 'W', &v))
+		m->size = v;
+	if (m->size == MAILDIR_SIZE_UNKNOWN && (w = md_ext_get(ext, 'W')) != NULL) {
+		if (str_to_u64z(w, UINT64_MAX, &v))
+			m->size = v;
+		free(w);
+	}
+	if (m->size == MAILDIR_SIZE_UNKNOWN)
+		m->size = szc_get(f, r->uid);
+	if ((w = md_ext_get(ext, 'P')) != NULL) {
+		room = sizeof(m->text) - blen - 1;
+		if (w[0] == '\0')
+			m->pop3_uidl = m->base;
+		else if (strlen(w) < room)
+			m->pop3_uidl = memcpy(m->text + blen + 1, w, strlen(w) + 1);
+		else
+			log_warn("%s: UID %u: POP3 UIDL too long", f->where, r->uid);
+		free(w);
+	}
+	return true;
+}
+
+bool
+maildir_folder_msg(struct maildir_folder *f, size_t i, struct maildir_msg *m)
+{
+	return i < f->nmsgs && fill(f, &f->msgs[i], m);
+}
+
+bool
+maildir_folder_find(struct maildir_folder *f, uint32_t uid, struct maildir_msg *m)
+{
+	struct mrec *r = msg_lookup(f, uid);
+
+	if (r == NULL)
+		return false;
+	return m == NULL || fill(f, r, m);
 }
 
 size_t
@@ -1572,10 +1904,10 @@ maildir_folder_unlisted_count(const struct maildir_folder *f)
 	return f->nunl;
 }
 
-const struct maildir_msg *
-maildir_folder_unlisted(const struct maildir_folder *f, size_t i)
+bool
+maildir_folder_unlisted(struct maildir_folder *f, size_t i, struct maildir_msg *m)
 {
-	return i < f->nunl ? &f->unl[i]->pub : NULL;
+	return i < f->nunl && fill(f, &f->unl[i], m);
 }
 
 int
@@ -1780,25 +2112,23 @@ check_new_uid(struct maildir_folder *f, uint32_t uid, const char **error_r)
 	return 0;
 }
 
-/* Records a listed message with a new UID (uid >= floor). */
+/* Records a listed message with a new UID (uid >= floor): its base and
+ * ext are in f->names (MR_POOL) until the commit writes its line. */
 static void
-add_listed(struct maildir_folder *f, struct mfile *m, const char *ext)
+add_listed(struct maildir_folder *f, const struct mrec *r)
 {
-	ptr_push((void ***)&f->msgs, &f->nmsgs, &f->amsgs, m);
-	m->pub.base = rec_append(&f->ul, m->pub.uid, m->pub.base, ext);
-	f->floor = m->pub.uid + 1;
+	f->msgs = grow(f->msgs, f->nmsgs, &f->amsgs, sizeof(*f->msgs));
+	f->msgs[f->nmsgs++] = *r;
+	f->floor = r->uid + 1;
 	f->dirty = true;
-	if (f->nsynced == f->asynced) {
-		f->asynced = f->asynced == 0 ? 64 : f->asynced * 2;
-		f->synced = xreallocarray(f->synced, f->asynced, sizeof(*f->synced));
-	}
-	f->synced[f->nsynced++] = m->pub.uid;
+	f->synced = grow(f->synced, f->nsynced, &f->asynced, sizeof(*f->synced));
+	f->synced[f->nsynced++] = r->uid;
 }
 
 /* Records the file tmp/uniq (file_size bytes on disk, RFC822.SIZE size)
  * as a pending delivery of uid: its final name, flags and uidlist line.
  * On failure the caller removes tmp/uniq. */
-static int relocate(struct maildir_folder *f, struct mfile *m);
+static int relocate(struct maildir_folder *f, struct mrec *r);
 
 static int
 register_pending(struct maildir_folder *f, uint32_t uid, const char *uniq,
@@ -1810,7 +2140,7 @@ register_pending(struct maildir_folder *f, uint32_t uid, const char *uniq,
 	char letters[130], sbuf[MNAME_SIZE], *base, *ext;
 	bool set[128] = { false };
 	bool kw_defined = false, courier = f->o.flavor == MAILDIR_COURIER;
-	struct mfile *m;
+	struct mrec r = { 0 };
 
 	(void)error_r;
 	md_flags_init(&fl);
@@ -1827,26 +2157,22 @@ register_pending(struct maildir_folder *f, uint32_t uid, const char *uniq,
 		                 (unsigned long long)size);
 	/* The file stays in tmp/ until commit renames it into cur/ right
 	 * before the uidlist that lists it: a server never sees it without
-	 * its line, even if we are killed now and it breaks our lock. */
-	m = mfile_new(f);
-	mfile_take(f, m, courier ?
+	 * its line, even if we are killed now and it breaks our lock. Its
+	 * name there is the base up to the first ',' (mr_fsname()). */
+	mr_take(f, &r, courier ?
 		md_flags_format(fl.sys, (const char *const *)fl.kw, fl.nkw) :
 		flags_from_letters(f, letters, NULL), suffix_of(letters, sbuf));
-	m->tmpname = xstrdup(uniq);
-	m->pub.uid = uid;
-	/* the base with its line's ext fields behind it (struct md_rec) */
+	r.meta |= MR_PENDING | MR_POOL;
+	r.uid = uid;
+	r.mtime = mtime32(internaldate);
+	/* the base with its line's ext fields behind it */
 	ext = pop3_uidl != NULL ? xasprintf("P%s", pop3_uidl) : xstrdup("");
-	m->pub.base = md_pool_base_ext(&f->ul.pool, base, strlen(base), ext,
-	                               strlen(ext));
+	r.ref = names_add(f, base, strlen(base), ext, strlen(ext));
 	free(base);
-	m->pub.mtime = internaldate;
-	m->pub.file_size = file_size;
-	m->pub.size = size;
-	add_listed(f, m, ext);
 	free(ext);
-	/* pop3_uidl is the ext's P field */
-	if (pop3_uidl != NULL)
-		m->pub.pop3_uidl = m->pub.base + strlen(m->pub.base) + 2;
+	if (courier)
+		szc_put(f, uid, size);      /* Courier names have no W= */
+	add_listed(f, &r);
 	if (courier && fl.nkw > 0)
 		f->ckw_dirty = true;
 	if (dropped_r != NULL)
@@ -1992,15 +2318,17 @@ int
 maildir_link_in(struct maildir_folder *f, struct maildir_folder *from,
                 uint32_t uid, char **dropped_r, const char **error_r)
 {
-	struct mfile *sm = msg_lookup(from, uid);
+	struct maildir_msg *sm;
+	struct mrec *r;
 	struct timespec now;
 	char uniq[512], nbuf[MNAME_SIZE], *flags, *uidl;
+	const char *fsname;
 	uint64_t size;
 	int ret;
 
 	if (dropped_r != NULL)
 		*dropped_r = NULL;
-	if (sm == NULL) {
+	if (!maildir_folder_find(from, uid, NULL)) {
 		*error_r = err_set("%s: no message with UID %u", from->where, uid);
 		return -1;
 	}
@@ -2011,40 +2339,51 @@ maildir_link_in(struct maildir_folder *f, struct maildir_folder *from,
 	}
 	if (maildir_msg_size(from, uid, &size, error_r) < 0)
 		return -1;
-	sm = msg_lookup(from, uid);
-	if (sm == NULL) {
+	sm = xmalloc(sizeof(*sm));
+	if (!maildir_folder_find(from, uid, sm)) {
 		*error_r = err_set("%s: UID %u vanished", from->where, uid);
+		free(sm);
 		return -1;
 	}
-	if (check_new_uid(f, uid, error_r) < 0)
+	if (check_new_uid(f, uid, error_r) < 0) {
+		free(sm);
 		return -1;
+	}
 	clock_gettime(CLOCK_REALTIME, &now);
 	for (int tries = 0;; tries++) {
+		r = msg_lookup(from, uid);
+		fsname = mr_fsname(from, r, nbuf, error_r);
+		if (fsname == NULL) {
+			free(sm);
+			return -1;
+		}
 		snprintf(uniq, sizeof(uniq), "%lld.M%ldP%ldQ%u.%s",
-		         (long long)(sm->pub.mtime > 0 ? sm->pub.mtime : now.tv_sec),
+		         (long long)(sm->mtime > 0 ? sm->mtime : now.tv_sec),
 		         now.tv_nsec / 1000, (long)getpid(),
 		         atomic_fetch_add(&uniq_counter, 1) + 1, f->hostname);
-		if (linkat(dirfd_of(from, sm), fsname_of(sm, nbuf), f->tmpfd, uniq, 0) == 0)
+		if (linkat(mr_dirfd(from, r), fsname, f->tmpfd, uniq, 0) == 0)
 			break;
-		if (errno == ENOENT && tries == 0 && sm->tmpname == NULL &&
-		    relocate(from, sm) == 0)
+		if (errno == ENOENT && tries == 0 && (r->meta & MR_PENDING) == 0 &&
+		    relocate(from, r) == 0)
 			continue;       /* renamed meanwhile (flags): once more */
 		if (errno != EEXIST || tries >= 10) {
 			*error_r = err_errno(errno, "%s: link %s/%s into tmp/: %s", f->where,
-			                   from->where, fsname_of(sm, nbuf), strerror(errno));
+			                   from->where, nbuf, strerror(errno));
+			free(sm);
 			return -1;
 		}
 	}
 	/* copies: register_pending() may change from's keyword state only
-	 * through f, but sm's strings must outlive no call on from */
-	flags = xstrdup(sm->pub.flags);
-	uidl = sm->pub.pop3_uidl != NULL ? xstrdup(sm->pub.pop3_uidl) : NULL;
-	ret = register_pending(f, uid, uniq, flags, sm->pub.mtime,
-	                       sm->pub.file_size, size, uidl, dropped_r, error_r);
+	 * through f */
+	flags = xstrdup(sm->flags);
+	uidl = sm->pop3_uidl != NULL ? xstrdup(sm->pop3_uidl) : NULL;
+	ret = register_pending(f, uid, uniq, flags, sm->mtime,
+	                       sm->file_size, size, uidl, dropped_r, error_r);
 	if (ret < 0)
 		unlinkat(f->tmpfd, uniq, 0);
 	free(flags);
 	free(uidl);
+	free(sm);
 	return ret;
 }
 
@@ -2130,16 +2469,25 @@ maildir_folder_remove(const char *root, const char *dirname,
 /* ------------------------------------------------------------------ */
 /* Flag changes, expunges, unlisted files */
 
-/* Finds the current name of m's base after a rename by someone else.
+/* Finds the current name of r's base after a rename by someone else.
  * A pending delivery in tmp/ is never renamed by others: -1. */
 static int
-relocate(struct maildir_folder *f, struct mfile *m)
+relocate(struct maildir_folder *f, struct mrec *r)
 {
-	size_t blen = strlen(m->pub.base);
+	const char *err, *b;
+	char *base;
+	size_t blen;
 
-	if (m->tmpname != NULL)
+	if ((r->meta & MR_PENDING) != 0)
 		return -1;
-
+	b = rec_name(f, r->meta, r->ref, &err);
+	if (b == NULL) {
+		log_warn("%s", err);
+		errno = EIO;
+		return -1;
+	}
+	base = xstrdup(b);
+	blen = strlen(base);
 	for (int pass = 0; pass < 2; pass++) {
 		bool in_new = pass == 1;
 		DIR *d = open_dir(in_new ? f->newfd : f->curfd);
@@ -2148,16 +2496,19 @@ relocate(struct maildir_folder *f, struct mfile *m)
 		if (d == NULL)
 			continue;
 		while ((de = readdir(d)) != NULL) {
-			if (strncmp(de->d_name, m->pub.base, blen) == 0 &&
+			if (strncmp(de->d_name, base, blen) == 0 &&
 			    (de->d_name[blen] == '\0' || de->d_name[blen] == ':')) {
-				mfile_set(f, m, m->pub.flags, de->d_name + blen);
-				m->pub.in_new = in_new;
+				mr_set(f, r, mr_flags(f, r), de->d_name + blen);
+				r->meta = in_new ? r->meta | MR_NEW : r->meta & ~MR_NEW;
 				closedir(d);
+				free(base);
 				return 0;
 			}
 		}
 		closedir(d);
 	}
+	free(base);
+	errno = ENOENT;
 	return -1;
 }
 
@@ -2166,7 +2517,7 @@ maildir_set_flags(struct maildir_folder *f, uint32_t uid, const char *flags,
                   char **dropped_r, const char **error_r)
 {
 	struct md_flags fl;
-	struct mfile *m;
+	struct mrec *m;
 	char letters[130], name[MNAME_SIZE], cur[MNAME_SIZE], suffix[MNAME_SIZE];
 	bool set[128];
 	bool kw_defined = false, locked_here = false;
@@ -2191,7 +2542,7 @@ maildir_set_flags(struct maildir_folder *f, uint32_t uid, const char *flags,
 		 * the lock. No lock otherwise: Dovecot renames files in cur/
 		 * without it too. (A pending delivery gets its letters at
 		 * commit.) */
-		if (m->tmpname != NULL || !letters_need_flush(f, set))
+		if ((m->meta & MR_PENDING) != 0 || !letters_need_flush(f, set))
 			break;
 		if (f->lock.fd >= 0) {
 			if (kw_flush(f, error_r) < 0)
@@ -2205,23 +2556,29 @@ maildir_set_flags(struct maildir_folder *f, uint32_t uid, const char *flags,
 		/* the folder may have been re-read: look again */
 	}
 	for (int tries = 0; ; tries++) {
-		letters_emit(f, set, m->pub.in_new ? "" : md_name_letters(msuffix(m)),
+		bool in_new = (m->meta & MR_NEW) != 0;
+		const char *base;
+
+		letters_emit(f, set, in_new ? "" : md_name_letters(mr_suffix(f, m)),
 		             letters);
 		suffix_of(letters, suffix);     /* m's suffix once renamed */
-		if (!m->pub.in_new && strcmp(suffix, msuffix(m)) == 0)
+		if (!in_new && strcmp(suffix, mr_suffix(f, m)) == 0)
 			break;
-		if (m->tmpname != NULL)
+		if ((m->meta & MR_PENDING) != 0)
 			break;  /* pending: only the name commit gives it changes */
-		snprintf(name, sizeof(name), "%s%s", m->pub.base, suffix);
-		if (renameat(dirfd_of(f, m), mname(m, cur), f->curfd, name) == 0) {
-			m->pub.in_new = false;
+		if (mr_name(f, m, cur, error_r) == NULL)
+			goto out;
+		base = buf_data(&f->sb);
+		snprintf(name, sizeof(name), "%s%s", base, suffix);
+		if (renameat(mr_dirfd(f, m), cur, f->curfd, name) == 0) {
+			m->meta &= ~MR_NEW;
 			f->dir_dirty = true;
 			break;
 		}
 		/* renamed by the server meanwhile: find it, keep its letters */
 		if (errno != ENOENT || tries > 0 || relocate(f, m) < 0) {
 			*error_r = err_set("%s: UID %u: rename %s: %s", f->where, uid,
-			                   mname(m, cur), errno == ENOENT ?
+			                   cur, errno == ENOENT ?
 			                   "the file vanished" : strerror(errno));
 			goto out;
 		}
@@ -2230,11 +2587,11 @@ maildir_set_flags(struct maildir_folder *f, uint32_t uid, const char *flags,
 		/* any change of the keyword part rewrites :list at commit */
 		char *nf = md_flags_format(fl.sys, (const char *const *)fl.kw, fl.nkw);
 
-		if (strcmp(nf, m->pub.flags) != 0)
+		if (strcmp(nf, mr_flags(f, m)) != 0)
 			f->ckw_dirty = true;
-		mfile_take(f, m, nf, suffix);
+		mr_take(f, m, nf, suffix);
 	} else {
-		mfile_take(f, m, flags_from_letters(f, letters, NULL), suffix);
+		mr_take(f, m, flags_from_letters(f, letters, NULL), suffix);
 	}
 	if (dropped_r != NULL)
 		*dropped_r = take_dropped(&fl);
@@ -2260,32 +2617,34 @@ flags_have_keywords(const char *flags)
 	return false;
 }
 
-/* Unlinks m's file; a file already gone is fine. */
+/* Unlinks r's file; a file already gone is fine. */
 static int
-unlink_mfile(struct maildir_folder *f, struct mfile *m, const char **error_r)
+unlink_mrec(struct maildir_folder *f, struct mrec *r, const char **error_r)
 {
 	char nbuf[MNAME_SIZE];
 
-	if (m->tmpname != NULL) {
+	if (mr_fsname(f, r, nbuf, error_r) == NULL)
+		return -1;
+	if ((r->meta & MR_PENDING) != 0) {
 		/* pending: never published, nothing in cur/ changes */
-		if (unlinkat(f->tmpfd, m->tmpname, 0) < 0 && errno != ENOENT) {
+		if (unlinkat(f->tmpfd, nbuf, 0) < 0 && errno != ENOENT) {
 			*error_r = err_errno(errno, "%s: unlink tmp/%s: %s", f->where,
-			                   m->tmpname, strerror(errno));
+			                   nbuf, strerror(errno));
 			return -1;
 		}
-		XFREE(m->tmpname);
+		r->meta &= ~MR_PENDING;
 		return 0;
 	}
-	if (unlinkat(dirfd_of(f, m), mname(m, nbuf), 0) == 0 ||
+	if (unlinkat(mr_dirfd(f, r), nbuf, 0) == 0 ||
 	    (errno == ENOENT &&
-	     (relocate(f, m) < 0 || unlinkat(dirfd_of(f, m), mname(m, nbuf), 0) == 0 ||
-	      errno == ENOENT))) {
+	     (relocate(f, r) < 0 || mr_name(f, r, nbuf, error_r) == NULL ||
+	      unlinkat(mr_dirfd(f, r), nbuf, 0) == 0 || errno == ENOENT))) {
 		f->dir_dirty = true;
-		if (f->o.flavor == MAILDIR_COURIER && flags_have_keywords(m->pub.flags))
+		if (f->o.flavor == MAILDIR_COURIER && flags_have_keywords(mr_flags(f, r)))
 			f->ckw_dirty = true;
 		return 0;
 	}
-	*error_r = err_errno(errno, "%s: unlink %s: %s", f->where, mname(m, nbuf),
+	*error_r = err_errno(errno, "%s: unlink %s: %s", f->where, nbuf,
 	                     strerror(errno));
 	return -1;
 }
@@ -2304,21 +2663,13 @@ maildir_expunge(struct maildir_folder *f, uint32_t uid, const char **error_r)
 		*error_r = err_set("%s: no message with UID %u", f->where, uid);
 		return -1;
 	}
-	if (unlink_mfile(f, f->msgs[i], error_r) < 0)
+	if (unlink_mrec(f, &f->msgs[i], error_r) < 0)
 		return -1;
-	mfile_free(f, f->msgs[i]);
 	memmove(&f->msgs[i], &f->msgs[i + 1], (f->nmsgs - i - 1) * sizeof(*f->msgs));
 	f->nmsgs--;
-	i = rec_index(&f->ul, uid, &found);
-	if (found) {
-		/* (its strings stay in the pool until the next load) */
-		memmove(&f->ul.recs[i], &f->ul.recs[i + 1],
-		        (f->ul.nrecs - i - 1) * sizeof(*f->ul.recs));
-		f->ul.nrecs--;
-		f->dirty = true;
-		if (uid <= f->disk_maxuid)
-			f->need_rewrite = true; /* a line on disk goes */
-	}
+	f->dirty = true;
+	if (uid <= f->disk_maxuid)
+		f->need_rewrite = true; /* a line on disk goes */
 	return 0;
 }
 
@@ -2341,7 +2692,7 @@ unlisted_locked(struct maildir_folder *f, size_t i, size_t *idx_r,
 		*error_r = "no such unlisted file";
 		return -1;
 	}
-	base = xstrdup(f->unl[i]->pub.base);
+	base = xstrdup(buf_data(&f->names) + f->unl[i].ref);
 	/* the server can number an unlisted file at any time: keep it from
 	 * doing so until the commit (maildir_folder_lock()) */
 	if (maildir_folder_lock(f, error_r) < 0) {
@@ -2349,7 +2700,7 @@ unlisted_locked(struct maildir_folder *f, size_t i, size_t *idx_r,
 		return -1;
 	}
 	for (size_t j = 0; j < f->nunl; j++) {
-		if (strcmp(f->unl[j]->pub.base, base) == 0) {
+		if (strcmp(buf_data(&f->names) + f->unl[j].ref, base) == 0) {
 			*idx_r = j;
 			free(base);
 			return 0;
@@ -2364,9 +2715,8 @@ int
 maildir_unlisted_expunge(struct maildir_folder *f, size_t i, const char **error_r)
 {
 	if (unlisted_locked(f, i, &i, error_r) < 0 ||
-	    unlink_mfile(f, f->unl[i], error_r) < 0)
+	    unlink_mrec(f, &f->unl[i], error_r) < 0)
 		return -1;
-	mfile_free(f, f->unl[i]);
 	unlisted_remove(f, i);
 	return 0;
 }
@@ -2375,30 +2725,32 @@ int
 maildir_unlisted_adopt(struct maildir_folder *f, size_t i, uint32_t uid,
                        const char **error_r)
 {
-	struct mfile *m;
+	struct mrec m;
 
 	if (check_new_uid(f, uid, error_r) < 0 ||
 	    unlisted_locked(f, i, &i, error_r) < 0 ||
 	    check_new_uid(f, uid, error_r) < 0)
 		return -1;
 	m = f->unl[i];
-	if (m->pub.in_new) {
+	if ((m.meta & MR_NEW) != 0) {
 		/* Courier numbers files in new/ afresh: move it to cur/ first */
 		char name[MNAME_SIZE], cur[MNAME_SIZE];
 
-		snprintf(name, sizeof(name), "%s:2,", m->pub.base);
-		if (renameat(f->newfd, mname(m, cur), f->curfd, name) < 0) {
+		if (mr_name(f, &m, cur, error_r) == NULL)
+			return -1;
+		snprintf(name, sizeof(name), "%s:2,", buf_data(&f->sb));
+		if (renameat(f->newfd, cur, f->curfd, name) < 0) {
 			*error_r = err_errno(errno, "%s: rename new/%s: %s", f->where, cur,
 			                   strerror(errno));
 			return -1;
 		}
-		mfile_set(f, m, m->pub.flags, ":2,");
-		m->pub.in_new = false;
+		mr_set(f, &m, mr_flags(f, &m), ":2,");
+		m.meta &= ~MR_NEW;
 		f->dir_dirty = true;
 	}
 	unlisted_remove(f, i);
-	m->pub.uid = uid;
-	add_listed(f, m, "");
+	m.uid = uid;
+	add_listed(f, &m);
 	return 0;
 }
 
@@ -2406,18 +2758,20 @@ maildir_unlisted_adopt(struct maildir_folder *f, size_t i, uint32_t uid,
 /* Reading */
 
 static int
-open_mfile(struct maildir_folder *f, struct mfile *m, int *fd_r,
-           const char **error_r)
+open_mrec(struct maildir_folder *f, struct mrec *r, int *fd_r,
+          const char **error_r)
 {
 	char nbuf[MNAME_SIZE];
-	int fd = openat(dirfd_of(f, m), fsname_of(m, nbuf), O_RDONLY | O_NOFOLLOW |
-	                O_CLOEXEC);
+	int fd;
 
-	if (fd < 0 && errno == ENOENT && relocate(f, m) == 0)
-		fd = openat(dirfd_of(f, m), mname(m, nbuf), O_RDONLY | O_NOFOLLOW |
-		            O_CLOEXEC);
+	if (mr_fsname(f, r, nbuf, error_r) == NULL)
+		return -1;
+	fd = openat(mr_dirfd(f, r), nbuf, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT && relocate(f, r) == 0 &&
+	    mr_name(f, r, nbuf, error_r) != NULL)
+		fd = openat(mr_dirfd(f, r), nbuf, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0) {
-		*error_r = err_set("%s: open %s: %s", f->where, fsname_of(m, nbuf),
+		*error_r = err_set("%s: open %s: %s", f->where, nbuf,
 		                   errno == ENOENT ? "the message vanished" : strerror(errno));
 		return -1;
 	}
@@ -2429,20 +2783,18 @@ int
 maildir_open_msg(struct maildir_folder *f, uint32_t uid, int *fd_r,
                  uint64_t *size_r, const char **error_r)
 {
-	struct mfile *m = msg_lookup(f, uid);
+	struct mrec *m = msg_lookup(f, uid);
 	struct stat st;
-	char nbuf[MNAME_SIZE];
 	int fd;
 
 	if (m == NULL) {
 		*error_r = err_set("%s: no message with UID %u", f->where, uid);
 		return -1;
 	}
-	if (open_mfile(f, m, &fd, error_r) < 0)
+	if (open_mrec(f, m, &fd, error_r) < 0)
 		return -1;
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		*error_r = err_set("%s: %s is not a regular file", f->where,
-		                   fsname_of(m, nbuf));
+		*error_r = err_set("%s: UID %u is not a regular file", f->where, uid);
 		close(fd);
 		return -1;
 	}
@@ -2455,20 +2807,25 @@ int
 maildir_msg_size(struct maildir_folder *f, uint32_t uid, uint64_t *size_r,
                  const char **error_r)
 {
-	struct mfile *m = msg_lookup(f, uid);
+	struct mrec *m = msg_lookup(f, uid);
+	struct maildir_msg *mm;
 	struct writer cnt;
-	char *chunk, nbuf[MNAME_SIZE];
+	char *chunk;
+	uint64_t size;
 	int fd;
 
 	if (m == NULL) {
 		*error_r = err_set("%s: no message with UID %u", f->where, uid);
 		return -1;
 	}
-	if (m->pub.size != MAILDIR_SIZE_UNKNOWN) {
-		*size_r = m->pub.size;
+	mm = xmalloc(sizeof(*mm));
+	size = fill(f, m, mm) ? mm->size : MAILDIR_SIZE_UNKNOWN;
+	free(mm);
+	if (size != MAILDIR_SIZE_UNKNOWN) {
+		*size_r = size;
 		return 0;
 	}
-	if (open_mfile(f, m, &fd, error_r) < 0)
+	if (open_mrec(f, m, &fd, error_r) < 0)
 		return -1;
 	memset(&cnt, 0, sizeof(cnt));
 	chunk = folder_iobuf(f);
@@ -2478,8 +2835,7 @@ maildir_msg_size(struct maildir_folder *f, uint32_t uid, uint64_t *size_r,
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			*error_r = err_errno(errno, "%s: read %s: %s", f->where,
-			                     fsname_of(m, nbuf),
+			*error_r = err_errno(errno, "%s: UID %u: read: %s", f->where, uid,
 			                   strerror(errno));
 			close(fd);
 			return -1;
@@ -2489,9 +2845,9 @@ maildir_msg_size(struct maildir_folder *f, uint32_t uid, uint64_t *size_r,
 		count_bytes(&cnt, chunk, (size_t)n);
 	}
 	close(fd);
-	m->pub.size = cnt.out_len + (f->o.flavor == MAILDIR_COURIER ? cnt.lfs :
-	                             cnt.bare_lfs);
-	*size_r = m->pub.size;
+	size = cnt.out_len + (f->o.flavor == MAILDIR_COURIER ? cnt.lfs : cnt.bare_lfs);
+	szc_put(f, uid, size);
+	*size_r = size;
 	return 0;
 }
 
@@ -2583,7 +2939,7 @@ static int
 sync_files(struct maildir_folder *f, const char **error_r)
 {
 	int fds[SYNC_CHUNK];
-	struct mfile *ms[SYNC_CHUNK];
+	uint32_t ms[SYNC_CHUNK];
 	char nbuf[MNAME_SIZE];
 	size_t nfd = 0, i = 0;
 	int ret = 0;
@@ -2606,27 +2962,31 @@ sync_files(struct maildir_folder *f, const char **error_r)
 
 	while (ret == 0 && (i < f->nsynced || nfd > 0)) {
 		if (i < f->nsynced && nfd < SYNC_CHUNK) {
-			struct mfile *m = msg_lookup(f, f->synced[i++]);
+			struct mrec *m = msg_lookup(f, f->synced[i++]);
 			int fd;
 
 			if (m == NULL)
 				continue;       /* expunged since */
-			fd = openat(dirfd_of(f, m), fsname_of(m, nbuf), O_RDONLY |
-			            O_NOFOLLOW | O_CLOEXEC);
-			if (fd < 0 && errno == ENOENT && relocate(f, m) == 0)
-				fd = openat(dirfd_of(f, m), mname(m, nbuf), O_RDONLY |
+			if (mr_fsname(f, m, nbuf, error_r) == NULL) {
+				ret = -1;
+				break;
+			}
+			fd = openat(mr_dirfd(f, m), nbuf, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+			if (fd < 0 && errno == ENOENT && relocate(f, m) == 0 &&
+			    mr_name(f, m, nbuf, error_r) != NULL)
+				fd = openat(mr_dirfd(f, m), nbuf, O_RDONLY |
 				            O_NOFOLLOW | O_CLOEXEC);
-			if (fd < 0 && errno == ENOENT && m->tmpname == NULL)
+			if (fd < 0 && errno == ENOENT && (m->meta & MR_PENDING) == 0)
 				continue;       /* removed by someone else */
 			if (fd < 0) {
 				*error_r = err_errno(errno, "%s: open %s%s: %s", f->where,
-				                     m->tmpname != NULL ? "tmp/" : "",
-				                     fsname_of(m, nbuf), strerror(errno));
+				                     (m->meta & MR_PENDING) != 0 ? "tmp/" : "",
+				                     nbuf, strerror(errno));
 				ret = -1;
 				break;
 			}
 			fds[nfd] = fd;
-			ms[nfd++] = m;
+			ms[nfd++] = m->uid;
 			continue;
 		}
 		{
@@ -2634,8 +2994,8 @@ sync_files(struct maildir_folder *f, const char **error_r)
 			int e;
 
 			if (sync_fds(fds, nfd, &bad, &e) < 0) {
-				*error_r = err_errno(e, "%s: fdatasync %s: %s", f->where,
-				                     fsname_of(ms[bad], nbuf), strerror(e));
+				*error_r = err_errno(e, "%s: fdatasync UID %u: %s", f->where,
+				                     ms[bad], strerror(e));
 				ret = -1;
 			}
 		}
@@ -2676,16 +3036,21 @@ static void
 unpublish(struct maildir_folder *f, size_t n)
 {
 	for (size_t i = n; i-- > 0; ) {
-		struct mfile *m = msg_lookup(f, f->synced[i]);
-		char nbuf[MNAME_SIZE];
+		struct mrec *m = msg_lookup(f, f->synced[i]);
+		char nbuf[MNAME_SIZE], tbuf[MNAME_SIZE];
+		const char *err;
 
-		if (m == NULL || m->tmpname == NULL)
+		if (m == NULL || (m->meta & MR_PENDING) == 0)
 			continue;
-		if (renameat(f->curfd, mname(m, nbuf), f->tmpfd, m->tmpname) < 0) {
+		if (mr_fsname(f, m, tbuf, &err) == NULL || mr_name(f, m, nbuf, &err) == NULL) {
+			log_warn("%s", err);
+			continue;
+		}
+		if (renameat(f->curfd, nbuf, f->tmpfd, tbuf) < 0) {
 			log_warn("%s: moving cur/%s back to tmp/ after a failed "
 			         "commit: %s; it stays without a uidlist line",
 			         f->where, nbuf, strerror(errno));
-			XFREE(m->tmpname);
+			m->meta &= ~MR_PENDING;
 		}
 	}
 }
@@ -2693,22 +3058,27 @@ unpublish(struct maildir_folder *f, size_t n)
 /* Renames every pending file from tmp/ into cur/ under its final name,
  * in UID order; *published_r tells whether any was. If a rename fails,
  * moves those already renamed back (unpublish()) and returns -1. On
- * success the files stay marked pending (tmpname) until the uidlist is in
- * place, so a later failure can still unpublish them; publish_done()
- * clears the marks. */
+ * success the files stay marked pending until the uidlist is in place,
+ * so a later failure can still unpublish them; publish_done() clears the
+ * marks. */
 static int
 publish(struct maildir_folder *f, bool *published_r, const char **error_r)
 {
 	*published_r = false;
 	for (size_t i = 0; i < f->nsynced; i++) {
-		struct mfile *m = msg_lookup(f, f->synced[i]);
-		char nbuf[MNAME_SIZE];
+		struct mrec *m = msg_lookup(f, f->synced[i]);
+		char nbuf[MNAME_SIZE], tbuf[MNAME_SIZE];
 
-		if (m == NULL || m->tmpname == NULL)
+		if (m == NULL || (m->meta & MR_PENDING) == 0)
 			continue;
-		if (renameat(f->tmpfd, m->tmpname, f->curfd, mname(m, nbuf)) < 0) {
+		if (mr_fsname(f, m, tbuf, error_r) == NULL ||
+		    mr_name(f, m, nbuf, error_r) == NULL) {
+			unpublish(f, i);
+			return -1;
+		}
+		if (renameat(f->tmpfd, tbuf, f->curfd, nbuf) < 0) {
 			*error_r = err_set("%s: UID %u: rename tmp/%s to cur/: %s",
-			                   f->where, m->pub.uid, m->tmpname,
+			                   f->where, m->uid, tbuf,
 			                   errno == ENOENT ? "the file vanished" :
 			                   strerror(errno));
 			unpublish(f, i);
@@ -2724,10 +3094,10 @@ static void
 publish_done(struct maildir_folder *f)
 {
 	for (size_t i = 0; i < f->nsynced; i++) {
-		struct mfile *m = msg_lookup(f, f->synced[i]);
+		struct mrec *m = msg_lookup(f, f->synced[i]);
 
 		if (m != NULL)
-			XFREE(m->tmpname);
+			m->meta &= ~MR_PENDING;
 	}
 }
 
@@ -2748,20 +3118,29 @@ write_courier_keywords(struct maildir_folder *f, const char **error_r)
 	}
 	/* all files, listed or not: Courier keeps keywords by base */
 	for (int pass = 0; pass < 2; pass++) {
-		struct mfile **v = pass == 0 ? f->msgs : f->unl;
+		struct mrec *v = pass == 0 ? f->msgs : f->unl;
 		size_t n = pass == 0 ? f->nmsgs : f->nunl;
 
 		for (size_t i = 0; i < n; i++) {
 			struct md_flags fl;
+			const char *base;
 
+			if (!flags_have_keywords(mr_flags(f, &v[i])))
+				continue;
+			base = rec_name(f, v[i].meta, v[i].ref, error_r);
+			if (base == NULL) {
+				md_ckw_free(&c);
+				close(kfd);
+				return -1;
+			}
 			md_flags_init(&fl);
-			md_flags_parse(&fl, v[i]->pub.flags);
+			md_flags_parse(&fl, mr_flags(f, &v[i]));
 			if (fl.nkw > 0) {
 				if (c.n == c.alloc) {
 					c.alloc = c.alloc == 0 ? 16 : c.alloc * 2;
 					c.e = xreallocarray(c.e, c.alloc, sizeof(*c.e));
 				}
-				c.e[c.n].base = xstrdup(v[i]->pub.base);
+				c.e[c.n].base = xstrdup(base);
 				c.e[c.n].kw = fl.kw;
 				c.e[c.n].nkw = fl.nkw;
 				c.n++;
@@ -2838,11 +3217,65 @@ disk_uidnext(const struct maildir_folder *f)
  * disk fails before a byte is written; a failing write is cut back to
  * the old size. Returns 1 when appended, 0 when the file cannot take an
  * append (the caller rewrites it), -1 with *error_r. */
+/* Appends the line of record (meta, ref, uid) to out; its offset in out
+ * into *off_r. */
+static int
+format_rec(struct maildir_folder *f, struct buf *out, uint32_t uid, uint32_t meta,
+           uint32_t ref, uint64_t *off_r, const char **error_r)
+{
+	const char *base = rec_name(f, meta, ref, error_r);
+
+	if (base == NULL)
+		return -1;
+	*off_r = buf_len(out);
+	if (md_uidlist_format_line(out, f->o.flavor, uid, base, buf_data(&f->se)) < 0) {
+		*error_r = err_set("%s: uidlist too large (limit %u bytes)", f->where,
+		                   MD_META_MAX);
+		return -1;
+	}
+	return 0;
+}
+
+/* After a commit wrote the lines: f->names keeps only the strings of
+ * records still in it (unlisted files). */
+static void
+names_compact(struct maildir_folder *f)
+{
+	struct buf old = f->names;
+
+	buf_init(&f->names, UINT32_MAX);
+	for (int pass = 0; pass < 2; pass++) {
+		struct mrec *v = pass == 0 ? f->msgs : f->unl;
+		size_t n = pass == 0 ? f->nmsgs : f->nunl;
+
+		for (size_t i = 0; i < n; i++) {
+			const char *base = buf_data(&old) + v[i].ref;
+			size_t blen = strlen(base);
+
+			if ((v[i].meta & MR_POOL) == 0)
+				continue;
+			v[i].ref = names_add(f, base, blen, base + blen + 1,
+			                     strlen(base + blen + 1));
+		}
+	}
+	buf_free(&old);
+}
+
+/* Appends the lines of the records above disk_maxuid to dovecot-uidlist,
+ * as Dovecot does when it only adds records: under the lock, to the file
+ * we read (same inode and size), which must end in LF (a torn last line
+ * would otherwise merge with ours). The header stays: readers take
+ * max(N, last UID + 1). Space is reserved first (fallocate), so a full
+ * disk fails before a byte is written; a failing write is cut back to
+ * the old size. The appended records then point at their lines in the
+ * file. Returns 1 when appended, 0 when the file cannot take an append
+ * (the caller rewrites it), -1 with *error_r. */
 static int
 uidlist_append(struct maildir_folder *f, const char **error_r)
 {
 	bool found;
-	size_t from = rec_index(&f->ul, f->disk_maxuid + 1, &found);
+	size_t from = msg_index(f, f->disk_maxuid + 1, &found);
+	uint64_t *offs = NULL;
 	struct buf b;
 	struct stat st;
 	char last;
@@ -2852,7 +3285,7 @@ uidlist_append(struct maildir_folder *f, const char **error_r)
 	            O_CLOEXEC);
 	if (fd < 0)
 		return 0;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || f->ulfd < 0 ||
 	    st.st_ino != f->ul_st.st_ino || st.st_dev != f->ul_st.st_dev ||
 	    st.st_size != f->ul_st.st_size || st.st_size == 0 ||
 	    pread(fd, &last, 1, st.st_size - 1) != 1 || last != '\n') {
@@ -2860,9 +3293,13 @@ uidlist_append(struct maildir_folder *f, const char **error_r)
 		return 0;
 	}
 	buf_init(&b, MD_META_MAX);
-	if (md_uidlist_format_recs(&b, MAILDIR_DOVECOT, f->ul.recs + from,
-	                           f->ul.nrecs - from) < 0 ||
-	    (uint64_t)st.st_size + buf_len(&b) >= MD_META_MAX) {
+	offs = xreallocarray(NULL, f->nmsgs - from + 1, sizeof(*offs));
+	for (size_t i = from; i < f->nmsgs; i++) {
+		if (format_rec(f, &b, f->msgs[i].uid, f->msgs[i].meta, f->msgs[i].ref,
+		               &offs[i - from], error_r) < 0)
+			goto out;
+	}
+	if ((uint64_t)st.st_size + buf_len(&b) >= MD_META_MAX) {
 		*error_r = err_set("%s: uidlist too large (limit %u bytes)", f->where,
 		                   MD_META_MAX);
 		goto out;
@@ -2888,6 +3325,11 @@ uidlist_append(struct maildir_folder *f, const char **error_r)
 		goto out;
 	}
 	f->ul_bytes += buf_len(&b);
+	/* the new lines are in the inode f->ulfd reads */
+	for (size_t i = from; i < f->nmsgs; i++) {
+		f->msgs[i].meta &= ~MR_POOL;
+		f->msgs[i].ref = (uint32_t)((uint64_t)st.st_size + offs[i - from]);
+	}
 	ret = 1;
 out:
 	if (close(fd) < 0 && ret == 1) {
@@ -2895,50 +3337,141 @@ out:
 		                     MD_UIDLIST_DOVECOT, strerror(errno));
 		ret = -1;
 	}
+	free(offs);
 	buf_free(&b);
 	return ret;
 }
 
-/* Replaces the whole uidlist (temporary file + rename). */
+/* Writes out what b holds to fd when it is past a chunk (or with all):
+ * the rewrite never holds the whole file (issue 15). *total counts the
+ * bytes written. */
+static int
+flush_out(int fd, struct buf *b, bool all, uint64_t *total)
+{
+	if (buf_len(b) == 0 || (!all && buf_len(b) < IO_CHUNK))
+		return 0;
+	if (md_write_all(fd, buf_data(b), buf_len(b)) < 0)
+		return -1;
+	*total += buf_len(b);
+	buf_reset(b);
+	return 0;
+}
+
+/* Replaces the whole uidlist (temporary file + rename, as
+ * md_replace_file() does: the same temporary names, mode, owner and
+ * fdatasync): the header, then the lines of the messages and of f->gone
+ * by UID, written IO_CHUNK bytes at a time. Before the rename the
+ * temporary file is opened again for reading: the records then point at
+ * their lines in the new file, which f->ulfd keeps. */
 static int
 uidlist_rewrite(struct maildir_folder *f, uint32_t v, uint32_t n,
                 const char **error_r)
 {
 	struct buf b;
-	const char *err;
 	char tmpname[600];
-	int r;
+	uint64_t *moff, *goff, total = 0, off;
+	size_t i = 0, k = 0;
+	int tdfd, fd, rfd = -1, r = -1;
 
-	/* below the cap by one byte: what md_read_at() reads back */
-	buf_init(&b, MD_META_MAX - 1);
-	if (md_uidlist_format(&b, f->o.flavor, v, n, f->ul.hdr_extra, f->ul.recs,
-	                      f->ul.nrecs) < 0) {
-		buf_free(&b);
-		*error_r = err_set("%s: uidlist too large (limit %u bytes)", f->where,
-		                   MD_META_MAX);
-		return -1;
-	}
 	if (f->o.flavor == MAILDIR_DOVECOT) {
 		/* Dovecot's own temp name; it writes it only under the lock */
-		r = md_replace_file(f->dirfd, MD_UIDLIST_DOVECOT ".tmp", false, f->dirfd,
-		                    MD_UIDLIST_DOVECOT, buf_data(&b), buf_len(&b), &f->o,
-		                    0, &err);
+		tdfd = f->dirfd;
+		snprintf(tmpname, sizeof(tmpname), "%s", MD_UIDLIST_DOVECOT ".tmp");
 	} else {
+		tdfd = f->tmpfd;
 		snprintf(tmpname, sizeof(tmpname), "%lld.%ld_uiddb.%s",
 		         (long long)time(NULL), (long)getpid(), f->hostname);
-		r = md_replace_file(f->tmpfd, tmpname, false, f->dirfd,
-		                    MD_UIDLIST_COURIER, buf_data(&b), buf_len(&b), &f->o,
-		                    0, &err);
 	}
-	if (r < 0) {
-		buf_free(&b);
-		*error_r = err_wrap(err, "%s: %s", f->where, err);
+	fd = openat(tdfd, tmpname, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_TRUNC,
+	            f->o.file_mode);
+	if (fd < 0) {
+		*error_r = err_errno(errno, "%s: create %s: %s", f->where, tmpname,
+		                     strerror(errno));
 		return -1;
 	}
-	f->ul_bytes += buf_len(&b);
+	buf_init(&b, MD_META_MAX);
+	moff = xreallocarray(NULL, f->nmsgs + 1, sizeof(*moff));
+	goff = xreallocarray(NULL, f->ngone + 1, sizeof(*goff));
+	if (md_fix_owner(fd, &f->o, f->o.file_mode, tmpname, error_r) < 0)
+		goto out;
+	if (md_uidlist_format_header(&b, f->o.flavor, v, n, f->ul.hdr_extra) < 0)
+		goto too_large;
+	while (i < f->nmsgs || k < f->ngone) {
+		if (k == f->ngone || (i < f->nmsgs && f->msgs[i].uid < f->gone[k].uid)) {
+			if (format_rec(f, &b, f->msgs[i].uid, f->msgs[i].meta,
+			               f->msgs[i].ref, &off, error_r) < 0)
+				goto out;
+			moff[i++] = total + off;
+		} else {
+			if (format_rec(f, &b, f->gone[k].uid, 0, f->gone[k].off, &off,
+			               error_r) < 0)
+				goto out;
+			goff[k++] = total + off;
+		}
+		/* below the cap by one byte: what the reader accepts */
+		if (total + buf_len(&b) >= MD_META_MAX)
+			goto too_large;
+		if (flush_out(fd, &b, false, &total) < 0)
+			goto write_error;
+	}
+	if (flush_out(fd, &b, true, &total) < 0)
+		goto write_error;
+	if (f->o.fsync && fdatasync(fd) < 0) {
+		*error_r = err_errno(errno, "%s: fdatasync %s: %s", f->where, tmpname,
+		                     strerror(errno));
+		goto out;
+	}
+	/* close() can report a deferred write error (NFS, quota) */
+	r = close(fd);
+	fd = -1;
+	if (r < 0) {
+		r = -1;
+		goto write_error;
+	}
+	r = -1;
+	rfd = openat(tdfd, tmpname, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (rfd < 0) {
+		*error_r = err_errno(errno, "%s: open %s: %s", f->where, tmpname,
+		                     strerror(errno));
+		goto out;
+	}
+	if (renameat(tdfd, tmpname, f->dirfd, uidlist_name(f)) < 0) {
+		*error_r = err_errno(errno, "%s: rename %s to %s: %s", f->where, tmpname,
+		                     uidlist_name(f), strerror(errno));
+		goto out;
+	}
+	f->ul_bytes += total;
 	f->ul_rewrites++;
+	close_uidlist(f);
+	f->ulfd = rfd;
+	rfd = -1;
+	f->ul.version = f->o.flavor == MAILDIR_COURIER ? 1 : 3;
+	for (i = 0; i < f->nmsgs; i++) {
+		f->msgs[i].meta &= ~MR_POOL;
+		f->msgs[i].ref = (uint32_t)moff[i];
+	}
+	for (k = 0; k < f->ngone; k++)
+		f->gone[k].off = (uint32_t)goff[k];
+	r = 0;
+	goto out;
+too_large:
+	*error_r = err_set("%s: uidlist too large (limit %u bytes)", f->where,
+	                   MD_META_MAX);
+	goto out;
+write_error:
+	*error_r = err_errno(errno, "%s: write %s: %s", f->where, tmpname,
+	                     strerror(errno));
+out:
+	if (fd >= 0)
+		close(fd);
+	if (rfd >= 0)
+		close(rfd);
+	if (r < 0)
+		unlinkat(tdfd, tmpname, 0);
+	free(moff);
+	free(goff);
 	buf_free(&b);
-	return 0;
+	return r;
 }
 
 int
@@ -2977,7 +3510,7 @@ maildir_folder_commit(struct maildir_folder *f, const char **error_r)
 		goto fail;
 	}
 	v = f->set_v != 0 ? f->set_v : (f->have_uidlist ? f->ul.uidvalidity : 0);
-	if (v == 0 && f->ul.nrecs > 0) {
+	if (v == 0 && max_uid(f) > 0) {
 		*error_r = err_set("%s: UIDVALIDITY not set (call maildir_folder_set_uids)",
 		                   f->where);
 		goto fail;
@@ -3039,6 +3572,7 @@ maildir_folder_commit(struct maildir_folder *f, const char **error_r)
 		goto fail_unpublish;
 	/* the uidlist names the published files now */
 	publish_done(f);
+	names_compact(f);
 	if (f->o.fsync && rewrite &&
 	    fsync_fd(f->dirfd, "folder directory", f, error_r) < 0)
 		goto fail;

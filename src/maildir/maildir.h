@@ -76,7 +76,14 @@
  *     the commit gives pending deliveries their letters again. Courier
  *     keywords go to courierimapkeywords/:list at commit.
  *
- * A struct maildir_folder is used by one thread at a time. Error strings
+ *   - Memory (issue 15): the folder keeps ~16 bytes a message (UID, flags
+ *     id, where its name is, mtime), not its name: a listed message's base
+ *     and ext fields are read back from its uidlist line by offset, in the
+ *     uidlist file it parsed (kept open) or last wrote. The uidlist is read
+ *     and written in 64 KiB pieces, never whole.
+ *
+ * A struct maildir_folder is used by one thread at a time (the accessors
+ * too: they read the uidlist back through the folder's buffers). Error strings
  * (*error_r) are static or per-thread (err_set()) and stay valid until the
  * next failing call in the same thread.
  */
@@ -134,9 +141,15 @@ void maildir_options_init(struct maildir_options *o);
 int maildir_folder_dirname(const char *const *components, size_t n,
                            char **dirname_r, const char **error_r);
 
-/* A message as known to the folder. Borrowed from the folder: valid until
- * the next call that is not a const accessor (deliver, set_flags, expunge,
- * adopt, commit, lock, msg_size) or close. */
+/* Room in struct maildir_msg for the base name and the POP3 UIDL. */
+#define MAILDIR_MSG_TEXT 1024
+
+/* A message as known to the folder, filled into the caller's struct by
+ * maildir_folder_msg(), _find() and _unlisted() (issue 15: the folder
+ * keeps ~16 bytes per message, not this struct). base and pop3_uidl point
+ * into the struct's own text[]; flags into the folder (valid until
+ * close). A later call that changes the folder does not change a filled
+ * struct: fill it again. */
 struct maildir_msg {
 	uint32_t uid;           /* 0 for an unlisted file */
 	bool in_new;            /* the file is in new/ (Recent) */
@@ -144,10 +157,11 @@ struct maildir_msg {
 	const char *flags;      /* canonical IMAP flags: space-separated, sorted
 	                           by strcmp, system flags as "\\Seen"; "" if none */
 	int64_t mtime;          /* INTERNALDATE, epoch seconds */
-	uint64_t file_size;     /* bytes on disk */
+	uint64_t file_size;     /* bytes on disk (the name's S=, else stat) */
 	uint64_t size;          /* RFC822.SIZE (CRLF); MAILDIR_SIZE_UNKNOWN
 	                           until maildir_msg_size() read the file */
 	const char *pop3_uidl;  /* Dovecot "P" field, or NULL */
+	char text[MAILDIR_MSG_TEXT];
 };
 
 struct maildir_folder;
@@ -229,25 +243,26 @@ int maildir_folder_set_uids(struct maildir_folder *f, uint32_t uidvalidity,
 
 /* Messages with a UID whose file exists, sorted by UID. Pending deliveries
  * (still in tmp/, not yet committed) are included, so find() sees a UID as
- * soon as maildir_deliver() returned. i < maildir_folder_count().
- * The struct and its base and pop3_uidl stay valid (and the same address)
- * until the message is expunged, the folder is re-read (a commit or
- * maildir_folder_lock() that finds the uidlist changed by the server) or
- * closed; a flag change updates them in place; flags strings stay valid
- * until close. The folder owns them all (issue 15: no allocation of its
- * own per message). */
+ * soon as maildir_deliver() returned. The folder keeps a compact record
+ * per message (UID, flags, where its name is: the uidlist line's offset,
+ * read back from the uidlist file when asked); maildir_folder_msg() and
+ * _find() fill *m from it (m may be NULL for _find(): only whether the
+ * UID exists). They return false for i >= maildir_folder_count(), an
+ * unknown UID, or (with a warning logged) when the uidlist cannot be read
+ * back. maildir_folder_uid() is the UID of message i alone, without I/O. */
 size_t maildir_folder_count(const struct maildir_folder *f);
-const struct maildir_msg *maildir_folder_msg(const struct maildir_folder *f, size_t i);
-/* The message with this UID, or NULL. */
-const struct maildir_msg *maildir_folder_find(const struct maildir_folder *f, uint32_t uid);
+uint32_t maildir_folder_uid(const struct maildir_folder *f, size_t i);
+bool maildir_folder_msg(struct maildir_folder *f, size_t i, struct maildir_msg *m);
+bool maildir_folder_find(struct maildir_folder *f, uint32_t uid, struct maildir_msg *m);
 
 /* Files in cur/ or new/ without a uidlist line (uid 0): mail delivered by an
  * MDA the server has not numbered yet, or our own deliveries from a run
  * that was killed inside a commit (or by an older version that renamed
  * files into cur/ at delivery). The server gives them UIDs >= UIDNEXT when
- * it next opens the folder. The caller may adopt or expunge them. */
+ * it next opens the folder. The caller may adopt or expunge them.
+ * maildir_folder_unlisted() fills *m (false for i out of range). */
 size_t maildir_folder_unlisted_count(const struct maildir_folder *f);
-const struct maildir_msg *maildir_folder_unlisted(const struct maildir_folder *f, size_t i);
+bool maildir_folder_unlisted(struct maildir_folder *f, size_t i, struct maildir_msg *m);
 /* Gives unlisted file i the UID uid (same rules as maildir_deliver()) or
  * removes it. Both remove it from the unlisted list (indexes shift). */
 int maildir_unlisted_adopt(struct maildir_folder *f, size_t i, uint32_t uid,
@@ -377,7 +392,7 @@ int maildir_open_msg(struct maildir_folder *f, uint32_t uid, int *fd_r,
 
 /* Sets *size_r to the message's RFC822.SIZE, reading the file when the name
  * and uidlist do not say (Dovecot without W=, Courier): file size + LFs not
- * preceded by CR (Courier: + every LF). Caches it in the message. */
+ * preceded by CR (Courier: + every LF). Caches it in the folder (by UID). */
 int maildir_msg_size(struct maildir_folder *f, uint32_t uid, uint64_t *size_r,
                      const char **error_r);
 

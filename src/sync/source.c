@@ -306,12 +306,12 @@ md_list(struct source *s, const uint32_t *uids, size_t n, unsigned what,
 	size_t count = uids != NULL ? n : maildir_folder_count(f);
 
 	for (size_t i = 0; i < count; i++) {
-		const struct maildir_msg *m = uids != NULL ?
-		    maildir_folder_find(f, uids[i]) : maildir_folder_msg(f, i);
+		struct maildir_msg mm, *m = &mm;
 		struct msgsum *sum;
 		uint64_t size;
 
-		if (m == NULL)
+		if (!(uids != NULL ? maildir_folder_find(f, uids[i], m) :
+		      maildir_folder_msg(f, i, m)))
 			continue;
 		sum = msgsum_list_add(list);
 		sum->uid = m->uid;
@@ -604,12 +604,11 @@ md_reader_main(void *arg)
 	                    (getenv("TMPDIR") != NULL ? getenv("TMPDIR") : "/tmp");
 
 	for (size_t i = 0; i < r->count && !mqueue_is_aborted(r->q); i++) {
-		const struct maildir_msg *m = maildir_folder_find(r->s->folder,
-		                                                  r->uids[i]);
+		struct maildir_msg mm, *m = &mm;
 		struct cmsg *c;
 		const char *error;
 
-		if (m == NULL)
+		if (!maildir_folder_find(r->s->folder, r->uids[i], m))
 			continue;
 		if (r->o.skip_deleted && flags_has(m->flags, "\\Deleted"))
 			continue;

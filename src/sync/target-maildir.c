@@ -467,7 +467,7 @@ md_needs_meta(struct target *t, uint32_t check_from)
 	/* sizes and dates only when unlisted files need matching or
 	 * messages need checking */
 	return maildir_folder_unlisted_count(mt->f) > 0 ||
-	       (n > 0 && maildir_folder_msg(mt->f, n - 1)->uid >= check_from);
+	       (n > 0 && maildir_folder_uid(mt->f, n - 1) >= check_from);
 }
 
 struct adopt {
@@ -499,18 +499,21 @@ adopt_unlisted(struct md_target *mt, const struct msgsum_list *src,
 	struct maildir_folder *f = mt->f;
 	size_t n = maildir_folder_unlisted_count(f), adopted = 0, removed = 0;
 	struct adopt *v = xcalloc(n + 1, sizeof(*v));
+	struct maildir_msg *u = xmalloc(sizeof(*u));
 	const char *error;
 	int ret = 0;
 
 	for (size_t i = 0; i < n; i++) {
-		const struct maildir_msg *u = maildir_folder_unlisted(f, i);
-
+		if (!maildir_folder_unlisted(f, i, u)) {
+			v[i].base = xstrdup("");
+			continue;
+		}
 		v[i].base = xstrdup(u->base);
 		for (size_t k = 0; k < src->count; k++) {
 			const struct msgsum *s = &src->items[k];
 
 			if (s->internaldate != u->mtime ||
-			    maildir_folder_find(f, s->uid) != NULL)
+			    maildir_folder_find(f, s->uid, NULL))
 				continue;
 			if (u->size != MAILDIR_SIZE_UNKNOWN && u->size != s->size &&
 			    u->file_size != s->size)
@@ -526,12 +529,13 @@ adopt_unlisted(struct md_target *mt, const struct msgsum_list *src,
 		if (v[j].candidates == 0)
 			continue;
 		for (i = 0; i < m; i++)
-			if (strcmp(maildir_folder_unlisted(f, i)->base, v[j].base) == 0)
+			if (maildir_folder_unlisted(f, i, u) &&
+			    strcmp(u->base, v[j].base) == 0)
 				break;
 		if (i == m)
 			continue;       /* gone meanwhile (the server took it) */
 		if (v[j].candidates == 1 && v[j].uid >= maildir_folder_min_uid(f) &&
-		    maildir_folder_find(f, v[j].uid) == NULL &&
+		    !maildir_folder_find(f, v[j].uid, NULL) &&
 		    maildir_unlisted_adopt(f, i, v[j].uid, &error) == 0) {
 			adopted++;
 			continue;
@@ -546,6 +550,7 @@ adopt_unlisted(struct md_target *mt, const struct msgsum_list *src,
 	for (size_t i = 0; i < n; i++)
 		free(v[i].base);
 	free(v);
+	free(u);
 	if (adopted + removed > 0)
 		log_info("%s: %zu files of an interrupted run adopted, %zu removed "
 		         "to be copied again", maildir_folder_name(f), adopted,
@@ -676,7 +681,7 @@ first_at(struct maildir_folder *f, size_t n, uint32_t uid)
 	while (a < b) {
 		size_t m = a + (b - a) / 2;
 
-		if (maildir_folder_msg(f, m)->uid < uid)
+		if (maildir_folder_uid(f, m) < uid)
 			a = m + 1;
 		else
 			b = m;
@@ -690,10 +695,11 @@ md_list(struct target *t, const struct msgsum_list *src, bool settle,
         const char **error_r)
 {
 	struct md_target *mt = MT(t);
-	size_t nf, ns, n = 0, i = 0, k = 0, bytes = 0;
+	size_t nf, ns, n = 0, i = 0, k = 0, bytes = 0, c_total = 0;
 	struct msgsum_list served = { 0 };
 	struct state_msg *v;
-	char *strings;
+	struct maildir_msg *ma = xmalloc(sizeof(*ma)), *mb = xmalloc(sizeof(*mb));
+	char *strings, *strings_end;
 
 	/* files a crashed run delivered but did not list */
 	if (settle && mt->lo == 1 && maildir_folder_unlisted_count(mt->f) > 0 &&
@@ -714,23 +720,38 @@ md_list(struct target *t, const struct msgsum_list *src, bool settle,
 	k = mt->stage != NULL ? first_at(mt->stage, ns, lo) : 0;
 	/* with --dst-imap the flags as Dovecot serves them: keywords beyond
 	 * the file names' 26 are in its index only */
-	mt->served = kw_route(mt) && i < nf && maildir_folder_msg(mt->f, i)->uid <= hi &&
+	mt->served = kw_route(mt) && i < nf && maildir_folder_uid(mt->f, i) <= hi &&
 	             served_flags(mt, lo, hi, &served);
 	{
 		size_t c = 0;
 
-		for (size_t j = i; j < nf && maildir_folder_msg(mt->f, j)->uid <= hi; j++, c++)
-			bytes += strlen(flags_of(maildir_folder_msg(mt->f, j), &served)) + 1;
-		for (size_t j = k; j < ns && maildir_folder_msg(mt->stage, j)->uid <= hi; j++, c++)
-			bytes += strlen(maildir_folder_msg(mt->stage, j)->flags) + 1;
+		for (size_t j = i; j < nf && maildir_folder_uid(mt->f, j) <= hi; j++, c++)
+			if (maildir_folder_msg(mt->f, j, ma))
+				bytes += strlen(flags_of(ma, &served)) + 1;
+		for (size_t j = k; j < ns && maildir_folder_uid(mt->stage, j) <= hi; j++, c++)
+			if (maildir_folder_msg(mt->stage, j, mb))
+				bytes += strlen(mb->flags) + 1;
+		c_total = c;
 		v = xcalloc(1, (c + 1) * sizeof(*v) + bytes);
 		strings = (char *)(v + c + 1);
+		strings_end = strings + bytes;
 	}
 	/* the folder's messages in the window, and the scratch folder's
 	 * (copied by an earlier attempt of this range): both by UID */
 	while (i < nf || k < ns) {
-		const struct maildir_msg *a = i < nf ? maildir_folder_msg(mt->f, i) : NULL;
-		const struct maildir_msg *b = k < ns ? maildir_folder_msg(mt->stage, k) : NULL;
+		const struct maildir_msg *a = i < nf && maildir_folder_msg(mt->f, i, ma) ?
+		                              ma : NULL;
+		const struct maildir_msg *b = k < ns && maildir_folder_msg(mt->stage, k, mb) ?
+		                              mb : NULL;
+
+		if (a == NULL && i < nf) {
+			i++;    /* unreadable (warned): skipped */
+			continue;
+		}
+		if (b == NULL && k < ns) {
+			k++;
+			continue;
+		}
 
 		if (a != NULL && a->uid > hi) {
 			a = NULL;
@@ -742,19 +763,30 @@ md_list(struct target *t, const struct msgsum_list *src, bool settle,
 		}
 		if (a == NULL && b == NULL)
 			break;
-		if (b != NULL && (a == NULL || b->uid < a->uid)) {
-			add_msg(&v[n++], &strings, b, src, b->flags);
-			k++;
-		} else if (b != NULL && b->uid == a->uid) {
-			add_msg(&v[n++], &strings, a, src, flags_of(a, &served));
-			i++;
-			k++;
-		} else {
-			add_msg(&v[n++], &strings, a, src, flags_of(a, &served));
-			i++;
+		{
+			const struct maildir_msg *pick;
+			const char *fl;
+
+			if (b != NULL && (a == NULL || b->uid < a->uid)) {
+				pick = b;
+				fl = b->flags;
+				k++;
+			} else {
+				pick = a;
+				fl = flags_of(a, &served);
+				if (b != NULL && b->uid == a->uid)
+					k++;
+				i++;
+			}
+			/* the flags were counted above; a message read back
+			 * only now does not overflow them */
+			if (n <= c_total && (size_t)(strings_end - strings) > strlen(fl))
+				add_msg(&v[n++], &strings, pick, src, fl);
 		}
 	}
 	msgsum_list_free(&served);
+	free(ma);
+	free(mb);
 	*msgs_r = v;
 	*n_r = n;
 	return 0;
@@ -1166,9 +1198,9 @@ md_commit_every(struct target *t)
 static struct maildir_folder *
 holder(struct md_target *mt, uint32_t uid)
 {
-	if (maildir_folder_find(mt->f, uid) != NULL)
+	if (maildir_folder_find(mt->f, uid, NULL))
 		return mt->f;
-	if (mt->stage != NULL && maildir_folder_find(mt->stage, uid) != NULL)
+	if (mt->stage != NULL && maildir_folder_find(mt->stage, uid, NULL))
 		return mt->stage;
 	return NULL;
 }
@@ -1285,6 +1317,7 @@ md_publish(struct target *t, const char *dirname, uint32_t uidnext,
 	const struct target_spec *s = t->spec;
 	const struct target_sink *sink = &t->sink;
 	struct maildir_folder *f = NULL, **stages = NULL;
+	struct maildir_msg *u = xmalloc(sizeof(*u)), *m = xmalloc(sizeof(*m));
 	struct staged *list = NULL;
 	size_t n_list = 0, n_names = 0, published = 0, refused = 0;
 	char **names = NULL, *path, *tmpdir, *lockpath;
@@ -1327,7 +1360,7 @@ md_publish(struct target *t, const char *dirname, uint32_t uidnext,
 		cnt = maildir_folder_count(st);
 		list = xreallocarray(list, n_list + cnt + 1, sizeof(*list));
 		for (size_t k = 0; k < cnt; k++) {
-			list[n_list].uid = maildir_folder_msg(st, k)->uid;
+			list[n_list].uid = maildir_folder_uid(st, k);
 			list[n_list].stage = i;
 			n_list++;
 		}
@@ -1335,15 +1368,15 @@ md_publish(struct target *t, const char *dirname, uint32_t uidnext,
 	/* a crash inside an earlier publish's commit left files in cur/
 	 * without lines: the scratch folders still have them */
 	for (size_t i = 0; i < maildir_folder_unlisted_count(f);) {
-		const struct maildir_msg *u = maildir_folder_unlisted(f, i);
 		bool ours = false;
 
+		if (!maildir_folder_unlisted(f, i, u)) {
+			i++;
+			continue;
+		}
 		for (size_t k = 0; k < n_list && !ours; k++) {
-			const struct maildir_msg *m =
-			    maildir_folder_find(stages[list[k].stage], list[k].uid);
-
-			ours = m != NULL && m->mtime == u->mtime &&
-			       m->file_size == u->file_size;
+			ours = maildir_folder_find(stages[list[k].stage], list[k].uid, m) &&
+			       m->mtime == u->mtime && m->file_size == u->file_size;
 		}
 		if (ours) {
 			if (maildir_unlisted_expunge(f, i, error_r) < 0) {
@@ -1360,7 +1393,7 @@ md_publish(struct target *t, const char *dirname, uint32_t uidnext,
 		uint32_t uid = list[k].uid;
 		char *dropped = NULL;
 
-		if (maildir_folder_find(f, uid) != NULL)
+		if (maildir_folder_find(f, uid, NULL))
 			continue;       /* published before, or a duplicate */
 		if (uid < maildir_folder_min_uid(f)) {
 			char *why = xasprintf("UID %" PRIu32 " is below the Maildir "
@@ -1418,6 +1451,8 @@ out:
 		maildir_folder_close(&stages[i]);
 	free(stages);
 	free(list);
+	free(u);
+	free(m);
 	free_names(names, n_names);
 	maildir_folder_close(&f);
 	if (lockfd >= 0)

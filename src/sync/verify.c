@@ -632,12 +632,12 @@ verify_maildir_folder(struct imap_client *src, const char *root,
 		}
 		for (size_t i = 0; i < sl.count; i++) {
 			const struct msgsum *s = &sl.items[i];
-			const struct maildir_msg *m = maildir_folder_find(f, s->uid);
+			struct maildir_msg mm, *m = &mm;
 			struct msgsum d = { 0 };
 			uint64_t size;
 			int fd;
 
-			if (m == NULL) {
+			if (!maildir_folder_find(f, s->uid, m)) {
 				add_diff(r, VERIFY_MISSING, box->name, dn, s->uid, 0,
 				         "%" PRIu64 " bytes, Message-ID %s", s->size,
 				         s->message_id ? s->message_id : "(none)");
@@ -670,11 +670,11 @@ verify_maildir_folder(struct imap_client *src, const char *root,
 	}
 	n_md = maildir_folder_count(f);
 	for (size_t i = 0; i < n_md; i++) {
-		const struct maildir_msg *m = maildir_folder_msg(f, i);
+		uint32_t uid = maildir_folder_uid(f, i);
 
-		if (n_src == 0 || bsearch(&m->uid, src_uids, n_src, sizeof(*src_uids),
+		if (n_src == 0 || bsearch(&uid, src_uids, n_src, sizeof(*src_uids),
 		                          cmp_u32) == NULL)
-			add_diff(r, VERIFY_EXTRA, box->name, dn, 0, m->uid,
+			add_diff(r, VERIFY_EXTRA, box->name, dn, 0, uid,
 			         "in the Maildir only");
 	}
 out:

@@ -20,6 +20,41 @@
 #include "maildir-private.h"
 #include "tmpdir.h"
 
+/* The accessors fill a caller's struct: these keep the tests short by
+ * filling one of a ring of structs (a test holds a few at a time). */
+static struct maildir_msg *
+tslot(void)
+{
+	static struct maildir_msg ring[16];
+	static unsigned int k;
+
+	return &ring[k++ % 16];
+}
+
+static const struct maildir_msg *
+tfind(struct maildir_folder *f, uint32_t uid)
+{
+	struct maildir_msg *m = tslot();
+
+	return maildir_folder_find(f, uid, m) ? m : NULL;
+}
+
+static const struct maildir_msg *
+tmsg(struct maildir_folder *f, size_t i)
+{
+	struct maildir_msg *m = tslot();
+
+	return maildir_folder_msg(f, i, m) ? m : NULL;
+}
+
+static const struct maildir_msg *
+tunl(struct maildir_folder *f, size_t i)
+{
+	struct maildir_msg *m = tslot();
+
+	return maildir_folder_unlisted(f, i, m) ? m : NULL;
+}
+
 struct fixture {
 	char dir[256];
 	char root[300];
@@ -375,11 +410,11 @@ test_dovecot_deliver_format(void **state)
 
 	/* the in-memory view */
 	assert_int_equal(maildir_folder_count(f), 3);
-	m = maildir_folder_find(f, 5);
+	m = tfind(f, 5);
 	assert_non_null(m);
 	assert_string_equal(m->flags, "Work \\Answered \\Flagged \\Seen");
 	assert_int_equal(m->size, strlen(msg_crlf));
-	m = maildir_folder_find(f, 900);
+	m = tfind(f, 900);
 	assert_string_equal(m->flags, "$Label1 Work");
 	assert_string_equal(m->pop3_uidl, "UIDL-900");
 	{
@@ -421,7 +456,7 @@ test_dovecot_27_keywords(void **state)
 	/* INBOX: the root itself, no maildirfolder */
 	cur = xasprintf("%s/cur", fx->root);
 	assert_int_equal(count_files(cur), 1);
-	name = find_file(cur, maildir_folder_find(f, 1)->base);
+	name = find_file(cur, tfind(f, 1)->base);
 	assert_string_equal(md_name_letters(name), "Sabcdefghijklmnopqrstuvwxyz");
 	kw = slurp2(fx->root, "dovecot-keywords");
 	assert_true(strncmp(kw, "0 kw00\n1 kw01\n", 14) == 0);
@@ -468,8 +503,8 @@ test_dovecot_flags_expunge_reopen(void **state)
 	deliver_ok(f, 17, "", 1500000017, msg_lf, "U17", NULL);
 	deliver_ok(f, 900, "Work", 1500000900, msg_mixed, NULL, NULL);
 	commit_ok(f);
-	base5 = xstrdup(maildir_folder_find(f, 5)->base);
-	base17 = xstrdup(maildir_folder_find(f, 17)->base);
+	base5 = xstrdup(tfind(f, 5)->base);
+	base17 = xstrdup(tfind(f, 17)->base);
 
 	/* set_flags renames within cur/, keeps the base and unmanaged letters */
 	name = find_file(cur, base17);
@@ -488,13 +523,13 @@ test_dovecot_flags_expunge_reopen(void **state)
 	name = find_file(cur, base17);
 	assert_string_equal(md_name_letters(name), "FPab");
 	free(name);
-	assert_string_equal(maildir_folder_find(f, 17)->flags, "$New Work \\Flagged");
+	assert_string_equal(tfind(f, 17)->flags, "$New Work \\Flagged");
 	assert_int_equal(maildir_set_flags(f, 4242, "", NULL, &error), -1);
 
 	/* expunge removes the file now and the line at commit */
 	assert_int_equal(maildir_expunge(f, 5, &error), 0);
 	assert_null(find_file(cur, base5));
-	assert_null(maildir_folder_find(f, 5));
+	assert_null(tfind(f, 5));
 	assert_int_equal(maildir_folder_count(f), 2);
 	assert_int_equal(maildir_expunge(f, 5, &error), -1);
 	commit_ok(f);
@@ -511,7 +546,7 @@ test_dovecot_flags_expunge_reopen(void **state)
 	assert_int_equal(maildir_folder_min_uid(f), 1001);
 	assert_int_equal(maildir_folder_count(f), 2);
 	assert_int_equal(maildir_folder_unlisted_count(f), 0);
-	m = maildir_folder_msg(f, 0);
+	m = tmsg(f, 0);
 	assert_int_equal(m->uid, 17);
 	assert_string_equal(m->base, base17);
 	assert_string_equal(m->flags, "$New Work \\Flagged");
@@ -519,7 +554,7 @@ test_dovecot_flags_expunge_reopen(void **state)
 	assert_int_equal(m->mtime, 1500000017);
 	assert_int_equal(m->file_size, strlen(msg_lf));
 	assert_int_equal(m->size, strlen(msg_lf) + 6);    /* 6 bare LFs */
-	m = maildir_folder_msg(f, 1);
+	m = tmsg(f, 1);
 	assert_int_equal(m->uid, 900);
 	assert_string_equal(m->flags, "Work");
 	assert_null(m->pop3_uidl);
@@ -598,15 +633,15 @@ test_dovecot_existing_uidlist(void **state)
 	f = open_ok(fx->root, "", &o);
 	assert_int_equal(maildir_folder_uidvalidity(f), 1234567);
 	assert_int_equal(maildir_folder_count(f), 2);
-	assert_int_equal(maildir_folder_msg(f, 0)->uid, 5);
-	assert_int_equal(maildir_folder_msg(f, 0)->size, 54);
-	assert_string_equal(maildir_folder_msg(f, 0)->flags, "\\Seen");
-	assert_int_equal(maildir_folder_msg(f, 1)->uid, 900);
-	assert_int_equal(maildir_folder_msg(f, 1)->size, 191);
+	assert_int_equal(tmsg(f, 0)->uid, 5);
+	assert_int_equal(tmsg(f, 0)->size, 54);
+	assert_string_equal(tmsg(f, 0)->flags, "\\Seen");
+	assert_int_equal(tmsg(f, 1)->uid, 900);
+	assert_int_equal(tmsg(f, 1)->size, 191);
 	/* the MDA's file in new/ */
 	assert_int_equal(maildir_folder_unlisted_count(f), 1);
-	assert_string_equal(maildir_folder_unlisted(f, 0)->base, "1600000000.M1P2.mx");
-	assert_true(maildir_folder_unlisted(f, 0)->in_new);
+	assert_string_equal(tunl(f, 0)->base, "1600000000.M1P2.mx");
+	assert_true(tunl(f, 0)->in_new);
 	assert_int_equal(maildir_folder_min_uid(f), 1001);
 	assert_int_equal(maildir_folder_set_uids(f, 1234567, 0, &error), 0);
 	deliver_ok(f, 1001, "", 1600000001, msg_crlf, NULL, NULL);
@@ -627,7 +662,7 @@ test_dovecot_existing_uidlist(void **state)
 	assert_int_equal(maildir_unlisted_adopt(f, 0, 1001, &error), -1);
 	assert_int_equal(maildir_unlisted_adopt(f, 0, 1002, &error), 0);
 	assert_int_equal(maildir_folder_unlisted_count(f), 0);
-	assert_false(maildir_folder_find(f, 1002)->in_new);
+	assert_false(tfind(f, 1002)->in_new);
 	commit_ok(f);
 	ul = slurp2(fx->root, "dovecot-uidlist");
 	assert_non_null(strstr(ul, "\n1002 :1600000000.M1P2.mx\n"));
@@ -860,14 +895,14 @@ test_refresh_keeps_pending(void **state)
 	assert_int_equal(maildir_folder_set_uids(a, 9, 10, &error), 0);
 	commit_ok(a);
 	deliver_ok(a, 20, "\\Seen Work", 1500000020, msg_crlf, "U20", NULL);
-	base = xstrdup(maildir_folder_find(a, 20)->base);
+	base = xstrdup(tfind(a, 20)->base);
 	b = open_ok(fx->root, "", &o);
 	deliver_ok(b, 10, "", 1, msg_crlf, NULL, NULL);
 	commit_ok(b);
 	maildir_folder_close(&b);
 	commit_ok(a);           /* re-reads: 10 is the server's now */
 	assert_int_equal(maildir_folder_count(a), 2);
-	m = maildir_folder_find(a, 20);
+	m = tfind(a, 20);
 	assert_non_null(m);
 	assert_string_equal(m->base, base);
 	assert_string_equal(m->pop3_uidl, "U20");
@@ -879,7 +914,7 @@ test_refresh_keeps_pending(void **state)
 	assert_int_equal(access(name, F_OK), 0);
 	maildir_folder_close(&a);
 	a = open_ok(fx->root, "", &o);
-	m = maildir_folder_find(a, 20);
+	m = tfind(a, 20);
 	assert_non_null(m);
 	assert_string_equal(m->pop3_uidl, "U20");
 	assert_string_equal(m->flags, "Work \\Seen");
@@ -981,8 +1016,8 @@ test_courier(void **state)
 		assert_int_equal(stat(lk, &st), -1);
 		free(lk);
 	}
-	b5 = maildir_folder_find(f, 5)->base;
-	b17 = maildir_folder_find(f, 17)->base;
+	b5 = tfind(f, 5)->base;
+	b17 = tfind(f, 17)->base;
 
 	/* LF storage; S= is the LF size; no W= */
 	name = find_file(cur, b5);
@@ -998,7 +1033,7 @@ test_courier(void **state)
 
 		assert_false(md_name_field(name, 'W', &w));
 	}
-	m = maildir_folder_find(f, 5);
+	m = tfind(f, 5);
 	assert_int_equal(m->size, strlen(msg_crlf));        /* RFC822.SIZE */
 	assert_int_equal(m->file_size, (uint64_t)st.st_size);
 	free(content);
@@ -1015,13 +1050,13 @@ test_courier(void **state)
 
 	db = slurp2(dir, "courierimapuiddb");
 	expect = xasprintf("1 1234567 1001\n5 %s\n17 %s\n900 %s\n", b5, b17,
-	                   maildir_folder_find(f, 900)->base);
+	                   tfind(f, 900)->base);
 	assert_string_equal(db, expect);
 	free(expect);
 	free(db);
 	kw = slurp2(dir, "courierimapkeywords/:list");
 	expect = xasprintf("$Label1\nWork\n\n%s:0 1\n%s:1\n", b5,
-	                   maildir_folder_find(f, 900)->base);
+	                   tfind(f, 900)->base);
 	assert_string_equal(kw, expect);
 	free(expect);
 	free(kw);
@@ -1041,9 +1076,9 @@ test_courier(void **state)
 		write_file(upd, "Urgent\n");
 		maildir_folder_close(&f);
 		f = open_ok(fx->root, ".Archive", &o);
-		assert_string_equal(maildir_folder_find(f, 5)->flags, "Urgent \\Seen");
-		assert_string_equal(maildir_folder_find(f, 900)->flags, "\\Flagged");
-		assert_string_equal(maildir_folder_find(f, 17)->flags, "\\Answered");
+		assert_string_equal(tfind(f, 5)->flags, "Urgent \\Seen");
+		assert_string_equal(tfind(f, 900)->flags, "\\Flagged");
+		assert_string_equal(tfind(f, 17)->flags, "\\Answered");
 		assert_int_equal(maildir_folder_uidvalidity(f), 1234567);
 		assert_int_equal(maildir_folder_uidnext(f), 1001);
 		/* our next :list holds the merged state; the update file goes */
@@ -1053,8 +1088,8 @@ test_courier(void **state)
 		assert_int_equal(stat(upd, &st), -1);
 		kw = slurp2(dir, "courierimapkeywords/:list");
 		expect = xasprintf("Later\nUrgent\n\n%s:1\n%s:0\n",
-		                   maildir_folder_find(f, 5)->base,
-		                   maildir_folder_find(f, 17)->base);
+		                   tfind(f, 5)->base,
+		                   tfind(f, 17)->base);
 		assert_string_equal(kw, expect);
 		free(expect);
 		free(kw);
@@ -1066,10 +1101,10 @@ test_courier(void **state)
 
 		maildir_folder_close(&f);
 		f = open_ok(fx->root, ".Archive", &o);
-		assert_int_equal(maildir_folder_find(f, 5)->size, MAILDIR_SIZE_UNKNOWN);
+		assert_int_equal(tfind(f, 5)->size, MAILDIR_SIZE_UNKNOWN);
 		assert_int_equal(maildir_msg_size(f, 5, &size, &error), 0);
 		assert_int_equal(size, strlen(msg_crlf));
-		assert_int_equal(maildir_folder_find(f, 5)->size, strlen(msg_crlf));
+		assert_int_equal(tfind(f, 5)->size, strlen(msg_crlf));
 	}
 	maildir_folder_close(&f);
 	free(cur);
@@ -1127,7 +1162,7 @@ test_deliver_fd(void **state)
 		assert_non_null(strstr(error, "ended after 10 of 100"));
 		commit_ok(f);
 		assert_int_equal(count_files(cur), 1);
-		name = find_file(cur, maildir_folder_find(f, 3)->base);
+		name = find_file(cur, tfind(f, 3)->base);
 		path = xasprintf("%s/%s", cur, name);
 		content = slurp(path);
 		if (flavor == 0) {
@@ -1198,8 +1233,8 @@ test_pending(void **state)
 	free(ul);
 	/* ... yet visible to the caller as before */
 	assert_int_equal(maildir_folder_count(f), 3);
-	assert_int_equal(maildir_folder_msg(f, 1)->uid, 6);
-	m = maildir_folder_find(f, 7);
+	assert_int_equal(tmsg(f, 1)->uid, 6);
+	m = tfind(f, 7);
 	assert_non_null(m);
 	assert_string_equal(m->flags, "Work");
 	assert_int_equal(m->mtime, 1500000007);
@@ -1218,16 +1253,16 @@ test_pending(void **state)
 	assert_int_equal(size, strlen(msg_lf) + 6);
 	/* set_flags on a pending message: only its future name changes */
 	assert_int_equal(maildir_set_flags(f, 7, "\\Flagged Work $Two", NULL, &error), 0);
-	assert_string_equal(maildir_folder_find(f, 7)->flags, "$Two Work \\Flagged");
+	assert_string_equal(tfind(f, 7)->flags, "$Two Work \\Flagged");
 	assert_int_equal(count_in(fx->root, ".P", "tmp"), 3);
 	assert_int_equal(count_in(fx->root, ".P", "cur"), 0);
 	/* expunge on a pending message: unlinked from tmp/, UID not reused */
 	assert_int_equal(maildir_expunge(f, 6, &error), 0);
 	assert_int_equal(count_in(fx->root, ".P", "tmp"), 2);
-	assert_null(maildir_folder_find(f, 6));
+	assert_null(tfind(f, 6));
 	assert_int_equal(maildir_folder_count(f), 2);
 	assert_int_equal(maildir_deliver(f, 6, "", 1, "x", 1, NULL, NULL, &error), -1);
-	base7 = xstrdup(maildir_folder_find(f, 7)->base);
+	base7 = xstrdup(tfind(f, 7)->base);
 
 	commit_ok(f);
 	assert_int_equal(count_in(fx->root, ".P", "tmp"), 0);
@@ -1278,7 +1313,7 @@ test_pending(void **state)
 	f = open_ok(fx->root, ".P", &o);
 	assert_int_equal(maildir_folder_count(f), 2);
 	assert_int_equal(maildir_folder_unlisted_count(f), 0);
-	assert_string_equal(maildir_folder_find(f, 7)->flags, "$Two Work \\Flagged");
+	assert_string_equal(tfind(f, 7)->flags, "$Two Work \\Flagged");
 	maildir_folder_close(&f);
 	free(base7);
 	free(cur);
@@ -1332,9 +1367,9 @@ test_pending_many(void **state)
 		f = open_ok(fx->root, dn, &o);
 		assert_int_equal(maildir_folder_count(f), n - 1);
 		assert_int_equal(maildir_folder_unlisted_count(f), 0);
-		assert_string_equal(maildir_folder_find(f, 30)->flags, "\\Answered");
-		assert_string_equal(maildir_folder_find(f, 9)->flags, "Work \\Seen");
-		assert_null(maildir_folder_find(f, 33));
+		assert_string_equal(tfind(f, 30)->flags, "\\Answered");
+		assert_string_equal(tfind(f, 9)->flags, "Work \\Seen");
+		assert_null(tfind(f, 33));
 		assert_int_equal(maildir_folder_uidnext(f), 5000);
 		maildir_folder_close(&f);
 		free(dir);
@@ -1527,11 +1562,11 @@ test_unlisted(void **state)
 	f = open_ok(fx->root, "", &o);
 	assert_int_equal(maildir_folder_count(f), 1);
 	assert_int_equal(maildir_folder_unlisted_count(f), 1);
-	assert_int_equal(maildir_folder_unlisted(f, 0)->uid, 0);
-	assert_string_equal(maildir_folder_unlisted(f, 0)->base, base);
-	assert_string_equal(maildir_folder_unlisted(f, 0)->flags, "\\Flagged");
-	assert_int_equal(maildir_folder_unlisted(f, 0)->mtime, 1600000000);
-	assert_int_equal(maildir_folder_unlisted(f, 0)->size, 52);
+	assert_int_equal(tunl(f, 0)->uid, 0);
+	assert_string_equal(tunl(f, 0)->base, base);
+	assert_string_equal(tunl(f, 0)->flags, "\\Flagged");
+	assert_int_equal(tunl(f, 0)->mtime, 1600000000);
+	assert_int_equal(tunl(f, 0)->size, 52);
 	assert_int_equal(maildir_unlisted_adopt(f, 0, 49, &error), -1);
 	assert_int_equal(maildir_unlisted_adopt(f, 0, 50, &error), 0);
 	commit_ok(f);
@@ -1713,7 +1748,7 @@ test_modes(void **state)
 	assert_int_equal(stat(p, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0640);
 	free(p);
-	p = xasprintf("%s/.M/cur/%s:2,", fx->root, maildir_folder_find(f, 1)->base);
+	p = xasprintf("%s/.M/cur/%s:2,", fx->root, tfind(f, 1)->base);
 	assert_int_equal(stat(p, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0640);
 	free(p);
@@ -1764,16 +1799,24 @@ test_uidlist_parse(void **state)
 		}
 		md_uidlist_free(&ul);
 	}
-	assert_int_equal(md_uidlist_parse("3 V1 N9 G00 Xy\n2 W9 P :b\n5 :a\n", 29,
-	                                  &ul, &error), 0);
+	static const char t1[] = "3 V1 N9 G00 Xy\n2 W9 P :b\n5 :a\n";
+	static const char t2[] = "3 V1 N9\n5 :a\n2 :b\n5 :c\n";
+	char *base, *ext;
+
+	assert_int_equal(md_uidlist_parse(t1, 29, &ul, &error), 0);
 	assert_string_equal(ul.hdr_extra, "G00 Xy");
-	assert_string_equal(md_rec_ext(&ul.recs[0]), "W9 P");
-	assert_string_equal(ul.recs[0].base, "b");
+	assert_int_equal(md_uidlist_rec_at(t1, 29, &ul, 0, &base, &ext), 0);
+	assert_string_equal(ext, "W9 P");
+	assert_string_equal(base, "b");
+	free(base);
+	free(ext);
 	md_uidlist_free(&ul);
-	assert_int_equal(md_uidlist_parse("3 V1 N9\n5 :a\n2 :b\n5 :c\n", 23, &ul,
-	                                  &error), 0);
+	assert_int_equal(md_uidlist_parse(t2, 23, &ul, &error), 0);
 	assert_int_equal(ul.recs[0].uid, 2);
-	assert_string_equal(ul.recs[1].base, "c");      /* the later line wins */
+	assert_int_equal(md_uidlist_rec_at(t2, 23, &ul, 1, &base, &ext), 0);
+	assert_string_equal(base, "c");      /* the later line wins */
+	free(base);
+	free(ext);
 	md_uidlist_free(&ul);
 }
 
@@ -1816,59 +1859,69 @@ test_pool_strings(void **state)
 	md_pool_free(&p);       /* a freed pool is empty */
 }
 
-/* A message's struct and strings stay where they are while the folder
- * changes around it: deliveries (slabs, pool chunks), flag changes
- * (interned flags: the old string stays readable), expunges of others. */
+/* A filled message stays as it was while the folder changes around it
+ * (deliveries, flag changes, expunges of others, commits that turn its
+ * line into an offset in the uidlist), and filling it again gives the
+ * same base and UIDL; flags strings are interned: equal flags are one
+ * string, and an old one stays readable until close. */
 static void
 test_msg_pointers_stable(void **state)
 {
 	struct fixture *fx = *state;
 	struct maildir_options o = opts(MAILDIR_DOVECOT);
 	struct maildir_folder *f = open_ok(fx->root, ".Stable", &o);
+	struct maildir_msg *mm = xmalloc(sizeof(*mm));
 	const struct maildir_msg *m, *u;
-	const char *base, *flags, *error;
+	const char *flags, *error;
 	char *base_copy;
 
 	assert_int_equal(maildir_folder_set_uids(f, 77, 0, &error), 0);
 	deliver_ok(f, 3, "\\Seen", 1500000003, msg_crlf, "P3", NULL);
-	m = maildir_folder_find(f, 3);
-	base = m->base;
-	flags = m->flags;
-	base_copy = xstrdup(base);
+	assert_true(maildir_folder_find(f, 3, mm));
+	assert_true(maildir_folder_find(f, 3, NULL));
+	assert_false(maildir_folder_find(f, 4, NULL));
+	flags = mm->flags;
+	base_copy = xstrdup(mm->base);
 	for (uint32_t uid = 4; uid < 3000; uid++)
 		deliver_ok(f, uid, uid % 2 ? "\\Seen" : "", 1500000000 + uid, msg_lf,
 		           uid % 5 == 0 ? "Pop" : NULL, NULL);
 	commit_ok(f);
-	assert_ptr_equal(maildir_folder_find(f, 3), m);
-	assert_ptr_equal(m->base, base);
+	assert_string_equal(mm->base, base_copy);       /* the caller's copy */
+	m = tfind(f, 3);
 	assert_string_equal(m->base, base_copy);
 	assert_string_equal(m->pop3_uidl, "P3");
+	assert_int_equal(m->mtime, 1500000003);
+	assert_int_equal(m->size, strlen(msg_crlf));
 	/* equal flags are one string */
-	assert_ptr_equal(maildir_folder_find(f, 5)->flags, flags);
+	assert_ptr_equal(tfind(f, 5)->flags, flags);
+	assert_int_equal(maildir_folder_uid(f, 0), 3);
+	assert_int_equal(maildir_folder_uid(f, 2), 5);
 	assert_int_equal(maildir_set_flags(f, 3, "\\Answered Junk", NULL, &error), 0);
-	assert_ptr_equal(maildir_folder_find(f, 3), m);
+	m = tfind(f, 3);
 	assert_string_equal(m->flags, "Junk \\Answered");
 	assert_string_equal(flags, "\\Seen");
 	assert_string_equal(m->base, base_copy);
 	assert_int_equal(maildir_expunge(f, 4, &error), 0);
-	deliver_ok(f, 3000, "", 1500003000, msg_lf, NULL, NULL);     /* reuses 4's */
+	deliver_ok(f, 3000, "", 1500003000, msg_lf, NULL, NULL);
 	commit_ok(f);
-	u = maildir_folder_find(f, 3000);
+	u = tfind(f, 3000);
 	assert_non_null(u);
-	assert_ptr_equal(maildir_folder_find(f, 3), m);
+	m = tfind(f, 3);
 	assert_string_equal(m->flags, "Junk \\Answered");
+	assert_string_equal(m->base, base_copy);
 	assert_int_equal(maildir_folder_count(f), 2997);
 	maildir_folder_close(&f);
+	free(mm);
 
 	/* read back: the names rebuilt from base + suffix open the files */
 	f = open_ok(fx->root, ".Stable", &o);
 	assert_int_equal(maildir_folder_count(f), 2997);
-	m = maildir_folder_find(f, 3);
+	m = tfind(f, 3);
 	assert_string_equal(m->base, base_copy);
 	assert_string_equal(m->flags, "Junk \\Answered");
 	assert_string_equal(m->pop3_uidl, "P3");
-	assert_string_equal(maildir_folder_find(f, 10)->pop3_uidl, "Pop");
-	assert_null(maildir_folder_find(f, 11)->pop3_uidl);
+	assert_string_equal(tfind(f, 10)->pop3_uidl, "Pop");
+	assert_null(tfind(f, 11)->pop3_uidl);
 	for (uint32_t uid = 5; uid <= 3000; uid += 499) {
 		uint64_t size;
 		int fd;
@@ -1943,7 +1996,7 @@ test_uidlist_append_linear(void **state)
 	assert_int_equal(maildir_folder_count(g), batches * per);
 	assert_int_equal(maildir_folder_unlisted_count(g), 0);
 	assert_int_equal(maildir_folder_uidnext(g), batches * per + 1);
-	assert_string_equal(maildir_folder_find(g, 5)->pop3_uidl, "u");
+	assert_string_equal(tfind(g, 5)->pop3_uidl, "u");
 	/* a forced rewrite (a higher N) writes the same lines */
 	assert_int_equal(maildir_folder_set_uids(g, 4242, 5000, &error), 0);
 	commit_ok(g);
@@ -1977,6 +2030,140 @@ test_uidlist_append_linear(void **state)
  * Dovecot's reader (i_stream_read_next_line) ignores it; so do we: the
  * file it names is unlisted. The next commit rewrites the file instead
  * of appending after the fragment. */
+/* md_uidlist_parse_fd() reads 64 KiB chunks: lines cut by a chunk
+ * boundary, a line longer than a chunk and a torn last line give what the
+ * whole-text parse gives, offsets included. */
+static void
+test_uidlist_chunked(void **state)
+{
+	struct fixture *fx = *state;
+	struct md_uidlist a, b;
+	const char *error;
+	struct buf t;
+	char *path = xasprintf("%s/chunked", fx->root), *big;
+	int fd;
+
+	(void)mkdir(fx->root, 0700);
+	buf_init(&t, SIZE_MAX / 2);
+	assert_int_equal(buf_append_str(&t, "3 V5 N9 G0\n"), 0);
+	for (unsigned int uid = 1; uid <= 5000; uid++)
+		assert_int_equal(buf_printf(&t, "%u W%u :1500000%03u.M%uP1.host,S=%u\n",
+		                            uid, uid * 3, uid % 1000, uid, uid), 0);
+	big = xmalloc(70001);
+	memset(big, 'x', 70000);
+	big[70000] = '\0';
+	assert_int_equal(buf_printf(&t, "6000 :%s\n", big), 0);
+	assert_int_equal(buf_append_str(&t, "6001 :torn"), 0);
+	write_file(path, buf_data(&t));
+	assert_int_equal(md_uidlist_parse(buf_data(&t), buf_len(&t), &a, &error), 0);
+	fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(md_uidlist_parse_fd(fd, &b, &error), 0);
+	close(fd);
+	assert_true(buf_len(&t) > 4 * MD_UIDLIST_CHUNK);
+	assert_int_equal(a.nrecs, 5001);
+	assert_int_equal(b.nrecs, a.nrecs);
+	assert_true(a.torn);
+	assert_true(b.torn);
+	assert_string_equal(b.hdr_extra, "G0");
+	for (size_t i = 0; i < a.nrecs; i++) {
+		char *base, *ext;
+
+		assert_int_equal(a.recs[i].uid, b.recs[i].uid);
+		assert_int_equal(a.recs[i].off, b.recs[i].off);
+		assert_int_equal(md_uidlist_rec_at(buf_data(&t), buf_len(&t), &b, i,
+		                                   &base, &ext), 0);
+		if (i == 5000)
+			assert_string_equal(base, big);
+		else
+			assert_int_equal(strtoul(ext + 1, NULL, 10), 3 * (i + 1));
+		free(base);
+		free(ext);
+	}
+	md_uidlist_free(&a);
+	md_uidlist_free(&b);
+	/* a broken line is reported with its number */
+	write_file(path, "3 V5 N9\n1 :a\n2 b\n");
+	fd = open(path, O_RDONLY);
+	assert_int_equal(md_uidlist_parse_fd(fd, &b, &error), -1);
+	assert_string_equal(error, "line 3: no ':' before the file name");
+	close(fd);
+	buf_free(&t);
+	free(big);
+	free(path);
+}
+
+/* Another writer appends lines to the uidlist we read (in place, as
+ * Dovecot does): our records still read their names back from the same
+ * inode; the commit's re-read finds the new lines. With the hash cut to 2
+ * bits (test hook) every base collides with others: open still matches
+ * each file to its own line. */
+static void
+test_readback_append_collisions(void **state)
+{
+	struct fixture *fx = *state;
+	struct maildir_options o = opts(MAILDIR_DOVECOT);
+	struct maildir_folder *f, *g;
+	const char *error;
+	char *path, *base5;
+	FILE *fp;
+
+	f = open_ok(fx->root, ".Rb", &o);
+	assert_int_equal(maildir_folder_set_uids(f, 42, 0, &error), 0);
+	for (uint32_t uid = 1; uid <= 40; uid++)
+		deliver_ok(f, uid, uid % 3 ? "\\Seen" : "", 1500000000 + uid, msg_crlf,
+		           uid == 7 ? "u7" : NULL, NULL);
+	commit_ok(f);
+	base5 = xstrdup(tfind(f, 5)->base);
+	maildir_folder_close(&f);
+
+	setenv("IMAPFERRY_TEST_MD_HASH_BITS", "2", 1);
+	f = open_ok(fx->root, ".Rb", &o);
+	assert_int_equal(maildir_folder_count(f), 40);
+	assert_int_equal(maildir_folder_unlisted_count(f), 0);
+	for (uint32_t uid = 1; uid <= 40; uid++) {
+		const struct maildir_msg *m = tfind(f, uid);
+
+		assert_non_null(m);
+		assert_int_equal(m->mtime, 1500000000 + uid);
+		assert_string_equal(m->flags, uid % 3 ? "\\Seen" : "");
+	}
+	assert_string_equal(tfind(f, 7)->pop3_uidl, "u7");
+	/* another writer: a file and its line appended in place */
+	path = xasprintf("%s/.Rb/cur/1600000000.M1P9.other:2,F", fx->root);
+	write_file(path, "Subject: x\r\n\r\nother\r\n");
+	free(path);
+	path = xasprintf("%s/.Rb/dovecot-uidlist", fx->root);
+	fp = fopen(path, "a");
+	assert_non_null(fp);
+	fputs("41 :1600000000.M1P9.other\n", fp);
+	fclose(fp);
+	free(path);
+	assert_string_equal(tfind(f, 5)->base, base5);
+	assert_null(tfind(f, 41));
+	/* our commit re-reads the folder first */
+	deliver_ok(f, 42, "", 1500000042, msg_lf, NULL, NULL);
+	commit_ok(f);
+	assert_string_equal(tfind(f, 41)->base, "1600000000.M1P9.other");
+	assert_string_equal(tfind(f, 41)->flags, "\\Flagged");
+	assert_string_equal(tfind(f, 5)->base, base5);
+	assert_int_equal(maildir_folder_count(f), 42);
+	/* an expunge rewrites the file: records point into the new one */
+	assert_int_equal(maildir_expunge(f, 6, &error), 0);
+	commit_ok(f);
+	assert_string_equal(tfind(f, 5)->base, base5);
+	assert_string_equal(tfind(f, 7)->pop3_uidl, "u7");
+	assert_null(tfind(f, 6));
+	g = open_ok(fx->root, ".Rb", &o);
+	assert_int_equal(maildir_folder_count(g), 41);
+	assert_string_equal(tfind(g, 41)->base, "1600000000.M1P9.other");
+	assert_string_equal(tfind(g, 5)->base, base5);
+	maildir_folder_close(&g);
+	maildir_folder_close(&f);
+	unsetenv("IMAPFERRY_TEST_MD_HASH_BITS");
+	free(base5);
+}
+
 static void
 test_uidlist_torn_line(void **state)
 {
@@ -2148,7 +2335,7 @@ test_keywords_before_use(void **state)
 	assert_non_null(name);
 	assert_non_null(strstr(name, ":2,Sb"));
 	free(name);
-	assert_string_equal(maildir_folder_find(f, 1)->flags, "Work \\Seen");
+	assert_string_equal(tfind(f, 1)->flags, "Work \\Seen");
 	/* a published message gets a new keyword: defined first */
 	assert_int_equal(maildir_set_flags(f, 1, "Third", NULL, &error), 0);
 	text = slurp(kwp);
@@ -2160,7 +2347,7 @@ test_keywords_before_use(void **state)
 	assert_int_equal(stat(lock, &st), -1);
 	maildir_folder_close(&f);
 	f = open_ok(fx->root, "", &o);
-	assert_string_equal(maildir_folder_find(f, 1)->flags, "Third");
+	assert_string_equal(tfind(f, 1)->flags, "Third");
 	maildir_folder_close(&f);
 	free(kwp);
 	free(lock);
@@ -2210,7 +2397,7 @@ test_link_in(void **state)
 
 	real = open_ok(fx->root, ".Big", &o);
 	assert_int_equal(maildir_folder_count(real), 3);
-	m = maildir_folder_find(real, 12);
+	m = tfind(real, 12);
 	assert_non_null(m);
 	assert_int_equal(m->mtime, 1500000200);
 	assert_int_equal(m->file_size, 18);
@@ -2229,7 +2416,7 @@ test_link_in(void **state)
 	maildir_folder_close(&real);
 	maildir_folder_close(&stage);
 	real = open_ok(fx->root, ".Other", &o);
-	m = maildir_folder_find(real, 10);
+	m = tfind(real, 10);
 	assert_non_null(m);
 	assert_string_equal(m->flags, "$Work \\Flagged");
 	assert_string_equal(m->pop3_uidl, "u10");
@@ -2282,7 +2469,7 @@ test_link_in_courier(void **state)
 	real = open_ok(fx->root, ".Big", &o);
 	assert_int_equal(maildir_folder_count(real), 2);
 	assert_int_equal(maildir_folder_uidnext(real), 10);
-	m = maildir_folder_find(real, 3);
+	m = tfind(real, 3);
 	assert_non_null(m);
 	assert_string_equal(m->flags, "Work \\Answered");
 	assert_int_equal(m->mtime, 1500000300);
@@ -2400,7 +2587,7 @@ test_vsize_random(void **state)
 			close(fd);
 		}
 		commit_ok(f);
-		name = find_file(cur, maildir_folder_find(f, uid)->base);
+		name = find_file(cur, tfind(f, uid)->base);
 		assert_non_null(name);
 		assert_int_equal(field(name, 'S'), len);
 		if (field(name, 'W') != len + bare)
@@ -2448,6 +2635,8 @@ main(void)
 		T(test_msg_pointers_stable),
 		T(test_uidlist_append_linear),
 		T(test_uidlist_torn_line),
+		T(test_uidlist_chunked),
+		T(test_readback_append_collisions),
 		T(test_lock_free_between_deliveries),
 		T(test_keywords_before_use),
 		T(test_throughput),
