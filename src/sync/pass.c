@@ -429,7 +429,10 @@ copy_uids(struct pass *p, const uint32_t *uids, size_t count, size_t group_cap)
 		if (fo.batch < 500)
 			fo.batch = 500;
 	}
-	mqueue_init(&q, 4096, p->o->queue_bytes != 0 ? p->o->queue_bytes : 8u << 20);
+	/* room for two full groups of small messages (the bytes bound the
+	 * rest) */
+	mqueue_init(&q, group_max * 2 > 4096 ? group_max * 2 : 4096,
+	            p->o->queue_bytes != 0 ? p->o->queue_bytes : 8u << 20);
 	r = source_reader_start(&p->src, uids, count, &q, &fo);
 	for (;;) {
 		unsigned in_flight = ops->in_flight(p->t);

@@ -3,11 +3,12 @@
  * map in the state database.
  *
  * Pipelining: APPEND with LITERAL+ when offered (synchronizing literals
- * otherwise), grouped into MULTIAPPEND (up to 1,024 messages or 8 MiB) when
- * offered, 16 commands in flight. A group the server refuses for a
- * message's sake is copied again in halves (sink->retry), down to the bad
- * message alone, so it cannot sink its neighbours. What a refusal means comes from
- * its response code (RFC 5530), never from its text. */
+ * otherwise), grouped into MULTIAPPEND when offered (1,024 messages or a
+ * hundredth of the folder, up to 8,192, and at most 8 MiB), 16 commands in
+ * flight. A group the server refuses for a message's sake is copied again
+ * in halves (sink->retry), down to the bad message alone, so it cannot
+ * sink its neighbours. What a refusal means comes from its response code
+ * (RFC 5530), never from its text. */
 #include "target.h"
 
 #include "copy.h"
@@ -33,6 +34,7 @@ struct imap_target {
 	char **pflags;            /* PERMANENTFLAGS */
 	uint64_t mem_out;         /* bytes of in-memory bodies in APPENDs not
 	                           * yet answered (APPEND_MEM_MAX) */
+	uint64_t folder_size;     /* messages: EXISTS at SELECT + appended */
 };
 
 /* In-memory bodies in unanswered APPENDs, at most (bodies above the
@@ -40,13 +42,17 @@ struct imap_target {
  * alone let 16 groups of up to 8 MiB each stay in memory, 128 MB of
  * peak RSS for one account. */
 #define APPEND_MEM_MAX (8u * 1024 * 1024)
-/* Messages per MULTIAPPEND at most (and 8 MiB). Dovecot's cost per APPEND
- * command grows with the folder (it re-syncs the mailbox each time):
- * appending 5,000 small messages to a 300,000-message folder took 106 s
- * of its CPU in groups of 32, 16 s in groups of 256, 3.7 s in groups of
- * 1,024 (issue 15). A group the target refuses is retried in halves:
- * a bad message costs about 2 x log2(1,024) = 20 more APPENDs. */
-#define APPEND_GROUP_MAX 1024
+/* Messages per MULTIAPPEND (and at most 8 MiB). Dovecot's cost per
+ * APPEND command grows with the folder (it re-syncs the mailbox each
+ * time, ~1 us per message in it): appending 5,000 small messages to a
+ * 100,000-message folder took 14.6 s of its CPU in groups of 32 and 0.95 s
+ * in groups of 1,024 (bench/appendgroup.py, issue 15). So a group holds
+ * 1,024 messages, or a hundredth of the folder when that is more, up to
+ * 8,192: the server's cost per message then stays the same as the folder
+ * grows. A group the target refuses is retried in halves: a bad message
+ * costs about 2 x log2(group) more APPENDs. */
+#define APPEND_GROUP_MIN 1024
+#define APPEND_GROUP_MAX 8192
 
 struct append_group {
 	struct imap_target *it;
@@ -220,6 +226,7 @@ do_open_folder(struct target *t, const struct target_open *o,
 	}
 	mb = imap_client_mailbox(it->client);
 	it->uidvalidity = mb->uidvalidity;
+	it->folder_size = mb->exists;
 	it->pflags = strv_dup(mb->permanentflags);
 	info->uidvalidity = mb->uidvalidity;
 	info->uidnext = mb->uidnext;
@@ -261,8 +268,12 @@ do_batch_max(struct target *t, bool single)
 
 	if (single || !imap_client_has_cap(it->client, "MULTIAPPEND"))
 		return 1;
-	return t->spec->multiappend_max != 0 ? t->spec->multiappend_max :
-	    APPEND_GROUP_MAX;
+	if (t->spec->multiappend_max != 0)
+		return t->spec->multiappend_max;
+	if (it->folder_size / 100 <= APPEND_GROUP_MIN)
+		return APPEND_GROUP_MIN;
+	return it->folder_size / 100 < APPEND_GROUP_MAX ?
+	    (size_t)(it->folder_size / 100) : APPEND_GROUP_MAX;
 }
 
 static void
@@ -323,6 +334,7 @@ append_done(void *ctx, const struct imap_response *tagged, const char *error)
 			free(dst_uids);
 			dst_uids = NULL;
 		}
+		it->folder_size += g->count;
 		for (size_t i = 0; i < g->count; i++)
 			sink->delivered(sink->ctx, g->uids[i],
 			                dst_uids != NULL ? dst_uids[i] : 0,

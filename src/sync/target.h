@@ -43,7 +43,8 @@ struct target_spec {
 	/* IMAP */
 	const struct imap_client_options *imap;
 	unsigned append_depth;        /* APPEND commands in flight; 0: 16 */
-	unsigned multiappend_max;     /* messages per MULTIAPPEND; 0: 1,024 */
+	unsigned multiappend_max;     /* messages per MULTIAPPEND; 0: by folder
+	                                 size, 1,024 to 8,192 */
 	/* Maildir: the account's root (expanded), flavor and file options */
 	const char *root;
 	struct maildir_options md;

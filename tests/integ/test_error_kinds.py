@@ -394,11 +394,13 @@ def test_refused_group_is_retried_in_halves():
             assert j["copied"] == N_HALVES - 1 and j["failed"] == 1, H.describe(p)
             assert "Message refused" in p.stderr, H.describe(p)
             H.log(f"APPENDs to {BAD_FOLDER} (messages each): {px.appends}")
-            # every message was sent at least once; the first group held
-            # several; far fewer commands than one per message
-            assert px.appends[0] > 1, px.appends
-            assert len(px.appends) <= 2 * 6 + 4, px.appends
-            assert px.appends.count(1) <= 4, px.appends
+            # groups held several messages; far fewer commands than one
+            # per message (41): each of the ~6 halving rounds sends two
+            # groups, plus the first message of a round alone (the writer
+            # starts at once while nothing is in flight)
+            assert max(px.appends) > 10, px.appends
+            assert len(px.appends) <= 3 * 6 + 2, px.appends
+            assert px.appends.count(1) <= 10, px.appends
             got = target_counts_of(d, BAD_FOLDER)
             assert got == N_HALVES - 1, got
     finally:
