@@ -72,6 +72,35 @@ class RewriteProxy:
             threading.Thread(target=self._up, args=(c, u), daemon=True).start()
 
     @staticmethod
+    def _read_line(c, buf):
+        """(line, rest) from buf and socket c, or (None, buf) at EOF"""
+        while b"\r\n" not in buf:
+            d = c.recv(65536)
+            if not d:
+                return None, buf
+            buf += d
+        line, buf = buf.split(b"\r\n", 1)
+        return line, buf
+
+    @staticmethod
+    def _read_bytes(c, buf, size):
+        """(the next size bytes, rest), or (None, buf) at EOF"""
+        while len(buf) < size:
+            d = c.recv(65536)
+            if not d:
+                return None, buf
+            buf += d
+        return buf[:size], buf[size:]
+
+    @staticmethod
+    def _shutdown(*socks):
+        for s in socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    @staticmethod
     def _literal(line):
         m = re.search(rb"\{(\d+)(\+?)\}$", line)
         return (int(m.group(1)), m.group(2) == b"+") if m else (None, False)
@@ -90,12 +119,9 @@ class RewriteProxy:
         swallow = None         # tag whose command is being swallowed
         try:
             while True:
-                while b"\r\n" not in buf:
-                    d = c.recv(65536)
-                    if not d:
-                        return
-                    buf += d
-                line, buf = buf.split(b"\r\n", 1)
+                line, buf = self._read_line(c, buf)
+                if line is None:
+                    return
                 if swallow is None:
                     parts = line.split(b" ", 2)
                     if len(parts) >= 2:
@@ -112,13 +138,10 @@ class RewriteProxy:
                 size, plus = self._literal(line)
                 out = line + b"\r\n"
                 if size is not None:
-                    while len(buf) < size:
-                        d = c.recv(65536)
-                        if not d:
-                            return
-                        buf += d
-                    out += buf[:size]
-                    buf = buf[size:]
+                    lit, buf = self._read_bytes(c, buf, size)
+                    if lit is None:
+                        return
+                    out += lit
                     assert swallow is None or plus, "swallowed a synchronizing literal"
                 if swallow is None:
                     u.sendall(out)
@@ -130,11 +153,7 @@ class RewriteProxy:
         except OSError:
             pass
         finally:
-            for s in (c, u):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+            self._shutdown(c, u)
 
     def _down(self, u, c):
         try:
@@ -178,10 +197,10 @@ def fill_source(s):
     c.logout()
 
 
-def target_counts(d):
+def target_counts(d, folders=FOLDERS):
     c = d.imap("alice", PW)
     out = {}
-    for folder in FOLDERS:
+    for folder in folders:
         typ, data = c.status(folder, "(MESSAGES)")
         if typ == "OK":
             out[folder] = int(re.search(rb"MESSAGES (\d+)", data[0]).group(1))
@@ -288,35 +307,16 @@ def test_overquota_stops_and_keeps_the_records():
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-class GroupProxy:
-    """Forwards 127.0.0.1:port to upstream, a whole command at a time
-    (its lines and LITERAL+ literals); an APPEND to BAD_FOLDER that carries
-    the marker header is answered "NO Message refused" (no code: the
-    message's fault) and never reaches the server. Records the number of
-    messages (literals) of every APPEND to BAD_FOLDER."""
+class GroupProxy(RewriteProxy):
+    """RewriteProxy, but a whole command at a time (its lines and LITERAL+
+    literals): an APPEND to BAD_FOLDER that carries the marker header is
+    answered "NO Message refused" (no code: the message's fault) and never
+    reaches the server. Records the number of messages (literals) of every
+    APPEND to BAD_FOLDER."""
 
     def __init__(self, upstream_port):
-        self.upstream_port = upstream_port
         self.appends = []          # messages per APPEND command, in order
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def close(self):
-        self.sock.close()
-
-    def _accept(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            u = socket.create_connection(("127.0.0.1", self.upstream_port))
-            threading.Thread(target=RewriteProxy._down, args=(None, u, c),
-                             daemon=True).start()
-            threading.Thread(target=self._up, args=(c, u), daemon=True).start()
+        super().__init__(upstream_port, None)
 
     def _up(self, c, u):
         buf = b""
@@ -324,30 +324,24 @@ class GroupProxy:
             while True:
                 cmd, n_lit = b"", 0
                 while True:            # one whole command
-                    while b"\r\n" not in buf:
-                        d = c.recv(65536)
-                        if not d:
-                            return
-                        buf += d
-                    line, buf = buf.split(b"\r\n", 1)
+                    line, buf = self._read_line(c, buf)
+                    if line is None:
+                        return
                     cmd += line + b"\r\n"
-                    size, plus = RewriteProxy._literal(line)
+                    size, plus = self._literal(line)
                     if size is None:
                         break
                     if not plus:       # synchronizing: the server must answer "+"
                         u.sendall(cmd)
                         cmd = b""
-                    while len(buf) < size:
-                        d = c.recv(65536)
-                        if not d:
-                            return
-                        buf += d
-                    cmd += buf[:size]
-                    buf = buf[size:]
+                    lit, buf = self._read_bytes(c, buf, size)
+                    if lit is None:
+                        return
+                    cmd += lit
                     n_lit += 1
                 parts = cmd.split(b" ", 3)
                 if len(parts) > 2 and parts[1].upper() == b"APPEND" and \
-                        RewriteProxy._mailbox(parts[2]) == BAD_FOLDER:
+                        self._mailbox(parts[2]) == BAD_FOLDER:
                     self.appends.append(n_lit)
                     if BAD_MARK in cmd:
                         c.sendall(parts[0] + b" NO Message refused\r\n")
@@ -356,11 +350,7 @@ class GroupProxy:
         except OSError:
             pass
         finally:
-            for s in (c, u):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+            self._shutdown(c, u)
 
 
 BAD_FOLDER, BAD_MARK, N_HALVES, BAD_INDEX = "Halves", b"X-Refuse-Me: yes", 40, 17
@@ -401,18 +391,10 @@ def test_refused_group_is_retried_in_halves():
             assert max(px.appends) > 10, px.appends
             assert len(px.appends) <= 3 * 6 + 2, px.appends
             assert px.appends.count(1) <= 10, px.appends
-            got = target_counts_of(d, BAD_FOLDER)
-            assert got == N_HALVES - 1, got
+            got = target_counts(d, [BAD_FOLDER])
+            assert got == {BAD_FOLDER: N_HALVES - 1}, got
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def target_counts_of(d, folder):
-    c = d.imap("alice", PW)
-    typ, data = c.status(folder, "(MESSAGES)")
-    c.logout()
-    assert typ == "OK", data
-    return int(re.search(rb"MESSAGES (\d+)", data[0]).group(1))
 
 
 if __name__ == "__main__":
