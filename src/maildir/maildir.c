@@ -3249,11 +3249,15 @@ names_compact(struct maildir_folder *f)
 		size_t n = pass == 0 ? f->nmsgs : f->nunl;
 
 		for (size_t i = 0; i < n; i++) {
-			const char *base = buf_data(&old) + v[i].ref;
-			size_t blen = strlen(base);
+			const char *base;
+			size_t blen;
 
+			/* only names kept here: ref is otherwise an offset
+			 * in the uidlist file */
 			if ((v[i].meta & MR_POOL) == 0)
 				continue;
+			base = buf_data(&old) + v[i].ref;
+			blen = strlen(base);
 			v[i].ref = names_add(f, base, blen, base + blen + 1,
 			                     strlen(base + blen + 1));
 		}

@@ -116,6 +116,7 @@ static void
 ts_init(struct tsink *t, struct imap_literal_sink *sink)
 {
 	memset(t, 0, sizeof(*t));
+	memset(sink, 0, sizeof(*sink));   /* min_size 0, no place() */
 	sink->begin = ts_begin;
 	sink->data = ts_data;
 	sink->end = ts_end;
