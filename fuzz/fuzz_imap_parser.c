@@ -23,6 +23,7 @@ struct handle {
 struct sink_ctx {
 	uint64_t bytes, begins, ends, aborts, releases;
 	int live;
+	char scratch[7];          /* where place() lets the bytes go */
 };
 
 static uint64_t
@@ -80,6 +81,28 @@ s_data(void *ctx, void *handle, const void *data, size_t len)
 	h->hash = mix(h->hash, data, len);
 	c->bytes += len;
 	return 0;
+}
+
+/* Zero-copy input (imap_parser_literal_place): the bytes go to a small
+ * scratch area, then through s_data as if fed, so the result must equal
+ * a plain feed's. */
+static void *
+s_place(void *ctx, void *handle, size_t *room_r)
+{
+	struct sink_ctx *c = ctx;
+
+	*room_r = sizeof(c->scratch);
+	return c->scratch;
+}
+
+static int
+s_placed(void *ctx, void *handle, size_t len)
+{
+	struct sink_ctx *c = ctx;
+
+	if (len > sizeof(c->scratch))
+		abort();
+	return s_data(ctx, handle, c->scratch, len);
 }
 
 static int
@@ -263,8 +286,11 @@ run(const char *data, size_t size, size_t piece, unsigned pattern)
 	struct sink_ctx ctx = { 0 };
 	/* now and then small literals go to the sink too (min_size) */
 	struct imap_literal_sink sink = {
-		s_begin, s_data, s_end, s_abort, s_release, &ctx,
-		(pattern & 0x40) ? 16 : 0,
+		.begin = s_begin, .data = s_data, .end = s_end,
+		.abort = s_abort, .release = s_release,
+		.place = (pattern & 0x100) ? s_place : NULL,
+		.placed = (pattern & 0x100) ? s_placed : NULL,
+		.ctx = &ctx, .min_size = (pattern & 0x40) ? 16 : 0,
 	};
 	struct imap_parser *p = imap_parser_new(&lim);
 	uint64_t h = 14695981039346656037ull;
@@ -284,6 +310,25 @@ run(const char *data, size_t size, size_t piece, unsigned pattern)
 
 			if (++feeds > 2 * size + 16)
 				abort(); /* no progress: an infinite loop */
+			if (pattern & 0x100) {
+				/* inside a literal: the next bytes placed, as
+				 * the client reads a body into its buffer */
+				size_t room;
+				char *dst = imap_parser_literal_place(p, &room);
+
+				if (dst != NULL) {
+					size_t n = room < b - off ? room : b - off;
+
+					memcpy(dst, data + off, n);
+					if (imap_parser_placed(p, n, &err) < 0) {
+						h = mix_str(mix_u64(h, 0xe7707), err);
+						failed = true;
+						break;
+					}
+					off += n;
+					continue;
+				}
+			}
 			res = imap_parser_feed(p, data + off, b - off, &consumed,
 			                       &r, &err);
 			if (consumed > b - off)
@@ -358,5 +403,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	split = run((const char *)data, size, piece, pattern);
 	if (whole != split)
 		abort(); /* the result depends on where the input was cut */
+	/* literal bytes placed instead of fed (the client's zero-copy
+	 * reads) must give the same result */
+	if (run((const char *)data, size, piece, pattern | 0x100) != whole)
+		abort();
 	return 0;
 }
