@@ -385,12 +385,14 @@ def test_refused_group_is_retried_in_halves():
             assert "Message refused" in p.stderr, H.describe(p)
             H.log(f"APPENDs to {BAD_FOLDER} (messages each): {px.appends}")
             # groups held several messages; far fewer commands than one
-            # per message (41): each of the ~6 halving rounds sends two
-            # groups, plus the first message of a round alone (the writer
-            # starts at once while nothing is in flight)
+            # per message (41 commands, 40 of one message): each of the
+            # ~6 halving rounds sends two groups, plus the first message
+            # of a round alone (the writer starts at once while nothing is
+            # in flight), ~13-16 here; a loaded machine may split a group
+            # when the source is slow, hence the margin
             assert max(px.appends) > 10, px.appends
-            assert len(px.appends) <= 3 * 6 + 2, px.appends
-            assert px.appends.count(1) <= 10, px.appends
+            assert len(px.appends) <= 30, px.appends
+            assert px.appends.count(1) <= 20, px.appends
             got = target_counts(d, [BAD_FOLDER])
             assert got == {BAD_FOLDER: N_HALVES - 1}, got
     finally:
