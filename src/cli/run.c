@@ -413,6 +413,17 @@ cmd_run(int argc, char **argv)
 		}
 	}
 	shared = state_path_is_url(c.state_path);
+	/* one run at a time per state file (a shared state has many); taken
+	 * first, so that status sees a run that is starting */
+	if (!shared)
+		lock_path = xasprintf("%s.lock", c.state_path);
+	if (!shared && (lock_fd = run_cli_lock_state(lock_path)) < 0) {
+		fprintf(stderr, "imapferry: %s: %s\n", lock_path,
+		        errno == EWOULDBLOCK ? "another imapferry run uses this "
+		        "state database" : strerror(errno));
+		status = CLI_EXIT_ERROR;
+		goto out;
+	}
 	if (gethostname(host, sizeof(host) - 1) < 0)
 		snprintf(host, sizeof(host), "unknown");
 	machine = c.machine != NULL ? c.machine : host;
@@ -441,15 +452,6 @@ cmd_run(int argc, char **argv)
 	/* from here on, an error that stops the run */
 	status = CLI_EXIT_ERROR;
 
-	/* one run at a time per state file (a shared state has many) */
-	if (!shared)
-		lock_path = xasprintf("%s.lock", c.state_path);
-	if (!shared && (lock_fd = run_cli_lock_state(lock_path)) < 0) {
-		fprintf(stderr, "imapferry: %s: %s\n", lock_path,
-		        errno == EWOULDBLOCK ? "another imapferry run uses this "
-		        "state database" : strerror(errno));
-		goto out;
-	}
 	if (state_open(c.state_path, &db, &error) < 0) {
 		fprintf(stderr, "imapferry: %s\n", error);
 		goto out;
