@@ -47,13 +47,13 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 SERVER_DIR = "/var/tmp/ifb"     # short: Dovecot's unix socket paths must stay < 107 bytes
 
 
-def _short_tempdir(tag):
+def _short_tempdir(tag, base=None):
     """Like harness.short_tempdir, but under SERVER_DIR: on a shared machine
     other jobs clean /tmp, and a source that vanishes mid-bench is a lost
     quarter of an hour."""
     os.makedirs(SERVER_DIR, exist_ok=True)
     os.chmod(SERVER_DIR, 0o755)
-    d = tempfile.mkdtemp(prefix=f"{tag[:8]}-", dir=SERVER_DIR)
+    d = tempfile.mkdtemp(prefix=f"{tag[:8]}-", dir=base or SERVER_DIR)
     os.chmod(d, 0o755)          # the servers drop privileges and must traverse it
     return d
 
@@ -267,9 +267,80 @@ def start_dovecot(d):
     return d
 
 
-def new_target(src, users):
+def new_target(src, users, base=None):
     return start_dovecot(harness.Dovecot("bdst", users=users, master=MASTER, ssl=False,
-                                         extra_conf=imapc_conf(src)))
+                                         extra_conf=imapc_conf(src), base_dir=base))
+
+
+class FreshFs:
+    """A new, empty ext4 (with its journal, as on a mail server) for one run's
+    target: a sparse image on a loop device with direct I/O (no second page
+    cache), mounted under SERVER_DIR.
+
+    Why: the bench machine's own ext4 has no journal, and there ext4 skips
+    every inode freed in the last 60-300 s when it allocates one
+    (fs/ext4/ialloc.c, recently_deleted()). Each run deletes the previous
+    run's target (16,000-18,000 files), so the next target's file creations
+    scanned inode tables: `perf` showed a Dovecot target spending 3-6 s of
+    extra system time in ext4_create -> recently_deleted, growing run after
+    run. A migration writes to a server's disk, not to one that just had
+    18,000 files deleted without a journal; every method gets a fresh
+    file system, created outside the timed window."""
+
+    def __init__(self, size_bytes, work):
+        self.img = self.dev = self.mnt = None
+        try:
+            fd, self.img = tempfile.mkstemp(prefix="fs-", suffix=".img", dir=work)
+            os.ftruncate(fd, size_bytes)
+            os.close(fd)
+            self.dev = subprocess.run(
+                ["losetup", "--find", "--show", "--direct-io=on", self.img],
+                check=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                text=True).stdout.strip()
+            subprocess.run(["mkfs.ext4", "-q", "-F", "-E",
+                            "lazy_itable_init=0,lazy_journal_init=0", self.dev],
+                           check=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            os.makedirs(SERVER_DIR, exist_ok=True)
+            self.mnt = tempfile.mkdtemp(prefix="fs-", dir=SERVER_DIR)
+            subprocess.run(["mount", self.dev, self.mnt], check=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            os.chmod(self.mnt, 0o755)
+        except (OSError, subprocess.CalledProcessError) as e:
+            self.close()
+            err = getattr(e, "stderr", None) or str(e)
+            raise BenchError(f"fresh target file system: {str(err).strip()}")
+
+    def close(self):
+        if self.mnt:
+            subprocess.run(["umount", self.mnt], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+            try:
+                os.rmdir(self.mnt)
+            except OSError:
+                pass
+            self.mnt = None
+        if self.dev:
+            subprocess.run(["losetup", "-d", self.dev], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+            self.dev = None
+        if self.img:
+            try:
+                os.unlink(self.img)
+            except OSError:
+                pass
+            self.img = None
+
+
+def fresh_fs_works(work):
+    """--target-fs auto: fresh when a loop device can be made here."""
+    if not (shutil.which("losetup") and shutil.which("mkfs.ext4")):
+        return False
+    try:
+        FreshFs(256 << 20, work).close()
+        return True
+    except BenchError as e:
+        log(f"bench: no fresh target file systems ({e}); targets on the disk")
+        return False
 
 
 def folder_counts(server, user, password):
@@ -335,6 +406,7 @@ class Ctx:
         if os.access(args.bench_bin, os.X_OK):
             shutil.copy2(args.bench_bin, self.bench_bin)
         self.ferry_maildir_note = None
+        self.fresh_fs = False                   # --target-fs: see FreshFs
         self.quiet_budget = args.quiet_total    # seconds of waiting left
 
 
@@ -400,11 +472,15 @@ def measure(ctx, method, users, run_id):
     """One timed run of method for users. Returns a result dict, None when
     the method is unsupported (note recorded), or raises BenchError."""
     a = ctx.args
-    d = tempfile.mkdtemp(prefix=f"{method}-{run_id}-", dir=ctx.work)
-    dst = None
+    tfs = dst = None
+    if ctx.fresh_fs and method != "fetch":
+        tfs = FreshFs(max(4 << 30, 3 * sum(ctx.bytes[u] for u in users)), ctx.work)
+    d = tempfile.mkdtemp(prefix=f"{method}-{run_id}-", dir=tfs.mnt if tfs else ctx.work)
+    os.chmod(d, 0o755)
     try:
         if method in ("ferry", "mbsync", "dsync", "dsync-fsync", "append"):
-            dst = new_target(ctx.src, {u: ctx.pw[u] for u in users})
+            dst = new_target(ctx.src, {u: ctx.pw[u] for u in users},
+                             base=tfs.mnt if tfs else None)
         cmds, env = [], None
         if method == "ferry":
             for u in users:
@@ -510,6 +586,8 @@ def measure(ctx, method, users, run_id):
         if dst is not None:
             dst.stop()
         shutil.rmtree(d, ignore_errors=True)
+        if tfs is not None:
+            tfs.close()
 
 
 # --------------------------------------------------------------------------
@@ -639,6 +717,10 @@ def main():
     ap.add_argument("--bench-bin", default=None,
                     help="imapferry-bench (fetch-only, append-only); default: "
                          "BUILD/bench/tools/imapferry-bench of --bin's build")
+    ap.add_argument("--target-fs", choices=("auto", "fresh", "disk"), default="auto",
+                    help="where each run's target lives: fresh = a new journaled ext4 "
+                         "on a loop device per run (see FreshFs), disk = a directory "
+                         "on the machine's disk; auto = fresh when possible")
     ap.add_argument("--cache", default="/var/tmp/imapferry-bench")
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
     ap.add_argument("--users", type=int, default=3)
@@ -682,6 +764,9 @@ def main():
             src.load_maildir(u, os.path.join(root, u))
         start_dovecot(src)
         ctx = Ctx(a, root, rows, src, users, pw)
+        if a.target_fs == "fresh" or (a.target_fs == "auto" and fresh_fs_works(ctx.work)):
+            ctx.fresh_fs = True
+        a.target_fs_used = "fresh" if ctx.fresh_fs else "disk"
         for u in users:      # the source holds the corpus (oracle: imaplib)
             check_counts("source", u, ctx.exp[u], folder_counts(src, u, pw[u]))
         scope_users = {"one": users[:1], "all": users}
@@ -741,6 +826,11 @@ def main():
                  "run competed with other work on the machine")
     notes.append("scope all: one process per account, the three started together, for "
                  "every method")
+    notes.append("target file system: " + (
+        "a new journaled ext4 for each run (loop device, direct I/O; --target-fs)"
+        if a.target_fs_used == "fresh" else
+        "a directory on the machine's disk, the previous runs' targets deleted shortly "
+        "before (--target-fs disk)"))
     notes.append("dsync: doveadm is the client and writes the target's Maildir itself, so "
                  "its client CPU includes the target's storage work")
     mach = machine()

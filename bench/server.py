@@ -65,12 +65,12 @@ SERVER_DIR = "/var/tmp/ifsrv"   # short: Dovecot's unix socket paths must stay <
 MASTER = ("master", "masterpw")
 
 
-def _short_tempdir(tag):
+def _short_tempdir(tag, base=None):
     """harness.short_tempdir, but under SERVER_DIR: other jobs on a shared
     machine clean /tmp, and a source that vanishes mid-bench is lost time."""
     os.makedirs(SERVER_DIR, exist_ok=True)
     os.chmod(SERVER_DIR, 0o755)
-    d = tempfile.mkdtemp(prefix=f"{tag[:8]}-", dir=SERVER_DIR)
+    d = tempfile.mkdtemp(prefix=f"{tag[:8]}-", dir=base or SERVER_DIR)
     os.chmod(d, 0o755)          # the servers drop privileges and must traverse it
     return d
 

@@ -1816,6 +1816,12 @@ maildir_folder_uid(const struct maildir_folder *f, size_t i)
 	return i < f->nmsgs ? f->msgs[i].uid : 0;
 }
 
+const char *
+maildir_folder_flags(const struct maildir_folder *f, size_t i)
+{
+	return i < f->nmsgs ? mr_flags(f, &f->msgs[i]) : NULL;
+}
+
 /* Fills *m from r; false (with a warning) if its name cannot be read
  * back. */
 static bool

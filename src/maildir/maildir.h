@@ -252,6 +252,9 @@ int maildir_folder_set_uids(struct maildir_folder *f, uint32_t uidvalidity,
  * back. maildir_folder_uid() is the UID of message i alone, without I/O. */
 size_t maildir_folder_count(const struct maildir_folder *f);
 uint32_t maildir_folder_uid(const struct maildir_folder *f, size_t i);
+/* The flags of message i alone ("" for none, NULL for i >= count), without
+ * I/O: valid until the folder changes. */
+const char *maildir_folder_flags(const struct maildir_folder *f, size_t i);
 bool maildir_folder_msg(struct maildir_folder *f, size_t i, struct maildir_msg *m);
 bool maildir_folder_find(struct maildir_folder *f, uint32_t uid, struct maildir_msg *m);
 

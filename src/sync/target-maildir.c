@@ -725,12 +725,16 @@ md_list(struct target *t, const struct msgsum_list *src, bool settle,
 	{
 		size_t c = 0;
 
-		for (size_t j = i; j < nf && maildir_folder_uid(mt->f, j) <= hi; j++, c++)
-			if (maildir_folder_msg(mt->f, j, ma))
-				bytes += strlen(flags_of(ma, &served)) + 1;
+		/* sizing from the records alone: reading each name back twice
+		 * made an incremental pass over 1,000,000 messages 30 % slower */
+		for (size_t j = i; j < nf && maildir_folder_uid(mt->f, j) <= hi; j++, c++) {
+			const struct msgsum *x = msgsum_find(&served,
+			                                     maildir_folder_uid(mt->f, j));
+
+			bytes += strlen(x != NULL ? x->flags : maildir_folder_flags(mt->f, j)) + 1;
+		}
 		for (size_t j = k; j < ns && maildir_folder_uid(mt->stage, j) <= hi; j++, c++)
-			if (maildir_folder_msg(mt->stage, j, mb))
-				bytes += strlen(mb->flags) + 1;
+			bytes += strlen(maildir_folder_flags(mt->stage, j)) + 1;
 		c_total = c;
 		v = xcalloc(1, (c + 1) * sizeof(*v) + bytes);
 		strings = (char *)(v + c + 1);

@@ -162,9 +162,10 @@ def free_ports(n):
     return ports
 
 
-def short_tempdir(tag):
-    """A short directory under /tmp (unix socket paths are limited to ~107 bytes)."""
-    d = tempfile.mkdtemp(prefix=f"ife-{tag[:8]}-", dir="/tmp")
+def short_tempdir(tag, base=None):
+    """A short directory under /tmp, or base (unix socket paths are limited to
+    ~107 bytes)."""
+    d = tempfile.mkdtemp(prefix=f"ife-{tag[:8]}-", dir=base or "/tmp")
     os.chmod(d, 0o755)      # servers drop privileges and must traverse it
     return d
 
@@ -441,7 +442,7 @@ class Dovecot(_Server):
     kind = "dovecot"
 
     def __init__(self, name, users=None, master=("master", "masterpw"), separator="/",
-                 prefix="", ssl=True, extra_conf="", special_use=None):
+                 prefix="", ssl=True, extra_conf="", special_use=None, base_dir=None):
         self.name = name
         self.users = dict(users if users is not None else {"alice": "alicepw"})
         self.master = master
@@ -450,7 +451,7 @@ class Dovecot(_Server):
         self.ssl = ssl
         self.extra_conf = extra_conf
         self.special_use = dict(special_use or {})
-        self.dir = short_tempdir(name)
+        self.dir = short_tempdir(name, base_dir)
         self.conf_path = os.path.join(self.dir, "dovecot.conf")
         self.log_path = os.path.join(self.dir, "dovecot.log")
         self.pid_path = os.path.join(self.dir, "run", "master.pid")
