@@ -33,7 +33,7 @@ TSAN=${TSAN:-1}
 # with a reader thread per copy and parallel workers, and the fault suite
 # (reader, keepalive and worker threads through cuts, stalls, kills, a
 # full disk and a hostile server).
-TSAN_TESTS=${TSAN_TESTS:-'^(unit/test_(mqueue|net|pop3|sched|keepalive)|integ/test_(copy|run)|faults/test_fault_(net|kill|disk|hostile))$'}
+TSAN_TESTS=${TSAN_TESTS:-'^(unit/test_(mqueue|net|pop3|sched|keepalive|maildir)|integ/test_(copy|run)|faults/test_fault_(net|kill|disk|hostile))$'}
 # The fault suite under the sanitizers, with fewer kills and cuts (the
 # code paths are the same; the default stage runs the full counts).
 SAN_FAULT_KILLS=${SAN_FAULT_KILLS:-6}

@@ -81,6 +81,10 @@ struct ckw_update {
 	char *name;
 };
 
+struct sync_bg;
+static void bg_join(struct maildir_folder *f);
+static void bg_kick(struct maildir_folder *f);
+
 struct maildir_folder {
 	struct maildir_options o;
 	char *hostname;         /* escaped, for unique names */
@@ -150,6 +154,14 @@ struct maildir_folder {
 	uint32_t *synced;       /* UIDs delivered or adopted since the last
 	                           commit, ascending (pending ones among them) */
 	size_t nsynced, asynced;
+	/* synced[0..nbg) were handed to background fdatasyncs (bg_kick());
+	 * the commit waits for them and syncs only the rest */
+	size_t nbg;
+	struct sync_bg *bg;     /* the chunk being synced, or NULL */
+	uint32_t bg_bad_uid;    /* a background fdatasync failed: this UID */
+	int bg_errno;
+	bool bg_off;            /* a file could not be opened for it: the
+	                           commit syncs (and reports) the rest */
 };
 
 static const struct md_lock_spec lock_dovecot = {
@@ -862,7 +874,10 @@ clear_state(struct maildir_folder *f)
 		free(f->ckw_updates[i]);
 	XFREE(f->ckw_updates);
 	f->nckw_updates = 0;
-	f->nsynced = 0;
+	bg_join(f);
+	f->nsynced = f->nbg = 0;
+	f->bg_errno = 0;
+	f->bg_off = false;
 	f->have_uidlist = f->dkw_exists = f->ckw_exists = f->ckwdir_exists = false;
 	f->used_letters = 0;
 	f->dkw_disk = 0;
@@ -1737,6 +1752,7 @@ maildir_folder_close(struct maildir_folder **fp)
 	if (f == NULL)
 		return;
 	*fp = NULL;
+	bg_join(f);
 	/* uncommitted deliveries were never published: remove them */
 	drop_pending(f);
 	if (f->lock.fd >= 0)
@@ -2260,8 +2276,10 @@ deliver(struct maildir_folder *f, uint32_t uid, const char *flags,
 	}
 	if (writer_finish(w) < 0)
 		goto write_error;
-	/* start the write-back now, without waiting: commit's fdatasync
-	 * of the batch then finds most of the data on its way */
+	/* start the write-back now, without waiting: the background
+	 * fdatasyncs (bg_kick()) and the commit then find most of the data
+	 * on its way (measured: letting the fdatasyncs start it was slower,
+	 * ~5.0-6.0 s against 4.1-4.8 s for the bench's largest account) */
 	if (f->o.fsync)
 		(void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 	{
@@ -2285,6 +2303,7 @@ deliver(struct maildir_folder *f, uint32_t uid, const char *flags,
 	                     w->out_len + (courier ? w->lfs : w->bare_lfs),
 	                     pop3_uidl, dropped_r, error_r) < 0)
 		goto fail;
+	bg_kick(f);
 	return 0;
 
 write_error:
@@ -2934,11 +2953,121 @@ sync_fds(const int *fds, size_t n, size_t *failed_r, int *errno_r)
 	return 0;
 }
 
+/* Opens synced UID uid's file for its fdatasync: 1 with *fd_r, 0 when it
+ * is gone (expunged since, or removed by someone else), -1 on error. */
+static int
+open_synced(struct maildir_folder *f, uint32_t uid, int *fd_r, const char **error_r)
+{
+	struct mrec *m = msg_lookup(f, uid);
+	char nbuf[MNAME_SIZE];
+	int fd;
+
+	if (m == NULL)
+		return 0;       /* expunged since */
+	if (mr_fsname(f, m, nbuf, error_r) == NULL)
+		return -1;
+	fd = openat(mr_dirfd(f, m), nbuf, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT && relocate(f, m) == 0 &&
+	    mr_name(f, m, nbuf, error_r) != NULL)
+		fd = openat(mr_dirfd(f, m), nbuf, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT && (m->meta & MR_PENDING) == 0)
+		return 0;       /* removed by someone else */
+	if (fd < 0) {
+		*error_r = err_errno(errno, "%s: open %s%s: %s", f->where,
+		                     (m->meta & MR_PENDING) != 0 ? "tmp/" : "",
+		                     nbuf, strerror(errno));
+		return -1;
+	}
+	*fd_r = fd;
+	return 1;
+}
+
+/* A chunk of the batch being fdatasynced by threads of its own while the
+ * copy goes on (bg_kick()). The threads touch only this struct; the
+ * folder's thread joins them (bg_join()) before it reads the result or
+ * closes the fds. */
+struct sync_bg {
+	struct sync_job j;
+	int fds[SYNC_CHUNK];
+	uint32_t uids[SYNC_CHUNK];
+	pthread_t th[SYNC_THREADS];
+	size_t nth;
+};
+
+/* Waits for the chunk being synced in the background, if any; a failure
+ * is kept for the commit to report (sync_files()). */
+static void
+bg_join(struct maildir_folder *f)
+{
+	struct sync_bg *b = f->bg;
+
+	if (b == NULL)
+		return;
+	f->bg = NULL;
+	if (b->nth == 0)
+		sync_worker(&b->j);     /* no thread could be started */
+	for (size_t i = 0; i < b->nth; i++)
+		pthread_join(b->th[i], NULL);
+	if (atomic_load(&b->j.failed) != 0 && f->bg_errno == 0) {
+		f->bg_bad_uid = b->uids[atomic_load(&b->j.failed) - 1];
+		f->bg_errno = atomic_load(&b->j.failed_errno);
+	}
+	for (size_t i = 0; i < b->j.n; i++)
+		close(b->fds[i]);
+	free(b);
+}
+
+/* After a delivery: once a whole chunk of the batch is not yet synced,
+ * its fdatasyncs start on threads of their own while the copy goes on, so
+ * the commit waits only for the last chunk instead of stalling the
+ * pipeline for the whole batch (issue 15). One chunk at a time: the next
+ * one first waits for the previous, so the disk sets the pace and at most
+ * SYNC_CHUNK files are open for it. A file that cannot be opened here is
+ * left to the commit, which reports the error. */
+static void
+bg_kick(struct maildir_folder *f)
+{
+	struct sync_bg *b;
+	const char *err;
+	size_t i, n = 0;
+
+	if (!f->o.fsync || f->o.fsync_fs || f->bg_off ||
+	    f->nsynced - f->nbg < SYNC_CHUNK)
+		return;
+	bg_join(f);
+	b = xcalloc(1, sizeof(*b));
+	for (i = f->nbg; i < f->nsynced && n < SYNC_CHUNK; i++) {
+		int fd = -1, r = open_synced(f, f->synced[i], &fd, &err);
+
+		if (r < 0) {
+			f->bg_off = true;
+			break;
+		}
+		if (r > 0) {
+			b->fds[n] = fd;
+			b->uids[n++] = f->synced[i];
+		}
+	}
+	f->nbg = i;
+	b->j.fds = b->fds;
+	b->j.n = n;
+	atomic_init(&b->j.next, 0);
+	atomic_init(&b->j.failed, 0);
+	atomic_init(&b->j.failed_errno, 0);
+	for (size_t t = 0; t < SYNC_THREADS && t < n; t++) {
+		if (pthread_create(&b->th[b->nth], NULL, sync_worker, &b->j) != 0)
+			break;  /* fewer threads: slower, still complete */
+		b->nth++;
+	}
+	f->bg = b;
+}
+
 /* Makes the batch's files durable (pending ones in tmp/, adopted ones
  * where they are) before they are published and listed: an fdatasync of
  * each, issued in parallel (sync_fds()), SYNC_CHUNK files at a time.
- * deliver() started their write-back (sync_file_range), so this mostly
- * waits for writes already under way. Not syncfs(): on a shared mail
+ * deliver() started their write-back (sync_file_range), and whole chunks
+ * were synced in the background meanwhile (bg_kick()): this waits for
+ * the last of those and syncs the rest. Not syncfs(): on a shared mail
  * spool it would flush every user's pending writes, and its errors may
  * belong to other files. */
 static int
@@ -2946,8 +3075,7 @@ sync_files(struct maildir_folder *f, const char **error_r)
 {
 	int fds[SYNC_CHUNK];
 	uint32_t ms[SYNC_CHUNK];
-	char nbuf[MNAME_SIZE];
-	size_t nfd = 0, i = 0;
+	size_t nfd = 0, i;
 	int ret = 0;
 
 	/* --fsync=fs: the administrator's choice for a file system that
@@ -2966,33 +3094,29 @@ sync_files(struct maildir_folder *f, const char **error_r)
 		return 0;
 	}
 
+	bg_join(f);
+	if (f->bg_errno != 0) {
+		*error_r = err_errno(f->bg_errno, "%s: fdatasync UID %u: %s", f->where,
+		                     f->bg_bad_uid, strerror(f->bg_errno));
+		f->bg_errno = 0;
+		f->nbg = 0;     /* a later commit syncs the whole batch again */
+		f->bg_off = false;
+		return -1;
+	}
+	i = f->nbg;
 	while (ret == 0 && (i < f->nsynced || nfd > 0)) {
 		if (i < f->nsynced && nfd < SYNC_CHUNK) {
-			struct mrec *m = msg_lookup(f, f->synced[i++]);
-			int fd;
+			int fd = -1, r = open_synced(f, f->synced[i], &fd, error_r);
 
-			if (m == NULL)
-				continue;       /* expunged since */
-			if (mr_fsname(f, m, nbuf, error_r) == NULL) {
+			if (r < 0) {
 				ret = -1;
 				break;
 			}
-			fd = openat(mr_dirfd(f, m), nbuf, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-			if (fd < 0 && errno == ENOENT && relocate(f, m) == 0 &&
-			    mr_name(f, m, nbuf, error_r) != NULL)
-				fd = openat(mr_dirfd(f, m), nbuf, O_RDONLY |
-				            O_NOFOLLOW | O_CLOEXEC);
-			if (fd < 0 && errno == ENOENT && (m->meta & MR_PENDING) == 0)
-				continue;       /* removed by someone else */
-			if (fd < 0) {
-				*error_r = err_errno(errno, "%s: open %s%s: %s", f->where,
-				                     (m->meta & MR_PENDING) != 0 ? "tmp/" : "",
-				                     nbuf, strerror(errno));
-				ret = -1;
-				break;
+			if (r > 0) {
+				fds[nfd] = fd;
+				ms[nfd++] = f->synced[i];
 			}
-			fds[nfd] = fd;
-			ms[nfd++] = m->uid;
+			i++;
 			continue;
 		}
 		{
@@ -3012,6 +3136,11 @@ sync_files(struct maildir_folder *f, const char **error_r)
 	}
 	for (size_t k = 0; k < nfd; k++)
 		close(fds[k]);
+	if (ret < 0)
+		f->nbg = 0;
+	else
+		f->nbg = f->nsynced;
+	f->bg_off = false;
 	return ret;
 }
 
@@ -3615,7 +3744,7 @@ maildir_folder_commit(struct maildir_folder *f, const char **error_r)
 	f->floor = n > mx ? n : mx + 1;
 	f->set_v = f->set_n = 0;
 	f->dirty = f->dir_dirty = f->ckw_dirty = false;
-	f->nsynced = 0;
+	f->nsynced = f->nbg = 0;
 	md_lock_release(lockdirfd(f), f->lockspec, &f->lock);
 	return 0;
 fail_unpublish:

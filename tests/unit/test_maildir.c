@@ -1376,6 +1376,64 @@ test_pending_many(void **state)
 	}
 }
 
+/* With fsync on, whole chunks of a batch are fdatasynced in the background
+ * while deliveries go on (bg_kick()); the commit syncs the rest. A file
+ * that the background pass cannot open is left to the commit, which
+ * reports it and publishes nothing; after the caller drops it, the retry
+ * publishes and lists every other file of the batch. */
+static void
+test_background_sync(void **state)
+{
+	struct fixture *fx = *state;
+	struct maildir_options o = opts(MAILDIR_DOVECOT);
+	const uint32_t n = 700;
+	struct maildir_folder *f;
+	char *dir = xasprintf("%s/.Bg", fx->root), *ul, *victim, pfx[32];
+	const char *error;
+	size_t lines = 0, off = 0;
+
+	o.fsync = true;
+	f = open_ok(fx->root, ".Bg", &o);
+	assert_int_equal(maildir_folder_set_uids(f, 7, 0, &error), 0);
+	for (uint32_t uid = 1; uid <= n; uid++) {
+		deliver_ok(f, uid, "\\Seen", 1600000000 + uid, msg_crlf, NULL, NULL);
+		if (uid == 100) {
+			/* before the first chunk (256) is handed over */
+			snprintf(pfx, sizeof(pfx), "%u.M", 1600000050u);
+			victim = find_prefix(dir, "tmp", pfx);
+			assert_non_null(victim);
+			assert_int_equal(unlink(victim), 0);
+			free(victim);
+		}
+	}
+	assert_int_equal(maildir_folder_commit(f, &error), -1);
+	assert_non_null(strstr(error, "tmp/1600000050.M"));
+	assert_int_equal(count_in(fx->root, ".Bg", "cur"), 0);
+	assert_int_equal(count_in(fx->root, ".Bg", "tmp"), n - 1);
+	assert_int_equal(maildir_expunge(f, 50, &error), 0);
+	commit_ok(f);
+	assert_int_equal(count_in(fx->root, ".Bg", "tmp"), 0);
+	assert_int_equal(count_in(fx->root, ".Bg", "cur"), n - 1);
+	ul = slurp2(dir, "dovecot-uidlist");
+	assert_non_null(next_line(ul, &off));
+	while (next_line(ul, &off) != NULL)
+		lines++;
+	assert_int_equal(lines, n - 1);
+	free(ul);
+	/* a second batch over two chunks after the first commit */
+	for (uint32_t uid = n + 1; uid <= n + 600; uid++)
+		deliver_ok(f, uid, "", 1600001000 + uid, msg_crlf, NULL, NULL);
+	commit_ok(f);
+	maildir_folder_close(&f);
+	f = open_ok(fx->root, ".Bg", &o);
+	assert_int_equal(maildir_folder_count(f), n - 1 + 600);
+	assert_int_equal(maildir_folder_unlisted_count(f), 0);
+	assert_null(tfind(f, 50));
+	assert_non_null(tfind(f, n + 600));
+	maildir_folder_close(&f);
+	free(dir);
+}
+
 /* A commit that fails midway moves the published files back to tmp/ and
  * leaves the uidlist alone; a retry works. */
 static void
@@ -2623,6 +2681,7 @@ main(void)
 		T(test_deliver_fd),
 		T(test_pending),
 		T(test_pending_many),
+		T(test_background_sync),
 		T(test_pending_commit_fails),
 		T(test_crash_pending),
 		T(test_unlisted),
