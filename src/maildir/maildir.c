@@ -2782,19 +2782,33 @@ maildir_unlisted_adopt(struct maildir_folder *f, size_t i, uint32_t uid,
 /* ------------------------------------------------------------------ */
 /* Reading */
 
+/* Opens r's file read-only where it is now (after relocate() if another
+ * process moved it): the fd, -1 with errno (its name in nbuf), or -2 with
+ * *error_r when its name cannot be read back. */
+static int
+open_rec_fd(struct maildir_folder *f, struct mrec *r, char nbuf[MNAME_SIZE],
+            const char **error_r)
+{
+	int fd;
+
+	if (mr_fsname(f, r, nbuf, error_r) == NULL)
+		return -2;
+	fd = openat(mr_dirfd(f, r), nbuf, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT && relocate(f, r) == 0 &&
+	    mr_name(f, r, nbuf, error_r) != NULL)
+		fd = openat(mr_dirfd(f, r), nbuf, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	return fd;
+}
+
 static int
 open_mrec(struct maildir_folder *f, struct mrec *r, int *fd_r,
           const char **error_r)
 {
 	char nbuf[MNAME_SIZE];
-	int fd;
+	int fd = open_rec_fd(f, r, nbuf, error_r);
 
-	if (mr_fsname(f, r, nbuf, error_r) == NULL)
+	if (fd == -2)
 		return -1;
-	fd = openat(mr_dirfd(f, r), nbuf, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0 && errno == ENOENT && relocate(f, r) == 0 &&
-	    mr_name(f, r, nbuf, error_r) != NULL)
-		fd = openat(mr_dirfd(f, r), nbuf, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0) {
 		*error_r = err_set("%s: open %s: %s", f->where, nbuf,
 		                   errno == ENOENT ? "the message vanished" : strerror(errno));
@@ -2964,12 +2978,8 @@ open_synced(struct maildir_folder *f, uint32_t uid, int *fd_r, const char **erro
 
 	if (m == NULL)
 		return 0;       /* expunged since */
-	if (mr_fsname(f, m, nbuf, error_r) == NULL)
+	if ((fd = open_rec_fd(f, m, nbuf, error_r)) == -2)
 		return -1;
-	fd = openat(mr_dirfd(f, m), nbuf, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0 && errno == ENOENT && relocate(f, m) == 0 &&
-	    mr_name(f, m, nbuf, error_r) != NULL)
-		fd = openat(mr_dirfd(f, m), nbuf, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0 && errno == ENOENT && (m->meta & MR_PENDING) == 0)
 		return 0;       /* removed by someone else */
 	if (fd < 0) {
