@@ -69,10 +69,13 @@ copy_parallel(unsigned n, const struct source *src, const struct target_spec *ds
 	struct worker w[PARALLEL_MAX];
 	struct source probe = *src;
 	struct imap_account_info info;
+	atomic_uint subs_gate;
+	unsigned started;
 	size_t *order;
 	bool refused;
 	int ret = 0;
 
+	atomic_init(&subs_gate, 0);
 	memset(w, 0, sizeof(w));
 	memset(st, 0, sizeof(*st));
 	if (source_connect(&probe, &refused, error_r) < 0)
@@ -99,10 +102,11 @@ copy_parallel(unsigned n, const struct source *src, const struct target_spec *ds
 		w[i].dst = dst;
 		w[i].o = *o;
 		w[i].state_path = state_path;
-		/* subscriptions are the whole account's: done once at the end,
-		 * when every folder exists (Dovecot refuses to subscribe to a
-		 * folder that does not) */
-		w[i].o.no_subscriptions = true;
+		/* subscriptions are the whole account's: written once, by the
+		 * pass that finishes its folders last, when every folder
+		 * exists (Dovecot refuses to subscribe to a folder that does
+		 * not), over its own sessions: no extra pair of logins */
+		w[i].o.subs_gate = &subs_gate;
 		if ((w[i].o.fm = cli_pair_new_foldermap(pair, error_r)) == NULL)
 			fatal("folder map rules became invalid");
 	}
@@ -119,11 +123,34 @@ copy_parallel(unsigned n, const struct source *src, const struct target_spec *ds
 		w[best].folders[w[best].n_folders++] = xstrdup(b->name);
 		w[best].load += b->messages + 10;  /* a folder costs a little too */
 	}
-	for (unsigned i = 0; i < n; i++)
-		if (pthread_create(&w[i].thread, NULL, worker_main, &w[i]) != 0)
-			fatal("pthread_create failed");
+	/* a pair with no folder would only log in and out: started only
+	 * when no pair has any (the pass still writes the subscriptions) */
+	{
+		unsigned m = 0;
+
+		for (unsigned i = 0; i < n; i++) {
+			if (w[i].n_folders == 0)
+				continue;
+			if (i != m) {
+				struct worker t = w[m];
+
+				w[m] = w[i];
+				w[i] = t;
+			}
+			m++;
+		}
+		for (unsigned i = 0; i < n; i++)
+			w[i].o.subs_gate_n = m > 0 ? m : 1;
+		for (unsigned i = 0; i < (m > 0 ? m : 1); i++)
+			if (pthread_create(&w[i].thread, NULL, worker_main, &w[i]) != 0)
+				fatal("pthread_create failed");
+		for (unsigned i = m > 0 ? m : 1; i < n; i++)
+			w[i].ret = 0;   /* not started */
+		started = m > 0 ? m : 1;
+	}
 	for (unsigned i = 0; i < n; i++) {
-		pthread_join(w[i].thread, NULL);
+		if (i < started)
+			pthread_join(w[i].thread, NULL);
 		st->folders += w[i].st.folders;
 		st->folders_failed += w[i].st.folders_failed;
 		st->folders_created += w[i].st.folders_created;
@@ -148,25 +175,6 @@ copy_parallel(unsigned n, const struct source *src, const struct target_spec *ds
 			free(w[i].folders[k]);
 		free(w[i].folders);
 		foldermap_free(&w[i].o.fm);
-	}
-	if (ret == 0 && !o->no_subscriptions) {
-		/* a pass over no folder: connects, lists, subscribes */
-		struct worker *last = &w[0];
-		char *none[1] = { NULL };
-
-		memset(&last->st, 0, sizeof(last->st));
-		last->o.no_subscriptions = false;
-		last->folders = none;
-		last->n_folders = 0;
-		last->o.fm = cli_pair_new_foldermap(pair, error_r);
-		worker_main(last);
-		st->subscribed = last->st.subscribed;
-		if (last->ret < 0) {
-			*error_r = err_set("%s", last->error);
-			ret = -1;
-		}
-		free(last->error);
-		foldermap_free(&last->o.fm);
 	}
 	free(order);
 	imap_account_info_free(&info);

@@ -16,6 +16,8 @@
 #define IMAPFERRY_SYNC_COPY_H
 
 #include "foldermap.h"
+
+#include <stdatomic.h>
 #include "reader.h"
 #include "source.h"
 #include "state.h"
@@ -35,6 +37,12 @@ struct copy_options {
 	bool delete_missing;          /* expunge on the target what the source lost */
 	bool skip_deleted;            /* do not copy messages flagged \Deleted */
 	bool no_subscriptions;
+	/* copy --parallel: the passes count themselves here when their
+	 * folders are done, and the last of subs_gate_n writes the
+	 * subscriptions (every folder exists by then) with its own sessions;
+	 * NULL: this pass writes them (unless no_subscriptions) */
+	atomic_uint *subs_gate;
+	unsigned subs_gate_n;
 	struct fetch_reader_options fetch; /* source side */
 	uint64_t queue_bytes;         /* reader->writer queue cap; 0: 8 MiB */
 	unsigned max_retries;         /* session retries per folder; 0: no

@@ -1658,8 +1658,11 @@ copy_account_to(const struct source *src, const struct target_spec *dst,
 			goto out;
 		}
 	}
-	/* one part of a split folder writes them: the one from UID 1 */
-	if (!o->no_subscriptions && p.lo <= 1 && p.have_info)
+	/* one part of a split folder writes them: the one from UID 1; of
+	 * parallel passes, the one that finishes last */
+	if (!o->no_subscriptions && p.lo <= 1 && p.have_info &&
+	    (o->subs_gate == NULL ||
+	     atomic_fetch_add(o->subs_gate, 1) + 1 == o->subs_gate_n))
 		copy_subscriptions(&p, pairs, n_names);
 	source_logout(&p.src);
 	p.t->ops->logout(p.t);

@@ -191,6 +191,40 @@ def test_b_rerun_copies_nothing():
     assert len(dst["Odd"]) == len(ODD) - 1
 
 
+def logins(server, user):
+    with open(server.log_path, errors="replace") as f:
+        return sum(1 for line in f if f"Login: user=<{user}>" in line)
+
+
+def test_b2_sessions_per_copy():
+    """A copy (two session pairs by default) logs in once to learn each
+    side's namespace, once more on the source for the folder list, and
+    once per pair that has folders: the subscriptions are written by the
+    pair that finishes last, over its own sessions, not by an extra pair
+    (each login costs a Dovecot a new process, ~40 ms of CPU)."""
+    s0, d0 = logins(S, USER), logins(D, USER)
+    _, j = P.copy(expect=1)
+    assert j["copied"] == 0, j
+    s1, d1 = logins(S, USER) - s0, logins(D, USER) - d0
+    assert 1 <= s1 <= 4 and 1 <= d1 <= 3, (s1, d1)
+    # the subscriptions still come across whole: one removed on the
+    # target is written again
+    c = D.imap(USER, PW)
+    try:
+        assert c.unsubscribe(U.quote("Sent"))[0] == "OK"
+    finally:
+        c.logout()
+    P.copy(expect=1)
+    cs, cd = S.imap(USER, PW), D.imap(USER, PW)
+    try:
+        assert U.subscriptions(cd) == U.subscriptions(cs), \
+            (U.subscriptions(cs), U.subscriptions(cd))
+        assert "Sent" in U.subscriptions(cd)
+    finally:
+        cs.logout()
+        cd.logout()
+
+
 def test_c_incremental():
     c = S.imap(USER, PW)
     try:
