@@ -84,7 +84,6 @@ copy_parallel(unsigned n, const struct source *src, const struct target_spec *ds
 		source_disconnect(&probe);
 		return -1;
 	}
-	source_logout(&probe);
 	/* largest first (insertion sort: folder counts are small) */
 	order = xcalloc(info.count + 1, sizeof(*order));
 	for (size_t i = 0; i < info.count; i++) {
@@ -141,6 +140,9 @@ copy_parallel(unsigned n, const struct source *src, const struct target_spec *ds
 		}
 		for (unsigned i = 0; i < n; i++)
 			w[i].o.subs_gate_n = m > 0 ? m : 1;
+		/* the planning session becomes the first pair's source
+		 * session (that pass logs it out): one login less */
+		w[0].src = &probe;
 		for (unsigned i = 0; i < (m > 0 ? m : 1); i++)
 			if (pthread_create(&w[i].thread, NULL, worker_main, &w[i]) != 0)
 				fatal("pthread_create failed");

@@ -1618,6 +1618,7 @@ copy_account_to(const struct source *src, const struct target_spec *dst,
 	p.keeper = imap_keeper_new(p.keepalive_ms);
 	p.src.keeper = p.t->keeper = p.keeper;
 	p.src.keep = NULL;
+	source_adopt(&p.src);
 	retry_init(&rt, o);
 	while (connect_both(&p) != SCOPE_OK) {
 		/* a first connection: a few tries, not the folder budget */

@@ -62,6 +62,15 @@ source_connect(struct source *s, bool *refused_r, const char **error_r)
 }
 
 void
+source_adopt(struct source *s)
+{
+	if (s->client != NULL && s->keep == NULL) {
+		s->keep = imap_keep_add(s->keeper, s->client, "source");
+		imap_keep_park(s->keep);
+	}
+}
+
+void
 source_disconnect(struct source *s)
 {
 	imap_keep_remove(&s->keep);

@@ -99,6 +99,10 @@ struct source_folder {
 /* Connects (IMAP) or checks the root (Maildir). *refused_r: the failure
  * is a refused login (do not retry). Returns 0 or -1 with *error_r. */
 int source_connect(struct source *s, bool *refused_r, const char **error_r) ATTR_WARN_UNUSED;
+/* A session connected before its pass had a keeper (copy --parallel
+ * hands its planning session to the first pass): registers it with
+ * s->keeper, as source_connect() does. */
+void source_adopt(struct source *s);
 void source_disconnect(struct source *s);
 /* Logs out politely (IMAP) and disconnects. */
 void source_logout(struct source *s);
