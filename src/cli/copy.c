@@ -33,6 +33,7 @@ struct worker {
 	uint64_t load;
 	struct copy_stats st;
 	int ret;
+	bool ran;               /* copy_account_to() took src (and owns its session) */
 	char *error;
 };
 
@@ -50,6 +51,7 @@ worker_main(void *arg)
 	}
 	w->o.folders = w->folders;
 	w->o.n_folders = w->n_folders;
+	w->ran = true;
 	w->ret = copy_account_to(w->src, w->dst, db, &w->o, &w->st, &error);
 	if (w->ret < 0)
 		w->error = xstrdup(error);
@@ -178,6 +180,9 @@ copy_parallel(unsigned n, const struct source *src, const struct target_spec *ds
 		free(w[i].folders);
 		foldermap_free(&w[i].o.fm);
 	}
+	/* the planning session, unless the first pass took it over */
+	if (!w[0].ran)
+		source_disconnect(&probe);
 	free(order);
 	imap_account_info_free(&info);
 	return ret;
