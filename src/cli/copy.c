@@ -140,17 +140,15 @@ copy_parallel(unsigned n, const struct source *src, const struct target_spec *ds
 			}
 			m++;
 		}
+		started = m > 0 ? m : 1;
 		for (unsigned i = 0; i < n; i++)
-			w[i].o.subs_gate_n = m > 0 ? m : 1;
+			w[i].o.subs_gate_n = started;
 		/* the planning session becomes the first pair's source
 		 * session (that pass logs it out): one login less */
 		w[0].src = &probe;
-		for (unsigned i = 0; i < (m > 0 ? m : 1); i++)
+		for (unsigned i = 0; i < started; i++)
 			if (pthread_create(&w[i].thread, NULL, worker_main, &w[i]) != 0)
 				fatal("pthread_create failed");
-		for (unsigned i = m > 0 ? m : 1; i < n; i++)
-			w[i].ret = 0;   /* not started */
-		started = m > 0 ? m : 1;
 	}
 	for (unsigned i = 0; i < n; i++) {
 		if (i < started)

@@ -2938,35 +2938,6 @@ sync_worker(void *arg)
 	return NULL;
 }
 
-/* fdatasyncs fds[0..n); returns -1 and sets *failed_r, *errno_r for a
- * failed one. */
-static int
-sync_fds(const int *fds, size_t n, size_t *failed_r, int *errno_r)
-{
-	struct sync_job j = { .fds = fds, .n = n };
-	pthread_t th[SYNC_THREADS];
-	size_t nth = 0, want = n < SYNC_THREADS ? n : SYNC_THREADS;
-
-	atomic_init(&j.next, 0);
-	atomic_init(&j.failed, 0);
-	atomic_init(&j.failed_errno, 0);
-	/* the calling thread is one of the workers */
-	for (size_t i = 1; i < want; i++) {
-		if (pthread_create(&th[nth], NULL, sync_worker, &j) != 0)
-			break;  /* fewer threads: slower, still complete */
-		nth++;
-	}
-	sync_worker(&j);
-	for (size_t i = 0; i < nth; i++)
-		pthread_join(th[i], NULL);
-	if (atomic_load(&j.failed) != 0) {
-		*failed_r = atomic_load(&j.failed) - 1;
-		*errno_r = atomic_load(&j.failed_errno);
-		return -1;
-	}
-	return 0;
-}
-
 /* Opens synced UID uid's file for its fdatasync: 1 with *fd_r, 0 when it
  * is gone (expunged since, or removed by someone else), -1 on error. */
 static int
@@ -3027,6 +2998,42 @@ bg_join(struct maildir_folder *f)
 	free(b);
 }
 
+/* Opens the files of synced[*i..] into b, up to SYNC_CHUNK of them, and
+ * moves *i past them; -1 with *error_r (*i at that file) when one cannot
+ * be opened. */
+static int
+bg_fill(struct maildir_folder *f, struct sync_bg *b, size_t *i, const char **error_r)
+{
+	for (; *i < f->nsynced && b->j.n < SYNC_CHUNK; (*i)++) {
+		int fd = -1, r = open_synced(f, f->synced[*i], &fd, error_r);
+
+		if (r < 0)
+			return -1;
+		if (r > 0) {
+			b->fds[b->j.n] = fd;
+			b->uids[b->j.n++] = f->synced[*i];
+		}
+	}
+	return 0;
+}
+
+/* Starts b's fdatasyncs on threads of their own; f->bg = b (no chunk may
+ * be running). */
+static void
+bg_start(struct maildir_folder *f, struct sync_bg *b)
+{
+	b->j.fds = b->fds;
+	atomic_init(&b->j.next, 0);
+	atomic_init(&b->j.failed, 0);
+	atomic_init(&b->j.failed_errno, 0);
+	for (size_t t = 0; t < SYNC_THREADS && t < b->j.n; t++) {
+		if (pthread_create(&b->th[b->nth], NULL, sync_worker, &b->j) != 0)
+			break;  /* fewer threads (none: bg_join() syncs) */
+		b->nth++;
+	}
+	f->bg = b;
+}
+
 /* After a delivery: once a whole chunk of the batch is not yet synced,
  * its fdatasyncs start on threads of their own while the copy goes on, so
  * the commit waits only for the last chunk instead of stalling the
@@ -3039,42 +3046,23 @@ bg_kick(struct maildir_folder *f)
 {
 	struct sync_bg *b;
 	const char *err;
-	size_t i, n = 0;
+	size_t i;
 
 	if (!f->o.fsync || f->o.fsync_fs || f->bg_off ||
 	    f->nsynced - f->nbg < SYNC_CHUNK)
 		return;
 	bg_join(f);
 	b = xcalloc(1, sizeof(*b));
-	for (i = f->nbg; i < f->nsynced && n < SYNC_CHUNK; i++) {
-		int fd = -1, r = open_synced(f, f->synced[i], &fd, &err);
-
-		if (r < 0) {
-			f->bg_off = true;
-			break;
-		}
-		if (r > 0) {
-			b->fds[n] = fd;
-			b->uids[n++] = f->synced[i];
-		}
-	}
+	i = f->nbg;
+	if (bg_fill(f, b, &i, &err) < 0)
+		f->bg_off = true;
 	f->nbg = i;
-	b->j.fds = b->fds;
-	b->j.n = n;
-	atomic_init(&b->j.next, 0);
-	atomic_init(&b->j.failed, 0);
-	atomic_init(&b->j.failed_errno, 0);
-	for (size_t t = 0; t < SYNC_THREADS && t < n; t++) {
-		if (pthread_create(&b->th[b->nth], NULL, sync_worker, &b->j) != 0)
-			break;  /* fewer threads: slower, still complete */
-		b->nth++;
-	}
-	f->bg = b;
+	bg_start(f, b);
 }
 
 /* Makes the batch's files durable (pending ones in tmp/, adopted ones
  * where they are) before they are published and listed: an fdatasync of
- * each, issued in parallel (sync_fds()), SYNC_CHUNK files at a time.
+ * each, issued in parallel, SYNC_CHUNK files at a time.
  * deliver() started their write-back (sync_file_range), and whole chunks
  * were synced in the background meanwhile (bg_kick()): this waits for
  * the last of those and syncs the rest. Not syncfs(): on a shared mail
@@ -3083,9 +3071,7 @@ bg_kick(struct maildir_folder *f)
 static int
 sync_files(struct maildir_folder *f, const char **error_r)
 {
-	int fds[SYNC_CHUNK];
-	uint32_t ms[SYNC_CHUNK];
-	size_t nfd = 0, i;
+	size_t i;
 	int ret = 0;
 
 	/* --fsync=fs: the administrator's choice for a file system that
@@ -3104,52 +3090,26 @@ sync_files(struct maildir_folder *f, const char **error_r)
 		return 0;
 	}
 
+	/* the chunk synced in the background, then the rest chunk by
+	 * chunk, the same way but waited for */
 	bg_join(f);
-	if (f->bg_errno != 0) {
-		*error_r = err_errno(f->bg_errno, "%s: fdatasync UID %u: %s", f->where,
-		                     f->bg_bad_uid, strerror(f->bg_errno));
-		f->bg_errno = 0;
-		f->nbg = 0;     /* a later commit syncs the whole batch again */
-		f->bg_off = false;
-		return -1;
-	}
 	i = f->nbg;
-	while (ret == 0 && (i < f->nsynced || nfd > 0)) {
-		if (i < f->nsynced && nfd < SYNC_CHUNK) {
-			int fd = -1, r = open_synced(f, f->synced[i], &fd, error_r);
+	while (ret == 0 && f->bg_errno == 0 && i < f->nsynced) {
+		struct sync_bg *b = xcalloc(1, sizeof(*b));
 
-			if (r < 0) {
-				ret = -1;
-				break;
-			}
-			if (r > 0) {
-				fds[nfd] = fd;
-				ms[nfd++] = f->synced[i];
-			}
-			i++;
-			continue;
-		}
-		{
-			size_t bad;
-			int e;
-
-			if (sync_fds(fds, nfd, &bad, &e) < 0) {
-				*error_r = err_errno(e, "%s: fdatasync UID %u: %s", f->where,
-				                     ms[bad], strerror(e));
-				ret = -1;
-			}
-		}
-		for (size_t k = 0; k < nfd; k++)
-			close(fds[k]);
-		nfd = 0;
+		ret = bg_fill(f, b, &i, error_r);
+		bg_start(f, b);
+		bg_join(f);
 		md_lock_touch(&f->lock);
 	}
-	for (size_t k = 0; k < nfd; k++)
-		close(fds[k]);
-	if (ret < 0)
-		f->nbg = 0;
-	else
-		f->nbg = f->nsynced;
+	if (ret == 0 && f->bg_errno != 0) {
+		*error_r = err_errno(f->bg_errno, "%s: fdatasync UID %u: %s", f->where,
+		                     f->bg_bad_uid, strerror(f->bg_errno));
+		ret = -1;
+	}
+	/* after a failure a later commit syncs the whole batch again */
+	f->bg_errno = 0;
+	f->nbg = ret < 0 ? 0 : f->nsynced;
 	f->bg_off = false;
 	return ret;
 }

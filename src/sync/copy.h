@@ -16,12 +16,12 @@
 #define IMAPFERRY_SYNC_COPY_H
 
 #include "foldermap.h"
-
-#include <stdatomic.h>
 #include "reader.h"
 #include "source.h"
 #include "state.h"
 #include "target.h"
+
+#include <stdatomic.h>
 
 /* Live counters shared with a progress display (other threads read them). */
 struct copy_progress {
