@@ -69,7 +69,8 @@ copy_parallel(unsigned n, const struct source *src, const struct target_spec *ds
               const char *state_path, struct copy_stats *st, const char **error_r)
 {
 	struct worker w[PARALLEL_MAX];
-	struct source probe = *src;
+	struct source probe = *src, others = *src;
+	struct target_spec rest;      /* the other pairs' (no session to take) */
 	struct imap_account_info info;
 	atomic_uint subs_gate;
 	unsigned started;
@@ -78,9 +79,12 @@ copy_parallel(unsigned n, const struct source *src, const struct target_spec *ds
 	int ret = 0;
 
 	atomic_init(&subs_gate, 0);
+	others.client = NULL;
 	memset(w, 0, sizeof(w));
 	memset(st, 0, sizeof(*st));
-	if (source_connect(&probe, &refused, error_r) < 0)
+	/* the session that probed the namespace, when it was taken */
+	if (!source_is_connected(&probe) &&
+	    source_connect(&probe, &refused, error_r) < 0)
 		return -1;
 	if (source_inventory(&probe, IMAP_INV_STATUS, &info, error_r) < 0) {
 		source_disconnect(&probe);
@@ -99,7 +103,7 @@ copy_parallel(unsigned n, const struct source *src, const struct target_spec *ds
 	}
 	for (unsigned i = 0; i < n; i++) {
 		w[i].folders = xcalloc(info.count + 1, sizeof(char *));
-		w[i].src = src;
+		w[i].src = &others;   /* each its own session */
 		w[i].dst = dst;
 		w[i].o = *o;
 		w[i].state_path = state_path;
@@ -144,8 +148,14 @@ copy_parallel(unsigned n, const struct source *src, const struct target_spec *ds
 		for (unsigned i = 0; i < n; i++)
 			w[i].o.subs_gate_n = started;
 		/* the planning session becomes the first pair's source
-		 * session (that pass logs it out): one login less */
+		 * session (that pass logs it out), and the target session
+		 * that probed the namespace its target session: two logins
+		 * less */
 		w[0].src = &probe;
+		rest = *dst;
+		rest.adopt = NULL;
+		for (unsigned i = 1; i < n; i++)
+			w[i].dst = &rest;
 		for (unsigned i = 0; i < started; i++)
 			if (pthread_create(&w[i].thread, NULL, worker_main, &w[i]) != 0)
 				fatal("pthread_create failed");
@@ -451,6 +461,7 @@ cmd_copy(int argc, char **argv)
 	cli_pair_init(&pair, argc);
 	pair.allow_maildir_dst = true;
 	pair.allow_maildir_src = true;
+	pair.keep_sessions = true;
 	maildir_options_init(&md);
 	if (cli_parse(&cli_cmd_copy, argc, argv, &common, copy_option, &c, &argi,
 	              &status) < 0)
@@ -551,7 +562,14 @@ cmd_copy(int argc, char **argv)
 	} else {
 		target.kind = TARGET_IMAP;
 		target.imap = &pair.dst.imap;
+		target.adopt = &pair.dst_client;
 	}
+	/* the sessions that probed the namespaces carry on as the copy's
+	 * (not for a spool's bodies: that source opens the spool when it
+	 * connects) */
+	if (pair.src_client != NULL && source.kind == SOURCE_IMAP &&
+	    source.root == NULL)
+		source_take_session(&source, &pair.src_client);
 	if ((parallel > 1 ?
 	     copy_parallel(parallel, &source, &target, &o, &pair, state_path, &st,
 	                   &error) :

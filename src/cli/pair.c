@@ -32,10 +32,11 @@ cli_pair_option(struct cli_pair *p, int id, const char *arg)
 	}
 }
 
-/* Asks the server for its personal namespace prefix and separator. */
+/* Asks the server for its personal namespace prefix and separator. The
+ * session is logged out, or left in *keep_r when keep_r is not NULL. */
 static int
 probe_side(const struct endpoint *ep, struct foldermap_side *side,
-           char **prefix_r, const char **error_r)
+           char **prefix_r, struct imap_client **keep_r, const char **error_r)
 {
 	struct imap_client *c;
 	struct imap_account_info info;
@@ -52,7 +53,10 @@ probe_side(const struct endpoint *ep, struct foldermap_side *side,
 	if (side->separator == '\0' && info.ns_count[0] > 0)
 		side->separator = info.ns[0][0].delimiter;
 	imap_account_info_free(&info);
-	imap_client_logout(&c);
+	if (keep_r != NULL)
+		*keep_r = c;
+	else
+		imap_client_logout(&c);
 	return 0;
 }
 
@@ -132,7 +136,8 @@ cli_pair_setup(struct cli_pair *p, const struct cli_common *common,
 		/* cyrus.c names folders "A/B" ('.' inside a level is a '.') */
 		sside.separator = '/';
 		sside.prefix = "";
-	} else if (probe_side(&p->src, &sside, &p->sprefix, &error) < 0) {
+	} else if (probe_side(&p->src, &sside, &p->sprefix,
+	                      p->keep_sessions ? &p->src_client : NULL, &error) < 0) {
 		fprintf(stderr, "imapferry: source: %s\n", error);
 		return CLI_EXIT_ERROR;
 	}
@@ -140,7 +145,8 @@ cli_pair_setup(struct cli_pair *p, const struct cli_common *common,
 		/* Maildir++ on disk: '.' between levels, no prefix */
 		dside.separator = '.';
 		dside.prefix = "";
-	} else if (probe_side(&p->dst, &dside, &p->dprefix, &error) < 0) {
+	} else if (probe_side(&p->dst, &dside, &p->dprefix,
+	                      p->keep_sessions ? &p->dst_client : NULL, &error) < 0) {
 		fprintf(stderr, "imapferry: target: %s\n", error);
 		return CLI_EXIT_ERROR;
 	}
@@ -222,6 +228,10 @@ cli_pair_state_path(struct cli_pair *p, const char **path_r)
 void
 cli_pair_free(struct cli_pair *p)
 {
+	if (p->src_client != NULL)
+		imap_client_logout(&p->src_client);
+	if (p->dst_client != NULL)
+		imap_client_logout(&p->dst_client);
 	if (p->fm != NULL)
 		foldermap_free(&p->fm);
 	endpoint_free(&p->src);

@@ -19,6 +19,11 @@ struct cli_pair {
 	struct net_tls_ctx *tls;  /* shared by every connection, or NULL */
 	/* namespaces as probed (prefix strings point into sprefix/dprefix) */
 	struct foldermap_side sside, dside;
+	/* keep_sessions (copy): the probing sessions stay logged in here for
+	 * the copy to take over (a login costs a Dovecot ~40 ms of CPU);
+	 * cli_pair_free() logs out whichever was not taken */
+	bool keep_sessions;
+	struct imap_client *src_client, *dst_client;
 };
 
 /* The options of struct cli_pair, for a command's struct cli_use list. */

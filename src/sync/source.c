@@ -71,6 +71,24 @@ source_adopt(struct source *s)
 }
 
 void
+source_take_session(struct source *s, struct imap_client **c)
+{
+	const char *error;
+
+	if (s->kind != SOURCE_IMAP || s->root != NULL || s->client != NULL) {
+		imap_client_logout(c);
+		return;
+	}
+	if (imap_client_enable(*c, "CONDSTORE", &error) < 0) {
+		log_debug("source: the probing session: %s", error);
+		imap_client_free(c);
+		return;
+	}
+	s->client = *c;
+	*c = NULL;
+}
+
+void
 source_disconnect(struct source *s)
 {
 	imap_keep_remove(&s->keep);

@@ -103,6 +103,12 @@ int source_connect(struct source *s, bool *refused_r, const char **error_r) ATTR
  * hands its planning session to the first pass): registers it with
  * s->keeper, as source_connect() does. */
 void source_adopt(struct source *s);
+/* Takes *c, a session already logged in to s's IMAP source (the one that
+ * probed its namespace), as s's session: enables CONDSTORE on it as
+ * source_connect() does. *c is NULL afterwards; on a failure it was
+ * closed and source_connect() makes a new one later. Only for an IMAP
+ * source without a spool (source_connect() also opens that). */
+void source_take_session(struct source *s, struct imap_client **c);
 void source_disconnect(struct source *s);
 /* Logs out politely (IMAP) and disconnects. */
 void source_logout(struct source *s);

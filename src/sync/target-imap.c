@@ -123,7 +123,11 @@ imap_connect(struct target *t, const char **error_r)
 	bool refused = false;
 
 	imap_disconnect(t);
-	if (imap_client_connect(t->spec->imap, &it->client, &refused, error_r) < 0) {
+	if (t->spec->adopt != NULL && *t->spec->adopt != NULL) {
+		it->client = *t->spec->adopt;
+		*t->spec->adopt = NULL;
+	} else if (imap_client_connect(t->spec->imap, &it->client, &refused,
+	                               error_r) < 0) {
 		if (refused)
 			*error_r = err_setk(ERRK_AUTH, "%s", *error_r);
 		return -1;

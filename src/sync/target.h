@@ -42,6 +42,10 @@ struct target_spec {
 	enum target_kind kind;
 	/* IMAP */
 	const struct imap_client_options *imap;
+	/* a session already logged in with imap (the one that probed the
+	 * namespace), or NULL: the first connect takes it (*adopt becomes
+	 * NULL) instead of logging in again. One pass's spec only. */
+	struct imap_client **adopt;
 	unsigned append_depth;        /* APPEND commands in flight; 0: 16 */
 	unsigned multiappend_max;     /* messages per MULTIAPPEND; 0: by folder
 	                                 size, 1,024 to 8,192 */
