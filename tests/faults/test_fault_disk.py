@@ -10,6 +10,10 @@ twice, and (Maildir) every UID kept.
   maildir_target  the target Maildir, served by a Dovecot, on a 20 MB tmpfs
   state_db        the state database on a tmpfs with a few KB left, IMAP
                   target
+  writeback_error the disk reports a write-back error (fdatasync/fsync
+                  EIO, through tests/support/failsync.c preloaded) for one
+                  file of a chunk synced in the background, into a Maildir
+                  served by a Dovecot
 """
 
 import contextlib
@@ -125,6 +129,58 @@ def test_state_db():
             err = [ln for ln in p.stderr.splitlines() if "disk full" in ln.lower()]
             H.log(f"state_db: stopped with exit 3: {err[-1][:160]!r}; after freeing "
                   f"space: 0 lost, 0 duplicated")
+
+
+def test_writeback_error():
+    """A write-back error of the disk on one file of the batch (fdatasync
+    EIO, in a chunk synced in the background while the copy goes on): that
+    commit fails, the batch never becomes visible to the serving Dovecot
+    without its uidlist lines, and the copy (its retry of the folder, or
+    the next run) ends with every message once, UIDs kept."""
+    san = F.sanitizer()
+    shim = os.path.join(os.environ.get("IMAPFERRY_BUILD", ""), "tests", "libfailsync.so")
+    if not os.path.exists(shim):
+        H.skip(f"no {shim} (set IMAPFERRY_BUILD)")
+    # a folder larger than one background chunk (256 files)
+    c = S.imap(USER, PW)
+    try:
+        assert c.create("Bulk")[0] == "OK"
+        for i in range(600):
+            body = (f"From: s{i}@example.org\r\nTo: r@example.net\r\n"
+                    f"Message-ID: <bulk-{i}@example.org>\r\nSubject: bulk {i}\r\n"
+                    f"\r\nbody {i}\r\n" + "x" * (i % 50) * 40 + "\r\n")
+            typ, data = c.append("Bulk", "(\\Seen)" if i % 3 else "()", None,
+                                 body.encode())
+            assert typ == "OK", data
+    finally:
+        c.logout()
+    with H.Dovecot("fd-dst3", users={USER: PW}, ssl=False) as d:
+        state = os.path.join(TMP, "wb.db")
+        args = ["copy", "--state", state, "--owner", "mail:mail", src_url(),
+                f"maildir:{d.maildir(USER)}"]
+        env = F.ferry_env(src_pw=PW)
+        bad = dict(env, LD_PRELOAD=shim, FAILSYNC_AT="100", FAILSYNC_COUNT="1",
+                   FAILSYNC_MATCH=d.maildir(USER) + "/.Bulk/tmp/")
+        if san == "asan":
+            bad["ASAN_OPTIONS"] = (env.get("ASAN_OPTIONS", "") +
+                                   ":verify_asan_link_order=0").lstrip(":")
+        p = F.run(args, bad)
+        err = [ln for ln in p.stderr.splitlines()
+               if "fdatasync" in ln and "Input/output error" in ln]
+        assert err, f"the write-back error was not reported\n{H.describe(p)}"
+        # whatever the first run ended with: a client logging in now finds
+        # nothing for Dovecot to number on its own
+        F.login_check(d, USER, PW)
+        assert not F.uid_problems(d), F.uid_problems(d)
+        p2 = F.run(args, env)
+        assert p2.returncode == 0, H.describe(p2)
+        n = M.compare_snapshots(M.snapshot(S, USER, PW), M.snapshot(d, USER, PW))
+        assert not F.uid_problems(d), F.uid_problems(d)
+        lost, dup = F.lost_and_duplicated(M.snapshot(S, USER, PW),
+                                          M.snapshot(d, USER, PW))
+        assert (lost, dup) == (0, 0), f"{lost} lost, {dup} duplicated"
+        H.log(f"writeback_error: first run exit {p.returncode}: {err[0][:160]!r}; "
+              f"after the next run {n} messages, UIDs kept, 0 lost, 0 duplicated")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,68 @@
+/* failsync.c: an LD_PRELOAD shim for the fault suite (test_fault_disk.py):
+ * fdatasync() and fsync() fail with EIO, as after a write-back error of the
+ * disk, for files whose path contains $FAILSYNC_MATCH: the $FAILSYNC_AT-th
+ * such call (1-based) and the $FAILSYNC_COUNT - 1 after it (default 1).
+ * Every other call goes to the C library. Test support only: never
+ * installed, never linked into imapferry. */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static atomic_long calls;
+
+static int
+should_fail(int fd)
+{
+	const char *match = getenv("FAILSYNC_MATCH");
+	const char *at = getenv("FAILSYNC_AT");
+	const char *count = getenv("FAILSYNC_COUNT");
+	char link[64], path[4096];
+	ssize_t n;
+	long k, first, many;
+
+	if (match == NULL || at == NULL)
+		return 0;
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	if ((n = readlink(link, path, sizeof(path) - 1)) <= 0)
+		return 0;
+	path[n] = '\0';
+	if (strstr(path, match) == NULL)
+		return 0;
+	k = atomic_fetch_add(&calls, 1) + 1;
+	first = atol(at);
+	many = count != NULL ? atol(count) : 1;
+	return k >= first && k < first + many;
+}
+
+int
+fdatasync(int fd)
+{
+	static int (*real)(int);
+
+	if (should_fail(fd)) {
+		errno = EIO;
+		return -1;
+	}
+	if (real == NULL)
+		real = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
+	return real(fd);
+}
+
+int
+fsync(int fd)
+{
+	static int (*real)(int);
+
+	if (should_fail(fd)) {
+		errno = EIO;
+		return -1;
+	}
+	if (real == NULL)
+		real = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
+	return real(fd);
+}
