@@ -39,30 +39,35 @@ should_fail(int fd)
 	return k >= first && k < first + many;
 }
 
-int
-fdatasync(int fd)
-{
-	static int (*real)(int);
+static int (*real_fdatasync)(int);
+static int (*real_fsync)(int);
 
+/* resolved once, before any thread of the program starts */
+__attribute__((constructor)) static void
+resolve(void)
+{
+	real_fdatasync = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
+	real_fsync = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
+}
+
+static int
+call(int (*real)(int), int fd)
+{
 	if (should_fail(fd)) {
 		errno = EIO;
 		return -1;
 	}
-	if (real == NULL)
-		real = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
 	return real(fd);
+}
+
+int
+fdatasync(int fd)
+{
+	return call(real_fdatasync, fd);
 }
 
 int
 fsync(int fd)
 {
-	static int (*real)(int);
-
-	if (should_fail(fd)) {
-		errno = EIO;
-		return -1;
-	}
-	if (real == NULL)
-		real = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
-	return real(fd);
+	return call(real_fsync, fd);
 }
