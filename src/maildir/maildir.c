@@ -1521,6 +1521,29 @@ md_folder_uidlist_rewrites(const struct maildir_folder *f)
 /* ------------------------------------------------------------------ */
 /* Open / close */
 
+/* The root directory exists: if it is ours (the effective user's) but
+ * not the owner's asked for, a run was killed between its mkdir and its
+ * chown, and the server could never read it: finished now. False with
+ * *error_r when that fails. */
+static bool
+finish_own_dir(const char *path, const struct maildir_options *o,
+               const char **error_r)
+{
+	struct stat st;
+	bool ok = true;
+	int fd;
+
+	if ((o->owner == (uid_t)-1 && o->group == (gid_t)-1) ||
+	    (fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+		return true;
+	if (fstat(fd, &st) == 0 && st.st_uid == geteuid() &&
+	    ((o->owner != (uid_t)-1 && st.st_uid != o->owner) ||
+	     (o->group != (gid_t)-1 && st.st_gid != o->group)))
+		ok = md_fix_owner(fd, o, o->dir_mode, path, error_r) == 0;
+	close(fd);
+	return ok;
+}
+
 /* mkdir -p of the trusted root path; created directories get the owner. */
 static int
 mkdir_parents(const char *path, const struct maildir_options *o,
@@ -1547,6 +1570,9 @@ mkdir_parents(const char *path, const struct maildir_options *o,
 			close(fd);
 		} else if (errno != EEXIST) {
 			*error_r = err_errno(errno, "mkdir %s: %s", p, strerror(errno));
+			free(p);
+			return -1;
+		} else if (i == len && !finish_own_dir(p, o, error_r)) {
 			free(p);
 			return -1;
 		}
