@@ -565,10 +565,9 @@ cmd_copy(int argc, char **argv)
 		target.adopt = &pair.dst_client;
 	}
 	/* the sessions that probed the namespaces carry on as the copy's
-	 * (not for a spool's bodies: that source opens the spool when it
-	 * connects) */
-	if (pair.src_client != NULL && source.kind == SOURCE_IMAP &&
-	    source.root == NULL)
+	 * (source_take_session() logs out one it cannot use: a spool's
+	 * bodies open the spool when they connect) */
+	if (pair.src_client != NULL)
 		source_take_session(&source, &pair.src_client);
 	if ((parallel > 1 ?
 	     copy_parallel(parallel, &source, &target, &o, &pair, state_path, &st,
