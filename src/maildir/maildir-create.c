@@ -52,39 +52,6 @@ fill_defaults(struct maildir_options *o, const struct maildir_options *in)
 		o->lock_timeout_ms = 30000;
 }
 
-/* mkdir -p of a trusted path; created directories get the owner. */
-static int
-mkdir_p(const char *path, const struct maildir_options *o, const char **error_r)
-{
-	char *p = xstrdup(path);
-	size_t len = strlen(p);
-	int ret = 0;
-
-	for (size_t i = 1; i <= len && ret == 0; i++) {
-		if (p[i] != '/' && p[i] != '\0')
-			continue;
-		p[i] = '\0';
-		if (mkdir(p, o->dir_mode) == 0) {
-			int fd = open(p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-
-			if (fd < 0) {
-				*error_r = err_errno(errno, "open %s: %s", p, strerror(errno));
-				ret = -1;
-			} else {
-				ret = md_fix_owner(fd, o, o->dir_mode, p, error_r);
-				close(fd);
-			}
-		} else if (errno != EEXIST) {
-			*error_r = err_errno(errno, "mkdir %s: %s", p, strerror(errno));
-			ret = -1;
-		}
-		if (i < len)
-			p[i] = '/';
-	}
-	free(p);
-	return ret;
-}
-
 /* Writes the uidlist "V<uidvalidity> N1" into the directory dfd (temp name
  * in tmpfd, renamed into place). */
 static int
@@ -190,20 +157,23 @@ remove_stage(int parentfd, const char *name)
 	if (d == NULL) {
 		close(dfd);
 	} else {
+		/* files, and the empty stages of a subdirectory a kill
+		 * interrupted (md_mkdirat_owned()) */
 		while ((de = readdir(d)) != NULL)
-			if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
-				(void)unlinkat(dirfd(d), de->d_name, 0);
+			if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0 &&
+			    unlinkat(dirfd(d), de->d_name, 0) < 0 && errno == EISDIR)
+				(void)unlinkat(dirfd(d), de->d_name, AT_REMOVEDIR);
 		closedir(d);
 	}
 	(void)unlinkat(parentfd, name, AT_REMOVEDIR);
 }
 
 /* Removes staging directories "<prefix><pid>-*" under parentfd whose pid
- * is gone (a killed run): only ours, never a live writer's. */
+ * is gone (a killed run): only ours, never a live writer's. The same pass
+ * removes the empty stages of md_mkdirat_owned(). */
 static void
 cleanup_stages(int parentfd, const char *prefix)
 {
-	size_t plen = strlen(prefix);
 	int fd = fcntl(parentfd, F_DUPFD_CLOEXEC, 0);
 	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
 	struct dirent *de;
@@ -214,15 +184,12 @@ cleanup_stages(int parentfd, const char *prefix)
 		return;
 	}
 	while ((de = readdir(d)) != NULL) {
-		char *end;
-		long pid;
-
-		if (strncmp(de->d_name, prefix, plen) != 0)
+		if (md_stage_is_stale(de->d_name, MD_DIRSTAGE_TAG)) {
+			/* only ever empty: AT_REMOVEDIR refuses anything else */
+			(void)unlinkat(parentfd, de->d_name, AT_REMOVEDIR);
 			continue;
-		pid = strtol(de->d_name + plen, &end, 10);
-		if (end == de->d_name + plen || *end != '-' || pid <= 0 ||
-		    pid > INT32_MAX || (pid_t)pid == getpid() ||
-		    kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+		}
+		if (!md_stage_is_stale(de->d_name, prefix))
 			continue;
 		remove_stage(parentfd, de->d_name);
 		log_debug("removed the staging directory %s left by a killed run",
@@ -334,7 +301,7 @@ maildir_folder_create(const char *root, const char *dirname,
 		parent = slash == NULL ? xstrdup(".") :
 		         slash == copy ? xstrdup("/") : xstrndup(copy, (size_t)(slash - copy));
 		prefix = xasprintf(".%s" STAGE_TAG, slash == NULL ? copy : slash + 1);
-		if (mkdir_p(parent, &o, &err) < 0) {
+		if (md_mkdir_p(parent, &o, &err) < 0) {
 			*error_r = err_wrap(err, "%s", err);
 		} else if ((pfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
 			*error_r = err_errno(errno, "open %s: %s", parent, strerror(errno));
@@ -358,7 +325,7 @@ maildir_folder_create(const char *root, const char *dirname,
 		char *tmpdir = xasprintf("%s/tmp", root);
 		int rootfd = -1, tfd = -1;
 
-		if (mkdir_p(root, &o, &err) < 0) {
+		if (md_mkdir_p(root, &o, &err) < 0) {
 			*error_r = err_wrap(err, "%s", err);
 		} else if ((rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
 			*error_r = err_errno(errno, "open %s: %s", root, strerror(errno));

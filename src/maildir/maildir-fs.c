@@ -2,12 +2,14 @@
  * reads, atomic replacement, directory creation with owner and mode, and the
  * O_EXCL lock files of Dovecot and Courier. Every path is relative to a
  * directory descriptor and opened with O_NOFOLLOW. */
-#define _GNU_SOURCE     /* O_TMPFILE */
+#define _GNU_SOURCE     /* O_TMPFILE, renameat2(RENAME_NOREPLACE) */
 #include "maildir-private.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,6 +113,150 @@ md_fix_owner(int fd, const struct maildir_options *o, mode_t mode,
 }
 
 int
+md_mkdirat_owned(int dirfd, const char *name, const struct maildir_options *o,
+                 const char **error_r)
+{
+	char stage[64];
+	struct timespec ts;
+	struct stat st;
+	unsigned int tries = 0;
+	int fd, r;
+
+	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+		return 0;       /* maildir_folder_open() checks what it is */
+	clock_gettime(CLOCK_REALTIME, &ts);
+	for (;;) {
+		/* unique among this process's threads too: the stack
+		 * address and the clock differ between concurrent callers */
+		uint32_t salt = (uint32_t)ts.tv_nsec ^ (uint32_t)(uintptr_t)&st ^
+		                (tries * 2654435761u);
+
+		snprintf(stage, sizeof(stage), MD_DIRSTAGE_TAG "%ld-%08x",
+		         (long)getpid(), salt);
+		if (mkdirat(dirfd, stage, o->dir_mode) == 0)
+			break;
+		if (errno != EEXIST || ++tries >= 100) {
+			*error_r = err_errno(errno, "mkdir %s: %s", name, strerror(errno));
+			return -1;
+		}
+	}
+	fd = openat(dirfd, stage, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0 || md_fix_owner(fd, o, o->dir_mode, name, error_r) < 0) {
+		if (fd < 0)
+			*error_r = err_errno(errno, "open %s: %s", stage, strerror(errno));
+		else
+			close(fd);
+		(void)unlinkat(dirfd, stage, AT_REMOVEDIR);
+		return -1;
+	}
+	close(fd);
+	r = renameat2(dirfd, stage, dirfd, name, RENAME_NOREPLACE);
+	if (r < 0 && errno == EINVAL) {
+		/* no RENAME_NOREPLACE on this file system: rename(2) would
+		 * replace an empty directory, so look first */
+		if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+			errno = EEXIST;
+		else
+			r = renameat(dirfd, stage, dirfd, name);
+	}
+	if (r < 0) {
+		int e = errno;
+
+		(void)unlinkat(dirfd, stage, AT_REMOVEDIR);
+		if (e == EEXIST || e == ENOTEMPTY)
+			return 0;       /* someone else made it meanwhile */
+		*error_r = err_errno(e, "rename %s to %s: %s", stage, name, strerror(e));
+		return -1;
+	}
+	return 1;
+}
+
+bool
+md_stage_is_stale(const char *name, const char *prefix)
+{
+	size_t plen = strlen(prefix);
+	char *end;
+	long pid;
+
+	if (strncmp(name, prefix, plen) != 0)
+		return false;
+	pid = strtol(name + plen, &end, 10);
+	return end != name + plen && *end == '-' && pid > 0 && pid <= INT32_MAX &&
+	       (pid_t)pid != getpid() && kill((pid_t)pid, 0) < 0 && errno == ESRCH;
+}
+
+/* Removes the empty md_mkdirat_owned() stages of killed runs in dirfd. */
+static void
+cleanup_dir_stages(int dirfd)
+{
+	int fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *de;
+
+	if (d == NULL) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	while ((de = readdir(d)) != NULL)
+		if (md_stage_is_stale(de->d_name, MD_DIRSTAGE_TAG))
+			(void)unlinkat(dirfd, de->d_name, AT_REMOVEDIR); /* empty only */
+	closedir(d);
+}
+
+int
+md_mkdir_p(const char *path, const struct maildir_options *o, const char **error_r)
+{
+	char *p = xstrdup(path);
+	size_t len = strlen(p);
+	int ret = 0;
+
+	for (size_t i = 1; i <= len && ret == 0; i++) {
+		char *slash;
+		int pfd;
+
+		if (p[i] != '/' && p[i] != '\0')
+			continue;
+		p[i] = '\0';
+		slash = strrchr(p, '/');
+		if (slash == NULL) {
+			pfd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		} else if (slash == p) {
+			pfd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		} else {
+			*slash = '\0';
+			pfd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+			*slash = '/';
+		}
+		if (pfd < 0) {
+			*error_r = err_errno(errno, "open the parent of %s: %s", p,
+			                     strerror(errno));
+			ret = -1;
+		} else {
+			const char *name = slash == NULL ? p : slash + 1;
+			struct stat st;
+
+			if (name[0] != '\0' && strcmp(name, ".") != 0 &&
+			    strcmp(name, "..") != 0 &&
+			    fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+				/* rare (a new account): the scan costs one
+				 * readdir of the parent */
+				cleanup_dir_stages(pfd);
+				if (md_mkdirat_owned(pfd, name, o, error_r) < 0) {
+					*error_r = err_wrap(*error_r, "%s: %s", p, *error_r);
+					ret = -1;
+				}
+			}
+			close(pfd);
+		}
+		if (i < len)
+			p[i] = '/';
+	}
+	free(p);
+	return ret;
+}
+
+int
 md_mkdir_open(int dirfd, const char *name, const struct maildir_options *o,
               bool create, bool *created_r, const char **error_r)
 {
@@ -119,12 +265,11 @@ md_mkdir_open(int dirfd, const char *name, const struct maildir_options *o,
 	int fd;
 
 	if (create) {
-		if (mkdirat(dirfd, name, o->dir_mode) == 0)
-			created = true;
-		else if (errno != EEXIST) {
-			*error_r = err_errno(errno, "mkdir %s: %s", name, strerror(errno));
+		int r = md_mkdirat_owned(dirfd, name, o, error_r);
+
+		if (r < 0)
 			return -1;
-		}
+		created = r > 0;
 	}
 	fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0) {
@@ -137,10 +282,6 @@ md_mkdir_open(int dirfd, const char *name, const struct maildir_options *o,
 			*error_r = err_set("%s does not exist", name);
 		else
 			*error_r = err_errno(e, "open %s: %s", name, strerror(e));
-		return -1;
-	}
-	if (created && md_fix_owner(fd, o, o->dir_mode, name, error_r) < 0) {
-		close(fd);
 		return -1;
 	}
 	if (created_r != NULL)

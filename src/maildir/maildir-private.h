@@ -186,8 +186,28 @@ int md_write_all(int fd, const void *data, size_t len);
  * mode (the umask may have narrowed it) or owner differ. */
 int md_fix_owner(int fd, const struct maildir_options *o, mode_t mode,
                  const char *what, const char **error_r);
-/* mkdir name under dirfd (EEXIST is fine) and open it O_NOFOLLOW; applies
- * mode and owner when created. Returns the fd or -1. */
+/* Prefix of the staging names md_mkdirat_owned() uses: no leading '.', so
+ * Dovecot and Courier never list one as a Maildir++ folder. */
+#define MD_DIRSTAGE_TAG "imapferry-dir-"
+/* Creates the directory name under dirfd with the configured mode and
+ * owner, never visible without them: made under a staging name
+ * (MD_DIRSTAGE_TAG "<pid>-<hex>"), given mode and owner, then renamed to
+ * name with RENAME_NOREPLACE. A kill -9 leaves no directory or the
+ * finished one under name (maybe an empty stage, which md_mkdir_p() and
+ * maildir_create_cleanup() remove). Returns 1 created, 0 it existed
+ * (whoever made it), -1 with *error_r. */
+int md_mkdirat_owned(int dirfd, const char *name, const struct maildir_options *o,
+                     const char **error_r);
+/* True if name is "<prefix><pid>-..." of a process that is gone (not
+ * this one): the leftover of a killed run, never a live writer's. */
+bool md_stage_is_stale(const char *name, const char *prefix);
+/* mkdir -p of a trusted path, each directory it creates made by
+ * md_mkdirat_owned() after removing the empty stages of killed runs
+ * beside it. */
+int md_mkdir_p(const char *path, const struct maildir_options *o,
+               const char **error_r);
+/* mkdir name under dirfd (EEXIST is fine) and open it O_NOFOLLOW; a new
+ * one is made by md_mkdirat_owned(). Returns the fd or -1. */
 int md_mkdir_open(int dirfd, const char *name, const struct maildir_options *o,
                   bool create, bool *created_r, const char **error_r);
 /* Creates name in dirfd exclusively (errno EEXIST when it exists) with the

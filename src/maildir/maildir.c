@@ -1544,43 +1544,15 @@ finish_own_dir(const char *path, const struct maildir_options *o,
 	return ok;
 }
 
-/* mkdir -p of the trusted root path; created directories get the owner. */
+/* mkdir -p of the trusted root path (each new directory appears with its
+ * owner), then the root of an older run killed before its chown. */
 static int
 mkdir_parents(const char *path, const struct maildir_options *o,
               const char **error_r)
 {
-	char *p = xstrdup(path);
-	size_t len = strlen(p);
-
-	for (size_t i = 1; i <= len; i++) {
-		if (p[i] != '/' && p[i] != '\0')
-			continue;
-		p[i] = '\0';
-		if (mkdir(p, o->dir_mode) == 0) {
-			int fd = open(p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-
-			if (fd < 0 || md_fix_owner(fd, o, o->dir_mode, p, error_r) < 0) {
-				if (fd < 0)
-					*error_r = err_errno(errno, "open %s: %s", p, strerror(errno));
-				else
-					close(fd);
-				free(p);
-				return -1;
-			}
-			close(fd);
-		} else if (errno != EEXIST) {
-			*error_r = err_errno(errno, "mkdir %s: %s", p, strerror(errno));
-			free(p);
-			return -1;
-		} else if (i == len && !finish_own_dir(p, o, error_r)) {
-			free(p);
-			return -1;
-		}
-		if (i < len)
-			p[i] = '/';
-	}
-	free(p);
-	return 0;
+	if (md_mkdir_p(path, o, error_r) < 0)
+		return -1;
+	return finish_own_dir(path, o, error_r) ? 0 : -1;
 }
 
 static bool

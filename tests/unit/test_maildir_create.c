@@ -7,12 +7,14 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -85,6 +87,136 @@ dead_pid(void)
 		_exit(0);
 	waitpid(pid, NULL, 0);
 	return pid;
+}
+
+/* fchown() of the maildir code, replaced: a test is not root and cannot
+ * give files away. It marks what it "gave away" with the sticky bit, and
+ * after fchown_calls_left more calls it dies as kill -9 would (no
+ * cleanup), so a test can stop a run at each fchown in turn. */
+static long fchown_calls_left = -1;     /* -1: never dies */
+
+int
+fchown(int fd, uid_t owner, gid_t group)
+{
+	struct stat st;
+
+	(void)owner;
+	(void)group;
+	if (fchown_calls_left == 0)
+		_exit(137);
+	if (fchown_calls_left > 0)
+		fchown_calls_left--;
+	if (fstat(fd, &st) < 0)
+		return -1;
+	return (int)syscall(SYS_fchmod, fd, (st.st_mode & 07777) | S_ISVTX);
+}
+
+/* Walks dir: every directory under a real name (not a stage, whose names
+ * hold "imapferry-") must carry the mark of fchown(); counts the stages
+ * seen in *stages. */
+static void
+check_marked(const char *dir, unsigned int *stages)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+
+	assert_non_null(d);
+	while ((de = readdir(d)) != NULL) {
+		char p[1200];
+		struct stat st;
+
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		snprintf(p, sizeof(p), "%s/%s", dir, de->d_name);
+		assert_int_equal(lstat(p, &st), 0);
+		if (!S_ISDIR(st.st_mode))
+			continue;
+		if (strstr(de->d_name, "imapferry-") != NULL) {
+			(*stages)++;
+			continue;
+		}
+		if ((st.st_mode & S_ISVTX) == 0)
+			fail_msg("%s is visible without its owner", p);
+		check_marked(p, stages);
+	}
+	closedir(d);
+}
+
+/* A run killed at any fchown() leaves no directory under its real name
+ * that lacks its owner (a server running as that owner could not read
+ * it), and the next run finishes the job and removes the stages. */
+static void
+test_kill_at_each_chown(void **state)
+{
+	struct fx *fx = *state;
+	static const char *const firsts[] = { "", ".Sent" };
+	mode_t old_umask = umask(077);
+
+	fx->o.owner = geteuid() + 1;    /* never us: every new inode is chowned */
+	fx->o.dir_mode = 0750;
+	for (size_t k = 0; k < 2; k++) {
+		bool completed = false;
+
+		for (long n = 0; n < 40 && !completed; n++) {
+			char base[400], root[500];
+			const char *error = NULL;
+			unsigned int stages = 0;
+			bool created;
+			pid_t pid;
+			int status;
+
+			snprintf(base, sizeof(base), "%s/k%zu-%ld", fx->dir, k, n);
+			assert_int_equal(mkdir(base, 0700), 0);
+			snprintf(root, sizeof(root), "%s/vmail/user/Maildir", base);
+			pid = fork();
+			assert_true(pid >= 0);
+			if (pid == 0) {
+				fchown_calls_left = n;
+				if (maildir_folder_create(root, firsts[k], &fx->o, 5,
+				                          &created, &error) < 0)
+					_exit(2);
+				_exit(0);
+			}
+			assert_int_equal(waitpid(pid, &status, 0), pid);
+			assert_true(WIFEXITED(status));
+			if (WEXITSTATUS(status) == 0)
+				completed = true;
+			else
+				assert_int_equal(WEXITSTATUS(status), 137);
+			check_marked(base, &stages);
+			/* the next run completes and leaves no stage */
+			fchown_calls_left = -1;
+			maildir_create_cleanup(root);
+			if (maildir_folder_create(root, firsts[k], &fx->o, 5, &created,
+			                          &error) < 0 ||
+			    maildir_folder_create(root, "", &fx->o, 5, &created,
+			                          &error) < 0)
+				fail_msg("kill at chown %ld, next run: %s", n, error);
+			{
+				/* as the Maildir target opens INBOX: a root that a
+				 * folder's creation made gets cur/, new/, tmp/ */
+				struct maildir_folder *f;
+
+				if (maildir_folder_open(root, "", &fx->o, true, &f, &error) < 0)
+					fail_msg("kill at chown %ld, open INBOX: %s", n, error);
+				maildir_folder_close(&f);
+			}
+			stages = 0;
+			check_marked(base, &stages);
+			if (stages != 0)
+				fail_msg("kill at chown %ld: %u stages left", n, stages);
+			{
+				char cur[600];
+				struct stat st;
+
+				snprintf(cur, sizeof(cur), "%s/cur", root);
+				assert_int_equal(stat(cur, &st), 0);
+				assert_int_equal(st.st_mode & 0777, 0750);
+			}
+		}
+		assert_true(completed);
+	}
+	umask(old_umask);
 }
 
 static void
@@ -237,6 +369,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_courier, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cleanup_of_killed_runs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_takeover, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_kill_at_each_chown, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
