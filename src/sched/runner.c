@@ -1364,6 +1364,11 @@ sched_runner_start(const struct sched_run_options *o,
 		    state_job_update(db, &rj->j, &error) < 0)
 			log_warn("run: %s", error);
 	}
+	/* the machine's row exists before its first claim: a machine that
+	 * takes a job of this one over counts the lost lease in that row
+	 * (a row written later by the progress thread would start at 0) */
+	if (r->shared)
+		machine_write(r, db, "running");
 	state_close(&db);
 
 	r->threads = xcalloc(workers, sizeof(*r->threads));

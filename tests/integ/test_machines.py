@@ -284,6 +284,10 @@ def test_sigstop_past_lease():
         time.sleep(0.05)
     assert job is not None, "s1 never ran a big job:\n" + output("s1")
     os.kill(procs["s1"].pid, signal.SIGSTOP)
+    # its row was written before its first claim: the lost lease is
+    # counted there even when s1 stops before its first heartbeat
+    rows = PG.psql(db, "SELECT lost_leases FROM machine WHERE name = 's1'")
+    assert rows == [["0"]], rows
     H.log(f"s1 stopped in job {job}")
     time.sleep(LEASE + 3)
     procs["s2"] = start(state, "s2")
