@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statfs.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -254,6 +256,38 @@ md_mkdir_p(const char *path, const struct maildir_options *o, const char **error
 	}
 	free(p);
 	return ret;
+}
+
+#define EXT4_SUPER_MAGIC_ 0xEF53         /* ext2/3/4: linux/magic.h */
+#define EXT4_JOURNAL_INO_ 8             /* the journal's inode */
+
+bool
+md_journal_orders_writes(int fd)
+{
+	const char *test = getenv("IMAPFERRY_TEST_MD_SYNC");
+	char sys[64], target[512], jbd2[600];
+	const char *name;
+	struct statfs sfs;
+	struct stat st;
+	ssize_t n;
+
+	if (test != NULL && test[0] != '\0')
+		return strcmp(test, "journal") == 0;
+	if (fstatfs(fd, &sfs) < 0 || sfs.f_type != EXT4_SUPER_MAGIC_ ||
+	    fstat(fd, &st) < 0)
+		return false;
+	/* the block device's name: /sys/dev/block/M:m -> .../block/sda/sda1;
+	 * its journal, if it has one, is /proc/fs/jbd2/<name>-8 */
+	snprintf(sys, sizeof(sys), "/sys/dev/block/%u:%u", major(st.st_dev),
+	         minor(st.st_dev));
+	n = readlink(sys, target, sizeof(target) - 1);
+	if (n <= 0)
+		return false;
+	target[n] = '\0';
+	name = strrchr(target, '/');
+	name = name != NULL ? name + 1 : target;
+	snprintf(jbd2, sizeof(jbd2), "/proc/fs/jbd2/%s-%d", name, EXT4_JOURNAL_INO_);
+	return access(jbd2, F_OK) == 0;
 }
 
 int

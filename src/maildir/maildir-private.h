@@ -210,6 +210,18 @@ int md_mkdir_p(const char *path, const struct maildir_options *o,
  * one is made by md_mkdirat_owned(). Returns the fd or -1. */
 int md_mkdir_open(int dirfd, const char *name, const struct maildir_options *o,
                   bool create, bool *created_r, const char **error_r);
+/* True when a journal commit on fd's file system makes durable every
+ * metadata change made before it, in order: ext4 with its journal in an
+ * inode (jbd2 commits its transactions in sequence, each after a cache
+ * flush). There, files whose write-back was waited for (sync_file_range
+ * WAIT_AFTER: data written, extents and size updated in transactions
+ * already begun) become durable with the next fsync/fdatasync of any
+ * later change (the renames into cur/, the uidlist), without one journal
+ * commit and one cache flush per file. Anything else (ext4 without a
+ * journal, other file systems, an unknown device) is false: one
+ * fdatasync per file. IMAPFERRY_TEST_MD_SYNC=journal|file forces the
+ * answer (tests). */
+bool md_journal_orders_writes(int fd);
 /* Creates name in dirfd exclusively (errno EEXIST when it exists) with the
  * configured owner and mode and data already in it: an unnamed O_TMPFILE
  * gets owner, mode and content, then a link gives it its name, so a kill -9

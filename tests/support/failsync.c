@@ -1,12 +1,15 @@
 /* failsync.c: an LD_PRELOAD shim for the fault suite (test_fault_disk.py):
- * fdatasync() and fsync() fail with EIO, as after a write-back error of the
- * disk, for files whose path contains $FAILSYNC_MATCH: the $FAILSYNC_AT-th
- * such call (1-based) and the $FAILSYNC_COUNT - 1 after it (default 1).
+ * fdatasync(), fsync() and sync_file_range() with SYNC_FILE_RANGE_WAIT_AFTER
+ * (the calls that report a write-back error) fail with EIO, as after a
+ * write-back error of the disk, for files whose path contains
+ * $FAILSYNC_MATCH: the $FAILSYNC_AT-th such call (1-based) and the
+ * $FAILSYNC_COUNT - 1 after it (default 1).
  * Every other call goes to the C library. Test support only: never
  * installed, never linked into imapferry. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +44,7 @@ should_fail(int fd)
 
 static int (*real_fdatasync)(int);
 static int (*real_fsync)(int);
+static int (*real_sync_file_range)(int, off_t, off_t, unsigned int);
 
 /* resolved once, before any thread of the program starts */
 __attribute__((constructor)) static void
@@ -48,6 +52,8 @@ resolve(void)
 {
 	real_fdatasync = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
 	real_fsync = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
+	real_sync_file_range = (int (*)(int, off_t, off_t, unsigned int))
+	                       dlsym(RTLD_NEXT, "sync_file_range");
 }
 
 static int
@@ -70,4 +76,15 @@ int
 fsync(int fd)
 {
 	return call(real_fsync, fd);
+}
+
+int
+sync_file_range(int fd, off_t offset, off_t nbytes, unsigned int flags)
+{
+	/* only a wait reports write-back errors; starting one does not */
+	if ((flags & SYNC_FILE_RANGE_WAIT_AFTER) != 0 && should_fail(fd)) {
+		errno = EIO;
+		return -1;
+	}
+	return real_sync_file_range(fd, offset, nbytes, flags);
 }
