@@ -73,7 +73,9 @@ static const struct cli_opt_def opt_table[] = {
 	  "Maildir target: no fdatasync at commits\n(faster, less safe)" },
 	{ CLI_OPT_FSYNC, "fsync", 0, CLI_ARG_STRING, "MODE", 0,
 	  "Maildir target durability: file (default:\n"
-	  "fdatasync each new file), fs (one syncfs of\n"
+	  "each new file on disk before its commit:\n"
+	  "an fdatasync each, or on ext4 with a journal\n"
+	  "one journal commit per batch), fs (one syncfs of\n"
 	  "the target file system per commit: for a file\n"
 	  "system only the copy writes to), off (as --no-fsync)" },
 	/* copy */
