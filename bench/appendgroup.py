@@ -12,6 +12,8 @@ written straight into its Maildir and indexed with `doveadm index`); then `imapf
 (the folder grows by --append each time, which is small against its
 size). Printed and written to bench/results/appendgroup-latest.json: the
 wall time and the target Dovecot's CPU (master and every child) per run.
+The Dovecot's data is on a new journaled ext4 (run.py's FreshFs) when a loop
+device can be made (--target-fs).
 Needs root, dovecot and a built imapferry-bench (--bench-bin).
 """
 
@@ -48,12 +50,17 @@ def main():
     ap.add_argument("--bench-bin", default=os.path.join(ROOT, "build", "bench", "tools",
                                                          "imapferry-bench"))
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
+    ap.add_argument("--target-fs", choices=("auto", "fresh", "disk"), default="auto")
     a = ap.parse_args()
     groups = [int(g) for g in a.groups.split(",")]
     pw = {"big": "benchpw"}
-    d = R.start_dovecot(harness.Dovecot("bgrp", users=pw, master=R.MASTER, ssl=False,
-                                        extra_conf="default_vsz_limit = 2G\n"))
     work = tempfile.mkdtemp(prefix="ife-appendgroup-", dir="/var/tmp")
+    tfs = None
+    if a.target_fs == "fresh" or (a.target_fs == "auto" and R.fresh_fs_works(work)):
+        tfs = R.FreshFs(max(4 << 30, a.messages * 400), work)
+    d = R.start_dovecot(harness.Dovecot("bgrp", users=pw, master=R.MASTER, ssl=False,
+                                        extra_conf="default_vsz_limit = 2G\n",
+                                        base_dir=tfs.mnt if tfs else None))
     try:
         md = None
         with open(d.conf_path) as f:
@@ -108,10 +115,14 @@ def main():
                       flush=True)
         os.makedirs(a.out, exist_ok=True)
         with open(os.path.join(a.out, "appendgroup-latest.json"), "w") as f:
-            json.dump({"messages": a.messages, "append": a.append, "results": results}, f,
+            json.dump({"messages": a.messages, "append": a.append,
+                       "target_fs": "fresh" if tfs else "disk", "results": results}, f,
                       indent=1)
     finally:
-        shutil.rmtree(work, ignore_errors=True)   # the Dovecot stops at exit (harness)
+        d.stop()
+        if tfs is not None:
+            tfs.close()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

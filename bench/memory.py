@@ -9,7 +9,10 @@ the imapferry process below 100 MB for both.
 
 The source's Maildirs are written directly (no APPEND; small messages 2-20
 KB, large ones 20-50 MB, deterministic) and indexed by `doveadm index`
-before the clock starts. Every target is checked against the source's
+before the clock starts. Each target (the IMAP target Dovecot's data, or
+the Maildirs) is on a new journaled ext4 (run.py's FreshFs: a server's
+disk, not the bench machine's ext4 without a journal) when a loop device
+can be made (--target-fs). Every target is checked against the source's
 message count per account. Reports wall seconds, MB/s, client CPU and peak
 RSS (GNU time), as a Markdown table; raw numbers into
 bench/results/memory-<date>.json.
@@ -29,6 +32,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests", "integ"))
 import harness as H  # noqa: E402
 from bigfolder import measure  # noqa: E402  (exit, wall s, CPU s, peak RSS MB, stderr)
+from run import FreshFs, fresh_fs_works  # noqa: E402
 
 MASTER = ("master", "masterpw-1")
 PW = "pw-mem-1"
@@ -90,6 +94,9 @@ def main():
     ap.add_argument("--targets", default="imap,maildir")
     ap.add_argument("--bin", default=H.BIN)
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
+    ap.add_argument("--target-fs", choices=("auto", "fresh", "disk"), default="auto",
+                    help="fresh: each target on a new journaled ext4 (loop device); "
+                         "auto: fresh when possible")
     a = ap.parse_args()
     H.require_root()
     users = [f"m{i:02d}" for i in range(a.accounts)]
@@ -110,19 +117,23 @@ def main():
         with open(mpw, "w") as f:
             f.write(MASTER[1] + "\n")
         os.chmod(mpw, 0o600)
+        fresh = a.target_fs == "fresh" or (a.target_fs == "auto" and fresh_fs_works(work))
         for target in a.targets.split(","):
-            dst = None
+            dst = tfs = None
             state = os.path.join(work, f"{target}.db")
+            if fresh:
+                tfs = FreshFs(max(4 << 30, 3 * nbytes), work)
+            tdir = tfs.mnt if tfs else work
             cmd = [a.bin, "run", users_csv,
                    f"imap://%u@{src.host}:{src.port}?tls=none"]
             if target == "imap":
                 dst = H.Dovecot("memdst", users={u: PW for u in users}, ssl=False,
-                                master=MASTER)
+                                master=MASTER, base_dir=tfs.mnt if tfs else None)
                 dst.start()
                 cmd += [f"imap://%u@{dst.host}:{dst.port}?tls=none",
                         "--dst-admin", MASTER[0], "--dst-password-file", mpw]
             else:
-                cmd += [f"maildir:{work}/md/%u/Maildir", "--owner", "8:8"]
+                cmd += [f"maildir:{tdir}/md/%u/Maildir", "--owner", "8:8"]
             cmd += ["--src-admin", MASTER[0], "--src-password-file", mpw,
                     "--state", state, "--workers", str(a.workers),
                     "--progress", "none", "--no-calibrate"]
@@ -136,12 +147,13 @@ def main():
                     if target == "imap":
                         got = imap_count(dst, u)
                     else:
-                        cur = os.path.join(work, "md", u, "Maildir", "cur")
+                        cur = os.path.join(tdir, "md", u, "Maildir", "cur")
                         got = len(os.listdir(cur))
                     if got != want:
                         raise SystemExit(f"memory: {target} {u}: {got} messages, "
                                          f"the source has {want}")
-                row = {"target": target, "accounts": a.accounts, "messages": a.messages,
+                row = {"target": target, "target_fs": "fresh" if tfs else "disk",
+                       "accounts": a.accounts, "messages": a.messages,
                        "large_pct": a.large_pct, "workers": a.workers, "bytes": nbytes,
                        "seconds": round(wall, 2), "cpu_s": round(cpu, 2),
                        "rss_mb": round(rss, 1), "mb_per_s": round(nbytes / 1e6 / wall, 1)}
@@ -151,7 +163,9 @@ def main():
             finally:
                 if dst is not None:
                     dst.stop()
-                shutil.rmtree(os.path.join(work, "md"), ignore_errors=True)
+                shutil.rmtree(os.path.join(tdir, "md"), ignore_errors=True)
+                if tfs is not None:
+                    tfs.close()
     finally:
         src.stop()
         shutil.rmtree(work, ignore_errors=True)
