@@ -168,34 +168,21 @@ remove_stage(int parentfd, const char *name)
 	(void)unlinkat(parentfd, name, AT_REMOVEDIR);
 }
 
+/* remove() of md_cleanup_stages(): a folder stage of a killed run. */
+static void
+remove_stage_of_killed_run(int parentfd, const char *name)
+{
+	remove_stage(parentfd, name);
+	log_debug("removed the staging directory %s left by a killed run", name);
+}
+
 /* Removes staging directories "<prefix><pid>-*" under parentfd whose pid
  * is gone (a killed run): only ours, never a live writer's. The same pass
  * removes the empty stages of md_mkdirat_owned(). */
 static void
 cleanup_stages(int parentfd, const char *prefix)
 {
-	int fd = fcntl(parentfd, F_DUPFD_CLOEXEC, 0);
-	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-	struct dirent *de;
-
-	if (d == NULL) {
-		if (fd >= 0)
-			close(fd);
-		return;
-	}
-	while ((de = readdir(d)) != NULL) {
-		if (md_stage_is_stale(de->d_name, MD_DIRSTAGE_TAG)) {
-			/* only ever empty: AT_REMOVEDIR refuses anything else */
-			(void)unlinkat(parentfd, de->d_name, AT_REMOVEDIR);
-			continue;
-		}
-		if (!md_stage_is_stale(de->d_name, prefix))
-			continue;
-		remove_stage(parentfd, de->d_name);
-		log_debug("removed the staging directory %s left by a killed run",
-		          de->d_name);
-	}
-	closedir(d);
+	md_cleanup_stages(parentfd, prefix, remove_stage_of_killed_run);
 }
 
 /* Builds a folder under parentfd/<prefix><pid>-XXXXXX and renames it to

@@ -187,9 +187,9 @@ md_stage_is_stale(const char *name, const char *prefix)
 	       (pid_t)pid != getpid() && kill((pid_t)pid, 0) < 0 && errno == ESRCH;
 }
 
-/* Removes the empty md_mkdirat_owned() stages of killed runs in dirfd. */
-static void
-cleanup_dir_stages(int dirfd)
+void
+md_cleanup_stages(int dirfd, const char *prefix,
+                  void (*remove)(int dirfd, const char *name))
 {
 	int fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
 	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
@@ -200,9 +200,13 @@ cleanup_dir_stages(int dirfd)
 			close(fd);
 		return;
 	}
-	while ((de = readdir(d)) != NULL)
+	while ((de = readdir(d)) != NULL) {
 		if (md_stage_is_stale(de->d_name, MD_DIRSTAGE_TAG))
-			(void)unlinkat(dirfd, de->d_name, AT_REMOVEDIR); /* empty only */
+			/* only ever empty: AT_REMOVEDIR refuses anything else */
+			(void)unlinkat(dirfd, de->d_name, AT_REMOVEDIR);
+		else if (prefix != NULL && md_stage_is_stale(de->d_name, prefix))
+			remove(dirfd, de->d_name);
+	}
 	closedir(d);
 }
 
@@ -243,7 +247,7 @@ md_mkdir_p(const char *path, const struct maildir_options *o, const char **error
 			    fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
 				/* rare (a new account): the scan costs one
 				 * readdir of the parent */
-				cleanup_dir_stages(pfd);
+				md_cleanup_stages(pfd, NULL, NULL);
 				if (md_mkdirat_owned(pfd, name, o, error_r) < 0) {
 					*error_r = err_wrap(*error_r, "%s: %s", p, *error_r);
 					ret = -1;

@@ -201,6 +201,11 @@ int md_mkdirat_owned(int dirfd, const char *name, const struct maildir_options *
 /* True if name is "<prefix><pid>-..." of a process that is gone (not
  * this one): the leftover of a killed run, never a live writer's. */
 bool md_stage_is_stale(const char *name, const char *prefix);
+/* Removes from dirfd what killed runs left there: the empty stages of
+ * md_mkdirat_owned(), and, with a prefix, the entries md_stage_is_stale()
+ * for it, by remove(dirfd, name). */
+void md_cleanup_stages(int dirfd, const char *prefix,
+                       void (*remove)(int dirfd, const char *name));
 /* mkdir -p of a trusted path, each directory it creates made by
  * md_mkdirat_owned() after removing the empty stages of killed runs
  * beside it. */
