@@ -41,6 +41,16 @@ enum scope { SCOPE_OK, SCOPE_MESSAGE, SCOPE_FOLDER, SCOPE_SESSION, SCOPE_RUN };
  * windows of about this many messages: memory bounded by the window, not
  * the folder (issue 15). IMAPFERRY_DIFF_WINDOW overrides it (tests). */
 #define DIFF_WINDOW 50000
+/* A folder whose last pass did not finish, on a target that numbers
+ * messages itself: the server may still be running APPENDs of that pass,
+ * sent before the process died or the session was dropped (the server
+ * reads what is in its socket buffer after the client is gone). Its
+ * UIDNEXT and EXISTS must not move for SETTLE_QUIET_MS before the pass
+ * compares it, polled every SETTLE_POLL_MS, at most SETTLE_MAX_MS.
+ * IMAPFERRY_SETTLE_MS overrides the quiet time (tests). */
+#define SETTLE_QUIET_MS 3000
+#define SETTLE_POLL_MS 250
+#define SETTLE_MAX_MS 60000
 
 static enum scope
 scope_of(enum err_kind kind)
@@ -533,6 +543,45 @@ struct fwin {
 	uint32_t *ours, *claimed;
 	size_t n_ours, n_claimed, a_claimed;
 };
+
+/* Waits until the target folder stops growing (see SETTLE_QUIET_MS): the
+ * copies an interrupted pass's APPENDs still make then count among the
+ * copies no record knows, and are matched instead of copied again. *ti is
+ * the folder as last opened. */
+static enum scope
+settle_target(struct pass *p, const struct target_open *topen,
+              struct target_folder_info *ti)
+{
+	const char *env = getenv("IMAPFERRY_SETTLE_MS"), *error;
+	uint64_t quiet = SETTLE_QUIET_MS, start = time_mono_ms(), since = start;
+	uint64_t v;
+
+	if (env != NULL && str_to_u64z(env, 600000, &v))
+		quiet = v;
+	while (time_mono_ms() - since < quiet) {
+		struct target_folder_info now;
+
+		if (time_mono_ms() - start >= SETTLE_MAX_MS) {
+			log_warn("%s: the target folder still changes after %u s; "
+			         "comparing it now", p->shown, SETTLE_MAX_MS / 1000);
+			break;
+		}
+		usleep(SETTLE_POLL_MS * 1000);
+		if (p->t->ops->open_folder(p->t, topen, &now, &error) < 0) {
+			fail(p, kind_or(error, ERRK_FOLDER), "%s: %s", p->shown, error);
+			return p->worst;
+		}
+		if (now.uidnext != ti->uidnext || now.exists != ti->exists) {
+			log_info("%s: the target folder grew from %u to %u messages "
+			         "after the last pass stopped: waiting until it settles",
+			         p->shown, ti->exists, now.exists);
+			since = time_mono_ms();
+		}
+		now.created = ti->created;
+		*ti = now;
+	}
+	return SCOPE_OK;
+}
 
 /* Finds, by fingerprint, source messages already on a target that maps
  * UIDs (copied by a run that crashed before recording them, or by another
@@ -1099,6 +1148,10 @@ copy_folder(struct pass *p, const struct imap_mailbox_info *box,
 		sc = p->worst;
 		goto out;
 	}
+	if (!ops->keeps_uids && !o->dry_run && !ti.missing && !ti.created &&
+	    w.found && !p->sf.complete && !p->ranged &&
+	    (sc = settle_target(p, &topen, &ti)) != SCOPE_OK)
+		goto out;
 	if (ti.created || (o->dry_run && ti.missing))
 		p->stats->folders_created++;   /* (a dry run: would create) */
 

@@ -699,13 +699,15 @@ md_list(struct target *t, const struct msgsum_list *src, bool settle,
 	size_t nf, ns, n = 0, i = 0, k = 0, bytes = 0, c_total = 0;
 	struct msgsum_list served = { 0 };
 	struct state_msg *v;
-	struct maildir_msg *ma = xmalloc(sizeof(*ma)), *mb = xmalloc(sizeof(*mb));
+	struct maildir_msg *ma, *mb;
 	char *strings, *strings_end;
 
 	/* files a crashed run delivered but did not list */
 	if (settle && mt->lo == 1 && maildir_folder_unlisted_count(mt->f) > 0 &&
 	    adopt_unlisted(mt, src, error_r) < 0)
 		return -1;
+	ma = xmalloc(sizeof(*ma));
+	mb = xmalloc(sizeof(*mb));
 	if (settle) {
 		plan_keywords(mt->f, src);
 		plan_keywords(mt->stage, src);

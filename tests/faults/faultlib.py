@@ -328,6 +328,122 @@ class FaultProxy:
             self._rst(c, u)
 
 
+class GhostProxy:
+    """A TCP proxy 127.0.0.1:port -> 127.0.0.1:upstream that takes in what
+    a client sends as fast as it comes and passes it on at `rate` bytes per
+    second. When the client is gone (kill -9), what it sent is still passed
+    on before the upstream is closed, as the dead client's socket buffer
+    and the server's are: the server runs those commands after the client
+    died. backlog() is what was taken in and not yet passed on; done() is
+    true once every connection has passed everything on."""
+
+    def __init__(self, upstream_port, rate):
+        import socket
+        import threading
+        self.upstream, self.rate = upstream_port, rate
+        self.lock = threading.Lock()
+        self.taken = self.passed = 0
+        self.active = 0
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self):
+        self.sock.close()
+
+    def backlog(self):
+        with self.lock:
+            return self.taken - self.passed
+
+    def done(self):
+        with self.lock:
+            return self.active == 0
+
+    def _accept(self):
+        import collections
+        import socket
+        import threading
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            u = socket.create_connection(("127.0.0.1", self.upstream))
+            q = collections.deque()
+            cond = threading.Condition()
+            state = {"gone": False}
+            with self.lock:
+                self.active += 1
+            threading.Thread(target=self._take, args=(c, q, cond, state), daemon=True).start()
+            threading.Thread(target=self._pass, args=(u, q, cond, state), daemon=True).start()
+            threading.Thread(target=self._back, args=(u, c), daemon=True).start()
+
+    def _take(self, c, q, cond, state):
+        try:
+            while True:
+                data = c.recv(65536)
+                if not data:
+                    break
+                with cond:
+                    q.append(data)
+                    cond.notify()
+                with self.lock:
+                    self.taken += len(data)
+        except OSError:
+            pass
+        with cond:
+            state["gone"] = True
+            cond.notify()
+
+    def _pass(self, u, q, cond, state):
+        import socket
+        t0, sent = time.monotonic(), 0
+        try:
+            while True:
+                with cond:
+                    while not q and not state["gone"]:
+                        cond.wait()
+                    if not q:
+                        break
+                    data = q.popleft()
+                u.sendall(data)
+                sent += len(data)
+                with self.lock:
+                    self.passed += len(data)
+                ahead = sent / self.rate - (time.monotonic() - t0)
+                if ahead > 0:
+                    time.sleep(ahead)
+            u.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        finally:
+            with self.lock:
+                self.active -= 1
+
+    @staticmethod
+    def _back(u, c):
+        """Server to client; once the client is gone the server's replies
+        are read and dropped, so that it runs every command it was sent."""
+        client = True
+        try:
+            while True:
+                data = u.recv(65536)
+                if not data:
+                    break
+                if client:
+                    try:
+                        c.sendall(data)
+                    except OSError:
+                        client = False
+        except OSError:
+            pass
+        for x in (u, c):
+            try:
+                x.close()
+            except OSError:
+                pass
+
+
 def sha_multiset(snap):
     """{folder: sorted body SHA-256 list} of an M.snapshot()."""
     return {f: sorted(m["sha"] for m in v["msgs"].values()) for f, v in snap.items()}

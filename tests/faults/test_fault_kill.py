@@ -12,6 +12,12 @@
   plan_probe    `imapferry plan` SIGKILLed while its target probe folder
                 exists (defect 2); the next plan deletes it; no
                 imapferry-probe folder remains in the mailbox.
+  imap_ghost_appends  `imapferry copy` into an IMAP target SIGKILLed while
+                APPENDs it sent are still on their way (a proxy passes
+                them on slowly, as socket buffers do): the server commits
+                them after the process died. The next run, started at once,
+                must wait for the folder to settle and match them: every
+                message once.
 
 Kill moments are uniform in [0, T] where T is the measured time of an
 uninterrupted run; IMAPFERRY_TEST_SEED replays them.
@@ -208,6 +214,47 @@ def test_run_maildir():
                 if "imapferry" in e]
         assert not junk, f"left in the Maildir: {junk}"
         H.log(f"run_maildir: final run kept {n} messages in {len(src)} folders")
+
+
+
+def test_imap_ghost_appends():
+    with H.Dovecot("fk-gdst", users={USER: PW}, ssl=False) as d:
+        # groups of at most 8 MiB pass in ~2 s, less than the next run's
+        # 3 s of quiet; 4 MB on their way take a second to land
+        proxy = F.GhostProxy(d.port, rate=4_000_000)
+        try:
+            state = os.path.join(TMP, "ghost.db")
+            env = F.ferry_env(src_pw=PW, dst_pw=PW)
+            via = f"imap://{USER}@127.0.0.1:{proxy.port}?tls=none"
+            proc = F.start(["copy", "--state", state, src_url(), via], env)
+            deadline = time.monotonic() + 60
+            while proxy.backlog() < 4_000_000 and proc.poll() is None and \
+                    time.monotonic() < deadline:
+                time.sleep(0.005)
+            assert proc.poll() is None, "the copy ended before APPENDs piled up"
+            backlog = proxy.backlog()
+            F.kill_after(proc, 0)
+            # at once, while the dead copy's APPENDs are still arriving
+            # (the same URL: the state keys folders by it)
+            p = F.run(["copy", "--state", state, src_url(), via], env)
+            assert p.returncode == 0, f"next run: {p.returncode}\n{p.stderr[-3000:]}"
+            while not proxy.done() and time.monotonic() < deadline + 60:
+                time.sleep(0.05)
+            assert proxy.done(), "the proxy never passed everything on"
+            time.sleep(0.5)
+            src, dst = M.snapshot(S, USER, PW), M.snapshot(d, USER, PW)
+            lost, dup = F.lost_and_duplicated(src, dst)
+            per = {f: (len(src.get(f, {"msgs": {}})["msgs"]), len(v["msgs"]))
+                   for f, v in dst.items()}
+            assert (lost, dup) == (0, 0), \
+                f"{lost} lost, {dup} duplicated; (source, target) per folder {per}\n" \
+                f"{p.stderr[-3000:]}"
+            waited = [ln for ln in p.stderr.splitlines() if "waiting until it settles" in ln]
+            assert waited, f"the next run did not see the folder grow\n{p.stderr[-2000:]}"
+            H.log(f"imap_ghost_appends: killed with {backlog} bytes on their way; "
+                  f"next run: {waited[0].split(': ', 1)[-1][:110]!r}; 0 lost, 0 duplicated")
+        finally:
+            proxy.close()
 
 
 if __name__ == "__main__":
