@@ -16,6 +16,10 @@ apt-get install -y --no-install-recommends \
 	libssl-dev libsqlite3-dev libpq-dev zlib1g-dev libcmocka-dev \
 	dovecot-core dovecot-imapd dovecot-pop3d isync openssl python3 \
 	ca-certificates procps sqlite3 postgresql iproute2 time
+# losetup (mount) and mkfs.ext4 (e2fsprogs): test_maildir_target's test_i
+# makes journaled and journal-less ext4 file systems on loop devices, and
+# bench/ puts each target on a new one.
+apt-get install -y --no-install-recommends mount e2fsprogs
 # The manual page test (man -l) and the package stage (scripts/package.sh:
 # dpkg-buildpackage with debhelper, then man -w on the installed pages).
 apt-get install -y --no-install-recommends \
