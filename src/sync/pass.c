@@ -572,9 +572,11 @@ settle_target(struct pass *p, const struct target_open *topen,
 			return p->worst;
 		}
 		if (now.uidnext != ti->uidnext || now.exists != ti->exists) {
-			log_info("%s: the target folder changed (%u messages, then %u) "
-			         "after the last pass stopped: waiting until it settles",
-			         p->shown, ti->exists, now.exists);
+			if (since == start)     /* once, not at every poll */
+				log_info("%s: the target folder changed (%u messages, "
+				         "then %u) after the last pass stopped: waiting "
+				         "until it settles", p->shown, ti->exists,
+				         now.exists);
 			since = time_mono_ms();
 		}
 		now.created = ti->created;
